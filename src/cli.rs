@@ -1,0 +1,68 @@
+//! Command-line definitions (clap types only; behaviour lives in the library).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::servers::Builtin;
+
+/// Test harness and load tester for the socket servers of a computer-networks lab.
+#[derive(Debug, Parser)]
+#[command(
+    name = "labrun",
+    version,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    after_help = "Exit codes: 0 every check passed · 1 a check failed · 2 bad input · 3 could not run · 130 interrupted"
+)]
+pub struct Cli {
+    /// What to do; without one, the arguments are scenarios to run.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Scenarios to run (same as `labrun run`).
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run scenarios: start their servers, drive their clients, check and report.
+    Run(RunArgs),
+    /// Check scenario files without starting anything or touching the network.
+    Validate {
+        /// Scenario files.
+        #[arg(required = true, value_name = "SCENARIO")]
+        files: Vec<PathBuf>,
+    },
+    /// Run a built-in reference server on 127.0.0.1 until killed (try it with `nc`).
+    Serve {
+        /// Which server.
+        builtin: Builtin,
+        /// Port to listen on; 0 picks a free one and prints it.
+        #[arg(long, default_value_t = 6000)]
+        port: u16,
+    },
+    /// List the built-in servers and workloads.
+    List,
+}
+
+/// Options of a run.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Scenario files, run one after another.
+    #[arg(required = true, value_name = "SCENARIO")]
+    pub scenarios: Vec<PathBuf>,
+    /// Folder for report files.
+    #[arg(long, value_name = "DIR", default_value = "reports")]
+    pub out: PathBuf,
+    /// Seed for message bodies (overrides the scenario's `seed`).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Print only the verdict line of each scenario.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Do not write report files.
+    #[arg(long)]
+    pub no_report: bool,
+}

@@ -1,0 +1,74 @@
+//! The top-level error: why labrun could not do its job, and which exit code that means.
+//!
+//! A server that fails its checks is not an error (that is exit 1, decided by the verdict).
+//! Errors are bad input (exit 2) or being unable to run (exit 3); the mapping is one `match`.
+
+use std::path::PathBuf;
+
+use crate::scenario::ScenarioError;
+use crate::supervise::SuperviseError;
+
+/// Exit code: a check failed.
+pub const EXIT_FAILED: u8 = 1;
+/// Exit code: bad input (command line, scenario).
+pub const EXIT_BAD_INPUT: u8 = 2;
+/// Exit code: could not run (server would not start, internal error).
+pub const EXIT_COULD_NOT_RUN: u8 = 3;
+/// Exit code: interrupted by Ctrl-C or SIGTERM.
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+/// Why labrun stopped without a verdict.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A scenario file is missing or invalid.
+    #[error(transparent)]
+    Scenario(#[from] ScenarioError),
+    /// `labrun validate` found invalid files (each was already printed).
+    #[error("{invalid} of {total} scenario files are invalid")]
+    ScenariosInvalid {
+        /// How many failed.
+        invalid: usize,
+        /// How many were checked.
+        total: usize,
+    },
+    /// A server under test could not be started.
+    #[error(transparent)]
+    Supervise(#[from] SuperviseError),
+    /// The report file could not be written.
+    #[error("cannot write report `{}`", path.display())]
+    WriteReport {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `labrun serve` could not serve.
+    #[error("built-in server `{builtin}` failed")]
+    Serve {
+        /// Which server.
+        builtin: &'static str,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The async runtime could not be created.
+    #[error("cannot start the async runtime")]
+    Runtime(#[source] std::io::Error),
+    /// Ctrl-C arrived before the run produced anything to report.
+    #[error("interrupted before the run started")]
+    Interrupted,
+}
+
+impl Error {
+    /// The process exit code this error maps to.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Scenario(_) | Error::ScenariosInvalid { .. } => EXIT_BAD_INPUT,
+            Error::Supervise(_) | Error::WriteReport { .. } | Error::Serve { .. } | Error::Runtime(_) => {
+                EXIT_COULD_NOT_RUN
+            }
+            Error::Interrupted => EXIT_INTERRUPTED,
+        }
+    }
+}

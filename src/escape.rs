@@ -1,0 +1,73 @@
+//! Making untrusted bytes safe to show on a terminal or in a report.
+//!
+//! Everything a server under test sends or prints may be binary, invalid UTF-8, or carry
+//! terminal escape sequences that would repaint or hijack the user's terminal. Nothing a
+//! server wrote reaches a human without passing through [`escape_bytes`]: valid UTF-8 text
+//! stays readable, everything else becomes a visible escape (`\n`, `\x1b`, `\u{202e}`).
+
+use std::fmt::Write;
+
+/// Renders bytes as printable text: printable characters as themselves, common controls as
+/// `\n` `\r` `\t`, other bytes as `\xNN`, and invisible or bidi-control characters as
+/// `\u{...}`. The output never contains a control character.
+pub fn escape_bytes(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            push_char(&mut out, c);
+        }
+        for byte in chunk.invalid() {
+            let _ = write!(out, "\\x{byte:02x}");
+        }
+    }
+    out
+}
+
+/// Like [`escape_bytes`] but keeps line breaks, for multi-line output tails shown as a block.
+pub fn escape_lines(bytes: &[u8]) -> String {
+    bytes
+        .split(|&b| b == b'\n')
+        .map(escape_bytes)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn push_char(out: &mut String, c: char) {
+    match c {
+        '\n' => out.push_str("\\n"),
+        '\r' => out.push_str("\\r"),
+        '\t' => out.push_str("\\t"),
+        '\\' => out.push_str("\\\\"),
+        c if (c as u32) < 0x80 && c.is_ascii_control() => {
+            let _ = write!(out, "\\x{:02x}", c as u32);
+        }
+        c if c.is_control() || is_invisible_format(c) => {
+            let _ = write!(out, "\\u{{{:x}}}", c as u32);
+        }
+        c => out.push(c),
+    }
+}
+
+/// Format characters that can reorder or hide text (bidi overrides, zero-width joiners).
+fn is_invisible_format(c: char) -> bool {
+    matches!(c as u32, 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x2064 | 0x2066..=0x2069 | 0xFEFF)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_text_and_escapes_everything_else() {
+        assert_eq!(escape_bytes(b"hello"), "hello");
+        assert_eq!(escape_bytes("héllo".as_bytes()), "héllo");
+        assert_eq!(escape_bytes(b"a\nb\x1b[2J\xff\x00"), "a\\nb\\x1b[2J\\xff\\x00");
+        assert_eq!(escape_bytes("\u{202e}evil".as_bytes()), "\\u{202e}evil");
+        assert_eq!(escape_bytes("\u{9b}".as_bytes()), "\\u{9b}");
+    }
+
+    #[test]
+    fn lines_keep_breaks_but_nothing_else() {
+        assert_eq!(escape_lines(b"one\ntwo\x07"), "one\ntwo\\x07");
+    }
+}

@@ -1,0 +1,149 @@
+//! labrun: a scriptable test harness and load tester for the socket servers of a
+//! computer-networks lab.
+//!
+//! # Layout
+//!
+//! Data flows one way: `scenario` (TOML → [`scenario::Plan`]) → `supervise` (launch servers,
+//! readiness, teardown) → `workload` (simulated clients → [`workload::ClientRecord`]s) →
+//! `metrics` (histograms) and `verify` (checks and findings) → `report` (terminal, JSON).
+//! `servers` holds the built-in reference servers that `labrun serve` runs as child processes.
+//! [`run`] dispatches the command line; `run.rs` wires the stages for one scenario.
+
+#![warn(missing_docs)]
+
+pub mod cli;
+pub mod error;
+pub mod escape;
+mod interrupt;
+pub mod metrics;
+pub mod report;
+mod run;
+pub mod scenario;
+pub mod servers;
+pub mod supervise;
+pub mod units;
+pub mod verify;
+pub mod workload;
+
+use std::io::Write;
+
+pub use error::Error;
+pub use report::Outcome;
+pub use run::PANIC_INJECTION_VARIABLE;
+
+use cli::{Cli, Command, RunArgs};
+use report::style::{Environment, Styles};
+
+/// Carries out the command line. Returns the overall outcome, or why there is none.
+pub fn run(cli: Cli) -> Result<Outcome, Error> {
+    match cli.command {
+        Some(Command::Serve { builtin, port }) => {
+            servers::serve(builtin, port).map_err(|source| Error::Serve {
+                builtin: builtin.name(),
+                source,
+            })?;
+            Ok(Outcome::Pass)
+        }
+        Some(Command::List) => {
+            list(&mut std::io::stdout().lock());
+            Ok(Outcome::Pass)
+        }
+        Some(Command::Validate { files }) => validate(&files),
+        Some(Command::Run(args)) => run_scenarios(args),
+        None => run_scenarios(cli.run),
+    }
+}
+
+/// The exit code of an outcome: 0 pass, 1 fail, 130 interrupted.
+pub fn exit_code(outcome: Outcome) -> u8 {
+    match outcome {
+        Outcome::Pass => 0,
+        Outcome::Fail => error::EXIT_FAILED,
+        Outcome::Interrupted => error::EXIT_INTERRUPTED,
+    }
+}
+
+fn run_scenarios(args: RunArgs) -> Result<Outcome, Error> {
+    // Every file is validated before anything starts: a typo in the third scenario must not
+    // surface after the first two have run for minutes.
+    let mut plans = args
+        .scenarios
+        .iter()
+        .map(|path| scenario::load(path))
+        .collect::<Result<Vec<_>, _>>()?;
+    if let Some(seed) = args.seed {
+        plans.iter_mut().for_each(|plan| plan.seed = seed);
+    }
+    supervise::registry::install_panic_hook();
+    workload::raise_open_files_limit();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(Error::Runtime)?;
+    let options = run::RunOptions {
+        report_dir: (!args.no_report).then(|| args.out.clone()),
+        quiet: args.quiet,
+        styles: Styles::resolve(Environment::detect(), args.quiet),
+    };
+    runtime.block_on(async {
+        let cancel = interrupt::watch().map_err(Error::Runtime)?;
+        let mut overall = Outcome::Pass;
+        for (i, plan) in plans.iter().enumerate() {
+            if i > 0 && !options.quiet {
+                println!();
+            }
+            let report = run::run_scenario(plan, &options, &cancel).await?;
+            overall = match (overall, report.outcome) {
+                (_, Outcome::Interrupted) => return Ok(Outcome::Interrupted),
+                (Outcome::Fail, _) | (_, Outcome::Fail) => Outcome::Fail,
+                _ => Outcome::Pass,
+            };
+        }
+        Ok(overall)
+    })
+}
+
+fn validate(files: &[std::path::PathBuf]) -> Result<Outcome, Error> {
+    let mut invalid = 0;
+    for path in files {
+        match scenario::load(path) {
+            Ok(plan) => {
+                let clients: u64 = plan.groups.iter().map(|g| u64::from(g.count)).sum();
+                println!(
+                    "ok {}: `{}`, {} server(s), {} client group(s), {clients} client(s)",
+                    path.display(),
+                    plan.name,
+                    plan.servers.len(),
+                    plan.groups.len()
+                );
+            }
+            Err(err) => {
+                invalid += 1;
+                eprintln!("error: {err}");
+            }
+        }
+    }
+    match invalid {
+        0 => Ok(Outcome::Pass),
+        _ => Err(Error::ScenariosInvalid {
+            invalid,
+            total: files.len(),
+        }),
+    }
+}
+
+fn list(out: &mut impl Write) {
+    let _ = writeln!(
+        out,
+        "built-in servers (builtin = \"...\", or `labrun serve NAME --port P`):"
+    );
+    for builtin in servers::Builtin::ALL {
+        let _ = writeln!(out, "  {:<16} {}", builtin.name(), builtin.summary());
+    }
+    let _ = writeln!(out, "\nworkloads (workload = \"...\"):");
+    let _ = writeln!(
+        out,
+        "  {:<16} send messages, verify every byte comes back in order",
+        "echo"
+    );
+}

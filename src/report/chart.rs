@@ -1,0 +1,104 @@
+//! ASCII histograms of latency distributions.
+//!
+//! Buckets are spaced logarithmically between the smallest and largest sample, because
+//! latency spans orders of magnitude: an iterative server's waits run from microseconds for
+//! the first client to seconds for the last, and a linear scale would show one bar.
+
+use crate::metrics::Latency;
+use crate::units;
+
+const BUCKETS: usize = 12;
+const EIGHTHS: [char; 8] = [' ', '▏', '▎', '▍', '▌', '▋', '▊', '▉'];
+
+/// One line per non-empty bucket: range, bar, count and share, bars at most `bar_width` wide.
+pub fn histogram_lines(latency: &Latency, bar_width: usize) -> Vec<String> {
+    let histogram = latency.histogram();
+    if histogram.is_empty() {
+        return vec!["(no samples)".to_owned()];
+    }
+    let (low, high) = (histogram.min().max(1), histogram.max().max(1));
+    let edges = bucket_edges(low, high);
+    let mut counts = vec![0u64; edges.len() - 1];
+    for step in histogram.iter_recorded() {
+        let value = step.value_iterated_to();
+        let bucket = edges[1..]
+            .iter()
+            .position(|&edge| value <= edge)
+            .unwrap_or(counts.len() - 1);
+        counts[bucket] += step.count_at_value();
+    }
+    let tallest = counts.iter().copied().max().unwrap_or(1).max(1);
+    let total = histogram.len() as f64;
+    let labels: Vec<(String, String)> = edges
+        .windows(2)
+        .map(|w| (units::micros(w[0]), units::micros(w[1])))
+        .collect();
+    let from_width = labels.iter().map(|(a, _)| a.chars().count()).max().unwrap_or(0);
+    let to_width = labels.iter().map(|(_, b)| b.chars().count()).max().unwrap_or(0);
+    counts
+        .iter()
+        .zip(&labels)
+        .filter(|(count, _)| **count > 0)
+        .map(|(&count, (from, to))| {
+            format!(
+                "{from:>from_width$} – {to:>to_width$} │{} {} ({:.1}%)",
+                bar(count, tallest, bar_width),
+                units::count(count),
+                100.0 * count as f64 / total
+            )
+        })
+        .collect()
+}
+
+fn bucket_edges(low: u64, high: u64) -> Vec<u64> {
+    if low >= high {
+        return vec![low.saturating_sub(1), high];
+    }
+    let ratio = (high as f64 / low as f64).powf(1.0 / BUCKETS as f64);
+    let mut edges = vec![low.saturating_sub(1)];
+    for i in 1..BUCKETS {
+        let edge = (low as f64 * ratio.powi(i as i32)).round() as u64;
+        if edge > *edges.last().expect("edges start non-empty") && edge < high {
+            edges.push(edge);
+        }
+    }
+    edges.push(high);
+    edges
+}
+
+fn bar(count: u64, tallest: u64, width: usize) -> String {
+    let eighths = (count as f64 / tallest as f64 * (width * 8) as f64).round() as usize;
+    let eighths = eighths.max(1);
+    let mut bar = "█".repeat(eighths / 8);
+    if !eighths.is_multiple_of(8) {
+        bar.push(EIGHTHS[eighths % 8]);
+    }
+    bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_every_sample_once_and_scales_bars() {
+        let mut latency = Latency::default();
+        for v in [10, 10, 10, 11, 50, 900, 1_000, 20_000] {
+            latency.record_us(v);
+        }
+        let lines = histogram_lines(&latency, 20);
+        let counted: u64 = lines
+            .iter()
+            .map(|l| l.split_whitespace().rev().nth(1).unwrap().parse::<u64>().unwrap())
+            .sum();
+        assert_eq!(counted, 8);
+        assert!(lines[0].contains(&"█".repeat(20)), "{lines:#?}");
+    }
+
+    #[test]
+    fn a_single_value_makes_one_bucket() {
+        let mut latency = Latency::default();
+        latency.record_us(42);
+        assert_eq!(histogram_lines(&latency, 10).len(), 1);
+    }
+}

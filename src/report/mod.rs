@@ -1,0 +1,184 @@
+//! Reports: the run's result as data, and the renderers that turn it into bytes.
+//!
+//! [`Report`] is assembled once from the plan, the client records' figures, the verdict and
+//! the servers' ends; every renderer (terminal, JSON) reads only the `Report`. The JSON form
+//! is versioned by [`SCHEMA_VERSION`] and carries histograms losslessly.
+
+pub mod chart;
+pub mod json;
+pub mod progress;
+pub mod style;
+pub mod terminal;
+pub mod writer;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+use crate::metrics::{GroupFigures, LatencySet};
+use crate::scenario::Plan;
+use crate::supervise::ServerEnd;
+use crate::verify::{Check, Finding, Verdict};
+
+/// Version of the JSON report layout; bumped on any incompatible change.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// How a run ended overall.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// Every check held.
+    Pass,
+    /// At least one check failed.
+    Fail,
+    /// Ctrl-C (or SIGTERM) stopped the run; figures are partial.
+    Interrupted,
+}
+
+/// Everything a run found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Layout version of this document.
+    pub schema_version: u32,
+    /// The labrun version that produced it.
+    pub labrun_version: &'static str,
+    /// The scenario as planned (defaults applied).
+    pub scenario: Plan,
+    /// Wall-clock start, RFC 3339 UTC.
+    pub started_at: String,
+    /// Whole run, server start to teardown, in milliseconds.
+    pub duration_ms: f64,
+    /// Overall result.
+    pub outcome: Outcome,
+    /// False when the run was interrupted and figures are partial.
+    pub complete: bool,
+    /// How each server ran and ended.
+    pub servers: Vec<ServerEnd>,
+    /// Figures per client group.
+    pub groups: Vec<GroupReport>,
+    /// Figures over all groups.
+    pub total: GroupReport,
+    /// One verdict line per check.
+    pub checks: Vec<Check>,
+    /// Everything that went wrong.
+    pub findings: Vec<Finding>,
+}
+
+/// Figures of one client group (or of all of them).
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupReport {
+    /// Group name (`all` for the total).
+    pub name: String,
+    /// The server it talked to (empty for the total when several).
+    pub server: String,
+    /// Clients.
+    pub clients: u32,
+    /// Clients that finished every message.
+    pub clients_completed: u32,
+    /// Messages echoed.
+    pub messages: u64,
+    /// Bytes sent.
+    pub bytes_sent: u64,
+    /// Bytes received and verified.
+    pub bytes_received: u64,
+    /// Connection errors by class.
+    pub errors: BTreeMap<&'static str, u64>,
+    /// First connect to last close, in milliseconds.
+    pub active_ms: f64,
+    /// Echoed messages per second over the active time.
+    pub messages_per_second: f64,
+    /// Latency distributions.
+    pub latency: LatencySet,
+}
+
+impl GroupReport {
+    fn new(name: String, server: String, figures: &GroupFigures) -> Self {
+        GroupReport {
+            name,
+            server,
+            clients: figures.clients,
+            clients_completed: figures.clients_completed,
+            messages: figures.messages,
+            bytes_sent: figures.bytes_sent,
+            bytes_received: figures.bytes_received,
+            errors: figures
+                .errors
+                .iter()
+                .map(|(kind, n)| (kind.label(), *n))
+                .collect(),
+            active_ms: figures.active.as_secs_f64() * 1000.0,
+            messages_per_second: figures.messages_per_second(),
+            latency: figures.latency.clone(),
+        }
+    }
+
+    /// Connection errors of every class.
+    pub fn error_count(&self) -> u64 {
+        self.errors.values().sum()
+    }
+}
+
+/// The parts a report is assembled from.
+pub struct RunResult<'a> {
+    /// The plan that ran.
+    pub plan: &'a Plan,
+    /// Figures per group, indexed like `plan.groups`.
+    pub groups: &'a [GroupFigures],
+    /// Figures over all groups.
+    pub total: &'a GroupFigures,
+    /// How the servers ended.
+    pub servers: Vec<ServerEnd>,
+    /// The judgement.
+    pub verdict: Verdict,
+    /// When the run started.
+    pub started_at: SystemTime,
+    /// How long it took.
+    pub duration: Duration,
+    /// Whether Ctrl-C stopped it.
+    pub interrupted: bool,
+}
+
+impl Report {
+    /// Assembles the report of a finished (or interrupted) run.
+    pub fn assemble(run: RunResult) -> Report {
+        let plan = run.plan;
+        let groups = plan
+            .groups
+            .iter()
+            .zip(run.groups)
+            .map(|(group, figures)| {
+                GroupReport::new(
+                    group.name.clone(),
+                    plan.servers[group.server].name.clone(),
+                    figures,
+                )
+            })
+            .collect();
+        let total_server = match plan.servers.as_slice() {
+            [only] => only.name.clone(),
+            _ => String::new(),
+        };
+        let outcome = if run.interrupted {
+            Outcome::Interrupted
+        } else if run.verdict.passed() {
+            Outcome::Pass
+        } else {
+            Outcome::Fail
+        };
+        Report {
+            schema_version: SCHEMA_VERSION,
+            labrun_version: env!("CARGO_PKG_VERSION"),
+            scenario: plan.clone(),
+            started_at: humantime::format_rfc3339_millis(run.started_at).to_string(),
+            duration_ms: run.duration.as_secs_f64() * 1000.0,
+            outcome,
+            complete: !run.interrupted,
+            servers: run.servers,
+            groups,
+            total: GroupReport::new("all".into(), total_server, run.total),
+            checks: run.verdict.checks,
+            findings: run.verdict.findings,
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! Terminal styling decided once, from facts passed in, so renderers stay testable.
+//!
+//! Colour is on only when stdout is a terminal, `NO_COLOR` is unset or empty and `TERM` is
+//! not `dumb`. Progress bars additionally need stderr to be a terminal and `CI` to be unset.
+
+/// The facts output decisions depend on.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Environment {
+    /// stdout is a terminal.
+    pub stdout_tty: bool,
+    /// stderr is a terminal.
+    pub stderr_tty: bool,
+    /// `NO_COLOR` is set to something non-empty.
+    pub no_color: bool,
+    /// `TERM=dumb`.
+    pub dumb_terminal: bool,
+    /// `CI` is set.
+    pub ci: bool,
+}
+
+impl Environment {
+    /// Reads the real process environment.
+    pub fn detect() -> Self {
+        use std::io::IsTerminal;
+        let set = |name| std::env::var_os(name).is_some_and(|v| !v.is_empty());
+        Environment {
+            stdout_tty: std::io::stdout().is_terminal(),
+            stderr_tty: std::io::stderr().is_terminal(),
+            no_color: set("NO_COLOR"),
+            dumb_terminal: std::env::var_os("TERM").is_some_and(|t| t == "dumb"),
+            ci: set("CI"),
+        }
+    }
+}
+
+/// How to paint output.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Styles {
+    /// Emit ANSI colours on stdout.
+    pub color: bool,
+    /// Show a progress bar on stderr.
+    pub progress: bool,
+}
+
+/// What a piece of text means, for painting.
+#[derive(Debug, Clone, Copy)]
+pub enum Tone {
+    /// A check that held.
+    Pass,
+    /// A check that failed.
+    Fail,
+    /// Secondary text.
+    Dim,
+    /// Headings.
+    Bold,
+}
+
+impl Styles {
+    /// Decides styling from the environment and the `--quiet` flag.
+    pub fn resolve(env: Environment, quiet: bool) -> Self {
+        Styles {
+            color: env.stdout_tty && !env.no_color && !env.dumb_terminal,
+            progress: env.stderr_tty && !env.ci && !env.dumb_terminal && !quiet,
+        }
+    }
+
+    /// Wraps `text` in the tone's colour when colour is on.
+    pub fn paint(&self, tone: Tone, text: &str) -> String {
+        if !self.color {
+            return text.to_owned();
+        }
+        let code = match tone {
+            Tone::Pass => "1;32",
+            Tone::Fail => "1;31",
+            Tone::Dim => "2",
+            Tone::Bold => "1",
+        };
+        format!("\x1b[{code}m{text}\x1b[0m")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colour_and_bars_follow_the_environment() {
+        let tty = Environment {
+            stdout_tty: true,
+            stderr_tty: true,
+            ..Default::default()
+        };
+        assert!(Styles::resolve(tty, false).color);
+        assert!(Styles::resolve(tty, false).progress);
+        assert!(
+            !Styles::resolve(
+                Environment {
+                    no_color: true,
+                    ..tty
+                },
+                false
+            )
+            .color
+        );
+        assert!(!Styles::resolve(Environment { ci: true, ..tty }, false).progress);
+        assert!(!Styles::resolve(tty, true).progress);
+        assert!(!Styles::resolve(Environment::default(), false).color);
+        assert_eq!(Styles::default().paint(Tone::Fail, "FAIL"), "FAIL");
+    }
+}

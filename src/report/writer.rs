@@ -1,0 +1,41 @@
+//! Writing report files atomically: a reader sees the old file or the whole new one.
+//!
+//! The bytes go to a temporary file in the same directory, are flushed to disk, and the
+//! file is renamed over the target. A crash or Ctrl-C mid-write leaves at most a stray
+//! temporary file (removed on drop), never a truncated report.
+
+use std::io::{self, Write};
+use std::path::Path;
+
+/// Writes `bytes` to `path` via a temporary file and a rename, creating the directory.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let directory = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(directory)?;
+    let mut temporary = tempfile::Builder::new()
+        .prefix(".labrun-")
+        .suffix(".tmp")
+        .tempfile_in(directory)?;
+    temporary.write_all(bytes)?;
+    temporary.as_file().sync_all()?;
+    temporary.persist(path).map_err(|err| err.error)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replaces_whole_file_and_leaves_no_temporaries() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("nested/report.json");
+        write_atomically(&target, b"first").unwrap();
+        write_atomically(&target, b"second").unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"second");
+        let names: Vec<_> = std::fs::read_dir(target.parent().unwrap()).unwrap().collect();
+        assert_eq!(names.len(), 1);
+    }
+}

@@ -1,0 +1,161 @@
+//! One scenario, end to end: plan → supervise → drive → verify → report.
+//!
+//! This is the only place the stages meet. Servers are torn down before anything is judged
+//! or printed, and on every early return their handles' `Drop` kills them, so no path out
+//! of here leaves a process behind.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::SystemTime;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::Error;
+use crate::metrics::GroupFigures;
+use crate::report::progress::Progress;
+use crate::report::style::Styles;
+use crate::report::{self, Report, RunResult};
+use crate::scenario::Plan;
+use crate::supervise::Servers;
+use crate::verify::{self, Evidence};
+use crate::workload::{self, DriveSetup};
+
+/// Set to `after-ready` to make labrun panic once its servers are up: lets the test suite
+/// prove that a panic still tears every server down.
+pub const PANIC_INJECTION_VARIABLE: &str = "LABRUN_TEST_PANIC";
+
+/// How to run and where to put results.
+pub struct RunOptions {
+    /// Folder for report files, or `None` to write none.
+    pub report_dir: Option<PathBuf>,
+    /// Print only the verdict line.
+    pub quiet: bool,
+    /// Terminal styling.
+    pub styles: Styles,
+}
+
+/// Runs one scenario and prints its report; returns the report.
+pub async fn run_scenario(
+    plan: &Plan,
+    options: &RunOptions,
+    cancel: &CancellationToken,
+) -> Result<Report, Error> {
+    let started_at = SystemTime::now();
+    let run_start = Instant::now();
+    let run_deadline = run_start + plan.timeout;
+
+    let servers = tokio::select! {
+        started = Servers::start(&plan.servers) => started?,
+        () = cancel.cancelled() => return Err(Error::Interrupted),
+    };
+    if std::env::var(PANIC_INJECTION_VARIABLE).is_ok_and(|v| v == "after-ready") {
+        panic!("{PANIC_INJECTION_VARIABLE}=after-ready: injected panic with servers running");
+    }
+
+    let completed = Arc::new(AtomicU64::new(0));
+    let total_messages = plan
+        .groups
+        .iter()
+        .map(|g| u64::from(g.count) * u64::from(g.messages))
+        .sum();
+    let progress = Progress::start(
+        options.styles.progress,
+        &plan.name,
+        total_messages,
+        Arc::clone(&completed),
+    );
+    let addresses = servers.addresses();
+    let drive = workload::drive(DriveSetup {
+        plan,
+        addresses: &addresses,
+        run_start,
+        run_deadline,
+        cancel: cancel.clone(),
+        progress: completed,
+    })
+    .await;
+    progress.finish();
+    let server_ends = servers.stop().await;
+
+    let groups: Vec<GroupFigures> = (0..plan.groups.len())
+        .map(|g| GroupFigures::from_records(drive.records.iter().filter(|r| r.group == g)))
+        .collect();
+    let total = GroupFigures::from_records(&drive.records);
+    let verdict = verify::evaluate(&Evidence {
+        plan,
+        records: &drive.records,
+        groups: &groups,
+        latency: &total.latency,
+        servers: &server_ends,
+    });
+    let report = Report::assemble(RunResult {
+        plan,
+        groups: &groups,
+        total: &total,
+        servers: server_ends,
+        verdict,
+        started_at,
+        duration: run_start.elapsed(),
+        interrupted: cancel.is_cancelled(),
+    });
+
+    let saved_to = match &options.report_dir {
+        Some(dir) => Some(save_json(&report, dir)?),
+        None => None,
+    };
+    print_report(&report, saved_to.as_deref(), options);
+    Ok(report)
+}
+
+fn save_json(report: &Report, dir: &Path) -> Result<PathBuf, Error> {
+    let path = dir.join(format!("{}.json", file_stem(&report.scenario.name)));
+    report::writer::write_atomically(&path, &report::json::render(report)).map_err(|source| {
+        Error::WriteReport {
+            path: path.clone(),
+            source,
+        }
+    })?;
+    Ok(path)
+}
+
+/// A scenario name made safe as a file name.
+fn file_stem(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect::<String>()
+        .trim_start_matches('.')
+        .to_owned()
+}
+
+/// Writes the terminal report to stdout. A closed stdout (`| head`) is not an error.
+fn print_report(report: &Report, saved_to: Option<&Path>, options: &RunOptions) {
+    let mut rendered = Vec::new();
+    let written = if options.quiet {
+        report::terminal::render_verdict(report, saved_to, &options.styles, &mut rendered)
+    } else {
+        report::terminal::render(report, saved_to, &options.styles, &mut rendered)
+    };
+    written.expect("rendering into memory cannot fail");
+    let _ = std::io::stdout().lock().write_all(&rendered);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::file_stem;
+
+    #[test]
+    fn report_names_are_safe_file_names() {
+        assert_eq!(file_stem("threaded"), "threaded");
+        assert_eq!(file_stem("../../etc/passwd"), "-..-etc-passwd");
+        assert_eq!(file_stem("my scenario/v2"), "my-scenario-v2");
+    }
+}

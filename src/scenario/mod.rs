@@ -1,0 +1,122 @@
+//! Scenario files: reading TOML, validating it, and producing a [`Plan`].
+//!
+//! This is the only module that knows TOML exists. `raw` mirrors the file with spans,
+//! `values` parses scalar values, `plan` applies defaults and cross-checks, `diagnostic`
+//! renders located errors. The result is either a `Plan` or a `path:line:col` error.
+
+mod diagnostic;
+mod plan;
+mod raw;
+mod values;
+
+use std::path::{Path, PathBuf};
+
+pub use diagnostic::Diagnostic;
+pub use plan::{
+    DEFAULT_REPLY_TIMEOUT, Expectations, GroupPlan, LatencyBound, Launch, MAX_CLIENTS, Percentile, Plan,
+    ServerPlan, StartSchedule,
+};
+pub use raw::{EchoExpectation, PayloadKind, WorkloadKind};
+pub use values::{PortChoice, SizeRange};
+
+/// Why a scenario could not be turned into a plan.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    /// The file could not be read at all.
+    #[error("cannot read scenario `{}`", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file was read but is not a valid scenario.
+    #[error("{0}")]
+    Invalid(Box<Diagnostic>),
+}
+
+/// Reads and validates one scenario file.
+pub fn load(path: &Path) -> Result<Plan, ScenarioError> {
+    let source = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse(path, &source)
+}
+
+/// Validates scenario text as if it were read from `path`.
+pub fn parse(path: &Path, source: &str) -> Result<Plan, ScenarioError> {
+    let invalid = |d: Diagnostic| ScenarioError::Invalid(Box::new(d));
+    let raw: raw::RawScenario = toml::from_str(source).map_err(|err| {
+        invalid(Diagnostic::new(
+            path,
+            source,
+            err.span(),
+            err.message().to_owned(),
+        ))
+    })?;
+    plan::resolve(raw, path, source).map_err(invalid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error_of(source: &str) -> String {
+        match parse(Path::new("t.toml"), source) {
+            Ok(_) => panic!("expected an error for:\n{source}"),
+            Err(err) => err.to_string(),
+        }
+    }
+
+    const MINIMAL: &str = "name = \"t\"\n[[server]]\nname = \"echo\"\nbuiltin = \"echo-async\"\n[[clients]]\nname = \"c\"\ncount = 3\n";
+
+    #[test]
+    fn minimal_scenario_gets_defaults() {
+        let plan = parse(Path::new("t.toml"), MINIMAL).unwrap();
+        assert_eq!(plan.groups[0].count, 3);
+        assert_eq!(plan.groups[0].messages, 10);
+        assert_eq!(plan.groups[0].server, 0);
+        assert_eq!(plan.expect.max_errors, 0);
+    }
+
+    #[test]
+    fn unknown_key_is_located_with_suggestion() {
+        let text = error_of(&MINIMAL.replace("count = 3", "cout = 3"));
+        assert!(text.starts_with("t.toml:7:1: unknown field `cout`"), "{text}");
+        assert!(text.contains("did you mean `count`?"), "{text}");
+    }
+
+    #[test]
+    fn wrong_type_points_at_value() {
+        let text = error_of(&MINIMAL.replace("count = 3", "count = \"many\""));
+        assert!(text.starts_with("t.toml:7:9:"), "{text}");
+    }
+
+    #[test]
+    fn missing_server_reference_points_at_reference() {
+        let text = error_of(&format!("{MINIMAL}server = \"nope\"\n"));
+        assert!(text.starts_with("t.toml:8:10: no server named `nope`"), "{text}");
+    }
+
+    #[test]
+    fn unknown_builtin_lists_choices() {
+        let text = error_of(&MINIMAL.replace("echo-async", "echo-thread"));
+        assert!(text.starts_with("t.toml:4:11:"), "{text}");
+        assert!(text.contains("did you mean `echo-threaded`?"), "{text}");
+    }
+
+    #[test]
+    fn auto_port_command_needs_placeholder() {
+        let text =
+            error_of(&MINIMAL.replace("builtin = \"echo-async\"", "command = [\"python3\", \"s.py\"]"));
+        assert!(text.contains("has no `{port}`"), "{text}");
+    }
+
+    #[test]
+    fn absurd_client_count_is_refused_before_running() {
+        let text = error_of(&MINIMAL.replace("count = 3", "count = 4000000000"));
+        assert!(text.contains("limit is 100000"), "{text}");
+    }
+}

@@ -1,0 +1,464 @@
+//! The validated run plan: defaults applied, references resolved, limits enforced.
+//!
+//! [`resolve`] is the only place that turns what a file says into what labrun will do. After
+//! it, no stage needs to know about TOML, optional keys or spans; every later error is about
+//! the run, not the file. Limits on counts and sizes live here so an absurd scenario is a
+//! clear error before a single socket is opened, not an out-of-memory crash later.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::diagnostic::Diagnostic;
+use super::raw::{
+    EchoExpectation, PayloadKind, RawClients, RawExpect, RawScenario, RawServer, StartKind, WorkloadKind,
+};
+use super::values::{PortChoice, SizeRange};
+use crate::servers::Builtin;
+
+/// Default global deadline for a run.
+pub const DEFAULT_RUN_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default time a server gets to accept its first connection.
+pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default time a client waits for each reply.
+pub const DEFAULT_REPLY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most clients one scenario may ask for, across all groups.
+pub const MAX_CLIENTS: u64 = 100_000;
+/// Most messages one client may send.
+pub const MAX_MESSAGES: u32 = 10_000_000;
+/// Largest message body.
+pub const MAX_MESSAGE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Everything a run needs, validated.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    /// Scenario name; also names the report file.
+    pub name: String,
+    /// One-sentence purpose, shown in reports.
+    pub description: Option<String>,
+    /// File the plan was read from.
+    pub source: PathBuf,
+    /// Global deadline for the whole run.
+    #[serde(serialize_with = "as_human")]
+    pub timeout: Duration,
+    /// Seed for payload generation; the same seed sends the same bytes.
+    pub seed: u64,
+    /// Servers to launch, in file order.
+    pub servers: Vec<ServerPlan>,
+    /// Client groups to drive, in file order.
+    pub groups: Vec<GroupPlan>,
+    /// What must hold for the run to pass.
+    pub expect: Expectations,
+}
+
+/// How to launch one server and when it counts as ready.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerPlan {
+    /// Name clients refer to.
+    pub name: String,
+    /// What to run.
+    pub launch: Launch,
+    /// Which port it listens on.
+    #[serde(serialize_with = "port_as_text")]
+    pub port: PortChoice,
+    /// How long it may take to accept a connection after launch.
+    #[serde(serialize_with = "as_human")]
+    pub ready_timeout: Duration,
+}
+
+/// What process a server is.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Launch {
+    /// A reference server built into labrun, run as `labrun serve NAME --port P`.
+    Builtin(Builtin),
+    /// Any program; `{port}` in its arguments is replaced by the port.
+    Command(Vec<String>),
+}
+
+/// A group of identical simulated clients.
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupPlan {
+    /// Group name, used to name clients (`name#3`).
+    pub name: String,
+    /// Index into [`Plan::servers`].
+    pub server: usize,
+    /// How many clients.
+    pub count: u32,
+    /// What each client does.
+    pub workload: WorkloadKind,
+    /// Messages per client.
+    pub messages: u32,
+    /// Body sizes, drawn uniformly.
+    pub size: SizeRange,
+    /// What bodies are made of.
+    pub payload: PayloadKind,
+    /// Pause after each reply before the next message.
+    #[serde(serialize_with = "as_human")]
+    pub think: Duration,
+    /// How clients are started.
+    pub start: StartSchedule,
+    /// How long each reply may take.
+    #[serde(serialize_with = "as_human")]
+    pub reply_timeout: Duration,
+}
+
+/// When the clients of a group start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StartSchedule {
+    /// All at once.
+    Together,
+    /// Client `i` of `n` starts at `i * ramp / n`.
+    Ramp(#[serde(serialize_with = "as_human")] Duration),
+}
+
+impl StartSchedule {
+    /// Delay before client `index` of `count` starts.
+    pub fn offset(self, index: u32, count: u32) -> Duration {
+        match self {
+            StartSchedule::Together => Duration::ZERO,
+            StartSchedule::Ramp(ramp) => ramp.mul_f64(f64::from(index) / f64::from(count.max(1))),
+        }
+    }
+}
+
+/// The checks a run is judged by.
+#[derive(Debug, Clone, Serialize)]
+pub struct Expectations {
+    /// Echo comparison mode.
+    pub echo: EchoExpectation,
+    /// Client errors (connect failures, resets, deadline) tolerated.
+    pub max_errors: u64,
+    /// Upper bounds on round-trip-time percentiles.
+    pub latency: Vec<LatencyBound>,
+}
+
+/// `latency.p99 = "50ms"` and friends.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct LatencyBound {
+    /// Which percentile.
+    pub percentile: Percentile,
+    /// Largest acceptable value.
+    #[serde(serialize_with = "as_human")]
+    pub limit: Duration,
+}
+
+/// A point of a latency distribution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Percentile {
+    /// Median.
+    P50,
+    /// 90th percentile.
+    P90,
+    /// 99th percentile.
+    P99,
+    /// 99.9th percentile.
+    P999,
+    /// Largest value.
+    Max,
+}
+
+impl Percentile {
+    /// The quantile in `0.0..=1.0`.
+    pub fn quantile(self) -> f64 {
+        match self {
+            Percentile::P50 => 0.5,
+            Percentile::P90 => 0.9,
+            Percentile::P99 => 0.99,
+            Percentile::P999 => 0.999,
+            Percentile::Max => 1.0,
+        }
+    }
+
+    /// The name used in scenario files and reports.
+    pub fn label(self) -> &'static str {
+        match self {
+            Percentile::P50 => "p50",
+            Percentile::P90 => "p90",
+            Percentile::P99 => "p99",
+            Percentile::P999 => "p99.9",
+            Percentile::Max => "max",
+        }
+    }
+}
+
+fn as_human<S: serde::Serializer>(duration: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&humantime::format_duration(*duration))
+}
+
+fn port_as_text<S: serde::Serializer>(port: &PortChoice, s: S) -> Result<S::Ok, S::Error> {
+    match port {
+        PortChoice::Auto => s.serialize_str("auto"),
+        PortChoice::Fixed(port) => s.serialize_u16(*port),
+    }
+}
+
+/// Builds located errors for one file.
+struct Locator<'a> {
+    path: &'a Path,
+    source: &'a str,
+}
+
+impl Locator<'_> {
+    fn error(&self, span: Range<usize>, message: impl Into<String>) -> Diagnostic {
+        Diagnostic::new(self.path, self.source, Some(span), message.into())
+    }
+}
+
+/// Applies defaults and checks everything that spans more than one value.
+pub fn resolve(raw: RawScenario, path: &Path, source: &str) -> Result<Plan, Diagnostic> {
+    let at = Locator { path, source };
+    let name_span = raw.name.span();
+    let name = raw.name.into_inner();
+    if name.trim().is_empty() {
+        return Err(at.error(name_span, "scenario `name` must not be empty"));
+    }
+    if raw.server.is_empty() {
+        return Err(at.error(
+            name_span,
+            "this scenario has no server; add a [[server]] table with `name` and `builtin` or `command`",
+        ));
+    }
+    if raw.clients.is_empty() {
+        return Err(at.error(
+            name_span,
+            "this scenario has no clients; add a [[clients]] table with `name` and `count`",
+        ));
+    }
+
+    let mut servers = Vec::with_capacity(raw.server.len());
+    for table in raw.server {
+        let span = table.span();
+        let server = resolve_server(table.into_inner(), span.clone(), &at)?;
+        if servers.iter().any(|s: &ServerPlan| s.name == server.name) {
+            return Err(at.error(span, format!("two servers are named `{}`", server.name)));
+        }
+        servers.push(server);
+    }
+
+    let mut groups: Vec<GroupPlan> = Vec::with_capacity(raw.clients.len());
+    let mut total_clients = 0u64;
+    for table in raw.clients {
+        let span = table.span();
+        let group = resolve_group(table.into_inner(), &servers, &at)?;
+        if groups.iter().any(|g| g.name == group.name) {
+            return Err(at.error(span, format!("two client groups are named `{}`", group.name)));
+        }
+        total_clients += u64::from(group.count);
+        if total_clients > MAX_CLIENTS {
+            return Err(at.error(
+                span,
+                format!("this scenario asks for {total_clients} clients in all; the limit is {MAX_CLIENTS}"),
+            ));
+        }
+        groups.push(group);
+    }
+
+    let timeout = raw.timeout.map_or(DEFAULT_RUN_TIMEOUT, |t| t.0);
+    if timeout.is_zero() {
+        return Err(at.error(name_span, "the scenario `timeout` must be longer than zero"));
+    }
+
+    Ok(Plan {
+        name,
+        description: raw.description,
+        source: path.to_owned(),
+        timeout,
+        seed: raw.seed.unwrap_or(0),
+        servers,
+        groups,
+        expect: resolve_expect(raw.expect),
+    })
+}
+
+fn resolve_server(raw: RawServer, span: Range<usize>, at: &Locator) -> Result<ServerPlan, Diagnostic> {
+    let name = raw.name.into_inner();
+    let port = raw.port.unwrap_or_default();
+    let launch = match (raw.builtin, raw.command) {
+        (Some(builtin), None) => Launch::Builtin(builtin),
+        (None, Some(command)) => {
+            let command_span = command.span();
+            let argv = command.into_inner();
+            if argv.first().is_none_or(|program| program.is_empty()) {
+                return Err(at.error(
+                    command_span,
+                    "`command` must name a program, like [\"python3\", \"server.py\", \"{port}\"]",
+                ));
+            }
+            if port == PortChoice::Auto && !argv.iter().any(|arg| arg.contains("{port}")) {
+                return Err(at.error(
+                    command_span,
+                    format!(
+                        "server `{name}` has port = \"auto\" but its command has no `{{port}}`, so the \
+                         program cannot know where to listen; add \"{{port}}\" to the arguments or set a fixed `port`"
+                    ),
+                ));
+            }
+            Launch::Command(argv)
+        }
+        (Some(_), Some(command)) => {
+            return Err(at.error(
+                command.span(),
+                format!("server `{name}` has both `builtin` and `command`; keep one"),
+            ));
+        }
+        (None, None) => {
+            return Err(at.error(
+                span,
+                format!("server `{name}` needs `builtin = \"...\"` or `command = [...]`"),
+            ));
+        }
+    };
+    let ready_timeout = raw
+        .ready
+        .and_then(|ready| ready.timeout)
+        .map_or(DEFAULT_READY_TIMEOUT, |t| t.0);
+    Ok(ServerPlan {
+        name,
+        launch,
+        port,
+        ready_timeout,
+    })
+}
+
+fn resolve_group(raw: RawClients, servers: &[ServerPlan], at: &Locator) -> Result<GroupPlan, Diagnostic> {
+    let name_span = raw.name.span();
+    let name = raw.name.into_inner();
+    if name.is_empty() || name.contains(char::is_whitespace) {
+        return Err(at.error(
+            name_span,
+            "a client group `name` must be one word, like \"echoers\"",
+        ));
+    }
+    let server = match raw.server {
+        Some(reference) => {
+            let wanted = reference.get_ref();
+            servers.iter().position(|s| &s.name == wanted).ok_or_else(|| {
+                at.error(
+                    reference.span(),
+                    format!(
+                        "no server named `{wanted}`; servers in this scenario: {}",
+                        list_names(servers)
+                    ),
+                )
+            })?
+        }
+        None if servers.len() == 1 => 0,
+        None => {
+            return Err(at.error(
+                name_span,
+                format!("client group `{name}` must say which server it talks to (`server = \"...\"`); servers: {}", list_names(servers)),
+            ));
+        }
+    };
+
+    let count = match raw.count {
+        Some(count) if *count.get_ref() == 0 => {
+            return Err(at.error(count.span(), "`count` must be at least 1"));
+        }
+        Some(count) => count.into_inner(),
+        None => 1,
+    };
+    let messages = match raw.messages {
+        Some(m) if *m.get_ref() == 0 || *m.get_ref() > MAX_MESSAGES => {
+            return Err(at.error(m.span(), format!("`messages` must be from 1 to {MAX_MESSAGES}")));
+        }
+        Some(m) => m.into_inner(),
+        None => 10,
+    };
+    let size = match raw.size {
+        Some(size) => {
+            let range = *size.get_ref();
+            if range.min == 0 {
+                return Err(at.error(size.span(), "message size must be at least 1 byte"));
+            }
+            if range.max > MAX_MESSAGE_BYTES {
+                return Err(at.error(
+                    size.span(),
+                    format!("message size is limited to {MAX_MESSAGE_BYTES} bytes (64 MiB)"),
+                ));
+            }
+            range
+        }
+        None => SizeRange { min: 64, max: 64 },
+    };
+    let start = match (raw.start.map(|s| (s.span(), s.into_inner())), raw.ramp) {
+        (None | Some((_, StartKind::Together)), None) => StartSchedule::Together,
+        (None | Some((_, StartKind::Ramp)), Some(ramp)) => StartSchedule::Ramp(ramp.0),
+        (Some((span, StartKind::Together)), Some(_)) => {
+            return Err(at.error(span, "`start = \"together\"` contradicts `ramp`; remove one"));
+        }
+        (Some((span, StartKind::Ramp)), None) => {
+            return Err(at.error(
+                span,
+                "`start = \"ramp\"` needs a `ramp` duration, like ramp = \"2s\"",
+            ));
+        }
+    };
+    let reply_timeout = raw.timeout.map_or(DEFAULT_REPLY_TIMEOUT, |t| t.0);
+    if reply_timeout.is_zero() {
+        return Err(at.error(
+            name_span,
+            format!("client group `{name}` has a zero reply `timeout`"),
+        ));
+    }
+    Ok(GroupPlan {
+        name,
+        server,
+        count,
+        workload: raw.workload.unwrap_or(WorkloadKind::Echo),
+        messages,
+        size,
+        payload: raw.payload.unwrap_or_default(),
+        think: raw.think.map_or(Duration::ZERO, |t| t.0),
+        start,
+        reply_timeout,
+    })
+}
+
+fn resolve_expect(raw: Option<RawExpect>) -> Expectations {
+    let Some(raw) = raw else {
+        return Expectations {
+            echo: EchoExpectation::Exact,
+            max_errors: 0,
+            latency: Vec::new(),
+        };
+    };
+    let latency = raw
+        .latency
+        .map(|l| {
+            [
+                (Percentile::P50, l.p50),
+                (Percentile::P90, l.p90),
+                (Percentile::P99, l.p99),
+                (Percentile::P999, l.p999),
+                (Percentile::Max, l.max),
+            ]
+            .into_iter()
+            .filter_map(|(percentile, limit)| {
+                limit.map(|limit| LatencyBound {
+                    percentile,
+                    limit: limit.0,
+                })
+            })
+            .collect()
+        })
+        .unwrap_or_default();
+    Expectations {
+        echo: raw.echo.unwrap_or_default(),
+        max_errors: raw.errors.unwrap_or(0),
+        latency,
+    }
+}
+
+fn list_names(servers: &[ServerPlan]) -> String {
+    servers
+        .iter()
+        .map(|s| format!("`{}`", s.name))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

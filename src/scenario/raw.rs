@@ -1,0 +1,125 @@
+//! The scenario file exactly as written: serde types that mirror the TOML, with spans.
+//!
+//! Nothing here applies defaults or cross-checks tables against each other; that is
+//! [`super::plan`]'s job. Keeping the raw shape separate means every later error can still
+//! point at the text the user typed (`Spanned` fields), and unknown keys are rejected at
+//! every level by `deny_unknown_fields`.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::values::{DurationValue, PortChoice, SizeRange};
+use crate::servers::Builtin;
+
+/// A whole scenario file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawScenario {
+    pub name: Spanned<String>,
+    pub description: Option<String>,
+    pub timeout: Option<DurationValue>,
+    pub seed: Option<u64>,
+    #[serde(default)]
+    pub server: Vec<Spanned<RawServer>>,
+    #[serde(default)]
+    pub clients: Vec<Spanned<RawClients>>,
+    pub expect: Option<RawExpect>,
+}
+
+/// One `[[server]]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub name: Spanned<String>,
+    pub builtin: Option<Builtin>,
+    pub command: Option<Spanned<Vec<String>>>,
+    pub port: Option<PortChoice>,
+    pub ready: Option<RawReady>,
+}
+
+/// `ready = { ... }`: how labrun decides the server is up.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReady {
+    pub timeout: Option<DurationValue>,
+}
+
+/// One `[[clients]]` table: a group of identical simulated clients.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClients {
+    pub name: Spanned<String>,
+    pub server: Option<Spanned<String>>,
+    pub count: Option<Spanned<u32>>,
+    pub workload: Option<WorkloadKind>,
+    pub messages: Option<Spanned<u32>>,
+    pub size: Option<Spanned<SizeRange>>,
+    pub payload: Option<PayloadKind>,
+    pub think: Option<DurationValue>,
+    pub start: Option<Spanned<StartKind>>,
+    pub ramp: Option<DurationValue>,
+    pub timeout: Option<DurationValue>,
+}
+
+/// `[expect]`: what must hold for the run to pass.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExpect {
+    pub echo: Option<EchoExpectation>,
+    pub errors: Option<u64>,
+    pub latency: Option<RawLatency>,
+}
+
+/// `latency = { p50 = "...", ... }`: upper bounds on per-message round-trip time.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLatency {
+    pub p50: Option<DurationValue>,
+    pub p90: Option<DurationValue>,
+    pub p99: Option<DurationValue>,
+    #[serde(rename = "p99.9")]
+    pub p999: Option<DurationValue>,
+    pub max: Option<DurationValue>,
+}
+
+/// What a client group does on its connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WorkloadKind {
+    /// Send messages and expect every byte back, in order.
+    Echo,
+}
+
+/// What message bodies are made of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PayloadKind {
+    /// Printable ASCII: what a lab client typing text sends.
+    #[default]
+    Ascii,
+    /// Multi-byte UTF-8 text, to catch servers that decode per chunk.
+    Utf8,
+    /// Arbitrary bytes including NUL and newlines, to catch servers that assume text.
+    Binary,
+}
+
+/// How a group's clients are started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StartKind {
+    /// All at once.
+    Together,
+    /// Spread evenly over the `ramp` duration.
+    Ramp,
+}
+
+/// How strictly echoed bytes are compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EchoExpectation {
+    /// Every byte back, in order, nothing more.
+    #[default]
+    Exact,
+    /// Measure only; do not judge the bytes.
+    Ignore,
+}

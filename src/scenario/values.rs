@@ -1,0 +1,229 @@
+//! Scalar values of the scenario format: durations, byte sizes, size ranges and ports.
+//!
+//! Each type parses itself inside serde, so a bad value is reported by the TOML parser with
+//! the span of that value: `timeout = "2 sec"` points at `"2 sec"`, not at the table. The
+//! messages say what was expected with an example, because people write these by hand.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::{Deserialize, Serialize};
+
+/// A human duration such as `"250ms"` or `"2s"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurationValue(pub Duration);
+
+impl<'de> Deserialize<'de> for DurationValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct DurationVisitor;
+        impl Visitor<'_> for DurationVisitor {
+            type Value = DurationValue;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a duration with a unit, like \"250ms\", \"2s\" or \"1m 30s\"")
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<DurationValue, E> {
+                humantime::parse_duration(text.trim())
+                    .map(DurationValue)
+                    .map_err(|err| {
+                        E::custom(format!(
+                            "invalid duration `{text}` ({err}); expected a number with a unit, \
+                             like \"250ms\", \"2s\" or \"1m 30s\""
+                        ))
+                    })
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<DurationValue, E> {
+                Err(E::custom(format!(
+                    "a duration needs a unit: write \"{n}s\" or \"{n}ms\", not {n}"
+                )))
+            }
+            fn visit_f64<E: de::Error>(self, n: f64) -> Result<DurationValue, E> {
+                Err(E::custom(format!(
+                    "a duration needs a unit: write \"{n}s\", not {n}"
+                )))
+            }
+        }
+        deserializer.deserialize_any(DurationVisitor)
+    }
+}
+
+/// A size in bytes: an integer, or a string with a unit such as `"4KiB"` or `"1 MB"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteCount(pub u64);
+
+const SIZE_EXPECTED: &str =
+    "a size in bytes (like 512 or \"4KiB\") or a range (like { min = 1, max = 4096 })";
+
+fn parse_bytes<E: de::Error>(text: &str) -> Result<u64, E> {
+    text.trim()
+        .parse::<bytesize::ByteSize>()
+        .map(|size| size.as_u64())
+        .map_err(|_| {
+            E::custom(format!(
+                "invalid size `{text}`; expected bytes with an optional unit, like \"512\", \
+                 \"4KiB\" or \"1MB\""
+            ))
+        })
+}
+
+fn non_negative<E: de::Error>(n: i64) -> Result<u64, E> {
+    u64::try_from(n).map_err(|_| E::custom(format!("a size cannot be negative (got {n})")))
+}
+
+impl<'de> Deserialize<'de> for ByteCount {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ByteVisitor;
+        impl Visitor<'_> for ByteVisitor {
+            type Value = ByteCount;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a size in bytes, like 512 or \"4KiB\"")
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<ByteCount, E> {
+                non_negative(n).map(ByteCount)
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<ByteCount, E> {
+                parse_bytes(text).map(ByteCount)
+            }
+        }
+        deserializer.deserialize_any(ByteVisitor)
+    }
+}
+
+/// Message body sizes: one fixed size, or a uniform range `{ min, max }` (inclusive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct SizeRange {
+    /// Smallest body, in bytes.
+    pub min: u64,
+    /// Largest body, in bytes.
+    pub max: u64,
+}
+
+impl<'de> Deserialize<'de> for SizeRange {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct RangeVisitor;
+        impl<'de> Visitor<'de> for RangeVisitor {
+            type Value = SizeRange;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(SIZE_EXPECTED)
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<SizeRange, E> {
+                let n = non_negative(n)?;
+                Ok(SizeRange { min: n, max: n })
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<SizeRange, E> {
+                let n = parse_bytes(text)?;
+                Ok(SizeRange { min: n, max: n })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<SizeRange, A::Error> {
+                let (mut min, mut max) = (None, None);
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "min" => min = Some(map.next_value::<ByteCount>()?.0),
+                        "max" => max = Some(map.next_value::<ByteCount>()?.0),
+                        other => return Err(de::Error::unknown_field(other, &["min", "max"])),
+                    }
+                }
+                let min = min.ok_or_else(|| de::Error::missing_field("min"))?;
+                let max = max.ok_or_else(|| de::Error::missing_field("max"))?;
+                if min > max {
+                    return Err(de::Error::custom(format!(
+                        "size range has min ({min}) greater than max ({max})"
+                    )));
+                }
+                Ok(SizeRange { min, max })
+            }
+        }
+        deserializer.deserialize_any(RangeVisitor)
+    }
+}
+
+/// Where a server listens: a free port chosen by labrun, or a fixed one the program expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PortChoice {
+    /// labrun picks a free loopback port and passes it as `{port}`.
+    #[default]
+    Auto,
+    /// The program listens on this port (lab programs hard-code 6000 and 6001).
+    Fixed(u16),
+}
+
+impl<'de> Deserialize<'de> for PortChoice {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct PortVisitor;
+        impl Visitor<'_> for PortVisitor {
+            type Value = PortChoice;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("\"auto\" or a port number from 1 to 65535")
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<PortChoice, E> {
+                match u16::try_from(n) {
+                    Ok(0) => Err(E::custom(
+                        "port 0 is not a port; write port = \"auto\" to let labrun choose a free one",
+                    )),
+                    Ok(port) => Ok(PortChoice::Fixed(port)),
+                    Err(_) => Err(E::custom(format!(
+                        "port {n} is out of range; expected \"auto\" or 1 to 65535"
+                    ))),
+                }
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<PortChoice, E> {
+                match text {
+                    "auto" => Ok(PortChoice::Auto),
+                    _ => Err(E::custom(format!(
+                        "invalid port `{text}`; expected \"auto\" or a number from 1 to 65535"
+                    ))),
+                }
+            }
+        }
+        deserializer.deserialize_any(PortVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    struct Probe {
+        d: Option<DurationValue>,
+        s: Option<SizeRange>,
+        p: Option<PortChoice>,
+    }
+
+    fn parse(text: &str) -> Result<Probe, String> {
+        toml::from_str(text).map_err(|e| e.message().to_owned())
+    }
+
+    #[test]
+    fn accepts_human_values() {
+        let probe = parse("d = \"250ms\"\ns = { min = 1, max = \"4KiB\" }\np = 6000").unwrap();
+        assert_eq!(probe.d, Some(DurationValue(Duration::from_millis(250))));
+        assert_eq!(probe.s, Some(SizeRange { min: 1, max: 4096 }));
+        assert_eq!(probe.p, Some(PortChoice::Fixed(6000)));
+        assert_eq!(parse("s = 64").unwrap().s, Some(SizeRange { min: 64, max: 64 }));
+        assert_eq!(parse("p = \"auto\"").unwrap().p, Some(PortChoice::Auto));
+    }
+
+    #[test]
+    fn rejects_bad_values_with_expectations() {
+        assert!(parse("d = 5").unwrap_err().contains("needs a unit"));
+        assert!(
+            parse("d = \"5 parsecs\"")
+                .unwrap_err()
+                .contains("invalid duration")
+        );
+        assert!(parse("s = -3").unwrap_err().contains("cannot be negative"));
+        assert!(
+            parse("s = { min = 9, max = 2 }")
+                .unwrap_err()
+                .contains("greater than max")
+        );
+        assert!(
+            parse("s = { min = 1, mux = 2 }")
+                .unwrap_err()
+                .contains("unknown field `mux`")
+        );
+        assert!(parse("p = 0").unwrap_err().contains("\"auto\""));
+        assert!(parse("p = 70000").unwrap_err().contains("out of range"));
+    }
+}

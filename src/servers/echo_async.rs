@@ -1,0 +1,48 @@
+//! The event-driven echo server: the fast reference that labrun's own speed is judged by.
+//!
+//! One tokio task per connection on a multi-threaded runtime, a 64 KiB buffer per
+//! connection and no per-message allocation. It echoes exactly what it reads, as fast as
+//! the kernel delivers it, so a benchmark against it measures the client, not the server.
+
+use std::io;
+use std::net::TcpListener as StdListener;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const BUFFER_BYTES: usize = 64 * 1024;
+
+/// Serves every connection concurrently until killed.
+pub fn serve(listener: StdListener) -> io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_io()
+        .enable_time()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = TcpListener::from_std(listener)?;
+        loop {
+            match listener.accept().await {
+                Ok((stream, _)) => drop(tokio::spawn(echo_until_closed(stream))),
+                // Out of descriptors under a connection storm, or a client that reset while
+                // queued: report it and keep serving the others.
+                Err(err) => {
+                    eprintln!("accept failed: {err}");
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+            }
+        }
+    })
+}
+
+async fn echo_until_closed(mut stream: TcpStream) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    let mut buffer = vec![0u8; BUFFER_BYTES];
+    loop {
+        let received = stream.read(&mut buffer).await?;
+        if received == 0 {
+            return Ok(());
+        }
+        stream.write_all(&buffer[..received]).await?;
+    }
+}

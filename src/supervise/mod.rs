@@ -1,0 +1,404 @@
+//! Launching servers under test, knowing when they are ready, and always tearing them down.
+//!
+//! The only module that spawns or signals processes. Each server runs in its own process
+//! group, so a terminal's Ctrl-C reaches labrun alone and teardown can signal everything the
+//! server forked. Teardown is SIGTERM to the group, a grace period, then SIGKILL to the group,
+//! then reaping. The leader is reaped last on purpose: while it is an unreaped zombie its
+//! process-group id cannot be reused, so the group-wide SIGKILL cannot hit a stranger.
+//! Backstops: `Drop` kills the group synchronously (early returns, unwinding), the panic hook
+//! in [`registry`] kills every group, and `PR_SET_PDEATHSIG` kills a direct child if labrun
+//! itself is killed outright.
+
+mod capture;
+mod exit;
+pub mod registry;
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use rustix::process::{Pid, Signal, WaitId, WaitIdOptions, kill_process_group, waitid};
+use serde::Serialize;
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+pub use capture::SharedCapture;
+pub use exit::ExitDescription;
+
+use crate::scenario::{Launch, PortChoice, ServerPlan};
+
+/// How long a server gets to exit after SIGTERM before its group is killed.
+pub const TERMINATION_GRACE: Duration = Duration::from_secs(2);
+/// Lines of a server's output shown when it fails.
+pub const TAIL_LINES: usize = 15;
+/// How long to wait for output pipes to reach EOF after the group is gone.
+const PIPE_FLUSH_WAIT: Duration = Duration::from_millis(500);
+
+/// Why a server could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum SuperviseError {
+    /// The program could not be executed.
+    #[error("cannot start server `{server}`: `{program}`: {source}")]
+    Spawn {
+        /// Server name.
+        server: String,
+        /// The program that failed to execute.
+        program: String,
+        /// The operating system's reason.
+        #[source]
+        source: io::Error,
+    },
+    /// A fixed port is already taken by another process.
+    #[error("cannot start server `{server}`: port {port} on 127.0.0.1 is already in use by another program")]
+    PortInUse {
+        /// Server name.
+        server: String,
+        /// The port.
+        port: u16,
+    },
+    /// No free loopback port could be found for `port = "auto"`.
+    #[error("cannot find a free port on 127.0.0.1 for server `{server}`")]
+    NoFreePort {
+        /// Server name.
+        server: String,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The server exited before accepting a connection.
+    #[error(
+        "server `{server}` {status} before accepting connections{}",
+        output_block(output)
+    )]
+    ExitedAtStartup {
+        /// Server name.
+        server: String,
+        /// How it ended.
+        status: ExitDescription,
+        /// The tail of its output, escaped.
+        output: String,
+    },
+    /// The server did not accept a connection within its ready timeout.
+    #[error(
+        "server `{server}` did not accept a connection on 127.0.0.1:{port} within {}{}",
+        humantime::format_duration(*waited),
+        output_block(output)
+    )]
+    NotReady {
+        /// Server name.
+        server: String,
+        /// The port it was expected on.
+        port: u16,
+        /// How long labrun waited.
+        waited: Duration,
+        /// The tail of its output, escaped.
+        output: String,
+    },
+}
+
+fn output_block(output: &str) -> String {
+    if output.is_empty() {
+        return "; it printed nothing".to_owned();
+    }
+    let quoted: Vec<String> = output.lines().map(|line| format!("  | {line}")).collect();
+    format!("; its last output:\n{}", quoted.join("\n"))
+}
+
+/// A running server, owned: dropping it kills its whole process group.
+pub struct ServerHandle {
+    name: String,
+    address: SocketAddr,
+    child: Child,
+    group: Pid,
+    stdout: SharedCapture,
+    stderr: SharedCapture,
+    drains: Vec<JoinHandle<()>>,
+    ready_after: Duration,
+    reaped: bool,
+}
+
+/// What became of a server, for the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerEnd {
+    /// Server name.
+    pub name: String,
+    /// Where it listened.
+    pub address: SocketAddr,
+    /// Process id of the group leader.
+    pub pid: u32,
+    /// Time from launch until it accepted the first connection.
+    #[serde(rename = "ready_after_ms", serialize_with = "as_millis")]
+    pub ready_after: Duration,
+    /// Set when it ended by itself before teardown began.
+    pub exited_during_run: Option<ExitDescription>,
+    /// How teardown went.
+    pub teardown: Teardown,
+    /// Total bytes it wrote to stdout.
+    pub stdout_bytes: u64,
+    /// Total bytes it wrote to stderr.
+    pub stderr_bytes: u64,
+    /// Its last output lines (stderr, or stdout if stderr was empty), escaped.
+    pub output_tail: String,
+}
+
+/// How labrun stopped a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Teardown {
+    /// It had already exited; its group was still killed to catch leftovers.
+    AlreadyExited,
+    /// It exited after SIGTERM within the grace period.
+    Terminated,
+    /// It ignored SIGTERM and was killed.
+    Killed,
+}
+
+fn as_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64() * 1000.0)
+}
+
+/// All servers of a run, started in plan order.
+pub struct Servers {
+    handles: Vec<ServerHandle>,
+}
+
+impl Servers {
+    /// Starts every server and waits until each accepts a connection. If one fails, those
+    /// already started are torn down (by drop) before the error returns.
+    pub async fn start(plans: &[ServerPlan]) -> Result<Servers, SuperviseError> {
+        let mut handles = Vec::with_capacity(plans.len());
+        for plan in plans {
+            handles.push(ServerHandle::start(plan).await?);
+        }
+        Ok(Servers { handles })
+    }
+
+    /// Each server's address, in plan order.
+    pub fn addresses(&self) -> Vec<SocketAddr> {
+        self.handles.iter().map(|h| h.address).collect()
+    }
+
+    /// Tears every server down and reports how each ended.
+    pub async fn stop(self) -> Vec<ServerEnd> {
+        let mut ends = Vec::with_capacity(self.handles.len());
+        for handle in self.handles {
+            ends.push(handle.stop(TERMINATION_GRACE).await);
+        }
+        ends
+    }
+}
+
+impl ServerHandle {
+    /// Launches one server and waits for it to become ready.
+    pub async fn start(plan: &ServerPlan) -> Result<ServerHandle, SuperviseError> {
+        let port = choose_port(plan)?;
+        let mut command = build_command(plan, port).map_err(|source| SuperviseError::Spawn {
+            server: plan.name.clone(),
+            program: "labrun".into(),
+            source,
+        })?;
+        let program = command.get_program().to_string_lossy().into_owned();
+        let launched = Instant::now();
+        let mut child = command.spawn().map_err(|source| SuperviseError::Spawn {
+            server: plan.name.clone(),
+            program,
+            source,
+        })?;
+        let group = Pid::from_child(&child);
+        registry::remember(group);
+        let pipes = drain_pipes(&mut child);
+        let mut handle = ServerHandle {
+            name: plan.name.clone(),
+            address: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+            child,
+            group,
+            stdout: SharedCapture::default(),
+            stderr: SharedCapture::default(),
+            drains: Vec::new(),
+            ready_after: Duration::ZERO,
+            reaped: false,
+        };
+        (handle.stdout, handle.stderr, handle.drains) = pipes.map_err(|source| SuperviseError::Spawn {
+            server: plan.name.clone(),
+            program: "(output pipes)".into(),
+            source,
+        })?;
+        handle.wait_ready(plan.ready_timeout).await?;
+        handle.ready_after = launched.elapsed();
+        Ok(handle)
+    }
+
+    /// Polls with TCP connects until one is accepted, the process exits, or time runs out.
+    async fn wait_ready(&mut self, timeout: Duration) -> Result<(), SuperviseError> {
+        let deadline = Instant::now() + timeout;
+        let mut pause = Duration::from_millis(5);
+        loop {
+            if let Some(status) = self.exit_status() {
+                self.flush_output().await;
+                return Err(SuperviseError::ExitedAtStartup {
+                    server: self.name.clone(),
+                    status,
+                    output: self.output_tail(),
+                });
+            }
+            let probe = tokio::time::timeout_at(deadline, TcpStream::connect(self.address)).await;
+            if let Ok(Ok(_connection)) = probe {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(SuperviseError::NotReady {
+                    server: self.name.clone(),
+                    port: self.address.port(),
+                    waited: timeout,
+                    output: self.output_tail(),
+                });
+            }
+            tokio::time::sleep(pause.min(deadline - Instant::now())).await;
+            pause = (pause * 2).min(Duration::from_millis(100));
+        }
+    }
+
+    /// The leader's exit status if it has exited, without reaping it.
+    fn exit_status(&self) -> Option<ExitDescription> {
+        let options = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
+        match waitid(WaitId::Pid(self.group), options) {
+            Ok(Some(status)) => Some(ExitDescription::from_waitid(&status)),
+            _ => None,
+        }
+    }
+
+    /// SIGTERM, grace, SIGKILL to the group, reap; reports what happened.
+    pub async fn stop(mut self, grace: Duration) -> ServerEnd {
+        let exited_during_run = self.exit_status();
+        let teardown = if exited_during_run.is_some() {
+            Teardown::AlreadyExited
+        } else {
+            let _ = kill_process_group(self.group, Signal::TERM);
+            let deadline = Instant::now() + grace;
+            while self.exit_status().is_none() && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            if self.exit_status().is_some() {
+                Teardown::Terminated
+            } else {
+                Teardown::Killed
+            }
+        };
+        self.kill_and_reap();
+        self.flush_output().await;
+        // Each lock is taken and released in its own statement: guards in a struct literal
+        // would live to its end and deadlock with `output_tail`.
+        let stdout_bytes = capture::lock(&self.stdout).total_bytes();
+        let stderr_bytes = capture::lock(&self.stderr).total_bytes();
+        ServerEnd {
+            name: self.name.clone(),
+            address: self.address,
+            pid: self.child.id(),
+            ready_after: self.ready_after,
+            exited_during_run,
+            teardown,
+            stdout_bytes,
+            stderr_bytes,
+            output_tail: self.output_tail(),
+        }
+    }
+
+    /// Kills whatever is left of the group, then reaps the leader.
+    fn kill_and_reap(&mut self) {
+        if self.reaped {
+            return;
+        }
+        let _ = kill_process_group(self.group, Signal::KILL);
+        let _ = self.child.wait();
+        self.reaped = true;
+        registry::forget(self.group);
+    }
+
+    /// Waits (briefly) until both pipes reach EOF, so the output tail is complete.
+    async fn flush_output(&mut self) {
+        for drain in &mut self.drains {
+            let _ = tokio::time::timeout(PIPE_FLUSH_WAIT, drain).await;
+        }
+    }
+
+    fn output_tail(&self) -> String {
+        let stderr = capture::lock(&self.stderr);
+        if stderr.total_bytes() > 0 {
+            return stderr.tail_text(TAIL_LINES);
+        }
+        capture::lock(&self.stdout).tail_text(TAIL_LINES)
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        self.kill_and_reap();
+        for drain in &self.drains {
+            drain.abort();
+        }
+    }
+}
+
+/// Starts draining the child's stdout and stderr.
+fn drain_pipes(child: &mut Child) -> io::Result<(SharedCapture, SharedCapture, Vec<JoinHandle<()>>)> {
+    let stdout = tokio::process::ChildStdout::from_std(child.stdout.take().expect("stdout is piped"))?;
+    let stderr = tokio::process::ChildStderr::from_std(child.stderr.take().expect("stderr is piped"))?;
+    let (stdout, stdout_task) = capture::drain(stdout);
+    let (stderr, stderr_task) = capture::drain(stderr);
+    Ok((stdout, stderr, vec![stdout_task, stderr_task]))
+}
+
+/// Picks the port: a free one for `"auto"`, or checks that a fixed one is free.
+fn choose_port(plan: &ServerPlan) -> Result<u16, SuperviseError> {
+    match plan.port {
+        PortChoice::Auto => TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .and_then(|listener| listener.local_addr())
+            .map(|address| address.port())
+            .map_err(|source| SuperviseError::NoFreePort {
+                server: plan.name.clone(),
+                source,
+            }),
+        PortChoice::Fixed(port) => match TcpListener::bind((Ipv4Addr::LOCALHOST, port)) {
+            Ok(_) => Ok(port),
+            Err(err) if err.kind() == io::ErrorKind::AddrInUse => Err(SuperviseError::PortInUse {
+                server: plan.name.clone(),
+                port,
+            }),
+            // Any other bind error (a privileged port, say) is the server's to meet and report.
+            Err(_) => Ok(port),
+        },
+    }
+}
+
+fn build_command(plan: &ServerPlan, port: u16) -> io::Result<Command> {
+    let port_text = port.to_string();
+    let mut command = match &plan.launch {
+        Launch::Builtin(builtin) => {
+            let mut command = Command::new(std::env::current_exe()?);
+            command.args(["serve", builtin.name(), "--port", &port_text]);
+            command
+        }
+        Launch::Command(argv) => {
+            let mut args = argv.iter().map(|arg| arg.replace("{port}", &port_text));
+            let mut command = Command::new(args.next().expect("plan guarantees a program"));
+            command.args(args);
+            command
+        }
+    };
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    // SAFETY: the closure runs between fork and exec and only makes one async-signal-safe
+    // system call (prctl); it allocates nothing and takes no locks.
+    unsafe {
+        command.pre_exec(|| {
+            rustix::process::set_parent_process_death_signal(Some(Signal::KILL)).map_err(io::Error::from)
+        });
+    }
+    Ok(command)
+}

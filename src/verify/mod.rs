@@ -1,0 +1,287 @@
+//! Judging a run: client records, figures and server ends in; checks and findings out.
+//!
+//! Pure functions, no I/O. A *check* is one line of the verdict (PASS/FAIL and why); a
+//! *finding* is one concrete thing that went wrong (which client, which message, when, what
+//! was expected and seen) with a hint in the lab's terms. A wrong server yields findings and
+//! exit 1; it is never an `Error`, which is reserved for labrun being unable to do its job.
+
+pub mod stream;
+
+use serde::Serialize;
+
+use crate::metrics::{GroupFigures, LatencySet};
+use crate::scenario::{EchoExpectation, Plan};
+use crate::supervise::ServerEnd;
+use crate::units;
+use crate::workload::{ClientEnd, ClientErrorKind, ClientRecord};
+use stream::EchoFault;
+
+/// One verdict line.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    /// Short stable name, such as `echo` or `latency rtt p99`.
+    pub name: String,
+    /// Whether it held.
+    pub passed: bool,
+    /// The figure or the first failure, in one line.
+    pub summary: String,
+}
+
+/// One concrete thing that went wrong.
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    /// The check it belongs to.
+    pub check: String,
+    /// The fault class: `corrupted`, `truncated`, `missing`, `extra`, `connect`, `reset`, ….
+    pub class: String,
+    /// The client it happened to (`group#n`, 1-based), if any.
+    pub client: Option<String>,
+    /// The message (1-based), if any.
+    pub message: Option<u32>,
+    /// Milliseconds since the start of the run.
+    pub at_ms: Option<f64>,
+    /// What was expected and what was seen.
+    pub text: String,
+    /// What usually causes it, in the lab's terms.
+    pub hint: &'static str,
+}
+
+/// The judgement of a run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Verdict {
+    /// Verdict lines in a stable order.
+    pub checks: Vec<Check>,
+    /// Everything that went wrong, in client order.
+    pub findings: Vec<Finding>,
+}
+
+impl Verdict {
+    /// Whether every check held.
+    pub fn passed(&self) -> bool {
+        self.checks.iter().all(|c| c.passed)
+    }
+}
+
+/// What the judgement is based on.
+pub struct Evidence<'a> {
+    /// The plan, for expectations and names.
+    pub plan: &'a Plan,
+    /// Every client's record.
+    pub records: &'a [ClientRecord],
+    /// Figures per group, indexed like `plan.groups`.
+    pub groups: &'a [GroupFigures],
+    /// All groups' latencies merged.
+    pub latency: &'a LatencySet,
+    /// How each server ended.
+    pub servers: &'a [ServerEnd],
+}
+
+/// Evaluates every expectation of the plan.
+pub fn evaluate(evidence: &Evidence) -> Verdict {
+    let mut verdict = Verdict::default();
+    if evidence.plan.expect.echo == EchoExpectation::Exact {
+        check_echo(evidence, &mut verdict);
+    }
+    check_errors(evidence, &mut verdict);
+    check_latency(evidence, &mut verdict);
+    check_servers(evidence, &mut verdict);
+    verdict
+}
+
+fn client_name(plan: &Plan, record: &ClientRecord) -> String {
+    format!("{}#{}", plan.groups[record.group].name, record.index + 1)
+}
+
+fn at_ms(record: &ClientRecord) -> Option<f64> {
+    record.timeline.closed.map(|t| t.as_secs_f64() * 1000.0)
+}
+
+fn check_echo(evidence: &Evidence, verdict: &mut Verdict) {
+    let mut faulty = 0usize;
+    for record in evidence.records {
+        if let ClientEnd::EchoFault(fault) = &record.end {
+            faulty += 1;
+            verdict.findings.push(Finding {
+                check: "echo".into(),
+                class: fault.class().into(),
+                client: Some(client_name(evidence.plan, record)),
+                message: fault.message().map(|m| m + 1),
+                at_ms: at_ms(record),
+                text: fault.to_string(),
+                hint: echo_hint(fault),
+            });
+        }
+    }
+    let clients = evidence.records.len();
+    let summary = if faulty == 0 {
+        let messages: u64 = evidence.groups.iter().map(|g| g.messages).sum();
+        let bytes: u64 = evidence.groups.iter().map(|g| g.bytes_received).sum();
+        format!(
+            "{} messages ({}) echoed byte-exact to {} clients",
+            units::count(messages),
+            units::bytes(bytes),
+            units::count(clients as u64)
+        )
+    } else {
+        let first = verdict
+            .findings
+            .iter()
+            .find(|f| f.check == "echo")
+            .expect("a fault was recorded");
+        format!(
+            "{faulty} of {clients} clients got a wrong echo; first: {} {}",
+            first.client.as_deref().unwrap_or("?"),
+            first.text
+        )
+    };
+    verdict.checks.push(Check {
+        name: "echo".into(),
+        passed: faulty == 0,
+        summary,
+    });
+}
+
+fn echo_hint(fault: &EchoFault) -> &'static str {
+    match fault {
+        EchoFault::Corrupted { .. } => {
+            "the echo differs from what was sent: send back exactly the bytes recv() returned \
+             (no decode/encode per chunk, no strip(), no added text)"
+        }
+        EchoFault::Truncated { .. } => {
+            "only part of the message came back: one recv(1024) is not a whole message; keep \
+             receiving until recv() returns b'' and reply with sendall(), not send()"
+        }
+        EchoFault::Missing { .. } => {
+            "no reply: is the server busy with another client (iterative), blocked waiting for \
+             more input, or did it stop reading this connection?"
+        }
+        EchoFault::Extra { .. } => {
+            "the server sent bytes nobody sent it: a reply sent twice, or text added to the echo"
+        }
+    }
+}
+
+fn error_hint(kind: ClientErrorKind) -> &'static str {
+    match kind {
+        ClientErrorKind::Connect => {
+            "the connection was not accepted: is the server still listening, and is its listen() \
+             backlog large enough for clients arriving together?"
+        }
+        ClientErrorKind::Reset => {
+            "the server closed the connection abruptly (RST): did it crash, or close the socket \
+             with data still unread?"
+        }
+        ClientErrorKind::Io => "the socket failed in an unusual way; see the error text",
+        ClientErrorKind::Deadline => {
+            "the run took longer than the scenario's `timeout`: the server is too slow, serves \
+             clients one at a time, or stopped answering"
+        }
+    }
+}
+
+fn check_errors(evidence: &Evidence, verdict: &mut Verdict) {
+    for record in evidence.records {
+        if let ClientEnd::Failed(error) = &record.end {
+            verdict.findings.push(Finding {
+                check: "errors".into(),
+                class: error.kind.label().into(),
+                client: Some(client_name(evidence.plan, record)),
+                message: error.message.map(|m| m + 1),
+                at_ms: at_ms(record),
+                text: error.to_string(),
+                hint: error_hint(error.kind),
+            });
+        }
+    }
+    let mut by_kind: Vec<(ClientErrorKind, u64)> = Vec::new();
+    for figures in evidence.groups {
+        for &(kind, n) in &figures.errors {
+            match by_kind.iter_mut().find(|(k, _)| *k == kind) {
+                Some((_, total)) => *total += n,
+                None => by_kind.push((kind, n)),
+            }
+        }
+    }
+    by_kind.sort();
+    let total: u64 = by_kind.iter().map(|(_, n)| n).sum();
+    let allowed = evidence.plan.expect.max_errors;
+    let breakdown: Vec<String> = by_kind
+        .iter()
+        .map(|(k, n)| format!("{n} {}", k.label()))
+        .collect();
+    let summary = match total {
+        0 => format!("no connection errors (allowed {allowed})"),
+        _ => format!(
+            "{total} connection errors (allowed {allowed}): {}",
+            breakdown.join(", ")
+        ),
+    };
+    verdict.checks.push(Check {
+        name: "errors".into(),
+        passed: total <= allowed,
+        summary,
+    });
+}
+
+fn check_latency(evidence: &Evidence, verdict: &mut Verdict) {
+    for bound in &evidence.plan.expect.latency {
+        let name = format!("latency rtt {}", bound.percentile.label());
+        let limit = units::duration(bound.limit);
+        let (passed, summary) = match evidence.latency.rtt.quantile(bound.percentile.quantile()) {
+            Some(value) => (
+                value <= bound.limit,
+                format!(
+                    "{} {} {limit}",
+                    units::duration(value),
+                    if value <= bound.limit { "≤" } else { ">" }
+                ),
+            ),
+            None => (
+                false,
+                "no round trips measured: each connection's first message counts as wait, so \
+                 send at least 2 messages per client"
+                    .to_owned(),
+            ),
+        };
+        verdict.checks.push(Check {
+            name,
+            passed,
+            summary,
+        });
+    }
+}
+
+fn check_servers(evidence: &Evidence, verdict: &mut Verdict) {
+    for server in evidence.servers {
+        let name = format!("server {}", server.name);
+        match server.exited_during_run {
+            None => verdict.checks.push(Check {
+                name,
+                passed: true,
+                summary: "stayed up for the whole run".into(),
+            }),
+            Some(status) => {
+                let text = format!("server `{}` {status} during the run", server.name);
+                verdict.findings.push(Finding {
+                    check: name.clone(),
+                    class: "server-exit".into(),
+                    client: None,
+                    message: None,
+                    at_ms: None,
+                    text: if server.output_tail.is_empty() {
+                        text.clone()
+                    } else {
+                        format!("{text}; its last output:\n{}", server.output_tail)
+                    },
+                    hint: "a server must keep running between clients: catch per-client errors \
+                           (ConnectionResetError, BrokenPipeError) instead of letting them end the program",
+                });
+                verdict.checks.push(Check {
+                    name,
+                    passed: false,
+                    summary: text,
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,420 @@
+//! The echo stream matcher: are the bytes coming back exactly the bytes that went out?
+//!
+//! TCP is a byte stream. A server that reads with `recv(1024)` echoes a 4 KiB message in
+//! four pieces, and the kernel may split or merge those pieces again on the way back. So
+//! the matcher never looks at "replies": it keeps the bytes sent and not yet echoed, and
+//! checks each received chunk against the front of that queue, whatever its length. It
+//! remembers where each message starts, so a fault names the message and the offset inside
+//! it. The first fault ends matching: after one wrong byte, every later byte is suspect.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// How many bytes of context a fault carries.
+pub const EXCERPT_BYTES: usize = 16;
+
+/// Why no more bytes will arrive on a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "cause", content = "after")]
+pub enum StreamEnd {
+    /// The server closed the connection (EOF).
+    Closed,
+    /// Nothing more arrived within the reply timeout.
+    TimedOut(#[serde(with = "duration_ms")] Duration),
+}
+
+impl fmt::Display for StreamEnd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StreamEnd::Closed => f.write_str("the server closed the connection"),
+            StreamEnd::TimedOut(after) => {
+                write!(
+                    f,
+                    "nothing more arrived within {}",
+                    humantime::format_duration(*after)
+                )
+            }
+        }
+    }
+}
+
+/// A way the echoed stream differed from the sent one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum EchoFault {
+    /// A byte came back different from the one sent.
+    Corrupted {
+        /// Index of the message (0-based) the byte belongs to.
+        message: u32,
+        /// Offset of the first wrong byte inside that message.
+        offset: u64,
+        /// Bytes sent from that offset on (at most [`EXCERPT_BYTES`]).
+        expected: Vec<u8>,
+        /// Bytes received from that offset on (at most [`EXCERPT_BYTES`]).
+        received: Vec<u8>,
+    },
+    /// Part of a message came back, then the stream ended.
+    Truncated {
+        /// Index of the message.
+        message: u32,
+        /// Bytes of it that came back.
+        received: u64,
+        /// Its length.
+        length: u64,
+        /// Why the rest will not come.
+        end: StreamEnd,
+    },
+    /// None of a message came back.
+    Missing {
+        /// Index of the message.
+        message: u32,
+        /// Its length.
+        length: u64,
+        /// Why it will not come.
+        end: StreamEnd,
+    },
+    /// Bytes arrived that were never sent (or arrived twice).
+    Extra {
+        /// The last message fully echoed before them, if any.
+        after_message: Option<u32>,
+        /// The first extra bytes (at most [`EXCERPT_BYTES`]).
+        excerpt: Vec<u8>,
+    },
+}
+
+impl EchoFault {
+    /// One word naming the fault class, stable for reports and tests.
+    pub fn class(&self) -> &'static str {
+        match self {
+            EchoFault::Corrupted { .. } => "corrupted",
+            EchoFault::Truncated { .. } => "truncated",
+            EchoFault::Missing { .. } => "missing",
+            EchoFault::Extra { .. } => "extra",
+        }
+    }
+
+    /// The message the fault is about, if it is about one.
+    pub fn message(&self) -> Option<u32> {
+        match self {
+            EchoFault::Corrupted { message, .. }
+            | EchoFault::Truncated { message, .. }
+            | EchoFault::Missing { message, .. } => Some(*message),
+            EchoFault::Extra { after_message, .. } => after_message.map(|m| m + 1),
+        }
+    }
+}
+
+impl fmt::Display for EchoFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use crate::escape::escape_bytes;
+        match self {
+            EchoFault::Corrupted {
+                message,
+                offset,
+                expected,
+                received,
+            } => write!(
+                f,
+                "corrupted: message {} differs at byte {offset}: expected \"{}\", received \"{}\"",
+                message + 1,
+                escape_bytes(expected),
+                escape_bytes(received)
+            ),
+            EchoFault::Truncated {
+                message,
+                received,
+                length,
+                end,
+            } => write!(
+                f,
+                "truncated: message {} came back with {received} of its {length} bytes, then {end}",
+                message + 1
+            ),
+            EchoFault::Missing { message, length, end } => write!(
+                f,
+                "missing: no byte of message {} ({length} bytes) came back; {end}",
+                message + 1
+            ),
+            EchoFault::Extra {
+                after_message,
+                excerpt,
+            } => {
+                match after_message {
+                    Some(m) => write!(f, "extra: bytes arrived after message {} was fully echoed", m + 1)?,
+                    None => f.write_str("extra: bytes arrived before anything was sent")?,
+                }
+                write!(f, " and were never sent: \"{}\"", escape_bytes(excerpt))
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct MessageSpan {
+    index: u32,
+    start: u64,
+    length: u64,
+}
+
+/// Tracks one connection's sent-but-not-yet-echoed bytes and checks what comes back.
+#[derive(Debug, Default)]
+pub struct StreamMatcher {
+    pending: VecDeque<u8>,
+    messages: VecDeque<MessageSpan>,
+    last_completed: Option<u32>,
+    sent: u64,
+    received: u64,
+}
+
+impl StreamMatcher {
+    /// An empty matcher.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records that message `index` with this body was sent.
+    pub fn expect(&mut self, index: u32, body: &[u8]) {
+        self.messages.push_back(MessageSpan {
+            index,
+            start: self.sent,
+            length: body.len() as u64,
+        });
+        self.pending.extend(body);
+        self.sent += body.len() as u64;
+    }
+
+    /// Checks a received chunk against the bytes still owed. Once it returns a fault, the
+    /// stream is beyond repair and the caller should stop feeding it.
+    pub fn accept(&mut self, chunk: &[u8]) -> Result<(), EchoFault> {
+        let owed = chunk.len().min(self.pending.len());
+        let (matching, extra) = chunk.split_at(owed);
+        if let Some(at) = first_difference(&self.pending, matching) {
+            return Err(self.corruption(at, &chunk[at..]));
+        }
+        self.pending.drain(..owed);
+        self.received += owed as u64;
+        while let Some(front) = self.messages.front() {
+            if front.start + front.length > self.received {
+                break;
+            }
+            self.last_completed = Some(front.index);
+            self.messages.pop_front();
+        }
+        if extra.is_empty() {
+            Ok(())
+        } else {
+            Err(EchoFault::Extra {
+                after_message: self.last_completed,
+                excerpt: extra[..extra.len().min(EXCERPT_BYTES)].to_vec(),
+            })
+        }
+    }
+
+    /// Whether every byte sent so far has come back.
+    pub fn caught_up(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// The fault to report when the stream ends while bytes are still owed, or `None` when
+    /// nothing was owed.
+    pub fn shortfall(&self, end: StreamEnd) -> Option<EchoFault> {
+        let front = self.messages.front()?;
+        let received = self.received - front.start;
+        Some(if received == 0 {
+            EchoFault::Missing {
+                message: front.index,
+                length: front.length,
+                end,
+            }
+        } else {
+            EchoFault::Truncated {
+                message: front.index,
+                received,
+                length: front.length,
+                end,
+            }
+        })
+    }
+
+    /// Bytes sent so far.
+    pub fn sent_bytes(&self) -> u64 {
+        self.sent
+    }
+
+    /// Bytes received and verified so far.
+    pub fn received_bytes(&self) -> u64 {
+        self.received
+    }
+
+    fn corruption(&self, at: usize, received_from_there: &[u8]) -> EchoFault {
+        let stream_offset = self.received + at as u64;
+        let span = self
+            .messages
+            .iter()
+            .find(|m| m.start + m.length > stream_offset)
+            .copied()
+            .expect("a differing byte lies inside a pending message");
+        EchoFault::Corrupted {
+            message: span.index,
+            offset: stream_offset - span.start,
+            expected: self
+                .pending
+                .iter()
+                .skip(at)
+                .take(EXCERPT_BYTES)
+                .copied()
+                .collect(),
+            received: received_from_there[..received_from_there.len().min(EXCERPT_BYTES)].to_vec(),
+        }
+    }
+}
+
+/// Index of the first byte where `chunk` differs from the front of `pending`.
+fn first_difference(pending: &VecDeque<u8>, chunk: &[u8]) -> Option<usize> {
+    let (front, back) = pending.as_slices();
+    let split = chunk.len().min(front.len());
+    let (chunk_front, chunk_back) = chunk.split_at(split);
+    if chunk_front != &front[..split] {
+        return chunk_front.iter().zip(front).position(|(a, b)| a != b);
+    }
+    if chunk_back != &back[..chunk_back.len()] {
+        return chunk_back
+            .iter()
+            .zip(back)
+            .position(|(a, b)| a != b)
+            .map(|i| split + i);
+    }
+    None
+}
+
+mod duration_ms {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64() * 1000.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Messages (1..=3000 bytes each, so some exceed a 1024-byte read) and cut points that
+    /// split their concatenation into arbitrary chunks.
+    fn messages_and_cuts() -> impl Strategy<Value = (Vec<Vec<u8>>, Vec<usize>)> {
+        prop::collection::vec(prop::collection::vec(any::<u8>(), 1..3000), 1..6).prop_flat_map(|messages| {
+            let total: usize = messages.iter().map(Vec::len).sum();
+            (Just(messages), prop::collection::vec(0..=total, 0..20))
+        })
+    }
+
+    fn chunks(stream: &[u8], mut cuts: Vec<usize>) -> Vec<&[u8]> {
+        cuts.push(0);
+        cuts.push(stream.len());
+        cuts.sort_unstable();
+        cuts.windows(2).map(|w| &stream[w[0]..w[1]]).collect()
+    }
+
+    fn sent(messages: &[Vec<u8>]) -> StreamMatcher {
+        let mut matcher = StreamMatcher::new();
+        for (i, m) in messages.iter().enumerate() {
+            matcher.expect(i as u32, m);
+        }
+        matcher
+    }
+
+    /// Which message a stream offset falls in, and the offset inside it.
+    fn locate(messages: &[Vec<u8>], mut offset: usize) -> (u32, u64) {
+        for (i, m) in messages.iter().enumerate() {
+            if offset < m.len() {
+                return (i as u32, offset as u64);
+            }
+            offset -= m.len();
+        }
+        unreachable!()
+    }
+
+    proptest! {
+        #[test]
+        fn exact_echo_passes_however_it_is_split((messages, cuts) in messages_and_cuts()) {
+            let stream = messages.concat();
+            let mut matcher = sent(&messages);
+            for chunk in chunks(&stream, cuts) {
+                prop_assert_eq!(matcher.accept(chunk), Ok(()));
+            }
+            prop_assert!(matcher.caught_up());
+            prop_assert_eq!(matcher.shortfall(StreamEnd::Closed), None);
+            prop_assert_eq!(matcher.received_bytes(), stream.len() as u64);
+        }
+
+        #[test]
+        fn a_corrupted_byte_is_found_exactly(
+            (messages, cuts) in messages_and_cuts(), position in any::<prop::sample::Index>(), flip in 1u8..=255,
+        ) {
+            let mut stream = messages.concat();
+            let at = position.index(stream.len());
+            stream[at] ^= flip;
+            let mut matcher = sent(&messages);
+            let fault = chunks(&stream, cuts).into_iter().find_map(|c| matcher.accept(c).err());
+            let (message, offset) = locate(&messages, at);
+            match fault {
+                Some(EchoFault::Corrupted { message: m, offset: o, expected, received }) => {
+                    prop_assert_eq!((m, o), (message, offset));
+                    prop_assert_eq!(expected[0] ^ received[0], flip);
+                }
+                other => prop_assert!(false, "expected corruption at {}, got {:?}", at, other),
+            }
+        }
+
+        #[test]
+        fn a_short_echo_is_truncated_or_missing(
+            (messages, cuts) in messages_and_cuts(), keep in any::<prop::sample::Index>(),
+        ) {
+            let stream = messages.concat();
+            let kept = keep.index(stream.len());
+            let mut matcher = sent(&messages);
+            for chunk in chunks(&stream[..kept], cuts.into_iter().filter(|&c| c <= kept).collect()) {
+                prop_assert_eq!(matcher.accept(chunk), Ok(()));
+            }
+            let (message, offset) = locate(&messages, kept);
+            let length = messages[message as usize].len() as u64;
+            let expected = if offset == 0 {
+                EchoFault::Missing { message, length, end: StreamEnd::Closed }
+            } else {
+                EchoFault::Truncated { message, received: offset, length, end: StreamEnd::Closed }
+            };
+            prop_assert_eq!(matcher.shortfall(StreamEnd::Closed), Some(expected));
+        }
+
+        #[test]
+        fn bytes_beyond_those_sent_are_extra(
+            (messages, cuts) in messages_and_cuts(), extra in prop::collection::vec(any::<u8>(), 1..40),
+        ) {
+            let mut stream = messages.concat();
+            let sent_len = stream.len();
+            stream.extend(&extra);
+            let mut matcher = sent(&messages);
+            let fault = chunks(&stream, cuts.into_iter().map(|c| c.min(sent_len)).collect())
+                .into_iter()
+                .find_map(|c| matcher.accept(c).err());
+            let last = messages.len() as u32 - 1;
+            let wanted = EchoFault::Extra { after_message: Some(last), excerpt: extra[..extra.len().min(EXCERPT_BYTES)].to_vec() };
+            prop_assert_eq!(fault, Some(wanted));
+        }
+    }
+
+    #[test]
+    fn fault_text_names_message_and_escapes_bytes() {
+        let mut matcher = StreamMatcher::new();
+        matcher.expect(0, b"hello");
+        let fault = matcher.accept(b"he\x1bl").unwrap_err();
+        assert_eq!(
+            fault.to_string(),
+            "corrupted: message 1 differs at byte 2: expected \"llo\", received \"\\x1bl\""
+        );
+    }
+}

@@ -1,0 +1,313 @@
+//! The echo workload: connect, send each message, expect every byte back, think, repeat.
+//!
+//! Sending and receiving run concurrently within a message. A client that wrote a whole
+//! 1 MiB message before reading would deadlock against any echo server: the server blocks
+//! sending its echo into our full receive buffer while we block sending into its full one.
+//! Every wait is bounded by the reply timeout, the run deadline and Ctrl-C, whichever comes
+//! first, so a server that hangs can never hang labrun.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::payload::PayloadGenerator;
+use super::record::{ClientEnd, ClientError, ClientErrorKind, ClientRecord, Timeline};
+use crate::scenario::GroupPlan;
+use crate::verify::stream::{StreamEnd, StreamMatcher};
+
+/// Receive buffer per client: large enough that big echoes arrive in few reads.
+const RECEIVE_BUFFER_BYTES: usize = 64 * 1024;
+/// After the last message, how long to watch for bytes nobody sent before closing.
+const TRAILING_BYTES_WINDOW: Duration = Duration::from_millis(200);
+
+/// What one client needs to know, shared by reference across the group.
+pub struct ClientContext {
+    /// The group's plan.
+    pub group: Arc<GroupPlan>,
+    /// Index of the group in the plan.
+    pub group_index: usize,
+    /// The client's number in its group.
+    pub index: u32,
+    /// Where its server listens.
+    pub address: SocketAddr,
+    /// Scenario seed for payloads.
+    pub seed: u64,
+    /// Time zero of the run.
+    pub run_start: Instant,
+    /// When this client begins.
+    pub start_at: Instant,
+    /// The run's global deadline.
+    pub run_deadline: Instant,
+    /// Fires on Ctrl-C.
+    pub cancel: CancellationToken,
+    /// Messages completed by all clients, for the progress bar.
+    pub progress: Arc<AtomicU64>,
+}
+
+/// Why a bounded wait ended early.
+enum Interruption {
+    ReplyTimeout,
+    RunDeadline,
+    Cancelled,
+}
+
+/// How one message exchange went wrong.
+enum ExchangeError {
+    Interrupted(Interruption),
+    Closed,
+    Fault(crate::verify::stream::EchoFault),
+    Socket(io::Error),
+}
+
+impl ClientContext {
+    /// Waits for `work` unless the reply timeout (if given), the run deadline or Ctrl-C
+    /// comes first.
+    async fn bounded<T>(
+        &self,
+        reply_deadline: Option<Instant>,
+        work: impl Future<Output = T>,
+    ) -> Result<T, Interruption> {
+        let (deadline, reason) = match reply_deadline {
+            Some(reply) if reply < self.run_deadline => (reply, Interruption::ReplyTimeout),
+            _ => (self.run_deadline, Interruption::RunDeadline),
+        };
+        tokio::select! {
+            biased;
+            () = self.cancel.cancelled() => Err(Interruption::Cancelled),
+            outcome = tokio::time::timeout_at(deadline, work) => outcome.map_err(|_| reason),
+        }
+    }
+
+    fn since_start(&self) -> Duration {
+        self.run_start.elapsed()
+    }
+}
+
+/// Runs one echo client to completion and returns what it did.
+pub async fn run(ctx: ClientContext) -> ClientRecord {
+    let mut session = Session::new(&ctx);
+    let end = session.run(&ctx).await;
+    session.timeline.closed = Some(ctx.since_start());
+    ClientRecord {
+        group: ctx.group_index,
+        index: ctx.index,
+        timeline: session.timeline,
+        messages_completed: session.completed,
+        bytes_sent: session.matcher.sent_bytes(),
+        bytes_received: session.matcher.received_bytes(),
+        rtt_us: session.rtt_us,
+        end,
+    }
+}
+
+struct Session {
+    matcher: StreamMatcher,
+    timeline: Timeline,
+    completed: u32,
+    rtt_us: Vec<u64>,
+    payloads: PayloadGenerator,
+}
+
+impl Session {
+    fn new(ctx: &ClientContext) -> Self {
+        let plan = &ctx.group;
+        Session {
+            matcher: StreamMatcher::new(),
+            timeline: Timeline::default(),
+            completed: 0,
+            rtt_us: Vec::with_capacity(plan.messages.saturating_sub(1) as usize),
+            payloads: PayloadGenerator::new(ctx.seed, ctx.group_index, ctx.index, plan.size, plan.payload),
+        }
+    }
+
+    async fn run(&mut self, ctx: &ClientContext) -> ClientEnd {
+        if ctx
+            .bounded(None, tokio::time::sleep_until(ctx.start_at))
+            .await
+            .is_err()
+        {
+            return interrupted_end(Interruption::Cancelled, None, &ctx.group);
+        }
+        let timeout = ctx.group.reply_timeout;
+        self.timeline.connect_start = Some(ctx.since_start());
+        let connect = ctx
+            .bounded(Some(Instant::now() + timeout), TcpStream::connect(ctx.address))
+            .await;
+        let mut stream = match connect {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(err)) => {
+                return failed(
+                    ClientErrorKind::Connect,
+                    None,
+                    format!("cannot connect to {}: {err}", ctx.address),
+                );
+            }
+            Err(Interruption::ReplyTimeout) => {
+                return failed(
+                    ClientErrorKind::Connect,
+                    None,
+                    format!(
+                        "connecting to {} took longer than {}",
+                        ctx.address,
+                        humantime::format_duration(timeout)
+                    ),
+                );
+            }
+            Err(other) => return interrupted_end(other, None, &ctx.group),
+        };
+        self.timeline.connected = Some(ctx.since_start());
+        // Small messages must leave at once; Nagle would add delayed-ACK stalls to RTT.
+        let _ = stream.set_nodelay(true);
+
+        let mut body = Vec::new();
+        let mut receive_buffer = vec![0u8; RECEIVE_BUFFER_BYTES];
+        for message in 0..ctx.group.messages {
+            self.payloads.next_into(&mut body);
+            self.matcher.expect(message, &body);
+            let sent_at = Instant::now();
+            if message == 0 {
+                self.timeline.first_send = Some(ctx.since_start());
+            }
+            let exchange = self.exchange(ctx, &mut stream, &body, &mut receive_buffer, sent_at + timeout);
+            if let Err(error) = exchange.await {
+                return self.end_of_exchange(error, message, ctx);
+            }
+            let rtt = sent_at.elapsed();
+            self.timeline.last_reply = Some(ctx.since_start());
+            if message > 0 {
+                self.rtt_us.push(rtt.as_micros() as u64);
+            }
+            self.completed += 1;
+            ctx.progress.fetch_add(1, Ordering::Relaxed);
+            let more_to_send = message + 1 < ctx.group.messages;
+            if more_to_send
+                && !ctx.group.think.is_zero()
+                && let Err(interruption) = ctx.bounded(None, tokio::time::sleep(ctx.group.think)).await
+            {
+                return interrupted_end(interruption, None, &ctx.group);
+            }
+        }
+        self.check_trailing_bytes(ctx, &mut stream, &mut receive_buffer)
+            .await
+    }
+
+    /// Sends one message while reading its echo; returns once every byte came back.
+    async fn exchange(
+        &mut self,
+        ctx: &ClientContext,
+        stream: &mut TcpStream,
+        body: &[u8],
+        receive_buffer: &mut [u8],
+        reply_deadline: Instant,
+    ) -> Result<(), ExchangeError> {
+        let (mut reader, mut writer) = stream.split();
+        let write = writer.write_all(body);
+        tokio::pin!(write);
+        let mut written = false;
+        loop {
+            tokio::select! {
+                outcome = &mut write, if !written => {
+                    outcome.map_err(ExchangeError::Socket)?;
+                    written = true;
+                }
+                outcome = ctx.bounded(Some(reply_deadline), reader.read(receive_buffer)) => {
+                    let received = outcome.map_err(ExchangeError::Interrupted)?.map_err(ExchangeError::Socket)?;
+                    if received == 0 {
+                        return Err(ExchangeError::Closed);
+                    }
+                    if self.timeline.first_reply.is_none() {
+                        self.timeline.first_reply = Some(ctx.since_start());
+                    }
+                    self.matcher.accept(&receive_buffer[..received]).map_err(ExchangeError::Fault)?;
+                    if written && self.matcher.caught_up() {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    fn end_of_exchange(&self, error: ExchangeError, message: u32, ctx: &ClientContext) -> ClientEnd {
+        let shortfall = |end| {
+            let fault = self
+                .matcher
+                .shortfall(end)
+                .expect("an unfinished exchange owes bytes");
+            ClientEnd::EchoFault(fault)
+        };
+        match error {
+            ExchangeError::Fault(fault) => ClientEnd::EchoFault(fault),
+            ExchangeError::Closed => shortfall(StreamEnd::Closed),
+            ExchangeError::Interrupted(Interruption::ReplyTimeout) => {
+                shortfall(StreamEnd::TimedOut(ctx.group.reply_timeout))
+            }
+            ExchangeError::Interrupted(other) => interrupted_end(other, Some(message), &ctx.group),
+            ExchangeError::Socket(err) => socket_failure(&err, Some(message)),
+        }
+    }
+
+    /// Half-closes and watches briefly for bytes that were never sent, such as a reply
+    /// sent twice. A server that keeps the connection open after our FIN is not at fault.
+    async fn check_trailing_bytes(
+        &mut self,
+        ctx: &ClientContext,
+        stream: &mut TcpStream,
+        receive_buffer: &mut [u8],
+    ) -> ClientEnd {
+        let _ = stream.shutdown().await;
+        let window = Instant::now() + TRAILING_BYTES_WINDOW.min(ctx.group.reply_timeout);
+        loop {
+            match ctx.bounded(Some(window), stream.read(receive_buffer)).await {
+                Ok(Ok(0)) | Ok(Err(_)) | Err(Interruption::ReplyTimeout) => return ClientEnd::Completed,
+                Ok(Ok(received)) => {
+                    if let Err(fault) = self.matcher.accept(&receive_buffer[..received]) {
+                        return ClientEnd::EchoFault(fault);
+                    }
+                }
+                Err(other) => return interrupted_end(other, None, &ctx.group),
+            }
+        }
+    }
+}
+
+fn failed(kind: ClientErrorKind, message: Option<u32>, detail: String) -> ClientEnd {
+    ClientEnd::Failed(ClientError {
+        kind,
+        message,
+        detail,
+    })
+}
+
+fn socket_failure(err: &io::Error, message: Option<u32>) -> ClientEnd {
+    match err.kind() {
+        io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionAborted => {
+            failed(
+                ClientErrorKind::Reset,
+                message,
+                format!("the server reset the connection ({err})"),
+            )
+        }
+        _ => failed(ClientErrorKind::Io, message, format!("socket error: {err}")),
+    }
+}
+
+fn interrupted_end(interruption: Interruption, message: Option<u32>, group: &GroupPlan) -> ClientEnd {
+    match interruption {
+        Interruption::Cancelled => ClientEnd::Interrupted,
+        Interruption::RunDeadline | Interruption::ReplyTimeout => failed(
+            ClientErrorKind::Deadline,
+            message,
+            format!(
+                "the run's deadline passed before client group `{}` finished",
+                group.name
+            ),
+        ),
+    }
+}

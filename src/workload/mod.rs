@@ -1,0 +1,105 @@
+//! Client behaviours and the driver that runs them: the only module that opens client sockets.
+//!
+//! [`drive`] spawns one tokio task per simulated client, starts them on the group's schedule
+//! and collects a [`ClientRecord`] from each. Clients share nothing mutable but a relaxed
+//! progress counter; their samples come back in their records and are folded into
+//! histograms afterwards, so no lock sits on the per-message path.
+
+mod echo;
+mod payload;
+pub mod record;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+pub use payload::PayloadGenerator;
+pub use record::{ClientEnd, ClientError, ClientErrorKind, ClientRecord, Timeline};
+
+use crate::scenario::{Plan, WorkloadKind};
+
+/// The clients' side of a run.
+pub struct Drive {
+    /// One record per client, ordered by group then client number.
+    pub records: Vec<ClientRecord>,
+    /// From the first client's start to the last client's end.
+    pub elapsed: Duration,
+}
+
+/// Shared inputs of a drive.
+pub struct DriveSetup<'a> {
+    /// The plan.
+    pub plan: &'a Plan,
+    /// Address of each server, indexed like `plan.servers`.
+    pub addresses: &'a [SocketAddr],
+    /// Time zero of the run; timelines are offsets from it.
+    pub run_start: Instant,
+    /// When every client must stop.
+    pub run_deadline: Instant,
+    /// Fires on Ctrl-C.
+    pub cancel: CancellationToken,
+    /// Counts completed messages for the progress display.
+    pub progress: Arc<AtomicU64>,
+}
+
+/// Runs every client group of the plan concurrently and waits for all clients to finish.
+pub async fn drive(setup: DriveSetup<'_>) -> Drive {
+    let started = Instant::now();
+    let mut tasks = JoinSet::new();
+    for (group_index, group) in setup.plan.groups.iter().enumerate() {
+        let shared = Arc::new(group.clone());
+        for index in 0..group.count {
+            let ctx = echo::ClientContext {
+                group: Arc::clone(&shared),
+                group_index,
+                index,
+                address: setup.addresses[group.server],
+                seed: setup.plan.seed,
+                run_start: setup.run_start,
+                start_at: started + group.start.offset(index, group.count),
+                run_deadline: setup.run_deadline,
+                cancel: setup.cancel.clone(),
+                progress: Arc::clone(&setup.progress),
+            };
+            match group.workload {
+                WorkloadKind::Echo => tasks.spawn(echo::run(ctx)),
+            };
+        }
+    }
+    let mut records = Vec::with_capacity(tasks.len());
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(record) => records.push(record),
+            // A panicking client is a labrun bug: carry the panic to the caller, whose guards
+            // tear the servers down on the way out.
+            Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+            Err(_) => unreachable!("client tasks are never aborted"),
+        }
+    }
+    records.sort_by_key(|r| (r.group, r.index));
+    Drive {
+        records,
+        elapsed: started.elapsed(),
+    }
+}
+
+/// Raises the soft open-files limit to the hard limit: every simulated client is a socket,
+/// and the common default of 1024 would cap a run at about a thousand clients.
+pub fn raise_open_files_limit() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        let _ = setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: limit.maximum,
+                maximum: limit.maximum,
+            },
+        );
+    }
+}

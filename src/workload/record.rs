@@ -1,0 +1,128 @@
+//! What one simulated client did: the record the driver hands to verification and metrics.
+//!
+//! Times are offsets from the start of the run, so records from different clients line up
+//! on one timeline. Latency samples stay raw (microseconds) here; `metrics` folds them into
+//! histograms once, after the run, so the hot path never touches shared state.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::verify::stream::EchoFault;
+
+/// Milestones of one client's connection, as offsets from the start of the run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Timeline {
+    /// When it began connecting.
+    pub connect_start: Option<Duration>,
+    /// When the connection was established.
+    pub connected: Option<Duration>,
+    /// When it began sending its first message.
+    pub first_send: Option<Duration>,
+    /// When the first byte of the first reply arrived.
+    pub first_reply: Option<Duration>,
+    /// When the last reply completed.
+    pub last_reply: Option<Duration>,
+    /// When it closed its connection (or gave up).
+    pub closed: Option<Duration>,
+}
+
+/// How a client's session ended.
+#[derive(Debug, Clone)]
+pub enum ClientEnd {
+    /// Every message was sent and echoed.
+    Completed,
+    /// The echoed bytes were wrong; the session stopped there.
+    EchoFault(EchoFault),
+    /// The session could not go on for a reason other than the echoed bytes.
+    Failed(ClientError),
+    /// The run was interrupted (Ctrl-C) before the session finished.
+    Interrupted,
+}
+
+/// A failure of the connection itself.
+#[derive(Debug, Clone)]
+pub struct ClientError {
+    /// Which class of failure.
+    pub kind: ClientErrorKind,
+    /// Message (0-based) in progress, if one was.
+    pub message: Option<u32>,
+    /// The operating system's words, or what labrun observed.
+    pub detail: String,
+}
+
+/// Classes of connection failure, counted separately in reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ClientErrorKind {
+    /// Could not connect.
+    Connect,
+    /// The server reset the connection.
+    Reset,
+    /// Any other socket error.
+    Io,
+    /// The scenario's global deadline passed first.
+    Deadline,
+}
+
+impl ClientErrorKind {
+    /// Stable lowercase name for reports.
+    pub fn label(self) -> &'static str {
+        match self {
+            ClientErrorKind::Connect => "connect",
+            ClientErrorKind::Reset => "reset",
+            ClientErrorKind::Io => "io",
+            ClientErrorKind::Deadline => "deadline",
+        }
+    }
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.detail)?;
+        if let Some(message) = self.message {
+            write!(f, " (during message {})", message + 1)?;
+        }
+        Ok(())
+    }
+}
+
+/// Everything one client did.
+#[derive(Debug, Clone)]
+pub struct ClientRecord {
+    /// Index of its group in the plan.
+    pub group: usize,
+    /// Its number within the group (0-based).
+    pub index: u32,
+    /// Connection milestones.
+    pub timeline: Timeline,
+    /// Messages sent and fully echoed.
+    pub messages_completed: u32,
+    /// Bytes written to the socket.
+    pub bytes_sent: u64,
+    /// Bytes received and verified.
+    pub bytes_received: u64,
+    /// Round-trip time of each message after the first, in microseconds. The first
+    /// message's latency includes queueing for service and is recorded as the wait.
+    pub rtt_us: Vec<u64>,
+    /// How it ended.
+    pub end: ClientEnd,
+}
+
+impl ClientRecord {
+    /// Time from starting to connect until connected.
+    pub fn connect_time(&self) -> Option<Duration> {
+        Some(
+            self.timeline
+                .connected?
+                .saturating_sub(self.timeline.connect_start?),
+        )
+    }
+
+    /// Time from the first send until the first reply byte: queueing plus service.
+    pub fn wait_time(&self) -> Option<Duration> {
+        Some(
+            self.timeline
+                .first_reply?
+                .saturating_sub(self.timeline.first_send?),
+        )
+    }
+}
