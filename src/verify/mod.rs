@@ -14,7 +14,7 @@ use crate::scenario::{EchoExpectation, Plan};
 use crate::supervise::ServerEnd;
 use crate::units;
 use crate::workload::{ClientEnd, ClientErrorKind, ClientRecord};
-use stream::EchoFault;
+use stream::{EchoFault, StreamEnd};
 
 /// One verdict line.
 #[derive(Debug, Clone, Serialize)]
@@ -147,6 +147,13 @@ fn echo_hint(fault: &EchoFault) -> &'static str {
             "the echo differs from what was sent: send back exactly the bytes recv() returned \
              (no decode/encode per chunk, no strip(), no added text)"
         }
+        EchoFault::Truncated {
+            end: StreamEnd::Reset,
+            ..
+        } => {
+            "the server reset the connection mid-echo: it closed the socket with data still \
+             unread, or crashed; a handler must keep calling recv() until it returns b''"
+        }
         EchoFault::Truncated { .. } => {
             "only part of the message came back: one recv(1024) is not a whole message; keep \
              receiving until recv() returns b'' and reply with sendall(), not send()"
@@ -166,10 +173,6 @@ fn error_hint(kind: ClientErrorKind) -> &'static str {
         ClientErrorKind::Connect => {
             "the connection was not accepted: is the server still listening, and is its listen() \
              backlog large enough for clients arriving together?"
-        }
-        ClientErrorKind::Reset => {
-            "the server closed the connection abruptly (RST): did it crash, or close the socket \
-             with data still unread?"
         }
         ClientErrorKind::Io => "the socket failed in an unusual way; see the error text",
         ClientErrorKind::Deadline => {

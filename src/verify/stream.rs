@@ -22,6 +22,8 @@ pub const EXCERPT_BYTES: usize = 16;
 pub enum StreamEnd {
     /// The server closed the connection (EOF).
     Closed,
+    /// The server reset the connection (RST), typically by closing with unread data.
+    Reset,
     /// Nothing more arrived within the reply timeout.
     TimedOut(#[serde(with = "duration_ms")] Duration),
 }
@@ -30,6 +32,7 @@ impl fmt::Display for StreamEnd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StreamEnd::Closed => f.write_str("the server closed the connection"),
+            StreamEnd::Reset => f.write_str("the server reset the connection"),
             StreamEnd::TimedOut(after) => {
                 write!(
                     f,

@@ -249,6 +249,9 @@ impl Session {
                 shortfall(StreamEnd::TimedOut(ctx.group.reply_timeout))
             }
             ExchangeError::Interrupted(other) => interrupted_end(other, Some(message), &ctx.group),
+            // A reset in the middle of an echo is a short echo with an abrupt end: report
+            // how much came back, which is what the student needs to see.
+            ExchangeError::Socket(err) if is_reset(&err) => shortfall(StreamEnd::Reset),
             ExchangeError::Socket(err) => socket_failure(&err, Some(message)),
         }
     }
@@ -285,17 +288,15 @@ fn failed(kind: ClientErrorKind, message: Option<u32>, detail: String) -> Client
     })
 }
 
+fn is_reset(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionAborted
+    )
+}
+
 fn socket_failure(err: &io::Error, message: Option<u32>) -> ClientEnd {
-    match err.kind() {
-        io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionAborted => {
-            failed(
-                ClientErrorKind::Reset,
-                message,
-                format!("the server reset the connection ({err})"),
-            )
-        }
-        _ => failed(ClientErrorKind::Io, message, format!("socket error: {err}")),
-    }
+    failed(ClientErrorKind::Io, message, format!("socket error: {err}"))
 }
 
 fn interrupted_end(interruption: Interruption, message: Option<u32>, group: &GroupPlan) -> ClientEnd {

@@ -55,8 +55,6 @@ pub struct ClientError {
 pub enum ClientErrorKind {
     /// Could not connect.
     Connect,
-    /// The server reset the connection.
-    Reset,
     /// Any other socket error.
     Io,
     /// The scenario's global deadline passed first.
@@ -68,7 +66,6 @@ impl ClientErrorKind {
     pub fn label(self) -> &'static str {
         match self {
             ClientErrorKind::Connect => "connect",
-            ClientErrorKind::Reset => "reset",
             ClientErrorKind::Io => "io",
             ClientErrorKind::Deadline => "deadline",
         }

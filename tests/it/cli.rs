@@ -1,0 +1,153 @@
+//! Command-line behaviour that needs no server: validation errors, listing, `serve`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Command as StdCommand, Stdio};
+
+use crate::util::{Scratch, echo_scenario};
+
+const VALID: &str = "builtin = \"echo-async\"";
+
+#[test]
+fn validate_accepts_every_shipped_scenario() {
+    let scratch = Scratch::new();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let shipped: Vec<_> = std::fs::read_dir(root.join("scenarios"))
+        .expect("scenarios folder")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    assert!(
+        shipped.len() >= 3,
+        "expected the three built-in scenarios, found {shipped:?}"
+    );
+    let run = scratch
+        .labrun()
+        .arg("validate")
+        .args(&shipped)
+        .output()
+        .expect("runs");
+    let run = crate::util::Run::from(run);
+    run.expect_code(0).stdout_has("ok ");
+    assert_eq!(run.stdout.lines().count(), shipped.len(), "{}", run.stdout);
+}
+
+#[test]
+fn unknown_key_exits_2_with_location_and_suggestion() {
+    let scratch = Scratch::new();
+    let path = scratch.file("typo.toml", &echo_scenario("typo", VALID, "cout = 5", ""));
+    let run = crate::util::Run::from(
+        scratch
+            .labrun()
+            .arg("validate")
+            .arg(&path)
+            .output()
+            .expect("runs"),
+    );
+    run.expect_code(2)
+        .stderr_has(&format!("{}:10:1: unknown field `cout`", path.display()))
+        .stderr_has("did you mean `count`?");
+}
+
+#[test]
+fn wrong_type_exits_2_pointing_at_the_value() {
+    let scratch = Scratch::new();
+    let path = scratch.file(
+        "type.toml",
+        &echo_scenario("type", VALID, "count = \"fifty\"", ""),
+    );
+    let run = scratch.run(&path);
+    run.expect_code(2)
+        .stderr_has(&format!("{}:10:9:", path.display()));
+    assert!(!scratch.reports().exists(), "nothing may run on bad input");
+}
+
+#[test]
+fn missing_server_exits_2_naming_the_reference() {
+    let scratch = Scratch::new();
+    let path = scratch.file("ref.toml", &echo_scenario("ref", VALID, "server = \"nope\"", ""));
+    let run = scratch.run(&path);
+    run.expect_code(2)
+        .stderr_has(&format!("{}:10:10: no server named `nope`", path.display()))
+        .stderr_has("`srv`");
+}
+
+#[test]
+fn bad_duration_and_missing_file_exit_2() {
+    let scratch = Scratch::new();
+    let path = scratch.file("dur.toml", &echo_scenario("dur", VALID, "think = 5", ""));
+    scratch
+        .run(&path)
+        .expect_code(2)
+        .stderr_has("a duration needs a unit");
+    let missing = scratch.dir.path().join("absent.toml");
+    scratch
+        .run(&missing)
+        .expect_code(2)
+        .stderr_has("cannot read scenario");
+}
+
+#[test]
+fn one_bad_file_stops_the_run_before_anything_starts() {
+    let scratch = Scratch::new();
+    let good = scratch.file("good.toml", &echo_scenario("good", VALID, "count = 1", ""));
+    let bad = scratch.file("bad.toml", &echo_scenario("bad", VALID, "count = 0", ""));
+    let run = crate::util::Run::from(
+        scratch
+            .labrun()
+            .arg(&good)
+            .arg(&bad)
+            .arg("--out")
+            .arg(scratch.reports())
+            .output()
+            .expect("runs"),
+    );
+    run.expect_code(2).stderr_has("`count` must be at least 1");
+    assert!(!scratch.reports().exists());
+}
+
+#[test]
+fn list_names_every_builtin() {
+    let scratch = Scratch::new();
+    let run = crate::util::Run::from(scratch.labrun().arg("list").output().expect("runs"));
+    run.expect_code(0)
+        .stdout_has("echo-iterative")
+        .stdout_has("echo-threaded")
+        .stdout_has("echo-async");
+}
+
+/// `labrun serve` is usable by hand: it announces its port and echoes what `nc` would send.
+#[test]
+fn serve_runs_a_builtin_standalone() {
+    for builtin in ["echo-iterative", "echo-threaded", "echo-async"] {
+        let mut server = StdCommand::new(assert_cmd::cargo::cargo_bin("labrun"))
+            .args(["serve", builtin, "--port", "0"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("serve starts");
+        let mut banner = String::new();
+        BufReader::new(server.stdout.take().expect("stdout"))
+            .read_line(&mut banner)
+            .expect("banner");
+        let address = banner
+            .trim()
+            .rsplit(' ')
+            .next()
+            .expect("address in banner")
+            .to_owned();
+        let mut client = TcpStream::connect(&address).expect("connects");
+        let message = vec![b'x'; 5000];
+        client.write_all(&message).expect("sends");
+        client.shutdown(std::net::Shutdown::Write).expect("half-close");
+        let mut echoed = Vec::new();
+        client.read_to_end(&mut echoed).expect("reads");
+        server.kill().expect("kill");
+        server.wait().expect("reap");
+        assert!(
+            banner.starts_with(&format!("{builtin} listening on 127.0.0.1:")),
+            "{banner}"
+        );
+        assert_eq!(echoed, message, "{builtin} echoed wrongly");
+    }
+}

@@ -1,0 +1,9 @@
+//! Integration tests: the real `labrun` binary against real servers on 127.0.0.1.
+//!
+//! One test binary (modules below) so it links once. Every test bounds its own run time and
+//! checks that no process it caused to exist outlives it.
+
+mod cli;
+mod runs;
+mod teardown;
+mod util;

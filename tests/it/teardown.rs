@@ -1,0 +1,141 @@
+//! Servers are torn down on every path: success, failed start, Ctrl-C, panic, hostile forks.
+
+use std::time::{Duration, Instant};
+
+use crate::util::{Run, Scratch, echo_scenario, python_server, read_report};
+
+#[test]
+fn a_server_that_crashes_at_start_exits_3_with_its_traceback() {
+    let scratch = Scratch::new();
+    let path = scratch.file(
+        "crash.toml",
+        &echo_scenario("crash", &python_server("crash_at_start.py"), "", ""),
+    );
+    scratch
+        .run(&path)
+        .expect_code(3)
+        .stderr_has("server `srv` exited with status 1 before accepting connections")
+        .stderr_has("AttributeError")
+        .stderr_has("listne");
+    scratch.assert_nothing_left();
+}
+
+#[test]
+fn a_missing_program_exits_3() {
+    let scratch = Scratch::new();
+    let server = "command = [\"definitely-not-a-program-xyz\", \"{port}\"]";
+    let path = scratch.file("nope.toml", &echo_scenario("nope", server, "", ""));
+    scratch
+        .run(&path)
+        .expect_code(3)
+        .stderr_has("cannot start server `srv`: `definitely-not-a-program-xyz`");
+}
+
+#[test]
+fn a_server_that_never_listens_exits_3_after_its_ready_timeout() {
+    let scratch = Scratch::new();
+    let server = "command = [\"python3\", \"-c\", \"import time, sys; print('booting', flush=True); time.sleep(60)\", \"{port}\"]\nready = { timeout = \"700ms\" }";
+    let path = scratch.file("slow.toml", &echo_scenario("slow", server, "", ""));
+    scratch
+        .run(&path)
+        .expect_code(3)
+        .stderr_has("did not accept a connection")
+        .stderr_has("within 700ms")
+        .stderr_has("| booting");
+    scratch.assert_nothing_left();
+}
+
+#[test]
+fn a_fixed_port_in_use_exits_3() {
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = holder.local_addr().expect("addr").port();
+    let scratch = Scratch::new();
+    let server = format!("builtin = \"echo-async\"\nport = {port}");
+    let path = scratch.file("busy.toml", &echo_scenario("busy", &server, "", ""));
+    scratch
+        .run(&path)
+        .expect_code(3)
+        .stderr_has(&format!("port {port} on 127.0.0.1 is already in use"));
+}
+
+#[test]
+fn children_that_ignore_sigterm_are_killed_with_the_group() {
+    let scratch = Scratch::new();
+    let path = scratch.file(
+        "stub.toml",
+        &echo_scenario("stub", &python_server("stubborn_fork.py"), "count = 2", ""),
+    );
+    scratch.run(&path).expect_code(0);
+    let report = read_report(&scratch.reports().join("stub.json"));
+    assert_eq!(
+        report["servers"][0]["teardown"], "killed",
+        "SIGTERM was ignored, so SIGKILL was needed"
+    );
+    scratch.assert_nothing_left();
+}
+
+#[test]
+fn a_panic_still_tears_the_servers_down() {
+    let scratch = Scratch::new();
+    let path = scratch.file(
+        "panic.toml",
+        &echo_scenario("panic", &python_server("echo_threads.py"), "", ""),
+    );
+    let run = Run::from(
+        scratch
+            .labrun()
+            .env(labrun::PANIC_INJECTION_VARIABLE, "after-ready")
+            .arg(&path)
+            .arg("--out")
+            .arg(scratch.reports())
+            .output()
+            .expect("runs"),
+    );
+    run.expect_code(3)
+        .stderr_has("injected panic")
+        .stderr_has("internal error");
+    scratch.assert_nothing_left();
+}
+
+#[test]
+fn ctrl_c_stops_the_run_reports_partial_results_and_exits_130() {
+    let scratch = Scratch::new();
+    let clients = "count = 3\nmessages = 100000\nthink = \"10ms\"";
+    let path = scratch.file(
+        "long.toml",
+        &echo_scenario("long", &python_server("echo_threads.py"), clients, ""),
+    );
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("labrun"))
+        .env(crate::util::MARKER, &scratch.marker)
+        .arg(&path)
+        .arg("--out")
+        .arg(scratch.reports())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("labrun starts");
+    // Wait until the server is up (it carries the marker), then let clients run a moment.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while scratch.survivors().len() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&child),
+        rustix::process::Signal::INT,
+    )
+    .expect("signal");
+    let output = child.wait_with_output().expect("labrun exits");
+    let run = Run::from(output);
+    run.expect_code(130)
+        .stdout_has("INTERRUPTED long")
+        .stdout_has("partial");
+    let report = read_report(&scratch.reports().join("long.json"));
+    assert_eq!(report["complete"], false);
+    assert_eq!(report["outcome"], "interrupted");
+    assert!(
+        report["total"]["messages"].as_u64().unwrap() > 0,
+        "partial figures are kept"
+    );
+    scratch.assert_nothing_left();
+}

@@ -1,0 +1,196 @@
+//! Helpers: run labrun with a scenario, capture everything, and find leftover processes.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use assert_cmd::Command;
+
+/// Environment variable every labrun started by a test carries, with a value unique to the
+/// test. Server processes inherit it, so after a run `/proc/*/environ` tells whether any of
+/// them is still alive.
+pub const MARKER: &str = "LABRUN_IT_MARKER";
+
+/// A scratch folder with a scenario in it and a unique process marker.
+pub struct Scratch {
+    pub dir: tempfile::TempDir,
+    pub marker: String,
+}
+
+impl Scratch {
+    pub fn new() -> Scratch {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let marker = format!("{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+        Scratch {
+            dir: tempfile::tempdir().expect("temporary directory"),
+            marker,
+        }
+    }
+
+    /// Writes `text` to `name` in the scratch folder and returns its path.
+    pub fn file(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, text).expect("write scenario");
+        path
+    }
+
+    /// The report folder runs write into.
+    pub fn reports(&self) -> PathBuf {
+        self.dir.path().join("reports")
+    }
+
+    /// `labrun` with the marker set, reports into the scratch folder, and a hard time limit.
+    pub fn labrun(&self) -> Command {
+        let mut command = Command::cargo_bin("labrun").expect("labrun binary");
+        command
+            .env(MARKER, &self.marker)
+            .env_remove("NO_COLOR")
+            .env("CI", "true")
+            .current_dir(self.dir.path())
+            .timeout(Duration::from_secs(90));
+        command
+    }
+
+    /// Runs `labrun run SCENARIO --out REPORTS` and returns its output.
+    pub fn run(&self, scenario: &Path) -> Run {
+        let output = self
+            .labrun()
+            .arg("run")
+            .arg(scenario)
+            .arg("--out")
+            .arg(self.reports())
+            .output()
+            .expect("labrun runs");
+        Run::from(output)
+    }
+
+    /// Process ids still carrying this scratch's marker.
+    pub fn survivors(&self) -> Vec<u32> {
+        processes_with_marker(&format!("{MARKER}={}", self.marker))
+    }
+
+    /// Fails the test if any process it caused is still alive (after a short grace period
+    /// for the kernel to finish reaping).
+    pub fn assert_nothing_left(&self) {
+        for _ in 0..50 {
+            if self.survivors().is_empty() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let left = self.survivors();
+        let described: Vec<String> = left.iter().map(|pid| describe(*pid)).collect();
+        panic!("processes outlived the run: {described:#?}");
+    }
+}
+
+/// The output of one labrun run, with helpers that explain failures.
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(output: Output) -> Run {
+        Run {
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+impl Run {
+    /// Asserts the exit code, printing everything labrun said when it differs.
+    pub fn expect_code(&self, code: i32) -> &Run {
+        assert_eq!(
+            self.code,
+            Some(code),
+            "unexpected exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    /// Asserts stdout contains `needle`.
+    pub fn stdout_has(&self, needle: &str) -> &Run {
+        assert!(
+            self.stdout.contains(needle),
+            "stdout lacks {needle:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    /// Asserts stderr contains `needle`.
+    pub fn stderr_has(&self, needle: &str) -> &Run {
+        assert!(
+            self.stderr.contains(needle),
+            "stderr lacks {needle:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+}
+
+/// Reads a JSON report.
+pub fn read_report(path: &Path) -> serde_json::Value {
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("report {} unreadable: {e}", path.display()));
+    serde_json::from_str(&text).expect("report is valid JSON")
+}
+
+/// Absolute path of a fixture server.
+pub fn fixture(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/servers")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+/// A one-server, one-group echo scenario for `server` (a TOML fragment for `[[server]]`).
+pub fn echo_scenario(name: &str, server: &str, clients: &str, expect: &str) -> String {
+    format!(
+        "name = \"{name}\"\ntimeout = \"45s\"\n\n[[server]]\nname = \"srv\"\n{server}\n\n[[clients]]\nname = \"c\"\n{clients}\n\n[expect]\n{expect}\n"
+    )
+}
+
+/// A `[[server]]` body running a Python fixture on an automatic port.
+pub fn python_server(fixture_name: &str) -> String {
+    format!(
+        "command = [\"python3\", \"{}\", \"{{port}}\"]\nport = \"auto\"",
+        fixture(fixture_name)
+    )
+}
+
+fn processes_with_marker(needle: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != std::process::id())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .map(|env| env.split(|&b| b == 0).any(|var| var == needle.as_bytes()))
+                .unwrap_or(false)
+        })
+        // A zombie is already dead; only its parent's reaping is pending.
+        .filter(|pid| !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z ")))
+        .collect()
+}
+
+fn describe(pid: u32) -> String {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let cmdline: Vec<String> = cmdline
+        .split(|&b| b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    format!("{pid}: {}", cmdline.join(" "))
+}
