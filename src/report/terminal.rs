@@ -165,12 +165,12 @@ fn write_findings(report: &Report, styles: &Styles, out: &mut impl Write) -> io:
         }
         let mut lines = finding.text.lines();
         let first = lines.next().unwrap_or_default();
-        writeln!(
-            out,
-            "  {} {}: {first}",
-            styles.paint(Tone::Fail, "✗"),
-            place.join(" ")
-        )?;
+        let place = if place.is_empty() {
+            String::new()
+        } else {
+            format!("{}: ", place.join(" "))
+        };
+        writeln!(out, "  {} {place}{first}", styles.paint(Tone::Fail, "✗"))?;
         for line in lines {
             writeln!(out, "      {line}")?;
         }

@@ -150,6 +150,10 @@ fn echo_hint(fault: &EchoFault) -> &'static str {
         EchoFault::Truncated {
             end: StreamEnd::Reset,
             ..
+        }
+        | EchoFault::Missing {
+            end: StreamEnd::Reset,
+            ..
         } => {
             "the server reset the connection mid-echo: it closed the socket with data still \
              unread, or crashed; a handler must keep calling recv() until it returns b''"

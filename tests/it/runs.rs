@@ -181,3 +181,64 @@ fn a_silent_server_is_reported_missing_on_time() {
     // Bounded by the reply timeout plus start-up, not by the 45 s scenario deadline.
     assert!(started.elapsed() < std::time::Duration::from_secs(20));
 }
+
+#[test]
+fn a_latency_bound_that_is_not_met_fails_its_check() {
+    let scratch = Scratch::new();
+    let clients = "count = 2\nmessages = 5";
+    let path = scratch.file(
+        "lat.toml",
+        &echo_scenario(
+            "lat",
+            "builtin = \"echo-async\"",
+            clients,
+            "latency = { p50 = \"1us\", max = \"10s\" }",
+        ),
+    );
+    scratch
+        .run(&path)
+        .expect_code(1)
+        .stdout_has("FAIL  latency rtt p50")
+        .stdout_has("> 1 µs")
+        .stdout_has("PASS  latency rtt max")
+        .stdout_has("PASS  echo");
+}
+
+#[test]
+fn ramped_clients_start_spread_over_the_ramp() {
+    let scratch = Scratch::new();
+    let clients = "count = 4\nmessages = 2\nramp = \"600ms\"";
+    let path = scratch.file(
+        "ramp.toml",
+        &echo_scenario("ramp", "builtin = \"echo-threaded\"", clients, ""),
+    );
+    scratch.run(&path).expect_code(0);
+    let report = read_report(&scratch.reports().join("ramp.json"));
+    // The last of four clients starts 3/4 of the way through a 600 ms ramp.
+    assert!(
+        report["total"]["active_ms"].as_f64().unwrap() >= 450.0,
+        "{}",
+        report["total"]
+    );
+}
+
+#[test]
+fn a_server_that_exits_during_the_run_is_a_finding() {
+    let scratch = Scratch::new();
+    let clients = "count = 2\nmessages = 3\nramp = \"400ms\"\ntimeout = \"1s\"";
+    let path = scratch.file(
+        "exit.toml",
+        &echo_scenario(
+            "exit",
+            &python_server("one_client_then_exit.py"),
+            clients,
+            "errors = 5",
+        ),
+    );
+    let run = scratch.run(&path);
+    run.expect_code(1)
+        .stdout_has("FAIL  server srv")
+        .stdout_has("exited with status 0 during the run")
+        .stdout_has("client left, bye");
+    scratch.assert_nothing_left();
+}
