@@ -214,3 +214,125 @@ pub fn render_verdict(
     }
     writeln!(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+    use crate::metrics::GroupFigures;
+    use crate::report::{Report, RunResult};
+    use crate::supervise::{ServerEnd, Teardown};
+    use crate::verify::stream::EchoFault;
+    use crate::verify::{self, Evidence};
+    use crate::workload::{ClientEnd, ClientRecord, Timeline};
+
+    const SCENARIO: &str = r#"
+name = "snapshot"
+description = "A fixed run for rendering tests."
+[[server]]
+name = "echo"
+builtin = "echo-threaded"
+[[clients]]
+name = "c"
+count = 3
+messages = 4
+[expect]
+latency = { p99 = "1ms" }
+"#;
+
+    fn ms(n: u64) -> Option<Duration> {
+        Some(Duration::from_millis(n))
+    }
+
+    fn record(index: u32, rtt_us: Vec<u64>, end: ClientEnd) -> ClientRecord {
+        let base = u64::from(index) * 10;
+        ClientRecord {
+            group: 0,
+            index,
+            timeline: Timeline {
+                connect_start: ms(base),
+                connected: ms(base + 1),
+                first_send: ms(base + 1),
+                first_reply: ms(base + 3),
+                last_reply: ms(base + 8),
+                closed: ms(base + 9),
+            },
+            messages_completed: rtt_us.len() as u32 + 1,
+            bytes_sent: 256,
+            bytes_received: 256,
+            rtt_us,
+            end,
+        }
+    }
+
+    /// A report built from fixed records: nothing measured, so the rendering is stable.
+    fn fixed_report() -> Report {
+        let plan = crate::scenario::parse(Path::new("snapshot.toml"), SCENARIO).expect("valid scenario");
+        let corrupted = EchoFault::Corrupted {
+            message: 2,
+            offset: 17,
+            expected: b"hello".to_vec(),
+            received: b"he\x1b[2J".to_vec(),
+        };
+        let records = vec![
+            record(0, vec![120, 130, 2_500], ClientEnd::Completed),
+            record(1, vec![110, 140, 150], ClientEnd::Completed),
+            record(2, vec![100], ClientEnd::EchoFault(corrupted)),
+        ];
+        let groups = vec![GroupFigures::from_records(&records)];
+        let total = GroupFigures::from_records(&records);
+        let servers = vec![ServerEnd {
+            name: "echo".into(),
+            address: "127.0.0.1:6000".parse().expect("address"),
+            pid: 4242,
+            ready_after: Duration::from_micros(3_100),
+            exited_during_run: None,
+            teardown: Teardown::Terminated,
+            stdout_bytes: 0,
+            stderr_bytes: 0,
+            output_tail: String::new(),
+        }];
+        let verdict = verify::evaluate(&Evidence {
+            plan: &plan,
+            records: &records,
+            groups: &groups,
+            latency: &total.latency,
+            servers: &servers,
+        });
+        Report::assemble(RunResult {
+            plan: &plan,
+            groups: &groups,
+            total: &total,
+            servers,
+            verdict,
+            started_at: SystemTime::UNIX_EPOCH,
+            duration: Duration::from_millis(42),
+            interrupted: false,
+        })
+    }
+
+    #[test]
+    fn terminal_report_snapshot() {
+        let mut out = Vec::new();
+        render(
+            &fixed_report(),
+            Some(Path::new("reports/snapshot.json")),
+            &Styles::default(),
+            &mut out,
+        )
+        .expect("renders");
+        insta::assert_snapshot!(String::from_utf8(out).expect("utf-8"));
+    }
+
+    #[test]
+    fn quiet_verdict_is_one_line() {
+        let mut out = Vec::new();
+        render_verdict(&fixed_report(), None, &Styles::default(), &mut out).expect("renders");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "FAIL snapshot: 2 of 4 checks passed in 42.0 ms\n"
+        );
+    }
+}
