@@ -176,7 +176,7 @@ pub struct GroupFigures {
     pub bytes_received: u64,
     /// Connection errors by class.
     pub errors: Vec<(ClientErrorKind, u64)>,
-    /// Time from the first connect to the last close.
+    /// Time from the first connect to the last reply.
     pub active: Duration,
     /// Latency distributions.
     pub latency: LatencySet,
@@ -210,7 +210,9 @@ impl GroupFigures {
             if let Some(start) = timeline.connect_start {
                 first_start = Some(first_start.map_or(start, |s| s.min(start)));
             }
-            if let Some(end) = timeline.closed {
+            // Throughput counts until the last reply, not the close: the close waits out a
+            // short watch for stray bytes that is labrun's, not the server's, time.
+            if let Some(end) = timeline.last_reply.or(timeline.closed) {
                 last_end = Some(last_end.map_or(end, |e| e.max(end)));
             }
         }

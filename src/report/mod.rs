@@ -84,7 +84,7 @@ pub struct GroupReport {
     pub bytes_received: u64,
     /// Connection errors by class.
     pub errors: BTreeMap<&'static str, u64>,
-    /// First connect to last close, in milliseconds.
+    /// First connect to last reply, in milliseconds.
     pub active_ms: f64,
     /// Echoed messages per second over the active time.
     pub messages_per_second: f64,

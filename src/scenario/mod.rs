@@ -16,7 +16,7 @@ pub use plan::{
     DEFAULT_REPLY_TIMEOUT, Expectations, GroupPlan, LatencyBound, Launch, MAX_CLIENTS, Percentile, Plan,
     ServerPlan, StartSchedule,
 };
-pub use raw::{EchoExpectation, PayloadKind, WorkloadKind};
+pub use raw::{EchoExpectation, ExitPolicy, PayloadKind, WorkloadKind};
 pub use values::{PortChoice, SizeRange};
 
 /// Why a scenario could not be turned into a plan.
@@ -108,10 +108,16 @@ mod tests {
     }
 
     #[test]
-    fn auto_port_command_needs_placeholder() {
-        let text =
-            error_of(&MINIMAL.replace("builtin = \"echo-async\"", "command = [\"python3\", \"s.py\"]"));
-        assert!(text.contains("has no `{port}`"), "{text}");
+    fn server_environment_and_exit_policy() {
+        let text = MINIMAL.replace(
+            "builtin = \"echo-async\"",
+            "command = [\"python3\", \"s.py\"]\nenv = { MODE = \"x\" }\ncwd = \"lab\"\nexits = \"after-clients\"",
+        );
+        let plan = parse(Path::new("t.toml"), &text).unwrap();
+        let server = &plan.servers[0];
+        assert_eq!(server.env, vec![("MODE".to_owned(), "x".to_owned())]);
+        assert_eq!(server.cwd.as_deref(), Some(Path::new("lab")));
+        assert_eq!(server.exits, ExitPolicy::AfterClients);
     }
 
     #[test]

@@ -13,7 +13,8 @@ use serde::Serialize;
 
 use super::diagnostic::Diagnostic;
 use super::raw::{
-    EchoExpectation, PayloadKind, RawClients, RawExpect, RawScenario, RawServer, StartKind, WorkloadKind,
+    EchoExpectation, ExitPolicy, PayloadKind, RawClients, RawExpect, RawScenario, RawServer, StartKind,
+    WorkloadKind,
 };
 use super::values::{PortChoice, SizeRange};
 use crate::servers::Builtin;
@@ -66,6 +67,12 @@ pub struct ServerPlan {
     /// How long it may take to accept a connection after launch.
     #[serde(serialize_with = "as_human")]
     pub ready_timeout: Duration,
+    /// Extra environment variables (`PORT` is always set too).
+    pub env: Vec<(String, String)>,
+    /// Working directory, relative to labrun's own.
+    pub cwd: Option<PathBuf>,
+    /// Whether it may end by itself.
+    pub exits: ExitPolicy,
 }
 
 /// What process a server is.
@@ -289,15 +296,6 @@ fn resolve_server(raw: RawServer, span: Range<usize>, at: &Locator) -> Result<Se
                     "`command` must name a program, like [\"python3\", \"server.py\", \"{port}\"]",
                 ));
             }
-            if port == PortChoice::Auto && !argv.iter().any(|arg| arg.contains("{port}")) {
-                return Err(at.error(
-                    command_span,
-                    format!(
-                        "server `{name}` has port = \"auto\" but its command has no `{{port}}`, so the \
-                         program cannot know where to listen; add \"{{port}}\" to the arguments or set a fixed `port`"
-                    ),
-                ));
-            }
             Launch::Command(argv)
         }
         (Some(_), Some(command)) => {
@@ -322,6 +320,9 @@ fn resolve_server(raw: RawServer, span: Range<usize>, at: &Locator) -> Result<Se
         launch,
         port,
         ready_timeout,
+        env: raw.env.unwrap_or_default().into_iter().collect(),
+        cwd: raw.cwd.map(PathBuf::from),
+        exits: raw.exits.unwrap_or_default(),
     })
 }
 

@@ -35,6 +35,21 @@ pub struct RawServer {
     pub command: Option<Spanned<Vec<String>>>,
     pub port: Option<PortChoice>,
     pub ready: Option<RawReady>,
+    pub env: Option<std::collections::BTreeMap<String, String>>,
+    pub cwd: Option<String>,
+    pub exits: Option<ExitPolicy>,
+}
+
+/// Whether a server is allowed to end by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExitPolicy {
+    /// It must stay up until labrun stops it; exiting is a finding.
+    #[default]
+    Never,
+    /// It may exit with status 0 once its clients are done, like the classic lab 1 server
+    /// that ends when its one client disconnects.
+    AfterClients,
 }
 
 /// `ready = { ... }`: how labrun decides the server is up.

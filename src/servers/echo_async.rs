@@ -11,9 +11,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 const BUFFER_BYTES: usize = 64 * 1024;
+/// Accept-queue length: a connection storm of thousands of clients must queue, not be
+/// dropped into one-second SYN retransmits (the kernel caps it at `net.core.somaxconn`).
+const BACKLOG: i32 = 4096;
 
 /// Serves every connection concurrently until killed.
 pub fn serve(listener: StdListener) -> io::Result<()> {
+    // Listening again on a listening socket only resizes its accept queue (Linux).
+    rustix::net::listen(&listener, BACKLOG)?;
     listener.set_nonblocking(true)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_io()

@@ -12,6 +12,7 @@
 mod capture;
 mod exit;
 pub mod registry;
+mod sockets;
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
@@ -28,12 +29,14 @@ use tokio::time::Instant;
 pub use capture::SharedCapture;
 pub use exit::ExitDescription;
 
-use crate::scenario::{Launch, PortChoice, ServerPlan};
+use crate::scenario::{ExitPolicy, Launch, PortChoice, ServerPlan};
 
 /// How long a server gets to exit after SIGTERM before its group is killed.
 pub const TERMINATION_GRACE: Duration = Duration::from_secs(2);
 /// Lines of a server's output shown when it fails.
 pub const TAIL_LINES: usize = 15;
+/// How long a server allowed to exit after its clients gets to do so before teardown.
+const EXIT_BY_ITSELF_WAIT: Duration = Duration::from_secs(1);
 /// How long to wait for output pipes to reach EOF after the group is gone.
 const PIPE_FLUSH_WAIT: Duration = Duration::from_millis(500);
 
@@ -52,12 +55,17 @@ pub enum SuperviseError {
         source: io::Error,
     },
     /// A fixed port is already taken by another process.
-    #[error("cannot start server `{server}`: port {port} on 127.0.0.1 is already in use by another program")]
+    #[error(
+        "cannot start server `{server}`: port {port} on 127.0.0.1 is already in use{}",
+        holder.as_ref().map(|h| format!(" by {h}")).unwrap_or_default()
+    )]
     PortInUse {
         /// Server name.
         server: String,
         /// The port.
         port: u16,
+        /// The process holding it (`pid N (command line)`), when the kernel tells.
+        holder: Option<String>,
     },
     /// No free loopback port could be found for `port = "auto"`.
     #[error("cannot find a free port on 127.0.0.1 for server `{server}`")]
@@ -83,8 +91,9 @@ pub enum SuperviseError {
     },
     /// The server did not accept a connection within its ready timeout.
     #[error(
-        "server `{server}` did not accept a connection on 127.0.0.1:{port} within {}{}",
+        "server `{server}` did not listen on 127.0.0.1:{port} within {}{}{}",
         humantime::format_duration(*waited),
+        elsewhere_note(*port, elsewhere),
         output_block(output)
     )]
     NotReady {
@@ -94,9 +103,31 @@ pub enum SuperviseError {
         port: u16,
         /// How long labrun waited.
         waited: Duration,
+        /// Addresses its processes do listen on instead.
+        elsewhere: Vec<SocketAddr>,
         /// The tail of its output, escaped.
         output: String,
     },
+}
+
+fn elsewhere_note(port: u16, elsewhere: &[SocketAddr]) -> String {
+    if elsewhere.is_empty() {
+        return String::new();
+    }
+    let listed: Vec<String> = elsewhere.iter().map(SocketAddr::to_string).collect();
+    let unreachable_here = elsewhere.iter().any(|a| a.port() == port);
+    if unreachable_here {
+        format!(
+            "; it listens on {}, which clients connecting to 127.0.0.1 cannot reach: bind \"127.0.0.1\" or \"\"",
+            listed.join(", ")
+        )
+    } else {
+        format!(
+            "; it listens on {} instead: it seems to hard-code its port; take it from the command line \
+             (\"{{port}}\" in `command`, sys.argv[1]) or $PORT, or set `port` in the scenario to match",
+            listed.join(", ")
+        )
+    }
 }
 
 fn output_block(output: &str) -> String {
@@ -118,6 +149,7 @@ pub struct ServerHandle {
     drains: Vec<JoinHandle<()>>,
     ready_after: Duration,
     reaped: bool,
+    exits: ExitPolicy,
 }
 
 /// What became of a server, for the report.
@@ -220,6 +252,7 @@ impl ServerHandle {
             drains: Vec::new(),
             ready_after: Duration::ZERO,
             reaped: false,
+            exits: plan.exits,
         };
         (handle.stdout, handle.stderr, handle.drains) = pipes.map_err(|source| SuperviseError::Spawn {
             server: plan.name.clone(),
@@ -231,10 +264,15 @@ impl ServerHandle {
         Ok(handle)
     }
 
-    /// Polls with TCP connects until one is accepted, the process exits, or time runs out.
+    /// Polls until the server's process group listens on its port, the leader exits, or
+    /// time runs out. Listening is read from the kernel (see [`sockets`]), so readiness never
+    /// uses up a connection; where that reading is unavailable, a TCP connect probes instead.
     async fn wait_ready(&mut self, timeout: Duration) -> Result<(), SuperviseError> {
         let deadline = Instant::now() + timeout;
+        let port = self.address.port();
+        let group = self.group.as_raw_nonzero().get() as u32;
         let mut pause = Duration::from_millis(5);
+        let mut elsewhere = Vec::new();
         loop {
             if let Some(status) = self.exit_status() {
                 self.flush_output().await;
@@ -244,20 +282,27 @@ impl ServerHandle {
                     output: self.output_tail(),
                 });
             }
-            let probe = tokio::time::timeout_at(deadline, TcpStream::connect(self.address)).await;
-            if let Ok(Ok(_connection)) = probe {
-                return Ok(());
+            match sockets::listeners_of_group(group) {
+                Ok(listeners) if listeners.iter().any(|l| l.reachable_on_loopback(port)) => return Ok(()),
+                Ok(listeners) => elsewhere = listeners.into_iter().map(|l| l.address).collect(),
+                Err(_) => {
+                    let probe = tokio::time::timeout_at(deadline, TcpStream::connect(self.address)).await;
+                    if let Ok(Ok(_connection)) = probe {
+                        return Ok(());
+                    }
+                }
             }
             if Instant::now() >= deadline {
                 return Err(SuperviseError::NotReady {
                     server: self.name.clone(),
-                    port: self.address.port(),
+                    port,
                     waited: timeout,
+                    elsewhere,
                     output: self.output_tail(),
                 });
             }
             tokio::time::sleep(pause.min(deadline - Instant::now())).await;
-            pause = (pause * 2).min(Duration::from_millis(100));
+            pause = (pause * 2).min(Duration::from_millis(50));
         }
     }
 
@@ -272,15 +317,17 @@ impl ServerHandle {
 
     /// SIGTERM, grace, SIGKILL to the group, reap; reports what happened.
     pub async fn stop(mut self, grace: Duration) -> ServerEnd {
+        if self.exits == ExitPolicy::AfterClients {
+            // Its last client has only just closed: give it the moment it needs to notice
+            // and exit by itself, so the report says what it would do on its own.
+            self.wait_for_exit(EXIT_BY_ITSELF_WAIT).await;
+        }
         let exited_during_run = self.exit_status();
         let teardown = if exited_during_run.is_some() {
             Teardown::AlreadyExited
         } else {
             let _ = kill_process_group(self.group, Signal::TERM);
-            let deadline = Instant::now() + grace;
-            while self.exit_status().is_none() && Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
+            self.wait_for_exit(grace).await;
             if self.exit_status().is_some() {
                 Teardown::Terminated
             } else {
@@ -303,6 +350,14 @@ impl ServerHandle {
             stdout_bytes,
             stderr_bytes,
             output_tail: self.output_tail(),
+        }
+    }
+
+    /// Polls (without reaping) until the leader exits or `limit` passes.
+    async fn wait_for_exit(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.exit_status().is_none() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
@@ -366,6 +421,10 @@ fn choose_port(plan: &ServerPlan) -> Result<u16, SuperviseError> {
             Err(err) if err.kind() == io::ErrorKind::AddrInUse => Err(SuperviseError::PortInUse {
                 server: plan.name.clone(),
                 port,
+                holder: sockets::holder_of_port(port).map(|pid| match sockets::command_line(pid) {
+                    Some(command) => format!("pid {pid} ({command})"),
+                    None => format!("pid {pid}"),
+                }),
             }),
             // Any other bind error (a privileged port, say) is the server's to meet and report.
             Err(_) => Ok(port),
@@ -388,7 +447,16 @@ fn build_command(plan: &ServerPlan, port: u16) -> io::Result<Command> {
             command
         }
     };
+    if let Some(dir) = &plan.cwd {
+        command.current_dir(dir);
+    }
     command
+        .env("PORT", &port_text)
+        .envs(
+            plan.env
+                .iter()
+                .map(|(key, value)| (key, value.replace("{port}", &port_text))),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -10,7 +10,7 @@ pub mod stream;
 use serde::Serialize;
 
 use crate::metrics::{GroupFigures, LatencySet};
-use crate::scenario::{EchoExpectation, Plan};
+use crate::scenario::{EchoExpectation, ExitPolicy, Plan};
 use crate::supervise::ServerEnd;
 use crate::units;
 use crate::workload::{ClientEnd, ClientErrorKind, ClientRecord};
@@ -259,16 +259,28 @@ fn check_latency(evidence: &Evidence, verdict: &mut Verdict) {
 }
 
 fn check_servers(evidence: &Evidence, verdict: &mut Verdict) {
-    for server in evidence.servers {
+    for (plan, server) in evidence.plan.servers.iter().zip(evidence.servers) {
         let name = format!("server {}", server.name);
-        match server.exited_during_run {
-            None => verdict.checks.push(Check {
-                name,
-                passed: true,
-                summary: "stayed up for the whole run".into(),
-            }),
-            Some(status) => {
+        let (passed, summary) = match (server.exited_during_run, plan.exits) {
+            (None, ExitPolicy::Never) => (true, "stayed up for the whole run".to_owned()),
+            (None, ExitPolicy::AfterClients) => (true, "stayed up (it was allowed to exit)".to_owned()),
+            (Some(status), ExitPolicy::AfterClients) if status.code == Some(0) => (
+                true,
+                "exited with status 0 after its clients, as allowed".to_owned(),
+            ),
+            (Some(status), policy) => {
                 let text = format!("server `{}` {status} during the run", server.name);
+                let hint = match policy {
+                    ExitPolicy::Never => {
+                        "a server must keep running between clients: catch per-client errors \
+                         (ConnectionResetError, BrokenPipeError) instead of letting them end the \
+                         program; if it is meant to exit after its client, set exits = \"after-clients\""
+                    }
+                    ExitPolicy::AfterClients => {
+                        "the server may end after its clients, but only cleanly (status 0): read its \
+                         last output for the error"
+                    }
+                };
                 verdict.findings.push(Finding {
                     check: name.clone(),
                     class: "server-exit".into(),
@@ -280,15 +292,15 @@ fn check_servers(evidence: &Evidence, verdict: &mut Verdict) {
                     } else {
                         format!("{text}; its last output:\n{}", server.output_tail)
                     },
-                    hint: "a server must keep running between clients: catch per-client errors \
-                           (ConnectionResetError, BrokenPipeError) instead of letting them end the program",
+                    hint,
                 });
-                verdict.checks.push(Check {
-                    name,
-                    passed: false,
-                    summary: text,
-                });
+                (false, text)
             }
-        }
+        };
+        verdict.checks.push(Check {
+            name,
+            passed,
+            summary,
+        });
     }
 }

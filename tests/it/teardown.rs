@@ -39,7 +39,7 @@ fn a_server_that_never_listens_exits_3_after_its_ready_timeout() {
     scratch
         .run(&path)
         .expect_code(3)
-        .stderr_has("did not accept a connection")
+        .stderr_has("did not listen on 127.0.0.1:")
         .stderr_has("within 700ms")
         .stderr_has("| booting");
     scratch.assert_nothing_left();
@@ -137,5 +137,25 @@ fn ctrl_c_stops_the_run_reports_partial_results_and_exits_130() {
         report["total"]["messages"].as_u64().unwrap() > 0,
         "partial figures are kept"
     );
+    scratch.assert_nothing_left();
+}
+
+#[test]
+fn a_server_on_the_wrong_port_is_told_where_it_listens() {
+    let scratch = Scratch::new();
+    let server = format!(
+        "{}\nready = {{ timeout = \"1s\" }}",
+        python_server("wrong_port.py")
+    );
+    let path = scratch.file("wrong.toml", &echo_scenario("wrong", &server, "", ""));
+    let run = scratch.run(&path);
+    run.expect_code(3)
+        .stderr_has("instead: it seems to hard-code its port");
+    let (_, printed) = run
+        .stderr
+        .split_once("but listening on ")
+        .expect("the server's output is shown");
+    let actual: u16 = printed.split_whitespace().next().unwrap().parse().unwrap();
+    run.stderr_has(&format!("it listens on 127.0.0.1:{actual} instead"));
     scratch.assert_nothing_left();
 }
