@@ -75,6 +75,7 @@ fn run_scenarios(args: RunArgs) -> Result<Outcome, Error> {
         plans.iter_mut().for_each(|plan| plan.seed = seed);
     }
     supervise::registry::install_panic_hook();
+    supervise::tree::become_subreaper();
     workload::raise_open_files_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -13,6 +13,7 @@ mod capture;
 mod exit;
 pub mod registry;
 mod sockets;
+pub mod tree;
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
@@ -219,6 +220,8 @@ impl Servers {
         for handle in self.handles {
             ends.push(handle.stop(TERMINATION_GRACE).await);
         }
+        // Anything a server daemonized away from its tree was re-parented to labrun.
+        tree::sweep();
         ends
     }
 }
@@ -323,10 +326,15 @@ impl ServerHandle {
             self.wait_for_exit(EXIT_BY_ITSELF_WAIT).await;
         }
         let exited_during_run = self.exit_status();
+        let leader = self.child.id();
+        // Descendants are collected while their parent links are intact: after the leader
+        // dies they are re-parented and can no longer be traced to this server.
+        let mut strays = tree::descendants_of(leader);
         let teardown = if exited_during_run.is_some() {
             Teardown::AlreadyExited
         } else {
             let _ = kill_process_group(self.group, Signal::TERM);
+            tree::signal_all(&strays, Signal::TERM);
             self.wait_for_exit(grace).await;
             if self.exit_status().is_some() {
                 Teardown::Terminated
@@ -334,7 +342,10 @@ impl ServerHandle {
                 Teardown::Killed
             }
         };
+        strays.extend(tree::descendants_of(leader));
+        tree::signal_all(&strays, Signal::KILL);
         self.kill_and_reap();
+        tree::reap_adopted(&strays);
         self.flush_output().await;
         // Each lock is taken and released in its own statement: guards in a struct literal
         // would live to its end and deadlock with `output_tail`.

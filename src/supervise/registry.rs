@@ -26,12 +26,14 @@ pub fn forget(group: Pid) {
     groups().retain(|&g| g != group);
 }
 
-/// Sends SIGKILL to every remembered group. Leaders are reaped later by their handles; an
-/// unreaped leader keeps its group id reserved, so the signal cannot hit a stranger.
+/// Sends SIGKILL to every remembered group and to every descendant of labrun. Leaders are
+/// reaped later by their handles; an unreaped leader keeps its group id reserved, so the
+/// signal cannot hit a stranger.
 pub fn kill_all() {
     for &group in groups().iter() {
         let _ = kill_process_group(group, Signal::KILL);
     }
+    super::tree::kill_descendants_of_labrun();
 }
 
 /// Makes every panic kill the servers first, then report as usual.

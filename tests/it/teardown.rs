@@ -159,3 +159,14 @@ fn a_server_on_the_wrong_port_is_told_where_it_listens() {
     run.stderr_has(&format!("it listens on 127.0.0.1:{actual} instead"));
     scratch.assert_nothing_left();
 }
+
+#[test]
+fn a_daemonized_helper_in_its_own_session_is_killed_too() {
+    let scratch = Scratch::new();
+    let path = scratch.file(
+        "daemon.toml",
+        &echo_scenario("daemon", &python_server("daemonizes.py"), "count = 2", ""),
+    );
+    scratch.run(&path).expect_code(0);
+    scratch.assert_nothing_left();
+}

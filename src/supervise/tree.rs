@@ -1,0 +1,127 @@
+//! Finding and killing every process a server created, including ones that left its group.
+//!
+//! Signalling a server's process group catches ordinary children. A program that calls
+//! `setsid()` (or double-forks to daemonize) leaves the group, and its processes would
+//! outlive the run. Two things close that gap: labrun makes itself a *child subreaper*, so
+//! orphans of its servers are re-parented to labrun rather than to init, and teardown walks
+//! the parent links in `/proc` to find every descendant, wherever its group or session.
+
+use std::collections::{HashMap, HashSet};
+use std::fs;
+
+use rustix::process::{Pid, Signal, WaitOptions, kill_process, waitpid};
+
+/// Makes orphaned descendants re-parent to this process, so teardown can still find them.
+pub fn become_subreaper() {
+    // Best effort: without it, teardown still kills everything that kept a parent link.
+    let _ = rustix::process::set_child_subreaper(Some(rustix::process::getpid()));
+}
+
+/// Every live descendant of `root` (children, grandchildren, …), found through `/proc`.
+pub fn descendants_of(root: u32) -> Vec<u32> {
+    let parents = parent_links();
+    let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+    for (&pid, &parent) in &parents {
+        children.entry(parent).or_default().push(pid);
+    }
+    let mut found = Vec::new();
+    let mut pending = vec![root];
+    let mut seen = HashSet::from([root]);
+    while let Some(pid) = pending.pop() {
+        for &child in children.get(&pid).into_iter().flatten() {
+            if seen.insert(child) {
+                found.push(child);
+                pending.push(child);
+            }
+        }
+    }
+    found
+}
+
+/// Sends `signal` to each process (already-gone ones are skipped).
+pub fn signal_all(pids: &[u32], signal: Signal) {
+    for &pid in pids {
+        if let Some(pid) = Pid::from_raw(pid as i32) {
+            let _ = kill_process(pid, signal);
+        }
+    }
+}
+
+/// Reaps those of `pids` that have become labrun's own children (re-parented orphans), so
+/// no zombie lingers. Others belong to a parent that reaps them itself.
+pub fn reap_adopted(pids: &[u32]) {
+    for &pid in pids {
+        if let Some(pid) = Pid::from_raw(pid as i32) {
+            let _ = waitpid(Some(pid), WaitOptions::NOHANG);
+        }
+    }
+}
+
+/// Sends SIGKILL to every descendant of labrun itself (its servers and anything they left
+/// behind), without reaping: safe from a panic hook or a signal handler task.
+pub fn kill_descendants_of_labrun() {
+    signal_all(&descendants_of(std::process::id()), Signal::KILL);
+}
+
+/// The final sweep after all servers are stopped: kills whatever a server daemonized away
+/// from its tree (the subreaper setting brought it back under labrun) and reaps it.
+pub fn sweep() {
+    let own = std::process::id();
+    for _ in 0..50 {
+        let left = descendants_of(own);
+        if left.is_empty() {
+            return;
+        }
+        signal_all(&left, Signal::KILL);
+        reap_adopted(&left);
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// pid → parent pid for every process, from `/proc/<pid>/stat`.
+fn parent_links() -> HashMap<u32, u32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return HashMap::new();
+    };
+    entries
+        .filter_map(|entry| {
+            let pid: u32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
+            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let after_name = &stat[stat.rfind(')')? + 1..];
+            let mut fields = after_name.split_whitespace();
+            let state = fields.next()?;
+            // Zombies are dead already; they only wait to be reaped.
+            if state == "Z" {
+                return None;
+            }
+            Some((pid, fields.next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_grandchildren() {
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "sleep 30 & sleep 30 & wait"])
+            .spawn()
+            .expect("sh runs");
+        let shell = child.id();
+        let mut found = Vec::new();
+        for _ in 0..100 {
+            found = descendants_of(shell);
+            if found.len() >= 2 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(descendants_of(std::process::id()).contains(&shell));
+        signal_all(&found, Signal::KILL);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(found.len(), 2, "{found:?}");
+    }
+}
