@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 pub use diagnostic::Diagnostic;
 pub use plan::{
     DEFAULT_REPLY_TIMEOUT, Expectations, GroupPlan, LatencyBound, Launch, MAX_CLIENTS, Percentile, Plan,
-    ServerPlan, StartSchedule,
+    ReadySignal, ServerPlan, StartSchedule, StdinScript,
 };
 pub use raw::{EchoExpectation, ExitPolicy, PayloadKind, WorkloadKind};
 pub use values::{PortChoice, SizeRange};

@@ -13,8 +13,8 @@ use serde::Serialize;
 
 use super::diagnostic::Diagnostic;
 use super::raw::{
-    EchoExpectation, ExitPolicy, PayloadKind, RawClients, RawExpect, RawScenario, RawServer, StartKind,
-    WorkloadKind,
+    EchoExpectation, ExitPolicy, PayloadKind, RawClients, RawExpect, RawReady, RawScenario, RawServer,
+    RawStdin, StartKind, WorkloadKind,
 };
 use super::values::{PortChoice, SizeRange};
 use crate::servers::Builtin;
@@ -73,6 +73,50 @@ pub struct ServerPlan {
     pub cwd: Option<PathBuf>,
     /// Whether it may end by itself.
     pub exits: ExitPolicy,
+    /// How labrun decides it is ready.
+    pub ready: ReadySignal,
+    /// What labrun types at its standard input (closed when `None`).
+    pub stdin: Option<StdinScript>,
+}
+
+/// When a server counts as ready.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReadySignal {
+    /// Its process group listens on its port.
+    Listening,
+    /// A line of its stdout matches this regular expression.
+    Stdout(String),
+    /// A line of its stderr matches this regular expression.
+    Stderr(String),
+}
+
+/// Lines typed at a server's standard input, for programs whose operator answers with
+/// `input()`. The pipe stays open after the last line, so `input()` waits rather than failing.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StdinScript {
+    /// These lines, in order.
+    Lines(Vec<String>),
+    /// One line per message the server will receive, `{n}` replaced by 1, 2, 3, …
+    Reply {
+        /// The line, with `{n}` where the number goes.
+        template: String,
+        /// How many lines: the messages sent to this server in the whole scenario.
+        lines: u64,
+    },
+}
+
+impl StdinScript {
+    /// The lines to type, without line terminators.
+    pub fn lines(&self) -> Box<dyn Iterator<Item = String> + Send + '_> {
+        match self {
+            StdinScript::Lines(lines) => Box::new(lines.iter().cloned()),
+            StdinScript::Reply { template, lines } => {
+                Box::new((1..=*lines).map(move |n| template.replace("{n}", &n.to_string())))
+            }
+        }
+    }
 }
 
 /// What process a server is.
@@ -265,6 +309,16 @@ pub fn resolve(raw: RawScenario, path: &Path, source: &str) -> Result<Plan, Diag
         groups.push(group);
     }
 
+    for (index, server) in servers.iter_mut().enumerate() {
+        if let Some(StdinScript::Reply { lines, .. }) = &mut server.stdin {
+            *lines = groups
+                .iter()
+                .filter(|g| g.server == index)
+                .map(|g| u64::from(g.count) * u64::from(g.messages))
+                .sum();
+        }
+    }
+
     let timeout = raw.timeout.map_or(DEFAULT_RUN_TIMEOUT, |t| t.0);
     if timeout.is_zero() {
         return Err(at.error(name_span, "the scenario `timeout` must be longer than zero"));
@@ -311,10 +365,30 @@ fn resolve_server(raw: RawServer, span: Range<usize>, at: &Locator) -> Result<Se
             ));
         }
     };
-    let ready_timeout = raw
-        .ready
-        .and_then(|ready| ready.timeout)
-        .map_or(DEFAULT_READY_TIMEOUT, |t| t.0);
+    let (ready_timeout, ready) = resolve_ready(raw.ready, at)?;
+    let stdin = match raw.stdin {
+        None => None,
+        Some(table) => {
+            let span = table.span();
+            match table.into_inner() {
+                RawStdin {
+                    lines: Some(lines),
+                    reply: None,
+                } => Some(StdinScript::Lines(lines)),
+                // The line count depends on the client groups; `resolve` fills it in.
+                RawStdin {
+                    lines: None,
+                    reply: Some(template),
+                } => Some(StdinScript::Reply { template, lines: 0 }),
+                _ => {
+                    return Err(at.error(
+                        span,
+                        "`stdin` needs exactly one of `lines = [\"...\", ...]` or `reply = \"... {n} ...\"`",
+                    ));
+                }
+            }
+        }
+    };
     Ok(ServerPlan {
         name,
         launch,
@@ -323,7 +397,30 @@ fn resolve_server(raw: RawServer, span: Range<usize>, at: &Locator) -> Result<Se
         env: raw.env.unwrap_or_default().into_iter().collect(),
         cwd: raw.cwd.map(PathBuf::from),
         exits: raw.exits.unwrap_or_default(),
+        ready,
+        stdin,
     })
+}
+
+fn resolve_ready(raw: Option<RawReady>, at: &Locator) -> Result<(Duration, ReadySignal), Diagnostic> {
+    let Some(raw) = raw else {
+        return Ok((DEFAULT_READY_TIMEOUT, ReadySignal::Listening));
+    };
+    let timeout = raw.timeout.map_or(DEFAULT_READY_TIMEOUT, |t| t.0);
+    let compiled = |pattern: &toml::Spanned<String>| {
+        regex::Regex::new(pattern.get_ref())
+            .map(|_| pattern.get_ref().clone())
+            .map_err(|err| at.error(pattern.span(), format!("invalid regular expression: {err}")))
+    };
+    let signal = match (&raw.stdout, &raw.stderr) {
+        (None, None) => ReadySignal::Listening,
+        (Some(pattern), None) => ReadySignal::Stdout(compiled(pattern)?),
+        (None, Some(pattern)) => ReadySignal::Stderr(compiled(pattern)?),
+        (Some(_), Some(pattern)) => {
+            return Err(at.error(pattern.span(), "`ready` takes `stdout` or `stderr`, not both"));
+        }
+    };
+    Ok((timeout, signal))
 }
 
 fn resolve_group(raw: RawClients, servers: &[ServerPlan], at: &Locator) -> Result<GroupPlan, Diagnostic> {

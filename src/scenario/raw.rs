@@ -38,6 +38,7 @@ pub struct RawServer {
     pub env: Option<std::collections::BTreeMap<String, String>>,
     pub cwd: Option<String>,
     pub exits: Option<ExitPolicy>,
+    pub stdin: Option<Spanned<RawStdin>>,
 }
 
 /// Whether a server is allowed to end by itself.
@@ -57,6 +58,16 @@ pub enum ExitPolicy {
 #[serde(deny_unknown_fields)]
 pub struct RawReady {
     pub timeout: Option<DurationValue>,
+    pub stdout: Option<Spanned<String>>,
+    pub stderr: Option<Spanned<String>>,
+}
+
+/// `stdin = { ... }`: what labrun types at the server's standard input.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStdin {
+    pub lines: Option<Vec<String>>,
+    pub reply: Option<String>,
 }
 
 /// One `[[clients]]` table: a group of identical simulated clients.

@@ -6,7 +6,10 @@
 //! is at the end, the banner at the start), plus a count of everything.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+
+use regex::Regex;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::task::JoinHandle;
@@ -68,17 +71,59 @@ fn trim_final_newline(bytes: &[u8]) -> &[u8] {
 /// A capture shared between its drain task and the supervisor.
 pub type SharedCapture = Arc<Mutex<Capture>>;
 
-/// Starts draining `pipe` into a new capture; the task ends at EOF or on a read error.
-pub fn drain(mut pipe: impl AsyncRead + Unpin + Send + 'static) -> (SharedCapture, JoinHandle<()>) {
+/// Longest line kept for readiness matching; longer lines are matched on their start.
+const MATCH_LINE_BYTES: usize = 4096;
+
+/// A drained output stream: what was kept, whether the readiness pattern was seen.
+pub struct Drained {
+    /// The kept output.
+    pub capture: SharedCapture,
+    /// Set once a line matched the pattern given to [`drain`].
+    pub matched: Arc<AtomicBool>,
+    /// The task draining the pipe; it ends at EOF or on a read error.
+    pub task: JoinHandle<()>,
+}
+
+/// Starts draining `pipe` into a new capture, watching each line for `pattern`.
+pub fn drain(mut pipe: impl AsyncRead + Unpin + Send + 'static, pattern: Option<Regex>) -> Drained {
     let capture = SharedCapture::default();
-    let sink = Arc::clone(&capture);
+    let matched = Arc::new(AtomicBool::new(false));
+    let (sink, flag) = (Arc::clone(&capture), Arc::clone(&matched));
     let task = tokio::spawn(async move {
         let mut buffer = vec![0u8; 8 * 1024];
+        let mut line = Vec::new();
         while let Ok(n @ 1..) = pipe.read(&mut buffer).await {
-            lock(&sink).push(&buffer[..n]);
+            let chunk = &buffer[..n];
+            lock(&sink).push(chunk);
+            if let Some(pattern) = &pattern
+                && !flag.load(Ordering::Relaxed)
+                && watch_lines(pattern, &mut line, chunk)
+            {
+                flag.store(true, Ordering::Relaxed);
+            }
         }
     });
-    (capture, task)
+    Drained {
+        capture,
+        matched,
+        task,
+    }
+}
+
+/// Feeds `chunk` into the line being assembled; true when a line (complete, or the partial
+/// one so far, for prompts printed without a newline) matches.
+fn watch_lines(pattern: &Regex, line: &mut Vec<u8>, chunk: &[u8]) -> bool {
+    let mut found = false;
+    for piece in chunk.split_inclusive(|&b| b == b'\n') {
+        let room = MATCH_LINE_BYTES.saturating_sub(line.len());
+        line.extend_from_slice(&piece[..piece.len().min(room)]);
+        let text = String::from_utf8_lossy(line);
+        found |= pattern.is_match(text.trim_end_matches(['\n', '\r']));
+        if piece.ends_with(b"\n") {
+            line.clear();
+        }
+    }
+    found
 }
 
 /// Locks a capture; a poisoned lock still holds valid bytes, so it is used as is.
@@ -89,6 +134,15 @@ pub fn lock(capture: &SharedCapture) -> std::sync::MutexGuard<'_, Capture> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn readiness_pattern_matches_across_chunks() {
+        let pattern = Regex::new("listening on [0-9]+$").unwrap();
+        let mut line = Vec::new();
+        assert!(!watch_lines(&pattern, &mut line, b"booting\nlisten"));
+        assert!(watch_lines(&pattern, &mut line, b"ing on 6000\n"));
+        assert!(!watch_lines(&pattern, &mut line, b"\xff\xfe garbage\n"));
+    }
 
     #[test]
     fn keeps_head_and_tail_of_a_flood() {

@@ -19,10 +19,13 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rustix::process::{Pid, Signal, WaitId, WaitIdOptions, kill_process_group, waitid};
 use serde::Serialize;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -30,7 +33,7 @@ use tokio::time::Instant;
 pub use capture::SharedCapture;
 pub use exit::ExitDescription;
 
-use crate::scenario::{ExitPolicy, Launch, PortChoice, ServerPlan};
+use crate::scenario::{ExitPolicy, Launch, PortChoice, ReadySignal, ServerPlan, StdinScript};
 
 /// How long a server gets to exit after SIGTERM before its group is killed.
 pub const TERMINATION_GRACE: Duration = Duration::from_secs(2);
@@ -87,6 +90,24 @@ pub enum SuperviseError {
         server: String,
         /// How it ended.
         status: ExitDescription,
+        /// The tail of its output, escaped.
+        output: String,
+    },
+    /// The server never printed its readiness line.
+    #[error(
+        "server `{server}` did not print a line matching `{pattern}` on {stream} within {}{}",
+        humantime::format_duration(*waited),
+        output_block(output)
+    )]
+    NoReadyLine {
+        /// Server name.
+        server: String,
+        /// `stdout` or `stderr`.
+        stream: &'static str,
+        /// The regular expression.
+        pattern: String,
+        /// How long labrun waited.
+        waited: Duration,
         /// The tail of its output, escaped.
         output: String,
     },
@@ -148,6 +169,10 @@ pub struct ServerHandle {
     stdout: SharedCapture,
     stderr: SharedCapture,
     drains: Vec<JoinHandle<()>>,
+    /// Set when the readiness pattern (if any) appeared in the output.
+    pattern_seen: Arc<AtomicBool>,
+    /// Types at the server's stdin; aborting it closes the pipe.
+    stdin_feeder: Option<JoinHandle<()>>,
     ready_after: Duration,
     reaped: bool,
     exits: ExitPolicy,
@@ -237,14 +262,14 @@ impl ServerHandle {
         })?;
         let program = command.get_program().to_string_lossy().into_owned();
         let launched = Instant::now();
-        let mut child = command.spawn().map_err(|source| SuperviseError::Spawn {
+        let child = command.spawn().map_err(|source| SuperviseError::Spawn {
             server: plan.name.clone(),
             program,
             source,
         })?;
         let group = Pid::from_child(&child);
         registry::remember(group);
-        let pipes = drain_pipes(&mut child);
+        // From here on the handle owns the child: any early return kills it on drop.
         let mut handle = ServerHandle {
             name: plan.name.clone(),
             address: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
@@ -253,16 +278,29 @@ impl ServerHandle {
             stdout: SharedCapture::default(),
             stderr: SharedCapture::default(),
             drains: Vec::new(),
+            pattern_seen: Arc::default(),
+            stdin_feeder: None,
             ready_after: Duration::ZERO,
             reaped: false,
             exits: plan.exits,
         };
-        (handle.stdout, handle.stderr, handle.drains) = pipes.map_err(|source| SuperviseError::Spawn {
+        let plumbing_failed = |source| SuperviseError::Spawn {
             server: plan.name.clone(),
-            program: "(output pipes)".into(),
+            program: "(standard streams)".into(),
             source,
-        })?;
-        handle.wait_ready(plan.ready_timeout).await?;
+        };
+        let pipes = drain_pipes(&mut handle.child, &plan.ready).map_err(plumbing_failed)?;
+        handle.pattern_seen = match plan.ready {
+            ReadySignal::Stderr(_) => Arc::clone(&pipes.stderr.matched),
+            _ => Arc::clone(&pipes.stdout.matched),
+        };
+        handle.stdout = pipes.stdout.capture;
+        handle.stderr = pipes.stderr.capture;
+        handle.drains = vec![pipes.stdout.task, pipes.stderr.task];
+        if let Some(script) = &plan.stdin {
+            handle.stdin_feeder = Some(feed_stdin(&mut handle.child, script).map_err(plumbing_failed)?);
+        }
+        handle.wait_ready(plan).await?;
         handle.ready_after = launched.elapsed();
         Ok(handle)
     }
@@ -270,10 +308,10 @@ impl ServerHandle {
     /// Polls until the server's process group listens on its port, the leader exits, or
     /// time runs out. Listening is read from the kernel (see [`sockets`]), so readiness never
     /// uses up a connection; where that reading is unavailable, a TCP connect probes instead.
-    async fn wait_ready(&mut self, timeout: Duration) -> Result<(), SuperviseError> {
+    async fn wait_ready(&mut self, plan: &ServerPlan) -> Result<(), SuperviseError> {
+        let timeout = plan.ready_timeout;
         let deadline = Instant::now() + timeout;
         let port = self.address.port();
-        let group = self.group.as_raw_nonzero().get() as u32;
         let mut pause = Duration::from_millis(5);
         let mut elsewhere = Vec::new();
         loop {
@@ -285,27 +323,58 @@ impl ServerHandle {
                     output: self.output_tail(),
                 });
             }
-            match sockets::listeners_of_group(group) {
-                Ok(listeners) if listeners.iter().any(|l| l.reachable_on_loopback(port)) => return Ok(()),
-                Ok(listeners) => elsewhere = listeners.into_iter().map(|l| l.address).collect(),
-                Err(_) => {
-                    let probe = tokio::time::timeout_at(deadline, TcpStream::connect(self.address)).await;
-                    if let Ok(Ok(_connection)) = probe {
-                        return Ok(());
-                    }
-                }
+            let ready = match &plan.ready {
+                ReadySignal::Listening => self.listens_on_its_port(deadline, &mut elsewhere).await,
+                ReadySignal::Stdout(_) | ReadySignal::Stderr(_) => self.pattern_seen.load(Ordering::Relaxed),
+            };
+            if ready {
+                return Ok(());
             }
             if Instant::now() >= deadline {
-                return Err(SuperviseError::NotReady {
-                    server: self.name.clone(),
-                    port,
-                    waited: timeout,
-                    elsewhere,
-                    output: self.output_tail(),
+                let output = self.output_tail();
+                let server = self.name.clone();
+                return Err(match &plan.ready {
+                    ReadySignal::Listening => SuperviseError::NotReady {
+                        server,
+                        port,
+                        waited: timeout,
+                        elsewhere,
+                        output,
+                    },
+                    ReadySignal::Stdout(pattern) | ReadySignal::Stderr(pattern) => {
+                        SuperviseError::NoReadyLine {
+                            server,
+                            stream: if matches!(plan.ready, ReadySignal::Stdout(_)) {
+                                "stdout"
+                            } else {
+                                "stderr"
+                            },
+                            pattern: pattern.clone(),
+                            waited: timeout,
+                            output,
+                        }
+                    }
                 });
             }
             tokio::time::sleep(pause.min(deadline - Instant::now())).await;
             pause = (pause * 2).min(Duration::from_millis(50));
+        }
+    }
+
+    /// Whether the server's process group listens where clients will connect; records
+    /// where else it listens. Falls back to a connect probe where `/proc` cannot be read.
+    async fn listens_on_its_port(&self, deadline: Instant, elsewhere: &mut Vec<SocketAddr>) -> bool {
+        let port = self.address.port();
+        match sockets::listeners_of_group(self.group.as_raw_nonzero().get() as u32) {
+            Ok(listeners) if listeners.iter().any(|l| l.reachable_on_loopback(port)) => true,
+            Ok(listeners) => {
+                *elsewhere = listeners.into_iter().map(|l| l.address).collect();
+                false
+            }
+            Err(_) => matches!(
+                tokio::time::timeout_at(deadline, TcpStream::connect(self.address)).await,
+                Ok(Ok(_))
+            ),
         }
     }
 
@@ -320,6 +389,9 @@ impl ServerHandle {
 
     /// SIGTERM, grace, SIGKILL to the group, reap; reports what happened.
     pub async fn stop(mut self, grace: Duration) -> ServerEnd {
+        if let Some(feeder) = self.stdin_feeder.take() {
+            feeder.abort();
+        }
         if self.exits == ExitPolicy::AfterClients {
             // Its last client has only just closed: give it the moment it needs to notice
             // and exit by itself, so the report says what it would do on its own.
@@ -402,19 +474,52 @@ impl ServerHandle {
 impl Drop for ServerHandle {
     fn drop(&mut self) {
         self.kill_and_reap();
-        for drain in &self.drains {
-            drain.abort();
+        for task in self.drains.iter().chain(&self.stdin_feeder) {
+            task.abort();
         }
     }
 }
 
-/// Starts draining the child's stdout and stderr.
-fn drain_pipes(child: &mut Child) -> io::Result<(SharedCapture, SharedCapture, Vec<JoinHandle<()>>)> {
+/// The child's output streams, being drained.
+struct Pipes {
+    stdout: capture::Drained,
+    stderr: capture::Drained,
+}
+
+/// Starts draining the child's stdout and stderr, watching the one the plan's readiness
+/// pattern names.
+fn drain_pipes(child: &mut Child, ready: &ReadySignal) -> io::Result<Pipes> {
     let stdout = tokio::process::ChildStdout::from_std(child.stdout.take().expect("stdout is piped"))?;
     let stderr = tokio::process::ChildStderr::from_std(child.stderr.take().expect("stderr is piped"))?;
-    let (stdout, stdout_task) = capture::drain(stdout);
-    let (stderr, stderr_task) = capture::drain(stderr);
-    Ok((stdout, stderr, vec![stdout_task, stderr_task]))
+    let pattern = |text: &str| Some(regex::Regex::new(text).expect("the plan validated the pattern"));
+    let (stdout_pattern, stderr_pattern) = match ready {
+        ReadySignal::Listening => (None, None),
+        ReadySignal::Stdout(text) => (pattern(text), None),
+        ReadySignal::Stderr(text) => (None, pattern(text)),
+    };
+    Ok(Pipes {
+        stdout: capture::drain(stdout, stdout_pattern),
+        stderr: capture::drain(stderr, stderr_pattern),
+    })
+}
+
+/// Types the script's lines at the child's stdin, then holds the pipe open (so `input()`
+/// waits instead of failing) until the task is aborted at teardown.
+fn feed_stdin(child: &mut Child, script: &StdinScript) -> io::Result<JoinHandle<()>> {
+    let stdin = child.stdin.take().expect("stdin is piped when there is a script");
+    let mut stdin = tokio::process::ChildStdin::from_std(stdin)?;
+    let lines: Vec<String> = script.lines().collect();
+    Ok(tokio::spawn(async move {
+        for line in lines {
+            let typed = format!("{line}\n");
+            // A server that exits or closes stdin stops the typing; that is its business.
+            if stdin.write_all(typed.as_bytes()).await.is_err() {
+                return;
+            }
+        }
+        let _ = stdin.flush().await;
+        std::future::pending::<()>().await;
+    }))
 }
 
 /// Picks the port: a free one for `"auto"`, or checks that a fixed one is free.
@@ -468,7 +573,7 @@ fn build_command(plan: &ServerPlan, port: u16) -> io::Result<Command> {
                 .iter()
                 .map(|(key, value)| (key, value.replace("{port}", &port_text))),
         )
-        .stdin(Stdio::null())
+        .stdin(if plan.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);

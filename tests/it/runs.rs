@@ -274,3 +274,53 @@ fn command_gets_env_port_and_cwd() {
     let path = scratch.file("env.toml", &echo_scenario("env", &server, "count = 2", ""));
     scratch.run(&path).expect_code(0).stdout_has("PASS  echo");
 }
+
+#[test]
+fn scripted_stdin_and_a_stdout_ready_line() {
+    let scratch = Scratch::new();
+    let server = format!(
+        "{}\nstdin = {{ lines = [\"start\"] }}\nready = {{ stdout = \"ready on [0-9]+$\" }}",
+        python_server("waits_for_operator.py")
+    );
+    let path = scratch.file("op.toml", &echo_scenario("op", &server, "count = 2", ""));
+    scratch.run(&path).expect_code(0);
+
+    // Without its operator the program fails at start, and says why.
+    let silent = format!(
+        "{}\nready = {{ stdout = \"^ready\" }}",
+        python_server("waits_for_operator.py")
+    );
+    let path = scratch.file("silent.toml", &echo_scenario("silent", &silent, "count = 2", ""));
+    scratch.run(&path).expect_code(3).stderr_has("EOFError");
+    scratch.assert_nothing_left();
+}
+
+#[test]
+fn a_ready_line_that_never_comes_is_named() {
+    let scratch = Scratch::new();
+    let server = format!(
+        "{}\nready = {{ stdout = \"never printed\", timeout = \"600ms\" }}",
+        python_server("echo_threads.py")
+    );
+    let path = scratch.file("line.toml", &echo_scenario("line", &server, "", ""));
+    scratch
+        .run(&path)
+        .expect_code(3)
+        .stderr_has("did not print a line matching `never printed` on stdout within 600ms");
+    scratch.assert_nothing_left();
+}
+
+#[test]
+fn a_reply_template_types_one_line_per_message() {
+    let scratch = Scratch::new();
+    let server = format!(
+        "{}\nstdin = {{ reply = \"ok {{n}}\" }}",
+        python_server("echo_with_operator.py")
+    );
+    let clients = "count = 1\nmessages = 3\nsize = 100\nthink = \"20ms\"";
+    let path = scratch.file("reply.toml", &echo_scenario("reply", &server, clients, ""));
+    scratch.run(&path).expect_code(0);
+    let report = read_report(&scratch.reports().join("reply.json"));
+    let tail = report["servers"][0]["output_tail"].as_str().unwrap();
+    assert_eq!(tail, "operator said ok 1\noperator said ok 2\noperator said ok 3");
+}
