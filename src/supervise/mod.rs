@@ -361,11 +361,14 @@ impl ServerHandle {
         }
     }
 
-    /// Whether the server's process group listens where clients will connect; records
+    /// Whether the server (its process group, or any descendant that left it) listens where
+    /// clients will connect; records
     /// where else it listens. Falls back to a connect probe where `/proc` cannot be read.
     async fn listens_on_its_port(&self, deadline: Instant, elsewhere: &mut Vec<SocketAddr>) -> bool {
         let port = self.address.port();
-        match sockets::listeners_of_group(self.group.as_raw_nonzero().get() as u32) {
+        let leader = self.child.id();
+        let family = |pid: u32| pid == leader || tree::is_descendant_or_member(pid, leader, self.group);
+        match sockets::listeners_held_by(family) {
             Ok(listeners) if listeners.iter().any(|l| l.reachable_on_loopback(port)) => true,
             Ok(listeners) => {
                 *elsewhere = listeners.into_iter().map(|l| l.address).collect();
@@ -450,6 +453,9 @@ impl ServerHandle {
             return;
         }
         let _ = kill_process_group(self.group, Signal::KILL);
+        // The leader itself too: a program can move itself out of its own process group,
+        // and then the group signal misses it and `wait` would block forever.
+        let _ = self.child.kill();
         let _ = self.child.wait();
         self.reaped = true;
         registry::forget(self.group);
@@ -573,7 +579,11 @@ fn build_command(plan: &ServerPlan, port: u16) -> io::Result<Command> {
                 .iter()
                 .map(|(key, value)| (key, value.replace("{port}", &port_text))),
         )
-        .stdin(if plan.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if plan.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);

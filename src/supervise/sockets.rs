@@ -40,12 +40,12 @@ impl Listener {
     }
 }
 
-/// Every listening TCP socket held by a process of process group `group`.
-pub fn listeners_of_group(group: u32) -> io::Result<Vec<Listener>> {
+/// Every listening TCP socket held by a process that `belongs` accepts.
+pub fn listeners_held_by(belongs: impl Fn(u32) -> bool) -> io::Result<Vec<Listener>> {
     let listening = listening_inodes()?;
     let mut found = Vec::new();
     for pid in processes()? {
-        if process_group_of(pid) != Some(group) {
+        if !belongs(pid) {
             continue;
         }
         for inode in socket_inodes(pid) {
@@ -94,13 +94,6 @@ fn processes() -> io::Result<Vec<u32>> {
     Ok(fs::read_dir("/proc")?
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
         .collect())
-}
-
-/// Field 5 of `/proc/<pid>/stat`, read after the command name (which may contain spaces).
-fn process_group_of(pid: u32) -> Option<u32> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    after_name.split_whitespace().nth(2)?.parse().ok()
 }
 
 fn socket_inodes(pid: u32) -> impl Iterator<Item = u64> {
@@ -191,8 +184,7 @@ mod tests {
     fn finds_our_own_listener_and_its_holder() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let own_group = rustix::process::getpgrp().as_raw_nonzero().get() as u32;
-        let found = listeners_of_group(own_group).unwrap();
+        let found = listeners_held_by(|pid| pid == std::process::id()).unwrap();
         assert!(found.iter().any(|l| l.reachable_on_loopback(port)), "{found:?}");
         assert_eq!(holder_of_port(port), Some(std::process::id()));
     }

@@ -38,6 +38,27 @@ pub fn descendants_of(root: u32) -> Vec<u32> {
     found
 }
 
+/// Whether `pid` is in process group `group` or descends from `leader`: one server's
+/// processes, wherever they moved.
+pub fn is_descendant_or_member(pid: u32, leader: u32, group: Pid) -> bool {
+    let Some(first) = stat(pid) else { return false };
+    if first.group == group.as_raw_nonzero().get() as u32 {
+        return true;
+    }
+    // Walk up the parent links; bounded, since pid 1 is everyone's ancestor.
+    let mut parent = first.parent;
+    for _ in 0..64 {
+        if parent == leader {
+            return true;
+        }
+        match stat(parent) {
+            Some(next) if parent > 1 => parent = next.parent,
+            _ => return false,
+        }
+    }
+    false
+}
+
 /// Sends `signal` to each process (already-gone ones are skipped).
 pub fn signal_all(pids: &[u32], signal: Signal) {
     for &pid in pids {
@@ -78,7 +99,29 @@ pub fn sweep() {
     }
 }
 
-/// pid → parent pid for every process, from `/proc/<pid>/stat`.
+/// The fields of `/proc/<pid>/stat` teardown needs.
+struct Stat {
+    zombie: bool,
+    parent: u32,
+    group: u32,
+}
+
+/// Reads `/proc/<pid>/stat`, skipping the command name, which may contain spaces.
+fn stat(pid: u32) -> Option<Stat> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut fields = text[text.rfind(')')? + 1..].split_whitespace();
+    let zombie = fields.next()? == "Z";
+    let parent = fields.next()?.parse().ok()?;
+    let group = fields.next()?.parse().ok()?;
+    Some(Stat {
+        zombie,
+        parent,
+        group,
+    })
+}
+
+/// pid → parent pid for every live process (zombies are dead already; they only wait to be
+/// reaped).
 fn parent_links() -> HashMap<u32, u32> {
     let Ok(entries) = fs::read_dir("/proc") else {
         return HashMap::new();
@@ -86,15 +129,8 @@ fn parent_links() -> HashMap<u32, u32> {
     entries
         .filter_map(|entry| {
             let pid: u32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
-            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            let after_name = &stat[stat.rfind(')')? + 1..];
-            let mut fields = after_name.split_whitespace();
-            let state = fields.next()?;
-            // Zombies are dead already; they only wait to be reaped.
-            if state == "Z" {
-                return None;
-            }
-            Some((pid, fields.next()?.parse().ok()?))
+            let stat = stat(pid)?;
+            (!stat.zombie).then_some((pid, stat.parent))
         })
         .collect()
 }

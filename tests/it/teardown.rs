@@ -170,3 +170,30 @@ fn a_daemonized_helper_in_its_own_session_is_killed_too() {
     scratch.run(&path).expect_code(0);
     scratch.assert_nothing_left();
 }
+
+#[test]
+fn a_server_that_leaves_its_process_group_cannot_hang_teardown() {
+    let scratch = Scratch::new();
+    let path = scratch.file(
+        "leave.toml",
+        &echo_scenario("leave", &python_server("leaves_its_group.py"), "count = 3", ""),
+    );
+    scratch.run(&path).expect_code(0);
+    scratch.assert_nothing_left();
+}
+
+#[test]
+fn a_listener_handed_to_a_new_session_is_seen_and_killed() {
+    let scratch = Scratch::new();
+    let path = scratch.file(
+        "escape.toml",
+        &echo_scenario(
+            "escape",
+            &python_server("escapes_with_listener.py"),
+            "count = 3",
+            "",
+        ),
+    );
+    scratch.run(&path).expect_code(0);
+    scratch.assert_nothing_left();
+}
