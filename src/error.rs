@@ -52,6 +52,17 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The scenario needs more sockets than this process may open.
+    #[error(
+        "this scenario opens {clients} client sockets, but labrun may open only {open_files} files; \
+         raise the limit (`ulimit -n`, as root or up to the hard limit) or use fewer clients"
+    )]
+    TooManyClients {
+        /// Clients in the largest scenario.
+        clients: u64,
+        /// The open-files limit after raising the soft limit to the hard one.
+        open_files: u64,
+    },
     /// The async runtime could not be created.
     #[error("cannot start the async runtime")]
     Runtime(#[source] std::io::Error),
@@ -65,9 +76,11 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Scenario(_) | Error::ScenariosInvalid { .. } => EXIT_BAD_INPUT,
-            Error::Supervise(_) | Error::WriteReport { .. } | Error::Serve { .. } | Error::Runtime(_) => {
-                EXIT_COULD_NOT_RUN
-            }
+            Error::Supervise(_)
+            | Error::WriteReport { .. }
+            | Error::Serve { .. }
+            | Error::Runtime(_)
+            | Error::TooManyClients { .. } => EXIT_COULD_NOT_RUN,
             Error::Interrupted => EXIT_INTERRUPTED,
         }
     }

@@ -1,4 +1,6 @@
-//! Ctrl-C and SIGTERM: the first stops the run gracefully, the second kills servers now.
+//! Ctrl-C, SIGTERM, SIGHUP and SIGQUIT: the first stops the run gracefully, the second kills
+//! servers now. (A closed terminal sends SIGHUP; its default action would end labrun
+//! without teardown.)
 //!
 //! The first signal cancels a token that every client wait selects on; the run then tears
 //! its servers down in the normal way and prints partial results marked as such. A second
@@ -14,6 +16,8 @@ pub fn watch() -> std::io::Result<CancellationToken> {
     let token = CancellationToken::new();
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
+    let mut hangup = signal(SignalKind::hangup())?;
+    let mut quit = signal(SignalKind::quit())?;
     let cancel = token.clone();
     tokio::spawn(async move {
         let mut received = 0;
@@ -21,6 +25,8 @@ pub fn watch() -> std::io::Result<CancellationToken> {
             tokio::select! {
                 _ = interrupt.recv() => {}
                 _ = terminate.recv() => {}
+                _ = hangup.recv() => {}
+                _ = quit.recv() => {}
             }
             received += 1;
             if received == 1 {

@@ -34,6 +34,9 @@ pub use run::PANIC_INJECTION_VARIABLE;
 use cli::{Cli, Command, RunArgs};
 use report::style::{Environment, Styles};
 
+/// Descriptors kept free beside the clients' sockets: server pipes, the runtime, reports.
+const OPEN_FILES_RESERVE: u64 = 64;
+
 /// Carries out the command line. Returns the overall outcome, or why there is none.
 pub fn run(cli: Cli) -> Result<Outcome, Error> {
     match cli.command {
@@ -76,7 +79,16 @@ fn run_scenarios(args: RunArgs) -> Result<Outcome, Error> {
     }
     supervise::registry::install_panic_hook();
     supervise::tree::become_subreaper();
-    workload::raise_open_files_limit();
+    let open_files = workload::raise_open_files_limit();
+    let most_clients = plans
+        .iter()
+        .map(|p| p.groups.iter().map(|g| u64::from(g.count)).sum::<u64>())
+        .max();
+    if let Some(clients) = most_clients
+        && clients + OPEN_FILES_RESERVE > open_files
+    {
+        return Err(Error::TooManyClients { clients, open_files });
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -91,7 +103,7 @@ fn run_scenarios(args: RunArgs) -> Result<Outcome, Error> {
         let mut overall = Outcome::Pass;
         for (i, plan) in plans.iter().enumerate() {
             if i > 0 && !options.quiet {
-                println!();
+                let _ = writeln!(std::io::stdout());
             }
             let report = run::run_scenario(plan, &options, &cancel).await?;
             overall = match (overall, report.outcome) {
@@ -110,7 +122,9 @@ fn validate(files: &[std::path::PathBuf]) -> Result<Outcome, Error> {
         match scenario::load(path) {
             Ok(plan) => {
                 let clients: u64 = plan.groups.iter().map(|g| u64::from(g.count)).sum();
-                println!(
+                // A closed stdout (`| head`) is not an error worth a panic.
+                let _ = writeln!(
+                    std::io::stdout(),
                     "ok {}: `{}`, {} server(s), {} client group(s), {clients} client(s)",
                     path.display(),
                     plan.name,

@@ -289,6 +289,7 @@ latency = { p99 = "1ms" }
             pid: 4242,
             ready_after: Duration::from_micros(3_100),
             exited_during_run: None,
+            still_listening: true,
             teardown: Teardown::Terminated,
             stdout_bytes: 0,
             stderr_bytes: 0,

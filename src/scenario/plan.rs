@@ -31,6 +31,8 @@ pub const MAX_CLIENTS: u64 = 100_000;
 pub const MAX_MESSAGES: u32 = 10_000_000;
 /// Largest message body.
 pub const MAX_MESSAGE_BYTES: u64 = 64 * 1024 * 1024;
+/// Most memory all clients' messages in flight may take together.
+pub const MAX_IN_FLIGHT_BYTES: u64 = 4 * 1024 * 1024 * 1024;
 
 /// Everything a run needs, validated.
 #[derive(Debug, Clone, Serialize)]
@@ -293,6 +295,7 @@ pub fn resolve(raw: RawScenario, path: &Path, source: &str) -> Result<Plan, Diag
 
     let mut groups: Vec<GroupPlan> = Vec::with_capacity(raw.clients.len());
     let mut total_clients = 0u64;
+    let mut in_flight_bytes = 0u64;
     for table in raw.clients {
         let span = table.span();
         let group = resolve_group(table.into_inner(), &servers, &at)?;
@@ -306,6 +309,18 @@ pub fn resolve(raw: RawScenario, path: &Path, source: &str) -> Result<Plan, Diag
                 format!("this scenario asks for {total_clients} clients in all; the limit is {MAX_CLIENTS}"),
             ));
         }
+        // Each client holds its current message twice (the body and the bytes owed back).
+        in_flight_bytes += u64::from(group.count) * group.size.max * 2;
+        if in_flight_bytes > MAX_IN_FLIGHT_BYTES {
+            return Err(at.error(
+                span,
+                format!(
+                    "clients × largest message needs {} of memory; the limit is {} (fewer clients or smaller `size`)",
+                    crate::units::bytes(in_flight_bytes),
+                    crate::units::bytes(MAX_IN_FLIGHT_BYTES)
+                ),
+            ));
+        }
         groups.push(group);
     }
 
@@ -317,6 +332,19 @@ pub fn resolve(raw: RawScenario, path: &Path, source: &str) -> Result<Plan, Diag
                 .map(|g| u64::from(g.count) * u64::from(g.messages))
                 .sum();
         }
+    }
+
+    if let Some(latency) = raw.expect.as_ref().and_then(|e| e.latency.as_ref())
+        && let Some(group) = groups.iter().find(|g| g.messages < 2)
+    {
+        return Err(at.error(
+            latency.span(),
+            format!(
+                "latency bounds apply to round trips after each client's first message (the first is \
+                 its wait), but client group `{}` sends only 1 message per client; send at least 2",
+                group.name
+            ),
+        ));
     }
 
     let timeout = raw.timeout.map_or(DEFAULT_RUN_TIMEOUT, |t| t.0);
@@ -529,6 +557,7 @@ fn resolve_expect(raw: Option<RawExpect>) -> Expectations {
     let latency = raw
         .latency
         .map(|l| {
+            let l = l.into_inner();
             [
                 (Percentile::P50, l.p50),
                 (Percentile::P90, l.p90),

@@ -93,7 +93,7 @@ pub struct RawClients {
 pub struct RawExpect {
     pub echo: Option<EchoExpectation>,
     pub errors: Option<u64>,
-    pub latency: Option<RawLatency>,
+    pub latency: Option<Spanned<RawLatency>>,
 }
 
 /// `latency = { p50 = "...", ... }`: upper bounds on per-message round-trip time.

@@ -10,6 +10,10 @@ use std::time::Duration;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
+/// Longest duration a scenario may name; far beyond any lab run, and small enough that
+/// adding it to a clock reading can never overflow.
+const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
+
 /// A human duration such as `"250ms"` or `"2s"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DurationValue(pub Duration);
@@ -23,14 +27,18 @@ impl<'de> Deserialize<'de> for DurationValue {
                 f.write_str("a duration with a unit, like \"250ms\", \"2s\" or \"1m 30s\"")
             }
             fn visit_str<E: de::Error>(self, text: &str) -> Result<DurationValue, E> {
-                humantime::parse_duration(text.trim())
-                    .map(DurationValue)
-                    .map_err(|err| {
-                        E::custom(format!(
-                            "invalid duration `{text}` ({err}); expected a number with a unit, \
+                let parsed = humantime::parse_duration(text.trim());
+                if parsed.as_ref().is_ok_and(|d| *d > MAX_DURATION) {
+                    return Err(E::custom(format!(
+                        "duration `{text}` is too long; the limit is 30 days"
+                    )));
+                }
+                parsed.map(DurationValue).map_err(|err| {
+                    E::custom(format!(
+                        "invalid duration `{text}` ({err}); expected a number with a unit, \
                              like \"250ms\", \"2s\" or \"1m 30s\""
-                        ))
-                    })
+                    ))
+                })
             }
             fn visit_i64<E: de::Error>(self, n: i64) -> Result<DurationValue, E> {
                 Err(E::custom(format!(

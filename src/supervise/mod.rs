@@ -192,6 +192,9 @@ pub struct ServerEnd {
     pub ready_after: Duration,
     /// Set when it ended by itself before teardown began.
     pub exited_during_run: Option<ExitDescription>,
+    /// Whether it still listened on its port when the clients were done (false when it
+    /// closed its listening socket but kept running).
+    pub still_listening: bool,
     /// How teardown went.
     pub teardown: Teardown,
     /// Total bytes it wrote to stdout.
@@ -400,6 +403,15 @@ impl ServerHandle {
             // and exit by itself, so the report says what it would do on its own.
             self.wait_for_exit(EXIT_BY_ITSELF_WAIT).await;
         }
+        let mut still_listening = true;
+        if self.exit_status().is_none() {
+            still_listening = self.listens_on_its_port(Instant::now(), &mut Vec::new()).await;
+            if !still_listening {
+                // It closed its listener, most likely on its way out (a server that ends after
+                // one client): let it finish, so the report can say how it ended.
+                self.wait_for_exit(EXIT_BY_ITSELF_WAIT).await;
+            }
+        }
         let exited_during_run = self.exit_status();
         let leader = self.child.id();
         // Descendants are collected while their parent links are intact: after the leader
@@ -432,6 +444,7 @@ impl ServerHandle {
             pid: self.child.id(),
             ready_after: self.ready_after,
             exited_during_run,
+            still_listening,
             teardown,
             stdout_bytes,
             stderr_bytes,

@@ -116,11 +116,21 @@ fn check_echo(evidence: &Evidence, verdict: &mut Verdict) {
     let summary = if faulty == 0 {
         let messages: u64 = evidence.groups.iter().map(|g| g.messages).sum();
         let bytes: u64 = evidence.groups.iter().map(|g| g.bytes_received).sum();
+        let verified: u64 = evidence
+            .groups
+            .iter()
+            .map(|g| u64::from(g.clients_completed))
+            .sum();
+        let unverified = clients as u64 - verified;
+        let others = match unverified {
+            0 => String::new(),
+            n => format!(" ({n} more did not finish; see errors)"),
+        };
         format!(
-            "{} messages ({}) echoed byte-exact to {} clients",
+            "{} messages ({}) echoed byte-exact to {} clients{others}",
             units::count(messages),
             units::bytes(bytes),
-            units::count(clients as u64)
+            units::count(verified)
         )
     } else {
         let first = verdict
@@ -262,7 +272,26 @@ fn check_servers(evidence: &Evidence, verdict: &mut Verdict) {
     for (plan, server) in evidence.plan.servers.iter().zip(evidence.servers) {
         let name = format!("server {}", server.name);
         let (passed, summary) = match (server.exited_during_run, plan.exits) {
-            (None, ExitPolicy::Never) => (true, "stayed up for the whole run".to_owned()),
+            (None, ExitPolicy::Never) if server.still_listening => {
+                (true, "stayed up for the whole run".to_owned())
+            }
+            (None, ExitPolicy::Never) => {
+                let text = format!(
+                    "server `{}` stopped listening on its port during the run",
+                    server.name
+                );
+                verdict.findings.push(Finding {
+                    check: name.clone(),
+                    class: "stopped-listening".into(),
+                    client: None,
+                    message: None,
+                    at_ms: None,
+                    text: text.clone(),
+                    hint: "the listening socket was closed while the program kept running: new \
+                           clients can no longer connect",
+                });
+                (false, text)
+            }
             (None, ExitPolicy::AfterClients) => (true, "stayed up (it was allowed to exit)".to_owned()),
             (Some(status), ExitPolicy::AfterClients) if status.code == Some(0) => (
                 true,

@@ -105,7 +105,8 @@ impl EchoFault {
             EchoFault::Corrupted { message, .. }
             | EchoFault::Truncated { message, .. }
             | EchoFault::Missing { message, .. } => Some(*message),
-            EchoFault::Extra { after_message, .. } => after_message.map(|m| m + 1),
+            // Extra bytes belong to no message; the text says which one they followed.
+            EchoFault::Extra { .. } => None,
         }
     }
 }

@@ -128,12 +128,9 @@ impl Session {
     }
 
     async fn run(&mut self, ctx: &ClientContext) -> ClientEnd {
-        if ctx
-            .bounded(None, tokio::time::sleep_until(ctx.start_at))
-            .await
-            .is_err()
-        {
-            return interrupted_end(Interruption::Cancelled, None, &ctx.group);
+        if let Err(interruption) = ctx.bounded(None, tokio::time::sleep_until(ctx.start_at)).await {
+            // A start scheduled past the run's deadline is a deadline failure, not silence.
+            return interrupted_end(interruption, None, &ctx.group);
         }
         let timeout = ctx.group.reply_timeout;
         self.timeline.connect_start = Some(ctx.since_start());
@@ -175,7 +172,7 @@ impl Session {
             if message == 0 {
                 self.timeline.first_send = Some(ctx.since_start());
             }
-            let exchange = self.exchange(ctx, &mut stream, &body, &mut receive_buffer, sent_at + timeout);
+            let exchange = self.exchange(ctx, &mut stream, &body, &mut receive_buffer);
             if let Err(error) = exchange.await {
                 return self.end_of_exchange(error, message, ctx);
             }
@@ -198,15 +195,18 @@ impl Session {
             .await
     }
 
-    /// Sends one message while reading its echo; returns once every byte came back.
+    /// Sends one message while reading its echo; returns once every byte came back. The
+    /// reply timeout is an idle timeout: it restarts whenever bytes arrive, so a slow but
+    /// steady echo of a large message is not mistaken for a stalled one.
     async fn exchange(
         &mut self,
         ctx: &ClientContext,
         stream: &mut TcpStream,
         body: &[u8],
         receive_buffer: &mut [u8],
-        reply_deadline: Instant,
     ) -> Result<(), ExchangeError> {
+        let timeout = ctx.group.reply_timeout;
+        let mut reply_deadline = Instant::now() + timeout;
         let (mut reader, mut writer) = stream.split();
         let write = writer.write_all(body);
         tokio::pin!(write);
@@ -222,6 +222,7 @@ impl Session {
                     if received == 0 {
                         return Err(ExchangeError::Closed);
                     }
+                    reply_deadline = Instant::now() + timeout;
                     if self.timeline.first_reply.is_none() {
                         self.timeline.first_reply = Some(ctx.since_start());
                     }

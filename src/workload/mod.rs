@@ -88,18 +88,23 @@ pub async fn drive(setup: DriveSetup<'_>) -> Drive {
     }
 }
 
-/// Raises the soft open-files limit to the hard limit: every simulated client is a socket,
-/// and the common default of 1024 would cap a run at about a thousand clients.
-pub fn raise_open_files_limit() {
+/// Raises the soft open-files limit to the hard limit and returns the limit now in force:
+/// every simulated client is a socket, and the common default of 1024 would cap a run at
+/// about a thousand clients.
+pub fn raise_open_files_limit() -> u64 {
     use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
     let limit = getrlimit(Resource::Nofile);
-    if limit.current < limit.maximum {
-        let _ = setrlimit(
+    if limit.current < limit.maximum
+        && setrlimit(
             Resource::Nofile,
             Rlimit {
                 current: limit.maximum,
                 maximum: limit.maximum,
             },
-        );
+        )
+        .is_ok()
+    {
+        return limit.maximum.unwrap_or(u64::MAX);
     }
+    limit.current.unwrap_or(u64::MAX)
 }

@@ -151,3 +151,42 @@ fn serve_runs_a_builtin_standalone() {
         assert_eq!(echoed, message, "{builtin} echoed wrongly");
     }
 }
+
+#[test]
+fn latency_bounds_need_two_messages() {
+    let scratch = Scratch::new();
+    let path = scratch.file(
+        "one.toml",
+        &echo_scenario("one", VALID, "messages = 1", "latency = { p99 = \"5ms\" }"),
+    );
+    let run = crate::util::Run::from(
+        scratch
+            .labrun()
+            .arg("validate")
+            .arg(&path)
+            .output()
+            .expect("runs"),
+    );
+    run.expect_code(2)
+        .stderr_has(&format!("{}:13:11:", path.display()))
+        .stderr_has("send at least 2");
+}
+
+#[test]
+fn more_clients_than_open_files_is_refused_up_front() {
+    let scratch = Scratch::new();
+    let path = scratch.file("many.toml", &echo_scenario("many", VALID, "count = 500", ""));
+    let labrun = assert_cmd::cargo::cargo_bin("labrun");
+    let output = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n 256 && exec \"{}\" run \"{}\" --no-report",
+            labrun.display(),
+            path.display()
+        ))
+        .output()
+        .expect("sh runs");
+    crate::util::Run::from(output)
+        .expect_code(3)
+        .stderr_has("opens 500 client sockets, but labrun may open only 256");
+}

@@ -324,3 +324,57 @@ fn a_reply_template_types_one_line_per_message() {
     let tail = report["servers"][0]["output_tail"].as_str().unwrap();
     assert_eq!(tail, "operator said ok 1\noperator said ok 2\noperator said ok 3");
 }
+
+/// The reply timeout is an idle timeout: a steady trickle is slow, not stalled.
+#[test]
+fn a_slow_but_steady_echo_is_not_a_timeout() {
+    let scratch = Scratch::new();
+    let clients = "count = 1\nmessages = 2\nsize = \"600KiB\"\ntimeout = \"1s\"";
+    let path = scratch.file(
+        "slow.toml",
+        &echo_scenario("slow", &python_server("slow_steady_echo.py"), clients, ""),
+    );
+    scratch.run(&path).expect_code(0);
+}
+
+#[test]
+fn clients_scheduled_past_the_deadline_are_errors_not_silence() {
+    let scratch = Scratch::new();
+    let scenario = echo_scenario(
+        "late",
+        "builtin = \"echo-async\"",
+        "count = 10\nmessages = 2\nramp = \"5s\"",
+        "",
+    )
+    .replace("timeout = \"45s\"", "timeout = \"1s\"");
+    let path = scratch.file("late.toml", &scenario);
+    scratch
+        .run(&path)
+        .expect_code(1)
+        .stdout_has("FAIL  errors")
+        .stdout_has("deadline")
+        .stdout_has("more did not finish");
+}
+
+/// Without `exits = "after-clients"`, a server that ends after its one client is a finding,
+/// however quickly the run finishes after that client.
+#[test]
+fn a_server_that_ends_after_one_client_is_caught_without_permission() {
+    for _ in 0..3 {
+        let scratch = Scratch::new();
+        let path = scratch.file(
+            "classic.toml",
+            &echo_scenario(
+                "classic",
+                &python_server("one_client_then_exit.py"),
+                "count = 1\nmessages = 3",
+                "",
+            ),
+        );
+        scratch
+            .run(&path)
+            .expect_code(1)
+            .stdout_has("FAIL  server srv")
+            .stdout_has("exited with status 0");
+    }
+}
