@@ -65,6 +65,22 @@ impl Scratch {
         Run::from(output)
     }
 
+    /// Runs a shipped scenario from the repository root (its command paths are relative to
+    /// it), writing the report into the scratch folder.
+    pub fn run_shipped(&self, scenario: &str) -> Run {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let output = self
+            .labrun()
+            .current_dir(root)
+            .arg("run")
+            .arg(root.join(scenario))
+            .arg("--out")
+            .arg(self.reports())
+            .output()
+            .expect("labrun runs");
+        Run::from(output)
+    }
+
     /// Process ids still carrying this scratch's marker.
     pub fn survivors(&self) -> Vec<u32> {
         processes_with_marker(&format!("{MARKER}={}", self.marker))
@@ -163,10 +179,22 @@ pub fn echo_scenario(name: &str, server: &str, clients: &str, expect: &str) -> S
 
 /// A `[[server]]` body running a Python fixture on an automatic port.
 pub fn python_server(fixture_name: &str) -> String {
-    format!(
-        "command = [\"python3\", \"{}\", \"{{port}}\"]\nport = \"auto\"",
-        fixture(fixture_name)
+    python_program(&fixture(fixture_name))
+}
+
+/// A `[[server]]` body running one of the lab programs in `examples/`.
+pub fn example_server(name: &str) -> String {
+    python_program(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("examples")
+            .join(name)
+            .display()
+            .to_string(),
     )
+}
+
+fn python_program(path: &str) -> String {
+    format!("command = [\"python3\", \"{path}\", \"{{port}}\"]\nport = \"auto\"")
 }
 
 fn processes_with_marker(needle: &str) -> Vec<u32> {

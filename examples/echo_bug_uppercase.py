@@ -1,0 +1,43 @@
+"""BUG: echoes data.upper() instead of the data itself.
+
+Symptom a tester sees: every message containing a lowercase ASCII letter comes back
+CORRUPTED at the first such letter (e.g. expected "hello", received "HELLO");
+messages without lowercase letters pass, so tiny manual tests can miss it.
+
+Usage: python3 echo_bug_uppercase.py PORT   (otherwise a thread-per-client echo server)
+"""
+import socket
+import sys
+import threading
+
+HOST = "127.0.0.1"
+
+
+def handle(conn, addr):
+    print("Connected by", addr, flush=True)
+    try:
+        while True:
+            data = conn.recv(1024)
+            if not data:
+                break
+            conn.sendall(data.upper())  # BUG: changes the bytes
+    except OSError as e:
+        print("Client", addr, "error:", e, flush=True)
+    finally:
+        conn.close()
+
+
+def main():
+    port = int(sys.argv[1])
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind((HOST, port))
+    server.listen()
+    print(f"Echo server listening on {HOST}:{port}", flush=True)
+    while True:
+        conn, addr = server.accept()
+        threading.Thread(target=handle, args=(conn, addr), daemon=True).start()
+
+
+if __name__ == "__main__":
+    main()
