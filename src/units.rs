@@ -47,6 +47,11 @@ pub fn count(n: u64) -> String {
     out
 }
 
+/// Serializes a duration as fractional milliseconds, the unit of every `*_ms` report field.
+pub fn serialize_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64() * 1000.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

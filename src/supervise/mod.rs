@@ -188,7 +188,7 @@ pub struct ServerEnd {
     /// Process id of the group leader.
     pub pid: u32,
     /// Time from launch until it accepted the first connection.
-    #[serde(rename = "ready_after_ms", serialize_with = "as_millis")]
+    #[serde(rename = "ready_after_ms", serialize_with = "crate::units::serialize_millis")]
     pub ready_after: Duration,
     /// Set when it ended by itself before teardown began.
     pub exited_during_run: Option<ExitDescription>,
@@ -215,10 +215,6 @@ pub enum Teardown {
     Terminated,
     /// It ignored SIGTERM and was killed.
     Killed,
-}
-
-fn as_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_f64(d.as_secs_f64() * 1000.0)
 }
 
 /// All servers of a run, started in plan order.

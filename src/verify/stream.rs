@@ -25,7 +25,7 @@ pub enum StreamEnd {
     /// The server reset the connection (RST), typically by closing with unread data.
     Reset,
     /// Nothing more arrived within the reply timeout.
-    TimedOut(#[serde(with = "duration_ms")] Duration),
+    TimedOut(#[serde(serialize_with = "crate::units::serialize_millis")] Duration),
 }
 
 impl fmt::Display for StreamEnd {
@@ -292,14 +292,6 @@ fn first_difference(pending: &VecDeque<u8>, chunk: &[u8]) -> Option<usize> {
             .map(|i| split + i);
     }
     None
-}
-
-mod duration_ms {
-    use std::time::Duration;
-
-    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_f64(d.as_secs_f64() * 1000.0)
-    }
 }
 
 #[cfg(test)]

@@ -37,14 +37,7 @@ fn validate_accepts_every_shipped_scenario() {
 fn unknown_key_exits_2_with_location_and_suggestion() {
     let scratch = Scratch::new();
     let path = scratch.file("typo.toml", &echo_scenario("typo", VALID, "cout = 5", ""));
-    let run = crate::util::Run::from(
-        scratch
-            .labrun()
-            .arg("validate")
-            .arg(&path)
-            .output()
-            .expect("runs"),
-    );
+    let run = scratch.validate(&path);
     run.expect_code(2)
         .stderr_has(&format!("{}:10:1: unknown field `cout`", path.display()))
         .stderr_has("did you mean `count`?");
@@ -159,14 +152,7 @@ fn latency_bounds_need_two_messages() {
         "one.toml",
         &echo_scenario("one", VALID, "messages = 1", "latency = { p99 = \"5ms\" }"),
     );
-    let run = crate::util::Run::from(
-        scratch
-            .labrun()
-            .arg("validate")
-            .arg(&path)
-            .output()
-            .expect("runs"),
-    );
+    let run = scratch.validate(&path);
     run.expect_code(2)
         .stderr_has(&format!("{}:13:11:", path.display()))
         .stderr_has("send at least 2");

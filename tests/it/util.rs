@@ -65,6 +65,17 @@ impl Scratch {
         Run::from(output)
     }
 
+    /// Runs `labrun validate FILE`.
+    pub fn validate(&self, scenario: &Path) -> Run {
+        Run::from(
+            self.labrun()
+                .arg("validate")
+                .arg(scenario)
+                .output()
+                .expect("labrun runs"),
+        )
+    }
+
     /// Runs a shipped scenario from the repository root (its command paths are relative to
     /// it), writing the report into the scratch folder.
     pub fn run_shipped(&self, scenario: &str) -> Run {
