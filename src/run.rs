@@ -88,7 +88,7 @@ pub async fn run_scenario(
         plan,
         records: &drive.records,
         groups: &groups,
-        latency: &total.latency,
+        total: &total,
         servers: &server_ends,
     });
     let report = Report::assemble(RunResult {

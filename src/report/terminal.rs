@@ -299,7 +299,7 @@ latency = { p99 = "1ms" }
             plan: &plan,
             records: &records,
             groups: &groups,
-            latency: &total.latency,
+            total: &total,
             servers: &servers,
         });
         Report::assemble(RunResult {

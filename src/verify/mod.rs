@@ -9,7 +9,7 @@ pub mod stream;
 
 use serde::Serialize;
 
-use crate::metrics::{GroupFigures, LatencySet};
+use crate::metrics::GroupFigures;
 use crate::scenario::{EchoExpectation, ExitPolicy, Plan};
 use crate::supervise::ServerEnd;
 use crate::units;
@@ -70,8 +70,8 @@ pub struct Evidence<'a> {
     pub records: &'a [ClientRecord],
     /// Figures per group, indexed like `plan.groups`.
     pub groups: &'a [GroupFigures],
-    /// All groups' latencies merged.
-    pub latency: &'a LatencySet,
+    /// Figures over all groups (errors and latencies merged).
+    pub total: &'a GroupFigures,
     /// How each server ended.
     pub servers: &'a [ServerEnd],
 }
@@ -210,17 +210,8 @@ fn check_errors(evidence: &Evidence, verdict: &mut Verdict) {
             });
         }
     }
-    let mut by_kind: Vec<(ClientErrorKind, u64)> = Vec::new();
-    for figures in evidence.groups {
-        for &(kind, n) in &figures.errors {
-            match by_kind.iter_mut().find(|(k, _)| *k == kind) {
-                Some((_, total)) => *total += n,
-                None => by_kind.push((kind, n)),
-            }
-        }
-    }
-    by_kind.sort();
-    let total: u64 = by_kind.iter().map(|(_, n)| n).sum();
+    let by_kind = &evidence.total.errors;
+    let total = evidence.total.error_count();
     let allowed = evidence.plan.expect.max_errors;
     let breakdown: Vec<String> = by_kind
         .iter()
@@ -244,7 +235,7 @@ fn check_latency(evidence: &Evidence, verdict: &mut Verdict) {
     for bound in &evidence.plan.expect.latency {
         let name = format!("latency rtt {}", bound.percentile.label());
         let limit = units::duration(bound.limit);
-        let (passed, summary) = match evidence.latency.rtt.quantile(bound.percentile.quantile()) {
+        let (passed, summary) = match evidence.total.latency.rtt.quantile(bound.percentile.quantile()) {
             Some(value) => (
                 value <= bound.limit,
                 format!(
