@@ -80,10 +80,7 @@ fn run_scenarios(args: RunArgs) -> Result<Outcome, Error> {
     supervise::registry::install_panic_hook();
     supervise::tree::become_subreaper();
     let open_files = workload::raise_open_files_limit();
-    let most_clients = plans
-        .iter()
-        .map(|p| p.groups.iter().map(|g| u64::from(g.count)).sum::<u64>())
-        .max();
+    let most_clients = plans.iter().map(scenario::Plan::total_clients).max();
     if let Some(clients) = most_clients
         && clients + OPEN_FILES_RESERVE > open_files
     {
@@ -121,7 +118,7 @@ fn validate(files: &[std::path::PathBuf]) -> Result<Outcome, Error> {
     for path in files {
         match scenario::load(path) {
             Ok(plan) => {
-                let clients: u64 = plan.groups.iter().map(|g| u64::from(g.count)).sum();
+                let clients = plan.total_clients();
                 // A closed stdout (`| head`) is not an error worth a panic.
                 let _ = writeln!(
                     std::io::stdout(),

@@ -56,6 +56,13 @@ pub struct Plan {
     pub expect: Expectations,
 }
 
+impl Plan {
+    /// Clients across all groups: one socket each.
+    pub fn total_clients(&self) -> u64 {
+        self.groups.iter().map(|g| u64::from(g.count)).sum()
+    }
+}
+
 /// How to launch one server and when it counts as ready.
 #[derive(Debug, Clone, Serialize)]
 pub struct ServerPlan {
