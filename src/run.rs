@@ -20,8 +20,10 @@ use crate::report::style::Styles;
 use crate::report::{self, Report, RunResult};
 use crate::scenario::Plan;
 use crate::supervise::Servers;
-use crate::verify::{self, Evidence};
-use crate::workload::{self, DriveSetup};
+use crate::verify::concurrency::{self, ServerConcurrency};
+use crate::verify::{self, Evidence, Survival};
+use crate::workload::probe::{self, ProbeOutcome};
+use crate::workload::{self, ClientRecord, DriveSetup};
 
 /// Set to `after-ready` to make labrun panic once its servers are up: lets the test suite
 /// prove that a panic still tears every server down.
@@ -78,24 +80,31 @@ pub async fn run_scenario(
     })
     .await;
     progress.finish();
+    let probes = run_probes(plan, &addresses, cancel).await;
     let server_ends = servers.stop().await;
 
     let groups: Vec<GroupFigures> = (0..plan.groups.len())
         .map(|g| GroupFigures::from_records(drive.records.iter().filter(|r| r.group == g)))
         .collect();
     let total = GroupFigures::from_records(&drive.records);
+    let concurrency = measure_concurrency(plan, &drive.records, probes.concurrency);
     let verdict = verify::evaluate(&Evidence {
         plan,
         records: &drive.records,
         groups: &groups,
         total: &total,
         servers: &server_ends,
+        concurrency: &concurrency,
+        survival: &probes.survival,
     });
     let report = Report::assemble(RunResult {
         plan,
         groups: &groups,
         total: &total,
         servers: server_ends,
+        records: &drive.records,
+        concurrency,
+        survival: probes.survival,
         verdict,
         started_at,
         duration: run_start.elapsed(),
@@ -108,6 +117,63 @@ pub async fn run_scenario(
     };
     print_report(&report, saved_to.as_deref(), options);
     Ok(report)
+}
+
+/// What the probes found, per server.
+struct Probes {
+    /// Concurrency probe per server (indexed like `plan.servers`), when expected.
+    concurrency: Vec<Option<ProbeOutcome>>,
+    /// Survival probe of every server, when expected.
+    survival: Vec<Survival>,
+}
+
+/// Runs the probes the scenario's expectations ask for, one server at a time, while the
+/// servers are still up. The concurrency probe goes first: the survival probe is the last
+/// thing a server has to get through.
+async fn run_probes(plan: &Plan, addresses: &[std::net::SocketAddr], cancel: &CancellationToken) -> Probes {
+    let mut probes = Probes {
+        concurrency: vec![None; plan.servers.len()],
+        survival: Vec::new(),
+    };
+    if let Some(expected) = plan.expect.concurrency {
+        for (index, address) in addresses.iter().enumerate() {
+            let clients = plan.clients_of(index);
+            if clients > 0 {
+                let holders = probe::holders_for(expected, clients);
+                probes.concurrency[index] = probe::concurrency(*address, holders, cancel).await;
+            }
+        }
+    }
+    if plan.expect.survives {
+        for (server, address) in plan.servers.iter().zip(addresses) {
+            if let Some(outcome) = probe::survival(*address, cancel).await {
+                probes.survival.push(Survival {
+                    server: server.name.clone(),
+                    outcome,
+                });
+            }
+        }
+    }
+    probes
+}
+
+/// Overlap of each server's clients (servers without clients are left out).
+fn measure_concurrency(
+    plan: &Plan,
+    records: &[ClientRecord],
+    probes: Vec<Option<ProbeOutcome>>,
+) -> Vec<ServerConcurrency> {
+    plan.servers
+        .iter()
+        .zip(probes)
+        .enumerate()
+        .filter(|(index, _)| plan.clients_of(*index) > 0)
+        .map(|(index, (server, probe))| ServerConcurrency {
+            server: server.name.clone(),
+            overlap: concurrency::measure(records.iter().filter(|r| plan.groups[r.group].server == index)),
+            probe,
+        })
+        .collect()
 }
 
 fn save_json(report: &Report, dir: &Path) -> Result<PathBuf, Error> {

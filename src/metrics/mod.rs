@@ -168,6 +168,8 @@ pub struct GroupFigures {
     pub clients: u32,
     /// Clients that finished every message.
     pub clients_completed: u32,
+    /// Faulty clients that misbehaved as planned.
+    pub clients_misbehaved: u32,
     /// Messages sent and echoed.
     pub messages: u64,
     /// Bytes sent.
@@ -195,6 +197,7 @@ impl GroupFigures {
             match &record.end {
                 ClientEnd::Completed => figures.clients_completed += 1,
                 ClientEnd::Failed(error) => figures.count_error(error.kind),
+                ClientEnd::Misbehaved => figures.clients_misbehaved += 1,
                 ClientEnd::EchoFault(_) | ClientEnd::Interrupted => {}
             }
             if let Some(connect) = record.connect_time() {

@@ -1,4 +1,4 @@
-//! ASCII histograms of latency distributions.
+//! ASCII histograms of latency distributions, alone or side by side.
 //!
 //! Buckets are spaced logarithmically between the smallest and largest sample, because
 //! latency spans orders of magnitude: an iterative server's waits run from microseconds for
@@ -50,6 +50,54 @@ pub fn histogram_lines(latency: &Latency, bar_width: usize) -> Vec<String> {
         .collect()
 }
 
+/// Space between columns set side by side.
+const GAP: usize = 4;
+/// What a histogram line needs besides its bar: range, separator, count and share.
+const HISTOGRAM_TEXT_WIDTH: usize = 40;
+/// Bars never get shorter than this; below it, histograms are stacked instead.
+const MIN_BAR_WIDTH: usize = 10;
+
+/// The bar width that fits `columns` histograms side by side in `width` terminal columns,
+/// or `None` when they do not fit and should be stacked.
+pub fn side_by_side_bar_width(width: usize, columns: usize) -> Option<usize> {
+    let per_column = width.saturating_sub(2 + GAP * columns.saturating_sub(1)) / columns.max(1);
+    let bar = per_column.saturating_sub(HISTOGRAM_TEXT_WIDTH);
+    (bar >= MIN_BAR_WIDTH).then_some(bar.min(40))
+}
+
+/// Lays titled blocks of lines next to each other, each padded to its widest line.
+pub fn side_by_side(blocks: &[(String, Vec<String>)]) -> Vec<String> {
+    let widths: Vec<usize> = blocks
+        .iter()
+        .map(|(title, lines)| {
+            lines
+                .iter()
+                .chain(std::iter::once(title))
+                .map(|l| l.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let rows = blocks.iter().map(|(_, lines)| lines.len() + 1).max().unwrap_or(0);
+    (0..rows)
+        .map(|row| {
+            let mut line = String::new();
+            for ((title, lines), width) in blocks.iter().zip(&widths) {
+                let cell = match row {
+                    0 => title.as_str(),
+                    n => lines.get(n - 1).map_or("", String::as_str),
+                };
+                if !line.is_empty() {
+                    line.push_str(&" ".repeat(GAP));
+                }
+                line.push_str(cell);
+                line.push_str(&" ".repeat(width - cell.chars().count()));
+            }
+            line.trim_end().to_owned()
+        })
+        .collect()
+}
+
 fn bucket_edges(low: u64, high: u64) -> Vec<u64> {
     if low >= high {
         return vec![low.saturating_sub(1), high];
@@ -93,6 +141,18 @@ mod tests {
             .sum();
         assert_eq!(counted, 8);
         assert!(lines[0].contains(&"█".repeat(20)), "{lines:#?}");
+    }
+
+    #[test]
+    fn blocks_line_up_side_by_side() {
+        let left = ("wait".to_owned(), vec!["a".to_owned(), "bbb".to_owned()]);
+        let right = ("rtt".to_owned(), vec!["cc".to_owned()]);
+        assert_eq!(
+            side_by_side(&[left, right]),
+            vec!["wait    rtt", "a       cc", "bbb"]
+        );
+        assert_eq!(side_by_side_bar_width(110, 2), Some(12));
+        assert_eq!(side_by_side_bar_width(70, 2), None);
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod json;
 pub mod progress;
 pub mod style;
 pub mod terminal;
+pub mod timeline;
 pub mod writer;
 
 use std::collections::BTreeMap;
@@ -19,7 +20,12 @@ use serde::Serialize;
 use crate::metrics::{GroupFigures, LatencySet};
 use crate::scenario::Plan;
 use crate::supervise::ServerEnd;
-use crate::verify::{Check, Finding, Verdict};
+use crate::verify::concurrency::ServerConcurrency;
+use crate::verify::{Check, Finding, Survival, Verdict};
+use crate::workload::{ClientEnd, ClientRecord};
+
+/// Most client timelines a report keeps; beyond it, evenly spaced clients stand for the rest.
+pub const MAX_TIMELINES: usize = 1000;
 
 /// Version of the JSON report layout; bumped on any incompatible change.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -59,6 +65,12 @@ pub struct Report {
     pub groups: Vec<GroupReport>,
     /// Figures over all groups.
     pub total: GroupReport,
+    /// How many clients each server served at once.
+    pub concurrency: Vec<ServerConcurrency>,
+    /// The survival probes, when the scenario asked for them.
+    pub survival: Vec<Survival>,
+    /// Client timelines, for the timeline chart.
+    pub timeline: TimelineReport,
     /// One verdict line per check.
     pub checks: Vec<Check>,
     /// Everything that went wrong.
@@ -76,6 +88,8 @@ pub struct GroupReport {
     pub clients: u32,
     /// Clients that finished every message.
     pub clients_completed: u32,
+    /// Faulty clients that misbehaved as planned.
+    pub clients_misbehaved: u32,
     /// Messages echoed.
     pub messages: u64,
     /// Bytes sent.
@@ -99,6 +113,7 @@ impl GroupReport {
             server,
             clients: figures.clients,
             clients_completed: figures.clients_completed,
+            clients_misbehaved: figures.clients_misbehaved,
             messages: figures.messages,
             bytes_sent: figures.bytes_sent,
             bytes_received: figures.bytes_received,
@@ -119,6 +134,73 @@ impl GroupReport {
     }
 }
 
+/// Per-client milestones, in milliseconds since the start of the run.
+#[derive(Debug, Clone, Serialize)]
+pub struct TimelineReport {
+    /// Clients in the run.
+    pub clients: usize,
+    /// The clients kept: all of them up to [`MAX_TIMELINES`], else evenly spaced ones.
+    pub shown: Vec<ClientSpan>,
+}
+
+/// One client's milestones.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClientSpan {
+    /// `group#n`, 1-based.
+    pub client: String,
+    /// It misbehaved on purpose.
+    pub faulty: bool,
+    /// `completed`, `echo-fault`, `failed`, `interrupted` or `misbehaved`.
+    pub end: &'static str,
+    /// Began connecting.
+    pub connect_start_ms: Option<f64>,
+    /// Connected.
+    pub connected_ms: Option<f64>,
+    /// Sent its first message.
+    pub first_send_ms: Option<f64>,
+    /// First reply byte arrived: service began.
+    pub first_reply_ms: Option<f64>,
+    /// Last reply completed: service ended.
+    pub last_reply_ms: Option<f64>,
+    /// Left (closed its side, or gave up).
+    pub closed_ms: Option<f64>,
+}
+
+impl TimelineReport {
+    fn from_records(plan: &Plan, records: &[ClientRecord]) -> Self {
+        let step = records.len().div_ceil(MAX_TIMELINES).max(1);
+        let millis = |t: Option<Duration>| t.map(|t| t.as_secs_f64() * 1000.0);
+        let shown = records
+            .iter()
+            .step_by(step)
+            .map(|record| {
+                let t = &record.timeline;
+                ClientSpan {
+                    client: format!("{}#{}", plan.groups[record.group].name, record.index + 1),
+                    faulty: record.fault.is_some(),
+                    end: match record.end {
+                        ClientEnd::Completed => "completed",
+                        ClientEnd::EchoFault(_) => "echo-fault",
+                        ClientEnd::Failed(_) => "failed",
+                        ClientEnd::Interrupted => "interrupted",
+                        ClientEnd::Misbehaved => "misbehaved",
+                    },
+                    connect_start_ms: millis(t.connect_start),
+                    connected_ms: millis(t.connected),
+                    first_send_ms: millis(t.first_send),
+                    first_reply_ms: millis(t.first_reply),
+                    last_reply_ms: millis(t.last_reply),
+                    closed_ms: millis(t.closed),
+                }
+            })
+            .collect();
+        TimelineReport {
+            clients: records.len(),
+            shown,
+        }
+    }
+}
+
 /// The parts a report is assembled from.
 pub struct RunResult<'a> {
     /// The plan that ran.
@@ -129,6 +211,12 @@ pub struct RunResult<'a> {
     pub total: &'a GroupFigures,
     /// How the servers ended.
     pub servers: Vec<ServerEnd>,
+    /// Every client's record.
+    pub records: &'a [ClientRecord],
+    /// Concurrency per server.
+    pub concurrency: Vec<ServerConcurrency>,
+    /// Survival probes.
+    pub survival: Vec<Survival>,
     /// The judgement.
     pub verdict: Verdict,
     /// When the run started.
@@ -177,6 +265,9 @@ impl Report {
             servers: run.servers,
             groups,
             total: GroupReport::new("all".into(), total_server, run.total),
+            concurrency: run.concurrency,
+            survival: run.survival,
+            timeline: TimelineReport::from_records(plan, run.records),
             checks: run.verdict.checks,
             findings: run.verdict.findings,
         }

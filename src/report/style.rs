@@ -16,6 +16,8 @@ pub struct Environment {
     pub dumb_terminal: bool,
     /// `CI` is set.
     pub ci: bool,
+    /// Columns of the terminal on stdout, or of `COLUMNS`, when known.
+    pub columns: Option<usize>,
 }
 
 impl Environment {
@@ -29,17 +31,47 @@ impl Environment {
             no_color: set("NO_COLOR"),
             dumb_terminal: std::env::var_os("TERM").is_some_and(|t| t == "dumb"),
             ci: set("CI"),
+            columns: terminal_columns(),
         }
     }
 }
 
+/// Width assumed when output goes to a file or pipe: wide enough for two histograms side
+/// by side, narrow enough for a CI log.
+pub const DEFAULT_WIDTH: usize = 110;
+/// Charts never shrink below this, however narrow the terminal says it is.
+const MIN_WIDTH: usize = 60;
+
+/// `COLUMNS` if set (the user's word wins), else the size of the terminal on stdout.
+fn terminal_columns() -> Option<usize> {
+    if let Some(columns) = std::env::var("COLUMNS").ok().and_then(|c| c.trim().parse().ok()) {
+        return Some(columns);
+    }
+    rustix::termios::tcgetwinsize(std::io::stdout())
+        .ok()
+        .map(|size| usize::from(size.ws_col))
+        .filter(|&columns| columns > 0)
+}
+
 /// How to paint output.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct Styles {
     /// Emit ANSI colours on stdout.
     pub color: bool,
     /// Show a progress bar on stderr.
     pub progress: bool,
+    /// Columns charts may use.
+    pub width: usize,
+}
+
+impl Default for Styles {
+    fn default() -> Self {
+        Styles {
+            color: false,
+            progress: false,
+            width: DEFAULT_WIDTH,
+        }
+    }
 }
 
 /// What a piece of text means, for painting.
@@ -61,6 +93,7 @@ impl Styles {
         Styles {
             color: env.stdout_tty && !env.no_color && !env.dumb_terminal,
             progress: env.stderr_tty && !env.ci && !env.dumb_terminal && !quiet,
+            width: env.columns.unwrap_or(DEFAULT_WIDTH).max(MIN_WIDTH),
         }
     }
 

@@ -1,5 +1,6 @@
-//! The human report on a terminal: servers, a summary table, percentiles, a histogram,
-//! findings with hints, and one verdict line per check.
+//! The human report on a terminal: servers, a summary table, percentiles, the wait and
+//! round-trip histograms side by side, concurrency and the client timeline, findings with
+//! hints, and one verdict line per check.
 //!
 //! Renders into any `Write`, never `println!`, so tests can snapshot it. Anything a server
 //! produced has been escaped before it got into the report.
@@ -12,7 +13,7 @@ use tabled::settings::object::Columns;
 use tabled::settings::{Alignment, Style};
 
 use super::style::{Styles, Tone};
-use super::{GroupReport, Outcome, Report, chart};
+use super::{GroupReport, Outcome, Report, chart, timeline};
 use crate::units;
 
 /// Findings printed in full; the rest are counted (all are in the JSON report).
@@ -48,14 +49,8 @@ pub fn render(
     writeln!(out)?;
     write_percentiles(&report.total, out)?;
     writeln!(out)?;
-    writeln!(
-        out,
-        "{}",
-        styles.paint(Tone::Bold, "round-trip time, all clients")
-    )?;
-    for line in chart::histogram_lines(&report.total.latency.rtt, BAR_WIDTH) {
-        writeln!(out, "  {line}")?;
-    }
+    write_histograms(report, styles, out)?;
+    write_concurrency(report, styles, out)?;
     write_findings(report, styles, out)?;
     writeln!(out)?;
     writeln!(out, "{}", styles.paint(Tone::Bold, "checks"))?;
@@ -75,6 +70,70 @@ pub fn render(
     }
     writeln!(out)?;
     render_verdict(report, saved_to, styles, out)
+}
+
+/// Wait and round-trip histograms next to each other when they fit, else one under the other.
+fn write_histograms(report: &Report, styles: &Styles, out: &mut impl Write) -> io::Result<()> {
+    let latency = &report.total.latency;
+    let views = [
+        ("wait for the first reply", &latency.wait),
+        ("round-trip time", &latency.rtt),
+    ];
+    match chart::side_by_side_bar_width(styles.width, views.len()) {
+        Some(bar_width) => {
+            let blocks: Vec<(String, Vec<String>)> = views
+                .iter()
+                .map(|(title, l)| (title.to_string(), chart::histogram_lines(l, bar_width)))
+                .collect();
+            for (row, line) in chart::side_by_side(&blocks).into_iter().enumerate() {
+                let line = if row == 0 {
+                    styles.paint(Tone::Bold, &line)
+                } else {
+                    line
+                };
+                writeln!(out, "  {line}")?;
+            }
+        }
+        None => {
+            for (i, (title, l)) in views.iter().enumerate() {
+                if i > 0 {
+                    writeln!(out)?;
+                }
+                writeln!(out, "  {}", styles.paint(Tone::Bold, title))?;
+                for line in chart::histogram_lines(l, BAR_WIDTH.min(styles.width / 3)) {
+                    writeln!(out, "  {line}")?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Each server's concurrency verdict and the client timeline.
+fn write_concurrency(report: &Report, styles: &Styles, out: &mut impl Write) -> io::Result<()> {
+    for server in &report.concurrency {
+        writeln!(out)?;
+        let heading = match report.concurrency.len() {
+            1 => "concurrency:".to_owned(),
+            _ => format!("concurrency of {}:", server.server),
+        };
+        writeln!(
+            out,
+            "{} {}",
+            styles.paint(Tone::Bold, &heading),
+            server.describe()
+        )?;
+    }
+    let drawn = timeline::lines(&report.timeline, styles.width.saturating_sub(2));
+    if drawn.is_empty() {
+        return Ok(());
+    }
+    writeln!(out)?;
+    writeln!(out, "{}", styles.paint(Tone::Bold, "timeline"))?;
+    for line in drawn {
+        writeln!(out, "  {line}")?;
+    }
+    writeln!(out, "  {}", styles.paint(Tone::Dim, timeline::LEGEND))
 }
 
 fn write_summary(report: &Report, out: &mut impl Write) -> io::Result<()> {
@@ -224,6 +283,7 @@ mod tests {
     use crate::metrics::GroupFigures;
     use crate::report::{Report, RunResult};
     use crate::supervise::{ServerEnd, Teardown};
+    use crate::verify::concurrency::{self, ServerConcurrency};
     use crate::verify::stream::EchoFault;
     use crate::verify::{self, Evidence};
     use crate::workload::{ClientEnd, ClientRecord, Timeline};
@@ -240,6 +300,7 @@ count = 3
 messages = 4
 [expect]
 latency = { p99 = "1ms" }
+concurrency = "concurrent"
 "#;
 
     fn ms(n: u64) -> Option<Duration> {
@@ -247,7 +308,7 @@ latency = { p99 = "1ms" }
     }
 
     fn record(index: u32, rtt_us: Vec<u64>, end: ClientEnd) -> ClientRecord {
-        let base = u64::from(index) * 10;
+        let base = u64::from(index);
         ClientRecord {
             group: 0,
             index,
@@ -264,6 +325,7 @@ latency = { p99 = "1ms" }
             bytes_received: 256,
             rtt_us,
             end,
+            fault: None,
         }
     }
 
@@ -295,18 +357,28 @@ latency = { p99 = "1ms" }
             stderr_bytes: 0,
             output_tail: String::new(),
         }];
+        let concurrency = vec![ServerConcurrency {
+            server: "echo".into(),
+            overlap: concurrency::measure(&records),
+            probe: None,
+        }];
         let verdict = verify::evaluate(&Evidence {
             plan: &plan,
             records: &records,
             groups: &groups,
             total: &total,
             servers: &servers,
+            concurrency: &concurrency,
+            survival: &[],
         });
         Report::assemble(RunResult {
             plan: &plan,
             groups: &groups,
             total: &total,
             servers,
+            records: &records,
+            concurrency,
+            survival: Vec::new(),
             verdict,
             started_at: SystemTime::UNIX_EPOCH,
             duration: Duration::from_millis(42),
@@ -333,7 +405,7 @@ latency = { p99 = "1ms" }
         render_verdict(&fixed_report(), None, &Styles::default(), &mut out).expect("renders");
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "FAIL snapshot: 2 of 4 checks passed in 42.0 ms\n"
+            "FAIL snapshot: 3 of 5 checks passed in 42.0 ms\n"
         );
     }
 }

@@ -13,11 +13,11 @@ use std::path::{Path, PathBuf};
 
 pub use diagnostic::Diagnostic;
 pub use plan::{
-    DEFAULT_REPLY_TIMEOUT, Expectations, GroupPlan, LatencyBound, Launch, MAX_CLIENTS, Percentile, Plan,
-    ReadySignal, ServerPlan, StartSchedule, StdinScript,
+    DEFAULT_REPLY_TIMEOUT, Expectations, FaultPlan, GroupPlan, LatencyBound, Launch, MAX_CLIENTS, Percentile,
+    Plan, ReadySignal, ServerPlan, StartSchedule, StdinScript,
 };
-pub use raw::{EchoExpectation, ExitPolicy, PayloadKind, WorkloadKind};
-pub use values::{PortChoice, SizeRange};
+pub use raw::{EchoExpectation, ExitPolicy, FaultKind, PayloadKind, WorkloadKind};
+pub use values::{ConcurrencyExpectation, PortChoice, SizeRange};
 
 /// Why a scenario could not be turned into a plan.
 #[derive(Debug, thiserror::Error)]

@@ -13,10 +13,10 @@ use serde::Serialize;
 
 use super::diagnostic::Diagnostic;
 use super::raw::{
-    EchoExpectation, ExitPolicy, PayloadKind, RawClients, RawExpect, RawReady, RawScenario, RawServer,
-    RawStdin, StartKind, WorkloadKind,
+    EchoExpectation, ExitPolicy, FaultKind, PayloadKind, RawClients, RawExpect, RawFault, RawReady,
+    RawScenario, RawServer, RawStdin, StartKind, WorkloadKind,
 };
-use super::values::{PortChoice, SizeRange};
+use super::values::{ConcurrencyExpectation, PortChoice, SizeRange};
 use crate::servers::Builtin;
 
 /// Default global deadline for a run.
@@ -60,6 +60,15 @@ impl Plan {
     /// Clients across all groups: one socket each.
     pub fn total_clients(&self) -> u64 {
         self.groups.iter().map(|g| u64::from(g.count)).sum()
+    }
+
+    /// Clients aimed at server `index`.
+    pub fn clients_of(&self, index: usize) -> u64 {
+        self.groups
+            .iter()
+            .filter(|g| g.server == index)
+            .map(|g| u64::from(g.count))
+            .sum()
     }
 }
 
@@ -163,6 +172,37 @@ pub struct GroupPlan {
     /// How long each reply may take.
     #[serde(serialize_with = "as_human")]
     pub reply_timeout: Duration,
+    /// Clients of the group that misbehave on purpose, if any.
+    pub fault: Option<FaultPlan>,
+}
+
+impl GroupPlan {
+    /// Whether client `index` of this group is one of its faulty ones (the first `clients`).
+    pub fn is_faulty(&self, index: u32) -> bool {
+        self.fault.is_some_and(|fault| index < fault.clients)
+    }
+
+    /// Clients that behave.
+    pub fn well_behaved(&self) -> u32 {
+        self.count - self.fault.map_or(0, |fault| fault.clients)
+    }
+}
+
+/// `faulty = N` with `fault = { kind, after }`: the first N clients of a group misbehave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct FaultPlan {
+    /// How they misbehave.
+    pub kind: FaultKind,
+    /// Messages exchanged normally before misbehaving.
+    pub after: u32,
+    /// How many clients misbehave.
+    pub clients: u32,
+}
+
+impl std::fmt::Display for FaultPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} after {} message(s)", self.kind.label(), self.after)
+    }
 }
 
 /// When the clients of a group start.
@@ -194,6 +234,10 @@ pub struct Expectations {
     pub max_errors: u64,
     /// Upper bounds on round-trip-time percentiles.
     pub latency: Vec<LatencyBound>,
+    /// What kind of server the run must show, judged per server.
+    pub concurrency: Option<ConcurrencyExpectation>,
+    /// Whether every server must still serve a fresh client after the run.
+    pub survives: bool,
 }
 
 /// `latency.p99 = "50ms"` and friends.
@@ -351,6 +395,17 @@ pub fn resolve(raw: RawScenario, path: &Path, source: &str) -> Result<Plan, Diag
                  its wait), but client group `{}` sends only 1 message per client; send at least 2",
                 group.name
             ),
+        ));
+    }
+
+    if let Some(expect) = &raw.expect {
+        check_probe_expectations(expect, &servers, &groups, &at)?;
+    }
+    if groups.iter().all(|g| g.well_behaved() == 0) {
+        return Err(at.error(
+            name_span,
+            "every client of this scenario is `faulty`; keep at least one well-behaved client, \
+             on whom the run is judged",
         ));
     }
 
@@ -532,6 +587,7 @@ fn resolve_group(raw: RawClients, servers: &[ServerPlan], at: &Locator) -> Resul
             ));
         }
     };
+    let fault = resolve_fault(raw.faulty, raw.fault, count, messages, &name, at)?;
     let reply_timeout = raw.timeout.map_or(DEFAULT_REPLY_TIMEOUT, |t| t.0);
     if reply_timeout.is_zero() {
         return Err(at.error(
@@ -550,7 +606,113 @@ fn resolve_group(raw: RawClients, servers: &[ServerPlan], at: &Locator) -> Resul
         think: raw.think.map_or(Duration::ZERO, |t| t.0),
         start,
         reply_timeout,
+        fault,
     })
+}
+
+fn resolve_fault(
+    faulty: Option<toml::Spanned<u32>>,
+    fault: Option<toml::Spanned<RawFault>>,
+    count: u32,
+    messages: u32,
+    group: &str,
+    at: &Locator,
+) -> Result<Option<FaultPlan>, Diagnostic> {
+    match (faulty, fault) {
+        (None, None) => Ok(None),
+        (Some(faulty), None) => Err(at.error(
+            faulty.span(),
+            "`faulty` needs `fault = { kind = \"abort\" | \"half-close\" | \"garbage\" | \"stall\", after = N }`",
+        )),
+        (None, Some(fault)) => Err(at.error(
+            fault.span(),
+            format!("`fault` needs `faulty = N`: how many clients of group `{group}` misbehave"),
+        )),
+        (Some(faulty), Some(fault)) => {
+            let clients = *faulty.get_ref();
+            if clients == 0 || clients > count {
+                return Err(at.error(
+                    faulty.span(),
+                    format!("`faulty` must be from 1 to the group's `count` ({count})"),
+                ));
+            }
+            let span = fault.span();
+            let RawFault { kind, after } = fault.into_inner();
+            let after = after.unwrap_or(1);
+            if after > messages {
+                return Err(at.error(
+                    span,
+                    format!(
+                        "`after = {after}` is past the group's {messages} message(s); a faulty client \
+                         misbehaves after exchanging `after` messages normally"
+                    ),
+                ));
+            }
+            Ok(Some(FaultPlan { kind, after, clients }))
+        }
+    }
+}
+
+/// `concurrency` and `survives` probe the servers after the clients are done, so each judged
+/// server must still be running then, and concurrency needs overlapping service to judge.
+fn check_probe_expectations(
+    expect: &RawExpect,
+    servers: &[ServerPlan],
+    groups: &[GroupPlan],
+    at: &Locator,
+) -> Result<(), Diagnostic> {
+    let keys = [
+        expect.concurrency.as_ref().map(|c| ("concurrency", c.span())),
+        expect
+            .survives
+            .as_ref()
+            .filter(|s| *s.get_ref())
+            .map(|s| ("survives", s.span())),
+    ];
+    for (key, span) in keys.into_iter().flatten() {
+        if let Some(server) = servers.iter().find(|s| s.exits == ExitPolicy::AfterClients) {
+            return Err(at.error(
+                span,
+                format!(
+                    "`{key}` probes the servers after the clients are done, but server `{}` is \
+                     allowed to exit then (exits = \"after-clients\")",
+                    server.name
+                ),
+            ));
+        }
+    }
+    let Some(concurrency) = &expect.concurrency else {
+        return Ok(());
+    };
+    for (index, server) in servers.iter().enumerate() {
+        let aimed: Vec<&GroupPlan> = groups.iter().filter(|g| g.server == index).collect();
+        let clients: u64 = aimed.iter().map(|g| u64::from(g.count)).sum();
+        if clients == 0 {
+            continue;
+        }
+        if clients < 2 {
+            return Err(at.error(
+                concurrency.span(),
+                format!(
+                    "concurrency is judged from clients served at the same time, but server `{}` \
+                     has only 1 client; give it at least 2 that start together",
+                    server.name
+                ),
+            ));
+        }
+        if let Some(group) = aimed.iter().find(|g| g.messages < 2) {
+            return Err(at.error(
+                concurrency.span(),
+                format!(
+                    "concurrency is judged from each client's service interval (first reply to last), \
+                     but client group `{}` sends only 1 message per client; send several, with \
+                     `think` time, so that service intervals can overlap",
+                    group.name
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn resolve_expect(raw: Option<RawExpect>) -> Expectations {
@@ -559,6 +721,8 @@ fn resolve_expect(raw: Option<RawExpect>) -> Expectations {
             echo: EchoExpectation::Exact,
             max_errors: 0,
             latency: Vec::new(),
+            concurrency: None,
+            survives: false,
         };
     };
     let latency = raw
@@ -586,6 +750,8 @@ fn resolve_expect(raw: Option<RawExpect>) -> Expectations {
         echo: raw.echo.unwrap_or_default(),
         max_errors: raw.errors.unwrap_or(0),
         latency,
+        concurrency: raw.concurrency.map(toml::Spanned::into_inner),
+        survives: raw.survives.is_some_and(toml::Spanned::into_inner),
     }
 }
 

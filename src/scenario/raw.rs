@@ -8,7 +8,7 @@
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::values::{DurationValue, PortChoice, SizeRange};
+use super::values::{ConcurrencyExpectation, DurationValue, PortChoice, SizeRange};
 use crate::servers::Builtin;
 
 /// A whole scenario file.
@@ -85,6 +85,43 @@ pub struct RawClients {
     pub start: Option<Spanned<StartKind>>,
     pub ramp: Option<DurationValue>,
     pub timeout: Option<DurationValue>,
+    pub faulty: Option<Spanned<u32>>,
+    pub fault: Option<Spanned<RawFault>>,
+}
+
+/// `fault = { kind = "abort", after = 3 }`: how the group's faulty clients misbehave.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFault {
+    pub kind: FaultKind,
+    pub after: Option<u32>,
+}
+
+/// Ways a client misbehaves, each one a thing real clients do to a lab server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FaultKind {
+    /// Sends half a message, then resets the connection (RST), like a killed client.
+    Abort,
+    /// Sends half a message, then closes its sending side and waits for the server to close.
+    HalfClose,
+    /// Sends bytes that are not text (invalid UTF-8, NUL, control characters), then closes.
+    Garbage,
+    /// Sends half a message and then nothing, holding the connection open until every
+    /// well-behaved client is done.
+    Stall,
+}
+
+impl FaultKind {
+    /// The name used in scenario files and reports.
+    pub fn label(self) -> &'static str {
+        match self {
+            FaultKind::Abort => "abort",
+            FaultKind::HalfClose => "half-close",
+            FaultKind::Garbage => "garbage",
+            FaultKind::Stall => "stall",
+        }
+    }
 }
 
 /// `[expect]`: what must hold for the run to pass.
@@ -94,6 +131,8 @@ pub struct RawExpect {
     pub echo: Option<EchoExpectation>,
     pub errors: Option<u64>,
     pub latency: Option<Spanned<RawLatency>>,
+    pub concurrency: Option<Spanned<ConcurrencyExpectation>>,
+    pub survives: Option<Spanned<bool>>,
 }
 
 /// `latency = { p50 = "...", ... }`: upper bounds on per-message round-trip time.

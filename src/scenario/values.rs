@@ -1,4 +1,5 @@
-//! Scalar values of the scenario format: durations, byte sizes, size ranges and ports.
+//! Scalar values of the scenario format: durations, byte sizes, size ranges, ports and the
+//! concurrency expectation.
 //!
 //! Each type parses itself inside serde, so a bad value is reported by the TOML parser with
 //! the span of that value: `timeout = "2 sec"` points at `"2 sec"`, not at the table. The
@@ -187,6 +188,65 @@ impl<'de> Deserialize<'de> for PortChoice {
     }
 }
 
+/// `expect.concurrency`: what kind of server the run must show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConcurrencyExpectation {
+    /// One client at a time (lab 1): at most one client in service at any instant.
+    Iterative,
+    /// Every client that wanted service at once got it at once (lab 3).
+    Concurrent,
+    /// At least this many clients served at the same instant.
+    AtLeast(u32),
+}
+
+impl ConcurrencyExpectation {
+    /// How many clients must be served at once for the expectation to hold.
+    pub fn required_overlap(self) -> Option<u32> {
+        match self {
+            ConcurrencyExpectation::Iterative => None,
+            ConcurrencyExpectation::Concurrent => Some(2),
+            ConcurrencyExpectation::AtLeast(n) => Some(n),
+        }
+    }
+}
+
+impl fmt::Display for ConcurrencyExpectation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConcurrencyExpectation::Iterative => f.write_str("iterative"),
+            ConcurrencyExpectation::Concurrent => f.write_str("concurrent"),
+            ConcurrencyExpectation::AtLeast(n) => write!(f, "at-least {n}"),
+        }
+    }
+}
+
+impl Serialize for ConcurrencyExpectation {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ConcurrencyExpectation {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        const EXPECTED: &str = "\"iterative\", \"concurrent\" or \"at-least N\" (N from 2 up)";
+        let text = String::deserialize(deserializer)?;
+        let words: Vec<&str> = text.split_whitespace().collect();
+        match words.as_slice() {
+            ["iterative"] => Ok(ConcurrencyExpectation::Iterative),
+            ["concurrent"] => Ok(ConcurrencyExpectation::Concurrent),
+            ["at-least", n] => match n.parse::<u32>() {
+                Ok(n) if n >= 2 => Ok(ConcurrencyExpectation::AtLeast(n)),
+                _ => Err(de::Error::custom(format!(
+                    "invalid concurrency `{text}`: N must be a whole number from 2 up; expected {EXPECTED}"
+                ))),
+            },
+            _ => Err(de::Error::custom(format!(
+                "invalid concurrency `{text}`; expected {EXPECTED}"
+            ))),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,6 +256,7 @@ mod tests {
         d: Option<DurationValue>,
         s: Option<SizeRange>,
         p: Option<PortChoice>,
+        c: Option<ConcurrencyExpectation>,
     }
 
     fn parse(text: &str) -> Result<Probe, String> {
@@ -210,6 +271,14 @@ mod tests {
         assert_eq!(probe.p, Some(PortChoice::Fixed(6000)));
         assert_eq!(parse("s = 64").unwrap().s, Some(SizeRange { min: 64, max: 64 }));
         assert_eq!(parse("p = \"auto\"").unwrap().p, Some(PortChoice::Auto));
+        assert_eq!(
+            parse("c = \"at-least 4\"").unwrap().c,
+            Some(ConcurrencyExpectation::AtLeast(4))
+        );
+        assert_eq!(
+            parse("c = \"iterative\"").unwrap().c,
+            Some(ConcurrencyExpectation::Iterative)
+        );
     }
 
     #[test]
@@ -233,5 +302,7 @@ mod tests {
         );
         assert!(parse("p = 0").unwrap_err().contains("\"auto\""));
         assert!(parse("p = 70000").unwrap_err().contains("out of range"));
+        assert!(parse("c = \"at-least 1\"").unwrap_err().contains("from 2 up"));
+        assert!(parse("c = \"parallel\"").unwrap_err().contains("\"at-least N\""));
     }
 }

@@ -5,6 +5,7 @@
 //! was expected and seen) with a hint in the lab's terms. A wrong server yields findings and
 //! exit 1; it is never an `Error`, which is reserved for labrun being unable to do its job.
 
+pub mod concurrency;
 pub mod stream;
 
 use serde::Serialize;
@@ -13,7 +14,9 @@ use crate::metrics::GroupFigures;
 use crate::scenario::{EchoExpectation, ExitPolicy, Plan};
 use crate::supervise::ServerEnd;
 use crate::units;
+use crate::workload::probe::ProbeOutcome;
 use crate::workload::{ClientEnd, ClientErrorKind, ClientRecord};
+use concurrency::ServerConcurrency;
 use stream::{EchoFault, StreamEnd};
 
 /// One verdict line.
@@ -74,6 +77,20 @@ pub struct Evidence<'a> {
     pub total: &'a GroupFigures,
     /// How each server ended.
     pub servers: &'a [ServerEnd],
+    /// Concurrency of each server that had clients.
+    pub concurrency: &'a [ServerConcurrency],
+    /// The survival probe of each server, when `expect.survives` asked for it.
+    pub survival: &'a [Survival],
+}
+
+/// What the survival probe found for one server.
+#[derive(Debug, Clone, Serialize)]
+pub struct Survival {
+    /// The server.
+    pub server: String,
+    /// What the fresh client saw.
+    #[serde(flatten)]
+    pub outcome: ProbeOutcome,
 }
 
 /// Evaluates every expectation of the plan.
@@ -84,8 +101,101 @@ pub fn evaluate(evidence: &Evidence) -> Verdict {
     }
     check_errors(evidence, &mut verdict);
     check_latency(evidence, &mut verdict);
+    check_isolation(evidence, &mut verdict);
+    if let Some(expected) = evidence.plan.expect.concurrency {
+        for server in evidence.concurrency {
+            let name = per_server("concurrency", &server.server, evidence.plan);
+            let (check, finding) = concurrency::judge(expected, server, &name);
+            verdict.checks.push(check);
+            verdict.findings.extend(finding);
+        }
+    }
     check_servers(evidence, &mut verdict);
+    check_survival(evidence, &mut verdict);
     verdict
+}
+
+/// `check` alone with one server, `check NAME` with several.
+fn per_server(check: &str, server: &str, plan: &Plan) -> String {
+    if plan.servers.len() == 1 {
+        check.to_owned()
+    } else {
+        format!("{check} {server}")
+    }
+}
+
+/// With faulty clients in the scenario: were the well-behaved ones left alone?
+fn check_isolation(evidence: &Evidence, verdict: &mut Verdict) {
+    let faults: Vec<String> = evidence
+        .plan
+        .groups
+        .iter()
+        .filter_map(|g| g.fault.map(|f| format!("{} {f}", f.clients)))
+        .collect();
+    if faults.is_empty() {
+        return;
+    }
+    let well_behaved: Vec<&ClientRecord> = evidence.records.iter().filter(|r| r.fault.is_none()).collect();
+    let affected: Vec<&&ClientRecord> = well_behaved
+        .iter()
+        .filter(|r| matches!(r.end, ClientEnd::EchoFault(_) | ClientEnd::Failed(_)))
+        .collect();
+    let faulty = evidence.records.len() - well_behaved.len();
+    let cause = format!("{faulty} faulty ({})", faults.join(", "));
+    let summary = match affected.first() {
+        None => format!(
+            "{} well-behaved clients unaffected by {cause}",
+            well_behaved.len()
+        ),
+        Some(first) => format!(
+            "{} of {} well-behaved clients were affected by {cause}; first: {}",
+            affected.len(),
+            well_behaved.len(),
+            client_name(evidence.plan, first)
+        ),
+    };
+    if !affected.is_empty() {
+        verdict.findings.push(Finding {
+            check: "isolation".into(),
+            class: "isolation".into(),
+            client: None,
+            message: None,
+            at_ms: None,
+            text: summary.clone(),
+            hint: "one client misbehaving must not affect the others: give each client its own \
+                   thread and handle that client's errors (ConnectionResetError, \
+                   UnicodeDecodeError, b'') inside its handler, closing only its socket",
+        });
+    }
+    verdict.checks.push(Check {
+        name: "isolation".into(),
+        passed: affected.is_empty(),
+        summary,
+    });
+}
+
+fn check_survival(evidence: &Evidence, verdict: &mut Verdict) {
+    for survival in evidence.survival {
+        let name = per_server("survives", &survival.server, evidence.plan);
+        if !survival.outcome.served {
+            verdict.findings.push(Finding {
+                check: name.clone(),
+                class: "survival".into(),
+                client: None,
+                message: None,
+                at_ms: None,
+                text: format!("server `{}`: {}", survival.server, survival.outcome.detail),
+                hint: "after the run's clients, faulty ones included, the server must still accept and \
+                       serve a new client: keep the accept loop running and handle each client's \
+                       errors in its own handler",
+            });
+        }
+        verdict.checks.push(Check {
+            name,
+            passed: survival.outcome.served,
+            summary: survival.outcome.detail.clone(),
+        });
+    }
 }
 
 fn client_name(plan: &Plan, record: &ClientRecord) -> String {

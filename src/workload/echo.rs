@@ -5,6 +5,10 @@
 //! sending its echo into our full receive buffer while we block sending into its full one.
 //! Every wait is bounded by the reply timeout, the run deadline and Ctrl-C, whichever comes
 //! first, so a server that hangs can never hang labrun.
+//!
+//! A group's faulty clients run the same exchange for their first `after` messages, then
+//! misbehave ([`FaultKind`]) the way real clients do to a lab server: die mid-message,
+//! half-close, send bytes that are not text, or go silent while holding the connection.
 
 use std::io;
 use std::net::SocketAddr;
@@ -19,13 +23,17 @@ use tokio_util::sync::CancellationToken;
 
 use super::payload::PayloadGenerator;
 use super::record::{ClientEnd, ClientError, ClientErrorKind, ClientRecord, Timeline};
-use crate::scenario::GroupPlan;
+use crate::scenario::{FaultKind, GroupPlan};
 use crate::verify::stream::{StreamEnd, StreamMatcher};
 
 /// Receive buffer per client: large enough that big echoes arrive in few reads.
 const RECEIVE_BUFFER_BYTES: usize = 64 * 1024;
 /// After the last message, how long to watch for bytes nobody sent before closing.
 const TRAILING_BYTES_WINDOW: Duration = Duration::from_millis(200);
+/// What a `garbage` client sends: invalid UTF-8, NUL, a terminal escape, stray line ends.
+const GARBAGE: &[u8] = b"\xff\xfe\x00\x1b[2J\xc3\x28\r\n\xa0\xa1\x00\xe2\x28\xa1\xf0\x28\x8c\xbc\x80\n";
+/// How many times [`GARBAGE`] is repeated: about a kilobyte, one lab `recv(1024)`.
+const GARBAGE_REPEATS: usize = 48;
 
 /// What one client needs to know, shared by reference across the group.
 pub struct ClientContext {
@@ -49,6 +57,8 @@ pub struct ClientContext {
     pub cancel: CancellationToken,
     /// Messages completed by all clients, for the progress bar.
     pub progress: Arc<AtomicU64>,
+    /// Fires once every well-behaved client has finished; stalled clients hold on until then.
+    pub well_behaved_done: CancellationToken,
 }
 
 /// Why a bounded wait ended early.
@@ -94,7 +104,9 @@ impl ClientContext {
 pub async fn run(ctx: ClientContext) -> ClientRecord {
     let mut session = Session::new(&ctx);
     let end = session.run(&ctx).await;
-    session.timeline.closed = Some(ctx.since_start());
+    if session.timeline.closed.is_none() {
+        session.timeline.closed = Some(ctx.since_start());
+    }
     ClientRecord {
         group: ctx.group_index,
         index: ctx.index,
@@ -104,6 +116,7 @@ pub async fn run(ctx: ClientContext) -> ClientRecord {
         bytes_received: session.matcher.received_bytes(),
         rtt_us: session.rtt_us,
         end,
+        fault: session.fault,
     }
 }
 
@@ -113,6 +126,7 @@ struct Session {
     completed: u32,
     rtt_us: Vec<u64>,
     payloads: PayloadGenerator,
+    fault: Option<FaultKind>,
 }
 
 impl Session {
@@ -124,6 +138,7 @@ impl Session {
             completed: 0,
             rtt_us: Vec::with_capacity(plan.messages.saturating_sub(1) as usize),
             payloads: PayloadGenerator::new(ctx.seed, ctx.group_index, ctx.index, plan.size, plan.payload),
+            fault: plan.fault.filter(|_| plan.is_faulty(ctx.index)).map(|f| f.kind),
         }
     }
 
@@ -165,7 +180,11 @@ impl Session {
 
         let mut body = Vec::new();
         let mut receive_buffer = vec![0u8; RECEIVE_BUFFER_BYTES];
-        for message in 0..ctx.group.messages {
+        let normal_messages = match (self.fault, ctx.group.fault) {
+            (Some(_), Some(plan)) => plan.after,
+            _ => ctx.group.messages,
+        };
+        for message in 0..normal_messages {
             self.payloads.next_into(&mut body);
             self.matcher.expect(message, &body);
             let sent_at = Instant::now();
@@ -183,7 +202,7 @@ impl Session {
             }
             self.completed += 1;
             ctx.progress.fetch_add(1, Ordering::Relaxed);
-            let more_to_send = message + 1 < ctx.group.messages;
+            let more_to_send = message + 1 < normal_messages;
             if more_to_send
                 && !ctx.group.think.is_zero()
                 && let Err(interruption) = ctx.bounded(None, tokio::time::sleep(ctx.group.think)).await
@@ -191,8 +210,76 @@ impl Session {
                 return interrupted_end(interruption, None, &ctx.group);
             }
         }
-        self.check_trailing_bytes(ctx, &mut stream, &mut receive_buffer)
-            .await
+        match self.fault {
+            Some(kind) => {
+                self.misbehave(kind, ctx, stream, &mut body, &mut receive_buffer)
+                    .await
+            }
+            None => {
+                self.check_trailing_bytes(ctx, &mut stream, &mut receive_buffer)
+                    .await
+            }
+        }
+    }
+
+    /// Does what a faulty client does instead of finishing politely. Errors on the way are
+    /// expected (the server may close first) and ignored: nothing after this point is judged.
+    async fn misbehave(
+        &mut self,
+        kind: FaultKind,
+        ctx: &ClientContext,
+        mut stream: TcpStream,
+        body: &mut Vec<u8>,
+        receive_buffer: &mut [u8],
+    ) -> ClientEnd {
+        let timeout = ctx.group.reply_timeout;
+        let first_part = match kind {
+            FaultKind::Garbage => GARBAGE.repeat(GARBAGE_REPEATS),
+            FaultKind::Abort | FaultKind::HalfClose | FaultKind::Stall => {
+                self.payloads.next_into(body);
+                body[..body.len() / 2].to_vec()
+            }
+        };
+        let write = ctx.bounded(Some(Instant::now() + timeout), stream.write_all(&first_part));
+        if let Err(interruption @ (Interruption::Cancelled | Interruption::RunDeadline)) = write.await {
+            return interrupted_end(interruption, None, &ctx.group);
+        }
+        let outcome = match kind {
+            FaultKind::Abort => {
+                // SO_LINGER 0 makes close() send RST, as when a client process is killed.
+                let _ = stream.set_zero_linger();
+                Ok(())
+            }
+            FaultKind::Garbage => {
+                let _ = stream.shutdown().await;
+                Ok(())
+            }
+            FaultKind::HalfClose => {
+                let _ = stream.shutdown().await;
+                self.timeline.closed = Some(ctx.since_start());
+                // Read whatever the server still sends until it closes its side.
+                let until = Instant::now() + timeout;
+                loop {
+                    match ctx.bounded(Some(until), stream.read(receive_buffer)).await {
+                        Ok(Ok(0) | Err(_)) | Err(Interruption::ReplyTimeout) => break Ok(()),
+                        Ok(Ok(_)) => {}
+                        Err(other) => break Err(other),
+                    }
+                }
+            }
+            FaultKind::Stall => match ctx.bounded(None, ctx.well_behaved_done.cancelled()).await {
+                Ok(()) | Err(Interruption::RunDeadline | Interruption::ReplyTimeout) => Ok(()),
+                Err(Interruption::Cancelled) => Err(Interruption::Cancelled),
+            },
+        };
+        if self.timeline.closed.is_none() {
+            self.timeline.closed = Some(ctx.since_start());
+        }
+        drop(stream);
+        match outcome {
+            Ok(()) => ClientEnd::Misbehaved,
+            Err(interruption) => interrupted_end(interruption, None, &ctx.group),
+        }
     }
 
     /// Sends one message while reading its echo; returns once every byte came back. The
@@ -266,6 +353,7 @@ impl Session {
         receive_buffer: &mut [u8],
     ) -> ClientEnd {
         let _ = stream.shutdown().await;
+        self.timeline.closed = Some(ctx.since_start());
         let window = Instant::now() + TRAILING_BYTES_WINDOW.min(ctx.group.reply_timeout);
         loop {
             match ctx.bounded(Some(window), stream.read(receive_buffer)).await {

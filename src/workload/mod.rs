@@ -7,6 +7,7 @@
 
 mod echo;
 mod payload;
+pub mod probe;
 pub mod record;
 
 use std::net::SocketAddr;
@@ -51,6 +52,13 @@ pub struct DriveSetup<'a> {
 pub async fn drive(setup: DriveSetup<'_>) -> Drive {
     let started = Instant::now();
     let mut tasks = JoinSet::new();
+    let well_behaved_done = CancellationToken::new();
+    let mut well_behaved_left: u64 = setup
+        .plan
+        .groups
+        .iter()
+        .map(|g| u64::from(g.well_behaved()))
+        .sum();
     for (group_index, group) in setup.plan.groups.iter().enumerate() {
         let shared = Arc::new(group.clone());
         for index in 0..group.count {
@@ -65,6 +73,7 @@ pub async fn drive(setup: DriveSetup<'_>) -> Drive {
                 run_deadline: setup.run_deadline,
                 cancel: setup.cancel.clone(),
                 progress: Arc::clone(&setup.progress),
+                well_behaved_done: well_behaved_done.clone(),
             };
             match group.workload {
                 WorkloadKind::Echo => tasks.spawn(echo::run(ctx)),
@@ -74,7 +83,15 @@ pub async fn drive(setup: DriveSetup<'_>) -> Drive {
     let mut records = Vec::with_capacity(tasks.len());
     while let Some(joined) = tasks.join_next().await {
         match joined {
-            Ok(record) => records.push(record),
+            Ok(record) => {
+                if record.fault.is_none() {
+                    well_behaved_left -= 1;
+                    if well_behaved_left == 0 {
+                        well_behaved_done.cancel();
+                    }
+                }
+                records.push(record);
+            }
             // A panicking client is a labrun bug: carry the panic to the caller, whose guards
             // tear the servers down on the way out.
             Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),

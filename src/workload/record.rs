@@ -7,6 +7,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::scenario::FaultKind;
 use crate::verify::stream::EchoFault;
 
 /// Milestones of one client's connection, as offsets from the start of the run.
@@ -22,7 +23,7 @@ pub struct Timeline {
     pub first_reply: Option<Duration>,
     /// When the last reply completed.
     pub last_reply: Option<Duration>,
-    /// When it closed its connection (or gave up).
+    /// When it closed (or half-closed) its connection, or gave up: when it left.
     pub closed: Option<Duration>,
 }
 
@@ -37,6 +38,8 @@ pub enum ClientEnd {
     Failed(ClientError),
     /// The run was interrupted (Ctrl-C) before the session finished.
     Interrupted,
+    /// A faulty client misbehaved as planned; what happened to it afterwards is not judged.
+    Misbehaved,
 }
 
 /// A failure of the connection itself.
@@ -102,6 +105,8 @@ pub struct ClientRecord {
     pub rtt_us: Vec<u64>,
     /// How it ended.
     pub end: ClientEnd,
+    /// How it was planned to misbehave, for the group's faulty clients.
+    pub fault: Option<FaultKind>,
 }
 
 impl ClientRecord {

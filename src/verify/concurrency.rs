@@ -1,0 +1,356 @@
+//! Iterative or concurrent: how many clients a server really served at the same time.
+//!
+//! Each client's *service interval* runs from its first reply to its last; its *presence*
+//! runs from connecting until it closed (or gave up). The largest number of service
+//! intervals overlapping at one instant, against the largest number of clients present at
+//! one instant, gives the verdict. A client whose wait for its first reply spanned another
+//! client's departure was *held*: the server served it only once someone left, which is
+//! what an iterative server or a fixed pool does and a thread per client never does.
+//!
+//! Timing noise cannot turn a concurrent server into an iterative or bounded one here: both
+//! verdicts need a client held for longer than any scheduling hiccup ([`LONG_WAIT`]). Scenarios that judge concurrency give their clients
+//! think time, so service intervals last long enough to overlap unambiguously.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::{Check, Finding};
+use crate::scenario::ConcurrencyExpectation;
+use crate::workload::ClientRecord;
+use crate::workload::probe::ProbeOutcome;
+
+/// A wait this long that ended only after another client left is a queue, not noise.
+pub const LONG_WAIT: Duration = Duration::from_millis(20);
+
+/// What kind of server the timelines show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConcurrencyVerdict {
+    /// Clients never overlapped enough to tell.
+    Undetermined,
+    /// One client at a time.
+    Iterative,
+    /// This many clients at once, as many as wanted service (or no client waited for another).
+    Concurrent(u32),
+    /// At most this many at once while others waited for one of them to leave.
+    Bounded(u32),
+}
+
+impl fmt::Display for ConcurrencyVerdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConcurrencyVerdict::Undetermined => f.write_str("undetermined"),
+            ConcurrencyVerdict::Iterative => f.write_str("iterative"),
+            ConcurrencyVerdict::Concurrent(k) => write!(f, "concurrent ({k})"),
+            ConcurrencyVerdict::Bounded(k) => write!(f, "bounded ({k})"),
+        }
+    }
+}
+
+impl Serialize for ConcurrencyVerdict {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// The overlap figures of the clients of one server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Overlap {
+    /// Clients that connected.
+    pub clients: u32,
+    /// Most clients connected at one instant.
+    pub connected_together: u32,
+    /// Most clients in service at one instant.
+    pub served_together: u32,
+    /// Clients whose first reply came only after another client left.
+    pub held: u32,
+    /// Of those, the ones that waited at least [`LONG_WAIT`].
+    pub held_long: u32,
+    /// The longest wait of a held client, in microseconds.
+    pub longest_held_wait_us: u64,
+    /// What the figures add up to.
+    pub verdict: ConcurrencyVerdict,
+}
+
+/// Measures the overlap of the given clients' timelines (all aimed at one server).
+pub fn measure<'a>(records: impl IntoIterator<Item = &'a ClientRecord>) -> Overlap {
+    let mut presence = Vec::new();
+    let mut service = Vec::new();
+    let mut waits = Vec::new();
+    for record in records {
+        let t = &record.timeline;
+        let Some(connected) = t.connected else { continue };
+        let departure = t.closed.or(t.last_reply).unwrap_or(connected);
+        presence.push((connected, departure));
+        if let Some(first_reply) = t.first_reply {
+            service.push((first_reply, t.last_reply.unwrap_or(departure).max(first_reply)));
+        }
+        if let Some(first_send) = t.first_send {
+            // A client never served waited until it gave up.
+            waits.push((presence.len() - 1, first_send, t.first_reply.unwrap_or(departure)));
+        }
+    }
+    let departures: Vec<(usize, Duration)> = presence.iter().map(|&(_, end)| end).enumerate().collect();
+    let (mut held, mut held_long, mut longest) = (0u32, 0u32, Duration::ZERO);
+    for &(who, from, until) in &waits {
+        let someone_left = departures
+            .iter()
+            .any(|&(other, left)| other != who && from < left && left <= until);
+        if someone_left {
+            held += 1;
+            let wait = until.saturating_sub(from);
+            longest = longest.max(wait);
+            if wait >= LONG_WAIT {
+                held_long += 1;
+            }
+        }
+    }
+    let connected_together = most_at_once(&presence);
+    let served_together = most_at_once(&service);
+    let verdict = if connected_together < 2 || served_together == 0 {
+        ConcurrencyVerdict::Undetermined
+    } else if served_together == 1 {
+        if held_long > 0 {
+            ConcurrencyVerdict::Iterative
+        } else {
+            ConcurrencyVerdict::Undetermined
+        }
+    } else if served_together >= connected_together || held_long == 0 {
+        ConcurrencyVerdict::Concurrent(served_together)
+    } else {
+        ConcurrencyVerdict::Bounded(served_together)
+    };
+    Overlap {
+        clients: presence.len() as u32,
+        connected_together,
+        served_together,
+        held,
+        held_long,
+        longest_held_wait_us: longest.as_micros() as u64,
+        verdict,
+    }
+}
+
+/// Everything known about one server's concurrency: the overlap of its clients and, when
+/// the scenario expects a kind of server, the probe's answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerConcurrency {
+    /// The server.
+    pub server: String,
+    /// Overlap of its clients' timelines.
+    #[serde(flatten)]
+    pub overlap: Overlap,
+    /// The concurrency probe, when one ran.
+    pub probe: Option<ProbeOutcome>,
+}
+
+impl ServerConcurrency {
+    /// One line: the verdict and the figures behind it.
+    pub fn describe(&self) -> String {
+        let o = &self.overlap;
+        let mut text = format!(
+            "{}: up to {} of {} connected clients served at once",
+            o.verdict, o.served_together, o.connected_together
+        );
+        if o.held > 0 {
+            text.push_str(&format!(
+                "; {} waited for another to leave (up to {})",
+                o.held,
+                crate::units::micros(o.longest_held_wait_us)
+            ));
+        }
+        if let Some(probe) = &self.probe {
+            text.push_str(&format!("; probe: {}", probe.detail));
+        }
+        text
+    }
+}
+
+/// Judges one server against `expect.concurrency`: the statistics and the probe must agree.
+pub fn judge(
+    expected: ConcurrencyExpectation,
+    server: &ServerConcurrency,
+    check_name: &str,
+) -> (Check, Option<Finding>) {
+    let verdict = server.overlap.verdict;
+    let probe_served = server.probe.as_ref().map(|p| p.served);
+    let failure: Option<&'static str> = match (expected, verdict) {
+        (_, ConcurrencyVerdict::Undetermined) => Some(
+            "clients must overlap for concurrency to be judged: start several together and keep \
+             their connections busy with several messages and `think` time",
+        ),
+        (ConcurrencyExpectation::Iterative, ConcurrencyVerdict::Iterative) => (probe_served == Some(true))
+            .then_some(
+                "a new client was answered while another sat silent: the server serves clients \
+                 concurrently, but this lab asks for one client at a time",
+            ),
+        (ConcurrencyExpectation::Iterative, _) => Some(
+            "clients were served at the same time, but this lab asks for an iterative server: \
+             accept one client, serve it until it leaves, then accept the next",
+        ),
+        (_, ConcurrencyVerdict::Iterative) => Some(
+            "clients were served one after another: this is an iterative server; a concurrent \
+             server gives each accepted client its own thread (start it, and do not join() it)",
+        ),
+        (ConcurrencyExpectation::Concurrent, ConcurrencyVerdict::Bounded(_)) => Some(
+            "only a fixed number of clients were served at once while the others waited for one \
+             to leave: a pool of workers (or a semaphore) caps concurrency; a thread per client \
+             has no such cap",
+        ),
+        (ConcurrencyExpectation::AtLeast(n), _) if server.overlap.served_together < n => Some(
+            "fewer clients were served at once than required: a pool of workers caps concurrency, \
+             or too few clients were connected together to show more",
+        ),
+        (_, _) => (probe_served == Some(false)).then_some(
+            "clients overlapped in the run, yet a new client was not answered while others sat \
+             silent: the server blocks on a client that sends nothing (a loop waiting in recv(), \
+             or every worker of a pool busy)",
+        ),
+    };
+    let summary = format!("{} (expected {expected})", server.describe());
+    let finding = failure.map(|hint| Finding {
+        check: check_name.to_owned(),
+        class: "concurrency".into(),
+        client: None,
+        message: None,
+        at_ms: None,
+        text: format!("server `{}`: {summary}", server.server),
+        hint,
+    });
+    (
+        Check {
+            name: check_name.to_owned(),
+            passed: failure.is_none(),
+            summary,
+        },
+        finding,
+    )
+}
+
+/// The most intervals covering one instant. Intervals are half-open: one that ends exactly
+/// when another begins does not overlap it.
+fn most_at_once(intervals: &[(Duration, Duration)]) -> u32 {
+    let mut edges: Vec<(Duration, i32)> = intervals
+        .iter()
+        .flat_map(|&(start, end)| [(start, 1), (end.max(start), -1)])
+        .collect();
+    // Ends sort before starts at the same instant.
+    edges.sort();
+    let (mut now, mut most) = (0i32, 0i32);
+    for (_, step) in edges {
+        now += step;
+        most = most.max(now);
+    }
+    most as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workload::{ClientEnd, Timeline};
+
+    fn ms(n: u64) -> Option<Duration> {
+        Some(Duration::from_millis(n))
+    }
+
+    /// A client present from `connected` to `closed`, served from `first_reply` to
+    /// `last_reply`, having sent its first message on connecting.
+    fn client(connected: u64, first_reply: u64, last_reply: u64, closed: u64) -> ClientRecord {
+        ClientRecord {
+            group: 0,
+            index: 0,
+            timeline: Timeline {
+                connect_start: ms(connected),
+                connected: ms(connected),
+                first_send: ms(connected),
+                first_reply: ms(first_reply),
+                last_reply: ms(last_reply),
+                closed: ms(closed),
+            },
+            messages_completed: 2,
+            bytes_sent: 0,
+            bytes_received: 0,
+            rtt_us: Vec::new(),
+            end: ClientEnd::Completed,
+            fault: None,
+        }
+    }
+
+    #[test]
+    fn one_after_another_is_iterative() {
+        // Three clients arrive together; each is served once the previous one has left.
+        let records = [
+            client(0, 1, 100, 101),
+            client(0, 102, 200, 201),
+            client(0, 202, 300, 301),
+        ];
+        let overlap = measure(&records);
+        assert_eq!(overlap.connected_together, 3);
+        assert_eq!(overlap.served_together, 1);
+        assert_eq!(overlap.held, 2);
+        assert_eq!(overlap.verdict, ConcurrencyVerdict::Iterative);
+    }
+
+    #[test]
+    fn all_at_once_is_concurrent() {
+        let records: Vec<_> = (0..5).map(|i| client(i, i + 1, 200 + i, 201 + i)).collect();
+        let overlap = measure(&records);
+        assert_eq!(overlap.served_together, 5);
+        assert_eq!(overlap.held, 0);
+        assert_eq!(overlap.verdict, ConcurrencyVerdict::Concurrent(5));
+    }
+
+    #[test]
+    fn a_pool_of_two_is_bounded() {
+        let records = [
+            client(0, 1, 100, 101),
+            client(0, 1, 100, 102),
+            client(0, 103, 200, 201),
+            client(0, 104, 200, 202),
+            client(0, 203, 300, 301),
+        ];
+        let overlap = measure(&records);
+        assert_eq!(overlap.served_together, 2);
+        assert_eq!(overlap.held_long, 3);
+        assert_eq!(overlap.verdict, ConcurrencyVerdict::Bounded(2));
+    }
+
+    #[test]
+    fn a_short_coincidental_wait_is_not_a_queue() {
+        // Four served at once; a fifth arrives as one leaves and is answered 1 ms later:
+        // fewer than present were served together, but nobody queued.
+        let mut records: Vec<_> = (0..4).map(|_| client(0, 1, 100, 100)).collect();
+        records[0] = client(0, 1, 50, 50);
+        records.push(client(49, 51, 150, 150));
+        let overlap = measure(&records);
+        assert_eq!(overlap.connected_together, 5);
+        assert_eq!(overlap.served_together, 4);
+        assert_eq!(overlap.held, 1);
+        assert_eq!(overlap.verdict, ConcurrencyVerdict::Concurrent(4));
+    }
+
+    #[test]
+    fn clients_that_never_met_say_nothing() {
+        let records = [client(0, 1, 10, 11), client(20, 21, 30, 31)];
+        assert_eq!(measure(&records).verdict, ConcurrencyVerdict::Undetermined);
+        // Present together and served back to back, but the second waited only 3 ms: a
+        // coincidence as likely as a queue, so no verdict.
+        let records = [client(0, 1, 10, 11), client(9, 12, 20, 21)];
+        let overlap = measure(&records);
+        assert_eq!((overlap.connected_together, overlap.held), (2, 1));
+        assert_eq!(overlap.verdict, ConcurrencyVerdict::Undetermined);
+    }
+
+    #[test]
+    fn a_client_never_served_was_held_until_it_gave_up() {
+        let mut starved = client(0, 0, 0, 500);
+        starved.timeline.first_reply = None;
+        starved.timeline.last_reply = None;
+        let records = [client(0, 1, 400, 401), starved];
+        let overlap = measure(&records);
+        assert_eq!(overlap.served_together, 1);
+        assert_eq!(overlap.held, 1);
+        assert_eq!(overlap.verdict, ConcurrencyVerdict::Iterative);
+    }
+}

@@ -1,0 +1,194 @@
+//! Probes run after the clients are done: deterministic questions to a server, beside the
+//! statistics of the run.
+//!
+//! The *concurrency probe* opens `holders` connections that stay silent, the way a client
+//! that is slow to type does, and then asks whether one more client is answered within a
+//! deadline. A server that serves one client at a time is stuck in `recv()` on the first
+//! silent connection and cannot answer; a thread per client answers at once however loaded
+//! the machine is; a pool of `k` workers answers only while `holders < k`. The *survival
+//! probe* asks whether a fresh client still gets its echo after everything the run did.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::scenario::ConcurrencyExpectation;
+
+/// How long the probing client waits for its echo.
+pub const PROBE_DEADLINE: Duration = Duration::from_secs(2);
+/// Most silent connections the concurrency probe holds open.
+pub const MAX_HOLDERS: u32 = 64;
+/// Silent connections the concurrency probe holds for `expected`, for a server that the
+/// scenario gives `clients` clients: one for an iterative server (which must then not answer),
+/// up to 7 for "concurrent" (a pool smaller than the scenario's load gets caught), N - 1 for
+/// "at-least N".
+pub fn holders_for(expected: ConcurrencyExpectation, clients: u64) -> u32 {
+    match expected {
+        ConcurrencyExpectation::Iterative => 1,
+        ConcurrencyExpectation::Concurrent => (clients.clamp(2, 8) - 1) as u32,
+        ConcurrencyExpectation::AtLeast(n) => n - 1,
+    }
+    .min(MAX_HOLDERS)
+}
+
+/// What the probing client sends: short, printable, ending in a newline for line servers.
+const PROBE_MESSAGE: &[u8] = b"labrun probe: is anybody there?\n";
+
+/// What a probe saw.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProbeOutcome {
+    /// Silent connections held open while probing (0 for the survival probe).
+    pub holders: u32,
+    /// Whether the probing client got its whole message back.
+    pub served: bool,
+    /// How long its echo took, in microseconds, when it came.
+    pub answered_after_us: Option<u64>,
+    /// What happened, in one sentence.
+    pub detail: String,
+}
+
+/// Holds `holders` silent connections to `address` and asks whether one more client is
+/// served within [`PROBE_DEADLINE`]; `None` when interrupted.
+pub async fn concurrency(
+    address: SocketAddr,
+    holders: u32,
+    cancel: &CancellationToken,
+) -> Option<ProbeOutcome> {
+    let deadline = Instant::now() + PROBE_DEADLINE;
+    let mut silent = Vec::with_capacity(holders as usize);
+    for held in 0..holders {
+        let connect = tokio::time::timeout_at(deadline, TcpStream::connect(address));
+        let connected = tokio::select! {
+            () = cancel.cancelled() => return None,
+            connected = connect => connected,
+        };
+        match connected {
+            Ok(Ok(stream)) => silent.push(stream),
+            Ok(Err(err)) => {
+                return Some(ProbeOutcome {
+                    holders,
+                    served: false,
+                    answered_after_us: None,
+                    detail: format!(
+                        "silent connection {} of {holders} could not connect: {err}",
+                        held + 1
+                    ),
+                });
+            }
+            Err(_) => {
+                return Some(ProbeOutcome {
+                    holders,
+                    served: false,
+                    answered_after_us: None,
+                    detail: format!(
+                        "silent connection {} of {holders} was not accepted within {}",
+                        held + 1,
+                        humantime::format_duration(PROBE_DEADLINE)
+                    ),
+                });
+            }
+        }
+    }
+    let asked = exchange(address, cancel).await?;
+    drop(silent);
+    let silent_ones = match holders {
+        1 => "1 other client sat silent".to_owned(),
+        n => format!("{n} other clients sat silent"),
+    };
+    Some(match asked {
+        Ok(elapsed) => ProbeOutcome {
+            holders,
+            served: true,
+            answered_after_us: Some(elapsed.as_micros() as u64),
+            detail: format!(
+                "a new client was answered in {} while {silent_ones}",
+                crate::units::duration(elapsed)
+            ),
+        },
+        Err(why) => ProbeOutcome {
+            holders,
+            served: false,
+            answered_after_us: None,
+            detail: format!("a new client {why} while {silent_ones}"),
+        },
+    })
+}
+
+/// Asks whether a fresh client still gets its echo; `None` when interrupted.
+pub async fn survival(address: SocketAddr, cancel: &CancellationToken) -> Option<ProbeOutcome> {
+    let asked = exchange(address, cancel).await?;
+    Some(match asked {
+        Ok(elapsed) => ProbeOutcome {
+            holders: 0,
+            served: true,
+            answered_after_us: Some(elapsed.as_micros() as u64),
+            detail: format!(
+                "a fresh client was answered in {} after the run",
+                crate::units::duration(elapsed)
+            ),
+        },
+        Err(why) => ProbeOutcome {
+            holders: 0,
+            served: false,
+            answered_after_us: None,
+            detail: format!("a fresh client {why} after the run"),
+        },
+    })
+}
+
+/// Connects, sends [`PROBE_MESSAGE`] and waits for exactly those bytes back, all within
+/// [`PROBE_DEADLINE`]. `Err` says what went wrong as a verb phrase; `None` means Ctrl-C.
+async fn exchange(address: SocketAddr, cancel: &CancellationToken) -> Option<Result<Duration, String>> {
+    let started = Instant::now();
+    let attempt = async {
+        let mut stream = TcpStream::connect(address)
+            .await
+            .map_err(|err| format!("could not connect to {address} ({err})"))?;
+        let _ = stream.set_nodelay(true);
+        stream
+            .write_all(PROBE_MESSAGE)
+            .await
+            .map_err(|err| format!("could not send ({err})"))?;
+        let mut echoed = Vec::with_capacity(PROBE_MESSAGE.len());
+        let mut buffer = [0u8; 256];
+        while echoed.len() < PROBE_MESSAGE.len() {
+            match stream.read(&mut buffer).await {
+                Ok(0) => return Err(closed_early(&echoed)),
+                Ok(n) => echoed.extend_from_slice(&buffer[..n]),
+                Err(err) => return Err(format!("lost its connection ({err})")),
+            }
+        }
+        if !echoed.starts_with(PROBE_MESSAGE) {
+            return Err(format!(
+                "got different bytes back: {}",
+                crate::escape::escape_bytes(&echoed)
+            ));
+        }
+        Ok(started.elapsed())
+    };
+    let limited = tokio::time::timeout(PROBE_DEADLINE, attempt);
+    tokio::select! {
+        () = cancel.cancelled() => None,
+        outcome = limited => Some(outcome.unwrap_or_else(|_| {
+            Err(format!(
+                "got no echo within {}",
+                humantime::format_duration(PROBE_DEADLINE)
+            ))
+        })),
+    }
+}
+
+fn closed_early(echoed: &[u8]) -> String {
+    match echoed.len() {
+        0 => "was disconnected without a reply".to_owned(),
+        n => format!(
+            "was disconnected after {n} of {} bytes of its echo",
+            PROBE_MESSAGE.len()
+        ),
+    }
+}
