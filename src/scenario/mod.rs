@@ -121,6 +121,62 @@ mod tests {
     }
 
     #[test]
+    fn faults_need_both_keys_and_sane_counts() {
+        let plan = parse(
+            Path::new("t.toml"),
+            &format!("{MINIMAL}faulty = 2\nfault = {{ kind = \"abort\", after = 3 }}\n"),
+        )
+        .unwrap();
+        let group = &plan.groups[0];
+        assert!(group.is_faulty(1) && !group.is_faulty(2));
+        assert_eq!(group.well_behaved(), 1);
+        assert!(error_of(&format!("{MINIMAL}faulty = 1\n")).contains("`faulty` needs `fault"));
+        assert!(
+            error_of(&format!("{MINIMAL}fault = {{ kind = \"stall\" }}\n")).contains("needs `faulty = N`")
+        );
+        let text = error_of(&format!(
+            "{MINIMAL}faulty = 4\nfault = {{ kind = \"garbage\" }}\n"
+        ));
+        assert!(text.starts_with("t.toml:8:10: `faulty` must be from 1"), "{text}");
+        let text = error_of(&format!(
+            "{MINIMAL}faulty = 3\nfault = {{ kind = \"garbage\" }}\n"
+        ));
+        assert!(text.contains("keep at least one well-behaved client"), "{text}");
+        let text = error_of(&format!("{MINIMAL}faulty = 1\nfault = {{ kind = \"crash\" }}\n"));
+        assert!(text.contains("`abort`, `half-close`, `garbage`"), "{text}");
+        let text = error_of(&format!(
+            "{MINIMAL}faulty = 1\nfault = {{ kind = \"abort\", after = 11 }}\n"
+        ));
+        assert!(text.contains("past the group's 10 message(s)"), "{text}");
+    }
+
+    #[test]
+    fn concurrency_expectations_are_checked_against_the_plan() {
+        let expect = |value: &str| format!("{MINIMAL}messages = 3\n[expect]\nconcurrency = {value}\n");
+        let plan = parse(Path::new("t.toml"), &expect("\"at-least 3\"")).unwrap();
+        assert_eq!(plan.expect.concurrency, Some(ConcurrencyExpectation::AtLeast(3)));
+        let text = error_of(&expect("\"parallel\""));
+        assert!(
+            text.starts_with("t.toml:10:15: invalid concurrency `parallel`"),
+            "{text}"
+        );
+        let one_message = expect("\"concurrent\"").replace("messages = 3", "messages = 1");
+        assert!(error_of(&one_message).contains("sends only 1 message per client"));
+        let one_client = expect("\"iterative\"").replace("count = 3", "count = 1");
+        assert!(error_of(&one_client).contains("has only 1 client"));
+        let exits = format!(
+            "{}survives = true\n",
+            MINIMAL.replace("[[clients]]", "exits = \"after-clients\"\n[[clients]]")
+        )
+        .replace("count = 3\n", "count = 3\n[expect]\n");
+        let text = error_of(&exits);
+        assert!(
+            text.contains("`survives` probes the servers after the clients are done"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn absurd_client_count_is_refused_before_running() {
         let text = error_of(&MINIMAL.replace("count = 3", "count = 4000000000"));
         assert!(text.contains("limit is 100000"), "{text}");

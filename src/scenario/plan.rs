@@ -201,7 +201,8 @@ pub struct FaultPlan {
 
 impl std::fmt::Display for FaultPlan {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} after {} message(s)", self.kind.label(), self.after)
+        let plural = if self.after == 1 { "" } else { "s" };
+        write!(f, "{} after {} message{plural}", self.kind.label(), self.after)
     }
 }
 

@@ -153,10 +153,11 @@ impl ServerConcurrency {
             "{}: up to {} of {} connected clients served at once",
             o.verdict, o.served_together, o.connected_together
         );
-        if o.held > 0 {
+        // Short holds are coincidences of timing; only queues are worth a reader's attention.
+        if o.held_long > 0 {
             text.push_str(&format!(
-                "; {} waited for another to leave (up to {})",
-                o.held,
+                "; {} served only after another left (waits up to {})",
+                o.held_long,
                 crate::units::micros(o.longest_held_wait_us)
             ));
         }

@@ -54,7 +54,7 @@ pub struct Finding {
 pub struct Verdict {
     /// Verdict lines in a stable order.
     pub checks: Vec<Check>,
-    /// Everything that went wrong, in client order.
+    /// Everything that went wrong: findings about whole servers first, then per client.
     pub findings: Vec<Finding>,
 }
 
@@ -112,6 +112,9 @@ pub fn evaluate(evidence: &Evidence) -> Verdict {
     }
     check_servers(evidence, &mut verdict);
     check_survival(evidence, &mut verdict);
+    // Findings about a whole server say what kind of bug it is; the per-client ones that
+    // follow are its symptoms.
+    verdict.findings.sort_by_key(|f| f.client.is_some());
     verdict
 }
 
@@ -231,10 +234,22 @@ fn check_echo(evidence: &Evidence, verdict: &mut Verdict) {
             .iter()
             .map(|g| u64::from(g.clients_completed))
             .sum();
-        let unverified = clients as u64 - verified;
-        let others = match unverified {
-            0 => String::new(),
-            n => format!(" ({n} more did not finish; see errors)"),
+        let misbehaved: u64 = evidence
+            .groups
+            .iter()
+            .map(|g| u64::from(g.clients_misbehaved))
+            .sum();
+        let unverified = clients as u64 - verified - misbehaved;
+        let mut others = Vec::new();
+        if unverified > 0 {
+            others.push(format!("{unverified} more did not finish; see errors"));
+        }
+        if misbehaved > 0 {
+            others.push(format!("{misbehaved} faulty ones misbehaved as planned"));
+        }
+        let others = match others.is_empty() {
+            true => String::new(),
+            false => format!(" ({})", others.join("; ")),
         };
         format!(
             "{} messages ({}) echoed byte-exact to {} clients{others}",

@@ -4,6 +4,7 @@
 //! checks that no process it caused to exist outlives it.
 
 mod cli;
+mod concurrency;
 mod examples;
 mod runs;
 mod teardown;

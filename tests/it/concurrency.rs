@@ -1,0 +1,179 @@
+//! Iterative versus concurrent, and one client's misbehaviour versus the others: verdicts
+//! read from the JSON report of real runs against built-in servers and the lab examples.
+
+use serde_json::Value;
+
+use crate::util::{Scratch, echo_scenario, example_server, read_report};
+
+/// Clients that overlap unambiguously: connected together, each busy for well over 100 ms.
+const OVERLAPPING: &str =
+    "count = 6\nmessages = 5\nsize = { min = 1, max = 2000 }\nthink = \"25ms\"\ntimeout = \"10s\"";
+
+/// Runs `scenario` (written into a scratch folder as `name.toml`) and returns its exit code
+/// and JSON report, checking that nothing outlived it.
+fn run(name: &str, scenario: &str) -> (Option<i32>, Value) {
+    let scratch = Scratch::new();
+    let path = scratch.file(&format!("{name}.toml"), scenario);
+    let outcome = scratch.run(&path);
+    scratch.assert_nothing_left();
+    let report = read_report(&scratch.reports().join(format!("{name}.json")));
+    (outcome.code, report)
+}
+
+fn run_shipped(scenario: &str, report_name: &str) -> (Option<i32>, Value) {
+    let scratch = Scratch::new();
+    let outcome = scratch.run_shipped(scenario);
+    scratch.assert_nothing_left();
+    let report = read_report(&scratch.reports().join(format!("{report_name}.json")));
+    (outcome.code, report)
+}
+
+fn verdict(report: &Value) -> &str {
+    report["concurrency"][0]["verdict"]
+        .as_str()
+        .expect("a concurrency verdict")
+}
+
+fn check<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no check `{name}` in {:#}", report["checks"]))
+}
+
+fn assert_check(report: &Value, name: &str, passed: bool) {
+    let found = check(report, name);
+    assert_eq!(found["passed"], passed, "check {name}: {found:#}");
+}
+
+#[test]
+fn shipped_builtin_scenarios_get_their_verdicts() {
+    let (code, report) = run_shipped("scenarios/iterative.toml", "iterative");
+    assert_eq!(code, Some(0), "{:#}", report["checks"]);
+    assert_eq!(verdict(&report), "iterative");
+    assert_eq!(report["concurrency"][0]["probe"]["served"], false);
+
+    let (code, report) = run_shipped("scenarios/threaded.toml", "threaded");
+    assert_eq!(code, Some(0), "{:#}", report["checks"]);
+    assert_eq!(verdict(&report), "concurrent (50)");
+    assert_eq!(report["concurrency"][0]["probe"]["served"], true);
+    assert_eq!(report["concurrency"][0]["probe"]["holders"], 7);
+
+    let (code, report) = run_shipped("scenarios/async.toml", "async");
+    assert_eq!(code, Some(0), "{:#}", report["checks"]);
+    assert_eq!(verdict(&report), "concurrent (200)");
+}
+
+#[test]
+fn the_python_threaded_example_is_concurrent() {
+    let (code, report) = run_shipped("scenarios/python/threaded.toml", "python-threaded");
+    assert_eq!(code, Some(0), "{:#}", report["checks"]);
+    assert_eq!(verdict(&report), "concurrent (20)");
+    assert_check(&report, "survives", true);
+}
+
+#[test]
+fn a_fake_threaded_server_is_caught_as_iterative() {
+    let scenario = echo_scenario(
+        "fake",
+        &example_server("echo_bug_fake_threaded.py"),
+        OVERLAPPING,
+        "concurrency = \"concurrent\"",
+    );
+    let (code, report) = run("fake", &scenario);
+    assert_eq!(code, Some(1));
+    assert_eq!(verdict(&report), "iterative");
+    assert_check(&report, "concurrency", false);
+    assert_check(&report, "echo", true);
+    let first = &report["findings"][0];
+    assert_eq!(first["class"], "concurrency", "{:#}", report["findings"]);
+    assert!(
+        first["hint"].as_str().unwrap().contains("iterative server"),
+        "{first:#}"
+    );
+}
+
+#[test]
+fn a_pool_of_two_is_bounded_at_two() {
+    let pool = example_server("echo_bug_pool_of_two.py");
+    let (code, report) = run(
+        "pool",
+        &echo_scenario("pool", &pool, OVERLAPPING, "concurrency = \"concurrent\""),
+    );
+    assert_eq!(code, Some(1));
+    assert_eq!(verdict(&report), "bounded (2)");
+    assert_check(&report, "concurrency", false);
+    // The probe agrees: 5 silent clients occupy both workers.
+    assert_eq!(report["concurrency"][0]["probe"]["served"], false);
+
+    // Two at a time is what "at-least 2" asks for; "at-least 3" is more than it gives.
+    let (code, report) = run(
+        "pool2",
+        &echo_scenario("pool2", &pool, OVERLAPPING, "concurrency = \"at-least 2\""),
+    );
+    assert_eq!(code, Some(0), "{:#}", report["checks"]);
+    let (code, report) = run(
+        "pool3",
+        &echo_scenario("pool3", &pool, OVERLAPPING, "concurrency = \"at-least 3\""),
+    );
+    assert_eq!(code, Some(1));
+    assert_check(&report, "concurrency", false);
+}
+
+#[test]
+fn a_concurrent_server_fails_an_iterative_expectation() {
+    let (code, report) = run(
+        "strict",
+        &echo_scenario(
+            "strict",
+            "builtin = \"echo-threaded\"",
+            OVERLAPPING,
+            "concurrency = \"iterative\"",
+        ),
+    );
+    assert_eq!(code, Some(1));
+    assert_eq!(verdict(&report), "concurrent (6)");
+    assert_check(&report, "concurrency", false);
+}
+
+#[test]
+fn misbehaving_clients_leave_a_threaded_server_serving() {
+    for (scenario, name) in [
+        ("scenarios/isolation.toml", "isolation"),
+        ("scenarios/python/isolation.toml", "python-isolation"),
+    ] {
+        let (code, report) = run_shipped(scenario, name);
+        assert_eq!(code, Some(0), "{scenario}: {:#}", report["checks"]);
+        assert_check(&report, "isolation", true);
+        assert_check(&report, "survives", true);
+        assert_eq!(report["total"]["clients_misbehaved"], 4);
+    }
+}
+
+#[test]
+fn a_server_that_dies_with_one_client_fails_isolation_and_survival() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let shipped =
+        std::fs::read_to_string(format!("{root}/scenarios/python/isolation.toml")).expect("scenario");
+    let buggy = shipped.replace(
+        "examples/echo_server_threaded.py",
+        &format!("{root}/examples/echo_bug_dies_on_reset.py"),
+    );
+    assert_ne!(buggy, shipped);
+    let (code, report) = run("python-isolation", &buggy);
+    assert_eq!(code, Some(1));
+    assert_check(&report, "isolation", false);
+    assert_check(&report, "survives", false);
+    assert_check(&report, "server echo", false);
+    let classes: Vec<&str> = report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .map(|f| f["class"].as_str().expect("class"))
+        .collect();
+    for class in ["isolation", "survival", "server-exit"] {
+        assert!(classes.contains(&class), "no {class} finding in {classes:?}");
+    }
+}
