@@ -98,6 +98,7 @@ fn run_scenarios(args: RunArgs) -> Result<Outcome, Error> {
     runtime.block_on(async {
         let cancel = interrupt::watch().map_err(Error::Runtime)?;
         let mut overall = Outcome::Pass;
+        let mut reports = Vec::with_capacity(plans.len());
         for (i, plan) in plans.iter().enumerate() {
             if i > 0 && !options.quiet {
                 let _ = writeln!(std::io::stdout());
@@ -108,6 +109,14 @@ fn run_scenarios(args: RunArgs) -> Result<Outcome, Error> {
                 (Outcome::Fail, _) | (_, Outcome::Fail) => Outcome::Fail,
                 _ => Outcome::Pass,
             };
+            reports.push(report);
+        }
+        if reports.len() > 1 && !options.quiet {
+            let mut rendered = vec![b'\n'];
+            report::side_by_side::render(&reports, &options.styles, &mut rendered)
+                .expect("rendering into memory cannot fail");
+            // A closed stdout (`| head`) is not an error.
+            let _ = std::io::stdout().lock().write_all(&rendered);
         }
         Ok(overall)
     })

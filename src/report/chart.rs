@@ -16,10 +16,68 @@ pub fn histogram_lines(latency: &Latency, bar_width: usize) -> Vec<String> {
     if histogram.is_empty() {
         return vec!["(no samples)".to_owned()];
     }
-    let (low, high) = (histogram.min().max(1), histogram.max().max(1));
+    let edges = bucket_edges(histogram.min().max(1), histogram.max().max(1));
+    let counts = bucket_counts(latency, &edges);
+    let tallest = counts.iter().copied().max().unwrap_or(1).max(1);
+    let total = histogram.len() as f64;
+    let labels = range_labels(&edges);
+    counts
+        .iter()
+        .zip(&labels)
+        .filter(|(count, _)| **count > 0)
+        .map(|(&count, label)| {
+            format!(
+                "{label} │{} {} ({:.1}%)",
+                bar(count, tallest, bar_width),
+                units::count(count),
+                100.0 * count as f64 / total
+            )
+        })
+        .collect()
+}
+
+/// Several distributions on one scale: one line per bucket that any of them fills, the
+/// range once on the left, then for each distribution a bar (scaled to its own tallest
+/// bucket) and its share. Sharing the buckets is what makes the columns comparable: an
+/// iterative server's waits sit rows below a concurrent server's.
+pub fn comparison_lines(latencies: &[&Latency], bar_width: usize) -> Vec<String> {
+    let filled: Vec<&Latency> = latencies.iter().copied().filter(|l| l.count() > 0).collect();
+    let (Some(low), Some(high)) = (
+        filled.iter().map(|l| l.histogram().min().max(1)).min(),
+        filled.iter().map(|l| l.histogram().max().max(1)).max(),
+    ) else {
+        return vec!["(no samples)".to_owned()];
+    };
     let edges = bucket_edges(low, high);
+    let columns: Vec<Vec<u64>> = latencies.iter().map(|l| bucket_counts(l, &edges)).collect();
+    range_labels(&edges)
+        .into_iter()
+        .enumerate()
+        .filter(|(bucket, _)| columns.iter().any(|counts| counts[*bucket] > 0))
+        .map(|(bucket, label)| {
+            let mut line = label;
+            for (counts, latency) in columns.iter().zip(latencies) {
+                let count = counts[bucket];
+                let tallest = counts.iter().copied().max().unwrap_or(1).max(1);
+                let cell = match count {
+                    0 => String::new(),
+                    n => bar(n, tallest, bar_width),
+                };
+                let share = match count {
+                    0 => "     ".to_owned(),
+                    n => format!("{:>4.0}%", 100.0 * n as f64 / latency.count().max(1) as f64),
+                };
+                line.push_str(&format!(" │{cell:<bar_width$} {share}"));
+            }
+            line
+        })
+        .collect()
+}
+
+/// Samples per bucket; bucket `i` holds values in `(edges[i], edges[i + 1]]`.
+fn bucket_counts(latency: &Latency, edges: &[u64]) -> Vec<u64> {
     let mut counts = vec![0u64; edges.len() - 1];
-    for step in histogram.iter_recorded() {
+    for step in latency.histogram().iter_recorded() {
         let value = step.value_iterated_to();
         let bucket = edges[1..]
             .iter()
@@ -27,26 +85,20 @@ pub fn histogram_lines(latency: &Latency, bar_width: usize) -> Vec<String> {
             .unwrap_or(counts.len() - 1);
         counts[bucket] += step.count_at_value();
     }
-    let tallest = counts.iter().copied().max().unwrap_or(1).max(1);
-    let total = histogram.len() as f64;
+    counts
+}
+
+/// `from – to` for each bucket, right-aligned so the bars line up.
+fn range_labels(edges: &[u64]) -> Vec<String> {
     let labels: Vec<(String, String)> = edges
         .windows(2)
         .map(|w| (units::micros(w[0]), units::micros(w[1])))
         .collect();
     let from_width = labels.iter().map(|(a, _)| a.chars().count()).max().unwrap_or(0);
     let to_width = labels.iter().map(|(_, b)| b.chars().count()).max().unwrap_or(0);
-    counts
-        .iter()
-        .zip(&labels)
-        .filter(|(count, _)| **count > 0)
-        .map(|(&count, (from, to))| {
-            format!(
-                "{from:>from_width$} – {to:>to_width$} │{} {} ({:.1}%)",
-                bar(count, tallest, bar_width),
-                units::count(count),
-                100.0 * count as f64 / total
-            )
-        })
+    labels
+        .into_iter()
+        .map(|(from, to)| format!("{from:>from_width$} – {to:>to_width$}"))
         .collect()
 }
 
@@ -153,6 +205,36 @@ mod tests {
         );
         assert_eq!(side_by_side_bar_width(110, 2), Some(12));
         assert_eq!(side_by_side_bar_width(70, 2), None);
+    }
+
+    #[test]
+    fn comparisons_share_their_buckets() {
+        let (mut fast, mut slow) = (Latency::default(), Latency::default());
+        [10, 12, 11].iter().for_each(|&v| fast.record_us(v));
+        [5_000, 9_000].iter().for_each(|&v| slow.record_us(v));
+        let lines = comparison_lines(&[&fast, &slow], 8);
+        // The fast samples fill only top rows, the slow only bottom ones.
+        let cells = |line: &str| {
+            line.split('│')
+                .skip(1)
+                .map(|c| c.contains('█'))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(cells(&lines[0]), vec![true, false], "{lines:#?}");
+        assert_eq!(cells(lines.last().unwrap()), vec![false, true], "{lines:#?}");
+        let shares: f64 = lines
+            .iter()
+            .filter_map(|l| {
+                l.split('│')
+                    .nth(1)?
+                    .split_whitespace()
+                    .last()?
+                    .strip_suffix('%')?
+                    .parse()
+                    .ok()
+            })
+            .sum();
+        assert!((shares - 100.0).abs() < 1.5, "{lines:#?}");
     }
 
     #[test]

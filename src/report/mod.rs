@@ -7,6 +7,7 @@
 pub mod chart;
 pub mod json;
 pub mod progress;
+pub mod side_by_side;
 pub mod style;
 pub mod terminal;
 pub mod timeline;

@@ -177,3 +177,44 @@ fn a_server_that_dies_with_one_client_fails_isolation_and_survival() {
         assert!(classes.contains(&class), "no {class} finding in {classes:?}");
     }
 }
+
+#[test]
+fn several_scenarios_end_with_a_side_by_side_comparison() {
+    let scratch = Scratch::new();
+    let iterative = scratch.file(
+        "one.toml",
+        &echo_scenario("one-at-a-time", "builtin = \"echo-iterative\"", OVERLAPPING, ""),
+    );
+    let threaded = scratch.file(
+        "all.toml",
+        &echo_scenario("all-at-once", "builtin = \"echo-threaded\"", OVERLAPPING, ""),
+    );
+    let output = scratch
+        .labrun()
+        .arg(&iterative)
+        .arg(&threaded)
+        .arg("--no-report")
+        .output()
+        .expect("labrun runs");
+    let run = crate::util::Run::from(output);
+    run.expect_code(0)
+        .stdout_has("side by side")
+        .stdout_has("wait p99")
+        .stdout_has("wait for the first reply");
+    let comparison = &run.stdout[run.stdout.find("side by side").expect("comparison")..];
+    let row = |name: &str| {
+        comparison
+            .lines()
+            .find(|l| l.contains(name))
+            .unwrap_or_else(|| panic!("no row for {name} in\n{comparison}"))
+            .to_owned()
+    };
+    assert!(row("one-at-a-time").contains("iterative"), "{comparison}");
+    assert!(row("all-at-once").contains("concurrent (6)"), "{comparison}");
+    // Both histograms are drawn in columns under their scenario names.
+    let heading = comparison
+        .lines()
+        .find(|l| l.contains("│one-at-a-time") && l.contains("│all-at-once"));
+    assert!(heading.is_some(), "{comparison}");
+    scratch.assert_nothing_left();
+}

@@ -1,0 +1,105 @@
+//! Several runs compared: `labrun scenarios/iterative.toml scenarios/threaded.toml` ends
+//! with one table of the figures that tell the servers apart and their histograms next to
+//! each other, so the difference between an iterative and a concurrent server is one glance.
+
+use std::io::{self, Write};
+
+use tabled::builder::Builder;
+use tabled::settings::object::Columns;
+use tabled::settings::{Alignment, Style};
+
+use super::style::{Styles, Tone};
+use super::{Outcome, Report, chart};
+use crate::metrics::Latency;
+use crate::units;
+
+/// Writes the comparison of `reports` (in the order they ran).
+pub fn render(reports: &[Report], styles: &Styles, out: &mut impl Write) -> io::Result<()> {
+    writeln!(out, "{}", styles.paint(Tone::Bold, "side by side"))?;
+    write_table(reports, out)?;
+    for (title, pick) in [
+        (
+            "wait for the first reply",
+            (|r: &Report| &r.total.latency.wait) as fn(&Report) -> &Latency,
+        ),
+        ("round-trip time", |r: &Report| &r.total.latency.rtt),
+    ] {
+        writeln!(out)?;
+        writeln!(out, "{}", styles.paint(Tone::Bold, title))?;
+        write_histograms(reports, pick, styles, out)?;
+    }
+    Ok(())
+}
+
+fn write_table(reports: &[Report], out: &mut impl Write) -> io::Result<()> {
+    let mut table = Builder::default();
+    table.push_record([
+        "scenario",
+        "result",
+        "clients",
+        "msgs/s",
+        "wait p50",
+        "wait p99",
+        "rtt p50",
+        "rtt p99",
+        "concurrency",
+    ]);
+    for report in reports {
+        let latency = &report.total.latency;
+        let at = |l: &Latency, q| l.quantile(q).map_or_else(|| "—".to_owned(), units::duration);
+        let concurrency: Vec<String> = report
+            .concurrency
+            .iter()
+            .map(|c| c.overlap.verdict.to_string())
+            .collect();
+        table.push_record([
+            report.scenario.name.clone(),
+            match report.outcome {
+                Outcome::Pass => "pass",
+                Outcome::Fail => "FAIL",
+                Outcome::Interrupted => "interrupted",
+            }
+            .to_owned(),
+            units::count(u64::from(report.total.clients)),
+            format!("{:.0}", report.total.messages_per_second),
+            at(&latency.wait, 0.5),
+            at(&latency.wait, 0.99),
+            at(&latency.rtt, 0.5),
+            at(&latency.rtt, 0.99),
+            concurrency.join(", "),
+        ]);
+    }
+    let mut table = table.build();
+    table
+        .with(Style::rounded())
+        .modify(Columns::new(2..8), Alignment::right());
+    writeln!(out, "{table}")
+}
+
+/// Every scenario's histogram on shared buckets, one column each, titled by scenario.
+fn write_histograms(
+    reports: &[Report],
+    pick: fn(&Report) -> &Latency,
+    styles: &Styles,
+    out: &mut impl Write,
+) -> io::Result<()> {
+    const RANGE_WIDTH: usize = 22;
+    const SHARE_WIDTH: usize = 8;
+    let bar_width = (styles.width.saturating_sub(2 + RANGE_WIDTH) / reports.len())
+        .saturating_sub(SHARE_WIDTH)
+        .clamp(4, 30);
+    let latencies: Vec<&Latency> = reports.iter().map(pick).collect();
+    let lines = chart::comparison_lines(&latencies, bar_width);
+    // Each column starts at a `│`; the scenario names go above them.
+    let first_column = lines[0].chars().position(|c| c == '│').unwrap_or(RANGE_WIDTH);
+    let mut heading = " ".repeat(first_column);
+    for report in reports {
+        let name: String = report.scenario.name.chars().take(bar_width + 5).collect();
+        heading.push_str(&format!("│{name:<width$} ", width = bar_width + 6));
+    }
+    writeln!(out, "  {}", heading.trim_end())?;
+    for line in lines {
+        writeln!(out, "  {}", line.trim_end())?;
+    }
+    Ok(())
+}
