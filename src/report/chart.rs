@@ -230,7 +230,7 @@ mod tests {
                     .split_whitespace()
                     .last()?
                     .strip_suffix('%')?
-                    .parse()
+                    .parse::<f64>()
                     .ok()
             })
             .sum();
