@@ -157,7 +157,9 @@ async fn run_probes(plan: &Plan, addresses: &[std::net::SocketAddr], cancel: &Ca
     probes
 }
 
-/// Overlap of each server's clients (servers without clients are left out).
+/// Overlap of each server's well-behaved clients (servers without clients are left out).
+/// Faulty clients leave early or go silent on purpose, so their timelines say nothing about
+/// how many clients the server can serve; their effect shows in the others' waits.
 fn measure_concurrency(
     plan: &Plan,
     records: &[ClientRecord],
@@ -170,7 +172,11 @@ fn measure_concurrency(
         .filter(|(index, _)| plan.clients_of(*index) > 0)
         .map(|(index, (server, probe))| ServerConcurrency {
             server: server.name.clone(),
-            overlap: concurrency::measure(records.iter().filter(|r| plan.groups[r.group].server == index)),
+            overlap: concurrency::measure(
+                records
+                    .iter()
+                    .filter(|r| r.fault.is_none() && plan.groups[r.group].server == index),
+            ),
             probe,
         })
         .collect()

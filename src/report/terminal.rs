@@ -50,6 +50,7 @@ pub fn render(
     write_percentiles(&report.total, out)?;
     writeln!(out)?;
     write_histograms(report, styles, out)?;
+    write_connect_note(report, styles, out)?;
     write_concurrency(report, styles, out)?;
     write_findings(report, styles, out)?;
     writeln!(out)?;
@@ -107,6 +108,26 @@ fn write_histograms(report: &Report, styles: &Styles, out: &mut impl Write) -> i
         }
     }
     Ok(())
+}
+
+/// A connect this slow was a SYN the kernel dropped and retried: Linux retransmits after 1 s.
+const SYN_RETRY_US: u64 = 900_000;
+
+/// Names a pattern in the connect times that students meet and rarely recognise.
+fn write_connect_note(report: &Report, styles: &Styles, out: &mut impl Write) -> io::Result<()> {
+    let connect = report.total.latency.connect.histogram();
+    let retried = connect.count_between(SYN_RETRY_US, connect.max().max(SYN_RETRY_US));
+    if retried == 0 {
+        return Ok(());
+    }
+    let note = format!(
+        "note: {retried} of {} connects took about a second or more: the server's listen backlog was \
+         full, the kernel dropped their SYNs and the clients retried after 1 s (a small listen(n), or \
+         a server slow to accept while many clients arrive together)",
+        connect.len()
+    );
+    writeln!(out)?;
+    writeln!(out, "  {}", styles.paint(Tone::Dim, &note))
 }
 
 /// Each server's concurrency verdict and the client timeline.

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::util::{Scratch, echo_scenario, example_server, read_report};
+use crate::util::{Scratch, echo_scenario, example_server, python_server, read_report};
 
 /// Clients that overlap unambiguously: connected together, each busy for well over 100 ms.
 const OVERLAPPING: &str =
@@ -217,4 +217,31 @@ fn several_scenarios_end_with_a_side_by_side_comparison() {
         .find(|l| l.contains("│one-at-a-time") && l.contains("│all-at-once"));
     assert!(heading.is_some(), "{comparison}");
     scratch.assert_nothing_left();
+}
+
+#[test]
+fn a_full_listen_backlog_shows_as_second_long_connects() {
+    let scratch = Scratch::new();
+    let path = scratch.file(
+        "backlog.toml",
+        &echo_scenario(
+            "backlog",
+            &python_server("iterative_backlog_one.py"),
+            "count = 8\nmessages = 2\nthink = \"100ms\"\ntimeout = \"10s\"",
+            "concurrency = \"iterative\"",
+        ),
+    );
+    scratch
+        .run(&path)
+        .expect_code(0)
+        .stdout_has("connects took about a second or more: the server's listen backlog was full");
+    scratch.assert_nothing_left();
+    let report = read_report(&scratch.reports().join("backlog.json"));
+    assert_eq!(verdict(&report), "iterative");
+    assert!(
+        report["total"]["latency"]["connect"]["max_us"]
+            .as_u64()
+            .expect("max")
+            >= 900_000
+    );
 }
