@@ -162,9 +162,7 @@ fn list(out: &mut impl Write) {
         let _ = writeln!(out, "  {:<16} {}", builtin.name(), builtin.summary());
     }
     let _ = writeln!(out, "\nworkloads (workload = \"...\"):");
-    let _ = writeln!(
-        out,
-        "  {:<16} send messages, verify every byte comes back in order",
-        "echo"
-    );
+    for workload in scenario::WorkloadKind::ALL {
+        let _ = writeln!(out, "  {:<16} {}", workload.label(), workload.summary());
+    }
 }

@@ -19,8 +19,8 @@ use crate::report::progress::Progress;
 use crate::report::style::Styles;
 use crate::report::{self, Report, RunResult};
 use crate::scenario::Plan;
-use crate::supervise::Servers;
-use crate::verify::concurrency::{self, ServerConcurrency};
+use crate::supervise::{ServerEnd, Servers};
+use crate::verify::concurrency::{self, ConcurrencyVerdict, ServerConcurrency};
 use crate::verify::{self, Evidence, Survival};
 use crate::workload::probe::{self, ProbeOutcome};
 use crate::workload::{self, ClientRecord, DriveSetup};
@@ -87,7 +87,7 @@ pub async fn run_scenario(
         .map(|g| GroupFigures::from_records(drive.records.iter().filter(|r| r.group == g)))
         .collect();
     let total = GroupFigures::from_records(&drive.records);
-    let concurrency = measure_concurrency(plan, &drive.records, probes.concurrency);
+    let concurrency = measure_concurrency(plan, &drive.records, probes.concurrency, &server_ends);
     let verdict = verify::evaluate(&Evidence {
         plan,
         records: &drive.records,
@@ -159,25 +159,36 @@ async fn run_probes(plan: &Plan, addresses: &[std::net::SocketAddr], cancel: &Ca
 
 /// Overlap of each server's well-behaved clients (servers without clients are left out).
 /// Faulty clients leave early or go silent on purpose, so their timelines say nothing about
-/// how many clients the server can serve; their effect shows in the others' waits.
+/// how many clients the server can serve; their effect shows in the others' waits. A server
+/// that exited during the run is not judged: when it died decides what its clients saw.
 fn measure_concurrency(
     plan: &Plan,
     records: &[ClientRecord],
     probes: Vec<Option<ProbeOutcome>>,
+    ends: &[ServerEnd],
 ) -> Vec<ServerConcurrency> {
     plan.servers
         .iter()
         .zip(probes)
+        .zip(ends)
         .enumerate()
         .filter(|(index, _)| plan.clients_of(*index) > 0)
-        .map(|(index, (server, probe))| ServerConcurrency {
-            server: server.name.clone(),
-            overlap: concurrency::measure(
+        .map(|(index, ((server, probe), end))| {
+            let mut overlap = concurrency::measure(
                 records
                     .iter()
                     .filter(|r| r.fault.is_none() && plan.groups[r.group].server == index),
-            ),
-            probe,
+            );
+            let exited = end.exited_during_run.is_some();
+            if exited {
+                overlap.verdict = ConcurrencyVerdict::Undetermined;
+            }
+            ServerConcurrency {
+                server: server.name.clone(),
+                overlap,
+                probe,
+                exited_during_run: exited,
+            }
         })
         .collect()
 }

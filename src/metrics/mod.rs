@@ -198,7 +198,7 @@ impl GroupFigures {
                 ClientEnd::Completed => figures.clients_completed += 1,
                 ClientEnd::Failed(error) => figures.count_error(error.kind),
                 ClientEnd::Misbehaved => figures.clients_misbehaved += 1,
-                ClientEnd::EchoFault(_) | ClientEnd::Interrupted => {}
+                ClientEnd::EchoFault(_) | ClientEnd::ChatFault(_) | ClientEnd::Interrupted => {}
             }
             if let Some(connect) = record.connect_time() {
                 figures.latency.connect.record(connect);

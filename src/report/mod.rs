@@ -182,6 +182,7 @@ impl TimelineReport {
                     end: match record.end {
                         ClientEnd::Completed => "completed",
                         ClientEnd::EchoFault(_) => "echo-fault",
+                        ClientEnd::ChatFault(_) => "chat-fault",
                         ClientEnd::Failed(_) => "failed",
                         ClientEnd::Interrupted => "interrupted",
                         ClientEnd::Misbehaved => "misbehaved",

@@ -130,9 +130,15 @@ fn write_connect_note(report: &Report, styles: &Styles, out: &mut impl Write) ->
     writeln!(out, "  {}", styles.paint(Tone::Dim, &note))
 }
 
-/// Each server's concurrency verdict and the client timeline.
+/// Each server's concurrency verdict (when its clients overlapped, or the scenario asks) and
+/// the client timeline.
 fn write_concurrency(report: &Report, styles: &Styles, out: &mut impl Write) -> io::Result<()> {
-    for server in &report.concurrency {
+    let asked = report.scenario.expect.concurrency.is_some();
+    for server in report
+        .concurrency
+        .iter()
+        .filter(|s| asked || s.overlap.connected_together > 1)
+    {
         writeln!(out)?;
         let heading = match report.concurrency.len() {
             1 => "concurrency:".to_owned(),
@@ -382,6 +388,7 @@ concurrency = "concurrent"
             server: "echo".into(),
             overlap: concurrency::measure(&records),
             probe: None,
+            exited_during_run: false,
         }];
         let verdict = verify::evaluate(&Evidence {
             plan: &plan,

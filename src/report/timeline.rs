@@ -82,7 +82,7 @@ pub fn lines(timeline: &TimelineReport, width: usize) -> Vec<String> {
                 state_during(span, from, from + column_ms).glyph()
             })
             .collect();
-        if span.end == "failed" || span.end == "echo-fault" {
+        if matches!(span.end, "failed" | "echo-fault" | "chat-fault") {
             let at = span.closed_ms.map_or(columns - 1, |t| {
                 (((t - start_ms) / column_ms) as usize).min(columns - 1)
             });

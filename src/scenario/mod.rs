@@ -177,6 +177,26 @@ mod tests {
     }
 
     #[test]
+    fn chats_need_an_operator_one_client_and_exit_last() {
+        const CHAT: &str = "name = \"t\"\n[[server]]\nname = \"chat\"\nbuiltin = \"chat-stdin\"\n\
+                            stdin = { lines = [\"hi\", \"\", \"bye\"] }\n[[clients]]\nname = \"c\"\n\
+                            workload = \"chat\"\nmessages = [\"hello\", \"see you\", \"exit\"]\n";
+        let plan = parse(Path::new("t.toml"), CHAT).unwrap();
+        assert_eq!(plan.groups[0].messages, 3);
+        assert_eq!(plan.servers[0].operator_lines(), ["hi", "bye"]);
+        let no_operator = CHAT.replace("stdin = { lines = [\"hi\", \"\", \"bye\"] }\n", "");
+        assert!(error_of(&no_operator).contains("needs its server's operator"));
+        let too_few = CHAT.replace("\"\", \"bye\"", "\"\"");
+        assert!(error_of(&too_few).contains("has 1 non-empty operator line(s) but chat group `c` expects 2"));
+        let crowd = format!("{CHAT}count = 2\n");
+        assert!(error_of(&crowd).contains("use count = 1"));
+        let early_exit = CHAT.replace("[\"hello\", \"see you\", \"exit\"]", "[\"exit\", \"hello\"]");
+        assert!(error_of(&early_exit).contains("it is message 1 of 2"));
+        let texts_for_echo = MINIMAL.replace("count = 3", "messages = [\"a\"]");
+        assert!(error_of(&texts_for_echo).contains("a list of texts is for `workload = \"chat\"`"));
+    }
+
+    #[test]
     fn absurd_client_count_is_refused_before_running() {
         let text = error_of(&MINIMAL.replace("count = 3", "count = 4000000000"));
         assert!(text.contains("limit is 100000"), "{text}");

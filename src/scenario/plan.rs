@@ -16,7 +16,7 @@ use super::raw::{
     EchoExpectation, ExitPolicy, FaultKind, PayloadKind, RawClients, RawExpect, RawFault, RawReady,
     RawScenario, RawServer, RawStdin, StartKind, WorkloadKind,
 };
-use super::values::{ConcurrencyExpectation, PortChoice, SizeRange};
+use super::values::{ConcurrencyExpectation, MessagesValue, PortChoice, SizeRange};
 use crate::servers::Builtin;
 
 /// Default global deadline for a run.
@@ -31,6 +31,8 @@ pub const MAX_CLIENTS: u64 = 100_000;
 pub const MAX_MESSAGES: u32 = 10_000_000;
 /// Largest message body.
 pub const MAX_MESSAGE_BYTES: u64 = 64 * 1024 * 1024;
+/// Most turns a chat may list.
+pub const MAX_CHAT_TURNS: usize = 10_000;
 /// Most memory all clients' messages in flight may take together.
 pub const MAX_IN_FLIGHT_BYTES: u64 = 4 * 1024 * 1024 * 1024;
 
@@ -97,6 +99,17 @@ pub struct ServerPlan {
     pub stdin: Option<StdinScript>,
 }
 
+impl ServerPlan {
+    /// The replies its operator gives, in order: the non-empty lines typed at its stdin
+    /// (a lab chat server skips empty ones and asks again).
+    pub fn operator_lines(&self) -> Vec<String> {
+        self.stdin
+            .as_ref()
+            .map(|script| script.lines().filter(|line| !line.is_empty()).collect())
+            .unwrap_or_default()
+    }
+}
+
 /// When a server counts as ready.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -158,8 +171,10 @@ pub struct GroupPlan {
     pub count: u32,
     /// What each client does.
     pub workload: WorkloadKind,
-    /// Messages per client.
+    /// Messages per client (for chat, the turns, `exit` included).
     pub messages: u32,
+    /// The exact texts to send, when the scenario lists them (chat); otherwise generated.
+    pub texts: Option<Vec<String>>,
     /// Body sizes, drawn uniformly.
     pub size: SizeRange,
     /// What bodies are made of.
@@ -353,6 +368,9 @@ pub fn resolve(raw: RawScenario, path: &Path, source: &str) -> Result<Plan, Diag
         let group = resolve_group(table.into_inner(), &servers, &at)?;
         if groups.iter().any(|g| g.name == group.name) {
             return Err(at.error(span, format!("two client groups are named `{}`", group.name)));
+        }
+        if group.workload == WorkloadKind::Chat {
+            check_chat(&group, &servers, &groups, span.clone(), &at)?;
         }
         total_clients += u64::from(group.count);
         if total_clients > MAX_CLIENTS {
@@ -552,12 +570,36 @@ fn resolve_group(raw: RawClients, servers: &[ServerPlan], at: &Locator) -> Resul
         Some(count) => count.into_inner(),
         None => 1,
     };
-    let messages = match raw.messages {
-        Some(m) if *m.get_ref() == 0 || *m.get_ref() > MAX_MESSAGES => {
-            return Err(at.error(m.span(), format!("`messages` must be from 1 to {MAX_MESSAGES}")));
+    let workload = raw.workload.unwrap_or(WorkloadKind::Echo);
+    let (messages, texts) = match raw.messages.map(|m| (m.span(), m.into_inner())) {
+        Some((span, MessagesValue::Count(n))) if n == 0 || n > MAX_MESSAGES => {
+            return Err(at.error(span, format!("`messages` must be from 1 to {MAX_MESSAGES}")));
         }
-        Some(m) => m.into_inner(),
-        None => 10,
+        Some((_, MessagesValue::Count(n))) => (n, None),
+        Some((span, MessagesValue::Texts(texts))) => {
+            if workload != WorkloadKind::Chat {
+                return Err(at.error(
+                    span,
+                    format!(
+                        "a list of texts is for `workload = \"chat\"`; the {} workload takes a count, like messages = 20",
+                        workload.label()
+                    ),
+                ));
+            }
+            if texts.is_empty() || texts.len() > MAX_CHAT_TURNS {
+                return Err(at.error(span, format!("a chat needs from 1 to {MAX_CHAT_TURNS} messages")));
+            }
+            if let Some(bad) = texts.iter().find(|t| t.is_empty() || t.contains(['\n', '\r'])) {
+                return Err(at.error(
+                    span,
+                    format!(
+                        "chat message {bad:?} must be one non-empty line: the server reads a message per turn"
+                    ),
+                ));
+            }
+            (texts.len() as u32, Some(texts))
+        }
+        None => (10, None),
     };
     let size = match raw.size {
         Some(size) => {
@@ -600,8 +642,9 @@ fn resolve_group(raw: RawClients, servers: &[ServerPlan], at: &Locator) -> Resul
         name,
         server,
         count,
-        workload: raw.workload.unwrap_or(WorkloadKind::Echo),
+        workload,
         messages,
+        texts,
         size,
         payload: raw.payload.unwrap_or_default(),
         think: raw.think.map_or(Duration::ZERO, |t| t.0),
@@ -609,6 +652,68 @@ fn resolve_group(raw: RawClients, servers: &[ServerPlan], at: &Locator) -> Resul
         reply_timeout,
         fault,
     })
+}
+
+/// A lab chat server talks to one client and answers from its operator's lines, so a chat
+/// group needs a server with a `stdin` script, alone, with enough lines for its turns.
+fn check_chat(
+    group: &GroupPlan,
+    servers: &[ServerPlan],
+    earlier: &[GroupPlan],
+    span: Range<usize>,
+    at: &Locator,
+) -> Result<(), Diagnostic> {
+    let server = &servers[group.server];
+    let fail = |message: String| Err(at.error(span.clone(), message));
+    if server.stdin.is_none() {
+        return fail(format!(
+            "chat group `{}` needs its server's operator: give server `{}` a stdin script, \
+             stdin = {{ lines = [\"...\", ...] }} or stdin = {{ reply = \"reply {{n}}\" }}",
+            group.name, server.name
+        ));
+    }
+    if group.count != 1
+        || earlier
+            .iter()
+            .any(|g| g.server == group.server && g.workload == WorkloadKind::Chat)
+    {
+        return fail(format!(
+            "a chat is one client talking to server `{}` (its operator's lines answer one \
+             conversation): use count = 1 and one chat group per server",
+            server.name
+        ));
+    }
+    if group.fault.is_some() {
+        return fail("`faulty` clients are for the echo workload".to_owned());
+    }
+    if group.payload == PayloadKind::Binary {
+        return fail("chat messages are text: use payload = \"ascii\" or \"utf8\"".to_owned());
+    }
+    if let Some(texts) = &group.texts
+        && let Some(position) = texts.iter().position(|t| t == "exit")
+        && position + 1 != texts.len()
+    {
+        return fail(format!(
+            "`exit` ends a chat, so it can only be the last message (it is message {} of {})",
+            position + 1,
+            texts.len()
+        ));
+    }
+    let turns = match &group.texts {
+        Some(texts) => texts.iter().filter(|t| *t != "exit").count(),
+        None => group.messages as usize - 1,
+    };
+    if let Some(StdinScript::Lines(_)) = &server.stdin {
+        let lines = server.operator_lines().len();
+        if lines < turns {
+            return fail(format!(
+                "server `{}` has {lines} non-empty operator line(s) but chat group `{}` expects {turns} \
+                 replies; add lines or use stdin = {{ reply = \"reply {{n}}\" }}",
+                server.name, group.name
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn resolve_fault(

@@ -8,7 +8,7 @@
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::values::{ConcurrencyExpectation, DurationValue, PortChoice, SizeRange};
+use super::values::{ConcurrencyExpectation, DurationValue, MessagesValue, PortChoice, SizeRange};
 use crate::servers::Builtin;
 
 /// A whole scenario file.
@@ -78,7 +78,7 @@ pub struct RawClients {
     pub server: Option<Spanned<String>>,
     pub count: Option<Spanned<u32>>,
     pub workload: Option<WorkloadKind>,
-    pub messages: Option<Spanned<u32>>,
+    pub messages: Option<Spanned<MessagesValue>>,
     pub size: Option<Spanned<SizeRange>>,
     pub payload: Option<PayloadKind>,
     pub think: Option<DurationValue>,
@@ -153,6 +153,32 @@ pub struct RawLatency {
 pub enum WorkloadKind {
     /// Send messages and expect every byte back, in order.
     Echo,
+    /// Take turns with a server whose operator answers each message (lab 2): every reply
+    /// must be the operator's next line, and `exit` ends the session.
+    Chat,
+}
+
+impl WorkloadKind {
+    /// Every workload, for listings.
+    pub const ALL: [WorkloadKind; 2] = [WorkloadKind::Echo, WorkloadKind::Chat];
+
+    /// One line on what it does, for `labrun list`.
+    pub fn summary(self) -> &'static str {
+        match self {
+            WorkloadKind::Echo => "send messages, verify every byte comes back in order",
+            WorkloadKind::Chat => {
+                "take turns with a server's operator (its stdin lines); `exit` ends the chat"
+            }
+        }
+    }
+
+    /// The name used in scenario files.
+    pub fn label(self) -> &'static str {
+        match self {
+            WorkloadKind::Echo => "echo",
+            WorkloadKind::Chat => "chat",
+        }
+    }
 }
 
 /// What message bodies are made of.

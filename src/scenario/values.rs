@@ -188,6 +188,40 @@ impl<'de> Deserialize<'de> for PortChoice {
     }
 }
 
+/// `messages = 20` (how many to generate) or `messages = ["hello", "exit"]` (what to send).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MessagesValue {
+    /// Generate this many.
+    Count(u32),
+    /// Send exactly these texts, in order.
+    Texts(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for MessagesValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MessagesVisitor;
+        impl<'de> Visitor<'de> for MessagesVisitor {
+            type Value = MessagesValue;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a number of messages (like 20) or a list of texts (like [\"hello\", \"exit\"])")
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<MessagesValue, E> {
+                u32::try_from(n)
+                    .map(MessagesValue::Count)
+                    .map_err(|_| E::custom(format!("`messages` must be a count from 1 up, not {n}")))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<MessagesValue, A::Error> {
+                let mut texts = Vec::new();
+                while let Some(text) = seq.next_element::<String>()? {
+                    texts.push(text);
+                }
+                Ok(MessagesValue::Texts(texts))
+            }
+        }
+        deserializer.deserialize_any(MessagesVisitor)
+    }
+}
+
 /// `expect.concurrency`: what kind of server the run must show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConcurrencyExpectation {

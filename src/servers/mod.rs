@@ -5,6 +5,7 @@
 //! measured the same way. The blocking ones mirror the lab's Python exactly (one
 //! `recv(1024)`, then send everything back); `echo-async` is the fast yardstick.
 
+mod chat_stdin;
 mod echo_async;
 mod echo_blocking;
 
@@ -26,11 +27,18 @@ pub enum Builtin {
     EchoThreaded,
     /// Event-driven (tokio) echo, the fast reference to compare against.
     EchoAsync,
+    /// Lab program 2: one client, turn by turn, each reply the next line of its stdin.
+    ChatStdin,
 }
 
 impl Builtin {
     /// Every built-in, for listings.
-    pub const ALL: [Builtin; 3] = [Builtin::EchoIterative, Builtin::EchoThreaded, Builtin::EchoAsync];
+    pub const ALL: [Builtin; 4] = [
+        Builtin::EchoIterative,
+        Builtin::EchoThreaded,
+        Builtin::EchoAsync,
+        Builtin::ChatStdin,
+    ];
 
     /// The kebab-case name used in scenarios and on the command line.
     pub fn name(self) -> &'static str {
@@ -38,6 +46,7 @@ impl Builtin {
             Builtin::EchoIterative => "echo-iterative",
             Builtin::EchoThreaded => "echo-threaded",
             Builtin::EchoAsync => "echo-async",
+            Builtin::ChatStdin => "chat-stdin",
         }
     }
 
@@ -47,6 +56,7 @@ impl Builtin {
             Builtin::EchoIterative => "lab 1: iterative echo, one client at a time, recv(1024) + sendall",
             Builtin::EchoThreaded => "lab 3: concurrent echo, one OS thread per client",
             Builtin::EchoAsync => "event-driven echo (tokio), the fast reference",
+            Builtin::ChatStdin => "lab 2: one client, turn by turn; replies are the lines of its stdin",
         }
     }
 }
@@ -60,6 +70,7 @@ pub fn serve(builtin: Builtin, port: u16) -> io::Result<()> {
         Builtin::EchoIterative => echo_blocking::serve_iterative(listener),
         Builtin::EchoThreaded => echo_blocking::serve_threaded(listener),
         Builtin::EchoAsync => echo_async::serve(listener),
+        Builtin::ChatStdin => chat_stdin::serve(listener),
     }
 }
 

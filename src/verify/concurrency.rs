@@ -143,12 +143,20 @@ pub struct ServerConcurrency {
     pub overlap: Overlap,
     /// The concurrency probe, when one ran.
     pub probe: Option<ProbeOutcome>,
+    /// The server ended during the run, so its verdict is left undetermined.
+    pub exited_during_run: bool,
 }
 
 impl ServerConcurrency {
     /// One line: the verdict and the figures behind it.
     pub fn describe(&self) -> String {
         let o = &self.overlap;
+        if self.exited_during_run {
+            return format!(
+                "{}: the server exited during the run, so when it died decided what its clients saw",
+                o.verdict
+            );
+        }
         let mut text = format!(
             "{}: up to {} of {} connected clients served at once",
             o.verdict, o.served_together, o.connected_together
@@ -177,6 +185,9 @@ pub fn judge(
     let verdict = server.overlap.verdict;
     let probe_served = server.probe.as_ref().map(|p| p.served);
     let failure: Option<&'static str> = match (expected, verdict) {
+        (_, ConcurrencyVerdict::Undetermined) if server.exited_during_run => {
+            Some("the server must stay up to be judged: it exited during the run (see its check)")
+        }
         (_, ConcurrencyVerdict::Undetermined) => Some(
             "clients must overlap for concurrency to be judged: start several together and keep \
              their connections busy with several messages and `think` time",

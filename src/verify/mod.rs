@@ -5,13 +5,14 @@
 //! was expected and seen) with a hint in the lab's terms. A wrong server yields findings and
 //! exit 1; it is never an `Error`, which is reserved for labrun being unable to do its job.
 
+pub mod chat;
 pub mod concurrency;
 pub mod stream;
 
 use serde::Serialize;
 
 use crate::metrics::GroupFigures;
-use crate::scenario::{EchoExpectation, ExitPolicy, Plan};
+use crate::scenario::{EchoExpectation, ExitPolicy, Plan, WorkloadKind};
 use crate::supervise::ServerEnd;
 use crate::units;
 use crate::workload::probe::ProbeOutcome;
@@ -96,8 +97,12 @@ pub struct Survival {
 /// Evaluates every expectation of the plan.
 pub fn evaluate(evidence: &Evidence) -> Verdict {
     let mut verdict = Verdict::default();
-    if evidence.plan.expect.echo == EchoExpectation::Exact {
+    let runs = |kind| evidence.plan.groups.iter().any(|g| g.workload == kind);
+    if evidence.plan.expect.echo == EchoExpectation::Exact && runs(WorkloadKind::Echo) {
         check_echo(evidence, &mut verdict);
+    }
+    if runs(WorkloadKind::Chat) {
+        chat::check(evidence, &mut verdict);
     }
     check_errors(evidence, &mut verdict);
     check_latency(evidence, &mut verdict);
@@ -201,11 +206,13 @@ fn check_survival(evidence: &Evidence, verdict: &mut Verdict) {
     }
 }
 
-fn client_name(plan: &Plan, record: &ClientRecord) -> String {
+/// `group#n`, 1-based, as clients are named everywhere.
+pub fn client_name(plan: &Plan, record: &ClientRecord) -> String {
     format!("{}#{}", plan.groups[record.group].name, record.index + 1)
 }
 
-fn at_ms(record: &ClientRecord) -> Option<f64> {
+/// When the client left, in milliseconds since the start of the run.
+pub fn at_ms(record: &ClientRecord) -> Option<f64> {
     record.timeline.closed.map(|t| t.as_secs_f64() * 1000.0)
 }
 

@@ -11,19 +11,17 @@
 //! half-close, send bytes that are not text, or go silent while holding the connection.
 
 use std::io;
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
+use super::client::{ClientContext, Interruption, interrupted_end, is_reset, socket_failure};
 use super::payload::PayloadGenerator;
-use super::record::{ClientEnd, ClientError, ClientErrorKind, ClientRecord, Timeline};
-use crate::scenario::{FaultKind, GroupPlan};
+use super::record::{ClientEnd, ClientRecord, Timeline};
+use crate::scenario::FaultKind;
 use crate::verify::stream::{StreamEnd, StreamMatcher};
 
 /// Receive buffer per client: large enough that big echoes arrive in few reads.
@@ -35,69 +33,12 @@ const GARBAGE: &[u8] = b"\xff\xfe\x00\x1b[2J\xc3\x28\r\n\xa0\xa1\x00\xe2\x28\xa1
 /// How many times [`GARBAGE`] is repeated: about a kilobyte, one lab `recv(1024)`.
 const GARBAGE_REPEATS: usize = 48;
 
-/// What one client needs to know, shared by reference across the group.
-pub struct ClientContext {
-    /// The group's plan.
-    pub group: Arc<GroupPlan>,
-    /// Index of the group in the plan.
-    pub group_index: usize,
-    /// The client's number in its group.
-    pub index: u32,
-    /// Where its server listens.
-    pub address: SocketAddr,
-    /// Scenario seed for payloads.
-    pub seed: u64,
-    /// Time zero of the run.
-    pub run_start: Instant,
-    /// When this client begins.
-    pub start_at: Instant,
-    /// The run's global deadline.
-    pub run_deadline: Instant,
-    /// Fires on Ctrl-C.
-    pub cancel: CancellationToken,
-    /// Messages completed by all clients, for the progress bar.
-    pub progress: Arc<AtomicU64>,
-    /// Fires once every well-behaved client has finished; stalled clients hold on until then.
-    pub well_behaved_done: CancellationToken,
-}
-
-/// Why a bounded wait ended early.
-enum Interruption {
-    ReplyTimeout,
-    RunDeadline,
-    Cancelled,
-}
-
 /// How one message exchange went wrong.
 enum ExchangeError {
     Interrupted(Interruption),
     Closed,
     Fault(crate::verify::stream::EchoFault),
     Socket(io::Error),
-}
-
-impl ClientContext {
-    /// Waits for `work` unless the reply timeout (if given), the run deadline or Ctrl-C
-    /// comes first.
-    async fn bounded<T>(
-        &self,
-        reply_deadline: Option<Instant>,
-        work: impl Future<Output = T>,
-    ) -> Result<T, Interruption> {
-        let (deadline, reason) = match reply_deadline {
-            Some(reply) if reply < self.run_deadline => (reply, Interruption::ReplyTimeout),
-            _ => (self.run_deadline, Interruption::RunDeadline),
-        };
-        tokio::select! {
-            biased;
-            () = self.cancel.cancelled() => Err(Interruption::Cancelled),
-            outcome = tokio::time::timeout_at(deadline, work) => outcome.map_err(|_| reason),
-        }
-    }
-
-    fn since_start(&self) -> Duration {
-        self.run_start.elapsed()
-    }
 }
 
 /// Runs one echo client to completion and returns what it did.
@@ -143,40 +84,10 @@ impl Session {
     }
 
     async fn run(&mut self, ctx: &ClientContext) -> ClientEnd {
-        if let Err(interruption) = ctx.bounded(None, tokio::time::sleep_until(ctx.start_at)).await {
-            // A start scheduled past the run's deadline is a deadline failure, not silence.
-            return interrupted_end(interruption, None, &ctx.group);
-        }
-        let timeout = ctx.group.reply_timeout;
-        self.timeline.connect_start = Some(ctx.since_start());
-        let connect = ctx
-            .bounded(Some(Instant::now() + timeout), TcpStream::connect(ctx.address))
-            .await;
-        let mut stream = match connect {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(err)) => {
-                return failed(
-                    ClientErrorKind::Connect,
-                    None,
-                    format!("cannot connect to {}: {err}", ctx.address),
-                );
-            }
-            Err(Interruption::ReplyTimeout) => {
-                return failed(
-                    ClientErrorKind::Connect,
-                    None,
-                    format!(
-                        "connecting to {} took longer than {}",
-                        ctx.address,
-                        humantime::format_duration(timeout)
-                    ),
-                );
-            }
-            Err(other) => return interrupted_end(other, None, &ctx.group),
+        let mut stream = match ctx.connect(&mut self.timeline).await {
+            Ok(stream) => stream,
+            Err(end) => return end,
         };
-        self.timeline.connected = Some(ctx.since_start());
-        // Small messages must leave at once; Nagle would add delayed-ACK stalls to RTT.
-        let _ = stream.set_nodelay(true);
 
         let mut body = Vec::new();
         let mut receive_buffer = vec![0u8; RECEIVE_BUFFER_BYTES];
@@ -366,38 +277,5 @@ impl Session {
                 Err(other) => return interrupted_end(other, None, &ctx.group),
             }
         }
-    }
-}
-
-fn failed(kind: ClientErrorKind, message: Option<u32>, detail: String) -> ClientEnd {
-    ClientEnd::Failed(ClientError {
-        kind,
-        message,
-        detail,
-    })
-}
-
-fn is_reset(err: &io::Error) -> bool {
-    matches!(
-        err.kind(),
-        io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionAborted
-    )
-}
-
-fn socket_failure(err: &io::Error, message: Option<u32>) -> ClientEnd {
-    failed(ClientErrorKind::Io, message, format!("socket error: {err}"))
-}
-
-fn interrupted_end(interruption: Interruption, message: Option<u32>, group: &GroupPlan) -> ClientEnd {
-    match interruption {
-        Interruption::Cancelled => ClientEnd::Interrupted,
-        Interruption::RunDeadline | Interruption::ReplyTimeout => failed(
-            ClientErrorKind::Deadline,
-            message,
-            format!(
-                "the run's deadline passed before client group `{}` finished",
-                group.name
-            ),
-        ),
     }
 }

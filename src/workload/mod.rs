@@ -5,6 +5,8 @@
 //! progress counter; their samples come back in their records and are folded into
 //! histograms afterwards, so no lock sits on the per-message path.
 
+mod chat;
+mod client;
 mod echo;
 mod payload;
 pub mod probe;
@@ -53,6 +55,12 @@ pub async fn drive(setup: DriveSetup<'_>) -> Drive {
     let started = Instant::now();
     let mut tasks = JoinSet::new();
     let well_behaved_done = CancellationToken::new();
+    let operators: Vec<Arc<Vec<String>>> = setup
+        .plan
+        .servers
+        .iter()
+        .map(|server| Arc::new(server.operator_lines()))
+        .collect();
     let mut well_behaved_left: u64 = setup
         .plan
         .groups
@@ -62,7 +70,7 @@ pub async fn drive(setup: DriveSetup<'_>) -> Drive {
     for (group_index, group) in setup.plan.groups.iter().enumerate() {
         let shared = Arc::new(group.clone());
         for index in 0..group.count {
-            let ctx = echo::ClientContext {
+            let ctx = client::ClientContext {
                 group: Arc::clone(&shared),
                 group_index,
                 index,
@@ -77,6 +85,7 @@ pub async fn drive(setup: DriveSetup<'_>) -> Drive {
             };
             match group.workload {
                 WorkloadKind::Echo => tasks.spawn(echo::run(ctx)),
+                WorkloadKind::Chat => tasks.spawn(chat::run(ctx, Arc::clone(&operators[group.server]))),
             };
         }
     }

@@ -8,6 +8,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::scenario::FaultKind;
+use crate::verify::chat::ChatIssue;
 use crate::verify::stream::EchoFault;
 
 /// Milestones of one client's connection, as offsets from the start of the run.
@@ -34,6 +35,8 @@ pub enum ClientEnd {
     Completed,
     /// The echoed bytes were wrong; the session stopped there.
     EchoFault(EchoFault),
+    /// The chat went wrong in these ways (the session went on where it could).
+    ChatFault(Vec<ChatIssue>),
     /// The session could not go on for a reason other than the echoed bytes.
     Failed(ClientError),
     /// The run was interrupted (Ctrl-C) before the session finished.

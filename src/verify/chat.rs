@@ -1,0 +1,287 @@
+//! The chat turn checker: what can go wrong in a turn-by-turn conversation with a server
+//! whose operator answers each message (lab 2), and how to say it.
+//!
+//! labrun types the operator's lines at the server's standard input, so it knows the reply
+//! each turn must bring: turn *k* is answered with the operator's line *k*. A reply that is
+//! an earlier line is *lagging* (the server is turns behind), a later line is *out of turn*,
+//! bytes nobody asked for are *unsolicited*, and `exit` must close the session without a
+//! reply.
+
+use std::fmt;
+use std::time::Duration;
+
+use super::{Check, Evidence, Finding, Verdict, at_ms, client_name};
+use crate::escape::escape_bytes;
+use crate::workload::ClientEnd;
+
+/// Longest excerpt of a reply shown in a finding.
+const EXCERPT_BYTES: usize = 80;
+
+/// One thing that went wrong in a chat session. Turns and lines are 1-based.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChatIssue {
+    /// Nothing came back within the reply timeout.
+    NoReply {
+        /// The turn.
+        turn: u32,
+        /// How long labrun waited.
+        waited: Duration,
+    },
+    /// The reply was the operator's line for an earlier turn.
+    Lagging {
+        /// The turn.
+        turn: u32,
+        /// The line it was.
+        line: u32,
+    },
+    /// The reply was the operator's line for a later turn.
+    OutOfTurn {
+        /// The turn.
+        turn: u32,
+        /// The line it was.
+        line: u32,
+    },
+    /// The reply was none of the operator's lines.
+    Wrong {
+        /// The turn.
+        turn: u32,
+        /// The operator's line for the turn.
+        expected: Vec<u8>,
+        /// What came back.
+        received: Vec<u8>,
+    },
+    /// Bytes arrived when no reply was due.
+    Unsolicited {
+        /// The last turn answered before them (0: before the first message).
+        after_turn: u32,
+        /// The bytes.
+        bytes: Vec<u8>,
+    },
+    /// The server answered `exit`.
+    RepliedToExit {
+        /// The answer.
+        bytes: Vec<u8>,
+    },
+    /// The server kept the connection open after `exit`.
+    KeptOpenAfterExit {
+        /// How long labrun waited for it to close.
+        waited: Duration,
+    },
+    /// The server closed the connection before the conversation was over.
+    ClosedEarly {
+        /// The turn whose reply was due.
+        turn: u32,
+    },
+}
+
+impl ChatIssue {
+    /// Stable fault class for reports.
+    pub fn class(&self) -> &'static str {
+        match self {
+            ChatIssue::NoReply { .. } => "no-reply",
+            ChatIssue::Lagging { .. } => "lagging",
+            ChatIssue::OutOfTurn { .. } => "out-of-turn",
+            ChatIssue::Wrong { .. } => "wrong-reply",
+            ChatIssue::Unsolicited { .. } => "unsolicited",
+            ChatIssue::RepliedToExit { .. } => "replied-to-exit",
+            ChatIssue::KeptOpenAfterExit { .. } => "kept-open",
+            ChatIssue::ClosedEarly { .. } => "closed-early",
+        }
+    }
+
+    /// The turn it concerns, if one.
+    pub fn turn(&self) -> Option<u32> {
+        match self {
+            ChatIssue::NoReply { turn, .. }
+            | ChatIssue::Lagging { turn, .. }
+            | ChatIssue::OutOfTurn { turn, .. }
+            | ChatIssue::Wrong { turn, .. }
+            | ChatIssue::ClosedEarly { turn } => Some(*turn),
+            ChatIssue::Unsolicited { .. }
+            | ChatIssue::RepliedToExit { .. }
+            | ChatIssue::KeptOpenAfterExit { .. } => None,
+        }
+    }
+
+    /// What usually causes it, in the lab's terms.
+    pub fn hint(&self) -> &'static str {
+        match self {
+            ChatIssue::NoReply { .. } => {
+                "no reply: the server must answer every message with the operator's next line; is it \
+                 waiting for more input, or did it read the operator's line too early or too late?"
+            }
+            ChatIssue::Lagging { .. } => {
+                "the reply belongs to an earlier turn: the server answers one message late (it sends the \
+                 line typed for the previous message), so every reply lags behind"
+            }
+            ChatIssue::OutOfTurn { .. } => {
+                "the reply belongs to a later turn: the server read more than one operator line for \
+                 one message (a message split over two recv() calls counts as two turns)"
+            }
+            ChatIssue::Wrong { .. } => {
+                "the reply is not what the operator typed: send exactly the line input() returned, \
+                 encoded, without adding text"
+            }
+            ChatIssue::Unsolicited { .. } => {
+                "the server sent something nobody asked for: a reply sent twice, or a message longer \
+                 than one recv(1024) answered once per piece"
+            }
+            ChatIssue::RepliedToExit { .. } => "`exit` ends the chat: the server should close, not answer it",
+            ChatIssue::KeptOpenAfterExit { .. } => {
+                "after `exit` the server must close the connection (and end); it kept it open"
+            }
+            ChatIssue::ClosedEarly { .. } => {
+                "the server closed the connection while the conversation was still going: did it treat \
+                 an ordinary message as `exit`, or crash? (see its output)"
+            }
+        }
+    }
+}
+
+impl fmt::Display for ChatIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ChatIssue::NoReply { turn, waited } => write!(
+                f,
+                "no reply to message {turn} within {}",
+                humantime::format_duration(*waited)
+            ),
+            ChatIssue::Lagging { turn, line } => write!(
+                f,
+                "lagging: the reply to message {turn} is the operator's line {line}, meant for message {line}"
+            ),
+            ChatIssue::OutOfTurn { turn, line } => write!(
+                f,
+                "out of turn: the reply to message {turn} is the operator's line {line}, meant for message {line}"
+            ),
+            ChatIssue::Wrong {
+                turn,
+                expected,
+                received,
+            } => write!(
+                f,
+                "the reply to message {turn} should be \"{}\" but was \"{}\"",
+                excerpt(expected),
+                excerpt(received)
+            ),
+            ChatIssue::Unsolicited { after_turn, bytes } => write!(
+                f,
+                "{} unsolicited byte(s) after the reply to message {after_turn}: \"{}\"",
+                bytes.len(),
+                excerpt(bytes)
+            ),
+            ChatIssue::RepliedToExit { bytes } => {
+                write!(f, "the server answered `exit` with \"{}\"", excerpt(bytes))
+            }
+            ChatIssue::KeptOpenAfterExit { waited } => write!(
+                f,
+                "the server kept the connection open for {} after `exit`",
+                humantime::format_duration(*waited)
+            ),
+            ChatIssue::ClosedEarly { turn } => {
+                write!(
+                    f,
+                    "the server closed the connection instead of answering message {turn}"
+                )
+            }
+        }
+    }
+}
+
+/// The `chat` check: every turn of every chat client answered with the operator's line.
+pub fn check(evidence: &Evidence, verdict: &mut Verdict) {
+    let mut sessions = 0usize;
+    let mut faulty = 0usize;
+    let mut turns = 0u64;
+    for record in evidence.records {
+        let group = &evidence.plan.groups[record.group];
+        if group.workload != crate::scenario::WorkloadKind::Chat {
+            continue;
+        }
+        sessions += 1;
+        turns += u64::from(record.messages_completed);
+        if let ClientEnd::ChatFault(issues) = &record.end {
+            faulty += 1;
+            for issue in issues {
+                verdict.findings.push(Finding {
+                    check: "chat".into(),
+                    class: issue.class().into(),
+                    client: Some(client_name(evidence.plan, record)),
+                    message: issue.turn(),
+                    at_ms: at_ms(record),
+                    text: issue.to_string(),
+                    hint: issue.hint(),
+                });
+            }
+        }
+    }
+    let summary = if faulty == 0 {
+        format!("{turns} turn(s) in {sessions} chat(s) answered with the operator's lines, in order")
+    } else {
+        let first = verdict
+            .findings
+            .iter()
+            .find(|f| f.check == "chat")
+            .map_or_else(String::new, |f| format!("; first: {}", f.text));
+        format!("{faulty} of {sessions} chat(s) went wrong{first}")
+    };
+    verdict.checks.push(Check {
+        name: "chat".into(),
+        passed: faulty == 0,
+        summary,
+    });
+}
+
+fn excerpt(bytes: &[u8]) -> String {
+    let shown = escape_bytes(&bytes[..bytes.len().min(EXCERPT_BYTES)]);
+    if bytes.len() > EXCERPT_BYTES {
+        format!("{shown}…")
+    } else {
+        shown
+    }
+}
+
+/// Names a reply that is not the expected line: one of the operator's other lines (lagging
+/// or out of turn), or simply wrong. `lines` are the operator's lines, `turn` is 1-based.
+pub fn classify(turn: u32, expected: &[u8], received: &[u8], lines: &[String]) -> ChatIssue {
+    let other = lines
+        .iter()
+        .enumerate()
+        .find(|(index, line)| *index + 1 != turn as usize && line.as_bytes() == received);
+    match other {
+        Some((index, _)) if (index as u32) < turn => ChatIssue::Lagging {
+            turn,
+            line: index as u32 + 1,
+        },
+        Some((index, _)) => ChatIssue::OutOfTurn {
+            turn,
+            line: index as u32 + 1,
+        },
+        None => ChatIssue::Wrong {
+            turn,
+            expected: expected.to_vec(),
+            received: received.to_vec(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_are_named_by_whose_turn_they_belong_to() {
+        let lines: Vec<String> = ["one", "two", "three"].map(String::from).to_vec();
+        assert_eq!(
+            classify(2, b"two", b"one", &lines),
+            ChatIssue::Lagging { turn: 2, line: 1 }
+        );
+        assert_eq!(
+            classify(1, b"one", b"three", &lines),
+            ChatIssue::OutOfTurn { turn: 1, line: 3 }
+        );
+        let wrong = classify(3, b"three", b"THREE\x1b", &lines);
+        assert_eq!(wrong.class(), "wrong-reply");
+        assert!(wrong.to_string().ends_with("but was \"THREE\\x1b\""), "{wrong}");
+    }
+}

@@ -1,0 +1,157 @@
+//! What every simulated client shares, whatever its workload: its context, bounded waits,
+//! connecting, and the ways a session ends early.
+//!
+//! Every wait a client makes goes through [`ClientContext::bounded`], bounded by the reply
+//! timeout, the run deadline and Ctrl-C, whichever comes first, so a server that hangs can
+//! never hang labrun.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::record::{ClientEnd, ClientError, ClientErrorKind, Timeline};
+use crate::scenario::GroupPlan;
+
+/// What one client needs to know, shared by reference across the group.
+pub struct ClientContext {
+    /// The group's plan.
+    pub group: Arc<GroupPlan>,
+    /// Index of the group in the plan.
+    pub group_index: usize,
+    /// The client's number in its group.
+    pub index: u32,
+    /// Where its server listens.
+    pub address: SocketAddr,
+    /// Scenario seed for payloads.
+    pub seed: u64,
+    /// Time zero of the run.
+    pub run_start: Instant,
+    /// When this client begins.
+    pub start_at: Instant,
+    /// The run's global deadline.
+    pub run_deadline: Instant,
+    /// Fires on Ctrl-C.
+    pub cancel: CancellationToken,
+    /// Messages completed by all clients, for the progress bar.
+    pub progress: Arc<AtomicU64>,
+    /// Fires once every well-behaved client has finished; stalled clients hold on until then.
+    pub well_behaved_done: CancellationToken,
+}
+
+/// Why a bounded wait ended early.
+pub enum Interruption {
+    /// The reply timeout passed.
+    ReplyTimeout,
+    /// The run's deadline passed.
+    RunDeadline,
+    /// Ctrl-C.
+    Cancelled,
+}
+
+impl ClientContext {
+    /// Waits for `work` unless the reply timeout (if given), the run deadline or Ctrl-C
+    /// comes first.
+    pub async fn bounded<T>(
+        &self,
+        reply_deadline: Option<Instant>,
+        work: impl Future<Output = T>,
+    ) -> Result<T, Interruption> {
+        let (deadline, reason) = match reply_deadline {
+            Some(reply) if reply < self.run_deadline => (reply, Interruption::ReplyTimeout),
+            _ => (self.run_deadline, Interruption::RunDeadline),
+        };
+        tokio::select! {
+            biased;
+            () = self.cancel.cancelled() => Err(Interruption::Cancelled),
+            outcome = tokio::time::timeout_at(deadline, work) => outcome.map_err(|_| reason),
+        }
+    }
+
+    /// Time since the start of the run.
+    pub fn since_start(&self) -> Duration {
+        self.run_start.elapsed()
+    }
+
+    /// Waits for the client's start time, then connects within the reply timeout, noting
+    /// both milestones. `Err` is how the session ended instead.
+    pub async fn connect(&self, timeline: &mut Timeline) -> Result<TcpStream, ClientEnd> {
+        if let Err(interruption) = self.bounded(None, tokio::time::sleep_until(self.start_at)).await {
+            // A start scheduled past the run's deadline is a deadline failure, not silence.
+            return Err(interrupted_end(interruption, None, &self.group));
+        }
+        let timeout = self.group.reply_timeout;
+        timeline.connect_start = Some(self.since_start());
+        let connect = self
+            .bounded(Some(Instant::now() + timeout), TcpStream::connect(self.address))
+            .await;
+        let stream = match connect {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(err)) => {
+                return Err(failed(
+                    ClientErrorKind::Connect,
+                    None,
+                    format!("cannot connect to {}: {err}", self.address),
+                ));
+            }
+            Err(Interruption::ReplyTimeout) => {
+                return Err(failed(
+                    ClientErrorKind::Connect,
+                    None,
+                    format!(
+                        "connecting to {} took longer than {}",
+                        self.address,
+                        humantime::format_duration(timeout)
+                    ),
+                ));
+            }
+            Err(other) => return Err(interrupted_end(other, None, &self.group)),
+        };
+        timeline.connected = Some(self.since_start());
+        // Small messages must leave at once; Nagle would add delayed-ACK stalls to RTT.
+        let _ = stream.set_nodelay(true);
+        Ok(stream)
+    }
+}
+
+/// A session that failed for a reason other than what the server sent.
+pub fn failed(kind: ClientErrorKind, message: Option<u32>, detail: String) -> ClientEnd {
+    ClientEnd::Failed(ClientError {
+        kind,
+        message,
+        detail,
+    })
+}
+
+/// Whether a socket error means the peer reset or abandoned the connection.
+pub fn is_reset(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionAborted
+    )
+}
+
+/// Any other socket error.
+pub fn socket_failure(err: &io::Error, message: Option<u32>) -> ClientEnd {
+    failed(ClientErrorKind::Io, message, format!("socket error: {err}"))
+}
+
+/// How a session ends when a bounded wait was cut short by the run's deadline or Ctrl-C.
+pub fn interrupted_end(interruption: Interruption, message: Option<u32>, group: &GroupPlan) -> ClientEnd {
+    match interruption {
+        Interruption::Cancelled => ClientEnd::Interrupted,
+        Interruption::RunDeadline | Interruption::ReplyTimeout => failed(
+            ClientErrorKind::Deadline,
+            message,
+            format!(
+                "the run's deadline passed before client group `{}` finished",
+                group.name
+            ),
+        ),
+    }
+}
