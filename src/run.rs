@@ -83,10 +83,17 @@ pub async fn run_scenario(
     let probes = run_probes(plan, &addresses, cancel).await;
     let server_ends = servers.stop().await;
 
-    let groups: Vec<GroupFigures> = (0..plan.groups.len())
+    let mut groups: Vec<GroupFigures> = (0..plan.groups.len())
         .map(|g| GroupFigures::from_records(drive.records.iter().filter(|r| r.group == g)))
         .collect();
-    let total = GroupFigures::from_records(&drive.records);
+    let mut total = GroupFigures::from_records(&drive.records);
+    // Fan-out is measured per delivery by the rooms, not per client record.
+    for room in &drive.rooms {
+        for (figures, fanout) in groups.iter_mut().zip(&room.fanout) {
+            figures.latency.fanout.merge(fanout);
+            total.latency.fanout.merge(fanout);
+        }
+    }
     let concurrency = measure_concurrency(plan, &drive.records, probes.concurrency, &server_ends);
     let verdict = verify::evaluate(&Evidence {
         plan,
@@ -96,6 +103,7 @@ pub async fn run_scenario(
         servers: &server_ends,
         concurrency: &concurrency,
         survival: &probes.survival,
+        rooms: &drive.rooms,
     });
     let report = Report::assemble(RunResult {
         plan,
@@ -105,6 +113,7 @@ pub async fn run_scenario(
         records: &drive.records,
         concurrency,
         survival: probes.survival,
+        rooms: drive.rooms,
         verdict,
         started_at,
         duration: run_start.elapsed(),

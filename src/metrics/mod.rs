@@ -141,6 +141,8 @@ pub struct LatencySet {
     pub wait: Latency,
     /// Per-message round trip, messages after each connection's first.
     pub rtt: Latency,
+    /// Broadcast: from a message's send to its arrival at each receiver.
+    pub fanout: Latency,
 }
 
 impl LatencySet {
@@ -149,14 +151,16 @@ impl LatencySet {
         self.connect.merge(&other.connect);
         self.wait.merge(&other.wait);
         self.rtt.merge(&other.rtt);
+        self.fanout.merge(&other.fanout);
     }
 
     /// The views with their names, in display order.
-    pub fn named(&self) -> [(&'static str, &Latency); 3] {
+    pub fn named(&self) -> [(&'static str, &Latency); 4] {
         [
             ("connect", &self.connect),
             ("wait", &self.wait),
             ("rtt", &self.rtt),
+            ("fanout", &self.fanout),
         ]
     }
 }

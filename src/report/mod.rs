@@ -22,6 +22,7 @@ use crate::metrics::{GroupFigures, LatencySet};
 use crate::scenario::Plan;
 use crate::supervise::ServerEnd;
 use crate::verify::concurrency::ServerConcurrency;
+use crate::verify::ledger::RoomOutcome;
 use crate::verify::{Check, Finding, Survival, Verdict};
 use crate::workload::{ClientEnd, ClientRecord};
 
@@ -70,6 +71,8 @@ pub struct Report {
     pub concurrency: Vec<ServerConcurrency>,
     /// The survival probes, when the scenario asked for them.
     pub survival: Vec<Survival>,
+    /// Each broadcast room's ledger: deliveries owed and made, and every fault counted.
+    pub rooms: Vec<RoomOutcome>,
     /// Client timelines, for the timeline chart.
     pub timeline: TimelineReport,
     /// One verdict line per check.
@@ -219,6 +222,8 @@ pub struct RunResult<'a> {
     pub concurrency: Vec<ServerConcurrency>,
     /// Survival probes.
     pub survival: Vec<Survival>,
+    /// Broadcast rooms.
+    pub rooms: Vec<RoomOutcome>,
     /// The judgement.
     pub verdict: Verdict,
     /// When the run started.
@@ -269,6 +274,7 @@ impl Report {
             total: GroupReport::new("all".into(), total_server, run.total),
             concurrency: run.concurrency,
             survival: run.survival,
+            rooms: run.rooms,
             timeline: TimelineReport::from_records(plan, run.records),
             checks: run.verdict.checks,
             findings: run.verdict.findings,

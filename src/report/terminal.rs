@@ -196,7 +196,13 @@ fn write_summary(report: &Report, out: &mut impl Write) -> io::Result<()> {
 fn write_percentiles(total: &GroupReport, out: &mut impl Write) -> io::Result<()> {
     let mut table = Builder::default();
     table.push_record(["latency", "count", "min", "p50", "p90", "p99", "p99.9", "max"]);
-    for (name, latency) in total.latency.named() {
+    // Fan-out exists only in broadcast runs; the other rows always show, empty or not.
+    for (name, latency) in total
+        .latency
+        .named()
+        .into_iter()
+        .filter(|(name, l)| *name != "fanout" || l.count() > 0)
+    {
         let s = latency.summary();
         let cell = |us| {
             if s.count == 0 {
@@ -398,6 +404,7 @@ concurrency = "concurrent"
             servers: &servers,
             concurrency: &concurrency,
             survival: &[],
+            rooms: &[],
         });
         Report::assemble(RunResult {
             plan: &plan,
@@ -407,6 +414,7 @@ concurrency = "concurrent"
             records: &records,
             concurrency,
             survival: Vec::new(),
+            rooms: Vec::new(),
             verdict,
             started_at: SystemTime::UNIX_EPOCH,
             duration: Duration::from_millis(42),

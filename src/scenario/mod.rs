@@ -16,7 +16,7 @@ pub use plan::{
     DEFAULT_REPLY_TIMEOUT, Expectations, FaultPlan, GroupPlan, LatencyBound, Launch, MAX_CLIENTS, Percentile,
     Plan, ReadySignal, ServerPlan, StartSchedule, StdinScript,
 };
-pub use raw::{EchoExpectation, ExitPolicy, FaultKind, PayloadKind, WorkloadKind};
+pub use raw::{EchoExpectation, ExitPolicy, FanoutExpectation, FaultKind, PayloadKind, WorkloadKind};
 pub use values::{ConcurrencyExpectation, PortChoice, SizeRange};
 
 /// Why a scenario could not be turned into a plan.

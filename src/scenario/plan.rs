@@ -13,8 +13,8 @@ use serde::Serialize;
 
 use super::diagnostic::Diagnostic;
 use super::raw::{
-    EchoExpectation, ExitPolicy, FaultKind, PayloadKind, RawClients, RawExpect, RawFault, RawReady,
-    RawScenario, RawServer, RawStdin, StartKind, WorkloadKind,
+    EchoExpectation, ExitPolicy, FanoutExpectation, FaultKind, PayloadKind, RawClients, RawExpect, RawFault,
+    RawReady, RawScenario, RawServer, RawStdin, StartKind, WorkloadKind,
 };
 use super::values::{ConcurrencyExpectation, MessagesValue, PortChoice, SizeRange};
 use crate::servers::Builtin;
@@ -189,6 +189,13 @@ pub struct GroupPlan {
     pub reply_timeout: Duration,
     /// Clients of the group that misbehave on purpose, if any.
     pub fault: Option<FaultPlan>,
+    /// Delay before the group's first client starts (late joiners).
+    #[serde(serialize_with = "as_human")]
+    pub start_after: Duration,
+    /// Broadcast: each client leaves the room after sending this many messages.
+    pub leave_after: Option<u32>,
+    /// Broadcast: messages are meant to reach their sender too.
+    pub include_sender: bool,
 }
 
 impl GroupPlan {
@@ -254,6 +261,8 @@ pub struct Expectations {
     pub concurrency: Option<ConcurrencyExpectation>,
     /// Whether every server must still serve a fresh client after the run.
     pub survives: bool,
+    /// How broadcast deliveries are judged.
+    pub fanout: FanoutExpectation,
 }
 
 /// `latency.p99 = "50ms"` and friends.
@@ -393,6 +402,8 @@ pub fn resolve(raw: RawScenario, path: &Path, source: &str) -> Result<Plan, Diag
         }
         groups.push(group);
     }
+
+    check_rooms(&servers, &groups, name_span.clone(), &at)?;
 
     for (index, server) in servers.iter_mut().enumerate() {
         if let Some(StdinScript::Reply { lines, .. }) = &mut server.stdin {
@@ -631,6 +642,48 @@ fn resolve_group(raw: RawClients, servers: &[ServerPlan], at: &Locator) -> Resul
         }
     };
     let fault = resolve_fault(raw.faulty, raw.fault, count, messages, &name, at)?;
+    let broadcast_only = [
+        ("leave_after", raw.leave_after.as_ref().map(toml::Spanned::span)),
+        (
+            "include_sender",
+            raw.include_sender.as_ref().map(toml::Spanned::span),
+        ),
+    ];
+    if workload != WorkloadKind::Broadcast
+        && let Some((key, span)) = broadcast_only.into_iter().find_map(|(k, s)| s.map(|s| (k, s)))
+    {
+        return Err(at.error(span, format!("`{key}` is for `workload = \"broadcast\"`")));
+    }
+    if workload == WorkloadKind::Broadcast {
+        if size.max > crate::verify::frame::MAX_BODY_BYTES {
+            return Err(at.error(
+                name_span,
+                format!(
+                    "broadcast messages are at most {} bytes, so that one always fits a lab recv(1024) \
+                     with its tag; lower `size`",
+                    crate::verify::frame::MAX_BODY_BYTES
+                ),
+            ));
+        }
+        if raw.payload.is_some_and(|p| p != PayloadKind::Ascii) {
+            return Err(at.error(
+                name_span,
+                "broadcast messages are tagged ASCII text; remove `payload`",
+            ));
+        }
+        if fault.is_some() {
+            return Err(at.error(name_span, "`faulty` clients are for the echo workload"));
+        }
+    }
+    let leave_after = match raw.leave_after {
+        Some(n) if *n.get_ref() == 0 || *n.get_ref() > messages => {
+            return Err(at.error(
+                n.span(),
+                format!("`leave_after` must be from 1 to the group's {messages} message(s)"),
+            ));
+        }
+        other => other.map(toml::Spanned::into_inner),
+    };
     let reply_timeout = raw.timeout.map_or(DEFAULT_REPLY_TIMEOUT, |t| t.0);
     if reply_timeout.is_zero() {
         return Err(at.error(
@@ -651,7 +704,51 @@ fn resolve_group(raw: RawClients, servers: &[ServerPlan], at: &Locator) -> Resul
         start,
         reply_timeout,
         fault,
+        start_after: raw.start_after.map_or(Duration::ZERO, |d| d.0),
+        leave_after,
+        include_sender: raw.include_sender.is_some_and(toml::Spanned::into_inner),
     })
+}
+
+/// A broadcast room needs at least two members, one opinion on `include_sender`, and no
+/// clients of other workloads mixed in (their bytes would be relayed into the room).
+fn check_rooms(
+    servers: &[ServerPlan],
+    groups: &[GroupPlan],
+    span: Range<usize>,
+    at: &Locator,
+) -> Result<(), Diagnostic> {
+    for (index, server) in servers.iter().enumerate() {
+        let room: Vec<&GroupPlan> = groups
+            .iter()
+            .filter(|g| g.server == index && g.workload == WorkloadKind::Broadcast)
+            .collect();
+        let Some(first) = room.first() else { continue };
+        let fail = |message: String| Err(at.error(span.clone(), message));
+        if room.iter().map(|g| u64::from(g.count)).sum::<u64>() < 2 {
+            return fail(format!(
+                "the broadcast room on server `{}` has only 1 client; a broadcast needs at least 2",
+                server.name
+            ));
+        }
+        if let Some(other) = room.iter().find(|g| g.include_sender != first.include_sender) {
+            return fail(format!(
+                "client groups `{}` and `{}` share server `{}` but disagree on `include_sender`",
+                first.name, other.name, server.name
+            ));
+        }
+        if groups
+            .iter()
+            .any(|g| g.server == index && g.workload != WorkloadKind::Broadcast)
+        {
+            return fail(format!(
+                "server `{}` is a broadcast room; every client group aimed at it must use \
+                 workload = \"broadcast\"",
+                server.name
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A lab chat server talks to one client and answers from its operator's lines, so a chat
@@ -829,6 +926,7 @@ fn resolve_expect(raw: Option<RawExpect>) -> Expectations {
             latency: Vec::new(),
             concurrency: None,
             survives: false,
+            fanout: FanoutExpectation::ExactlyOnce,
         };
     };
     let latency = raw
@@ -858,6 +956,7 @@ fn resolve_expect(raw: Option<RawExpect>) -> Expectations {
         latency,
         concurrency: raw.concurrency.map(toml::Spanned::into_inner),
         survives: raw.survives.is_some_and(toml::Spanned::into_inner),
+        fanout: raw.fanout.unwrap_or_default(),
     }
 }
 

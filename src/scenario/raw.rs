@@ -87,6 +87,9 @@ pub struct RawClients {
     pub timeout: Option<DurationValue>,
     pub faulty: Option<Spanned<u32>>,
     pub fault: Option<Spanned<RawFault>>,
+    pub start_after: Option<DurationValue>,
+    pub leave_after: Option<Spanned<u32>>,
+    pub include_sender: Option<Spanned<bool>>,
 }
 
 /// `fault = { kind = "abort", after = 3 }`: how the group's faulty clients misbehave.
@@ -133,6 +136,18 @@ pub struct RawExpect {
     pub latency: Option<Spanned<RawLatency>>,
     pub concurrency: Option<Spanned<ConcurrencyExpectation>>,
     pub survives: Option<Spanned<bool>>,
+    pub fanout: Option<FanoutExpectation>,
+}
+
+/// `expect.fanout`: how strictly broadcast deliveries are judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FanoutExpectation {
+    /// Every message reaches every member it is owed to exactly once, in per-sender order.
+    #[default]
+    ExactlyOnce,
+    /// Measure fan-out only.
+    Ignore,
 }
 
 /// `latency = { p50 = "...", ... }`: upper bounds on per-message round-trip time.
@@ -156,11 +171,14 @@ pub enum WorkloadKind {
     /// Take turns with a server whose operator answers each message (lab 2): every reply
     /// must be the operator's next line, and `exit` ends the session.
     Chat,
+    /// Join a chat room (lab 5) and send tagged messages that every other member must
+    /// receive exactly once, in order.
+    Broadcast,
 }
 
 impl WorkloadKind {
     /// Every workload, for listings.
-    pub const ALL: [WorkloadKind; 2] = [WorkloadKind::Echo, WorkloadKind::Chat];
+    pub const ALL: [WorkloadKind; 3] = [WorkloadKind::Echo, WorkloadKind::Chat, WorkloadKind::Broadcast];
 
     /// One line on what it does, for `labrun list`.
     pub fn summary(self) -> &'static str {
@@ -168,6 +186,9 @@ impl WorkloadKind {
             WorkloadKind::Echo => "send messages, verify every byte comes back in order",
             WorkloadKind::Chat => {
                 "take turns with a server's operator (its stdin lines); `exit` ends the chat"
+            }
+            WorkloadKind::Broadcast => {
+                "join a room, send tagged messages; each must reach every other member once, in order"
             }
         }
     }
@@ -177,6 +198,7 @@ impl WorkloadKind {
         match self {
             WorkloadKind::Echo => "echo",
             WorkloadKind::Chat => "chat",
+            WorkloadKind::Broadcast => "broadcast",
         }
     }
 }

@@ -5,6 +5,7 @@
 //! measured the same way. The blocking ones mirror the lab's Python exactly (one
 //! `recv(1024)`, then send everything back); `echo-async` is the fast yardstick.
 
+mod broadcast;
 mod chat_stdin;
 mod echo_async;
 mod echo_blocking;
@@ -29,15 +30,18 @@ pub enum Builtin {
     EchoAsync,
     /// Lab program 2: one client, turn by turn, each reply the next line of its stdin.
     ChatStdin,
+    /// Lab program 5: a chat room relaying every chunk to every other client.
+    Broadcast,
 }
 
 impl Builtin {
     /// Every built-in, for listings.
-    pub const ALL: [Builtin; 4] = [
+    pub const ALL: [Builtin; 5] = [
         Builtin::EchoIterative,
         Builtin::EchoThreaded,
         Builtin::EchoAsync,
         Builtin::ChatStdin,
+        Builtin::Broadcast,
     ];
 
     /// The kebab-case name used in scenarios and on the command line.
@@ -47,6 +51,7 @@ impl Builtin {
             Builtin::EchoThreaded => "echo-threaded",
             Builtin::EchoAsync => "echo-async",
             Builtin::ChatStdin => "chat-stdin",
+            Builtin::Broadcast => "broadcast",
         }
     }
 
@@ -57,6 +62,7 @@ impl Builtin {
             Builtin::EchoThreaded => "lab 3: concurrent echo, one OS thread per client",
             Builtin::EchoAsync => "event-driven echo (tokio), the fast reference",
             Builtin::ChatStdin => "lab 2: one client, turn by turn; replies are the lines of its stdin",
+            Builtin::Broadcast => "lab 5: chat room, a thread per client, each chunk relayed to all others",
         }
     }
 }
@@ -71,6 +77,7 @@ pub fn serve(builtin: Builtin, port: u16) -> io::Result<()> {
         Builtin::EchoThreaded => echo_blocking::serve_threaded(listener),
         Builtin::EchoAsync => echo_async::serve(listener),
         Builtin::ChatStdin => chat_stdin::serve(listener),
+        Builtin::Broadcast => broadcast::serve(listener),
     }
 }
 

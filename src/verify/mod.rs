@@ -7,6 +7,9 @@
 
 pub mod chat;
 pub mod concurrency;
+pub mod fanout;
+pub mod frame;
+pub mod ledger;
 pub mod stream;
 
 use serde::Serialize;
@@ -82,6 +85,8 @@ pub struct Evidence<'a> {
     pub concurrency: &'a [ServerConcurrency],
     /// The survival probe of each server, when `expect.survives` asked for it.
     pub survival: &'a [Survival],
+    /// The ledger of each broadcast room.
+    pub rooms: &'a [ledger::RoomOutcome],
 }
 
 /// What the survival probe found for one server.
@@ -104,6 +109,7 @@ pub fn evaluate(evidence: &Evidence) -> Verdict {
     if runs(WorkloadKind::Chat) {
         chat::check(evidence, &mut verdict);
     }
+    fanout::check(evidence, &mut verdict);
     check_errors(evidence, &mut verdict);
     check_latency(evidence, &mut verdict);
     check_isolation(evidence, &mut verdict);
@@ -124,7 +130,7 @@ pub fn evaluate(evidence: &Evidence) -> Verdict {
 }
 
 /// `check` alone with one server, `check NAME` with several.
-fn per_server(check: &str, server: &str, plan: &Plan) -> String {
+pub fn per_server(check: &str, server: &str, plan: &Plan) -> String {
     if plan.servers.len() == 1 {
         check.to_owned()
     } else {
@@ -321,6 +327,10 @@ fn error_hint(kind: ClientErrorKind) -> &'static str {
              backlog large enough for clients arriving together?"
         }
         ClientErrorKind::Io => "the socket failed in an unusual way; see the error text",
+        ClientErrorKind::Join => {
+            "the client's join marker was not relayed to every other member (or theirs to it) \
+             in time: does the server relay each message to all other clients?"
+        }
         ClientErrorKind::Deadline => {
             "the run took longer than the scenario's `timeout`: the server is too slow, serves \
              clients one at a time, or stopped answering"

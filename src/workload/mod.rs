@@ -5,6 +5,7 @@
 //! progress counter; their samples come back in their records and are folded into
 //! histograms afterwards, so no lock sits on the per-message path.
 
+mod broadcast;
 mod chat;
 mod client;
 mod echo;
@@ -25,6 +26,7 @@ pub use payload::PayloadGenerator;
 pub use record::{ClientEnd, ClientError, ClientErrorKind, ClientRecord, Timeline};
 
 use crate::scenario::{Plan, WorkloadKind};
+use crate::verify::ledger::{MemberSpec, Room, RoomOutcome};
 
 /// The clients' side of a run.
 pub struct Drive {
@@ -32,6 +34,8 @@ pub struct Drive {
     pub records: Vec<ClientRecord>,
     /// From the first client's start to the last client's end.
     pub elapsed: Duration,
+    /// The ledger of each broadcast room.
+    pub rooms: Vec<RoomOutcome>,
 }
 
 /// Shared inputs of a drive.
@@ -61,6 +65,7 @@ pub async fn drive(setup: DriveSetup<'_>) -> Drive {
         .iter()
         .map(|server| Arc::new(server.operator_lines()))
         .collect();
+    let rooms = open_rooms(setup.plan);
     let mut well_behaved_left: u64 = setup
         .plan
         .groups
@@ -77,7 +82,7 @@ pub async fn drive(setup: DriveSetup<'_>) -> Drive {
                 address: setup.addresses[group.server],
                 seed: setup.plan.seed,
                 run_start: setup.run_start,
-                start_at: started + group.start.offset(index, group.count),
+                start_at: started + group.start_after + group.start.offset(index, group.count),
                 run_deadline: setup.run_deadline,
                 cancel: setup.cancel.clone(),
                 progress: Arc::clone(&setup.progress),
@@ -86,6 +91,16 @@ pub async fn drive(setup: DriveSetup<'_>) -> Drive {
             match group.workload {
                 WorkloadKind::Echo => tasks.spawn(echo::run(ctx)),
                 WorkloadKind::Chat => tasks.spawn(chat::run(ctx, Arc::clone(&operators[group.server]))),
+                WorkloadKind::Broadcast => {
+                    let (room, ids) = rooms[group.server]
+                        .as_ref()
+                        .expect("a room for every broadcast server");
+                    let membership = broadcast::Membership {
+                        room: Arc::clone(room),
+                        id: ids[group_index] + index,
+                    };
+                    tasks.spawn(broadcast::run(ctx, membership))
+                }
             };
         }
     }
@@ -108,10 +123,49 @@ pub async fn drive(setup: DriveSetup<'_>) -> Drive {
         }
     }
     records.sort_by_key(|r| (r.group, r.index));
+    let rooms = rooms
+        .iter()
+        .zip(&setup.plan.servers)
+        .filter_map(|(room, server)| room.as_ref().map(|(room, _)| room.finish(&server.name)))
+        .collect();
     Drive {
         records,
         elapsed: started.elapsed(),
+        rooms,
     }
+}
+
+/// A room for each server that has broadcast clients, with the first room id of each group:
+/// members are numbered across the room's groups, in plan order.
+fn open_rooms(plan: &Plan) -> Vec<Option<(Arc<Room>, Vec<u32>)>> {
+    (0..plan.servers.len())
+        .map(|server| {
+            let mut members = Vec::new();
+            let mut first_ids = vec![0u32; plan.groups.len()];
+            for (group_index, group) in plan.groups.iter().enumerate() {
+                if group.server != server || group.workload != WorkloadKind::Broadcast {
+                    continue;
+                }
+                first_ids[group_index] = members.len() as u32;
+                members.extend((0..group.count).map(|index| MemberSpec {
+                    name: format!("{}#{}", group.name, index + 1),
+                    group: group_index,
+                    in_barrier: group.start_after.is_zero()
+                        && group.start.offset(index, group.count).is_zero(),
+                }));
+            }
+            let include_sender = plan
+                .groups
+                .iter()
+                .any(|g| g.server == server && g.workload == WorkloadKind::Broadcast && g.include_sender);
+            (!members.is_empty()).then(|| {
+                (
+                    Arc::new(Room::new(members, plan.groups.len(), include_sender)),
+                    first_ids,
+                )
+            })
+        })
+        .collect()
 }
 
 /// Raises the soft open-files limit to the hard limit and returns the limit now in force:

@@ -65,6 +65,8 @@ pub enum ClientErrorKind {
     Io,
     /// The scenario's global deadline passed first.
     Deadline,
+    /// A broadcast client never got into the room.
+    Join,
 }
 
 impl ClientErrorKind {
@@ -74,6 +76,7 @@ impl ClientErrorKind {
             ClientErrorKind::Connect => "connect",
             ClientErrorKind::Io => "io",
             ClientErrorKind::Deadline => "deadline",
+            ClientErrorKind::Join => "join",
         }
     }
 }

@@ -1,0 +1,536 @@
+//! The broadcast ledger: who was in the room, what each member sent, and who received it.
+//!
+//! Every simulated client of a broadcast room reports here: when it connected, each frame it
+//! sent, each frame it read, when it left. Because labrun plays every member, the ledger
+//! knows the exact set of receivers each message owed: the members that had joined before it
+//! was sent. At the end it proves exactly-once delivery to each of them, per-sender order,
+//! and sender exclusion, and it names every loss, duplicate, reordering and corruption.
+//!
+//! Membership is decided by join markers: a client has *joined* once every other connected
+//! member has read its marker, which proves the server relays its messages to all of them.
+//! A member that leaves is owed nothing it had not received by then.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::frame::{MAX_UNSETTLED_BYTES, Piece, Tag};
+use crate::escape::escape_bytes;
+use crate::metrics::Latency;
+
+/// Examples of each kind of fault kept for the report; the rest are counted.
+pub const EXAMPLES_KEPT: usize = 10;
+
+/// One room: the clients of one server that run the broadcast workload.
+pub struct Room {
+    state: Mutex<RoomState>,
+    /// Wakes a sender when one of its messages has reached everyone it owed.
+    settled: Vec<Notify>,
+    /// Wakes joiners when a marker was read.
+    pub markers: Notify,
+    /// Fires when every member has finished sending and the stragglers had time to arrive.
+    pub done: CancellationToken,
+    include_sender: bool,
+}
+
+struct Member {
+    name: String,
+    group: usize,
+    in_barrier: bool,
+    connected: bool,
+    joined_at: Option<Duration>,
+    left_at: Option<Duration>,
+    /// `seen_by[r]`: member `r` has read this member's marker.
+    seen_by: Vec<bool>,
+    /// Highest sequence number read from each sender.
+    last_from: HashMap<u32, u32>,
+    /// Bytes sent that have not reached everyone yet.
+    unsettled_bytes: usize,
+    /// Its messages not yet settled, oldest first.
+    unsettled: Vec<u32>,
+    /// Its messages stopped reaching the room once; it no longer waits for them.
+    gave_up: bool,
+}
+
+struct Sent {
+    at: Duration,
+    bytes: usize,
+    owed: Vec<u32>,
+    received: Vec<u32>,
+}
+
+#[derive(Default)]
+struct RoomState {
+    members: Vec<Member>,
+    messages: HashMap<Tag, Sent>,
+    senders_active: usize,
+    faults: Faults,
+    fanout: Vec<Latency>,
+    first_send: Option<Duration>,
+    last_delivery: Option<Duration>,
+    deliveries: u64,
+    decoration_bytes: u64,
+}
+
+/// Counts and examples of each kind of fault.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Faults {
+    /// Owed deliveries that never happened.
+    pub lost: Tally,
+    /// Messages a member read more than once.
+    pub duplicated: Tally,
+    /// Messages relayed back to their sender (with `include_sender = false`).
+    pub to_sender: Tally,
+    /// Messages not relayed back to their sender (with `include_sender = true`).
+    pub not_to_sender: Tally,
+    /// Messages read after a later one from the same sender.
+    pub out_of_order: Tally,
+    /// Frames whose body failed its checksum.
+    pub corrupted: Tally,
+    /// Bytes that were no frame: cut, merged or invented by the server.
+    pub garbled: Tally,
+}
+
+/// How often one fault happened, with the first few occurrences described.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Tally {
+    /// How many times.
+    pub count: u64,
+    /// The first [`EXAMPLES_KEPT`], in words.
+    pub examples: Vec<String>,
+}
+
+impl Tally {
+    fn add(&mut self, describe: impl FnOnce() -> String) {
+        self.count += 1;
+        if self.examples.len() < EXAMPLES_KEPT {
+            self.examples.push(describe());
+        }
+    }
+}
+
+/// What the room's members were, for [`Room::new`].
+pub struct MemberSpec {
+    /// `group#n`.
+    pub name: String,
+    /// Index of its group in the plan.
+    pub group: usize,
+    /// It starts with the room and waits for everyone else to join before sending.
+    pub in_barrier: bool,
+}
+
+/// The ledger's verdict material for one room.
+#[derive(Debug, Clone, Serialize)]
+pub struct RoomOutcome {
+    /// The server.
+    pub server: String,
+    /// Members.
+    pub members: usize,
+    /// Members that joined.
+    pub joined: usize,
+    /// Barrier members that never joined, with who had not read their marker.
+    pub not_joined: Vec<String>,
+    /// Messages sent (join markers not counted).
+    pub messages: u64,
+    /// Deliveries owed to members that stayed.
+    pub owed: u64,
+    /// Distinct intact deliveries read.
+    pub delivered: u64,
+    /// Whether messages were meant to reach their sender too.
+    pub include_sender: bool,
+    /// Everything that went wrong.
+    pub faults: Faults,
+    /// Bytes the server added around frames (prefixes, newlines): allowed, and counted.
+    pub decoration_bytes: u64,
+    /// Deliveries per second, first send to last delivery.
+    pub deliveries_per_second: f64,
+    /// Fan-out latency (send → each receiver) by the sender's group, indexed like the plan.
+    #[serde(skip)]
+    pub fanout: Vec<Latency>,
+}
+
+impl Room {
+    /// A room for `members` (room-local ids are their indices), in a plan of `groups` groups.
+    pub fn new(members: Vec<MemberSpec>, groups: usize, include_sender: bool) -> Room {
+        let count = members.len();
+        let members: Vec<Member> = members
+            .into_iter()
+            .map(|spec| Member {
+                name: spec.name,
+                group: spec.group,
+                in_barrier: spec.in_barrier,
+                connected: false,
+                joined_at: None,
+                left_at: None,
+                seen_by: vec![false; count],
+                last_from: HashMap::new(),
+                unsettled_bytes: 0,
+                unsettled: Vec::new(),
+                gave_up: false,
+            })
+            .collect();
+        Room {
+            state: Mutex::new(RoomState {
+                senders_active: count,
+                fanout: vec![Latency::default(); groups],
+                members,
+                ..RoomState::default()
+            }),
+            settled: (0..count).map(|_| Notify::new()).collect(),
+            markers: Notify::new(),
+            done: CancellationToken::new(),
+            include_sender,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, RoomState> {
+        // A panicking client is a labrun bug that aborts the run anyway; the data is still
+        // consistent enough to read, so poisoning is not worth a second panic.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The settle notification of member `id`.
+    pub fn settled(&self, id: u32) -> &Notify {
+        &self.settled[id as usize]
+    }
+
+    /// Member `id` is connected.
+    pub fn connected(&self, id: u32) {
+        self.lock().members[id as usize].connected = true;
+    }
+
+    /// Whether member `id` has joined (deciding it now if every connected member read its
+    /// marker).
+    pub fn try_join(&self, id: u32, now: Duration) -> bool {
+        let mut state = self.lock();
+        let id = id as usize;
+        if state.members[id].joined_at.is_some() {
+            return true;
+        }
+        let seen_by_all = state
+            .members
+            .iter()
+            .enumerate()
+            .all(|(r, m)| r == id || !m.connected || m.left_at.is_some() || state.members[id].seen_by[r]);
+        if seen_by_all {
+            state.members[id].joined_at = Some(now);
+        }
+        seen_by_all
+    }
+
+    /// Whether member `id` started with the room and so waits at the join barrier.
+    pub fn in_barrier(&self, id: u32) -> bool {
+        self.lock().members[id as usize].in_barrier
+    }
+
+    /// Whether every barrier member has joined.
+    pub fn barrier_complete(&self) -> bool {
+        self.lock()
+            .members
+            .iter()
+            .filter(|m| m.in_barrier)
+            .all(|m| m.joined_at.is_some())
+    }
+
+    /// Whether member `id` may send `bytes` more without exceeding its unsettled allowance.
+    pub fn may_send(&self, id: u32, bytes: usize) -> bool {
+        let state = self.lock();
+        let member = &state.members[id as usize];
+        member.unsettled_bytes == 0 || member.unsettled_bytes + bytes <= MAX_UNSETTLED_BYTES
+    }
+
+    /// Whether everything member `id` sent has settled.
+    pub fn all_settled(&self, id: u32) -> bool {
+        self.lock().members[id as usize].unsettled.is_empty()
+    }
+
+    /// Stops waiting for member `id`'s unsettled messages (they timed out): what was not
+    /// delivered is lost, which `finish` reports. From then on the member sends without
+    /// waiting, so a broken relay costs one reply timeout, not one per message.
+    pub fn give_up(&self, id: u32) {
+        let mut state = self.lock();
+        let member = &mut state.members[id as usize];
+        member.unsettled.clear();
+        member.unsettled_bytes = 0;
+        member.gave_up = true;
+    }
+
+    /// Whether member `id` has given up waiting for its messages to settle.
+    pub fn gave_up(&self, id: u32) -> bool {
+        self.lock().members[id as usize].gave_up
+    }
+
+    /// Member `id` sent message `seq` of `bytes` bytes at `now`: it is owed to every member
+    /// that had joined by then and has not left.
+    pub fn sent(&self, id: u32, seq: u32, bytes: usize, now: Duration) {
+        let mut state = self.lock();
+        let owed: Vec<u32> = state
+            .members
+            .iter()
+            .enumerate()
+            .filter(|(r, m)| {
+                (*r != id as usize || self.include_sender)
+                    && m.joined_at.is_some_and(|joined| joined <= now)
+                    && m.left_at.is_none()
+            })
+            .map(|(r, _)| r as u32)
+            .collect();
+        state.first_send.get_or_insert(now);
+        let tag = Tag { sender: id, seq };
+        let settled_now = owed.is_empty();
+        state.messages.insert(
+            tag,
+            Sent {
+                at: now,
+                bytes,
+                owed,
+                received: Vec::new(),
+            },
+        );
+        if !settled_now {
+            let member = &mut state.members[id as usize];
+            member.unsettled_bytes += bytes;
+            member.unsettled.push(seq);
+        }
+    }
+
+    /// Member `receiver` read `piece` at `now`.
+    pub fn read(&self, receiver: u32, piece: Piece, now: Duration) {
+        let mut state = self.lock();
+        let state = &mut *state;
+        let receiver_name = state.members[receiver as usize].name.clone();
+        let (tag, intact) = match piece {
+            Piece::Garbled(bytes) => {
+                state.faults.garbled.add(|| {
+                    let shown = escape_bytes(&bytes[..bytes.len().min(60)]);
+                    format!(
+                        "{receiver_name} read {} byte(s) that are no message: \"{shown}\"",
+                        bytes.len()
+                    )
+                });
+                return;
+            }
+            Piece::Frame { tag, intact } => (tag, intact),
+        };
+        let Some(sender) = state.members.get(tag.sender as usize) else {
+            state.faults.garbled.add(|| {
+                format!(
+                    "{receiver_name} read a message from sender {} who does not exist",
+                    tag.sender
+                )
+            });
+            return;
+        };
+        let sender_name = sender.name.clone();
+        if !intact {
+            state.faults.corrupted.add(|| {
+                format!(
+                    "{receiver_name} read message {} of {sender_name} with its bytes changed",
+                    tag.seq
+                )
+            });
+            return;
+        }
+        if tag.seq == 0 {
+            state.members[tag.sender as usize].seen_by[receiver as usize] = true;
+            self.markers.notify_waiters();
+            return;
+        }
+        let Some(sent) = state.messages.get_mut(&tag) else {
+            state.faults.garbled.add(|| {
+                format!(
+                    "{receiver_name} read message {} of {sender_name}, which was never sent",
+                    tag.seq
+                )
+            });
+            return;
+        };
+        if sent.received.contains(&receiver) {
+            state
+                .faults
+                .duplicated
+                .add(|| format!("{receiver_name} read message {} of {sender_name} again", tag.seq));
+            return;
+        }
+        sent.received.push(receiver);
+        if receiver == tag.sender && !self.include_sender {
+            state
+                .faults
+                .to_sender
+                .add(|| format!("{sender_name} got its own message {} back", tag.seq));
+        }
+        let latency = now.saturating_sub(sent.at);
+        // Members who left are owed nothing more (see `left`).
+        let members = &state.members;
+        let all_in = sent
+            .owed
+            .iter()
+            .all(|r| sent.received.contains(r) || members[*r as usize].left_at.is_some());
+        let bytes = sent.bytes;
+        let sender_group = state.members[tag.sender as usize].group;
+        state.fanout[sender_group].record(latency);
+        state.deliveries += 1;
+        state.last_delivery = Some(now);
+        let previous = state.members[receiver as usize]
+            .last_from
+            .insert(tag.sender, tag.seq);
+        if let Some(previous) = previous.filter(|&p| p > tag.seq) {
+            state.members[receiver as usize]
+                .last_from
+                .insert(tag.sender, previous);
+            state.faults.out_of_order.add(|| {
+                format!(
+                    "{receiver_name} read message {} of {sender_name} after its message {previous}",
+                    tag.seq
+                )
+            });
+        }
+        if all_in {
+            let member = &mut state.members[tag.sender as usize];
+            if let Some(position) = member.unsettled.iter().position(|&s| s == tag.seq) {
+                member.unsettled.remove(position);
+                member.unsettled_bytes = member.unsettled_bytes.saturating_sub(bytes);
+                self.settled[tag.sender as usize].notify_waiters();
+            }
+        }
+    }
+
+    /// Bytes a member's reader skipped around frames.
+    pub fn decoration(&self, bytes: u64) {
+        self.lock().decoration_bytes += bytes;
+    }
+
+    /// Member `id` left (or was disconnected) at `now`: nothing more is owed to it.
+    pub fn left(&self, id: u32, now: Duration) {
+        let mut state = self.lock();
+        state.members[id as usize].left_at.get_or_insert(now);
+        // Messages that were waiting only for members who have left are settled now.
+        let mut woken = Vec::new();
+        let RoomState {
+            members, messages, ..
+        } = &mut *state;
+        let gone: Vec<bool> = members.iter().map(|m| m.left_at.is_some()).collect();
+        for (sender, member) in members.iter_mut().enumerate() {
+            let mut freed = 0;
+            member.unsettled.retain(|&seq| {
+                let tag = Tag {
+                    sender: sender as u32,
+                    seq,
+                };
+                let waiting = messages.get(&tag).is_some_and(|sent| {
+                    sent.owed
+                        .iter()
+                        .any(|r| !sent.received.contains(r) && !gone[*r as usize])
+                });
+                if !waiting {
+                    freed += messages.get(&tag).map_or(0, |sent| sent.bytes);
+                }
+                waiting
+            });
+            if freed > 0 {
+                member.unsettled_bytes = member.unsettled_bytes.saturating_sub(freed);
+                woken.push(sender);
+            }
+        }
+        drop(state);
+        for sender in woken {
+            self.settled[sender].notify_waiters();
+        }
+    }
+
+    /// Member `id` will send no more. When the last one stops, the room closes after
+    /// `linger`, time for late or duplicate frames to show up.
+    pub fn finished_sending(&self, linger: Duration) {
+        let mut state = self.lock();
+        state.senders_active = state.senders_active.saturating_sub(1);
+        if state.senders_active == 0 {
+            let done = self.done.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(linger).await;
+                done.cancel();
+            });
+        }
+    }
+
+    /// Settles the accounts: every owed delivery to a member that stayed must have happened.
+    pub fn finish(&self, server: &str) -> RoomOutcome {
+        let mut state = self.lock();
+        let state = &mut *state;
+        let mut owed_total = 0u64;
+        let mut tags: Vec<&Tag> = state.messages.keys().collect();
+        tags.sort_by_key(|t| (t.sender, t.seq));
+        for tag in tags {
+            let sent = &state.messages[tag];
+            for &r in &sent.owed {
+                let member = &state.members[r as usize];
+                let received = sent.received.contains(&r);
+                if member.left_at.is_some() && !received {
+                    continue;
+                }
+                owed_total += 1;
+                if !received {
+                    let sender = &state.members[tag.sender as usize].name;
+                    let text = if r == tag.sender {
+                        format!("{sender} never got its own message {} back", tag.seq)
+                    } else {
+                        format!("{} never read message {} of {sender}", member.name, tag.seq)
+                    };
+                    if r == tag.sender {
+                        state.faults.not_to_sender.add(|| text);
+                    } else {
+                        state.faults.lost.add(|| text);
+                    }
+                }
+            }
+        }
+        let not_joined = state
+            .members
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.in_barrier && m.joined_at.is_none())
+            .map(|(id, m)| {
+                let missing: Vec<&str> = state
+                    .members
+                    .iter()
+                    .enumerate()
+                    .filter(|(r, other)| *r != id && other.connected && !m.seen_by[*r])
+                    .map(|(_, other)| other.name.as_str())
+                    .take(5)
+                    .collect();
+                if missing.is_empty() {
+                    format!("{} (never connected or never sent its marker)", m.name)
+                } else {
+                    format!("{} (its marker never reached {})", m.name, missing.join(", "))
+                }
+            })
+            .collect();
+        let span = match (state.first_send, state.last_delivery) {
+            (Some(first), Some(last)) => last.saturating_sub(first).as_secs_f64(),
+            _ => 0.0,
+        };
+        RoomOutcome {
+            server: server.to_owned(),
+            members: state.members.len(),
+            joined: state.members.iter().filter(|m| m.joined_at.is_some()).count(),
+            not_joined,
+            messages: state.messages.len() as u64,
+            owed: owed_total,
+            delivered: state.deliveries,
+            include_sender: self.include_sender,
+            faults: state.faults.clone(),
+            decoration_bytes: state.decoration_bytes,
+            deliveries_per_second: if span > 0.0 {
+                state.deliveries as f64 / span
+            } else {
+                0.0
+            },
+            fanout: state.fanout.clone(),
+        }
+    }
+}
