@@ -73,13 +73,22 @@ pub fn render(
     render_verdict(report, saved_to, styles, out)
 }
 
-/// Wait and round-trip histograms next to each other when they fit, else one under the other.
+/// Wait and round-trip histograms (and fan-out, in a broadcast run) next to each other when
+/// they fit, else one under the other. Views without samples are left out unless all are.
 fn write_histograms(report: &Report, styles: &Styles, out: &mut impl Write) -> io::Result<()> {
     let latency = &report.total.latency;
-    let views = [
+    let all = [
         ("wait for the first reply", &latency.wait),
         ("round-trip time", &latency.rtt),
+        ("fan-out: send to each receiver", &latency.fanout),
     ];
+    let filled: Vec<(&str, &crate::metrics::Latency)> =
+        all.iter().copied().filter(|(_, l)| l.count() > 0).collect();
+    let views = if filled.is_empty() {
+        all[..2].to_vec()
+    } else {
+        filled
+    };
     match chart::side_by_side_bar_width(styles.width, views.len()) {
         Some(bar_width) => {
             let blocks: Vec<(String, Vec<String>)> = views

@@ -197,6 +197,29 @@ mod tests {
     }
 
     #[test]
+    fn broadcast_rooms_are_checked() {
+        const ROOM: &str = "name = \"t\"\n[[server]]\nname = \"room\"\nbuiltin = \"broadcast\"\n[[clients]]\n\
+                            name = \"m\"\nworkload = \"broadcast\"\ncount = 3\nmessages = 5\n";
+        let plan = parse(
+            Path::new("t.toml"),
+            &format!("{ROOM}leave_after = 2\nstart_after = \"1s\"\n"),
+        )
+        .unwrap();
+        assert_eq!(plan.groups[0].leave_after, Some(2));
+        assert_eq!(plan.groups[0].start_after, std::time::Duration::from_secs(1));
+        assert!(error_of(&format!("{ROOM}size = 1000\n")).contains("at most 900 bytes"));
+        assert!(error_of(&format!("{ROOM}leave_after = 6\n")).contains("`leave_after` must be from 1"));
+        assert!(error_of(&ROOM.replace("count = 3", "count = 1")).contains("has only 1 client"));
+        let mixed = format!("{ROOM}[[clients]]\nname = \"e\"\ncount = 1\n");
+        assert!(error_of(&mixed).contains("every client group aimed at it must use"));
+        let disagree =
+            format!("{ROOM}include_sender = true\n[[clients]]\nname = \"n\"\nworkload = \"broadcast\"\n");
+        assert!(error_of(&disagree).contains("disagree on `include_sender`"));
+        let text = error_of(&format!("{MINIMAL}include_sender = true\n"));
+        assert!(text.starts_with("t.toml:8:18: `include_sender` is for"), "{text}");
+    }
+
+    #[test]
     fn absurd_client_count_is_refused_before_running() {
         let text = error_of(&MINIMAL.replace("count = 3", "count = 4000000000"));
         assert!(text.contains("limit is 100000"), "{text}");
