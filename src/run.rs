@@ -49,7 +49,7 @@ pub async fn run_scenario(
     let run_start = Instant::now();
     let run_deadline = run_start + plan.timeout;
 
-    let servers = tokio::select! {
+    let mut servers = tokio::select! {
         started = Servers::start(&plan.servers) => started?,
         () = cancel.cancelled() => return Err(Error::Interrupted),
     };
@@ -70,17 +70,18 @@ pub async fn run_scenario(
         Arc::clone(&completed),
     );
     let addresses = servers.addresses();
-    let drive = workload::drive(DriveSetup {
+    let clients = workload::drive(DriveSetup {
         plan,
         addresses: &addresses,
         run_start,
         run_deadline,
         cancel: cancel.clone(),
         progress: completed,
-    })
-    .await;
+    });
+    let (drive, events) = tokio::join!(clients, servers.run_events(&plan.events, run_start, cancel));
     progress.finish();
-    let probes = run_probes(plan, &addresses, cancel).await;
+    let running: Vec<bool> = (0..plan.servers.len()).map(|i| servers.running(i)).collect();
+    let probes = run_probes(plan, &addresses, &running, cancel).await;
     let server_ends = servers.stop().await;
 
     let mut groups: Vec<GroupFigures> = (0..plan.groups.len())
@@ -104,6 +105,7 @@ pub async fn run_scenario(
         concurrency: &concurrency,
         survival: &probes.survival,
         rooms: &drive.rooms,
+        events: &events,
     });
     let report = Report::assemble(RunResult {
         plan,
@@ -114,6 +116,7 @@ pub async fn run_scenario(
         concurrency,
         survival: probes.survival,
         rooms: drive.rooms,
+        events,
         verdict,
         started_at,
         duration: run_start.elapsed(),
@@ -137,9 +140,14 @@ struct Probes {
 }
 
 /// Runs the probes the scenario's expectations ask for, one server at a time, while the
-/// servers are still up. The concurrency probe goes first: the survival probe is the last
-/// thing a server has to get through.
-async fn run_probes(plan: &Plan, addresses: &[std::net::SocketAddr], cancel: &CancellationToken) -> Probes {
+/// servers are still up (a server an event stopped for good is not probed). The concurrency
+/// probe goes first: the survival probe is the last thing a server has to get through.
+async fn run_probes(
+    plan: &Plan,
+    addresses: &[std::net::SocketAddr],
+    running: &[bool],
+    cancel: &CancellationToken,
+) -> Probes {
     let mut probes = Probes {
         concurrency: vec![None; plan.servers.len()],
         survival: Vec::new(),
@@ -147,14 +155,20 @@ async fn run_probes(plan: &Plan, addresses: &[std::net::SocketAddr], cancel: &Ca
     if let Some(expected) = plan.expect.concurrency {
         for (index, address) in addresses.iter().enumerate() {
             let clients = plan.clients_of(index);
-            if clients > 0 {
+            if clients > 0 && running[index] {
                 let holders = probe::holders_for(expected, clients);
                 probes.concurrency[index] = probe::concurrency(*address, holders, cancel).await;
             }
         }
     }
     if plan.expect.survives {
-        for (server, address) in plan.servers.iter().zip(addresses) {
+        for ((server, address), _) in plan
+            .servers
+            .iter()
+            .zip(addresses)
+            .zip(running)
+            .filter(|(_, up)| **up)
+        {
             if let Some(outcome) = probe::survival(*address, cancel).await {
                 probes.survival.push(Survival {
                     server: server.name.clone(),

@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use crate::metrics::{GroupFigures, LatencySet};
 use crate::scenario::Plan;
-use crate::supervise::ServerEnd;
+use crate::supervise::{EventRecord, ServerEnd};
 use crate::verify::concurrency::ServerConcurrency;
 use crate::verify::ledger::RoomOutcome;
 use crate::verify::{Check, Finding, Survival, Verdict};
@@ -73,6 +73,8 @@ pub struct Report {
     pub survival: Vec<Survival>,
     /// Each broadcast room's ledger: deliveries owed and made, and every fault counted.
     pub rooms: Vec<RoomOutcome>,
+    /// What the scenario's events did to the servers.
+    pub events: Vec<EventRecord>,
     /// Client timelines, for the timeline chart.
     pub timeline: TimelineReport,
     /// One verdict line per check.
@@ -224,6 +226,8 @@ pub struct RunResult<'a> {
     pub survival: Vec<Survival>,
     /// Broadcast rooms.
     pub rooms: Vec<RoomOutcome>,
+    /// Events carried out.
+    pub events: Vec<EventRecord>,
     /// The judgement.
     pub verdict: Verdict,
     /// When the run started.
@@ -275,6 +279,7 @@ impl Report {
             concurrency: run.concurrency,
             survival: run.survival,
             rooms: run.rooms,
+            events: run.events,
             timeline: TimelineReport::from_records(plan, run.records),
             checks: run.verdict.checks,
             findings: run.verdict.findings,

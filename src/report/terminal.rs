@@ -44,6 +44,16 @@ pub fn render(
             units::micros((server.ready_after.as_micros()) as u64)
         )?;
     }
+    for event in &report.events {
+        writeln!(
+            out,
+            "  event at {}: {} `{}`: {}",
+            units::micros((event.at_ms * 1000.0) as u64),
+            event.action,
+            event.server,
+            event.outcome
+        )?;
+    }
     writeln!(out)?;
     write_summary(report, out)?;
     writeln!(out)?;
@@ -398,6 +408,7 @@ concurrency = "concurrent"
             stdout_bytes: 0,
             stderr_bytes: 0,
             output_tail: String::new(),
+            stopped_by_event: None,
         }];
         let concurrency = vec![ServerConcurrency {
             server: "echo".into(),
@@ -414,6 +425,7 @@ concurrency = "concurrent"
             concurrency: &concurrency,
             survival: &[],
             rooms: &[],
+            events: &[],
         });
         Report::assemble(RunResult {
             plan: &plan,
@@ -424,6 +436,7 @@ concurrency = "concurrent"
             concurrency,
             survival: Vec::new(),
             rooms: Vec::new(),
+            events: Vec::new(),
             verdict,
             started_at: SystemTime::UNIX_EPOCH,
             duration: Duration::from_millis(42),

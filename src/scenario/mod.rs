@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 
 pub use diagnostic::Diagnostic;
 pub use plan::{
-    DEFAULT_REPLY_TIMEOUT, Expectations, FaultPlan, GroupPlan, LatencyBound, Launch, MAX_CLIENTS, Percentile,
-    Plan, ReadySignal, ServerPlan, StartSchedule, StdinScript,
+    DEFAULT_REPLY_TIMEOUT, EventAction, EventPlan, Expectations, FaultPlan, GroupPlan, LatencyBound, Launch,
+    MAX_CLIENTS, Percentile, Plan, ReadySignal, ServerPlan, StartSchedule, StdinScript,
 };
 pub use raw::{EchoExpectation, ExitPolicy, FanoutExpectation, FaultKind, PayloadKind, WorkloadKind};
 pub use values::{ConcurrencyExpectation, PortChoice, SizeRange};
@@ -217,6 +217,31 @@ mod tests {
         assert!(error_of(&disagree).contains("disagree on `include_sender`"));
         let text = error_of(&format!("{MINIMAL}include_sender = true\n"));
         assert!(text.starts_with("t.toml:8:18: `include_sender` is for"), "{text}");
+    }
+
+    #[test]
+    fn events_name_one_action_on_a_known_server_within_the_run() {
+        let plan = parse(
+            Path::new("t.toml"),
+            &format!("{MINIMAL}[[events]]\nat = \"2s\"\nkill = \"echo\"\n[[events]]\nat = \"1s\"\nstop = \"echo\"\n"),
+        )
+        .unwrap();
+        let order: Vec<EventAction> = plan.events.iter().map(|e| e.action).collect();
+        assert_eq!(order, [EventAction::Stop, EventAction::Kill]);
+        let two = error_of(&format!(
+            "{MINIMAL}[[events]]\nat = \"1s\"\nstop = \"echo\"\nkill = \"echo\"\n"
+        ));
+        assert!(
+            two.contains("exactly one of `stop`, `kill` or `restart`"),
+            "{two}"
+        );
+        let unknown = error_of(&format!("{MINIMAL}[[events]]\nat = \"1s\"\nrestart = \"ehco\"\n"));
+        assert!(
+            unknown.starts_with("t.toml:10:11: no server named `ehco`"),
+            "{unknown}"
+        );
+        let late = error_of(&format!("{MINIMAL}[[events]]\nat = \"2m\"\nstop = \"echo\"\n"));
+        assert!(late.contains("but the scenario's timeout is 1m"), "{late}");
     }
 
     #[test]

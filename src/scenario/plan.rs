@@ -13,8 +13,8 @@ use serde::Serialize;
 
 use super::diagnostic::Diagnostic;
 use super::raw::{
-    EchoExpectation, ExitPolicy, FanoutExpectation, FaultKind, PayloadKind, RawClients, RawExpect, RawFault,
-    RawReady, RawScenario, RawServer, RawStdin, StartKind, WorkloadKind,
+    EchoExpectation, ExitPolicy, FanoutExpectation, FaultKind, PayloadKind, RawClients, RawEvent, RawExpect,
+    RawFault, RawReady, RawScenario, RawServer, RawStdin, StartKind, WorkloadKind,
 };
 use super::values::{ConcurrencyExpectation, MessagesValue, PortChoice, SizeRange};
 use crate::servers::Builtin;
@@ -54,8 +54,45 @@ pub struct Plan {
     pub servers: Vec<ServerPlan>,
     /// Client groups to drive, in file order.
     pub groups: Vec<GroupPlan>,
+    /// What is done to servers during the run, in time order.
+    pub events: Vec<EventPlan>,
     /// What must hold for the run to pass.
     pub expect: Expectations,
+}
+
+/// `[[events]]`: at `at` (from the start of the run), do `action` to a server.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct EventPlan {
+    /// When, from the start of the run.
+    #[serde(serialize_with = "as_human")]
+    pub at: Duration,
+    /// What.
+    pub action: EventAction,
+    /// Index into [`Plan::servers`].
+    pub server: usize,
+}
+
+/// What an event does to its server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EventAction {
+    /// SIGTERM, grace period, SIGKILL: a clean shutdown.
+    Stop,
+    /// SIGKILL at once: a crash.
+    Kill,
+    /// Stop, then start again on the same port.
+    Restart,
+}
+
+impl EventAction {
+    /// The key used in scenario files.
+    pub fn label(self) -> &'static str {
+        match self {
+            EventAction::Stop => "stop",
+            EventAction::Kill => "kill",
+            EventAction::Restart => "restart",
+        }
+    }
 }
 
 impl Plan {
@@ -443,6 +480,12 @@ pub fn resolve(raw: RawScenario, path: &Path, source: &str) -> Result<Plan, Diag
     if timeout.is_zero() {
         return Err(at.error(name_span, "the scenario `timeout` must be longer than zero"));
     }
+    let mut events = Vec::with_capacity(raw.events.len());
+    for table in raw.events {
+        let span = table.span();
+        events.push(resolve_event(table.into_inner(), span, &servers, timeout, &at)?);
+    }
+    events.sort_by_key(|e| e.at);
 
     Ok(Plan {
         name,
@@ -452,7 +495,56 @@ pub fn resolve(raw: RawScenario, path: &Path, source: &str) -> Result<Plan, Diag
         seed: raw.seed.unwrap_or(0),
         servers,
         groups,
+        events,
         expect: resolve_expect(raw.expect),
+    })
+}
+
+fn resolve_event(
+    raw: RawEvent,
+    span: Range<usize>,
+    servers: &[ServerPlan],
+    timeout: Duration,
+    at: &Locator,
+) -> Result<EventPlan, Diagnostic> {
+    let actions = [
+        (EventAction::Stop, raw.stop),
+        (EventAction::Kill, raw.kill),
+        (EventAction::Restart, raw.restart),
+    ];
+    let mut chosen = actions
+        .into_iter()
+        .filter_map(|(action, server)| server.map(|s| (action, s)));
+    let (Some((action, server)), None) = (chosen.next(), chosen.next()) else {
+        return Err(at.error(
+            span,
+            "an event needs exactly one of `stop`, `kill` or `restart` = \"server name\"",
+        ));
+    };
+    let wanted = server.get_ref();
+    let index = servers.iter().position(|s| &s.name == wanted).ok_or_else(|| {
+        at.error(
+            server.span(),
+            format!(
+                "no server named `{wanted}`; servers in this scenario: {}",
+                list_names(servers)
+            ),
+        )
+    })?;
+    if raw.at.0 >= timeout {
+        return Err(at.error(
+            span,
+            format!(
+                "this event is at {} but the scenario's timeout is {}",
+                humantime::format_duration(raw.at.0),
+                humantime::format_duration(timeout)
+            ),
+        ));
+    }
+    Ok(EventPlan {
+        at: raw.at.0,
+        action,
+        server: index,
     })
 }
 

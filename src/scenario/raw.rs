@@ -23,7 +23,19 @@ pub struct RawScenario {
     pub server: Vec<Spanned<RawServer>>,
     #[serde(default)]
     pub clients: Vec<Spanned<RawClients>>,
+    #[serde(default)]
+    pub events: Vec<Spanned<RawEvent>>,
     pub expect: Option<RawExpect>,
+}
+
+/// One `[[events]]` table: something done to a server while the clients run.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEvent {
+    pub at: DurationValue,
+    pub stop: Option<Spanned<String>>,
+    pub kill: Option<Spanned<String>>,
+    pub restart: Option<Spanned<String>>,
 }
 
 /// One `[[server]]` table.

@@ -33,7 +33,9 @@ use tokio::time::Instant;
 pub use capture::SharedCapture;
 pub use exit::ExitDescription;
 
-use crate::scenario::{ExitPolicy, Launch, PortChoice, ReadySignal, ServerPlan, StdinScript};
+use crate::scenario::{
+    EventAction, EventPlan, ExitPolicy, Launch, PortChoice, ReadySignal, ServerPlan, StdinScript,
+};
 
 /// How long a server gets to exit after SIGTERM before its group is killed.
 pub const TERMINATION_GRACE: Duration = Duration::from_secs(2);
@@ -203,6 +205,23 @@ pub struct ServerEnd {
     pub stderr_bytes: u64,
     /// Its last output lines (stderr, or stdout if stderr was empty), escaped.
     pub output_tail: String,
+    /// Set when a scenario event stopped or killed it during the run: which, and when.
+    pub stopped_by_event: Option<String>,
+}
+
+/// What a scenario event did, for the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventRecord {
+    /// When it happened, in milliseconds since the start of the run.
+    pub at_ms: f64,
+    /// `stop`, `kill` or `restart`.
+    pub action: &'static str,
+    /// The server.
+    pub server: String,
+    /// Whether it did what it should (a restart can fail).
+    pub ok: bool,
+    /// What happened, in words.
+    pub outcome: String,
 }
 
 /// How labrun stopped a server.
@@ -219,7 +238,11 @@ pub enum Teardown {
 
 /// All servers of a run, started in plan order.
 pub struct Servers {
-    handles: Vec<ServerHandle>,
+    plans: Vec<ServerPlan>,
+    /// The running incarnation of each server; `None` once an event stopped it for good.
+    handles: Vec<Option<ServerHandle>>,
+    /// How a server stopped by an event ended.
+    stopped: Vec<Option<ServerEnd>>,
 }
 
 impl Servers {
@@ -228,21 +251,111 @@ impl Servers {
     pub async fn start(plans: &[ServerPlan]) -> Result<Servers, SuperviseError> {
         let mut handles = Vec::with_capacity(plans.len());
         for plan in plans {
-            handles.push(ServerHandle::start(plan).await?);
+            handles.push(Some(ServerHandle::start(plan, choose_port(plan)?).await?));
         }
-        Ok(Servers { handles })
+        Ok(Servers {
+            plans: plans.to_vec(),
+            handles,
+            stopped: vec![None; plans.len()],
+        })
     }
 
-    /// Each server's address, in plan order.
+    /// Each server's address, in plan order (a stopped server keeps its address).
     pub fn addresses(&self) -> Vec<SocketAddr> {
-        self.handles.iter().map(|h| h.address).collect()
+        self.handles
+            .iter()
+            .zip(&self.stopped)
+            .map(|(handle, end)| match (handle, end) {
+                (Some(handle), _) => handle.address,
+                (None, Some(end)) => end.address,
+                (None, None) => unreachable!("a server is either running or has an end"),
+            })
+            .collect()
+    }
+
+    /// Whether server `index` is still running (an event may have stopped it).
+    pub fn running(&self, index: usize) -> bool {
+        self.handles[index].is_some()
+    }
+
+    /// Carries out the scenario's events at their times (from `run_start`) until all are
+    /// done or Ctrl-C; returns what each did.
+    pub async fn run_events(
+        &mut self,
+        events: &[EventPlan],
+        run_start: Instant,
+        cancel: &tokio_util::sync::CancellationToken,
+    ) -> Vec<EventRecord> {
+        let mut records = Vec::with_capacity(events.len());
+        for event in events {
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                () = tokio::time::sleep_until(run_start + event.at) => {}
+            }
+            let at_ms = run_start.elapsed().as_secs_f64() * 1000.0;
+            let (ok, outcome) = self.apply(event, at_ms).await;
+            records.push(EventRecord {
+                at_ms,
+                action: event.action.label(),
+                server: self.plans[event.server].name.clone(),
+                ok,
+                outcome,
+            });
+        }
+        records
+    }
+
+    async fn apply(&mut self, event: &EventPlan, at_ms: f64) -> (bool, String) {
+        let index = event.server;
+        let Some(handle) = self.handles[index].take() else {
+            return (false, "the server was already stopped".to_owned());
+        };
+        let port = handle.address.port();
+        let grace = match event.action {
+            EventAction::Kill => Duration::ZERO,
+            EventAction::Stop | EventAction::Restart => TERMINATION_GRACE,
+        };
+        let mut end = handle.stop(grace).await;
+        let ended = match (end.exited_during_run.as_ref(), end.teardown) {
+            (Some(status), _) => format!("it had already {status}"),
+            (None, Teardown::Terminated) => "it exited on SIGTERM".to_owned(),
+            (None, Teardown::Killed) => "it was killed".to_owned(),
+            (None, Teardown::AlreadyExited) => "it had already exited".to_owned(),
+        };
+        end.stopped_by_event = Some(format!(
+            "{} at {}",
+            event.action.label(),
+            crate::units::micros((at_ms * 1000.0) as u64)
+        ));
+        if event.action != EventAction::Restart {
+            self.stopped[index] = Some(end);
+            return (true, ended);
+        }
+        match ServerHandle::start(&self.plans[index], port).await {
+            Ok(handle) => {
+                let ready = crate::units::duration(handle.ready_after);
+                self.handles[index] = Some(handle);
+                (
+                    true,
+                    format!("{ended}; started again on port {port}, ready after {ready}"),
+                )
+            }
+            Err(err) => {
+                self.stopped[index] = Some(end);
+                (false, format!("{ended}; could not start it again: {err}"))
+            }
+        }
     }
 
     /// Tears every server down and reports how each ended.
     pub async fn stop(self) -> Vec<ServerEnd> {
         let mut ends = Vec::with_capacity(self.handles.len());
-        for handle in self.handles {
-            ends.push(handle.stop(TERMINATION_GRACE).await);
+        for (handle, stopped) in self.handles.into_iter().zip(self.stopped) {
+            match (handle, stopped) {
+                (Some(handle), _) => ends.push(handle.stop(TERMINATION_GRACE).await),
+                (None, Some(end)) => ends.push(end),
+                (None, None) => unreachable!("a server is either running or has an end"),
+            }
         }
         // Anything a server daemonized away from its tree was re-parented to labrun.
         tree::sweep();
@@ -251,9 +364,8 @@ impl Servers {
 }
 
 impl ServerHandle {
-    /// Launches one server and waits for it to become ready.
-    pub async fn start(plan: &ServerPlan) -> Result<ServerHandle, SuperviseError> {
-        let port = choose_port(plan)?;
+    /// Launches one server on `port` and waits for it to become ready.
+    pub async fn start(plan: &ServerPlan, port: u16) -> Result<ServerHandle, SuperviseError> {
         let mut command = build_command(plan, port).map_err(|source| SuperviseError::Spawn {
             server: plan.name.clone(),
             program: "labrun".into(),
@@ -445,6 +557,7 @@ impl ServerHandle {
             stdout_bytes,
             stderr_bytes,
             output_tail: self.output_tail(),
+            stopped_by_event: None,
         }
     }
 

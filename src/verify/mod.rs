@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::metrics::GroupFigures;
 use crate::scenario::{EchoExpectation, ExitPolicy, Plan, WorkloadKind};
-use crate::supervise::ServerEnd;
+use crate::supervise::{EventRecord, ServerEnd};
 use crate::units;
 use crate::workload::probe::ProbeOutcome;
 use crate::workload::{ClientEnd, ClientErrorKind, ClientRecord};
@@ -87,6 +87,8 @@ pub struct Evidence<'a> {
     pub survival: &'a [Survival],
     /// The ledger of each broadcast room.
     pub rooms: &'a [ledger::RoomOutcome],
+    /// What the scenario's events did, in order.
+    pub events: &'a [EventRecord],
 }
 
 /// What the survival probe found for one server.
@@ -113,6 +115,7 @@ pub fn evaluate(evidence: &Evidence) -> Verdict {
     check_errors(evidence, &mut verdict);
     check_latency(evidence, &mut verdict);
     check_isolation(evidence, &mut verdict);
+    check_independence(evidence, &mut verdict);
     if let Some(expected) = evidence.plan.expect.concurrency {
         for server in evidence.concurrency {
             let name = per_server("concurrency", &server.server, evidence.plan);
@@ -136,6 +139,85 @@ pub fn per_server(check: &str, server: &str, plan: &Plan) -> String {
     } else {
         format!("{check} {server}")
     }
+}
+
+/// With events in the scenario: did the clients of the servers left alone carry on?
+fn check_independence(evidence: &Evidence, verdict: &mut Verdict) {
+    if evidence.events.is_empty() {
+        return;
+    }
+    let touched: Vec<&str> = evidence.events.iter().map(|e| e.server.as_str()).collect();
+    let server_of = |r: &ClientRecord| {
+        evidence.plan.servers[evidence.plan.groups[r.group].server]
+            .name
+            .as_str()
+    };
+    let (theirs, others): (Vec<&ClientRecord>, Vec<&ClientRecord>) = evidence
+        .records
+        .iter()
+        .partition(|r| touched.contains(&server_of(r)));
+    let affected: Vec<&&ClientRecord> = others
+        .iter()
+        .filter(|r| {
+            matches!(
+                r.end,
+                ClientEnd::EchoFault(_) | ClientEnd::Failed(_) | ClientEnd::ChatFault(_)
+            )
+        })
+        .collect();
+    let cut = theirs.iter().filter(|r| cut_off(evidence, r)).count();
+    let what: Vec<String> = evidence
+        .events
+        .iter()
+        .map(|e| {
+            format!(
+                "{} of `{}` at {}",
+                e.action,
+                e.server,
+                units::micros((e.at_ms * 1000.0) as u64)
+            )
+        })
+        .collect();
+    let what = what.join(", ");
+    let failed_events: Vec<String> = evidence
+        .events
+        .iter()
+        .filter(|e| !e.ok)
+        .map(|e| format!("{} of `{}`: {}", e.action, e.server, e.outcome))
+        .collect();
+    let summary = if let Some(first) = affected.first() {
+        format!(
+            "{} of {} clients of the other servers were affected by the {what}; first: {}",
+            affected.len(),
+            others.len(),
+            client_name(evidence.plan, first)
+        )
+    } else if !failed_events.is_empty() {
+        format!("an event did not do what it should: {}", failed_events.join("; "))
+    } else {
+        format!(
+            "{} clients of the other servers carried on through the {what}; {cut} of its own clients were cut off by it",
+            others.len()
+        )
+    };
+    let passed = affected.is_empty() && failed_events.is_empty();
+    if !affected.is_empty() {
+        verdict.findings.push(Finding {
+            check: "independence".into(),
+            class: "independence".into(),
+            client: None,
+            message: None,
+            at_ms: None,
+            text: summary.clone(),
+            hint: "independent servers share nothing: one stopping must not disturb the other's \
+                   clients (separate sockets, threads and state; no shared lock held across a client)",
+        });
+    }
+    verdict.checks.push(Check {
+        name: "independence".into(),
+        passed,
+        summary,
+    });
 }
 
 /// With faulty clients in the scenario: were the well-behaved ones left alone?
@@ -222,9 +304,26 @@ pub fn at_ms(record: &ClientRecord) -> Option<f64> {
     record.timeline.closed.map(|t| t.as_secs_f64() * 1000.0)
 }
 
+/// Whether `record` was cut off by a scenario event that stopped, killed or restarted its
+/// server: its session failed after the event, which is what the scenario asked for.
+pub fn cut_off(evidence: &Evidence, record: &ClientRecord) -> bool {
+    if !matches!(
+        record.end,
+        ClientEnd::EchoFault(_) | ClientEnd::Failed(_) | ClientEnd::ChatFault(_)
+    ) {
+        return false;
+    }
+    let server = &evidence.plan.servers[evidence.plan.groups[record.group].server].name;
+    let ended_ms = at_ms(record).unwrap_or(f64::MAX);
+    evidence
+        .events
+        .iter()
+        .any(|event| &event.server == server && event.at_ms <= ended_ms)
+}
+
 fn check_echo(evidence: &Evidence, verdict: &mut Verdict) {
     let mut faulty = 0usize;
-    for record in evidence.records {
+    for record in evidence.records.iter().filter(|r| !cut_off(evidence, r)) {
         if let ClientEnd::EchoFault(fault) = &record.end {
             faulty += 1;
             verdict.findings.push(Finding {
@@ -252,10 +351,14 @@ fn check_echo(evidence: &Evidence, verdict: &mut Verdict) {
             .iter()
             .map(|g| u64::from(g.clients_misbehaved))
             .sum();
-        let unverified = clients as u64 - verified - misbehaved;
+        let cut = evidence.records.iter().filter(|r| cut_off(evidence, r)).count() as u64;
+        let unverified = (clients as u64).saturating_sub(verified + misbehaved + cut);
         let mut others = Vec::new();
         if unverified > 0 {
             others.push(format!("{unverified} more did not finish; see errors"));
+        }
+        if cut > 0 {
+            others.push(format!("{cut} cut off by the scenario's events"));
         }
         if misbehaved > 0 {
             others.push(format!("{misbehaved} faulty ones misbehaved as planned"));
@@ -339,8 +442,10 @@ fn error_hint(kind: ClientErrorKind) -> &'static str {
 }
 
 fn check_errors(evidence: &Evidence, verdict: &mut Verdict) {
-    for record in evidence.records {
+    let mut by_kind: std::collections::BTreeMap<ClientErrorKind, u64> = std::collections::BTreeMap::new();
+    for record in evidence.records.iter().filter(|r| !cut_off(evidence, r)) {
         if let ClientEnd::Failed(error) = &record.end {
+            *by_kind.entry(error.kind).or_default() += 1;
             verdict.findings.push(Finding {
                 check: "errors".into(),
                 class: error.kind.label().into(),
@@ -352,8 +457,7 @@ fn check_errors(evidence: &Evidence, verdict: &mut Verdict) {
             });
         }
     }
-    let by_kind = &evidence.total.errors;
-    let total = evidence.total.error_count();
+    let total: u64 = by_kind.values().sum();
     let allowed = evidence.plan.expect.max_errors;
     let breakdown: Vec<String> = by_kind
         .iter()
@@ -404,6 +508,14 @@ fn check_latency(evidence: &Evidence, verdict: &mut Verdict) {
 fn check_servers(evidence: &Evidence, verdict: &mut Verdict) {
     for (plan, server) in evidence.plan.servers.iter().zip(evidence.servers) {
         let name = format!("server {}", server.name);
+        if let Some(event) = &server.stopped_by_event {
+            verdict.checks.push(Check {
+                name,
+                passed: true,
+                summary: format!("stopped by the scenario ({event}), as planned"),
+            });
+            continue;
+        }
         let (passed, summary) = match (server.exited_during_run, plan.exits) {
             (None, ExitPolicy::Never) if server.still_listening => {
                 (true, "stayed up for the whole run".to_owned())

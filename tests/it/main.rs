@@ -7,6 +7,7 @@ mod broadcast;
 mod chat;
 mod cli;
 mod concurrency;
+mod events;
 mod examples;
 mod runs;
 mod teardown;
