@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::util::{Scratch, read_report};
+use crate::util::{Scratch, python_server, read_report};
 
 /// Runs `scenario` and returns its exit code and report, checking nothing outlived it.
 fn run(name: &str, scenario: &str) -> (Option<i32>, Value) {
@@ -146,4 +146,36 @@ fn pruning_while_iterating_skips_a_member() {
     assert_eq!(code, Some(1), "{:#}", report["checks"]);
     assert!(fault_count(&report, "lost") > 0);
     assert_eq!(fault_count(&report, "duplicated"), 0);
+}
+
+#[test]
+fn an_asyncio_room_that_prefixes_every_chunk_passes() {
+    let scenario = format!(
+        "name = \"prefixed\"\n[[server]]\nname = \"room\"\n{}\n\
+         [[clients]]\nname = \"m\"\ncount = 12\nworkload = \"broadcast\"\nmessages = 40\nsize = {{ min = 1, max = 900 }}\n",
+        python_server("broadcast_asyncio_prefixed.py")
+    );
+    let (code, report) = run("prefixed", &scenario);
+    assert_eq!(code, Some(0), "{:#}", report["checks"]);
+    assert!(
+        report["rooms"][0]["decoration_bytes"]
+            .as_u64()
+            .expect("decoration")
+            > 0
+    );
+}
+
+#[test]
+fn a_lifo_outbox_reorders_messages() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    // No think time: messages queue up in the outboxes, where a stack reverses them.
+    let scenario = format!(
+        "name = \"lifo\"\n[[server]]\nname = \"room\"\n\
+         command = [\"python3\", \"{root}/examples/broadcast_bug_lifo_outbox.py\", \"{{port}}\"]\n\
+         [[clients]]\nname = \"m\"\ncount = 10\nworkload = \"broadcast\"\nmessages = 50\nsize = {{ min = 10, max = 40 }}\n"
+    );
+    let (code, report) = run("lifo", &scenario);
+    assert_eq!(code, Some(1));
+    assert!(fault_count(&report, "out_of_order") > 0);
+    assert_eq!(fault_count(&report, "lost"), 0);
 }
