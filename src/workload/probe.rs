@@ -100,45 +100,42 @@ pub async fn concurrency(
         1 => "1 other client sat silent".to_owned(),
         n => format!("{n} other clients sat silent"),
     };
-    Some(match asked {
-        Ok(elapsed) => ProbeOutcome {
-            holders,
-            served: true,
-            answered_after_us: Some(elapsed.as_micros() as u64),
-            detail: format!(
-                "a new client was answered in {} while {silent_ones}",
-                crate::units::duration(elapsed)
-            ),
-        },
-        Err(why) => ProbeOutcome {
-            holders,
-            served: false,
-            answered_after_us: None,
-            detail: format!("a new client {why} while {silent_ones}"),
-        },
-    })
+    Some(ProbeOutcome::answer(
+        holders,
+        asked,
+        "a new client",
+        &format!("while {silent_ones}"),
+    ))
 }
 
 /// Asks whether a fresh client still gets its echo; `None` when interrupted.
 pub async fn survival(address: SocketAddr, cancel: &CancellationToken) -> Option<ProbeOutcome> {
     let asked = exchange(address, cancel).await?;
-    Some(match asked {
-        Ok(elapsed) => ProbeOutcome {
-            holders: 0,
-            served: true,
-            answered_after_us: Some(elapsed.as_micros() as u64),
-            detail: format!(
-                "a fresh client was answered in {} after the run",
-                crate::units::duration(elapsed)
-            ),
-        },
-        Err(why) => ProbeOutcome {
-            holders: 0,
+    Some(ProbeOutcome::answer(0, asked, "a fresh client", "after the run"))
+}
+
+impl ProbeOutcome {
+    /// The outcome of the probing client's exchange: `who` did or did not get its echo `when`.
+    fn answer(holders: u32, asked: Result<Duration, String>, who: &str, when: &str) -> ProbeOutcome {
+        match asked {
+            Ok(elapsed) => ProbeOutcome {
+                holders,
+                served: true,
+                answered_after_us: Some(elapsed.as_micros() as u64),
+                detail: format!("{who} was answered in {} {when}", crate::units::duration(elapsed)),
+            },
+            Err(why) => ProbeOutcome::unserved(holders, format!("{who} {why} {when}")),
+        }
+    }
+
+    fn unserved(holders: u32, detail: String) -> ProbeOutcome {
+        ProbeOutcome {
+            holders,
             served: false,
             answered_after_us: None,
-            detail: format!("a fresh client {why} after the run"),
-        },
-    })
+            detail,
+        }
+    }
 }
 
 /// Connects, sends [`PROBE_MESSAGE`] and waits for exactly those bytes back, all within

@@ -3,31 +3,15 @@
 
 use serde_json::Value;
 
-use crate::util::{Scratch, python_server, read_report};
-
-/// Runs `scenario` and returns its exit code and report, checking nothing outlived it.
-fn run(name: &str, scenario: &str) -> (Option<i32>, Value) {
-    let scratch = Scratch::new();
-    let path = scratch.file(&format!("{name}.toml"), scenario);
-    let outcome = scratch.run(&path);
-    scratch.assert_nothing_left();
-    (
-        outcome.code,
-        read_report(&scratch.reports().join(format!("{name}.json"))),
-    )
-}
+use crate::util::{Scratch, check, python_server, read_report, run_text as run, shipped_with_example};
 
 /// The shipped Python room scenario with `program` as the server, after `edit`.
 fn python_room(program: &str, edit: impl Fn(String) -> String) -> String {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let shipped =
-        std::fs::read_to_string(format!("{root}/scenarios/python/broadcast.toml")).expect("scenario");
-    let scenario = shipped.replace(
-        "examples/broadcast_server.py",
-        &format!("{root}/examples/{program}"),
-    );
-    assert_ne!(scenario, shipped);
-    edit(scenario)
+    edit(shipped_with_example(
+        "scenarios/python/broadcast.toml",
+        "broadcast_server.py",
+        program,
+    ))
 }
 
 fn fault_count(report: &Value, fault: &str) -> u64 {
@@ -37,11 +21,7 @@ fn fault_count(report: &Value, fault: &str) -> u64 {
 }
 
 fn fanout_passed(report: &Value) -> bool {
-    report["checks"]
-        .as_array()
-        .expect("checks")
-        .iter()
-        .any(|c| c["name"] == "fanout" && c["passed"] == true)
+    check(report, "fanout")["passed"] == true
 }
 
 #[test]
@@ -131,21 +111,25 @@ fn a_client_registered_twice_gets_duplicates() {
 
 #[test]
 fn pruning_while_iterating_skips_a_member() {
-    // The leavers connect first, so they head the server's list, and leave while the stayers
-    // are still talking: pruning the last of them skips the stayer after it in the list,
-    // which then misses that message.
+    // Start times fix the server's list: [leavers..., quiet, talkers...]. The leavers leave
+    // while the talkers talk; when the last of them is pruned, the loop skips the member
+    // after it, `quiet`, which sends nothing then and so always misses that message.
     let root = env!("CARGO_MANIFEST_DIR");
     let scenario = format!(
         "name = \"prune\"\ntimeout = \"60s\"\n[[server]]\nname = \"room\"\n\
          command = [\"python3\", \"{root}/examples/broadcast_bug_prunes_while_iterating.py\", \"{{port}}\"]\n\
-         [[clients]]\nname = \"leavers\"\ncount = 4\nworkload = \"broadcast\"\nmessages = 3\nleave_after = 3\nthink = \"10ms\"\n\
-         [[clients]]\nname = \"stayers\"\ncount = 8\nworkload = \"broadcast\"\nmessages = 20\n\
-         think = \"10ms\"\ntimeout = \"2s\"\n"
+         [[clients]]\nname = \"leavers\"\ncount = 4\nworkload = \"broadcast\"\nmessages = 30\nleave_after = 12\n\
+         think = \"30ms\"\n\
+         [[clients]]\nname = \"quiet\"\ncount = 1\nworkload = \"broadcast\"\nmessages = 1\nstart_after = \"100ms\"\n\
+         [[clients]]\nname = \"talkers\"\ncount = 6\nworkload = \"broadcast\"\nmessages = 40\nthink = \"20ms\"\n\
+         start_after = \"200ms\"\ntimeout = \"2s\"\n"
     );
     let (code, report) = run("prune", &scenario);
     assert_eq!(code, Some(1), "{:#}", report["checks"]);
     assert!(fault_count(&report, "lost") > 0);
     assert_eq!(fault_count(&report, "duplicated"), 0);
+    let examples = report["rooms"][0]["faults"]["lost"]["examples"].to_string();
+    assert!(examples.contains("quiet#1 never read message"), "{examples}");
 }
 
 #[test]

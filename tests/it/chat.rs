@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::util::{Scratch, read_report};
+use crate::util::{Scratch, read_report, run_text, shipped_with_example};
 
 fn finding_classes(report: &Value) -> Vec<String> {
     report["findings"]
@@ -17,15 +17,10 @@ fn finding_classes(report: &Value) -> Vec<String> {
 
 /// Runs the shipped Python chat scenario with `program` in place of the correct server.
 fn run_python_chat(program: &str) -> (Option<i32>, Value) {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let shipped = std::fs::read_to_string(format!("{root}/scenarios/python/chat.toml")).expect("scenario");
-    let scenario = shipped.replace("examples/chat_server.py", &format!("{root}/examples/{program}"));
-    assert_ne!(scenario, shipped);
-    let scratch = Scratch::new();
-    let path = scratch.file("chat.toml", &scenario);
-    let run = scratch.run(&path);
-    scratch.assert_nothing_left();
-    (run.code, read_report(&scratch.reports().join("python-chat.json")))
+    run_text(
+        "python-chat",
+        &shipped_with_example("scenarios/python/chat.toml", "chat_server.py", program),
+    )
 }
 
 #[test]

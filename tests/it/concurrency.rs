@@ -3,22 +3,14 @@
 
 use serde_json::Value;
 
-use crate::util::{Scratch, echo_scenario, example_server, python_server, read_report};
+use crate::util::{
+    Scratch, check, echo_scenario, example_server, python_server, read_report, run_text as run,
+    shipped_with_example,
+};
 
 /// Clients that overlap unambiguously: connected together, each busy for well over 100 ms.
 const OVERLAPPING: &str =
     "count = 6\nmessages = 5\nsize = { min = 1, max = 2000 }\nthink = \"25ms\"\ntimeout = \"10s\"";
-
-/// Runs `scenario` (written into a scratch folder as `name.toml`) and returns its exit code
-/// and JSON report, checking that nothing outlived it.
-fn run(name: &str, scenario: &str) -> (Option<i32>, Value) {
-    let scratch = Scratch::new();
-    let path = scratch.file(&format!("{name}.toml"), scenario);
-    let outcome = scratch.run(&path);
-    scratch.assert_nothing_left();
-    let report = read_report(&scratch.reports().join(format!("{name}.json")));
-    (outcome.code, report)
-}
 
 fn run_shipped(scenario: &str, report_name: &str) -> (Option<i32>, Value) {
     let scratch = Scratch::new();
@@ -32,15 +24,6 @@ fn verdict(report: &Value) -> &str {
     report["concurrency"][0]["verdict"]
         .as_str()
         .expect("a concurrency verdict")
-}
-
-fn check<'a>(report: &'a Value, name: &str) -> &'a Value {
-    report["checks"]
-        .as_array()
-        .expect("checks")
-        .iter()
-        .find(|c| c["name"] == name)
-        .unwrap_or_else(|| panic!("no check `{name}` in {:#}", report["checks"]))
 }
 
 fn assert_check(report: &Value, name: &str, passed: bool) {
@@ -154,14 +137,11 @@ fn misbehaving_clients_leave_a_threaded_server_serving() {
 
 #[test]
 fn a_server_that_dies_with_one_client_fails_isolation_and_survival() {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let shipped =
-        std::fs::read_to_string(format!("{root}/scenarios/python/isolation.toml")).expect("scenario");
-    let buggy = shipped.replace(
-        "examples/echo_server_threaded.py",
-        &format!("{root}/examples/echo_bug_dies_on_reset.py"),
+    let buggy = shipped_with_example(
+        "scenarios/python/isolation.toml",
+        "echo_server_threaded.py",
+        "echo_bug_dies_on_reset.py",
     );
-    assert_ne!(buggy, shipped);
     let (code, report) = run("python-isolation", &buggy);
     assert_eq!(code, Some(1));
     assert_check(&report, "isolation", false);

@@ -3,27 +3,7 @@
 
 use serde_json::Value;
 
-use crate::util::{Scratch, read_report};
-
-fn run(name: &str, scenario: &str) -> (Option<i32>, Value) {
-    let scratch = Scratch::new();
-    let path = scratch.file(&format!("{name}.toml"), scenario);
-    let outcome = scratch.run(&path);
-    scratch.assert_nothing_left();
-    (
-        outcome.code,
-        read_report(&scratch.reports().join(format!("{name}.json"))),
-    )
-}
-
-fn check<'a>(report: &'a Value, name: &str) -> &'a Value {
-    report["checks"]
-        .as_array()
-        .expect("checks")
-        .iter()
-        .find(|c| c["name"] == name)
-        .unwrap_or_else(|| panic!("no check `{name}` in {:#}", report["checks"]))
-}
+use crate::util::{Scratch, check, read_report, run_text as run};
 
 /// Ends of the clients of `group`, from the report's timeline.
 fn ends(report: &Value, group: &str) -> Vec<String> {

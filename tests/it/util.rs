@@ -165,6 +165,39 @@ impl Run {
     }
 }
 
+/// Writes `scenario` into a fresh scratch folder as `NAME.toml`, runs it, checks that nothing
+/// outlived the run, and returns the exit code and the JSON report `NAME.json`.
+pub fn run_text(name: &str, scenario: &str) -> (Option<i32>, serde_json::Value) {
+    let scratch = Scratch::new();
+    let path = scratch.file(&format!("{name}.toml"), scenario);
+    let outcome = scratch.run(&path);
+    scratch.assert_nothing_left();
+    (
+        outcome.code,
+        read_report(&scratch.reports().join(format!("{name}.json"))),
+    )
+}
+
+/// The text of a shipped scenario (path relative to the repository) with the program
+/// `examples/FROM` replaced by the absolute path of `examples/TO`.
+pub fn shipped_with_example(scenario: &str, from: &str, to: &str) -> String {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let shipped = std::fs::read_to_string(Path::new(root).join(scenario)).expect("shipped scenario");
+    let edited = shipped.replace(&format!("examples/{from}"), &format!("{root}/examples/{to}"));
+    assert_ne!(edited, shipped, "{scenario} does not run examples/{from}");
+    edited
+}
+
+/// The check called `name` in a report.
+pub fn check<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    report["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no check `{name}` in {:#}", report["checks"]))
+}
+
 /// Reads a JSON report.
 pub fn read_report(path: &Path) -> serde_json::Value {
     let text =
