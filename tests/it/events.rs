@@ -92,3 +92,23 @@ fn trouble_on_the_other_server_fails_independence() {
     assert_eq!(check(&report, "server second")["passed"], false);
     assert_eq!(check(&report, "server first")["passed"], true);
 }
+
+#[test]
+fn a_killed_server_is_killed_at_once_and_leaves_nothing() {
+    let (code, report) = run(
+        "kill",
+        &format!(
+            "name = \"kill\"\ntimeout = \"30s\"\n[[server]]\nname = \"stubborn\"\n\
+             command = [\"python3\", \"{}\", \"{{port}}\"]\n\
+             [[server]]\nname = \"steady\"\nbuiltin = \"echo-threaded\"\n\
+             [[clients]]\nname = \"a\"\nserver = \"stubborn\"\ncount = 2\nmessages = 30\nthink = \"50ms\"\n\
+             [[clients]]\nname = \"b\"\nserver = \"steady\"\ncount = 2\nmessages = 20\nthink = \"50ms\"\n\
+             [[events]]\nat = \"500ms\"\nkill = \"stubborn\"\n",
+            crate::util::fixture("stubborn_fork.py")
+        ),
+    );
+    assert_eq!(code, Some(0), "{:#}", report["checks"]);
+    assert_eq!(report["events"][0]["outcome"], "it was killed");
+    assert_eq!(report["servers"][0]["teardown"], "killed");
+    assert_eq!(ends(&report, "b"), ["completed", "completed"]);
+}
