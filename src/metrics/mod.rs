@@ -154,6 +154,17 @@ impl LatencySet {
         self.fanout.merge(&other.fanout);
     }
 
+    /// One distribution.
+    pub fn view(&self, view: crate::scenario::LatencyView) -> &Latency {
+        use crate::scenario::LatencyView;
+        match view {
+            LatencyView::Connect => &self.connect,
+            LatencyView::Wait => &self.wait,
+            LatencyView::Rtt => &self.rtt,
+            LatencyView::Fanout => &self.fanout,
+        }
+    }
+
     /// The views with their names, in display order.
     pub fn named(&self) -> [(&'static str, &Latency); 4] {
         [
@@ -207,7 +218,9 @@ impl GroupFigures {
             if let Some(connect) = record.connect_time() {
                 figures.latency.connect.record(connect);
             }
-            if let Some(wait) = record.wait_time() {
+            // A client never served counts with the time it waited before giving up: at
+            // least that long, which is what a wait bound must see.
+            if let Some(wait) = record.wait_time().or_else(|| record.unserved_wait()) {
                 figures.latency.wait.record(wait);
             }
             for &rtt in &record.rtt_us {

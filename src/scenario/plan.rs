@@ -292,8 +292,12 @@ pub struct Expectations {
     pub echo: EchoExpectation,
     /// Client errors (connect failures, resets, deadline) tolerated.
     pub max_errors: u64,
-    /// Upper bounds on round-trip-time percentiles.
+    /// Upper bounds on latency percentiles.
     pub latency: Vec<LatencyBound>,
+    /// Least acceptable throughput, messages per second over the whole run.
+    pub min_msgs_per_sec: Option<f64>,
+    /// Largest acceptable share of clients ending in a connection error.
+    pub max_error_rate: Option<f64>,
     /// What kind of server the run must show, judged per server.
     pub concurrency: Option<ConcurrencyExpectation>,
     /// Whether every server must still serve a fresh client after the run.
@@ -305,11 +309,39 @@ pub struct Expectations {
 /// `latency.p99 = "50ms"` and friends.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct LatencyBound {
+    /// Which distribution.
+    pub view: LatencyView,
     /// Which percentile.
     pub percentile: Percentile,
     /// Largest acceptable value.
     #[serde(serialize_with = "as_human")]
     pub limit: Duration,
+}
+
+/// One of the latency distributions a run records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LatencyView {
+    /// TCP connect time (`expect.connect`).
+    Connect,
+    /// First send until the first reply (`expect.wait`).
+    Wait,
+    /// Round trip of each later message (`expect.latency`).
+    Rtt,
+    /// Broadcast send until each receiver's copy (`expect.fanout_latency`).
+    Fanout,
+}
+
+impl LatencyView {
+    /// The name used in check names and reports.
+    pub fn label(self) -> &'static str {
+        match self {
+            LatencyView::Connect => "connect",
+            LatencyView::Wait => "wait",
+            LatencyView::Rtt => "rtt",
+            LatencyView::Fanout => "fanout",
+        }
+    }
 }
 
 /// A point of a latency distribution.
@@ -1016,36 +1048,45 @@ fn resolve_expect(raw: Option<RawExpect>) -> Expectations {
             echo: EchoExpectation::Exact,
             max_errors: 0,
             latency: Vec::new(),
+            min_msgs_per_sec: None,
+            max_error_rate: None,
             concurrency: None,
             survives: false,
             fanout: FanoutExpectation::ExactlyOnce,
         };
     };
-    let latency = raw
-        .latency
-        .map(|l| {
-            let l = l.into_inner();
-            [
-                (Percentile::P50, l.p50),
-                (Percentile::P90, l.p90),
-                (Percentile::P99, l.p99),
-                (Percentile::P999, l.p999),
-                (Percentile::Max, l.max),
-            ]
-            .into_iter()
-            .filter_map(|(percentile, limit)| {
-                limit.map(|limit| LatencyBound {
-                    percentile,
-                    limit: limit.0,
-                })
+    let latency = [
+        (LatencyView::Rtt, raw.latency),
+        (LatencyView::Wait, raw.wait),
+        (LatencyView::Connect, raw.connect),
+        (LatencyView::Fanout, raw.fanout_latency),
+    ]
+    .into_iter()
+    .flat_map(|(view, table)| {
+        let l = table.map(toml::Spanned::into_inner);
+        [
+            (Percentile::P50, l.as_ref().and_then(|l| l.p50)),
+            (Percentile::P90, l.as_ref().and_then(|l| l.p90)),
+            (Percentile::P99, l.as_ref().and_then(|l| l.p99)),
+            (Percentile::P999, l.as_ref().and_then(|l| l.p999)),
+            (Percentile::Max, l.as_ref().and_then(|l| l.max)),
+        ]
+        .into_iter()
+        .filter_map(move |(percentile, limit)| {
+            limit.map(|limit| LatencyBound {
+                view,
+                percentile,
+                limit: limit.0,
             })
-            .collect()
         })
-        .unwrap_or_default();
+    })
+    .collect();
     Expectations {
         echo: raw.echo.unwrap_or_default(),
         max_errors: raw.errors.unwrap_or(0),
         latency,
+        min_msgs_per_sec: raw.msgs_per_sec.map(|m| m.0),
+        max_error_rate: raw.error_rate.map(|r| r.0),
         concurrency: raw.concurrency.map(toml::Spanned::into_inner),
         survives: raw.survives.is_some_and(toml::Spanned::into_inner),
         fanout: raw.fanout.unwrap_or_default(),

@@ -8,7 +8,9 @@
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::values::{ConcurrencyExpectation, DurationValue, MessagesValue, PortChoice, SizeRange};
+use super::values::{
+    ConcurrencyExpectation, DurationValue, MaxShare, MessagesValue, Minimum, PortChoice, SizeRange,
+};
 use crate::servers::Builtin;
 
 /// A whole scenario file.
@@ -146,6 +148,11 @@ pub struct RawExpect {
     pub echo: Option<EchoExpectation>,
     pub errors: Option<u64>,
     pub latency: Option<Spanned<RawLatency>>,
+    pub wait: Option<Spanned<RawLatency>>,
+    pub connect: Option<Spanned<RawLatency>>,
+    pub fanout_latency: Option<Spanned<RawLatency>>,
+    pub msgs_per_sec: Option<Minimum>,
+    pub error_rate: Option<MaxShare>,
     pub concurrency: Option<Spanned<ConcurrencyExpectation>>,
     pub survives: Option<Spanned<bool>>,
     pub fanout: Option<FanoutExpectation>,
@@ -162,7 +169,8 @@ pub enum FanoutExpectation {
     Ignore,
 }
 
-/// `latency = { p50 = "...", ... }`: upper bounds on per-message round-trip time.
+/// `latency = { p50 = "...", ... }` (and `wait`, `connect`, `fanout_latency`): upper bounds
+/// on percentiles of one latency distribution.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawLatency {

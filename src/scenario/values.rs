@@ -222,6 +222,69 @@ impl<'de> Deserialize<'de> for MessagesValue {
     }
 }
 
+/// A lower bound such as `msgs_per_sec = ">= 1000"` (or just `1000`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Minimum(pub f64);
+
+impl<'de> Deserialize<'de> for Minimum {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MinimumVisitor;
+        impl Visitor<'_> for MinimumVisitor {
+            type Value = Minimum;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a lower bound, like 1000 or \">= 1000\"")
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<Minimum, E> {
+                self.visit_f64(n as f64)
+            }
+            fn visit_f64<E: de::Error>(self, n: f64) -> Result<Minimum, E> {
+                if n.is_finite() && n >= 0.0 {
+                    Ok(Minimum(n))
+                } else {
+                    Err(E::custom(format!(
+                        "a lower bound must be a number from 0 up, not {n}"
+                    )))
+                }
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<Minimum, E> {
+                let number = text
+                    .trim()
+                    .trim_start_matches(">=")
+                    .trim()
+                    .replace(['_', ','], "");
+                match number.parse::<f64>() {
+                    Ok(n) => self.visit_f64(n),
+                    Err(_) => Err(E::custom(format!(
+                        "invalid lower bound `{text}`; expected a number like 1000 or \">= 1000\""
+                    ))),
+                }
+            }
+        }
+        deserializer.deserialize_any(MinimumVisitor)
+    }
+}
+
+/// An upper bound on a share, such as `error_rate = "<= 1%"` (or `"1%"`), kept as a fraction.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MaxShare(pub f64);
+
+impl<'de> Deserialize<'de> for MaxShare {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        let percent = text.trim().trim_start_matches("<=").trim();
+        let share = percent
+            .strip_suffix('%')
+            .and_then(|n| n.trim().parse::<f64>().ok())
+            .filter(|n| (0.0..=100.0).contains(n));
+        match share {
+            Some(n) => Ok(MaxShare(n / 100.0)),
+            None => Err(de::Error::custom(format!(
+                "invalid share `{text}`; expected a percentage from 0% to 100%, like \"<= 1%\""
+            ))),
+        }
+    }
+}
+
 /// `expect.concurrency`: what kind of server the run must show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConcurrencyExpectation {
@@ -291,6 +354,8 @@ mod tests {
         s: Option<SizeRange>,
         p: Option<PortChoice>,
         c: Option<ConcurrencyExpectation>,
+        m: Option<Minimum>,
+        r: Option<MaxShare>,
     }
 
     fn parse(text: &str) -> Result<Probe, String> {
@@ -313,6 +378,9 @@ mod tests {
             parse("c = \"iterative\"").unwrap().c,
             Some(ConcurrencyExpectation::Iterative)
         );
+        assert_eq!(parse("m = \">= 1_000\"").unwrap().m, Some(Minimum(1000.0)));
+        assert_eq!(parse("m = 250").unwrap().m, Some(Minimum(250.0)));
+        assert_eq!(parse("r = \"<= 2.5%\"").unwrap().r, Some(MaxShare(0.025)));
     }
 
     #[test]
@@ -337,6 +405,8 @@ mod tests {
         assert!(parse("p = 0").unwrap_err().contains("\"auto\""));
         assert!(parse("p = 70000").unwrap_err().contains("out of range"));
         assert!(parse("c = \"at-least 1\"").unwrap_err().contains("from 2 up"));
+        assert!(parse("m = \"lots\"").unwrap_err().contains("invalid lower bound"));
+        assert!(parse("r = \"5\"").unwrap_err().contains("expected a percentage"));
         assert!(parse("c = \"parallel\"").unwrap_err().contains("\"at-least N\""));
     }
 }

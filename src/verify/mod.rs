@@ -15,7 +15,7 @@ pub mod stream;
 use serde::Serialize;
 
 use crate::metrics::GroupFigures;
-use crate::scenario::{EchoExpectation, ExitPolicy, Plan, WorkloadKind};
+use crate::scenario::{EchoExpectation, ExitPolicy, LatencyView, Plan, WorkloadKind};
 use crate::supervise::{EventRecord, ServerEnd};
 use crate::units;
 use crate::workload::probe::ProbeOutcome;
@@ -114,6 +114,7 @@ pub fn evaluate(evidence: &Evidence) -> Verdict {
     fanout::check(evidence, &mut verdict);
     check_errors(evidence, &mut verdict);
     check_latency(evidence, &mut verdict);
+    check_throughput(evidence, &mut verdict);
     check_isolation(evidence, &mut verdict);
     check_independence(evidence, &mut verdict);
     if let Some(expected) = evidence.plan.expect.concurrency {
@@ -475,13 +476,29 @@ fn check_errors(evidence: &Evidence, verdict: &mut Verdict) {
         passed: total <= allowed,
         summary,
     });
+    if let Some(rate) = evidence.plan.expect.max_error_rate {
+        let clients = evidence.records.len().max(1) as f64;
+        let share = total as f64 / clients;
+        verdict.checks.push(Check {
+            name: "error rate".into(),
+            passed: share <= rate,
+            summary: format!(
+                "{:.2}% of {} clients ended in an error ({} {:.2}%)",
+                share * 100.0,
+                units::count(evidence.records.len() as u64),
+                if share <= rate { "≤" } else { ">" },
+                rate * 100.0
+            ),
+        });
+    }
 }
 
 fn check_latency(evidence: &Evidence, verdict: &mut Verdict) {
     for bound in &evidence.plan.expect.latency {
-        let name = format!("latency rtt {}", bound.percentile.label());
+        let name = format!("latency {} {}", bound.view.label(), bound.percentile.label());
         let limit = units::duration(bound.limit);
-        let (passed, summary) = match evidence.total.latency.rtt.quantile(bound.percentile.quantile()) {
+        let latency = evidence.total.latency.view(bound.view);
+        let (passed, summary) = match latency.quantile(bound.percentile.quantile()) {
             Some(value) => (
                 value <= bound.limit,
                 format!(
@@ -490,12 +507,7 @@ fn check_latency(evidence: &Evidence, verdict: &mut Verdict) {
                     if value <= bound.limit { "≤" } else { ">" }
                 ),
             ),
-            None => (
-                false,
-                "no round trips measured: each connection's first message counts as wait, so \
-                 send at least 2 messages per client"
-                    .to_owned(),
-            ),
+            None => (false, no_samples(bound.view).to_owned()),
         };
         verdict.checks.push(Check {
             name,
@@ -503,6 +515,36 @@ fn check_latency(evidence: &Evidence, verdict: &mut Verdict) {
             summary,
         });
     }
+}
+
+fn no_samples(view: LatencyView) -> &'static str {
+    match view {
+        LatencyView::Rtt => {
+            "no round trips measured: each connection's first message counts as wait, so send at \
+             least 2 messages per client"
+        }
+        LatencyView::Wait => "no client sent a message, so there is no wait to judge",
+        LatencyView::Connect => "no client connected",
+        LatencyView::Fanout => "no broadcast delivery was measured",
+    }
+}
+
+/// `expect.msgs_per_sec`: messages over the whole run's active time.
+fn check_throughput(evidence: &Evidence, verdict: &mut Verdict) {
+    let Some(minimum) = evidence.plan.expect.min_msgs_per_sec else {
+        return;
+    };
+    let rate = evidence.total.messages_per_second();
+    verdict.checks.push(Check {
+        name: "throughput".into(),
+        passed: rate >= minimum,
+        summary: format!(
+            "{} msgs/s {} {} msgs/s",
+            units::count(rate.round() as u64),
+            if rate >= minimum { "≥" } else { "<" },
+            units::count(minimum.round() as u64)
+        ),
+    });
 }
 
 fn check_servers(evidence: &Evidence, verdict: &mut Verdict) {

@@ -125,6 +125,15 @@ impl ClientRecord {
         )
     }
 
+    /// For a client that sent but never got a reply: how long it waited before it gave up.
+    pub fn unserved_wait(&self) -> Option<Duration> {
+        let t = &self.timeline;
+        match (t.first_send, t.first_reply, t.closed) {
+            (Some(sent), None, Some(gave_up)) => Some(gave_up.saturating_sub(sent)),
+            _ => None,
+        }
+    }
+
     /// Time from the first send until the first reply byte: queueing plus service.
     pub fn wait_time(&self) -> Option<Duration> {
         Some(

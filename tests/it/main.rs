@@ -11,4 +11,5 @@ mod events;
 mod examples;
 mod runs;
 mod teardown;
+mod thresholds;
 mod util;
