@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::report::Format;
 use crate::servers::Builtin;
 
 /// Test harness and load tester for the socket servers of a computer-networks lab.
@@ -65,4 +66,11 @@ pub struct RunArgs {
     /// Do not write report files.
     #[arg(long)]
     pub no_report: bool,
+    /// Report files to write into --out, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "json", value_name = "FORMATS")]
+    pub format: Vec<Format>,
+    /// Print the JSON report on stdout and nothing else there (an array for several
+    /// scenarios); progress and warnings go to stderr.
+    #[arg(long, conflicts_with = "quiet")]
+    pub json: bool,
 }

@@ -90,34 +90,55 @@ fn run_scenarios(args: RunArgs) -> Result<Outcome, Error> {
         .enable_all()
         .build()
         .map_err(Error::Runtime)?;
+    let display = match (args.json, args.quiet) {
+        (true, _) => run::Display::Nothing,
+        (false, true) => run::Display::Verdict,
+        (false, false) => run::Display::Full,
+    };
     let options = run::RunOptions {
         report_dir: (!args.no_report).then(|| args.out.clone()),
-        quiet: args.quiet,
-        styles: Styles::resolve(Environment::detect(), args.quiet),
+        formats: args.format.clone(),
+        display,
+        styles: Styles::resolve(Environment::detect(), args.quiet || args.json),
     };
     runtime.block_on(async {
         let cancel = interrupt::watch().map_err(Error::Runtime)?;
         let mut overall = Outcome::Pass;
         let mut reports = Vec::with_capacity(plans.len());
         for (i, plan) in plans.iter().enumerate() {
-            if i > 0 && !options.quiet {
+            if i > 0 && display == run::Display::Full {
                 let _ = writeln!(std::io::stdout());
             }
             let report = run::run_scenario(plan, &options, &cancel).await?;
             overall = match (overall, report.outcome) {
-                (_, Outcome::Interrupted) => return Ok(Outcome::Interrupted),
+                (_, Outcome::Interrupted) => Outcome::Interrupted,
                 (Outcome::Fail, _) | (_, Outcome::Fail) => Outcome::Fail,
                 _ => Outcome::Pass,
             };
             reports.push(report);
+            if overall == Outcome::Interrupted {
+                break;
+            }
         }
-        if reports.len() > 1 && !options.quiet {
-            let mut rendered = vec![b'\n'];
-            report::side_by_side::render(&reports, &options.styles, &mut rendered)
-                .expect("rendering into memory cannot fail");
-            // A closed stdout (`| head`) is not an error.
-            let _ = std::io::stdout().lock().write_all(&rendered);
+        let mut rendered = Vec::new();
+        match display {
+            run::Display::Nothing => {
+                let json = match reports.as_slice() {
+                    [only] => serde_json::to_vec_pretty(only),
+                    all => serde_json::to_vec_pretty(all),
+                };
+                rendered = json.expect("a report always serializes");
+                rendered.push(b'\n');
+            }
+            run::Display::Full if reports.len() > 1 && overall != Outcome::Interrupted => {
+                rendered.push(b'\n');
+                report::side_by_side::render(&reports, &options.styles, &mut rendered)
+                    .expect("rendering into memory cannot fail");
+            }
+            run::Display::Full | run::Display::Verdict => {}
         }
+        // A closed stdout (`| head`) is not an error.
+        let _ = std::io::stdout().lock().write_all(&rendered);
         Ok(overall)
     })
 }

@@ -17,7 +17,7 @@ use crate::error::Error;
 use crate::metrics::GroupFigures;
 use crate::report::progress::Progress;
 use crate::report::style::Styles;
-use crate::report::{self, Report, RunResult};
+use crate::report::{self, Format, Report, RunResult};
 use crate::scenario::Plan;
 use crate::supervise::{ServerEnd, Servers};
 use crate::verify::concurrency::{self, ConcurrencyVerdict, ServerConcurrency};
@@ -33,10 +33,23 @@ pub const PANIC_INJECTION_VARIABLE: &str = "LABRUN_TEST_PANIC";
 pub struct RunOptions {
     /// Folder for report files, or `None` to write none.
     pub report_dir: Option<PathBuf>,
-    /// Print only the verdict line.
-    pub quiet: bool,
+    /// Which report files to write there.
+    pub formats: Vec<Format>,
+    /// What to print on stdout for each scenario.
+    pub display: Display,
     /// Terminal styling.
     pub styles: Styles,
+}
+
+/// What a run prints on stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Display {
+    /// The whole terminal report.
+    Full,
+    /// The verdict line only (`--quiet`).
+    Verdict,
+    /// Nothing per scenario: the caller prints the JSON reports (`--json`).
+    Nothing,
 }
 
 /// Runs one scenario and prints its report; returns the report.
@@ -123,11 +136,11 @@ pub async fn run_scenario(
         interrupted: cancel.is_cancelled(),
     });
 
-    let saved_to = match &options.report_dir {
-        Some(dir) => Some(save_json(&report, dir)?),
-        None => None,
+    let saved = match &options.report_dir {
+        Some(dir) => save_reports(&report, dir, &options.formats)?,
+        None => Vec::new(),
     };
-    print_report(&report, saved_to.as_deref(), options);
+    print_report(&report, &saved, options);
     Ok(report)
 }
 
@@ -216,15 +229,18 @@ fn measure_concurrency(
         .collect()
 }
 
-fn save_json(report: &Report, dir: &Path) -> Result<PathBuf, Error> {
-    let path = dir.join(format!("{}.json", file_stem(&report.scenario.name)));
-    report::writer::write_atomically(&path, &report::json::render(report)).map_err(|source| {
-        Error::WriteReport {
-            path: path.clone(),
-            source,
-        }
-    })?;
-    Ok(path)
+/// Writes the report in every requested format, each file atomically; returns the paths.
+fn save_reports(report: &Report, dir: &Path, formats: &[Format]) -> Result<Vec<PathBuf>, Error> {
+    let stem = file_stem(&report.scenario.name);
+    formats
+        .iter()
+        .map(|format| {
+            let path = dir.join(format!("{stem}.{}", format.extension()));
+            report::writer::write_atomically(&path, &format.render(report))
+                .map(|()| path.clone())
+                .map_err(|source| Error::WriteReport { path, source })
+        })
+        .collect()
 }
 
 /// A scenario name made safe as a file name.
@@ -243,12 +259,12 @@ fn file_stem(name: &str) -> String {
 }
 
 /// Writes the terminal report to stdout. A closed stdout (`| head`) is not an error.
-fn print_report(report: &Report, saved_to: Option<&Path>, options: &RunOptions) {
+fn print_report(report: &Report, saved: &[PathBuf], options: &RunOptions) {
     let mut rendered = Vec::new();
-    let written = if options.quiet {
-        report::terminal::render_verdict(report, saved_to, &options.styles, &mut rendered)
-    } else {
-        report::terminal::render(report, saved_to, &options.styles, &mut rendered)
+    let written = match options.display {
+        Display::Verdict => report::terminal::render_verdict(report, saved, &options.styles, &mut rendered),
+        Display::Full => report::terminal::render(report, saved, &options.styles, &mut rendered),
+        Display::Nothing => return,
     };
     written.expect("rendering into memory cannot fail");
     let _ = std::io::stdout().lock().write_all(&rendered);

@@ -6,6 +6,8 @@
 
 pub mod chart;
 pub mod json;
+pub mod junit;
+pub mod markdown;
 pub mod progress;
 pub mod side_by_side;
 pub mod style;
@@ -28,6 +30,37 @@ use crate::workload::{ClientEnd, ClientRecord};
 
 /// Most client timelines a report keeps; beyond it, evenly spaced clients stand for the rest.
 pub const MAX_TIMELINES: usize = 1000;
+
+/// A report file format (`--format json,md,junit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// The whole report, versioned, histograms lossless: `NAME.json`.
+    Json,
+    /// A summary for pull requests and `$GITHUB_STEP_SUMMARY`: `NAME.md`.
+    Md,
+    /// One test case per check, for CI test views: `NAME.junit.xml`.
+    Junit,
+}
+
+impl Format {
+    /// The file name ending, after the scenario name.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Json => "json",
+            Format::Md => "md",
+            Format::Junit => "junit.xml",
+        }
+    }
+
+    /// The report in this format.
+    pub fn render(self, report: &Report) -> Vec<u8> {
+        match self {
+            Format::Json => json::render(report),
+            Format::Md => markdown::render(report),
+            Format::Junit => junit::render(report),
+        }
+    }
+}
 
 /// Version of the JSON report layout; bumped on any incompatible change.
 pub const SCHEMA_VERSION: u32 = 1;

@@ -6,7 +6,7 @@
 //! produced has been escaped before it got into the report.
 
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::PathBuf;
 
 use tabled::builder::Builder;
 use tabled::settings::object::Columns;
@@ -22,12 +22,7 @@ const FINDINGS_SHOWN: usize = 10;
 const BAR_WIDTH: usize = 40;
 
 /// Writes the whole terminal report.
-pub fn render(
-    report: &Report,
-    saved_to: Option<&Path>,
-    styles: &Styles,
-    out: &mut impl Write,
-) -> io::Result<()> {
+pub fn render(report: &Report, saved: &[PathBuf], styles: &Styles, out: &mut impl Write) -> io::Result<()> {
     let plan = &report.scenario;
     let title = styles.paint(Tone::Bold, &plan.name);
     match &plan.description {
@@ -80,7 +75,7 @@ pub fn render(
         writeln!(out, "  {mark}  {:<name_width$}  {}", check.name, check.summary)?;
     }
     writeln!(out)?;
-    render_verdict(report, saved_to, styles, out)
+    render_verdict(report, saved, styles, out)
 }
 
 /// Wait and round-trip histograms (and fan-out, in a broadcast run) next to each other when
@@ -297,7 +292,7 @@ fn write_findings(report: &Report, styles: &Styles, out: &mut impl Write) -> io:
 /// Writes only the final verdict line (for `--quiet`).
 pub fn render_verdict(
     report: &Report,
-    saved_to: Option<&Path>,
+    saved: &[PathBuf],
     styles: &Styles,
     out: &mut impl Write,
 ) -> io::Result<()> {
@@ -320,8 +315,9 @@ pub fn render_verdict(
         report.checks.len(),
         units::micros((report.duration_ms * 1000.0) as u64)
     )?;
-    if let Some(path) = saved_to {
-        write!(out, " · report {}", path.display())?;
+    if !saved.is_empty() {
+        let paths: Vec<String> = saved.iter().map(|p| p.display().to_string()).collect();
+        write!(out, " · report {}", paths.join(", "))?;
     }
     writeln!(out)
 }
@@ -449,7 +445,7 @@ concurrency = "concurrent"
         let mut out = Vec::new();
         render(
             &fixed_report(),
-            Some(Path::new("reports/snapshot.json")),
+            &[PathBuf::from("reports/snapshot.json")],
             &Styles::default(),
             &mut out,
         )
@@ -460,7 +456,7 @@ concurrency = "concurrent"
     #[test]
     fn quiet_verdict_is_one_line() {
         let mut out = Vec::new();
-        render_verdict(&fixed_report(), None, &Styles::default(), &mut out).expect("renders");
+        render_verdict(&fixed_report(), &[], &Styles::default(), &mut out).expect("renders");
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "FAIL snapshot: 3 of 5 checks passed in 42.0 ms\n"

@@ -9,6 +9,7 @@ mod cli;
 mod concurrency;
 mod events;
 mod examples;
+mod formats;
 mod runs;
 mod teardown;
 mod thresholds;

@@ -1,0 +1,141 @@
+//! The Markdown report: a summary fit for a pull-request comment or `$GITHUB_STEP_SUMMARY`.
+//!
+//! Verdict first, then one table row per check, the figures, and the findings with their
+//! hints. Everything a server produced was escaped before it reached the report; here only
+//! the characters Markdown itself would interpret in a table cell are neutralised.
+
+use std::fmt::Write;
+
+use super::{Outcome, Report};
+use crate::units;
+
+/// Findings listed in full; the rest are counted.
+const FINDINGS_SHOWN: usize = 20;
+
+/// Renders the report as GitHub-flavoured Markdown.
+pub fn render(report: &Report) -> Vec<u8> {
+    let mut md = String::new();
+    let plan = &report.scenario;
+    let passed = report.checks.iter().filter(|c| c.passed).count();
+    let verdict = match report.outcome {
+        Outcome::Pass => "PASS",
+        Outcome::Fail => "FAIL",
+        Outcome::Interrupted => "INTERRUPTED",
+    };
+    let _ = writeln!(md, "## labrun: {} — {verdict}\n", cell(&plan.name));
+    if let Some(description) = &plan.description {
+        let _ = writeln!(md, "{}\n", cell(description));
+    }
+    let _ = writeln!(
+        md,
+        "**{passed} of {} checks passed** in {}{}.\n",
+        report.checks.len(),
+        units::micros((report.duration_ms * 1000.0) as u64),
+        if report.complete {
+            ""
+        } else {
+            " (interrupted: figures are partial)"
+        }
+    );
+    let _ = writeln!(md, "| check | result | details |\n|---|---|---|");
+    for check in &report.checks {
+        let mark = if check.passed { "✅ pass" } else { "❌ FAIL" };
+        let _ = writeln!(
+            md,
+            "| {} | {mark} | {} |",
+            cell(&check.name),
+            cell(&check.summary)
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\n| group | server | clients | done | messages | errors | msgs/s |\n|---|---|--:|--:|--:|--:|--:|"
+    );
+    for group in report
+        .groups
+        .iter()
+        .chain((report.groups.len() > 1).then_some(&report.total))
+    {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {:.0} |",
+            cell(&group.name),
+            cell(&group.server),
+            units::count(u64::from(group.clients)),
+            units::count(u64::from(group.clients_completed)),
+            units::count(group.messages),
+            units::count(group.error_count()),
+            group.messages_per_second
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\n| latency | count | p50 | p90 | p99 | max |\n|---|--:|--:|--:|--:|--:|"
+    );
+    for (name, latency) in report.total.latency.named() {
+        if latency.count() == 0 {
+            continue;
+        }
+        let s = latency.summary();
+        let _ = writeln!(
+            md,
+            "| {name} | {} | {} | {} | {} | {} |",
+            units::count(s.count),
+            units::micros(s.p50_us),
+            units::micros(s.p90_us),
+            units::micros(s.p99_us),
+            units::micros(s.max_us)
+        );
+    }
+    for server in &report.concurrency {
+        let _ = writeln!(
+            md,
+            "\nConcurrency of `{}`: {}",
+            cell(&server.server),
+            cell(&server.describe())
+        );
+    }
+    if !report.findings.is_empty() {
+        let _ = writeln!(md, "\n### Findings\n");
+        for finding in report.findings.iter().take(FINDINGS_SHOWN) {
+            let place = finding
+                .client
+                .as_ref()
+                .map(|c| format!("**{}**: ", cell(c)))
+                .unwrap_or_default();
+            let mut lines = finding.text.lines();
+            let _ = writeln!(md, "- {place}{}", cell(lines.next().unwrap_or_default()));
+            for line in lines {
+                let _ = writeln!(md, "  - `{}`", line.replace('`', "'"));
+            }
+            let _ = writeln!(md, "  - *hint:* {}", cell(finding.hint));
+        }
+        if report.findings.len() > FINDINGS_SHOWN {
+            let _ = writeln!(
+                md,
+                "\n…and {} more findings in the JSON report.",
+                report.findings.len() - FINDINGS_SHOWN
+            );
+        }
+    }
+    md.into_bytes()
+}
+
+/// Text safe inside a Markdown table cell or list item: no pipes, no line breaks, no HTML.
+fn cell(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('|', "\\|")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace(['\n', '\r'], " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cell;
+
+    #[test]
+    fn cells_cannot_break_the_table() {
+        assert_eq!(cell("a|b\nc <script>"), "a\\|b c &lt;script&gt;");
+    }
+}
