@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::report::Format;
+use crate::report::compare::Tolerance;
 use crate::servers::Builtin;
 
 /// Test harness and load tester for the socket servers of a computer-networks lab.
@@ -46,6 +47,17 @@ pub enum Command {
     },
     /// List the built-in servers and workloads.
     List,
+    /// Compare a run's JSON report with a baseline's; exit 1 when a gated figure regressed.
+    Compare {
+        /// The baseline report (JSON).
+        baseline: PathBuf,
+        /// The current report (JSON).
+        current: PathBuf,
+        /// Gates, comma-separated: p99=10% (RTT), wait.p99=20%, connect.max=50%,
+        /// fanout.p99=10%, throughput=5%, errors=0. Default: p99=10%,throughput=5%,errors=0.
+        #[arg(long, value_delimiter = ',', value_name = "GATES")]
+        max_regress: Vec<Tolerance>,
+    },
 }
 
 /// Options of a run.

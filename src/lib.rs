@@ -52,6 +52,11 @@ pub fn run(cli: Cli) -> Result<Outcome, Error> {
             Ok(Outcome::Pass)
         }
         Some(Command::Validate { files }) => validate(&files),
+        Some(Command::Compare {
+            baseline,
+            current,
+            max_regress,
+        }) => compare(&baseline, &current, max_regress),
         Some(Command::Run(args)) => run_scenarios(args),
         None => run_scenarios(cli.run),
     }
@@ -141,6 +146,26 @@ fn run_scenarios(args: RunArgs) -> Result<Outcome, Error> {
         let _ = std::io::stdout().lock().write_all(&rendered);
         Ok(overall)
     })
+}
+
+fn compare(
+    baseline: &std::path::Path,
+    current: &std::path::Path,
+    gates: Vec<report::compare::Tolerance>,
+) -> Result<Outcome, Error> {
+    use report::compare::{self, SavedReport};
+    let (baseline, current) = (SavedReport::read(baseline)?, SavedReport::read(current)?);
+    let gates = if gates.is_empty() {
+        compare::default_tolerances()
+    } else {
+        gates
+    };
+    let rows = compare::compare(&baseline, &current, &gates);
+    let mut rendered = Vec::new();
+    let regressed = compare::render(&baseline, &current, &rows, &mut rendered)
+        .expect("rendering into memory cannot fail");
+    let _ = std::io::stdout().lock().write_all(&rendered);
+    Ok(if regressed { Outcome::Fail } else { Outcome::Pass })
 }
 
 fn validate(files: &[std::path::PathBuf]) -> Result<Outcome, Error> {

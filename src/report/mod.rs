@@ -5,6 +5,7 @@
 //! is versioned by [`SCHEMA_VERSION`] and carries histograms losslessly.
 
 pub mod chart;
+pub mod compare;
 pub mod json;
 pub mod junit;
 pub mod markdown;

@@ -1,0 +1,389 @@
+//! `labrun compare baseline.json current.json`: a regression gate for CI.
+//!
+//! Both reports are read back from their JSON (the histograms from their lossless `hdr`
+//! encoding, so percentiles are recomputed, not trusted). Every figure is shown with its
+//! change; the figures named by `--max-regress` (or, without it, RTT p99, throughput and
+//! errors) are gates, and a gate that regresses beyond its limit makes the command exit 1.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::Deserialize;
+use tabled::builder::Builder;
+use tabled::settings::object::Columns;
+use tabled::settings::{Alignment, Style};
+
+use super::SCHEMA_VERSION;
+use crate::metrics::{Latency, LatencySet};
+use crate::scenario::{LatencyView, Percentile};
+use crate::units;
+
+/// A latency must also grow by at least this much to count as a regression: a 20 µs round
+/// trip becoming 30 µs is +50% and means nothing.
+const LATENCY_NOISE_US: u64 = 100;
+
+/// Why a report could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read report `{}`: {reason}", path.display())]
+pub struct ReadError {
+    /// The file.
+    pub path: PathBuf,
+    /// Why.
+    pub reason: String,
+}
+
+/// The parts of a JSON report a comparison needs.
+#[derive(Debug, Deserialize)]
+pub struct SavedReport {
+    /// Layout version.
+    pub schema_version: u32,
+    /// The scenario.
+    pub scenario: SavedScenario,
+    /// Figures over all groups.
+    pub total: SavedFigures,
+}
+
+/// The scenario's name.
+#[derive(Debug, Deserialize)]
+pub struct SavedScenario {
+    /// Its name.
+    pub name: String,
+}
+
+/// Headline figures of a run.
+#[derive(Debug, Deserialize)]
+pub struct SavedFigures {
+    /// Messages completed.
+    pub messages: u64,
+    /// Messages per second.
+    pub messages_per_second: f64,
+    /// Connection errors by class.
+    pub errors: BTreeMap<String, u64>,
+    /// The histograms.
+    pub latency: LatencySet,
+}
+
+impl SavedReport {
+    /// Reads a JSON report written by labrun.
+    pub fn read(path: &Path) -> Result<SavedReport, ReadError> {
+        let fail = |reason: String| ReadError {
+            path: path.to_owned(),
+            reason,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+        let report: SavedReport =
+            serde_json::from_str(&text).map_err(|e| fail(format!("not a labrun JSON report ({e})")))?;
+        if report.schema_version != SCHEMA_VERSION {
+            return Err(fail(format!(
+                "schema version {} (this labrun reads version {SCHEMA_VERSION})",
+                report.schema_version
+            )));
+        }
+        Ok(report)
+    }
+}
+
+/// A figure a comparison can gate on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Figure {
+    /// A latency percentile.
+    Latency(LatencyView, Percentile),
+    /// Messages per second (lower is worse).
+    Throughput,
+    /// Connection errors (more is worse), compared as a count.
+    Errors,
+}
+
+impl fmt::Display for Figure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Figure::Latency(view, percentile) => write!(f, "{} {}", view.label(), percentile.label()),
+            Figure::Throughput => f.write_str("throughput"),
+            Figure::Errors => f.write_str("errors"),
+        }
+    }
+}
+
+/// `p99=10%`, `wait.p99=20%`, `throughput=5%`, `errors=0`: how far a figure may regress.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Tolerance {
+    /// Which figure.
+    pub figure: Figure,
+    /// For latency and throughput: the allowed relative change (0.1 = 10%); for errors:
+    /// how many more errors are allowed.
+    pub limit: f64,
+}
+
+impl FromStr for Tolerance {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Tolerance, String> {
+        let expected = "expected FIGURE=LIMIT, like p99=10%, wait.p99=20%, throughput=5% or errors=0";
+        let (key, value) = text
+            .split_once('=')
+            .ok_or_else(|| format!("`{text}`: {expected}"))?;
+        let figure = match key.trim() {
+            "throughput" | "msgs_per_sec" => Figure::Throughput,
+            "errors" => Figure::Errors,
+            other => {
+                let (view, percentile) = other.split_once('.').unwrap_or(("rtt", other));
+                let view = [
+                    LatencyView::Connect,
+                    LatencyView::Wait,
+                    LatencyView::Rtt,
+                    LatencyView::Fanout,
+                ]
+                .into_iter()
+                .find(|v| v.label() == view)
+                .ok_or_else(|| format!("`{text}`: unknown latency `{view}`; {expected}"))?;
+                let percentile = [
+                    Percentile::P50,
+                    Percentile::P90,
+                    Percentile::P99,
+                    Percentile::P999,
+                    Percentile::Max,
+                ]
+                .into_iter()
+                .find(|p| p.label() == percentile)
+                .ok_or_else(|| format!("`{text}`: unknown percentile `{percentile}`; {expected}"))?;
+                Figure::Latency(view, percentile)
+            }
+        };
+        let value = value.trim();
+        let limit = match figure {
+            Figure::Errors => value.parse::<f64>().ok().filter(|n| *n >= 0.0),
+            _ => value
+                .strip_suffix('%')
+                .and_then(|n| n.trim().parse::<f64>().ok())
+                .filter(|n| *n >= 0.0)
+                .map(|n| n / 100.0),
+        }
+        .ok_or_else(|| format!("`{text}`: invalid limit `{value}`; {expected}"))?;
+        Ok(Tolerance { figure, limit })
+    }
+}
+
+/// The gates used when `--max-regress` is not given.
+pub fn default_tolerances() -> Vec<Tolerance> {
+    vec![
+        Tolerance {
+            figure: Figure::Latency(LatencyView::Rtt, Percentile::P99),
+            limit: 0.10,
+        },
+        Tolerance {
+            figure: Figure::Throughput,
+            limit: 0.05,
+        },
+        Tolerance {
+            figure: Figure::Errors,
+            limit: 0.0,
+        },
+    ]
+}
+
+/// One row of the comparison.
+#[derive(Debug, Clone)]
+pub struct Row {
+    /// The figure.
+    pub figure: Figure,
+    /// Its value in each report, as text.
+    pub baseline: String,
+    /// The current value, as text.
+    pub current: String,
+    /// The change, as text.
+    pub change: String,
+    /// The gate on it, if any.
+    pub limit: Option<Tolerance>,
+    /// Whether the gate failed.
+    pub regressed: bool,
+}
+
+/// Compares every figure; returns the rows in display order.
+pub fn compare(baseline: &SavedReport, current: &SavedReport, gates: &[Tolerance]) -> Vec<Row> {
+    let gate = |figure| gates.iter().copied().find(|t| t.figure == figure);
+    let mut rows = Vec::new();
+    let views = [
+        LatencyView::Connect,
+        LatencyView::Wait,
+        LatencyView::Rtt,
+        LatencyView::Fanout,
+    ];
+    for view in views {
+        let (old, new) = (
+            baseline.total.latency.view(view),
+            current.total.latency.view(view),
+        );
+        if old.count() == 0 && new.count() == 0 {
+            continue;
+        }
+        for percentile in [
+            Percentile::P50,
+            Percentile::P99,
+            Percentile::P999,
+            Percentile::Max,
+        ] {
+            let figure = Figure::Latency(view, percentile);
+            rows.push(latency_row(figure, old, new, percentile, gate(figure)));
+        }
+    }
+    let (old, new) = (
+        baseline.total.messages_per_second,
+        current.total.messages_per_second,
+    );
+    let limit = gate(Figure::Throughput);
+    rows.push(Row {
+        figure: Figure::Throughput,
+        baseline: format!("{old:.0} msgs/s"),
+        current: format!("{new:.0} msgs/s"),
+        change: relative(old, new),
+        limit,
+        regressed: limit.is_some_and(|t| new < old * (1.0 - t.limit)),
+    });
+    let (old, new) = (
+        baseline.total.errors.values().sum::<u64>(),
+        current.total.errors.values().sum::<u64>(),
+    );
+    let limit = gate(Figure::Errors);
+    rows.push(Row {
+        figure: Figure::Errors,
+        baseline: units::count(old),
+        current: units::count(new),
+        change: format!("{:+}", new as i64 - old as i64),
+        limit,
+        regressed: limit.is_some_and(|t| new as f64 > old as f64 + t.limit),
+    });
+    rows
+}
+
+fn latency_row(
+    figure: Figure,
+    old: &Latency,
+    new: &Latency,
+    percentile: Percentile,
+    limit: Option<Tolerance>,
+) -> Row {
+    let at = |l: &Latency| l.quantile(percentile.quantile()).map(|d| d.as_micros() as u64);
+    let (old_us, new_us) = (at(old), at(new));
+    let shown = |v: Option<u64>| v.map_or_else(|| "—".to_owned(), units::micros);
+    let regressed = match (limit, old_us, new_us) {
+        (Some(t), Some(o), Some(n)) => {
+            n as f64 > o as f64 * (1.0 + t.limit) && n.saturating_sub(o) > LATENCY_NOISE_US
+        }
+        // A figure the baseline had and the current run lost (no samples) is a regression.
+        (Some(_), Some(_), None) => true,
+        _ => false,
+    };
+    Row {
+        figure,
+        baseline: shown(old_us),
+        current: shown(new_us),
+        change: match (old_us, new_us) {
+            (Some(o), Some(n)) => relative(o as f64, n as f64),
+            _ => "—".to_owned(),
+        },
+        limit,
+        regressed,
+    }
+}
+
+fn relative(old: f64, new: f64) -> String {
+    if old == 0.0 {
+        return if new == 0.0 {
+            "±0%".to_owned()
+        } else {
+            "new".to_owned()
+        };
+    }
+    format!("{:+.1}%", (new - old) / old * 100.0)
+}
+
+/// Writes the comparison table and a verdict line; returns whether any gate regressed.
+pub fn render(
+    baseline: &SavedReport,
+    current: &SavedReport,
+    rows: &[Row],
+    out: &mut impl Write,
+) -> io::Result<bool> {
+    writeln!(
+        out,
+        "baseline `{}` ({} messages) → current `{}` ({} messages)",
+        baseline.scenario.name,
+        units::count(baseline.total.messages),
+        current.scenario.name,
+        units::count(current.total.messages)
+    )?;
+    let mut table = Builder::default();
+    table.push_record(["figure", "baseline", "current", "change", "limit", ""]);
+    for row in rows {
+        let limit = row.limit.map_or_else(String::new, |t| match t.figure {
+            Figure::Errors => format!("+{}", t.limit),
+            Figure::Throughput => format!("-{:.0}%", t.limit * 100.0),
+            Figure::Latency(..) => format!("+{:.0}%", t.limit * 100.0),
+        });
+        let verdict = match (row.limit, row.regressed) {
+            (None, _) => "",
+            (Some(_), false) => "ok",
+            (Some(_), true) => "REGRESSED",
+        };
+        table.push_record([
+            row.figure.to_string(),
+            row.baseline.clone(),
+            row.current.clone(),
+            row.change.clone(),
+            limit,
+            verdict.to_owned(),
+        ]);
+    }
+    let mut table = table.build();
+    table
+        .with(Style::rounded())
+        .modify(Columns::new(1..5), Alignment::right());
+    writeln!(out, "{table}")?;
+    let regressed: Vec<String> = rows
+        .iter()
+        .filter(|r| r.regressed)
+        .map(|r| format!("{} {}", r.figure, r.change))
+        .collect();
+    if regressed.is_empty() {
+        writeln!(out, "OK: no gated figure regressed beyond its limit")?;
+    } else {
+        writeln!(out, "REGRESSION: {}", regressed.join(", "))?;
+    }
+    Ok(!regressed.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tolerances_parse_with_helpful_errors() {
+        let t: Tolerance = "p99=10%".parse().unwrap();
+        assert_eq!(t.figure, Figure::Latency(LatencyView::Rtt, Percentile::P99));
+        assert!((t.limit - 0.1).abs() < 1e-9);
+        let t: Tolerance = "wait.max=25%".parse().unwrap();
+        assert_eq!(t.figure, Figure::Latency(LatencyView::Wait, Percentile::Max));
+        assert_eq!("errors=2".parse::<Tolerance>().unwrap().limit, 2.0);
+        assert!(
+            "p99"
+                .parse::<Tolerance>()
+                .unwrap_err()
+                .contains("expected FIGURE=LIMIT")
+        );
+        assert!(
+            "p98=5%"
+                .parse::<Tolerance>()
+                .unwrap_err()
+                .contains("unknown percentile `p98`")
+        );
+        assert!(
+            "throughput=fast"
+                .parse::<Tolerance>()
+                .unwrap_err()
+                .contains("invalid limit")
+        );
+    }
+}
