@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::report::Format;
 use crate::report::compare::Tolerance;
+use crate::scenario::Shard;
 use crate::servers::Builtin;
 
 /// Test harness and load tester for the socket servers of a computer-networks lab.
@@ -47,6 +48,18 @@ pub enum Command {
     },
     /// List the built-in servers and workloads.
     List,
+    /// Merge the JSON reports of one scenario's shards (`--shard K/N`) into one.
+    Merge {
+        /// The shards' reports (JSON).
+        #[arg(required = true, value_name = "REPORT")]
+        reports: Vec<PathBuf>,
+        /// Folder for the merged report, `<scenario>.merged.json`.
+        #[arg(long, value_name = "DIR", default_value = "reports")]
+        out: PathBuf,
+        /// Do not write the merged report.
+        #[arg(long)]
+        no_report: bool,
+    },
     /// Compare a run's JSON report with a baseline's; exit 1 when a gated figure regressed.
     Compare {
         /// The baseline report (JSON).
@@ -81,6 +94,10 @@ pub struct RunArgs {
     /// Report files to write into --out, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "json", value_name = "FORMATS")]
     pub format: Vec<Format>,
+    /// Run only slice K of N of every scenario's clients (for splitting a load over machines;
+    /// join the reports with `labrun merge`). Echo workloads only.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<Shard>,
     /// Print the JSON report on stdout and nothing else there (an array for several
     /// scenarios); progress and warnings go to stderr.
     #[arg(long, conflicts_with = "quiet")]

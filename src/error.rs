@@ -66,6 +66,9 @@ pub enum Error {
     /// The async runtime could not be created.
     #[error("cannot start the async runtime")]
     Runtime(#[source] std::io::Error),
+    /// The command line asks for something that cannot be done with these scenarios.
+    #[error("{0}")]
+    Usage(String),
     /// A report given to `compare` could not be read.
     #[error(transparent)]
     ReadReport(#[from] crate::report::compare::ReadError),
@@ -78,7 +81,9 @@ impl Error {
     /// The process exit code this error maps to.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Scenario(_) | Error::ScenariosInvalid { .. } | Error::ReadReport(_) => EXIT_BAD_INPUT,
+            Error::Scenario(_) | Error::ScenariosInvalid { .. } | Error::ReadReport(_) | Error::Usage(_) => {
+                EXIT_BAD_INPUT
+            }
             Error::Supervise(_)
             | Error::WriteReport { .. }
             | Error::Serve { .. }

@@ -52,6 +52,11 @@ pub fn run(cli: Cli) -> Result<Outcome, Error> {
             Ok(Outcome::Pass)
         }
         Some(Command::Validate { files }) => validate(&files),
+        Some(Command::Merge {
+            reports,
+            out,
+            no_report,
+        }) => merge(&reports, (!no_report).then_some(out.as_path())),
         Some(Command::Compare {
             baseline,
             current,
@@ -81,6 +86,24 @@ fn run_scenarios(args: RunArgs) -> Result<Outcome, Error> {
         .collect::<Result<Vec<_>, _>>()?;
     if let Some(seed) = args.seed {
         plans.iter_mut().for_each(|plan| plan.seed = seed);
+    }
+    if let Some(shard) = args.shard {
+        for plan in &mut plans {
+            if let Some(group) = plan
+                .groups
+                .iter()
+                .find(|g| g.workload != scenario::WorkloadKind::Echo)
+            {
+                return Err(Error::Usage(format!(
+                    "--shard splits echo clients only; `{}` has {} group `{}` (a chat or a \
+                     broadcast room must run in one process)",
+                    plan.source.display(),
+                    group.workload.label(),
+                    group.name
+                )));
+            }
+            plan.shard = Some(shard);
+        }
     }
     supervise::registry::install_panic_hook();
     supervise::tree::become_subreaper();
@@ -166,6 +189,31 @@ fn compare(
         .expect("rendering into memory cannot fail");
     let _ = std::io::stdout().lock().write_all(&rendered);
     Ok(if regressed { Outcome::Fail } else { Outcome::Pass })
+}
+
+fn merge(paths: &[std::path::PathBuf], out: Option<&std::path::Path>) -> Result<Outcome, Error> {
+    let merged = report::merge::merge(paths)?;
+    let saved_to = match out {
+        Some(dir) => {
+            let path = dir.join(format!(
+                "{}.merged.json",
+                report::writer::file_stem(&merged.scenario)
+            ));
+            let mut bytes = serde_json::to_vec_pretty(&merged).expect("a merged report always serializes");
+            bytes.push(b'\n');
+            report::writer::write_atomically(&path, &bytes).map_err(|source| Error::WriteReport {
+                path: path.clone(),
+                source,
+            })?;
+            Some(path)
+        }
+        None => None,
+    };
+    let mut rendered = Vec::new();
+    report::merge::render(&merged, saved_to.as_deref(), &mut rendered)
+        .expect("rendering into memory cannot fail");
+    let _ = std::io::stdout().lock().write_all(&rendered);
+    Ok(merged.outcome)
 }
 
 fn validate(files: &[std::path::PathBuf]) -> Result<Outcome, Error> {

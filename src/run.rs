@@ -231,7 +231,7 @@ fn measure_concurrency(
 
 /// Writes the report in every requested format, each file atomically; returns the paths.
 fn save_reports(report: &Report, dir: &Path, formats: &[Format]) -> Result<Vec<PathBuf>, Error> {
-    let stem = file_stem(&report.scenario.name);
+    let stem = report::writer::file_stem(&report.scenario.name);
     formats
         .iter()
         .map(|format| {
@@ -241,21 +241,6 @@ fn save_reports(report: &Report, dir: &Path, formats: &[Format]) -> Result<Vec<P
                 .map_err(|source| Error::WriteReport { path, source })
         })
         .collect()
-}
-
-/// A scenario name made safe as a file name.
-fn file_stem(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect::<String>()
-        .trim_start_matches('.')
-        .to_owned()
 }
 
 /// Writes the terminal report to stdout. A closed stdout (`| head`) is not an error.
@@ -268,16 +253,4 @@ fn print_report(report: &Report, saved: &[PathBuf], options: &RunOptions) {
     };
     written.expect("rendering into memory cannot fail");
     let _ = std::io::stdout().lock().write_all(&rendered);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::file_stem;
-
-    #[test]
-    fn report_names_are_safe_file_names() {
-        assert_eq!(file_stem("threaded"), "threaded");
-        assert_eq!(file_stem("../../etc/passwd"), "-..-etc-passwd");
-        assert_eq!(file_stem("my scenario/v2"), "my-scenario-v2");
-    }
 }

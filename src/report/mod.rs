@@ -9,6 +9,7 @@ pub mod compare;
 pub mod json;
 pub mod junit;
 pub mod markdown;
+pub mod merge;
 pub mod progress;
 pub mod side_by_side;
 pub mod style;
@@ -67,7 +68,7 @@ impl Format {
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// How a run ended overall.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Outcome {
     /// Every check held.

@@ -24,9 +24,31 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// A scenario name made safe as a file name.
+pub fn file_stem(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect::<String>()
+        .trim_start_matches('.')
+        .to_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn report_names_are_safe_file_names() {
+        assert_eq!(file_stem("threaded"), "threaded");
+        assert_eq!(file_stem("../../etc/passwd"), "-..-etc-passwd");
+        assert_eq!(file_stem("my scenario/v2"), "my-scenario-v2");
+    }
 
     #[test]
     fn replaces_whole_file_and_leaves_no_temporaries() {

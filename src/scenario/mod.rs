@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 pub use diagnostic::Diagnostic;
 pub use plan::{
     DEFAULT_REPLY_TIMEOUT, EventAction, EventPlan, Expectations, FaultPlan, GroupPlan, LatencyBound,
-    LatencyView, Launch, MAX_CLIENTS, Percentile, Plan, ReadySignal, ServerPlan, StartSchedule, StdinScript,
+    LatencyView, Launch, MAX_CLIENTS, Percentile, Plan, ReadySignal, ServerPlan, Shard, StartSchedule,
+    StdinScript,
 };
 pub use raw::{EchoExpectation, ExitPolicy, FanoutExpectation, FaultKind, PayloadKind, WorkloadKind};
 pub use values::{ConcurrencyExpectation, PortChoice, SizeRange};
@@ -242,6 +243,21 @@ mod tests {
         );
         let late = error_of(&format!("{MINIMAL}[[events]]\nat = \"2m\"\nstop = \"echo\"\n"));
         assert!(late.contains("but the scenario's timeout is 1m"), "{late}");
+    }
+
+    #[test]
+    fn shards_are_disjoint_and_cover_every_client() {
+        let two_groups = format!("{MINIMAL}[[clients]]\nname = \"d\"\ncount = 4\n");
+        let mut plan = parse(Path::new("t.toml"), &two_groups).unwrap();
+        let clients: Vec<(usize, u32)> = vec![(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2), (1, 3)];
+        let mut seen = Vec::new();
+        for index in 1..=3 {
+            plan.shard = Some(format!("{index}/3").parse().unwrap());
+            seen.extend(clients.iter().filter(|(g, i)| plan.runs(*g, *i)).copied());
+        }
+        seen.sort();
+        assert_eq!(seen, clients);
+        assert!("0/2".parse::<Shard>().is_err() && "3/2".parse::<Shard>().is_err());
     }
 
     #[test]

@@ -50,6 +50,9 @@ pub struct Plan {
     pub timeout: Duration,
     /// Seed for payload generation; the same seed sends the same bytes.
     pub seed: u64,
+    /// The slice of the clients this process runs (`--shard K/N`), or all of them.
+    #[serde(serialize_with = "shard_as_text")]
+    pub shard: Option<Shard>,
     /// Servers to launch, in file order.
     pub servers: Vec<ServerPlan>,
     /// Client groups to drive, in file order.
@@ -95,7 +98,54 @@ impl EventAction {
     }
 }
 
+/// `--shard K/N`: this process runs every N-th client, starting with the K-th.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// Which slice, 1-based.
+    pub index: u32,
+    /// How many slices.
+    pub of: u32,
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Shard, String> {
+        let parsed = text
+            .split_once('/')
+            .and_then(|(k, n)| Some((k.trim().parse::<u32>().ok()?, n.trim().parse::<u32>().ok()?)));
+        match parsed {
+            Some((index, of)) if index >= 1 && index <= of => Ok(Shard { index, of }),
+            _ => Err(format!("`{text}`: expected K/N with 1 <= K <= N, like 1/2")),
+        }
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.of)
+    }
+}
+
+fn shard_as_text<S: serde::Serializer>(shard: &Option<Shard>, s: S) -> Result<S::Ok, S::Error> {
+    match shard {
+        Some(shard) => s.collect_str(shard),
+        None => s.serialize_none(),
+    }
+}
+
 impl Plan {
+    /// Whether this process runs client `index` of group `group`: all of them, or with a
+    /// shard every N-th client counted across the groups in file order, so the slices of
+    /// one scenario never overlap and together cover every client.
+    pub fn runs(&self, group: usize, index: u32) -> bool {
+        let Some(shard) = self.shard else {
+            return true;
+        };
+        let before: u64 = self.groups[..group].iter().map(|g| u64::from(g.count)).sum();
+        (before + u64::from(index)) % u64::from(shard.of) == u64::from(shard.index - 1)
+    }
+
     /// Clients across all groups: one socket each.
     pub fn total_clients(&self) -> u64 {
         self.groups.iter().map(|g| u64::from(g.count)).sum()
@@ -525,6 +575,7 @@ pub fn resolve(raw: RawScenario, path: &Path, source: &str) -> Result<Plan, Diag
         source: path.to_owned(),
         timeout,
         seed: raw.seed.unwrap_or(0),
+        shard: None,
         servers,
         groups,
         events,

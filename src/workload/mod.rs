@@ -66,15 +66,24 @@ pub async fn drive(setup: DriveSetup<'_>) -> Drive {
         .map(|server| Arc::new(server.operator_lines()))
         .collect();
     let rooms = open_rooms(setup.plan);
-    let mut well_behaved_left: u64 = setup
-        .plan
+    let plan = setup.plan;
+    let mut well_behaved_left: u64 = plan
         .groups
         .iter()
-        .map(|g| u64::from(g.well_behaved()))
+        .enumerate()
+        .map(|(g, group)| {
+            (0..group.count)
+                .filter(|&i| plan.runs(g, i) && !group.is_faulty(i))
+                .count() as u64
+        })
         .sum();
+    if well_behaved_left == 0 {
+        // A shard may hold only faulty clients: nobody is left for stalled ones to wait for.
+        well_behaved_done.cancel();
+    }
     for (group_index, group) in setup.plan.groups.iter().enumerate() {
         let shared = Arc::new(group.clone());
-        for index in 0..group.count {
+        for index in (0..group.count).filter(|&i| plan.runs(group_index, i)) {
             let ctx = client::ClientContext {
                 group: Arc::clone(&shared),
                 group_index,

@@ -1,0 +1,269 @@
+//! `labrun merge a.json b.json ...`: the reports of one scenario's shards as one run.
+//!
+//! Counts add up; histograms merge exactly (from their lossless `hdr` encoding), so merged
+//! percentiles are those of all the samples, never an average of percentiles. Shards run
+//! at the same time, so their throughputs add up too. Every shard's checks are kept, named
+//! by the report they came from; the merged outcome is the worst one.
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tabled::builder::Builder;
+use tabled::settings::object::Columns;
+use tabled::settings::{Alignment, Style};
+
+use super::compare::ReadError;
+use super::{Outcome, SCHEMA_VERSION};
+use crate::metrics::LatencySet;
+use crate::units;
+
+/// What merging needs from each shard's JSON report.
+#[derive(Debug, Deserialize)]
+struct ShardReport {
+    schema_version: u32,
+    scenario: ShardScenario,
+    outcome: Outcome,
+    complete: bool,
+    groups: Vec<Group>,
+    checks: Vec<ShardCheck>,
+    findings: Vec<serde::de::IgnoredAny>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ShardScenario {
+    name: String,
+    shard: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ShardCheck {
+    name: String,
+    passed: bool,
+    summary: String,
+}
+
+/// Figures of one client group, as a report stores them; merged ones have the same shape.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Group {
+    /// Group name.
+    pub name: String,
+    /// Its server.
+    pub server: String,
+    /// Clients.
+    pub clients: u32,
+    /// Clients that finished.
+    pub clients_completed: u32,
+    /// Messages completed.
+    pub messages: u64,
+    /// Bytes sent.
+    pub bytes_sent: u64,
+    /// Bytes received.
+    pub bytes_received: u64,
+    /// Connection errors by class.
+    pub errors: BTreeMap<String, u64>,
+    /// Messages per second.
+    pub messages_per_second: f64,
+    /// Latency distributions.
+    pub latency: LatencySet,
+}
+
+impl Group {
+    fn absorb(&mut self, other: &Group) {
+        self.clients += other.clients;
+        self.clients_completed += other.clients_completed;
+        self.messages += other.messages;
+        self.bytes_sent += other.bytes_sent;
+        self.bytes_received += other.bytes_received;
+        for (kind, n) in &other.errors {
+            *self.errors.entry(kind.clone()).or_default() += n;
+        }
+        self.messages_per_second += other.messages_per_second;
+        self.latency.merge(&other.latency);
+    }
+}
+
+/// A check of one shard.
+#[derive(Debug, Clone, Serialize)]
+pub struct MergedCheck {
+    /// The report it came from.
+    pub report: String,
+    /// Which shard that was, when it was one.
+    pub shard: Option<String>,
+    /// Check name.
+    pub name: String,
+    /// Whether it held.
+    pub passed: bool,
+    /// Its summary.
+    pub summary: String,
+}
+
+/// Several shards' reports as one.
+#[derive(Debug, Serialize)]
+pub struct MergedReport {
+    /// Layout version (shared with run reports).
+    pub schema_version: u32,
+    /// Always `merged`, to tell this document from a run's report.
+    pub kind: &'static str,
+    /// The scenario's name.
+    pub scenario: String,
+    /// The reports merged, in the order given.
+    pub merged_from: Vec<String>,
+    /// The worst outcome of the parts.
+    pub outcome: Outcome,
+    /// False when any part was interrupted.
+    pub complete: bool,
+    /// Groups, merged by name.
+    pub groups: Vec<Group>,
+    /// All groups together.
+    pub total: Group,
+    /// Every part's checks.
+    pub checks: Vec<MergedCheck>,
+    /// How many findings the parts reported (they stay in the parts' reports).
+    pub findings: usize,
+}
+
+/// Reads and merges the reports at `paths` (all of one scenario).
+pub fn merge(paths: &[PathBuf]) -> Result<MergedReport, ReadError> {
+    let mut parts = Vec::with_capacity(paths.len());
+    for path in paths {
+        parts.push((path, read(path)?));
+    }
+    let name = parts[0].1.scenario.name.clone();
+    if let Some((path, other)) = parts.iter().find(|(_, r)| r.scenario.name != name) {
+        return Err(ReadError {
+            path: path.to_path_buf(),
+            reason: format!(
+                "it reports scenario `{}`, the first report `{name}`; merge the parts of one scenario",
+                other.scenario.name
+            ),
+        });
+    }
+    let mut groups: Vec<Group> = Vec::new();
+    let mut checks = Vec::new();
+    let (mut outcome, mut complete, mut findings) = (Outcome::Pass, true, 0);
+    for (path, part) in &parts {
+        for group in &part.groups {
+            match groups.iter_mut().find(|g| g.name == group.name) {
+                Some(merged) => merged.absorb(group),
+                None => groups.push(group.clone()),
+            }
+        }
+        checks.extend(part.checks.iter().map(|c| MergedCheck {
+            report: path.display().to_string(),
+            shard: part.scenario.shard.clone(),
+            name: c.name.clone(),
+            passed: c.passed,
+            summary: c.summary.clone(),
+        }));
+        outcome = match (outcome, part.outcome) {
+            (Outcome::Interrupted, _) | (_, Outcome::Interrupted) => Outcome::Interrupted,
+            (Outcome::Fail, _) | (_, Outcome::Fail) => Outcome::Fail,
+            _ => Outcome::Pass,
+        };
+        complete &= part.complete;
+        findings += part.findings.len();
+    }
+    let mut total = groups[0].clone();
+    total.name = "all".into();
+    for group in &groups[1..] {
+        total.absorb(group);
+    }
+    if groups.iter().any(|g| g.server != total.server) {
+        total.server = String::new();
+    }
+    Ok(MergedReport {
+        schema_version: SCHEMA_VERSION,
+        kind: "merged",
+        scenario: name,
+        merged_from: paths.iter().map(|p| p.display().to_string()).collect(),
+        outcome,
+        complete,
+        groups,
+        total,
+        checks,
+        findings,
+    })
+}
+
+fn read(path: &Path) -> Result<ShardReport, ReadError> {
+    let fail = |reason: String| ReadError {
+        path: path.to_owned(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+    let report: ShardReport =
+        serde_json::from_str(&text).map_err(|e| fail(format!("not a labrun run report ({e})")))?;
+    if report.schema_version != SCHEMA_VERSION {
+        return Err(fail(format!(
+            "schema version {} (this labrun reads version {SCHEMA_VERSION})",
+            report.schema_version
+        )));
+    }
+    if report.groups.is_empty() {
+        return Err(fail("it has no client groups".into()));
+    }
+    Ok(report)
+}
+
+/// Prints the merged figures and one line per failed check.
+pub fn render(merged: &MergedReport, saved_to: Option<&Path>, out: &mut impl Write) -> io::Result<()> {
+    writeln!(
+        out,
+        "{}: {} reports merged",
+        merged.scenario,
+        merged.merged_from.len()
+    )?;
+    let mut table = Builder::default();
+    table.push_record([
+        "group", "clients", "done", "messages", "errors", "msgs/s", "rtt p50", "rtt p99",
+    ]);
+    for group in merged.groups.iter().chain(std::iter::once(&merged.total)) {
+        let at = |q| {
+            group
+                .latency
+                .rtt
+                .quantile(q)
+                .map_or_else(|| "—".to_owned(), units::duration)
+        };
+        table.push_record([
+            group.name.clone(),
+            units::count(u64::from(group.clients)),
+            units::count(u64::from(group.clients_completed)),
+            units::count(group.messages),
+            units::count(group.errors.values().sum()),
+            format!("{:.0}", group.messages_per_second),
+            at(0.5),
+            at(0.99),
+        ]);
+    }
+    let mut table = table.build();
+    table
+        .with(Style::rounded())
+        .modify(Columns::new(1..), Alignment::right());
+    writeln!(out, "{table}")?;
+    for check in merged.checks.iter().filter(|c| !c.passed) {
+        writeln!(
+            out,
+            "  FAIL  {} ({}): {}",
+            check.name, check.report, check.summary
+        )?;
+    }
+    let passed = merged.checks.iter().filter(|c| c.passed).count();
+    let verdict = match merged.outcome {
+        Outcome::Pass => "PASS",
+        Outcome::Fail => "FAIL",
+        Outcome::Interrupted => "INTERRUPTED",
+    };
+    write!(
+        out,
+        "{verdict} {}: {passed} of {} checks passed",
+        merged.scenario,
+        merged.checks.len()
+    )?;
+    if let Some(path) = saved_to {
+        write!(out, " · report {}", path.display())?;
+    }
+    writeln!(out)
+}
