@@ -46,8 +46,13 @@ pub enum Command {
         #[arg(long, default_value_t = 6000)]
         port: u16,
     },
-    /// List the built-in servers and workloads.
+    /// List the built-in servers, workloads and client fault kinds.
     List,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// Merge the JSON reports of one scenario's shards (`--shard K/N`) into one.
     Merge {
         /// The shards' reports (JSON).

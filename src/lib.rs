@@ -47,6 +47,14 @@ pub fn run(cli: Cli) -> Result<Outcome, Error> {
             })?;
             Ok(Outcome::Pass)
         }
+        Some(Command::Completions { shell }) => {
+            use clap::CommandFactory;
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "labrun", &mut script);
+            // A closed stdout (`| head`) is not an error.
+            let _ = std::io::stdout().lock().write_all(&script);
+            Ok(Outcome::Pass)
+        }
         Some(Command::List) => {
             list(&mut std::io::stdout().lock());
             Ok(Outcome::Pass)
@@ -258,5 +266,12 @@ fn list(out: &mut impl Write) {
     let _ = writeln!(out, "\nworkloads (workload = \"...\"):");
     for workload in scenario::WorkloadKind::ALL {
         let _ = writeln!(out, "  {:<16} {}", workload.label(), workload.summary());
+    }
+    let _ = writeln!(
+        out,
+        "\nclient faults (faulty = N, fault = {{ kind = \"...\", after = N }}, echo workload):"
+    );
+    for kind in scenario::FaultKind::ALL {
+        let _ = writeln!(out, "  {:<16} {}", kind.label(), kind.summary());
     }
 }

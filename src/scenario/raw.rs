@@ -130,6 +130,24 @@ pub enum FaultKind {
 }
 
 impl FaultKind {
+    /// Every kind, for listings.
+    pub const ALL: [FaultKind; 4] = [
+        FaultKind::Abort,
+        FaultKind::HalfClose,
+        FaultKind::Garbage,
+        FaultKind::Stall,
+    ];
+
+    /// One line on what it does, for `labrun list`.
+    pub fn summary(self) -> &'static str {
+        match self {
+            FaultKind::Abort => "half a message, then a reset (RST), like a killed client",
+            FaultKind::HalfClose => "half a message, then shutdown(SHUT_WR); reads until the server closes",
+            FaultKind::Garbage => "1 KiB of invalid UTF-8, NUL and terminal escapes, then close",
+            FaultKind::Stall => "half a message, then silence, holding the connection to the end",
+        }
+    }
+
     /// The name used in scenario files and reports.
     pub fn label(self) -> &'static str {
         match self {

@@ -101,13 +101,42 @@ fn one_bad_file_stops_the_run_before_anything_starts() {
 }
 
 #[test]
-fn list_names_every_builtin() {
+fn list_names_every_builtin_workload_and_fault() {
     let scratch = Scratch::new();
     let run = crate::util::Run::from(scratch.labrun().arg("list").output().expect("runs"));
-    run.expect_code(0)
-        .stdout_has("echo-iterative")
-        .stdout_has("echo-threaded")
-        .stdout_has("echo-async");
+    run.expect_code(0);
+    for name in [
+        "echo-iterative",
+        "echo-threaded",
+        "echo-async",
+        "chat-stdin",
+        "broadcast",
+        "chat",
+        "abort",
+        "half-close",
+        "garbage",
+        "stall",
+    ] {
+        run.stdout_has(&format!("  {name} "));
+    }
+}
+
+#[test]
+fn completions_cover_the_subcommands() {
+    let scratch = Scratch::new();
+    for shell in ["bash", "zsh", "fish"] {
+        let run = crate::util::Run::from(
+            scratch
+                .labrun()
+                .args(["completions", shell])
+                .output()
+                .expect("runs"),
+        );
+        run.expect_code(0)
+            .stdout_has("compare")
+            .stdout_has("merge")
+            .stdout_has("validate");
+    }
 }
 
 /// `labrun serve` is usable by hand: it announces its port and echoes what `nc` would send.
