@@ -74,6 +74,22 @@ pub fn comparison_lines(latencies: &[&Latency], bar_width: usize) -> Vec<String>
         .collect()
 }
 
+/// The histogram's logarithmic buckets as `(from_us, to_us, samples)`, empty ones included;
+/// for renderers other than the terminal's (the HTML report's SVG).
+pub fn buckets(latency: &Latency) -> Vec<(u64, u64, u64)> {
+    let histogram = latency.histogram();
+    if histogram.is_empty() {
+        return Vec::new();
+    }
+    let edges = bucket_edges(histogram.min().max(1), histogram.max().max(1));
+    let counts = bucket_counts(latency, &edges);
+    edges
+        .windows(2)
+        .zip(counts)
+        .map(|(w, n)| (w[0], w[1], n))
+        .collect()
+}
+
 /// Samples per bucket; bucket `i` holds values in `(edges[i], edges[i + 1]]`.
 fn bucket_counts(latency: &Latency, edges: &[u64]) -> Vec<u64> {
     let mut counts = vec![0u64; edges.len() - 1];

@@ -6,6 +6,7 @@
 
 pub mod chart;
 pub mod compare;
+pub mod html;
 pub mod json;
 pub mod junit;
 pub mod markdown;
@@ -42,6 +43,8 @@ pub enum Format {
     Md,
     /// One test case per check, for CI test views: `NAME.junit.xml`.
     Junit,
+    /// One self-contained page with SVG charts, to read and share: `NAME.html`.
+    Html,
 }
 
 impl Format {
@@ -51,6 +54,7 @@ impl Format {
             Format::Json => "json",
             Format::Md => "md",
             Format::Junit => "junit.xml",
+            Format::Html => "html",
         }
     }
 
@@ -60,6 +64,7 @@ impl Format {
             Format::Json => json::render(report),
             Format::Md => markdown::render(report),
             Format::Junit => junit::render(report),
+            Format::Html => html::render(report),
         }
     }
 }

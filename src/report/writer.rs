@@ -19,6 +19,12 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
         .suffix(".tmp")
         .tempfile_in(directory)?;
     temporary.write_all(bytes)?;
+    // Reports are for sharing: readable by others, like any file the user writes (a
+    // temporary file starts out private).
+    use std::os::unix::fs::PermissionsExt;
+    temporary
+        .as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o644))?;
     temporary.as_file().sync_all()?;
     temporary.persist(path).map_err(|err| err.error)?;
     Ok(())
