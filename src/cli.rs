@@ -96,8 +96,9 @@ pub struct RunArgs {
     /// Do not write report files.
     #[arg(long)]
     pub no_report: bool,
-    /// Report files to write into --out, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "json", value_name = "FORMATS")]
+    /// Report files to write into --out, comma-separated (default: the scenario's
+    /// `[report] formats`, else json).
+    #[arg(long, value_delimiter = ',', value_name = "FORMATS")]
     pub format: Vec<Format>,
     /// Run only slice K of N of every scenario's clients (for splitting a load over machines;
     /// join the reports with `labrun merge`). Echo workloads only.

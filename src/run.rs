@@ -33,7 +33,7 @@ pub const PANIC_INJECTION_VARIABLE: &str = "LABRUN_TEST_PANIC";
 pub struct RunOptions {
     /// Folder for report files, or `None` to write none.
     pub report_dir: Option<PathBuf>,
-    /// Which report files to write there.
+    /// Which report files to write there; empty: each scenario's `[report]`, else JSON.
     pub formats: Vec<Format>,
     /// What to print on stdout for each scenario.
     pub display: Display,
@@ -137,7 +137,13 @@ pub async fn run_scenario(
     });
 
     let saved = match &options.report_dir {
-        Some(dir) => save_reports(&report, dir, &options.formats)?,
+        Some(dir) => {
+            let formats = [&options.formats, &plan.formats]
+                .into_iter()
+                .find(|f| !f.is_empty())
+                .map_or(&[Format::Json][..], Vec::as_slice);
+            save_reports(&report, dir, formats)?
+        }
         None => Vec::new(),
     };
     print_report(&report, &saved, options);

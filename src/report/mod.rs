@@ -35,7 +35,8 @@ use crate::workload::{ClientEnd, ClientRecord};
 pub const MAX_TIMELINES: usize = 1000;
 
 /// A report file format (`--format json,md,junit`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Format {
     /// The whole report, versioned, histograms lossless: `NAME.json`.
     Json,

@@ -61,6 +61,8 @@ pub struct Plan {
     pub events: Vec<EventPlan>,
     /// What must hold for the run to pass.
     pub expect: Expectations,
+    /// Report files to write, from `[report]` (empty: the command line's or JSON).
+    pub formats: Vec<crate::report::Format>,
 }
 
 /// `[[events]]`: at `at` (from the start of the run), do `action` to a server.
@@ -580,6 +582,7 @@ pub fn resolve(raw: RawScenario, path: &Path, source: &str) -> Result<Plan, Diag
         groups,
         events,
         expect: resolve_expect(raw.expect),
+        formats: raw.report.and_then(|r| r.formats).unwrap_or_default(),
     })
 }
 

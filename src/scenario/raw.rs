@@ -28,6 +28,14 @@ pub struct RawScenario {
     #[serde(default)]
     pub events: Vec<Spanned<RawEvent>>,
     pub expect: Option<RawExpect>,
+    pub report: Option<RawReport>,
+}
+
+/// `[report]`: which report files a run of this scenario writes (`--format` overrides).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReport {
+    pub formats: Option<Vec<crate::report::Format>>,
 }
 
 /// One `[[events]]` table: something done to a server while the clients run.

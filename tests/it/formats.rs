@@ -199,3 +199,41 @@ fn the_html_report_is_self_contained_and_renders_in_a_headless_browser() {
         share * 100.0
     );
 }
+
+#[test]
+fn the_scenario_chooses_its_formats_and_the_command_line_overrides_them() {
+    let scratch = Scratch::new();
+    let text = echo_scenario(
+        "chosen",
+        "builtin = \"echo-async\"",
+        "count = 2\nmessages = 2",
+        "",
+    );
+    let path = scratch.file(
+        "chosen.toml",
+        &format!("{text}\n[report]\nformats = [\"md\", \"junit\"]\n"),
+    );
+    let written = |args: &[&str]| {
+        let out = scratch.dir.path().join(format!("out{}", args.join("-")));
+        Run::from(
+            scratch
+                .labrun()
+                .arg(&path)
+                .arg("--out")
+                .arg(&out)
+                .args(args)
+                .output()
+                .expect("runs"),
+        )
+        .expect_code(0);
+        let mut names: Vec<String> = std::fs::read_dir(&out)
+            .expect("reports written")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(written(&[]), ["chosen.junit.xml", "chosen.md"]);
+    assert_eq!(written(&["--format", "json"]), ["chosen.json"]);
+    scratch.assert_nothing_left();
+}
