@@ -48,6 +48,8 @@ pub enum Command {
     },
     /// List the built-in servers, workloads and client fault kinds.
     List,
+    /// Print the JSON Schema of scenario files (for editors that check TOML against one).
+    Schema,
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.

@@ -34,6 +34,10 @@ pub use run::PANIC_INJECTION_VARIABLE;
 use cli::{Cli, Command, RunArgs};
 use report::style::{Environment, Styles};
 
+/// The JSON Schema of scenario files, kept in `docs/` and checked against every shipped
+/// scenario by the test suite.
+pub const SCENARIO_SCHEMA: &str = include_str!("../docs/scenario.schema.json");
+
 /// Descriptors kept free beside the clients' sockets: server pipes, the runtime, reports.
 const OPEN_FILES_RESERVE: u64 = 64;
 
@@ -45,6 +49,11 @@ pub fn run(cli: Cli) -> Result<Outcome, Error> {
                 builtin: builtin.name(),
                 source,
             })?;
+            Ok(Outcome::Pass)
+        }
+        Some(Command::Schema) => {
+            // A closed stdout (`| head`) is not an error.
+            let _ = std::io::stdout().lock().write_all(SCENARIO_SCHEMA.as_bytes());
             Ok(Outcome::Pass)
         }
         Some(Command::Completions { shell }) => {

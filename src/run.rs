@@ -83,15 +83,22 @@ pub async fn run_scenario(
         Arc::clone(&completed),
     );
     let addresses = servers.addresses();
-    let clients = workload::drive(DriveSetup {
-        plan,
-        addresses: &addresses,
-        run_start,
-        run_deadline,
-        cancel: cancel.clone(),
-        progress: completed,
-    });
-    let (drive, events) = tokio::join!(clients, servers.run_events(&plan.events, run_start, cancel));
+    let clients_done = CancellationToken::new();
+    let clients = async {
+        let drive = workload::drive(DriveSetup {
+            plan,
+            addresses: &addresses,
+            run_start,
+            run_deadline,
+            cancel: cancel.clone(),
+            progress: completed,
+        })
+        .await;
+        clients_done.cancel();
+        drive
+    };
+    let events = servers.run_events(&plan.events, run_start, &clients_done, cancel);
+    let (drive, events) = tokio::join!(clients, events);
     progress.finish();
     let running: Vec<bool> = (0..plan.servers.len()).map(|i| servers.running(i)).collect();
     let probes = run_probes(plan, &addresses, &running, cancel).await;

@@ -279,17 +279,20 @@ impl Servers {
     }
 
     /// Carries out the scenario's events at their times (from `run_start`) until all are
-    /// done or Ctrl-C; returns what each did.
+    /// done, the clients have finished (later events have nothing left to act on), or
+    /// Ctrl-C; returns what each event did.
     pub async fn run_events(
         &mut self,
         events: &[EventPlan],
         run_start: Instant,
+        clients_done: &tokio_util::sync::CancellationToken,
         cancel: &tokio_util::sync::CancellationToken,
     ) -> Vec<EventRecord> {
         let mut records = Vec::with_capacity(events.len());
         for event in events {
             tokio::select! {
                 () = cancel.cancelled() => break,
+                () = clients_done.cancelled() => break,
                 () = tokio::time::sleep_until(run_start + event.at) => {}
             }
             let at_ms = run_start.elapsed().as_secs_f64() * 1000.0;

@@ -233,9 +233,10 @@ fn check_isolation(evidence: &Evidence, verdict: &mut Verdict) {
         return;
     }
     let well_behaved: Vec<&ClientRecord> = evidence.records.iter().filter(|r| r.fault.is_none()).collect();
+    // A client cut off by a scenario event was affected by the event, not by a faulty client.
     let affected: Vec<&&ClientRecord> = well_behaved
         .iter()
-        .filter(|r| matches!(r.end, ClientEnd::EchoFault(_) | ClientEnd::Failed(_)))
+        .filter(|r| matches!(r.end, ClientEnd::EchoFault(_) | ClientEnd::Failed(_)) && !cut_off(evidence, r))
         .collect();
     let faulty = evidence.records.len() - well_behaved.len();
     let cause = format!("{faulty} faulty ({})", faults.join(", "));

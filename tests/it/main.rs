@@ -12,6 +12,7 @@ mod events;
 mod examples;
 mod formats;
 mod runs;
+mod schema;
 mod shards;
 mod teardown;
 mod thresholds;

@@ -1,0 +1,167 @@
+//! The JSON Schemas in `docs/` against the real thing: every shipped scenario (and a
+//! scenario using every key) must conform to `scenario.schema.json`, and the reports labrun
+//! writes to `report.schema.json`, so neither document can drift from the code.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::util::{Run, Scratch, read_report};
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn load_schema(name: &str) -> Value {
+    let text = std::fs::read_to_string(root().join("docs").join(name)).expect("schema file");
+    serde_json::from_str(&text).expect("the schema is JSON")
+}
+
+/// Checks `value` against the subset of JSON Schema the two schemas use: `type`, `enum`,
+/// `const`, `properties` with `additionalProperties`, `items`, `anyOf` and local `$ref`.
+/// Returns one line per violation, naming its path.
+fn violations(schema_root: &Value, schema: &Value, value: &Value, path: &str) -> Vec<String> {
+    if let Some(reference) = schema.get("$ref").and_then(Value::as_str) {
+        let name = reference.trim_start_matches("#/$defs/");
+        return violations(schema_root, &schema_root["$defs"][name], value, path);
+    }
+    if let Some(options) = schema.get("anyOf").and_then(Value::as_array) {
+        return if options
+            .iter()
+            .any(|o| violations(schema_root, o, value, path).is_empty())
+        {
+            Vec::new()
+        } else {
+            vec![format!("{path}: matches none of anyOf")]
+        };
+    }
+    if let Some(allowed) = schema.get("enum").and_then(Value::as_array)
+        && !allowed.contains(value)
+    {
+        return vec![format!("{path}: {value} is not one of {allowed:?}")];
+    }
+    if let Some(constant) = schema.get("const")
+        && constant != value
+    {
+        return vec![format!("{path}: {value} is not {constant}")];
+    }
+    if let Some(kind) = schema.get("type") {
+        let kinds: Vec<&str> = match kind {
+            Value::String(k) => vec![k.as_str()],
+            Value::Array(ks) => ks.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        };
+        let actual = match value {
+            Value::Null => "null",
+            Value::Bool(_) => "boolean",
+            Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+            Value::Number(_) => "number",
+            Value::String(_) => "string",
+            Value::Array(_) => "array",
+            Value::Object(_) => "object",
+        };
+        let fits = kinds.contains(&actual) || (actual == "integer" && kinds.contains(&"number"));
+        if !fits {
+            return vec![format!("{path}: {actual} where the schema says {kinds:?}")];
+        }
+    }
+    let mut found = Vec::new();
+    match value {
+        Value::Object(map) => {
+            let properties = schema.get("properties").and_then(Value::as_object);
+            let additional = schema.get("additionalProperties");
+            for (key, item) in map {
+                let at = format!("{path}.{key}");
+                match (properties.and_then(|p| p.get(key)), additional) {
+                    (Some(sub), _) => found.extend(violations(schema_root, sub, item, &at)),
+                    (None, Some(Value::Bool(false))) => found.push(format!("{at}: not in the schema")),
+                    (None, Some(sub @ Value::Object(_))) => {
+                        found.extend(violations(schema_root, sub, item, &at))
+                    }
+                    (None, _) => {}
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(sub) = schema.get("items") {
+                for (i, item) in items.iter().enumerate() {
+                    found.extend(violations(schema_root, sub, item, &format!("{path}[{i}]")));
+                }
+            }
+        }
+        _ => {}
+    }
+    found
+}
+
+fn shipped_scenarios() -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for dir in ["scenarios", "scenarios/python", "tests/fixtures/scenarios"] {
+        for entry in std::fs::read_dir(root().join(dir)).expect("scenario folder") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn the_checker_itself_catches_unknown_keys_and_wrong_types() {
+    let schema = load_schema("scenario.schema.json");
+    let bad: Value =
+        serde_json::json!({"name": 3, "nmae": "x", "server": [{"name": "s", "builtin": "echo-fast"}]});
+    let found = violations(&schema, &schema, &bad, "$");
+    assert!(
+        found.iter().any(|v| v.starts_with("$.nmae: not in the schema")),
+        "{found:?}"
+    );
+    assert!(
+        found.iter().any(|v| v.starts_with("$.name: integer")),
+        "{found:?}"
+    );
+    assert!(
+        found.iter().any(|v| v.starts_with("$.server[0].builtin")),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn every_shipped_scenario_conforms_to_the_scenario_schema() {
+    let schema = load_schema("scenario.schema.json");
+    let printed = Run::from(Scratch::new().labrun().arg("schema").output().expect("runs"));
+    printed.expect_code(0);
+    assert_eq!(
+        serde_json::from_str::<Value>(&printed.stdout).expect("labrun schema prints JSON"),
+        schema
+    );
+    let scenarios = shipped_scenarios();
+    assert!(scenarios.len() >= 15, "{scenarios:?}");
+    for path in scenarios {
+        let text = std::fs::read_to_string(&path).expect("scenario");
+        let value: Value = toml::from_str(&text).expect("TOML");
+        let found = violations(&schema, &schema, &value, "$");
+        assert!(found.is_empty(), "{}: {found:#?}", path.display());
+    }
+}
+
+#[test]
+fn reports_conform_to_the_report_schema() {
+    let schema = load_schema("report.schema.json");
+    let scratch = Scratch::new();
+    let text =
+        std::fs::read_to_string(root().join("tests/fixtures/scenarios/kitchen-sink.toml")).expect("scenario");
+    let path = scratch.file(
+        "kitchen-sink.toml",
+        &text.replace("{root}", &root().display().to_string()),
+    );
+    scratch.run(&path).expect_code(0);
+    scratch.run_shipped("scenarios/threaded.toml").expect_code(0);
+    scratch.assert_nothing_left();
+    for name in ["kitchen-sink", "threaded"] {
+        let report = read_report(&scratch.reports().join(format!("{name}.json")));
+        let found = violations(&schema, &schema, &report, "$");
+        assert!(found.is_empty(), "{name}: {found:#?}");
+    }
+}
