@@ -20,7 +20,7 @@ fn failing_scenario(scratch: &Scratch) -> std::path::PathBuf {
 }
 
 #[test]
-fn json_markdown_and_junit_are_written_side_by_side() {
+fn all_four_formats_come_from_one_run() {
     let scratch = Scratch::new();
     let path = failing_scenario(&scratch);
     let run = Run::from(
@@ -30,11 +30,12 @@ fn json_markdown_and_junit_are_written_side_by_side() {
             .arg(&path)
             .args(["--out"])
             .arg(scratch.reports())
-            .args(["--format", "json,md,junit"])
+            .args(["--format", "json,md,junit,html"])
             .output()
             .expect("labrun runs"),
     );
-    run.expect_code(1).stdout_has("formats.junit.xml");
+    run.expect_code(1).stdout_has("formats.junit.xml").stdout_has("formats.html");
+    assert!(scratch.reports().join("formats.html").is_file());
     scratch.assert_nothing_left();
     let report = read_report(&scratch.reports().join("formats.json"));
     let checks = report["checks"].as_array().expect("checks");
