@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 pub use diagnostic::Diagnostic;
 pub use plan::{
     DEFAULT_REPLY_TIMEOUT, EventAction, EventPlan, Expectations, FaultPlan, GroupPlan, LatencyBound,
-    LatencyView, Launch, MAX_CLIENTS, Percentile, Plan, ReadySignal, ServerPlan, Shard, StartSchedule,
-    StdinScript,
+    LatencyView, Launch, Limits, MAX_CLIENTS, Percentile, Plan, ReadySignal, ServerPlan, Shard,
+    StartSchedule, StdinScript,
 };
 pub use raw::{EchoExpectation, ExitPolicy, FanoutExpectation, FaultKind, PayloadKind, WorkloadKind};
 pub use values::{ConcurrencyExpectation, PortChoice, SizeRange};

@@ -186,6 +186,24 @@ pub struct ServerPlan {
     pub ready: ReadySignal,
     /// What labrun types at its standard input (closed when `None`).
     pub stdin: Option<StdinScript>,
+    /// Resource limits applied to it (and inherited by what it starts).
+    pub limits: Limits,
+}
+
+/// Resource limits for a server, applied with setrlimit before it starts. `None` leaves
+/// labrun's own limit in place.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Limits {
+    /// CPU seconds (RLIMIT_CPU): past it the kernel sends SIGXCPU, then SIGKILL.
+    pub cpu_seconds: Option<u64>,
+    /// Address space in bytes (RLIMIT_AS): allocations beyond it fail.
+    pub memory_bytes: Option<u64>,
+    /// Processes of its user (RLIMIT_NPROC); not enforced for root.
+    pub processes: Option<u64>,
+    /// Open file descriptors (RLIMIT_NOFILE).
+    pub open_files: Option<u64>,
+    /// Largest file it may write, in bytes (RLIMIT_FSIZE).
+    pub file_size_bytes: Option<u64>,
 }
 
 impl ServerPlan {
@@ -697,6 +715,17 @@ fn resolve_server(raw: RawServer, span: Range<usize>, at: &Locator) -> Result<Se
         exits: raw.exits.unwrap_or_default(),
         ready,
         stdin,
+        limits: raw
+            .limits
+            .map(|l| Limits {
+                // Rounded up: a limit of "1500ms" must not become one second.
+                cpu_seconds: l.cpu.map(|d| d.0.as_secs() + u64::from(d.0.subsec_nanos() > 0)),
+                memory_bytes: l.memory.map(|b| b.0),
+                processes: l.processes,
+                open_files: l.open_files,
+                file_size_bytes: l.file_size.map(|b| b.0),
+            })
+            .unwrap_or_default(),
     })
 }
 

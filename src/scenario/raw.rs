@@ -61,6 +61,18 @@ pub struct RawServer {
     pub cwd: Option<String>,
     pub exits: Option<ExitPolicy>,
     pub stdin: Option<Spanned<RawStdin>>,
+    pub limits: Option<RawLimits>,
+}
+
+/// `limits = { ... }`: resource limits for an untrusted server (setrlimit in the child).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub cpu: Option<DurationValue>,
+    pub memory: Option<super::values::ByteCount>,
+    pub processes: Option<u64>,
+    pub open_files: Option<u64>,
+    pub file_size: Option<super::values::ByteCount>,
 }
 
 /// Whether a server is allowed to end by itself.

@@ -34,7 +34,7 @@ pub use capture::SharedCapture;
 pub use exit::ExitDescription;
 
 use crate::scenario::{
-    EventAction, EventPlan, ExitPolicy, Launch, PortChoice, ReadySignal, ServerPlan, StdinScript,
+    EventAction, EventPlan, ExitPolicy, Launch, Limits, PortChoice, ReadySignal, ServerPlan, StdinScript,
 };
 
 /// How long a server gets to exit after SIGTERM before its group is killed.
@@ -679,6 +679,38 @@ fn choose_port(plan: &ServerPlan) -> Result<u16, SuperviseError> {
     }
 }
 
+/// Sets each configured limit as both the soft and the hard limit, so the server cannot
+/// raise it again; the CPU hard limit is one second later, so a server past its CPU time
+/// gets SIGXCPU (reported by name) rather than a bare SIGKILL. Runs in the forked child
+/// before exec.
+fn apply_limits(limits: &Limits) -> io::Result<()> {
+    use rustix::process::{Resource, Rlimit, setrlimit};
+    let pairs = [
+        (Resource::Cpu, limits.cpu_seconds),
+        (Resource::As, limits.memory_bytes),
+        (Resource::Nproc, limits.processes),
+        (Resource::Nofile, limits.open_files),
+        (Resource::Fsize, limits.file_size_bytes),
+    ];
+    for (resource, value) in pairs {
+        if let Some(value) = value {
+            let maximum = if resource == Resource::Cpu {
+                value + 1
+            } else {
+                value
+            };
+            setrlimit(
+                resource,
+                Rlimit {
+                    current: Some(value),
+                    maximum: Some(maximum),
+                },
+            )?;
+        }
+    }
+    Ok(())
+}
+
 fn build_command(plan: &ServerPlan, port: u16) -> io::Result<Command> {
     let port_text = port.to_string();
     let mut command = match &plan.launch {
@@ -712,11 +744,13 @@ fn build_command(plan: &ServerPlan, port: u16) -> io::Result<Command> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    // SAFETY: the closure runs between fork and exec and only makes one async-signal-safe
-    // system call (prctl); it allocates nothing and takes no locks.
+    let limits = plan.limits;
+    // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
+    // system calls (prctl, setrlimit); it allocates nothing and takes no locks.
     unsafe {
-        command.pre_exec(|| {
-            rustix::process::set_parent_process_death_signal(Some(Signal::KILL)).map_err(io::Error::from)
+        command.pre_exec(move || {
+            rustix::process::set_parent_process_death_signal(Some(Signal::KILL)).map_err(io::Error::from)?;
+            apply_limits(&limits)
         });
     }
     Ok(command)

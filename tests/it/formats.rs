@@ -34,7 +34,9 @@ fn all_four_formats_come_from_one_run() {
             .output()
             .expect("labrun runs"),
     );
-    run.expect_code(1).stdout_has("formats.junit.xml").stdout_has("formats.html");
+    run.expect_code(1)
+        .stdout_has("formats.junit.xml")
+        .stdout_has("formats.html");
     assert!(scratch.reports().join("formats.html").is_file());
     scratch.assert_nothing_left();
     let report = read_report(&scratch.reports().join("formats.json"));

@@ -197,3 +197,29 @@ fn a_listener_handed_to_a_new_session_is_seen_and_killed() {
     scratch.run(&path).expect_code(0);
     scratch.assert_nothing_left();
 }
+
+#[test]
+fn resource_limits_stop_a_cpu_hog_and_a_memory_hog() {
+    use crate::util::{check, run_text};
+    let clients = "count = 1\nmessages = 40\nthink = \"100ms\"\ntimeout = \"2s\"";
+    let cpu = format!("{}\nlimits = {{ cpu = \"1s\" }}", python_server("cpu_hog.py"));
+    let (code, report) = run_text("cpuhog", &echo_scenario("cpuhog", &cpu, clients, ""));
+    assert_eq!(code, Some(1));
+    let server = check(&report, "server srv");
+    assert!(
+        server["summary"].as_str().expect("summary").contains("SIGXCPU"),
+        "{server:#}"
+    );
+
+    let memory = format!(
+        "{}\nlimits = {{ memory = \"300MiB\" }}",
+        python_server("memory_hog.py")
+    );
+    let (code, report) = run_text(
+        "memhog",
+        &echo_scenario("memhog", &memory, "count = 1\nmessages = 10", ""),
+    );
+    assert_eq!(code, Some(1));
+    let findings = report["findings"].to_string();
+    assert!(findings.contains("MemoryError"), "{findings}");
+}
