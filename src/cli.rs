@@ -55,6 +55,23 @@ pub enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
+    /// Grade student submissions: every folder through every test of a suite.
+    Grade {
+        /// The suite file (TOML).
+        suite: PathBuf,
+        /// Submission folders.
+        #[arg(required = true, value_name = "SUBMISSION")]
+        submissions: Vec<PathBuf>,
+        /// Tests run at the same time.
+        #[arg(short = 'j', long, default_value_t = 1)]
+        jobs: usize,
+        /// Folder for grades.csv, results/ and feedback/.
+        #[arg(long, value_name = "DIR", default_value = "reports")]
+        out: PathBuf,
+        /// Grade only slice K of N of the submissions (sorted by path).
+        #[arg(long, value_name = "K/N")]
+        shard: Option<Shard>,
+    },
     /// Merge the JSON reports of one scenario's shards (`--shard K/N`) into one.
     Merge {
         /// The shards' reports (JSON).
@@ -106,6 +123,10 @@ pub struct RunArgs {
     /// join the reports with `labrun merge`). Echo workloads only.
     #[arg(long, value_name = "K/N")]
     pub shard: Option<Shard>,
+    /// Run in a private network namespace with only loopback (used by `labrun grade`;
+    /// needs root or unprivileged user namespaces).
+    #[arg(long, hide = true)]
+    pub isolate_network: bool,
     /// Print the JSON report on stdout and nothing else there (an array for several
     /// scenarios); progress and warnings go to stderr.
     #[arg(long, conflicts_with = "quiet")]

@@ -63,12 +63,18 @@ pub enum Error {
         /// The open-files limit after raising the soft limit to the hard one.
         open_files: u64,
     },
+    /// A private network namespace could not be made.
+    #[error("cannot run in a private network namespace (needs root or user namespaces)")]
+    Isolation(#[source] std::io::Error),
     /// The async runtime could not be created.
     #[error("cannot start the async runtime")]
     Runtime(#[source] std::io::Error),
     /// The command line asks for something that cannot be done with these scenarios.
     #[error("{0}")]
     Usage(String),
+    /// A grading suite is invalid.
+    #[error(transparent)]
+    Suite(#[from] crate::grade::SuiteError),
     /// A report given to `compare` could not be read.
     #[error(transparent)]
     ReadReport(#[from] crate::report::compare::ReadError),
@@ -81,13 +87,16 @@ impl Error {
     /// The process exit code this error maps to.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Scenario(_) | Error::ScenariosInvalid { .. } | Error::ReadReport(_) | Error::Usage(_) => {
-                EXIT_BAD_INPUT
-            }
+            Error::Scenario(_)
+            | Error::ScenariosInvalid { .. }
+            | Error::ReadReport(_)
+            | Error::Usage(_)
+            | Error::Suite(_) => EXIT_BAD_INPUT,
             Error::Supervise(_)
             | Error::WriteReport { .. }
             | Error::Serve { .. }
             | Error::Runtime(_)
+            | Error::Isolation(_)
             | Error::TooManyClients { .. } => EXIT_COULD_NOT_RUN,
             Error::Interrupted => EXIT_INTERRUPTED,
         }

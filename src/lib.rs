@@ -14,6 +14,7 @@
 pub mod cli;
 pub mod error;
 pub mod escape;
+pub mod grade;
 mod interrupt;
 pub mod metrics;
 pub mod report;
@@ -69,6 +70,13 @@ pub fn run(cli: Cli) -> Result<Outcome, Error> {
             Ok(Outcome::Pass)
         }
         Some(Command::Validate { files }) => validate(&files),
+        Some(Command::Grade {
+            suite,
+            submissions,
+            jobs,
+            out,
+            shard,
+        }) => grade_submissions(&suite, submissions, jobs, &out, shard),
         Some(Command::Merge {
             reports,
             out,
@@ -94,6 +102,10 @@ pub fn exit_code(outcome: Outcome) -> u8 {
 }
 
 fn run_scenarios(args: RunArgs) -> Result<Outcome, Error> {
+    if args.isolate_network {
+        // First, before any thread exists: every thread and child started later inherits it.
+        grade::isolate::enter_private_network().map_err(Error::Isolation)?;
+    }
     // Every file is validated before anything starts: a typo in the third scenario must not
     // surface after the first two have run for minutes.
     let mut plans = args
@@ -206,6 +218,49 @@ fn compare(
         .expect("rendering into memory cannot fail");
     let _ = std::io::stdout().lock().write_all(&rendered);
     Ok(if regressed { Outcome::Fail } else { Outcome::Pass })
+}
+
+fn grade_submissions(
+    suite: &std::path::Path,
+    submissions: Vec<std::path::PathBuf>,
+    jobs: usize,
+    out: &std::path::Path,
+    shard: Option<scenario::Shard>,
+) -> Result<Outcome, Error> {
+    let suite = grade::Suite::load(suite)?;
+    if let Some(missing) = submissions.iter().find(|p| !p.is_dir()) {
+        return Err(Error::Usage(format!(
+            "submission `{}` is not a folder",
+            missing.display()
+        )));
+    }
+    supervise::registry::install_panic_hook();
+    let options = grade::GradeOptions {
+        suite,
+        submissions,
+        jobs,
+        shard,
+    };
+    let progress = |done: usize, total: usize| eprintln!("graded {done} of {total} tests");
+    let quiet = |_: usize, _: usize| {};
+    let tty = Environment::detect();
+    let report_progress: &(dyn Fn(usize, usize) + Sync) = if tty.stderr_tty && !tty.ci {
+        &progress
+    } else {
+        &quiet
+    };
+    let grades = grade::grade(&options, report_progress);
+    let written =
+        grade::outputs::write_all(&grades, &options.suite, out).map_err(|source| Error::WriteReport {
+            path: out.to_owned(),
+            source,
+        })?;
+    let mut rendered = Vec::new();
+    grade::outputs::render_summary(&grades, &options.suite, &mut rendered)
+        .expect("rendering into memory cannot fail");
+    let _ = writeln!(rendered, "grades in {}", written[0].display());
+    let _ = std::io::stdout().lock().write_all(&rendered);
+    Ok(Outcome::Pass)
 }
 
 fn merge(paths: &[std::path::PathBuf], out: Option<&std::path::Path>) -> Result<Outcome, Error> {

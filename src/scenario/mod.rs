@@ -18,7 +18,7 @@ pub use plan::{
     StartSchedule, StdinScript,
 };
 pub use raw::{EchoExpectation, ExitPolicy, FanoutExpectation, FaultKind, PayloadKind, WorkloadKind};
-pub use values::{ConcurrencyExpectation, PortChoice, SizeRange};
+pub use values::{ConcurrencyExpectation, DurationValue, PortChoice, SizeRange};
 
 /// Why a scenario could not be turned into a plan.
 #[derive(Debug, thiserror::Error)]

@@ -11,6 +11,7 @@ mod concurrency;
 mod events;
 mod examples;
 mod formats;
+mod grade;
 mod runs;
 mod schema;
 mod shards;

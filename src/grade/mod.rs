@@ -1,0 +1,537 @@
+//! Grading a folder of student submissions: every submission through every test of a suite,
+//! each in a throwaway copy of its folder, in its own network namespace where the machine
+//! allows, under the suite's resource limits, always torn down.
+//!
+//! Each test of each submission is one child `labrun run --json` on a scenario derived from
+//! the test's: its servers launch the submission instead. The child does the supervising
+//! (start, readiness, teardown of every process the student started); this module decides
+//! what runs where, scores the child's report, and writes the outputs (`outputs`).
+//!
+//! Retry policy, so a grade never depends on luck: a test that does not pass completely runs
+//! again; when the two runs disagree (different failed checks), a third run decides by
+//! majority and the result is flagged `unstable` in every output.
+
+pub mod isolate;
+pub mod outputs;
+pub mod suite;
+
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::scenario::Shard;
+pub use suite::{Suite, SuiteError, Test};
+
+/// Most bytes of a child's stderr kept for a failing test's output.
+const STDERR_KEPT: usize = 4096;
+/// How long a timed-out child gets to tear its servers down after SIGTERM.
+const TEARDOWN_GRACE: Duration = Duration::from_secs(8);
+
+/// What to grade and how.
+pub struct GradeOptions {
+    /// The suite.
+    pub suite: Suite,
+    /// Submission folders, in the order given.
+    pub submissions: Vec<PathBuf>,
+    /// Tests run at the same time.
+    pub jobs: usize,
+    /// Only this slice of the submissions.
+    pub shard: Option<Shard>,
+}
+
+/// One check of a test run, as the child reported it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CheckResult {
+    /// Check name.
+    pub name: String,
+    /// Whether it held.
+    pub passed: bool,
+    /// Its summary line.
+    pub summary: String,
+}
+
+/// The graded result of one test for one submission.
+#[derive(Debug, Clone, Serialize)]
+pub struct TestResult {
+    /// The test.
+    pub test: String,
+    /// Points earned.
+    pub score: f64,
+    /// Points possible.
+    pub max_score: f64,
+    /// Every check of the deciding run (empty when the run produced no report).
+    pub checks: Vec<CheckResult>,
+    /// Why there is no report, when there is none (the child's own words).
+    pub error: Option<String>,
+    /// Runs made (1 to 3, see the retry policy).
+    pub runs: u32,
+    /// The runs disagreed; the majority decided.
+    pub unstable: bool,
+    /// Seconds the runs took together.
+    pub seconds: f64,
+}
+
+/// Everything about one submission.
+#[derive(Debug, Clone, Serialize)]
+pub struct SubmissionResult {
+    /// Its folder name.
+    pub name: String,
+    /// Its folder.
+    pub path: PathBuf,
+    /// One result per test, in suite order.
+    pub tests: Vec<TestResult>,
+}
+
+impl SubmissionResult {
+    /// Points earned over all tests.
+    pub fn score(&self) -> f64 {
+        self.tests.iter().map(|t| t.score).sum()
+    }
+}
+
+/// The whole grading run.
+#[derive(Debug, Serialize)]
+pub struct Grades {
+    /// Suite name.
+    pub suite: String,
+    /// Points possible per submission.
+    pub max_score: f64,
+    /// Whether submissions ran in private network namespaces.
+    pub isolated: bool,
+    /// The slice graded, when sharded.
+    pub shard: Option<String>,
+    /// One entry per submission graded, in name order.
+    pub submissions: Vec<SubmissionResult>,
+}
+
+/// Grades every submission; `progress` is told after each finished test.
+pub fn grade(options: &GradeOptions, progress: &(dyn Fn(usize, usize) + Sync)) -> Grades {
+    let isolated = isolation_available();
+    let suite = &options.suite;
+    let mut submissions: Vec<PathBuf> = options.submissions.clone();
+    submissions.sort();
+    submissions.dedup();
+    let submissions: Vec<PathBuf> = submissions
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| {
+            options
+                .shard
+                .is_none_or(|s| *i as u64 % u64::from(s.of) == u64::from(s.index - 1))
+        })
+        .map(|(_, p)| p)
+        .collect();
+    // Without private namespaces, programs that share a fixed port cannot run side by side.
+    let jobs = if isolated || options.suite.submission.port.is_none() {
+        options.jobs.max(1)
+    } else {
+        if options.jobs > 1 {
+            eprintln!(
+                "warning: no private network namespace here (needs root or user namespaces): \
+                 submissions share fixed ports, so they run one at a time"
+            );
+        }
+        1
+    };
+    let work: Vec<(usize, usize)> = (0..submissions.len())
+        .flat_map(|s| (0..suite.tests.len()).map(move |t| (s, t)))
+        .collect();
+    let results: Mutex<Vec<Option<TestResult>>> = Mutex::new(vec![None; work.len()]);
+    let next = AtomicUsize::new(0);
+    let done = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.min(work.len().max(1)) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(&(s, t)) = work.get(i) else { break };
+                    let result = grade_test(suite, &suite.tests[t], &submissions[s], isolated);
+                    results.lock().unwrap_or_else(std::sync::PoisonError::into_inner)[i] = Some(result);
+                    progress(done.fetch_add(1, Ordering::Relaxed) + 1, work.len());
+                }
+            });
+        }
+    });
+    let mut results = results
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .into_iter();
+    let submissions = submissions
+        .iter()
+        .map(|path| SubmissionResult {
+            name: submission_name(path),
+            path: path.clone(),
+            tests: (0..suite.tests.len())
+                .map(|_| results.next().flatten().expect("every job ran"))
+                .collect(),
+        })
+        .collect();
+    Grades {
+        suite: suite.name.clone(),
+        max_score: suite.max_score(),
+        isolated,
+        shard: options.shard.map(|s| s.to_string()),
+        submissions,
+    }
+}
+
+/// A submission's name: its folder's name.
+pub fn submission_name(path: &Path) -> String {
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
+/// Whether this machine lets a child enter a private network namespace.
+fn isolation_available() -> bool {
+    let mut probe = Command::new("true");
+    probe
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: between fork and exec the closure makes only system calls (unshare, socket,
+    // ioctl) and allocates nothing.
+    unsafe { probe.pre_exec(isolate::enter_private_network) };
+    probe.status().is_ok_and(|s| s.success())
+}
+
+/// One test of one submission, with the retry policy.
+fn grade_test(suite: &Suite, test: &Test, submission: &Path, isolated: bool) -> TestResult {
+    let started = Instant::now();
+    let mut runs = vec![run_once(suite, test, submission, isolated)];
+    if !runs[0].fully_passed() {
+        runs.push(run_once(suite, test, submission, isolated));
+        if runs[1].failed_checks() != runs[0].failed_checks() {
+            runs.push(run_once(suite, test, submission, isolated));
+        }
+    }
+    let unstable = runs
+        .windows(2)
+        .any(|w| w[0].failed_checks() != w[1].failed_checks());
+    // Three runs: the outcome two of them share, or, when all three differ, the worst one.
+    // Otherwise the last run (one passing run, or two that agree).
+    let decided = match runs.as_slice() {
+        [a, b, c] if c.failed_checks() != a.failed_checks() && c.failed_checks() != b.failed_checks() => {
+            [a, b, c]
+                .into_iter()
+                .max_by_key(|r| r.failed_checks().len())
+                .expect("three runs")
+        }
+        [.., last] => last,
+        [] => unreachable!("at least one run"),
+    };
+    let score = score_of(test, decided);
+    TestResult {
+        test: test.name.clone(),
+        score,
+        max_score: test.points,
+        checks: decided.checks.clone(),
+        error: decided.error.clone(),
+        runs: runs.len() as u32,
+        unstable,
+        seconds: started.elapsed().as_secs_f64(),
+    }
+}
+
+fn score_of(test: &Test, run: &Run) -> f64 {
+    if run.checks.is_empty() {
+        return 0.0;
+    }
+    let passed = run.checks.iter().filter(|c| c.passed).count() as f64;
+    let share = passed / run.checks.len() as f64;
+    let points = if test.partial {
+        test.points * share
+    } else if run.fully_passed() {
+        test.points
+    } else {
+        0.0
+    };
+    (points * 100.0).round() / 100.0
+}
+
+/// One child run's result.
+struct Run {
+    checks: Vec<CheckResult>,
+    error: Option<String>,
+}
+
+impl Run {
+    fn fully_passed(&self) -> bool {
+        !self.checks.is_empty() && self.checks.iter().all(|c| c.passed)
+    }
+
+    fn failed_checks(&self) -> Vec<&str> {
+        let mut failed: Vec<&str> = self
+            .checks
+            .iter()
+            .filter(|c| !c.passed)
+            .map(|c| c.name.as_str())
+            .collect();
+        if self.error.is_some() {
+            failed.push("(no report)");
+        }
+        failed
+    }
+}
+
+/// Runs one test once: copy, derive the scenario, run a child labrun, read its report.
+fn run_once(suite: &Suite, test: &Test, submission: &Path, isolated: bool) -> Run {
+    let failed = |error: String| Run {
+        checks: Vec::new(),
+        error: Some(error),
+    };
+    let Ok(workspace) = tempfile::Builder::new().prefix("labrun-grade-").tempdir() else {
+        return failed("labrun could not create a temporary folder".into());
+    };
+    let copy = workspace.path().join("submission");
+    if let Err(err) = copy_tree(submission, &copy) {
+        return failed(format!("could not copy the submission: {err}"));
+    }
+    let scenario = match derive_scenario(suite, test, &copy) {
+        Ok(text) => text,
+        Err(why) => return failed(why),
+    };
+    let scenario_path = workspace.path().join("scenario.toml");
+    if let Err(err) = std::fs::write(&scenario_path, scenario) {
+        return failed(format!("could not write the scenario: {err}"));
+    }
+    let Ok(labrun) = std::env::current_exe() else {
+        return failed("labrun cannot find its own executable".into());
+    };
+    let mut command = Command::new(labrun);
+    command
+        .arg("run")
+        .arg(&scenario_path)
+        .args(["--json", "--no-report"])
+        .current_dir(&copy)
+        .env_remove("NO_COLOR")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    if isolated {
+        command.arg("--isolate-network");
+    }
+    let outcome = run_bounded(command, suite.submission.timeout);
+    let (status, stdout, stderr) = match outcome {
+        Ok(output) => output,
+        Err(why) => return failed(why),
+    };
+    match serde_json::from_slice::<ChildReport>(&stdout) {
+        Ok(report) => Run {
+            checks: report.checks,
+            error: None,
+        },
+        Err(_) => {
+            let words = crate::escape::escape_lines(&stderr[..stderr.len().min(STDERR_KEPT)]);
+            failed(format!(
+                "the run could not be judged ({status}): {}",
+                words.trim()
+            ))
+        }
+    }
+}
+
+/// The part of the child's JSON report grading needs.
+#[derive(serde::Deserialize)]
+struct ChildReport {
+    checks: Vec<CheckResult>,
+}
+
+impl<'de> serde::Deserialize<'de> for CheckResult {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        struct Raw {
+            name: String,
+            passed: bool,
+            summary: String,
+        }
+        let raw = Raw::deserialize(deserializer)?;
+        Ok(CheckResult {
+            name: raw.name,
+            passed: raw.passed,
+            summary: raw.summary,
+        })
+    }
+}
+
+/// Runs the child to completion within `timeout`; past it, SIGTERM (the child tears its
+/// servers down and reports) and, after a grace period, SIGKILL to its process group.
+fn run_bounded(mut command: Command, timeout: Duration) -> Result<(String, Vec<u8>, Vec<u8>), String> {
+    let mut child = command
+        .spawn()
+        .map_err(|e| format!("could not start labrun: {e}"))?;
+    let mut stdout = child.stdout.take().expect("piped");
+    let mut stderr = child.stderr.take().expect("piped");
+    let out_reader = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = stdout.read_to_end(&mut bytes);
+        bytes
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = (&mut stderr).take(1 << 20).read_to_end(&mut bytes);
+        let _ = std::io::copy(&mut stderr, &mut std::io::sink());
+        bytes
+    });
+    let group = rustix::process::Pid::from_child(&child);
+    let deadline = Instant::now() + timeout;
+    let mut terminated_at = None;
+    let status = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break status;
+        }
+        let now = Instant::now();
+        match terminated_at {
+            None if now >= deadline => {
+                let _ = rustix::process::kill_process_group(group, rustix::process::Signal::TERM);
+                terminated_at = Some(now);
+            }
+            Some(at) if now >= at + TEARDOWN_GRACE => {
+                let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+            }
+            _ => {}
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stdout = out_reader.join().unwrap_or_default();
+    let stderr = err_reader.join().unwrap_or_default();
+    let status = match (terminated_at, status.code()) {
+        (Some(_), _) => format!(
+            "stopped after the test's timeout of {}",
+            humantime::format_duration(timeout)
+        ),
+        (None, Some(code)) => format!("labrun exit code {code}"),
+        (None, None) => "labrun was killed".to_owned(),
+    };
+    Ok((status, stdout, stderr))
+}
+
+/// The test's scenario with its servers launching the submission instead.
+fn derive_scenario(suite: &Suite, test: &Test, copy: &Path) -> Result<String, String> {
+    let text =
+        std::fs::read_to_string(&test.scenario).map_err(|e| format!("cannot read the scenario: {e}"))?;
+    let mut table: toml::Table =
+        toml::from_str(&text).map_err(|e| format!("the scenario does not parse: {e}"))?;
+    let submission = &suite.submission;
+    let file = match submission.files.is_empty() {
+        true => None,
+        false => Some(find_file(copy, &submission.files).ok_or_else(|| {
+            format!(
+                "no file in the submission matches {}",
+                submission.files.join(", ")
+            )
+        })?),
+    };
+    let argv: Vec<toml::Value> = submission
+        .command
+        .iter()
+        .map(|arg| {
+            let mut arg = arg.replace("{dir}", &copy.display().to_string());
+            if let Some(file) = &file {
+                arg = arg.replace("{file}", &file.display().to_string());
+            }
+            toml::Value::String(arg)
+        })
+        .collect();
+    let Some(toml::Value::Array(servers)) = table.get_mut("server") else {
+        return Err("the scenario has no [[server]]".into());
+    };
+    let mut replaced = 0;
+    for server in servers.iter_mut().filter_map(toml::Value::as_table_mut) {
+        let name = server
+            .get("name")
+            .and_then(toml::Value::as_str)
+            .unwrap_or_default();
+        if test.server.as_deref().is_some_and(|wanted| wanted != name) {
+            continue;
+        }
+        server.remove("builtin");
+        server.insert("command".into(), toml::Value::Array(argv.clone()));
+        server.insert("cwd".into(), toml::Value::String(copy.display().to_string()));
+        if let Some(port) = &submission.port {
+            server.insert("port".into(), port.clone());
+        }
+        if let Some(limits) = &submission.limits {
+            server.insert("limits".into(), limits.clone());
+        }
+        replaced += 1;
+    }
+    if replaced == 0 {
+        return Err(format!(
+            "the scenario has no server named `{}`",
+            test.server.as_deref().unwrap_or_default()
+        ));
+    }
+    toml::to_string(&table).map_err(|e| format!("cannot write the scenario: {e}"))
+}
+
+/// The first file in `dir` (top level) whose name matches a pattern, patterns in order.
+fn find_file(dir: &Path, patterns: &[String]) -> Option<PathBuf> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    patterns
+        .iter()
+        .find_map(|pattern| {
+            names
+                .iter()
+                .find(|name| glob_match(pattern.as_bytes(), name.as_bytes()))
+        })
+        .map(|name| dir.join(name))
+}
+
+/// `*` matches any run of characters, `?` any one; nothing else is special.
+fn glob_match(pattern: &[u8], name: &[u8]) -> bool {
+    match (pattern.first(), name.first()) {
+        (None, None) => true,
+        (Some(b'*'), _) => {
+            glob_match(&pattern[1..], name) || (!name.is_empty() && glob_match(pattern, &name[1..]))
+        }
+        (Some(b'?'), Some(_)) => glob_match(&pattern[1..], &name[1..]),
+        (Some(p), Some(n)) if p == n => glob_match(&pattern[1..], &name[1..]),
+        _ => false,
+    }
+}
+
+/// Copies a submission folder: regular files and folders only (symbolic links, devices and
+/// sockets a student left there are not followed or copied).
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        let target = to.join(entry.file_name());
+        if kind.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else if kind.is_file() {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_match;
+
+    #[test]
+    fn globs_match_the_way_shells_do() {
+        assert!(glob_match(b"*server*.py", b"echo_server_v2.py"));
+        assert!(glob_match(b"server.py", b"server.py"));
+        assert!(glob_match(b"lab?.py", b"lab3.py"));
+        assert!(!glob_match(b"*.py", b"server.pyc"));
+        assert!(!glob_match(b"server.py", b"myserver.py"));
+    }
+}

@@ -1,0 +1,280 @@
+//! What a grading run leaves behind: `grades.csv`, a Gradescope `results.json` per
+//! submission, a Markdown feedback file per student, and a summary on the terminal.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::{Grades, SubmissionResult, Suite, TestResult};
+use crate::report::writer::{file_stem, write_atomically};
+
+/// Writes every output under `dir`; returns the paths written.
+pub fn write_all(grades: &Grades, suite: &Suite, dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
+    let csv = dir.join("grades.csv");
+    write_atomically(&csv, csv_text(grades, suite).as_bytes())?;
+    written.push(csv);
+    for submission in &grades.submissions {
+        let stem = file_stem(&submission.name);
+        let results = dir.join("results").join(&stem).join("results.json");
+        let mut json = serde_json::to_vec_pretty(&gradescope(submission, suite)).expect("serializes");
+        json.push(b'\n');
+        write_atomically(&results, &json)?;
+        written.push(results);
+        let feedback = dir.join("feedback").join(format!("{stem}.md"));
+        write_atomically(
+            &feedback,
+            feedback_text(submission, suite, grades.max_score).as_bytes(),
+        )?;
+        written.push(feedback);
+    }
+    let all = dir.join("grades.json");
+    let mut json = serde_json::to_vec_pretty(grades).expect("serializes");
+    json.push(b'\n');
+    write_atomically(&all, &json)?;
+    written.push(all);
+    Ok(written)
+}
+
+/// One row per submission, a column per test, then total, max and flags.
+pub fn csv_text(grades: &Grades, suite: &Suite) -> String {
+    let mut csv = String::from("submission");
+    for test in &suite.tests {
+        let _ = write!(csv, ",{}", csv_field(&test.name));
+    }
+    csv.push_str(",total,max,flags\n");
+    for submission in &grades.submissions {
+        csv.push_str(&csv_field(&submission.name));
+        for test in &submission.tests {
+            let _ = write!(csv, ",{}", number(test.score));
+        }
+        let flags: Vec<String> = submission
+            .tests
+            .iter()
+            .filter(|t| t.unstable)
+            .map(|t| format!("unstable:{}", t.test))
+            .collect();
+        let _ = writeln!(
+            csv,
+            ",{},{},{}",
+            number(submission.score()),
+            number(grades.max_score),
+            csv_field(&flags.join(" "))
+        );
+    }
+    csv
+}
+
+fn csv_field(text: &str) -> String {
+    // A leading =, +, - or @ would be a formula to a spreadsheet.
+    let guarded = if text.starts_with(['=', '+', '-', '@']) {
+        format!("'{text}")
+    } else {
+        text.to_owned()
+    };
+    if guarded.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", guarded.replace('"', "\"\""))
+    } else {
+        guarded
+    }
+}
+
+fn number(n: f64) -> String {
+    let text = format!("{n:.2}");
+    text.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
+/// Gradescope's autograder results format.
+#[derive(Serialize)]
+struct GradescopeResults {
+    score: f64,
+    max_score: f64,
+    execution_time: f64,
+    output: String,
+    tests: Vec<GradescopeTest>,
+}
+
+#[derive(Serialize)]
+struct GradescopeTest {
+    name: String,
+    score: f64,
+    max_score: f64,
+    status: &'static str,
+    output: String,
+    visibility: &'static str,
+}
+
+fn gradescope(submission: &SubmissionResult, suite: &Suite) -> GradescopeResults {
+    GradescopeResults {
+        score: submission.score(),
+        max_score: suite.max_score(),
+        execution_time: submission.tests.iter().map(|t| t.seconds).sum(),
+        output: format!(
+            "Graded by labrun {} with suite `{}`.",
+            env!("CARGO_PKG_VERSION"),
+            suite.name
+        ),
+        tests: submission
+            .tests
+            .iter()
+            .zip(&suite.tests)
+            .map(|(result, test)| GradescopeTest {
+                name: test.name.clone(),
+                score: result.score,
+                max_score: result.max_score,
+                status: if result.score >= result.max_score {
+                    "passed"
+                } else {
+                    "failed"
+                },
+                output: test_text(result, test),
+                visibility: if test.hidden { "after_published" } else { "visible" },
+            })
+            .collect(),
+    }
+}
+
+/// What a student reads about one test: each check, and the suite's advice for the failed.
+fn test_text(result: &TestResult, test: &super::Test) -> String {
+    let mut text = String::new();
+    if let Some(error) = &result.error {
+        let _ = writeln!(text, "The test could not judge your server: {error}");
+    }
+    for check in &result.checks {
+        let mark = if check.passed { "PASS" } else { "FAIL" };
+        let _ = writeln!(text, "{mark} {}: {}", check.name, check.summary);
+        if !check.passed
+            && let Some(advice) = test.feedback.get(&check.name)
+        {
+            let _ = writeln!(text, "     → {advice}");
+        }
+    }
+    if result.unstable {
+        let _ = writeln!(
+            text,
+            "Note: this test gave different results on repeated runs ({} runs); the majority counted.",
+            result.runs
+        );
+    }
+    text
+}
+
+fn feedback_text(submission: &SubmissionResult, suite: &Suite, max: f64) -> String {
+    let mut md = format!(
+        "# {} — {}\n\n**Score: {} / {}**\n",
+        suite.name,
+        submission.name,
+        number(submission.score()),
+        number(max)
+    );
+    for (result, test) in submission.tests.iter().zip(&suite.tests) {
+        let _ = write!(
+            md,
+            "\n## {} — {} / {}\n\n",
+            test.name,
+            number(result.score),
+            number(result.max_score)
+        );
+        if test.hidden {
+            md.push_str("This is a hidden test: its details are withheld.\n");
+            continue;
+        }
+        md.push_str("```\n");
+        md.push_str(&test_text(result, test).replace("```", "'''"));
+        md.push_str("```\n");
+    }
+    md
+}
+
+/// The terminal summary: a row per submission, the score distribution and the most
+/// common failures.
+pub fn render_summary(grades: &Grades, suite: &Suite, out: &mut impl Write) -> io::Result<()> {
+    let name_width = grades
+        .submissions
+        .iter()
+        .map(|s| s.name.chars().count())
+        .max()
+        .unwrap_or(10)
+        .max(10);
+    writeln!(
+        out,
+        "{} — {} submission(s){}",
+        suite.name,
+        grades.submissions.len(),
+        if grades.isolated {
+            ", each in its own network namespace"
+        } else {
+            " (no private network namespaces on this machine)"
+        }
+    )?;
+    for submission in &grades.submissions {
+        let detail: Vec<String> = submission
+            .tests
+            .iter()
+            .map(|t| {
+                format!(
+                    "{} {}/{}{}",
+                    t.test,
+                    number(t.score),
+                    number(t.max_score),
+                    if t.unstable { " (unstable)" } else { "" }
+                )
+            })
+            .collect();
+        writeln!(
+            out,
+            "  {:<name_width$}  {:>6} / {}   {}",
+            submission.name,
+            number(submission.score()),
+            number(grades.max_score),
+            detail.join(" · ")
+        )?;
+    }
+    let mut failures: BTreeMap<String, usize> = BTreeMap::new();
+    for test in grades.submissions.iter().flat_map(|s| &s.tests) {
+        for check in test.checks.iter().filter(|c| !c.passed) {
+            *failures
+                .entry(format!("{}: {}", test.test, check.name))
+                .or_default() += 1;
+        }
+        if test.error.is_some() {
+            *failures
+                .entry(format!("{}: could not run", test.test))
+                .or_default() += 1;
+        }
+    }
+    let mut common: Vec<(String, usize)> = failures.into_iter().collect();
+    common.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    if !common.is_empty() {
+        writeln!(out, "most common failures:")?;
+        for (what, n) in common.iter().take(5) {
+            writeln!(out, "  {n:>4} × {what}")?;
+        }
+    }
+    let full = grades
+        .submissions
+        .iter()
+        .filter(|s| s.score() >= grades.max_score)
+        .count();
+    writeln!(
+        out,
+        "{full} of {} submissions earned full marks",
+        grades.submissions.len()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::csv_field;
+
+    #[test]
+    fn csv_fields_are_quoted_and_never_formulas() {
+        assert_eq!(csv_field("alice"), "alice");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("=HYPERLINK(1)"), "'=HYPERLINK(1)");
+    }
+}

@@ -1,0 +1,203 @@
+//! The grading suite file: how a submission is started and which scenarios grade it.
+//!
+//! ```toml
+//! name = "lab3"
+//! [submission]
+//! command = ["python3", "{file}", "{port}"]   # {file}: first match of `files`; {dir}: the copy
+//! files = ["server.py", "*server*.py"]
+//! port = 6000                                  # the port the lab's programs hard-code
+//! limits = { cpu = "20s", memory = "512MiB" }
+//! timeout = "120s"                             # per test
+//! [[test]]
+//! name = "echo"
+//! scenario = "../scenarios/threaded.toml"      # relative to this file
+//! points = 10
+//! ```
+//!
+//! A test's scenario is a normal scenario file: the suite replaces its servers' launch with
+//! the submission's command, so the same file that checks a built-in in CI grades students.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::scenario::{self, Diagnostic, DurationValue};
+
+/// The default time one test of one submission may take, start to teardown.
+pub const DEFAULT_TEST_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Why a suite could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum SuiteError {
+    /// The suite file could not be read.
+    #[error("cannot read suite `{}`", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The suite file is not valid.
+    #[error("{0}")]
+    Invalid(Box<Diagnostic>),
+    /// A test's scenario is invalid.
+    #[error("suite test `{test}`: {source}")]
+    Scenario {
+        /// The test.
+        test: String,
+        /// Why.
+        #[source]
+        source: scenario::ScenarioError,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSuite {
+    name: String,
+    submission: RawSubmission,
+    #[serde(rename = "test")]
+    tests: Vec<RawTest>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSubmission {
+    command: Vec<String>,
+    #[serde(default)]
+    files: Vec<String>,
+    port: Option<toml::Value>,
+    limits: Option<toml::Value>,
+    timeout: Option<DurationValue>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTest {
+    name: String,
+    scenario: PathBuf,
+    points: f64,
+    #[serde(default = "yes")]
+    partial: bool,
+    #[serde(default)]
+    hidden: bool,
+    server: Option<String>,
+    #[serde(default)]
+    feedback: BTreeMap<String, String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A validated suite.
+#[derive(Debug, Clone)]
+pub struct Suite {
+    /// Suite name.
+    pub name: String,
+    /// How to start a submission.
+    pub submission: Submission,
+    /// The tests, in file order.
+    pub tests: Vec<Test>,
+}
+
+/// How a submission is started.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    /// The program and its arguments; `{file}`, `{dir}` and `{port}` are substituted.
+    pub command: Vec<String>,
+    /// File-name patterns (`*` and `?`), tried in order in the submission's folder.
+    pub files: Vec<String>,
+    /// The port its servers use, as in a scenario (`6000` or `"auto"`), when given.
+    pub port: Option<toml::Value>,
+    /// Resource limits for its servers, as in a scenario.
+    pub limits: Option<toml::Value>,
+    /// Time one test may take.
+    pub timeout: Duration,
+}
+
+/// One graded scenario.
+#[derive(Debug, Clone)]
+pub struct Test {
+    /// Its name (a column of grades.csv).
+    pub name: String,
+    /// The scenario file.
+    pub scenario: PathBuf,
+    /// Points it is worth.
+    pub points: f64,
+    /// Points shared out over its checks (else all or nothing).
+    pub partial: bool,
+    /// Counted, but its details are withheld from the student's feedback.
+    pub hidden: bool,
+    /// Which of the scenario's servers the submission replaces (all when `None`).
+    pub server: Option<String>,
+    /// Feedback per failed check name.
+    pub feedback: BTreeMap<String, String>,
+}
+
+impl Suite {
+    /// Reads a suite and validates every scenario it names.
+    pub fn load(path: &Path) -> Result<Suite, SuiteError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SuiteError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let invalid = |span, message: String| {
+            SuiteError::Invalid(Box::new(Diagnostic::new(path, &text, span, message)))
+        };
+        let raw: RawSuite =
+            toml::from_str(&text).map_err(|err| invalid(err.span(), err.message().to_owned()))?;
+        if raw.submission.command.is_empty() {
+            return Err(invalid(None, "`submission.command` must name a program".into()));
+        }
+        if raw.tests.is_empty() {
+            return Err(invalid(None, "a suite needs at least one [[test]]".into()));
+        }
+        let base = path.parent().unwrap_or(Path::new("."));
+        let mut tests = Vec::with_capacity(raw.tests.len());
+        for test in raw.tests {
+            if !(test.points.is_finite() && test.points >= 0.0) {
+                return Err(invalid(
+                    None,
+                    format!("test `{}`: `points` must be 0 or more", test.name),
+                ));
+            }
+            if tests.iter().any(|t: &Test| t.name == test.name) {
+                return Err(invalid(None, format!("two tests are named `{}`", test.name)));
+            }
+            let scenario_path = base.join(&test.scenario);
+            scenario::load(&scenario_path).map_err(|source| SuiteError::Scenario {
+                test: test.name.clone(),
+                source,
+            })?;
+            tests.push(Test {
+                name: test.name,
+                scenario: scenario_path,
+                points: test.points,
+                partial: test.partial,
+                hidden: test.hidden,
+                server: test.server,
+                feedback: test.feedback,
+            });
+        }
+        Ok(Suite {
+            name: raw.name,
+            submission: Submission {
+                command: raw.submission.command,
+                files: raw.submission.files,
+                port: raw.submission.port,
+                limits: raw.submission.limits,
+                timeout: raw.submission.timeout.map_or(DEFAULT_TEST_TIMEOUT, |t| t.0),
+            },
+            tests,
+        })
+    }
+
+    /// Points of all tests.
+    pub fn max_score(&self) -> f64 {
+        self.tests.iter().map(|t| t.points).sum()
+    }
+}

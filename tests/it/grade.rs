@@ -1,0 +1,92 @@
+//! `labrun grade`: a class of eight submissions (tests/fixtures/submissions/) through the
+//! lab 3 suite, in parallel, all on port 6000, graded identically twice, nothing left over.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::util::{Run, Scratch};
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn submissions() -> Vec<PathBuf> {
+    let mut all: Vec<PathBuf> = std::fs::read_dir(root().join("tests/fixtures/submissions"))
+        .expect("submissions")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.is_dir())
+        .collect();
+    all.sort();
+    all
+}
+
+/// Grades the class into `out` and returns grades.csv.
+fn grade(scratch: &Scratch, out: &str, extra: &[&str]) -> String {
+    let out = scratch.dir.path().join(out);
+    let mut command = scratch.labrun();
+    command
+        .timeout(Duration::from_secs(300))
+        .arg("grade")
+        .arg(root().join("tests/fixtures/suites/lab3.toml"))
+        .args(submissions())
+        .args(["-j", "2", "--out"])
+        .arg(&out)
+        .args(extra);
+    let run = Run::from(command.output().expect("labrun runs"));
+    run.expect_code(0);
+    std::fs::read_to_string(out.join("grades.csv")).expect("grades.csv")
+}
+
+const EXPECTED: &str = "submission,echo,concurrency,total,max,flags
+alice,10,10,20,20,
+bob,10,10,20,20,
+carol,10,0,10,20,
+dave,0,0,0,20,
+erin,6.67,0,6.67,20,
+frank,10,0,10,20,
+grace,6.67,0,6.67,20,
+heidi,10,0,10,20,
+";
+
+#[test]
+fn a_class_grades_to_the_expected_scores_twice_and_in_shards() {
+    let scratch = Scratch::new();
+    let first = grade(&scratch, "first", &[]);
+    assert_eq!(first, EXPECTED);
+    scratch.assert_nothing_left();
+    // Graded again, nothing changes.
+    assert_eq!(grade(&scratch, "second", &[]), first);
+
+    // Two shards together are the whole class.
+    let half = |k: &str| grade(&scratch, &format!("shard{k}"), &["--shard", &format!("{k}/2")]);
+    let (one, two) = (half("1"), half("2"));
+    let mut rows: Vec<&str> = one.lines().skip(1).chain(two.lines().skip(1)).collect();
+    rows.sort();
+    let whole: Vec<&str> = first.lines().skip(1).collect();
+    assert_eq!(rows, whole);
+    scratch.assert_nothing_left();
+
+    // Gradescope's format and the students' feedback.
+    let results: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(scratch.dir.path().join("first/results/carol/results.json"))
+            .expect("results"),
+    )
+    .expect("json");
+    assert_eq!(results["score"], 10.0);
+    assert_eq!(results["max_score"], 20.0);
+    assert_eq!(results["tests"][1]["status"], "failed");
+    assert_eq!(results["tests"][1]["visibility"], "visible");
+    let feedback =
+        std::fs::read_to_string(scratch.dir.path().join("first/feedback/carol.md")).expect("feedback");
+    assert!(feedback.contains("**Score: 10 / 20**"), "{feedback}");
+    assert!(feedback.contains("FAIL concurrency: iterative"), "{feedback}");
+    assert!(
+        feedback.contains("→ Start a thread for each accepted client"),
+        "{feedback}"
+    );
+    let dave = std::fs::read_to_string(scratch.dir.path().join("first/feedback/dave.md")).expect("feedback");
+    assert!(
+        dave.contains("AttributeError"),
+        "the crash's own words reach the student: {dave}"
+    );
+}
