@@ -71,6 +71,10 @@ pub enum Command {
         /// Grade only slice K of N of the submissions (sorted by path).
         #[arg(long, value_name = "K/N")]
         shard: Option<Shard>,
+        /// Continue an interrupted grading run: tests already in --out's journal are not
+        /// run again.
+        #[arg(long)]
+        resume: bool,
     },
     /// Merge the JSON reports of one scenario's shards (`--shard K/N`) into one.
     Merge {

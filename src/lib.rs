@@ -76,7 +76,8 @@ pub fn run(cli: Cli) -> Result<Outcome, Error> {
             jobs,
             out,
             shard,
-        }) => grade_submissions(&suite, submissions, jobs, &out, shard),
+            resume,
+        }) => grade_submissions(&suite, submissions, jobs, &out, shard, resume),
         Some(Command::Merge {
             reports,
             out,
@@ -226,6 +227,7 @@ fn grade_submissions(
     jobs: usize,
     out: &std::path::Path,
     shard: Option<scenario::Shard>,
+    resume: bool,
 ) -> Result<Outcome, Error> {
     let suite = grade::Suite::load(suite)?;
     if let Some(missing) = submissions.iter().find(|p| !p.is_dir()) {
@@ -240,16 +242,29 @@ fn grade_submissions(
         submissions,
         jobs,
         shard,
+        journal: out.join("grade-journal.jsonl"),
+        resume,
     };
-    let progress = |done: usize, total: usize| eprintln!("graded {done} of {total} tests");
-    let quiet = |_: usize, _: usize| {};
-    let tty = Environment::detect();
-    let report_progress: &(dyn Fn(usize, usize) + Sync) = if tty.stderr_tty && !tty.ci {
-        &progress
-    } else {
-        &quiet
+    // A bar over the tests on a terminal only, like a run's progress bar.
+    let bar = Styles::resolve(Environment::detect(), false).progress.then(|| {
+        indicatif::ProgressBar::new(0).with_style(
+            indicatif::ProgressStyle::with_template("grading {bar:30} {pos}/{len} tests, {elapsed}")
+                .expect("constant template is valid"),
+        )
+    });
+    let progress = |done: usize, total: usize| {
+        if let Some(bar) = &bar {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        }
     };
-    let grades = grade::grade(&options, report_progress);
+    let grades = grade::grade(&options, &progress).map_err(|source| Error::WriteReport {
+        path: options.journal.clone(),
+        source,
+    })?;
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
     let written =
         grade::outputs::write_all(&grades, &options.suite, out).map_err(|source| Error::WriteReport {
             path: out.to_owned(),

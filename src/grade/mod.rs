@@ -43,6 +43,30 @@ pub struct GradeOptions {
     pub jobs: usize,
     /// Only this slice of the submissions.
     pub shard: Option<Shard>,
+    /// Where finished tests are recorded as they finish (one JSON line each).
+    pub journal: PathBuf,
+    /// Take the results already in the journal instead of running those tests again.
+    pub resume: bool,
+}
+
+/// One line of the journal.
+#[derive(Serialize, serde::Deserialize)]
+struct JournalEntry {
+    suite: String,
+    submission: PathBuf,
+    result: TestResult,
+}
+
+/// Results a previous, interrupted run of the same suite already recorded.
+fn read_journal(path: &Path, suite: &str) -> Vec<JournalEntry> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    // A line cut short by the interruption does not parse and is simply run again.
+    text.lines()
+        .filter_map(|line| serde_json::from_str::<JournalEntry>(line).ok())
+        .filter(|entry| entry.suite == suite)
+        .collect()
 }
 
 /// One check of a test run, as the child reported it.
@@ -57,7 +81,7 @@ pub struct CheckResult {
 }
 
 /// The graded result of one test for one submission.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct TestResult {
     /// The test.
     pub test: String,
@@ -110,8 +134,9 @@ pub struct Grades {
     pub submissions: Vec<SubmissionResult>,
 }
 
-/// Grades every submission; `progress` is told after each finished test.
-pub fn grade(options: &GradeOptions, progress: &(dyn Fn(usize, usize) + Sync)) -> Grades {
+/// Grades every submission; `progress` is told after each finished test. Each finished test
+/// is appended to the journal at once, so an interrupted run can `resume`.
+pub fn grade(options: &GradeOptions, progress: &(dyn Fn(usize, usize) + Sync)) -> std::io::Result<Grades> {
     let isolated = isolation_available();
     let suite = &options.suite;
     let mut submissions: Vec<PathBuf> = options.submissions.clone();
@@ -142,17 +167,59 @@ pub fn grade(options: &GradeOptions, progress: &(dyn Fn(usize, usize) + Sync)) -
     let work: Vec<(usize, usize)> = (0..submissions.len())
         .flat_map(|s| (0..suite.tests.len()).map(move |t| (s, t)))
         .collect();
-    let results: Mutex<Vec<Option<TestResult>>> = Mutex::new(vec![None; work.len()]);
+    let previous = if options.resume {
+        read_journal(&options.journal, &suite.name)
+    } else {
+        Vec::new()
+    };
+    if let Some(dir) = options.journal.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    // The journal starts over with what is kept: nothing, or the intact entries (a line the
+    // interruption cut short is dropped, so the next entry cannot be glued onto it).
+    let mut kept = Vec::new();
+    for entry in &previous {
+        kept.extend(serde_json::to_vec(entry).expect("a journal entry serializes"));
+        kept.push(b'\n');
+    }
+    std::fs::write(&options.journal, kept)?;
+    let journal = Mutex::new(std::fs::OpenOptions::new().append(true).open(&options.journal)?);
+    let mut known: Vec<Option<TestResult>> = work
+        .iter()
+        .map(|&(s, t)| {
+            previous
+                .iter()
+                .find(|e| e.submission == submissions[s] && e.result.test == suite.tests[t].name)
+                .map(|e| e.result.clone())
+        })
+        .collect();
+    let todo: Vec<usize> = (0..work.len()).filter(|&i| known[i].is_none()).collect();
+    let results: Mutex<Vec<Option<TestResult>>> = Mutex::new(std::mem::take(&mut known));
     let next = AtomicUsize::new(0);
-    let done = AtomicUsize::new(0);
+    let done = AtomicUsize::new(work.len() - todo.len());
     std::thread::scope(|scope| {
-        for _ in 0..jobs.min(work.len().max(1)) {
+        for _ in 0..jobs.min(todo.len().max(1)) {
             scope.spawn(|| {
                 loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(&(s, t)) = work.get(i) else { break };
+                    let Some(&i) = todo.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                        break;
+                    };
+                    let (s, t) = work[i];
                     let result = grade_test(suite, &suite.tests[t], &submissions[s], isolated);
-                    results.lock().unwrap_or_else(std::sync::PoisonError::into_inner)[i] = Some(result);
+                    let entry = JournalEntry {
+                        suite: suite.name.clone(),
+                        submission: submissions[s].clone(),
+                        result,
+                    };
+                    let mut line = serde_json::to_vec(&entry).expect("a journal entry serializes");
+                    line.push(b'\n');
+                    {
+                        use std::io::Write;
+                        let mut file = journal.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                        // One write per line: a line is in the journal whole or not at all.
+                        let _ = file.write_all(&line).and_then(|()| file.sync_data());
+                    }
+                    results.lock().unwrap_or_else(std::sync::PoisonError::into_inner)[i] = Some(entry.result);
                     progress(done.fetch_add(1, Ordering::Relaxed) + 1, work.len());
                 }
             });
@@ -172,13 +239,13 @@ pub fn grade(options: &GradeOptions, progress: &(dyn Fn(usize, usize) + Sync)) -
                 .collect(),
         })
         .collect();
-    Grades {
+    Ok(Grades {
         suite: suite.name.clone(),
         max_score: suite.max_score(),
         isolated,
         shard: options.shard.map(|s| s.to_string()),
         submissions,
-    }
+    })
 }
 
 /// A submission's name: its folder's name.

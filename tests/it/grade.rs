@@ -90,3 +90,52 @@ fn a_class_grades_to_the_expected_scores_twice_and_in_shards() {
         "the crash's own words reach the student: {dave}"
     );
 }
+
+#[test]
+fn an_interrupted_grading_run_resumes_from_its_journal() {
+    let scratch = Scratch::new();
+    let out = scratch.dir.path().join("grades");
+    let two = ["alice", "dave"].map(|s| root().join("tests/fixtures/submissions").join(s));
+    let run = |extra: &[&str]| {
+        let mut command = scratch.labrun();
+        command
+            .timeout(Duration::from_secs(300))
+            .arg("grade")
+            .arg(root().join("tests/fixtures/suites/lab3.toml"))
+            .args(&two)
+            .arg("--out")
+            .arg(&out)
+            .args(extra);
+        Run::from(command.output().expect("labrun runs")).expect_code(0);
+        std::fs::read_to_string(out.join("grades.csv")).expect("grades.csv")
+    };
+    let whole = run(&[]);
+    let journal_path = out.join("grade-journal.jsonl");
+    let journal = std::fs::read_to_string(&journal_path).expect("journal");
+    assert_eq!(journal.lines().count(), 4, "{journal}");
+
+    // As if interrupted during the last test, and with alice's echo score doctored, which
+    // shows that resuming takes recorded results instead of running them again.
+    let mut lines: Vec<String> = journal.lines().map(str::to_owned).collect();
+    let last = lines.pop().expect("a line");
+    let alice_echo = lines
+        .iter_mut()
+        .find(|l| l.contains("alice") && l.contains("\"test\":\"echo\""))
+        .expect("alice's echo");
+    *alice_echo = alice_echo.replace("\"score\":10.0", "\"score\":7.0");
+    let cut = format!("{}\n{}", lines.join("\n"), &last[..last.len() / 2]);
+    std::fs::write(&journal_path, cut).expect("journal");
+
+    let resumed = run(&["--resume"]);
+    assert!(resumed.contains("alice,7,10,17,20,"), "{resumed}");
+    assert_eq!(resumed.replace("alice,7,10,17,20,", "alice,10,10,20,20,"), whole);
+    let journal = std::fs::read_to_string(&journal_path).expect("journal");
+    assert_eq!(
+        journal
+            .lines()
+            .filter(|l| serde_json::from_str::<serde_json::Value>(l).is_ok())
+            .count(),
+        4
+    );
+    scratch.assert_nothing_left();
+}
