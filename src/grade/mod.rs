@@ -200,10 +200,7 @@ pub fn grade(options: &GradeOptions, progress: &(dyn Fn(usize, usize) + Sync)) -
     std::thread::scope(|scope| {
         for _ in 0..jobs.min(todo.len().max(1)) {
             scope.spawn(|| {
-                loop {
-                    let Some(&i) = todo.get(next.fetch_add(1, Ordering::Relaxed)) else {
-                        break;
-                    };
+                while let Some(&i) = todo.get(next.fetch_add(1, Ordering::Relaxed)) {
                     let (s, t) = work[i];
                     let result = grade_test(suite, &suite.tests[t], &submissions[s], isolated);
                     let entry = JournalEntry {
