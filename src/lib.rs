@@ -221,6 +221,33 @@ fn compare(
     Ok(if regressed { Outcome::Fail } else { Outcome::Pass })
 }
 
+/// `labrun merge shard-*/grades.csv`: the grades of a sharded grading run as one file.
+fn merge_grades(paths: &[std::path::PathBuf], out: Option<&std::path::Path>) -> Result<Outcome, Error> {
+    let mut parts = Vec::with_capacity(paths.len());
+    for path in paths {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::ReadReport(report::compare::ReadError {
+                path: path.clone(),
+                reason: e.to_string(),
+            })
+        })?;
+        parts.push((path.clone(), text));
+    }
+    let merged = grade::outputs::merge_csv(&parts).map_err(Error::Usage)?;
+    let rows = merged.lines().count().saturating_sub(1);
+    let mut said = format!("{rows} submissions from {} grade files", paths.len());
+    if let Some(dir) = out {
+        let path = dir.join("grades.csv");
+        report::writer::write_atomically(&path, merged.as_bytes()).map_err(|source| Error::WriteReport {
+            path: path.clone(),
+            source,
+        })?;
+        said.push_str(&format!(" · {}", path.display()));
+    }
+    let _ = writeln!(std::io::stdout(), "{said}");
+    Ok(Outcome::Pass)
+}
+
 fn grade_submissions(
     suite: &std::path::Path,
     submissions: Vec<std::path::PathBuf>,
@@ -279,6 +306,9 @@ fn grade_submissions(
 }
 
 fn merge(paths: &[std::path::PathBuf], out: Option<&std::path::Path>) -> Result<Outcome, Error> {
+    if paths.iter().all(|p| p.extension().is_some_and(|e| e == "csv")) {
+        return merge_grades(paths, out);
+    }
     let merged = report::merge::merge(paths)?;
     let saved_to = match out {
         Some(dir) => {

@@ -68,6 +68,50 @@ pub fn csv_text(grades: &Grades, suite: &Suite) -> String {
     csv
 }
 
+/// Joins the `grades.csv` files of a sharded grading run into one: the headers must agree;
+/// rows are sorted by submission; a submission in two parts is an error.
+pub fn merge_csv(parts: &[(PathBuf, String)]) -> Result<String, String> {
+    let header = parts
+        .first()
+        .and_then(|(_, text)| text.lines().next())
+        .ok_or("no grades to merge")?;
+    let mut rows: Vec<&str> = Vec::new();
+    for (path, text) in parts {
+        let mut lines = text.lines();
+        if lines.next() != Some(header) {
+            return Err(format!(
+                "{}: its columns differ from the first file's",
+                path.display()
+            ));
+        }
+        rows.extend(lines.filter(|l| !l.is_empty()));
+    }
+    // The first field is the submission (names with commas are quoted; sorting by the
+    // whole line keeps the order by name either way).
+    rows.sort_unstable();
+    if let Some(pair) = rows.windows(2).find(|w| first_field(w[0]) == first_field(w[1])) {
+        return Err(format!(
+            "submission {} is in more than one part",
+            first_field(pair[0])
+        ));
+    }
+    let mut merged = format!("{header}\n");
+    for row in rows {
+        merged.push_str(row);
+        merged.push('\n');
+    }
+    Ok(merged)
+}
+
+fn first_field(row: &str) -> &str {
+    if let Some(quoted) = row.strip_prefix('"') {
+        let end = quoted.find("\",").map_or(row.len(), |i| i + 2);
+        &row[..end]
+    } else {
+        row.split(',').next().unwrap_or(row)
+    }
+}
+
 fn csv_field(text: &str) -> String {
     // A leading =, +, - or @ would be a formula to a spreadsheet.
     let guarded = if text.starts_with(['=', '+', '-', '@']) {
@@ -269,6 +313,25 @@ pub fn render_summary(grades: &Grades, suite: &Suite, out: &mut impl Write) -> i
 #[cfg(test)]
 mod tests {
     use super::csv_field;
+
+    #[test]
+    fn shards_merge_into_one_sorted_file_and_overlaps_are_refused() {
+        use std::path::PathBuf;
+        let part = |rows: &str| (PathBuf::from("p.csv"), format!("submission,echo,total\n{rows}"));
+        let merged = super::merge_csv(&[part("bob,1,1\n"), part("\"a,b\",2,2\nalice,3,3\n")]).unwrap();
+        assert_eq!(merged, "submission,echo,total\n\"a,b\",2,2\nalice,3,3\nbob,1,1\n");
+        assert!(
+            super::merge_csv(&[part("bob,1,1\n"), part("bob,2,2\n")])
+                .unwrap_err()
+                .contains("bob")
+        );
+        let other = (PathBuf::from("q.csv"), "submission,chat,total\n".to_owned());
+        assert!(
+            super::merge_csv(&[part(""), other])
+                .unwrap_err()
+                .contains("columns differ")
+        );
+    }
 
     #[test]
     fn csv_fields_are_quoted_and_never_formulas() {
