@@ -383,7 +383,17 @@ fn run_once(suite: &Suite, test: &Test, submission: &Path, isolated: bool) -> Ru
     if isolated {
         command.arg("--isolate-network");
     }
-    let outcome = run_bounded(command, suite.submission.timeout);
+    // If the grader dies (SIGKILL, a crash), the child is told to stop as on Ctrl-C: it
+    // tears down the submission's processes and exits. Tied to this worker thread, which
+    // outlives the child.
+    // SAFETY: between fork and exec the closure makes one system call (prctl).
+    unsafe {
+        command.pre_exec(|| {
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM))
+                .map_err(std::io::Error::from)
+        });
+    }
+    let outcome = run_bounded(command, test.timeout);
     let (status, stdout, stderr) = match outcome {
         Ok(output) => output,
         Err(why) => return failed(why),

@@ -298,6 +298,21 @@ pub fn render_summary(grades: &Grades, suite: &Suite, out: &mut impl Write) -> i
             writeln!(out, "  {n:>4} × {what}")?;
         }
     }
+    let mut distribution: BTreeMap<u32, usize> = BTreeMap::new();
+    for submission in &grades.submissions {
+        // Tenths of the maximum, so the spread reads at a glance: 0-10%, ..., 100%.
+        let share = submission.score() / grades.max_score.max(f64::MIN_POSITIVE);
+        *distribution
+            .entry(((share * 10.0).floor() as u32).min(10) * 10)
+            .or_default() += 1;
+    }
+    writeln!(
+        out,
+        "score distribution (share of the maximum, rounded down to 10%):"
+    )?;
+    for (percent, n) in distribution.iter().rev() {
+        writeln!(out, "  {percent:>3}%  {} {n}", "█".repeat((*n).min(60)))?;
+    }
     let full = grades
         .submissions
         .iter()

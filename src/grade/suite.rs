@@ -85,6 +85,7 @@ struct RawTest {
     #[serde(default)]
     hidden: bool,
     server: Option<String>,
+    timeout: Option<DurationValue>,
     #[serde(default)]
     feedback: BTreeMap<String, String>,
 }
@@ -115,7 +116,7 @@ pub struct Submission {
     pub port: Option<toml::Value>,
     /// Resource limits for its servers, as in a scenario.
     pub limits: Option<toml::Value>,
-    /// Time one test may take.
+    /// Time one test may take, unless the test says otherwise.
     pub timeout: Duration,
 }
 
@@ -136,6 +137,8 @@ pub struct Test {
     pub server: Option<String>,
     /// Feedback per failed check name.
     pub feedback: BTreeMap<String, String>,
+    /// Time one run of this test may take (the submission's `timeout` unless set).
+    pub timeout: Duration,
 }
 
 impl Suite {
@@ -157,6 +160,7 @@ impl Suite {
             return Err(invalid(None, "a suite needs at least one [[test]]".into()));
         }
         let base = path.parent().unwrap_or(Path::new("."));
+        let default_timeout = raw.submission.timeout.map_or(DEFAULT_TEST_TIMEOUT, |t| t.0);
         let mut tests = Vec::with_capacity(raw.tests.len());
         for test in raw.tests {
             if !(test.points.is_finite() && test.points >= 0.0) {
@@ -181,6 +185,7 @@ impl Suite {
                 hidden: test.hidden,
                 server: test.server,
                 feedback: test.feedback,
+                timeout: test.timeout.map_or(default_timeout, |t| t.0),
             });
         }
         Ok(Suite {
@@ -190,7 +195,7 @@ impl Suite {
                 files: raw.submission.files,
                 port: raw.submission.port,
                 limits: raw.submission.limits,
-                timeout: raw.submission.timeout.map_or(DEFAULT_TEST_TIMEOUT, |t| t.0),
+                timeout: default_timeout,
             },
             tests,
         })

@@ -154,3 +154,28 @@ fn an_interrupted_grading_run_resumes_from_its_journal() {
     );
     scratch.assert_nothing_left();
 }
+
+#[test]
+fn killing_the_grader_leaves_no_student_process_behind() {
+    let scratch = Scratch::new();
+    let mut grader = std::process::Command::new(assert_cmd::cargo::cargo_bin("labrun"))
+        .env(crate::util::MARKER, &scratch.marker)
+        .arg("grade")
+        .arg(root().join("tests/fixtures/suites/lab3.toml"))
+        .args(["frank", "erin", "carol"].map(|s| root().join("tests/fixtures/submissions").join(s)))
+        .args(["-j", "3", "--out"])
+        .arg(scratch.dir.path().join("out"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("labrun starts");
+    // Long enough for the students' servers (frank's stubborn child included) to be up.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        !scratch.survivors().is_empty(),
+        "the submissions should be running by now"
+    );
+    grader.kill().expect("kill");
+    grader.wait().expect("reaped");
+    scratch.assert_nothing_left();
+}
