@@ -197,6 +197,8 @@ pub struct GroupFigures {
     pub active: Duration,
     /// Latency distributions.
     pub latency: LatencySet,
+    /// What became of the datagrams, for UDP clients.
+    pub datagrams: Option<crate::workload::DatagramTally>,
 }
 
 impl GroupFigures {
@@ -222,6 +224,9 @@ impl GroupFigures {
             // least that long, which is what a wait bound must see.
             if let Some(wait) = record.wait_time().or_else(|| record.unserved_wait()) {
                 figures.latency.wait.record(wait);
+            }
+            if let Some(tally) = &record.datagrams {
+                figures.datagrams.get_or_insert_with(Default::default).add(tally);
             }
             for &rtt in &record.rtt_us {
                 figures.latency.rtt.record_us(rtt);

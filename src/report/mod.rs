@@ -151,6 +151,9 @@ pub struct GroupReport {
     pub messages_per_second: f64,
     /// Latency distributions.
     pub latency: LatencySet,
+    /// What became of the datagrams (UDP clients only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub datagrams: Option<crate::workload::DatagramTally>,
 }
 
 impl GroupReport {
@@ -172,6 +175,7 @@ impl GroupReport {
             active_ms: figures.active.as_secs_f64() * 1000.0,
             messages_per_second: figures.messages_per_second(),
             latency: figures.latency.clone(),
+            datagrams: figures.datagrams.clone(),
         }
     }
 

@@ -374,6 +374,7 @@ concurrency = "concurrent"
             rtt_us,
             end,
             fault: None,
+            datagrams: None,
         }
     }
 

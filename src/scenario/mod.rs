@@ -17,7 +17,9 @@ pub use plan::{
     LatencyView, Launch, Limits, MAX_CLIENTS, Percentile, Plan, ReadySignal, ServerPlan, Shard,
     StartSchedule, StdinScript,
 };
-pub use raw::{EchoExpectation, ExitPolicy, FanoutExpectation, FaultKind, PayloadKind, WorkloadKind};
+pub use raw::{
+    EchoExpectation, ExitPolicy, FanoutExpectation, FaultKind, PayloadKind, Transport, WorkloadKind,
+};
 pub use values::{ConcurrencyExpectation, DurationValue, PortChoice, SizeRange};
 
 /// Why a scenario could not be turned into a plan.
@@ -258,6 +260,32 @@ mod tests {
         seen.sort();
         assert_eq!(seen, clients);
         assert!("0/2".parse::<Shard>().is_err() && "3/2".parse::<Shard>().is_err());
+    }
+
+    #[test]
+    fn udp_servers_and_groups_are_checked() {
+        const UDP: &str = "name = \"t\"\n[[server]]\nname = \"u\"\nbuiltin = \"udp-echo\"\n[[clients]]\nname = \"c\"\ncount = 2\n";
+        let plan = parse(Path::new("t.toml"), &format!("{UDP}rate = \"1_000/s\"\n")).unwrap();
+        assert_eq!(plan.servers[0].transport, Transport::Udp);
+        assert_eq!(
+            (plan.groups[0].transport, plan.groups[0].rate),
+            (Transport::Udp, Some(1000.0))
+        );
+        assert!(error_of(&format!("{UDP}size = \"64KiB\"\n")).contains("at most 65,507 bytes"));
+        assert!(
+            error_of(&format!("{UDP}transport = \"tcp\"\n")).contains("says tcp but server `u` speaks udp")
+        );
+        assert!(error_of(&format!("{UDP}rate = \"fast\"\n")).contains("invalid rate"));
+        assert!(
+            error_of(&format!("{MINIMAL}rate = \"10/s\"\n")).contains("for client groups of a UDP server")
+        );
+        let tcp_builtin = UDP.replace(
+            "builtin = \"udp-echo\"",
+            "builtin = \"echo-async\"\ntransport = \"udp\"",
+        );
+        assert!(error_of(&tcp_builtin).contains("speaks TCP; the UDP one is `udp-echo`"));
+        let probed = format!("{UDP}messages = 3\n[expect]\nsurvives = true\n");
+        assert!(error_of(&probed).contains("probes TCP servers"));
     }
 
     #[test]

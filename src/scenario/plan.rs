@@ -14,7 +14,7 @@ use serde::Serialize;
 use super::diagnostic::Diagnostic;
 use super::raw::{
     EchoExpectation, ExitPolicy, FanoutExpectation, FaultKind, PayloadKind, RawClients, RawEvent, RawExpect,
-    RawFault, RawReady, RawScenario, RawServer, RawStdin, StartKind, WorkloadKind,
+    RawFault, RawReady, RawScenario, RawServer, RawStdin, StartKind, Transport, WorkloadKind,
 };
 use super::values::{ConcurrencyExpectation, MessagesValue, PortChoice, SizeRange};
 use crate::servers::Builtin;
@@ -31,6 +31,8 @@ pub const MAX_CLIENTS: u64 = 100_000;
 pub const MAX_MESSAGES: u32 = 10_000_000;
 /// Largest message body.
 pub const MAX_MESSAGE_BYTES: u64 = 64 * 1024 * 1024;
+/// Largest UDP datagram body: 65,507 bytes of payload minus labrun's tag.
+pub const MAX_DATAGRAM_BODY: u64 = 65_507 - 64;
 /// Most turns a chat may list.
 pub const MAX_CHAT_TURNS: usize = 10_000;
 /// Most memory all clients' messages in flight may take together.
@@ -188,6 +190,8 @@ pub struct ServerPlan {
     pub stdin: Option<StdinScript>,
     /// Resource limits applied to it (and inherited by what it starts).
     pub limits: Limits,
+    /// TCP or UDP.
+    pub transport: Transport,
 }
 
 /// Resource limits for a server, applied with setrlimit before it starts. `None` leaves
@@ -303,6 +307,11 @@ pub struct GroupPlan {
     pub leave_after: Option<u32>,
     /// Broadcast: messages are meant to reach their sender too.
     pub include_sender: bool,
+    /// TCP or UDP (always its server's).
+    pub transport: Transport,
+    /// Open loop: messages per second for the whole group, sent on schedule whatever the
+    /// replies do (UDP groups); `None` is closed loop.
+    pub rate: Option<f64>,
 }
 
 impl GroupPlan {
@@ -374,6 +383,8 @@ pub struct Expectations {
     pub survives: bool,
     /// How broadcast deliveries are judged.
     pub fanout: FanoutExpectation,
+    /// Largest acceptable share of UDP datagrams lost.
+    pub max_loss: Option<f64>,
 }
 
 /// `latency.p99 = "50ms"` and friends.
@@ -655,6 +666,25 @@ fn resolve_event(
 fn resolve_server(raw: RawServer, span: Range<usize>, at: &Locator) -> Result<ServerPlan, Diagnostic> {
     let name = raw.name.into_inner();
     let port = raw.port.unwrap_or_default();
+    let transport = match (raw.builtin, raw.transport) {
+        (Some(Builtin::UdpEcho), None | Some(Transport::Udp)) => Transport::Udp,
+        (Some(Builtin::UdpEcho), Some(Transport::Tcp)) => {
+            return Err(at.error(
+                span,
+                format!("server `{name}`: built-in `udp-echo` speaks UDP, not TCP"),
+            ));
+        }
+        (Some(builtin), Some(Transport::Udp)) => {
+            return Err(at.error(
+                span,
+                format!(
+                    "server `{name}`: built-in `{}` speaks TCP; the UDP one is `udp-echo`",
+                    builtin.name()
+                ),
+            ));
+        }
+        (_, transport) => transport.unwrap_or_default(),
+    };
     let launch = match (raw.builtin, raw.command) {
         (Some(builtin), None) => Launch::Builtin(builtin),
         (None, Some(command)) => {
@@ -726,6 +756,7 @@ fn resolve_server(raw: RawServer, span: Range<usize>, at: &Locator) -> Result<Se
                 file_size_bytes: l.file_size.map(|b| b.0),
             })
             .unwrap_or_default(),
+        transport,
     })
 }
 
@@ -781,6 +812,49 @@ fn resolve_group(raw: RawClients, servers: &[ServerPlan], at: &Locator) -> Resul
         }
     };
 
+    let server_transport = servers[server].transport;
+    if let Some(wanted) = &raw.transport
+        && *wanted.get_ref() != server_transport
+    {
+        return Err(at.error(
+            wanted.span(),
+            format!(
+                "client group `{name}` says {} but server `{}` speaks {}",
+                wanted.get_ref().label(),
+                servers[server].name,
+                server_transport.label()
+            ),
+        ));
+    }
+    if server_transport == Transport::Udp {
+        if raw.workload.is_some_and(|w| w != WorkloadKind::Echo) {
+            return Err(at.error(
+                name_span,
+                format!("client group `{name}`: a UDP server is tested with the echo workload"),
+            ));
+        }
+        if raw.faulty.is_some() || raw.fault.is_some() {
+            return Err(at.error(
+                name_span,
+                format!("client group `{name}`: faulty clients are for TCP servers"),
+            ));
+        }
+        if let Some(size) = &raw.size
+            && size.get_ref().max > MAX_DATAGRAM_BODY
+        {
+            return Err(at.error(
+                size.span(),
+                format!(
+                    "a UDP datagram holds at most 65,507 bytes; with labrun's tag, bodies up to {MAX_DATAGRAM_BODY} bytes"
+                ),
+            ));
+        }
+    } else if let Some(rate) = &raw.rate {
+        return Err(at.error(
+            rate.span(),
+            "`rate` (open loop) is for client groups of a UDP server so far",
+        ));
+    }
     let count = match raw.count {
         Some(count) if *count.get_ref() == 0 => {
             return Err(at.error(count.span(), "`count` must be at least 1"));
@@ -914,6 +988,8 @@ fn resolve_group(raw: RawClients, servers: &[ServerPlan], at: &Locator) -> Resul
         start_after: raw.start_after.map_or(Duration::ZERO, |d| d.0),
         leave_after,
         include_sender: raw.include_sender.is_some_and(toml::Spanned::into_inner),
+        transport: server_transport,
+        rate: raw.rate.map(|r| r.into_inner().0),
     })
 }
 
@@ -1080,6 +1156,15 @@ fn check_probe_expectations(
             .map(|s| ("survives", s.span())),
     ];
     for (key, span) in keys.into_iter().flatten() {
+        if let Some(server) = servers.iter().find(|s| s.transport == Transport::Udp) {
+            return Err(at.error(
+                span,
+                format!(
+                    "`{key}` probes TCP servers, but server `{}` speaks UDP",
+                    server.name
+                ),
+            ));
+        }
         if let Some(server) = servers.iter().find(|s| s.exits == ExitPolicy::AfterClients) {
             return Err(at.error(
                 span,
@@ -1136,6 +1221,7 @@ fn resolve_expect(raw: Option<RawExpect>) -> Expectations {
             concurrency: None,
             survives: false,
             fanout: FanoutExpectation::ExactlyOnce,
+            max_loss: None,
         };
     };
     let latency = [
@@ -1173,6 +1259,7 @@ fn resolve_expect(raw: Option<RawExpect>) -> Expectations {
         concurrency: raw.concurrency.map(toml::Spanned::into_inner),
         survives: raw.survives.is_some_and(toml::Spanned::into_inner),
         fanout: raw.fanout.unwrap_or_default(),
+        max_loss: raw.loss.map(|l| l.0),
     }
 }
 

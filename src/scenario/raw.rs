@@ -62,6 +62,28 @@ pub struct RawServer {
     pub exits: Option<ExitPolicy>,
     pub stdin: Option<Spanned<RawStdin>>,
     pub limits: Option<RawLimits>,
+    pub transport: Option<Transport>,
+}
+
+/// Which protocol a server speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// Streams over TCP: the labs' default.
+    #[default]
+    Tcp,
+    /// Datagrams over UDP: one message per datagram, no delivery guarantee.
+    Udp,
+}
+
+impl Transport {
+    /// The name used in scenario files.
+    pub fn label(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Udp => "udp",
+        }
+    }
 }
 
 /// `limits = { ... }`: resource limits for an untrusted server (setrlimit in the child).
@@ -124,6 +146,8 @@ pub struct RawClients {
     pub start_after: Option<DurationValue>,
     pub leave_after: Option<Spanned<u32>>,
     pub include_sender: Option<Spanned<bool>>,
+    pub transport: Option<Spanned<Transport>>,
+    pub rate: Option<Spanned<super::values::RateValue>>,
 }
 
 /// `fault = { kind = "abort", after = 3 }`: how the group's faulty clients misbehave.
@@ -194,6 +218,7 @@ pub struct RawExpect {
     pub concurrency: Option<Spanned<ConcurrencyExpectation>>,
     pub survives: Option<Spanned<bool>>,
     pub fanout: Option<FanoutExpectation>,
+    pub loss: Option<MaxShare>,
 }
 
 /// `expect.fanout`: how strictly broadcast deliveries are judged.

@@ -222,6 +222,27 @@ impl<'de> Deserialize<'de> for MessagesValue {
     }
 }
 
+/// An open-loop rate such as `rate = "2000/s"`: messages per second for a whole group.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateValue(pub f64);
+
+impl<'de> Deserialize<'de> for RateValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        let number = text
+            .trim()
+            .strip_suffix("/s")
+            .map(str::trim)
+            .and_then(|n| n.replace('_', "").parse::<f64>().ok());
+        match number {
+            Some(n) if n.is_finite() && n > 0.0 && n <= 10_000_000.0 => Ok(RateValue(n)),
+            _ => Err(de::Error::custom(format!(
+                "invalid rate `{text}`; expected messages per second, like \"2000/s\" (up to 10,000,000/s)"
+            ))),
+        }
+    }
+}
+
 /// A lower bound such as `msgs_per_sec = ">= 1000"` (or just `1000`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Minimum(pub f64);

@@ -9,6 +9,7 @@ mod broadcast;
 mod chat_stdin;
 mod echo_async;
 mod echo_blocking;
+mod udp_echo;
 
 use std::io::{self, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
@@ -32,16 +33,19 @@ pub enum Builtin {
     ChatStdin,
     /// Lab program 5: a chat room relaying every chunk to every other client.
     Broadcast,
+    /// UDP echo: each datagram sent back to where it came from.
+    UdpEcho,
 }
 
 impl Builtin {
     /// Every built-in, for listings.
-    pub const ALL: [Builtin; 5] = [
+    pub const ALL: [Builtin; 6] = [
         Builtin::EchoIterative,
         Builtin::EchoThreaded,
         Builtin::EchoAsync,
         Builtin::ChatStdin,
         Builtin::Broadcast,
+        Builtin::UdpEcho,
     ];
 
     /// The kebab-case name used in scenarios and on the command line.
@@ -52,6 +56,7 @@ impl Builtin {
             Builtin::EchoAsync => "echo-async",
             Builtin::ChatStdin => "chat-stdin",
             Builtin::Broadcast => "broadcast",
+            Builtin::UdpEcho => "udp-echo",
         }
     }
 
@@ -63,6 +68,7 @@ impl Builtin {
             Builtin::EchoAsync => "event-driven echo (tokio), the fast reference",
             Builtin::ChatStdin => "lab 2: one client, turn by turn; replies are the lines of its stdin",
             Builtin::Broadcast => "lab 5: chat room, a thread per client, each chunk relayed to all others",
+            Builtin::UdpEcho => "UDP echo: every datagram (up to 65,507 bytes) back to its sender",
         }
     }
 }
@@ -70,6 +76,11 @@ impl Builtin {
 /// Binds `127.0.0.1:port` (0 picks a free port), announces the address on stdout the way
 /// the lab programs do, and serves until killed.
 pub fn serve(builtin: Builtin, port: u16) -> io::Result<()> {
+    if builtin == Builtin::UdpEcho {
+        let socket = std::net::UdpSocket::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))?;
+        announce(builtin, socket.local_addr()?)?;
+        return udp_echo::serve(socket);
+    }
     let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))?;
     announce(builtin, listener.local_addr()?)?;
     match builtin {
@@ -78,6 +89,7 @@ pub fn serve(builtin: Builtin, port: u16) -> io::Result<()> {
         Builtin::EchoAsync => echo_async::serve(listener),
         Builtin::ChatStdin => chat_stdin::serve(listener),
         Builtin::Broadcast => broadcast::serve(listener),
+        Builtin::UdpEcho => unreachable!("served on a UDP socket above"),
     }
 }
 

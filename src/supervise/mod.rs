@@ -35,6 +35,7 @@ pub use exit::ExitDescription;
 
 use crate::scenario::{
     EventAction, EventPlan, ExitPolicy, Launch, Limits, PortChoice, ReadySignal, ServerPlan, StdinScript,
+    Transport,
 };
 
 /// How long a server gets to exit after SIGTERM before its group is killed.
@@ -178,6 +179,8 @@ pub struct ServerHandle {
     ready_after: Duration,
     reaped: bool,
     exits: ExitPolicy,
+    /// TCP or UDP: which kernel table says it is ready.
+    transport: Transport,
 }
 
 /// What became of a server, for the report.
@@ -397,6 +400,7 @@ impl ServerHandle {
             ready_after: Duration::ZERO,
             reaped: false,
             exits: plan.exits,
+            transport: plan.transport,
         };
         let plumbing_failed = |source| SuperviseError::Spawn {
             server: plan.name.clone(),
@@ -482,12 +486,15 @@ impl ServerHandle {
         let port = self.address.port();
         let leader = self.child.id();
         let family = |pid: u32| pid == leader || tree::is_descendant_or_member(pid, leader, self.group);
-        match sockets::listeners_held_by(family) {
+        match sockets::listeners_held_by(self.transport, family) {
             Ok(listeners) if listeners.iter().any(|l| l.reachable_on_loopback(port)) => true,
             Ok(listeners) => {
                 *elsewhere = listeners.into_iter().map(|l| l.address).collect();
                 false
             }
+            // Without /proc, a TCP server is probed by connecting; a UDP server cannot be
+            // probed without sending it a message, so it counts as ready.
+            Err(_) if self.transport == Transport::Udp => true,
             Err(_) => matches!(
                 tokio::time::timeout_at(deadline, TcpStream::connect(self.address)).await,
                 Ok(Ok(_))
@@ -655,20 +662,29 @@ fn feed_stdin(child: &mut Child, script: &StdinScript) -> io::Result<JoinHandle<
 
 /// Picks the port: a free one for `"auto"`, or checks that a fixed one is free.
 fn choose_port(plan: &ServerPlan) -> Result<u16, SuperviseError> {
+    let bind = |port: u16| -> io::Result<SocketAddr> {
+        match plan.transport {
+            Transport::Tcp => TcpListener::bind((Ipv4Addr::LOCALHOST, port))?.local_addr(),
+            Transport::Udp => std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, port))?.local_addr(),
+        }
+    };
     match plan.port {
-        PortChoice::Auto => TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .and_then(|listener| listener.local_addr())
-            .map(|address| address.port())
-            .map_err(|source| SuperviseError::NoFreePort {
-                server: plan.name.clone(),
-                source,
-            }),
-        PortChoice::Fixed(port) => match TcpListener::bind((Ipv4Addr::LOCALHOST, port)) {
+        PortChoice::Auto => {
+            bind(0)
+                .map(|address| address.port())
+                .map_err(|source| SuperviseError::NoFreePort {
+                    server: plan.name.clone(),
+                    source,
+                })
+        }
+        PortChoice::Fixed(port) => match bind(port) {
             Ok(_) => Ok(port),
             Err(err) if err.kind() == io::ErrorKind::AddrInUse => Err(SuperviseError::PortInUse {
                 server: plan.name.clone(),
                 port,
-                holder: sockets::holder_of_port(port).map(|pid| match sockets::command_line(pid) {
+                holder: sockets::holder_of_port(plan.transport, port).map(|pid| match sockets::command_line(
+                    pid,
+                ) {
                     Some(command) => format!("pid {pid} ({command})"),
                     None => format!("pid {pid}"),
                 }),

@@ -6,16 +6,25 @@
 //! same reading tells a student whose server never became ready which port it *does* listen
 //! on (a hard-coded 6000 instead of the port it was given), and who holds a busy port.
 //!
-//! Linux only: listening sockets come from `/proc/net/tcp{,6}` (state `0A`), their owners
-//! from the `socket:[inode]` links in `/proc/<pid>/fd`.
+//! Linux only: listening sockets come from `/proc/net/tcp{,6}` (state `0A`), a UDP server's
+//! bound sockets from `/proc/net/udp{,6}` (state `07`), their owners from the
+//! `socket:[inode]` links in `/proc/<pid>/fd`.
 
 use std::collections::HashMap;
 use std::fs;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-/// TCP state number of LISTEN in `/proc/net/tcp`.
-const LISTEN_STATE: &str = "0A";
+use crate::scenario::Transport;
+
+/// The kernel's table of a transport's sockets, and the state number of one that serves:
+/// LISTEN for TCP, UNCONN (bound, not connected) for UDP.
+fn table(transport: Transport) -> ([(&'static str, bool); 2], &'static str) {
+    match transport {
+        Transport::Tcp => ([("/proc/net/tcp", false), ("/proc/net/tcp6", true)], "0A"),
+        Transport::Udp => ([("/proc/net/udp", false), ("/proc/net/udp6", true)], "07"),
+    }
+}
 
 /// A listening socket and the process holding it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,9 +49,9 @@ impl Listener {
     }
 }
 
-/// Every listening TCP socket held by a process that `belongs` accepts.
-pub fn listeners_held_by(belongs: impl Fn(u32) -> bool) -> io::Result<Vec<Listener>> {
-    let listening = listening_inodes()?;
+/// Every listening (TCP) or bound (UDP) socket held by a process that `belongs` accepts.
+pub fn listeners_held_by(transport: Transport, belongs: impl Fn(u32) -> bool) -> io::Result<Vec<Listener>> {
+    let listening = listening_inodes(transport)?;
     let mut found = Vec::new();
     for pid in processes()? {
         if !belongs(pid) {
@@ -63,8 +72,8 @@ pub fn listeners_held_by(belongs: impl Fn(u32) -> bool) -> io::Result<Vec<Listen
 }
 
 /// A process holding a listening socket on `port` (any address), if the kernel tells.
-pub fn holder_of_port(port: u16) -> Option<u32> {
-    let listening = listening_inodes().ok()?;
+pub fn holder_of_port(transport: Transport, port: u16) -> Option<u32> {
+    let listening = listening_inodes(transport).ok()?;
     let wanted: Vec<u64> = listening
         .iter()
         .filter(|(_, address)| address.port() == port)
@@ -107,9 +116,10 @@ fn socket_inodes(pid: u32) -> impl Iterator<Item = u64> {
         })
 }
 
-fn listening_inodes() -> io::Result<HashMap<u64, SocketAddr>> {
+fn listening_inodes(transport: Transport) -> io::Result<HashMap<u64, SocketAddr>> {
     let mut inodes = HashMap::new();
-    for (path, v6) in [("/proc/net/tcp", false), ("/proc/net/tcp6", true)] {
+    let (files, state) = table(transport);
+    for (path, v6) in files {
         let table = match fs::read_to_string(path) {
             Ok(table) => table,
             Err(err) if err.kind() == io::ErrorKind::NotFound && v6 => continue,
@@ -119,16 +129,16 @@ fn listening_inodes() -> io::Result<HashMap<u64, SocketAddr>> {
             table
                 .lines()
                 .skip(1)
-                .filter_map(|line| parse_listen_line(line, v6)),
+                .filter_map(|line| parse_listen_line(line, v6, state)),
         );
     }
     Ok(inodes)
 }
 
 /// One row of `/proc/net/tcp{,6}`: `sl local rem st tx:rx tr:when retr uid timeout inode …`.
-fn parse_listen_line(line: &str, v6: bool) -> Option<(u64, SocketAddr)> {
+fn parse_listen_line(line: &str, v6: bool, state: &str) -> Option<(u64, SocketAddr)> {
     let fields: Vec<&str> = line.split_whitespace().collect();
-    if fields.get(3) != Some(&LISTEN_STATE) {
+    if fields.get(3) != Some(&state) {
         return None;
     }
     let (ip_hex, port_hex) = fields.get(1)?.split_once(':')?;
@@ -168,25 +178,29 @@ mod tests {
     fn parses_kernel_rows() {
         let v4 = "   0: 0100007F:1770 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 12345 1 0000000000000000 100 0 0 10 0";
         assert_eq!(
-            parse_listen_line(v4, false),
+            parse_listen_line(v4, false, "0A"),
             Some((12345, "127.0.0.1:6000".parse().unwrap()))
         );
         let v6 = "   0: 00000000000000000000000001000000:1771 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 777 1 0000000000000000 100 0 0 10 0";
         assert_eq!(
-            parse_listen_line(v6, true),
+            parse_listen_line(v6, true, "0A"),
             Some((777, "[::1]:6001".parse().unwrap()))
         );
         let established = v4.replace(" 0A ", " 01 ");
-        assert_eq!(parse_listen_line(&established, false), None);
+        assert_eq!(parse_listen_line(&established, false, "0A"), None);
     }
 
     #[test]
     fn finds_our_own_listener_and_its_holder() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let found = listeners_held_by(|pid| pid == std::process::id()).unwrap();
+        let found =
+            listeners_held_by(crate::scenario::Transport::Tcp, |pid| pid == std::process::id()).unwrap();
         assert!(found.iter().any(|l| l.reachable_on_loopback(port)), "{found:?}");
-        assert_eq!(holder_of_port(port), Some(std::process::id()));
+        assert_eq!(
+            holder_of_port(crate::scenario::Transport::Tcp, port),
+            Some(std::process::id())
+        );
     }
 
     #[test]

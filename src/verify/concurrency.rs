@@ -286,6 +286,7 @@ mod tests {
             rtt_us: Vec::new(),
             end: ClientEnd::Completed,
             fault: None,
+            datagrams: None,
         }
     }
 

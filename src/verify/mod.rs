@@ -7,6 +7,7 @@
 
 pub mod chat;
 pub mod concurrency;
+pub mod datagrams;
 pub mod fanout;
 pub mod frame;
 pub mod ledger;
@@ -15,7 +16,7 @@ pub mod stream;
 use serde::Serialize;
 
 use crate::metrics::GroupFigures;
-use crate::scenario::{EchoExpectation, ExitPolicy, LatencyView, Plan, WorkloadKind};
+use crate::scenario::{EchoExpectation, ExitPolicy, LatencyView, Plan, Transport, WorkloadKind};
 use crate::supervise::{EventRecord, ServerEnd};
 use crate::units;
 use crate::workload::probe::ProbeOutcome;
@@ -104,10 +105,17 @@ pub struct Survival {
 /// Evaluates every expectation of the plan.
 pub fn evaluate(evidence: &Evidence) -> Verdict {
     let mut verdict = Verdict::default();
-    let runs = |kind| evidence.plan.groups.iter().any(|g| g.workload == kind);
+    let runs = |kind| {
+        evidence
+            .plan
+            .groups
+            .iter()
+            .any(|g| g.workload == kind && g.transport == Transport::Tcp)
+    };
     if evidence.plan.expect.echo == EchoExpectation::Exact && runs(WorkloadKind::Echo) {
         check_echo(evidence, &mut verdict);
     }
+    datagrams::check(evidence, &mut verdict);
     if runs(WorkloadKind::Chat) {
         chat::check(evidence, &mut verdict);
     }
@@ -324,8 +332,21 @@ pub fn cut_off(evidence: &Evidence, record: &ClientRecord) -> bool {
 }
 
 fn check_echo(evidence: &Evidence, verdict: &mut Verdict) {
+    // TCP echo groups only: chats, rooms and UDP clients have checks of their own.
+    let plan = evidence.plan;
+    let is_tcp_echo = |g: usize| {
+        plan.groups[g].workload == WorkloadKind::Echo && plan.groups[g].transport == Transport::Tcp
+    };
+    let records: Vec<&ClientRecord> = evidence.records.iter().filter(|r| is_tcp_echo(r.group)).collect();
+    let groups: Vec<&GroupFigures> = evidence
+        .groups
+        .iter()
+        .enumerate()
+        .filter(|(g, _)| is_tcp_echo(*g))
+        .map(|(_, figures)| figures)
+        .collect();
     let mut faulty = 0usize;
-    for record in evidence.records.iter().filter(|r| !cut_off(evidence, r)) {
+    for record in records.iter().copied().filter(|r| !cut_off(evidence, r)) {
         if let ClientEnd::EchoFault(fault) = &record.end {
             faulty += 1;
             verdict.findings.push(Finding {
@@ -339,21 +360,13 @@ fn check_echo(evidence: &Evidence, verdict: &mut Verdict) {
             });
         }
     }
-    let clients = evidence.records.len();
+    let clients = records.len();
     let summary = if faulty == 0 {
-        let messages: u64 = evidence.groups.iter().map(|g| g.messages).sum();
-        let bytes: u64 = evidence.groups.iter().map(|g| g.bytes_received).sum();
-        let verified: u64 = evidence
-            .groups
-            .iter()
-            .map(|g| u64::from(g.clients_completed))
-            .sum();
-        let misbehaved: u64 = evidence
-            .groups
-            .iter()
-            .map(|g| u64::from(g.clients_misbehaved))
-            .sum();
-        let cut = evidence.records.iter().filter(|r| cut_off(evidence, r)).count() as u64;
+        let messages: u64 = groups.iter().map(|g| g.messages).sum();
+        let bytes: u64 = groups.iter().map(|g| g.bytes_received).sum();
+        let verified: u64 = groups.iter().map(|g| u64::from(g.clients_completed)).sum();
+        let misbehaved: u64 = groups.iter().map(|g| u64::from(g.clients_misbehaved)).sum();
+        let cut = records.iter().filter(|r| cut_off(evidence, r)).count() as u64;
         let unverified = (clients as u64).saturating_sub(verified + misbehaved + cut);
         let mut others = Vec::new();
         if unverified > 0 {

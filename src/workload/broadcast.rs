@@ -95,6 +95,7 @@ pub async fn run(ctx: ClientContext, member: Membership) -> ClientRecord {
         rtt_us: Vec::new(),
         end,
         fault: None,
+        datagrams: None,
     }
 }
 

@@ -61,6 +61,7 @@ pub async fn run(ctx: ClientContext, operator: Arc<Vec<String>>) -> ClientRecord
         rtt_us: session.rtt_us,
         end,
         fault: None,
+        datagrams: None,
     }
 }
 

@@ -58,6 +58,7 @@ pub async fn run(ctx: ClientContext) -> ClientRecord {
         rtt_us: session.rtt_us,
         end,
         fault: session.fault,
+        datagrams: None,
     }
 }
 

@@ -8,6 +8,7 @@
 mod broadcast;
 mod chat;
 mod client;
+mod datagram;
 mod echo;
 mod payload;
 pub mod probe;
@@ -23,9 +24,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 pub use payload::PayloadGenerator;
-pub use record::{ClientEnd, ClientError, ClientErrorKind, ClientRecord, Timeline};
+pub use record::{ClientEnd, ClientError, ClientErrorKind, ClientRecord, DatagramTally, Timeline};
 
-use crate::scenario::{Plan, WorkloadKind};
+use crate::scenario::{Plan, Transport, WorkloadKind};
 use crate::verify::ledger::{MemberSpec, Room, RoomOutcome};
 
 /// The clients' side of a run.
@@ -98,6 +99,7 @@ pub async fn drive(setup: DriveSetup<'_>) -> Drive {
                 well_behaved_done: well_behaved_done.clone(),
             };
             match group.workload {
+                WorkloadKind::Echo if group.transport == Transport::Udp => tasks.spawn(datagram::run(ctx)),
                 WorkloadKind::Echo => tasks.spawn(echo::run(ctx)),
                 WorkloadKind::Chat => tasks.spawn(chat::run(ctx, Arc::clone(&operators[group.server]))),
                 WorkloadKind::Broadcast => {

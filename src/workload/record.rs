@@ -113,6 +113,52 @@ pub struct ClientRecord {
     pub end: ClientEnd,
     /// How it was planned to misbehave, for the group's faulty clients.
     pub fault: Option<FaultKind>,
+    /// What became of its datagrams, for a UDP client.
+    pub datagrams: Option<DatagramTally>,
+}
+
+/// What became of one UDP client's datagrams.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct DatagramTally {
+    /// Datagrams sent.
+    pub sent: u64,
+    /// Echoed byte-exact (first copy).
+    pub echoed: u64,
+    /// Never came back within the reply timeout.
+    pub lost: u64,
+    /// Extra copies of one already echoed.
+    pub duplicated: u64,
+    /// Came back after a later one.
+    pub reordered: u64,
+    /// Came back shorter: a prefix of what was sent.
+    pub truncated: u64,
+    /// Came back with other bytes, or were none of its datagrams.
+    pub corrupted: u64,
+    /// The first few truncations and corruptions, in words.
+    pub examples: Vec<String>,
+}
+
+impl DatagramTally {
+    /// Examples kept per client.
+    const EXAMPLES: usize = 3;
+
+    /// Keeps an example of a truncation or corruption.
+    pub fn note(&mut self, example: String) {
+        if self.examples.len() < Self::EXAMPLES {
+            self.examples.push(example);
+        }
+    }
+
+    /// Adds another client's tally.
+    pub fn add(&mut self, other: &DatagramTally) {
+        self.sent += other.sent;
+        self.echoed += other.echoed;
+        self.lost += other.lost;
+        self.duplicated += other.duplicated;
+        self.reordered += other.reordered;
+        self.truncated += other.truncated;
+        self.corrupted += other.corrupted;
+    }
 }
 
 impl ClientRecord {

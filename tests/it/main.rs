@@ -17,4 +17,5 @@ mod schema;
 mod shards;
 mod teardown;
 mod thresholds;
+mod udp;
 mod util;

@@ -1,0 +1,94 @@
+//! UDP echo servers: every datagram back once and whole; loss under overload measured,
+//! not failed; a recvfrom(1024) server caught truncating.
+
+use serde_json::Value;
+
+use crate::util::{Scratch, check, read_report, run_text, shipped_with_example};
+
+fn total_datagrams(report: &Value) -> &Value {
+    &report["total"]["datagrams"]
+}
+
+#[test]
+fn the_builtin_and_the_python_udp_echo_servers_pass() {
+    for (scenario, name) in [
+        ("scenarios/udp.toml", "udp"),
+        ("scenarios/python/udp.toml", "python-udp"),
+    ] {
+        let scratch = Scratch::new();
+        scratch
+            .run_shipped(scenario)
+            .expect_code(0)
+            .stdout_has("PASS  datagrams");
+        scratch.assert_nothing_left();
+        let report = read_report(&scratch.reports().join(format!("{name}.json")));
+        let datagrams = total_datagrams(&report);
+        assert_eq!(datagrams["sent"], 1000, "{scenario}");
+        assert_eq!(datagrams["truncated"], 0);
+        assert_eq!(datagrams["corrupted"], 0);
+        assert_eq!(check(&report, "loss")["passed"], true);
+    }
+}
+
+#[test]
+fn a_recvfrom_1024_server_is_caught_truncating() {
+    let scenario = shipped_with_example(
+        "scenarios/python/udp.toml",
+        "udp_echo_server.py",
+        "udp_echo_bug_recvfrom_1024.py",
+    );
+    let (code, report) = run_text("python-udp", &scenario);
+    assert_eq!(code, Some(1));
+    assert_eq!(check(&report, "datagrams")["passed"], false);
+    assert!(total_datagrams(&report)["truncated"].as_u64().expect("count") > 0);
+    let finding = report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .find(|f| f["class"] == "truncated")
+        .expect("a truncation finding");
+    assert!(
+        finding["text"]
+            .as_str()
+            .expect("text")
+            .contains("came back with 1024 of its"),
+        "{finding:#}"
+    );
+}
+
+#[test]
+fn an_overloaded_udp_server_loses_datagrams_and_the_run_still_passes() {
+    let scratch = Scratch::new();
+    // The same load over TCP and, open loop far above what the Python server can take, UDP.
+    scratch.run_shipped("scenarios/tcp-vs-udp.toml").expect_code(0);
+    scratch.assert_nothing_left();
+    let report = read_report(&scratch.reports().join("tcp-vs-udp.json"));
+    let over_udp = report["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .find(|g| g["name"] == "over-udp")
+        .expect("udp group");
+    assert!(
+        over_udp["datagrams"]["lost"].as_u64().expect("lost") > 0,
+        "{:#}",
+        over_udp["datagrams"]
+    );
+    let over_tcp = report["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .find(|g| g["name"] == "over-tcp")
+        .expect("tcp group");
+    assert_eq!(over_tcp["messages"], 3000, "TCP loses nothing");
+    assert!(check(&report, "echo")["passed"] == true && check(&report, "datagrams")["passed"] == true);
+    // With a bound on loss, the same run fails that check alone.
+    let root = env!("CARGO_MANIFEST_DIR");
+    let strict = std::fs::read_to_string(format!("{root}/scenarios/tcp-vs-udp.toml"))
+        .expect("scenario")
+        .replace("examples/", &format!("{root}/examples/"))
+        .replace("errors = 0", "errors = 0\nloss = \"<= 1%\"");
+    let (code, report) = run_text("tcp-vs-udp", &strict);
+    assert_eq!(code, Some(1));
+    assert_eq!(check(&report, "loss")["passed"], false);
+}
