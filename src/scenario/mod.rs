@@ -288,6 +288,33 @@ mod tests {
         assert!(error_of(&probed).contains("probes TCP servers"));
     }
 
+    proptest::proptest! {
+        /// Whatever text a hand-edited file holds, parsing ends in a plan or in an error
+        /// that names the file, never in a panic.
+        #[test]
+        fn any_text_is_a_plan_or_a_located_error(text in "\\PC{0,300}") {
+            if let Err(err) = parse(Path::new("t.toml"), &text) {
+                proptest::prop_assert!(err.to_string().starts_with("t.toml"), "{}", err);
+            }
+        }
+
+        /// The same for near misses: a valid scenario with a stretch of it replaced.
+        #[test]
+        fn mutated_scenarios_are_plans_or_located_errors(
+            start in 0usize..400,
+            length in 0usize..12,
+            splice in "[a-z0-9 =\\[\\]\\{\\}\",.#_-]{0,12}",
+        ) {
+            let valid = format!("{MINIMAL}messages = 4\nthink = \"5ms\"\n[expect]\nlatency = {{ p99 = \"1s\" }}\nerrors = 2\n");
+            let start = start.min(valid.len());
+            let end = (start + length).min(valid.len());
+            let text = format!("{}{splice}{}", &valid[..start], &valid[end..]);
+            if let Err(err) = parse(Path::new("t.toml"), &text) {
+                proptest::prop_assert!(err.to_string().starts_with("t.toml"), "{}", err);
+            }
+        }
+    }
+
     #[test]
     fn absurd_client_count_is_refused_before_running() {
         let text = error_of(&MINIMAL.replace("count = 3", "count = 4000000000"));

@@ -12,6 +12,7 @@ mod events;
 mod examples;
 mod formats;
 mod grade;
+mod hostile;
 mod runs;
 mod schema;
 mod shards;

@@ -1,0 +1,86 @@
+//! Hostile servers: each run ends by itself, within its deadline, with a named finding, and
+//! leaves nothing behind.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::util::{check, echo_scenario, python_server, run_text};
+
+/// Runs a hostile fixture under a small load with a 5 s deadline.
+fn against(fixture: &str) -> (Option<i32>, Value, Duration) {
+    let started = Instant::now();
+    let scenario = echo_scenario(
+        "hostile",
+        &python_server(fixture),
+        "count = 3\nmessages = 5\nsize = \"200KiB\"\ntimeout = \"1s\"",
+        "",
+    )
+    .replace("timeout = \"45s\"", "timeout = \"5s\"");
+    let (code, report) = run_text("hostile", &scenario);
+    (code, report, started.elapsed())
+}
+
+fn classes(report: &Value) -> Vec<String> {
+    report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .map(|f| f["class"].as_str().expect("class").to_owned())
+        .collect()
+}
+
+#[test]
+fn a_flooding_server_is_caught_and_labrun_stays_bounded() {
+    let (code, report, took) = against("flood.py");
+    assert_eq!(code, Some(1));
+    assert!(
+        classes(&report).iter().all(|c| c == "corrupted"),
+        "{:?}",
+        classes(&report)
+    );
+    assert!(took < Duration::from_secs(15), "{took:?}");
+    // What the flood sent is shown escaped, never as a terminal escape.
+    let text = report["findings"][0]["text"].as_str().expect("text");
+    assert!(text.contains("\\x1b[2J") && !text.contains('\u{1b}'), "{text}");
+}
+
+#[test]
+fn a_one_byte_at_a_time_server_runs_into_the_deadline() {
+    let (code, report, took) = against("slowloris.py");
+    assert_eq!(code, Some(1));
+    assert!(
+        classes(&report).contains(&"deadline".to_owned()),
+        "{:?}",
+        classes(&report)
+    );
+    assert!(took < Duration::from_secs(15), "the 5 s deadline held: {took:?}");
+}
+
+#[test]
+fn servers_that_never_read_or_close_at_once_give_missing_echoes() {
+    let (code, report, _) = against("never_reads.py");
+    assert_eq!(code, Some(1));
+    assert!(
+        classes(&report).iter().all(|c| c == "missing"),
+        "{:?}",
+        classes(&report)
+    );
+    let (code, report, _) = against("closes_at_once.py");
+    assert_eq!(code, Some(1));
+    let text = report["findings"][0]["text"].as_str().expect("text");
+    assert!(text.contains("the server closed the connection"), "{text}");
+}
+
+#[test]
+fn a_server_that_floods_stderr_is_captured_within_bounds() {
+    let (code, report, _) = against("stderr_flood.py");
+    assert_eq!(code, Some(0), "{:#}", report["checks"]);
+    assert_eq!(check(&report, "server srv")["passed"], true);
+    let server = &report["servers"][0];
+    assert!(
+        server["stderr_bytes"].as_u64().expect("bytes") > 1_000_000,
+        "{server:#}"
+    );
+    assert!(server["output_tail"].as_str().expect("tail").len() < 16 * 1024);
+}
