@@ -5,7 +5,7 @@
 
 use std::fmt::Write;
 
-use super::{ClientSpan, Outcome, Report, chart};
+use super::{ClientSpan, Outcome, Report, chart, escape_markup as escape};
 use crate::metrics::Latency;
 use crate::units;
 
@@ -78,19 +78,17 @@ fn write_figures(report: &Report, html: &mut String) {
         .iter()
         .chain((report.groups.len() > 1).then_some(&report.total))
     {
+        let cells = group.summary_cells();
         let _ = write!(
             html,
-            "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{:.0}</td></tr>",
-            escape(&group.name),
-            escape(&group.server),
-            units::count(u64::from(group.clients)),
-            units::count(u64::from(group.clients_completed)),
-            units::count(group.messages),
-            units::bytes(group.bytes_sent),
-            units::bytes(group.bytes_received),
-            units::count(group.error_count()),
-            group.messages_per_second
+            "<tr><td>{}</td><td>{}</td>",
+            escape(&cells[0]),
+            escape(&cells[1])
         );
+        for cell in &cells[2..] {
+            let _ = write!(html, "<td class=\"n\">{cell}</td>");
+        }
+        html.push_str("</tr>");
     }
     html.push_str("</table><table><tr><th>latency</th><th>count</th><th>min</th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th></tr>");
     for (name, latency) in report.total.latency.named() {
@@ -357,22 +355,6 @@ fn write_findings(report: &Report, html: &mut String) {
             escape(finding.hint)
         );
     }
-}
-
-/// Text safe anywhere in HTML: content and quoted attributes.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::Report;
+use super::{Report, escape_markup as escape};
 
 /// Renders the report as a JUnit XML document (one `testsuite` for the scenario).
 pub fn render(report: &Report) -> Vec<u8> {
@@ -57,24 +57,6 @@ pub fn render(report: &Report) -> Vec<u8> {
     xml.into_bytes()
 }
 
-/// Escapes text for XML attributes and content, dropping characters XML 1.0 cannot carry.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\t' | '\n' | '\r' => out.push(c),
-            c if (c as u32) < 0x20 || c == '\u{fffe}' || c == '\u{ffff}' => out.push('\u{fffd}'),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::escape;
@@ -83,7 +65,7 @@ mod tests {
     fn markup_and_control_characters_cannot_escape_the_document() {
         assert_eq!(
             escape("<a href=\"x\">&'\u{1b}"),
-            "&lt;a href=&quot;x&quot;&gt;&amp;&apos;\u{fffd}"
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;\u{fffd}"
         );
     }
 }

@@ -49,24 +49,15 @@ pub fn render(report: &Report) -> Vec<u8> {
     }
     let _ = writeln!(
         md,
-        "\n| group | server | clients | done | messages | errors | msgs/s |\n|---|---|--:|--:|--:|--:|--:|"
+        "\n| group | server | clients | done | messages | sent | received | errors | msgs/s |\n|---|---|--:|--:|--:|--:|--:|--:|--:|"
     );
     for group in report
         .groups
         .iter()
         .chain((report.groups.len() > 1).then_some(&report.total))
     {
-        let _ = writeln!(
-            md,
-            "| {} | {} | {} | {} | {} | {} | {:.0} |",
-            cell(&group.name),
-            cell(&group.server),
-            units::count(u64::from(group.clients)),
-            units::count(u64::from(group.clients_completed)),
-            units::count(group.messages),
-            units::count(group.error_count()),
-            group.messages_per_second
-        );
+        let cells: Vec<String> = group.summary_cells().iter().map(|c| cell(c)).collect();
+        let _ = writeln!(md, "| {} |", cells.join(" | "));
     }
     let _ = writeln!(
         md,

@@ -26,6 +26,7 @@ use serde::Serialize;
 use crate::metrics::{GroupFigures, LatencySet};
 use crate::scenario::Plan;
 use crate::supervise::{EventRecord, ServerEnd};
+use crate::units;
 use crate::verify::concurrency::ServerConcurrency;
 use crate::verify::ledger::RoomOutcome;
 use crate::verify::{Check, Finding, Survival, Verdict};
@@ -68,6 +69,25 @@ impl Format {
             Format::Html => html::render(report),
         }
     }
+}
+
+/// Text safe in XML and HTML, in content and in quoted attributes; characters XML 1.0
+/// cannot carry (controls other than tab and line ends) become U+FFFD.
+pub fn escape_markup(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            '\t' | '\n' | '\r' => out.push(c),
+            c if (c as u32) < 0x20 || c == '\u{fffe}' || c == '\u{ffff}' => out.push('\u{fffd}'),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Version of the JSON report layout; bumped on any incompatible change.
@@ -182,6 +202,22 @@ impl GroupReport {
     /// Connection errors of every class.
     pub fn error_count(&self) -> u64 {
         self.errors.values().sum()
+    }
+
+    /// The summary table's cells, shared by the terminal, Markdown and HTML reports: group,
+    /// server, clients, done, messages, sent, received, errors, msgs/s.
+    pub fn summary_cells(&self) -> [String; 9] {
+        [
+            self.name.clone(),
+            self.server.clone(),
+            units::count(u64::from(self.clients)),
+            units::count(u64::from(self.clients_completed)),
+            units::count(self.messages),
+            units::bytes(self.bytes_sent),
+            units::bytes(self.bytes_received),
+            units::count(self.error_count()),
+            format!("{:.0}", self.messages_per_second),
+        ]
     }
 }
 

@@ -187,18 +187,8 @@ fn write_summary(report: &Report, out: &mut impl Write) -> io::Result<()> {
         rows.push(&report.total);
     }
     for group in rows {
-        table.push_record([
-            group.name.clone(),
-            group.server.clone(),
-            units::count(u64::from(group.clients)),
-            units::count(u64::from(group.clients_completed)),
-            units::count(group.messages),
-            units::bytes(group.bytes_sent),
-            units::bytes(group.bytes_received),
-            units::count(group.error_count()),
-            format!("{:.0}", group.messages_per_second),
-            units::micros((group.active_ms * 1000.0) as u64),
-        ]);
+        let time = units::micros((group.active_ms * 1000.0) as u64);
+        table.push_record(group.summary_cells().into_iter().chain(std::iter::once(time)));
     }
     let mut table = table.build();
     table
