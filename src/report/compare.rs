@@ -69,21 +69,29 @@ pub struct SavedFigures {
 impl SavedReport {
     /// Reads a JSON report written by labrun.
     pub fn read(path: &Path) -> Result<SavedReport, ReadError> {
-        let fail = |reason: String| ReadError {
-            path: path.to_owned(),
-            reason,
-        };
-        let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
-        let report: SavedReport =
-            serde_json::from_str(&text).map_err(|e| fail(format!("not a labrun JSON report ({e})")))?;
-        if report.schema_version != SCHEMA_VERSION {
-            return Err(fail(format!(
-                "schema version {} (this labrun reads version {SCHEMA_VERSION})",
-                report.schema_version
-            )));
-        }
-        Ok(report)
+        read_saved(path, |r: &SavedReport| r.schema_version)
     }
+}
+
+/// Reads the parts `T` of a run's JSON report, refusing other layouts than this labrun's.
+pub fn read_saved<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    schema_version: impl Fn(&T) -> u32,
+) -> Result<T, ReadError> {
+    let fail = |reason: String| ReadError {
+        path: path.to_owned(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+    let report: T =
+        serde_json::from_str(&text).map_err(|e| fail(format!("not a labrun run report ({e})")))?;
+    let version = schema_version(&report);
+    if version != SCHEMA_VERSION {
+        return Err(fail(format!(
+            "schema version {version} (this labrun reads version {SCHEMA_VERSION})"
+        )));
+    }
+    Ok(report)
 }
 
 /// A figure a comparison can gate on.

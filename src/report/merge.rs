@@ -14,7 +14,7 @@ use tabled::builder::Builder;
 use tabled::settings::object::Columns;
 use tabled::settings::{Alignment, Style};
 
-use super::compare::ReadError;
+use super::compare::{ReadError, read_saved};
 use super::{Outcome, SCHEMA_VERSION};
 use crate::metrics::LatencySet;
 use crate::units;
@@ -188,21 +188,12 @@ pub fn merge(paths: &[PathBuf]) -> Result<MergedReport, ReadError> {
 }
 
 fn read(path: &Path) -> Result<ShardReport, ReadError> {
-    let fail = |reason: String| ReadError {
-        path: path.to_owned(),
-        reason,
-    };
-    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
-    let report: ShardReport =
-        serde_json::from_str(&text).map_err(|e| fail(format!("not a labrun run report ({e})")))?;
-    if report.schema_version != SCHEMA_VERSION {
-        return Err(fail(format!(
-            "schema version {} (this labrun reads version {SCHEMA_VERSION})",
-            report.schema_version
-        )));
-    }
+    let report = read_saved(path, |r: &ShardReport| r.schema_version)?;
     if report.groups.is_empty() {
-        return Err(fail("it has no client groups".into()));
+        return Err(ReadError {
+            path: path.to_owned(),
+            reason: "it has no client groups".into(),
+        });
     }
     Ok(report)
 }
