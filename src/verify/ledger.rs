@@ -304,35 +304,40 @@ impl Room {
     pub fn read(&self, receiver: u32, piece: Piece, now: Duration) {
         let mut state = self.lock();
         let state = &mut *state;
-        let receiver_name = state.members[receiver as usize].name.clone();
+        // Names are looked up only when a fault is described: no allocation per delivery.
+        let r = receiver as usize;
         let (tag, intact) = match piece {
             Piece::Garbled(bytes) => {
                 state.faults.garbled.add(|| {
                     let shown = escape_bytes(&bytes[..bytes.len().min(60)]);
                     format!(
                         "{receiver_name} read {} byte(s) that are no message: \"{shown}\"",
-                        bytes.len()
+                        bytes.len(),
+                        receiver_name = state.members[r].name
                     )
                 });
                 return;
             }
             Piece::Frame { tag, intact } => (tag, intact),
         };
-        let Some(sender) = state.members.get(tag.sender as usize) else {
+        if state.members.get(tag.sender as usize).is_none() {
             state.faults.garbled.add(|| {
                 format!(
                     "{receiver_name} read a message from sender {} who does not exist",
-                    tag.sender
+                    tag.sender,
+                    receiver_name = state.members[r].name
                 )
             });
             return;
-        };
-        let sender_name = sender.name.clone();
+        }
+        let from = tag.sender as usize;
         if !intact {
             state.faults.corrupted.add(|| {
                 format!(
                     "{receiver_name} read message {} of {sender_name} with its bytes changed",
-                    tag.seq
+                    tag.seq,
+                    receiver_name = state.members[r].name,
+                    sender_name = state.members[from].name
                 )
             });
             return;
@@ -346,24 +351,33 @@ impl Room {
             state.faults.garbled.add(|| {
                 format!(
                     "{receiver_name} read message {} of {sender_name}, which was never sent",
-                    tag.seq
+                    tag.seq,
+                    receiver_name = state.members[r].name,
+                    sender_name = state.members[from].name
                 )
             });
             return;
         };
         if sent.received.contains(&receiver) {
-            state
-                .faults
-                .duplicated
-                .add(|| format!("{receiver_name} read message {} of {sender_name} again", tag.seq));
+            state.faults.duplicated.add(|| {
+                format!(
+                    "{receiver_name} read message {} of {sender_name} again",
+                    tag.seq,
+                    receiver_name = state.members[r].name,
+                    sender_name = state.members[from].name
+                )
+            });
             return;
         }
         sent.received.push(receiver);
         if receiver == tag.sender && !self.include_sender {
-            state
-                .faults
-                .to_sender
-                .add(|| format!("{sender_name} got its own message {} back", tag.seq));
+            state.faults.to_sender.add(|| {
+                format!(
+                    "{sender_name} got its own message {} back",
+                    tag.seq,
+                    sender_name = state.members[from].name
+                )
+            });
         }
         let latency = now.saturating_sub(sent.at);
         // Members who left are owed nothing more (see `left`).
@@ -387,7 +401,9 @@ impl Room {
             state.faults.out_of_order.add(|| {
                 format!(
                     "{receiver_name} read message {} of {sender_name} after its message {previous}",
-                    tag.seq
+                    tag.seq,
+                    receiver_name = state.members[r].name,
+                    sender_name = state.members[from].name
                 )
             });
         }
