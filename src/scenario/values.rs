@@ -317,17 +317,6 @@ pub enum ConcurrencyExpectation {
     AtLeast(u32),
 }
 
-impl ConcurrencyExpectation {
-    /// How many clients must be served at once for the expectation to hold.
-    pub fn required_overlap(self) -> Option<u32> {
-        match self {
-            ConcurrencyExpectation::Iterative => None,
-            ConcurrencyExpectation::Concurrent => Some(2),
-            ConcurrencyExpectation::AtLeast(n) => Some(n),
-        }
-    }
-}
-
 impl fmt::Display for ConcurrencyExpectation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
