@@ -118,6 +118,9 @@ pub struct Report {
     pub started_at: String,
     /// Whole run, server start to teardown, in milliseconds.
     pub duration_ms: f64,
+    /// labrun's own peak resident memory, so a run can show it stayed bounded whatever the
+    /// server sent; `None` where `/proc` is unavailable.
+    pub labrun_peak_rss_bytes: Option<u64>,
     /// Overall result.
     pub outcome: Outcome,
     /// False when the run was interrupted and figures are partial.
@@ -352,6 +355,7 @@ impl Report {
             scenario: plan.clone(),
             started_at: humantime::format_rfc3339_millis(run.started_at).to_string(),
             duration_ms: run.duration.as_secs_f64() * 1000.0,
+            labrun_peak_rss_bytes: crate::metrics::own_peak_rss_bytes(),
             outcome,
             complete: !run.interrupted,
             servers: run.servers,

@@ -396,6 +396,7 @@ concurrency = "concurrent"
             stderr_bytes: 0,
             output_tail: String::new(),
             stopped_by_event: None,
+            process_limit: None,
         }];
         let concurrency = vec![ServerConcurrency {
             server: "echo".into(),

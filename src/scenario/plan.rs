@@ -202,7 +202,8 @@ pub struct Limits {
     pub cpu_seconds: Option<u64>,
     /// Address space in bytes (RLIMIT_AS): allocations beyond it fail.
     pub memory_bytes: Option<u64>,
-    /// Processes of its user (RLIMIT_NPROC); not enforced for root.
+    /// Processes and threads: its own pids cgroup where one can be made (see
+    /// `supervise::cgroup`), and RLIMIT_NPROC, which the kernel does not enforce for root.
     pub processes: Option<u64>,
     /// Open file descriptors (RLIMIT_NOFILE).
     pub open_files: Option<u64>,

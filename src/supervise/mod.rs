@@ -10,6 +10,7 @@
 //! itself is killed outright.
 
 mod capture;
+mod cgroup;
 mod exit;
 pub mod registry;
 mod sockets;
@@ -31,6 +32,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 pub use capture::SharedCapture;
+use cgroup::ProcessCap;
 pub use exit::ExitDescription;
 
 use crate::scenario::{
@@ -181,6 +183,8 @@ pub struct ServerHandle {
     exits: ExitPolicy,
     /// TCP or UDP: which kernel table says it is ready.
     transport: Transport,
+    /// Its pids cgroup, where the machine has one and the plan limits processes.
+    process_cap: Option<ProcessCap>,
 }
 
 /// What became of a server, for the report.
@@ -210,6 +214,17 @@ pub struct ServerEnd {
     pub output_tail: String,
     /// Set when a scenario event stopped or killed it during the run: which, and when.
     pub stopped_by_event: Option<String>,
+    /// Set when a pids cgroup enforced its process limit (see [`cgroup`]).
+    pub process_limit: Option<ProcessLimitUse>,
+}
+
+/// How a server fared against its process limit.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ProcessLimitUse {
+    /// `limits.processes`: processes and threads it may have at once.
+    pub limit: u64,
+    /// Forks (or new threads) the kernel refused because the limit was reached.
+    pub refused_forks: u64,
 }
 
 /// What a scenario event did, for the report.
@@ -372,11 +387,13 @@ impl Servers {
 impl ServerHandle {
     /// Launches one server on `port` and waits for it to become ready.
     pub async fn start(plan: &ServerPlan, port: u16) -> Result<ServerHandle, SuperviseError> {
-        let mut command = build_command(plan, port).map_err(|source| SuperviseError::Spawn {
-            server: plan.name.clone(),
-            program: "labrun".into(),
-            source,
-        })?;
+        let process_cap = plan.limits.processes.and_then(ProcessCap::create);
+        let mut command =
+            build_command(plan, port, process_cap.as_ref()).map_err(|source| SuperviseError::Spawn {
+                server: plan.name.clone(),
+                program: "labrun".into(),
+                source,
+            })?;
         let program = command.get_program().to_string_lossy().into_owned();
         let launched = Instant::now();
         let child = command.spawn().map_err(|source| SuperviseError::Spawn {
@@ -401,6 +418,7 @@ impl ServerHandle {
             reaped: false,
             exits: plan.exits,
             transport: plan.transport,
+            process_cap,
         };
         let plumbing_failed = |source| SuperviseError::Spawn {
             server: plan.name.clone(),
@@ -549,8 +567,15 @@ impl ServerHandle {
         };
         strays.extend(tree::descendants_of(leader));
         tree::signal_all(&strays, Signal::KILL);
+        if let Some(cap) = &self.process_cap {
+            cap.kill_all();
+        }
         self.kill_and_reap();
         tree::reap_adopted(&strays);
+        let process_limit = self.process_cap.as_ref().map(|cap| ProcessLimitUse {
+            limit: cap.limit(),
+            refused_forks: cap.refused_forks(),
+        });
         self.flush_output().await;
         // Each lock is taken and released in its own statement: guards in a struct literal
         // would live to its end and deadlock with `output_tail`.
@@ -568,6 +593,7 @@ impl ServerHandle {
             stderr_bytes,
             output_tail: self.output_tail(),
             stopped_by_event: None,
+            process_limit,
         }
     }
 
@@ -727,7 +753,7 @@ fn apply_limits(limits: &Limits) -> io::Result<()> {
     Ok(())
 }
 
-fn build_command(plan: &ServerPlan, port: u16) -> io::Result<Command> {
+fn build_command(plan: &ServerPlan, port: u16, process_cap: Option<&ProcessCap>) -> io::Result<Command> {
     let port_text = port.to_string();
     let mut command = match &plan.launch {
         Launch::Builtin(builtin) => {
@@ -761,11 +787,15 @@ fn build_command(plan: &ServerPlan, port: u16) -> io::Result<Command> {
         .stderr(Stdio::piped())
         .process_group(0);
     let limits = plan.limits;
+    let cgroup_entry = process_cap.map(ProcessCap::entry).transpose()?;
     // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
-    // system calls (prctl, setrlimit); it allocates nothing and takes no locks.
+    // system calls (prctl, write, setrlimit); it allocates nothing and takes no locks.
     unsafe {
         command.pre_exec(move || {
             rustix::process::set_parent_process_death_signal(Some(Signal::KILL)).map_err(io::Error::from)?;
+            if let Some(entry) = &cgroup_entry {
+                entry.join()?;
+            }
             apply_limits(&limits)
         });
     }

@@ -627,6 +627,37 @@ fn check_servers(evidence: &Evidence, verdict: &mut Verdict) {
                 (false, text)
             }
         };
+        let (passed, summary) = match server.process_limit {
+            Some(usage) if usage.refused_forks > 0 => {
+                let text = format!(
+                    "server `{}` reached its process limit ({}): the kernel refused {} fork{}",
+                    server.name,
+                    usage.limit,
+                    units::count(usage.refused_forks),
+                    if usage.refused_forks == 1 { "" } else { "s" }
+                );
+                verdict.findings.push(Finding {
+                    check: name.clone(),
+                    class: "process-limit".into(),
+                    client: None,
+                    message: None,
+                    at_ms: None,
+                    text: text.clone(),
+                    hint: "a server forks (or starts a thread) per client, not in a loop: a fork that \
+                           forks again is a fork bomb, and children that are never waited for \
+                           pile up as zombies",
+                });
+                (
+                    false,
+                    if passed {
+                        text
+                    } else {
+                        format!("{summary}; {text}")
+                    },
+                )
+            }
+            _ => (passed, summary),
+        };
         verdict.checks.push(Check {
             name,
             passed,

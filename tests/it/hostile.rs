@@ -18,7 +18,19 @@ fn against(fixture: &str) -> (Option<i32>, Value, Duration) {
     )
     .replace("timeout = \"45s\"", "timeout = \"5s\"");
     let (code, report) = run_text("hostile", &scenario);
+    assert_bounded_memory(&report);
     (code, report, started.elapsed())
+}
+
+/// The bound on labrun's own memory whatever a server does: the runs here take about
+/// 15–25 MiB; a server's flood must not add to it.
+const RSS_BOUND_BYTES: u64 = 64 * 1024 * 1024;
+
+fn assert_bounded_memory(report: &Value) {
+    let rss = report["labrun_peak_rss_bytes"]
+        .as_u64()
+        .expect("peak RSS on Linux");
+    assert!(rss < RSS_BOUND_BYTES, "labrun's peak RSS was {rss} bytes");
 }
 
 fn classes(report: &Value) -> Vec<String> {
@@ -83,4 +95,54 @@ fn a_server_that_floods_stderr_is_captured_within_bounds() {
         "{server:#}"
     );
     assert!(server["output_tail"].as_str().expect("tail").len() < 16 * 1024);
+}
+
+#[test]
+fn a_fork_bomb_is_held_at_its_process_limit_reported_and_torn_down() {
+    let started = Instant::now();
+    let server = format!(
+        "{}\nlimits = {{ processes = 24, cpu = \"20s\" }}",
+        python_server("fork_bomb.py")
+    );
+    let scenario = echo_scenario(
+        "forkbomb",
+        &server,
+        "count = 2\nmessages = 2\ntimeout = \"1s\"",
+        "",
+    )
+    .replace("timeout = \"45s\"", "timeout = \"8s\"");
+    // `run_text` also fails the test if any process of the bomb outlived the run.
+    let (code, report) = run_text("forkbomb", &scenario);
+    assert_eq!(code, Some(1));
+    assert_bounded_memory(&report);
+    assert!(
+        started.elapsed() < Duration::from_secs(40),
+        "{:?}",
+        started.elapsed()
+    );
+    let usage = &report["servers"][0]["process_limit"];
+    if usage.is_null() {
+        // No pids cgroup here: only RLIMIT_NPROC limits it, which the kernel ignores for root.
+        assert!(
+            !rustix::process::geteuid().is_root(),
+            "running as root, the process limit must come from a pids cgroup"
+        );
+        return;
+    }
+    assert_eq!(usage["limit"], 24);
+    assert!(usage["refused_forks"].as_u64().expect("count") > 0, "{usage:#}");
+    assert!(
+        classes(&report).contains(&"process-limit".to_owned()),
+        "{:?}",
+        classes(&report)
+    );
+    let server = check(&report, "server srv");
+    assert_eq!(server["passed"], false);
+    assert!(
+        server["summary"]
+            .as_str()
+            .expect("summary")
+            .contains("reached its process limit (24)"),
+        "{server:#}"
+    );
 }
