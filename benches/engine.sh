@@ -31,7 +31,7 @@
 # Usage: [LABRUN=path/to/labrun] benches/engine.sh [--record] [--runs N]
 #   --record   also append a dated section (command, machine, table) to benches/RESULTS.md
 #   --runs N   run every measurement N times, alternating C and labrun, and report medians
-#              (default 1; one pass takes about a minute and a half after the build)
+#              (default 1; one pass takes about a minute after the build)
 #   LABRUN     measure this labrun binary instead of building target/release/labrun (to
 #              compare engine versions, or while the tree does not build)
 #
@@ -249,9 +249,14 @@ def labrun(labrun_bin, scenario, report, err, server_rusage, deadline, case, run
     active_s = (t.get("active_ms") or 0) / 1000
     held = max((c.get("connected_together") or 0 for c in rep.get("concurrency") or []), default=None)
     errors = sum((t.get("errors") or {}).values())
+    note = ""
+    if code != 0:
+        failed = [f"{c.get('name')}: {c.get('summary')}" for c in rep.get("checks") or []
+                  if not c.get("passed")]
+        note = f"exit {code}, {rep.get('outcome')} after {wall:.1f} s: " + (
+            "; ".join(failed)[:300] or first_error(err) or "no failed check named")
     emit(case, "labrun", run,
-         ok=code == 0 and rep.get("outcome") == "pass" and errors == 0,
-         note="" if code == 0 else f"exit {code}, outcome {rep.get('outcome')}: {first_error(err)}",
+         ok=code == 0 and rep.get("outcome") == "pass" and errors == 0, note=note,
          messages=msgs, errors=errors,
          msgs_per_sec=t.get("messages_per_second"),
          bytes_per_sec=(t.get("bytes_received") or 0) / active_s if active_s else None,
@@ -597,7 +602,7 @@ echo = "exact"
 errors = 0
 EOF
     run_waited bench labrun "$labrun" "$work/$id.toml" "$work/$id.report.json" "$work/$id.err" \
-        "$work/$id.rusage.json" "$((deadline + 30))" "$case" "$run"
+        "$work/$id.rusage.json" "$((deadline + 15))" "$case" "$run"
     if ((rc != 0)); then
         echo "engine.sh: the measuring helper failed on $case (exit $rc)" >&2
         exit 1
@@ -637,24 +642,24 @@ for ((run = 1; run <= runs; run++)); do
         m=${per_conn[$c]}
         echo "run $run/$runs: closed loop, $c x $m messages: C client, then labrun..." >&2
         run_c "closed-$c" c "$run" c -c "$c" -n "$m" -s 64 -P 1
-        run_labrun "closed-$c" "$run" 30 "$c" "$m" 64 'start = "together"' 0ms 10s
+        run_labrun "closed-$c" "$run" 20 "$c" "$m" 64 'start = "together"' 0ms 10s
         if ((c == 1)); then run_sockperf "$run"; fi
     done
 
     echo "run $run/$runs: pipelined, 10 x 100,000 messages of 1 KiB, 16 in flight..." >&2
     run_c pipelined c "$run" c -c 10 -n 100000 -s 1024 -P 16
-    run_labrun pipelined "$run" 60 10 100000 1024 'start = "together"' 0ms 10s 'pipeline = 16'
+    run_labrun pipelined "$run" 30 10 100000 1024 'start = "together"' 0ms 10s 'pipeline = 16'
 
     echo "run $run/$runs: 10,000 connections held: C client, then labrun (about 10 s)..." >&2
     run_c held-10k c "$run" c -c 10000 -n 3 -s 64 -P 1
-    run_labrun held-10k "$run" 60 10000 3 64 'ramp = "3s"' 3s 10s
+    run_labrun held-10k "$run" 40 10000 3 64 'ramp = "3s"' 3s 10s
 
     echo "run $run/$runs: C client at 100 x 2,000 against the C server, then echo-async..." >&2
     run_c server-100 c "$run" c -c 100 -n 2000 -s 64 -P 1
     run_c server-100 echo-async "$run" echo-async -c 100 -n 2000 -s 64 -P 1
 
     echo "run $run/$runs: open loop, 100 connections offered 20,000 msgs/s (labrun only)..." >&2
-    run_labrun open-loop "$run" 30 100 400 64 'start = "together"' 0ms 10s 'rate = "20000/s"'
+    run_labrun open-loop "$run" 20 100 400 64 'start = "together"' 0ms 10s 'rate = "20000/s"'
 done
 
 all_ok=true
