@@ -158,6 +158,10 @@ fn run_scenarios(args: RunArgs) -> Result<Outcome, Error> {
         formats: args.format.clone(),
         display,
         styles: Styles::resolve(Environment::detect(), args.quiet || args.json),
+        workers: args.workers.map_or_else(
+            || std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+            usize::from,
+        ),
     };
     runtime.block_on(async {
         let cancel = interrupt::watch().map_err(Error::Runtime)?;

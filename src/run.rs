@@ -39,6 +39,8 @@ pub struct RunOptions {
     pub display: Display,
     /// Terminal styling.
     pub styles: Styles,
+    /// Threads driving the clients.
+    pub workers: usize,
 }
 
 /// What a run prints on stdout.
@@ -92,6 +94,7 @@ pub async fn run_scenario(
             run_deadline,
             cancel: cancel.clone(),
             progress: completed,
+            workers: options.workers,
         })
         .await;
         clients_done.cancel();
@@ -100,6 +103,7 @@ pub async fn run_scenario(
     let events = servers.run_events(&plan.events, run_start, &clients_done, cancel);
     let (drive, events) = tokio::join!(clients, events);
     progress.finish();
+    let drive = drive.map_err(Error::Runtime)?;
     let running: Vec<bool> = (0..plan.servers.len()).map(|i| servers.running(i)).collect();
     let probes = run_probes(plan, &addresses, &running, cancel).await;
     let server_ends = servers.stop().await;
@@ -108,6 +112,11 @@ pub async fn run_scenario(
         .map(|g| GroupFigures::from_records(drive.records.iter().filter(|r| r.group == g)))
         .collect();
     let mut total = GroupFigures::from_records(&drive.records);
+    // Round trips are tallied per worker, not per client record.
+    for (figures, rtt) in groups.iter_mut().zip(&drive.rtt) {
+        figures.latency.rtt.merge(rtt);
+        total.latency.rtt.merge(rtt);
+    }
     // Fan-out is measured per delivery by the rooms, not per client record.
     for room in &drive.rooms {
         for (figures, fanout) in groups.iter_mut().zip(&room.fanout) {

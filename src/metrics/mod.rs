@@ -228,9 +228,6 @@ impl GroupFigures {
             if let Some(tally) = &record.datagrams {
                 figures.datagrams.get_or_insert_with(Default::default).add(tally);
             }
-            for &rtt in &record.rtt_us {
-                figures.latency.rtt.record_us(rtt);
-            }
             let timeline = &record.timeline;
             if let Some(start) = timeline.connect_start {
                 first_start = Some(first_start.map_or(start, |s| s.min(start)));

@@ -276,9 +276,6 @@ mod tests {
             error_of(&format!("{UDP}transport = \"tcp\"\n")).contains("says tcp but server `u` speaks udp")
         );
         assert!(error_of(&format!("{UDP}rate = \"fast\"\n")).contains("invalid rate"));
-        assert!(
-            error_of(&format!("{MINIMAL}rate = \"10/s\"\n")).contains("for client groups of a UDP server")
-        );
         let tcp_builtin = UDP.replace(
             "builtin = \"udp-echo\"",
             "builtin = \"echo-async\"\ntransport = \"udp\"",
@@ -286,6 +283,35 @@ mod tests {
         assert!(error_of(&tcp_builtin).contains("speaks TCP; the UDP one is `udp-echo`"));
         let probed = format!("{UDP}messages = 3\n[expect]\nsurvives = true\n");
         assert!(error_of(&probed).contains("probes TCP servers"));
+    }
+
+    #[test]
+    fn open_loop_and_pipelining_are_checked() {
+        let plan = parse(
+            Path::new("t.toml"),
+            &format!("{MINIMAL}rate = \"2000/s\"\nrate_ramp = \"1s\"\npipeline = 8\n"),
+        )
+        .unwrap();
+        let group = &plan.groups[0];
+        assert_eq!(
+            (group.rate, group.rate_ramp, group.pipeline),
+            (Some(2000.0), std::time::Duration::from_secs(1), 8)
+        );
+        assert_eq!(parse(Path::new("t.toml"), MINIMAL).unwrap().groups[0].pipeline, 1);
+        assert!(error_of(&format!("{MINIMAL}pipeline = 0\n")).contains("`pipeline` must be from 1 to 1024"));
+        assert!(
+            error_of(&format!("{MINIMAL}pipeline = 4\nthink = \"5ms\"\n")).contains("use `rate` to pace")
+        );
+        assert!(error_of(&format!("{MINIMAL}rate_ramp = \"1s\"\n")).contains("this group has none"));
+        assert!(
+            error_of(&format!("{MINIMAL}workload = \"chat\"\nrate = \"5/s\"\n"))
+                .contains("`rate` (open loop) is for echo groups")
+        );
+        // Memory for messages in flight grows with the pipeline.
+        assert!(
+            error_of(&format!("{MINIMAL}size = \"64MiB\"\npipeline = 1024\n"))
+                .contains("of memory; the limit is")
+        );
     }
 
     proptest::proptest! {

@@ -35,6 +35,8 @@ pub const MAX_MESSAGE_BYTES: u64 = 64 * 1024 * 1024;
 pub const MAX_DATAGRAM_BODY: u64 = 65_507 - 64;
 /// Most turns a chat may list.
 pub const MAX_CHAT_TURNS: usize = 10_000;
+/// Most messages one client may keep in flight (`pipeline`).
+pub const MAX_PIPELINE: u32 = 1024;
 /// Most memory all clients' messages in flight may take together.
 pub const MAX_IN_FLIGHT_BYTES: u64 = 4 * 1024 * 1024 * 1024;
 
@@ -311,8 +313,13 @@ pub struct GroupPlan {
     /// TCP or UDP (always its server's).
     pub transport: Transport,
     /// Open loop: messages per second for the whole group, sent on schedule whatever the
-    /// replies do (UDP groups); `None` is closed loop.
+    /// replies do; `None` is closed loop.
     pub rate: Option<f64>,
+    /// Open loop: the rate grows linearly from zero to `rate` over this long.
+    #[serde(serialize_with = "as_human")]
+    pub rate_ramp: Duration,
+    /// TCP echo: messages each client keeps in flight (1 = wait for each echo).
+    pub pipeline: u32,
 }
 
 impl GroupPlan {
@@ -539,8 +546,9 @@ pub fn resolve(raw: RawScenario, path: &Path, source: &str) -> Result<Plan, Diag
                 format!("this scenario asks for {total_clients} clients in all; the limit is {MAX_CLIENTS}"),
             ));
         }
-        // Each client holds its current message twice (the body and the bytes owed back).
-        in_flight_bytes += u64::from(group.count) * group.size.max * 2;
+        // Each client holds the messages it has in flight twice (the bytes queued to send and
+        // the bytes owed back).
+        in_flight_bytes += u64::from(group.count) * group.size.max * 2 * u64::from(group.pipeline);
         if in_flight_bytes > MAX_IN_FLIGHT_BYTES {
             return Err(at.error(
                 span,
@@ -850,12 +858,49 @@ fn resolve_group(raw: RawClients, servers: &[ServerPlan], at: &Locator) -> Resul
                 ),
             ));
         }
-    } else if let Some(rate) = &raw.rate {
+    }
+    let workload = raw.workload.unwrap_or(WorkloadKind::Echo);
+    if let Some(rate) = &raw.rate
+        && workload != WorkloadKind::Echo
+    {
         return Err(at.error(
             rate.span(),
-            "`rate` (open loop) is for client groups of a UDP server so far",
+            "`rate` (open loop) is for echo groups: a chat or broadcast client waits for its turn",
         ));
     }
+    if let Some(ramp) = &raw.rate_ramp
+        && raw.rate.is_none()
+    {
+        return Err(at.error(
+            ramp.span(),
+            "`rate_ramp` ramps an open-loop `rate`; this group has none",
+        ));
+    }
+    let pipeline = match &raw.pipeline {
+        None => 1,
+        Some(depth) if !(1..=MAX_PIPELINE).contains(depth.get_ref()) => {
+            return Err(at.error(
+                depth.span(),
+                format!("`pipeline` must be from 1 to {MAX_PIPELINE} messages in flight"),
+            ));
+        }
+        Some(depth)
+            if *depth.get_ref() > 1
+                && (server_transport == Transport::Udp || workload != WorkloadKind::Echo) =>
+        {
+            return Err(at.error(
+                depth.span(),
+                "`pipeline` is for echo groups of a TCP server (a UDP open loop already sends without waiting)",
+            ));
+        }
+        Some(depth) if *depth.get_ref() > 1 && raw.think.is_some_and(|t| !t.0.is_zero()) => {
+            return Err(at.error(
+                depth.span(),
+                "`think` pauses between one echo and the next message; with `pipeline` above 1 use `rate` to pace the sending",
+            ));
+        }
+        Some(depth) => *depth.get_ref(),
+    };
     let count = match raw.count {
         Some(count) if *count.get_ref() == 0 => {
             return Err(at.error(count.span(), "`count` must be at least 1"));
@@ -863,7 +908,6 @@ fn resolve_group(raw: RawClients, servers: &[ServerPlan], at: &Locator) -> Resul
         Some(count) => count.into_inner(),
         None => 1,
     };
-    let workload = raw.workload.unwrap_or(WorkloadKind::Echo);
     let (messages, texts) = match raw.messages.map(|m| (m.span(), m.into_inner())) {
         Some((span, MessagesValue::Count(n))) if n == 0 || n > MAX_MESSAGES => {
             return Err(at.error(span, format!("`messages` must be from 1 to {MAX_MESSAGES}")));
@@ -991,6 +1035,8 @@ fn resolve_group(raw: RawClients, servers: &[ServerPlan], at: &Locator) -> Resul
         include_sender: raw.include_sender.is_some_and(toml::Spanned::into_inner),
         transport: server_transport,
         rate: raw.rate.map(|r| r.into_inner().0),
+        rate_ramp: raw.rate_ramp.map_or(Duration::ZERO, |r| r.into_inner().0),
+        pipeline,
     })
 }
 

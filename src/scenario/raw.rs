@@ -148,6 +148,8 @@ pub struct RawClients {
     pub include_sender: Option<Spanned<bool>>,
     pub transport: Option<Spanned<Transport>>,
     pub rate: Option<Spanned<super::values::RateValue>>,
+    pub rate_ramp: Option<Spanned<DurationValue>>,
+    pub pipeline: Option<Spanned<u32>>,
 }
 
 /// `fault = { kind = "abort", after = 3 }`: how the group's faulty clients misbehave.

@@ -288,7 +288,6 @@ mod tests {
             messages_completed: 2,
             bytes_sent: 0,
             bytes_received: 0,
-            rtt_us: Vec::new(),
             end: ClientEnd::Completed,
             fault: None,
             datagrams: None,

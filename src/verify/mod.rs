@@ -435,6 +435,10 @@ fn echo_hint(fault: &EchoFault) -> &'static str {
         EchoFault::Extra { .. } => {
             "the server sent bytes nobody sent it: a reply sent twice, or text added to the echo"
         }
+        EchoFault::Unsolicited { .. } => {
+            "an echo server sends only what it received: something writes to the connection \
+             without reading first (a loop around send(), a greeting, output meant for print())"
+        }
     }
 }
 

@@ -79,6 +79,16 @@ pub enum EchoFault {
         /// Why it will not come.
         end: StreamEnd,
     },
+    /// Before echoing anything, the server sent more bytes than it was sent: it writes
+    /// without being asked (a flood, a banner, a loop that sends without reading).
+    Unsolicited {
+        /// Bytes it sent (counted until labrun stopped listening).
+        received: u64,
+        /// Bytes it had been sent by then.
+        sent: u64,
+        /// Its first bytes (at most [`EXCERPT_BYTES`]).
+        excerpt: Vec<u8>,
+    },
     /// Bytes arrived that were never sent (or arrived twice).
     Extra {
         /// The last message fully echoed before them, if any.
@@ -96,6 +106,7 @@ impl EchoFault {
             EchoFault::Truncated { .. } => "truncated",
             EchoFault::Missing { .. } => "missing",
             EchoFault::Extra { .. } => "extra",
+            EchoFault::Unsolicited { .. } => "unsolicited",
         }
     }
 
@@ -106,7 +117,7 @@ impl EchoFault {
             | EchoFault::Truncated { message, .. }
             | EchoFault::Missing { message, .. } => Some(*message),
             // Extra bytes belong to no message; the text says which one they followed.
-            EchoFault::Extra { .. } => None,
+            EchoFault::Extra { .. } | EchoFault::Unsolicited { .. } => None,
         }
     }
 }
@@ -141,6 +152,17 @@ impl fmt::Display for EchoFault {
                 f,
                 "missing: no byte of message {} ({length} bytes) came back; {end}",
                 message + 1
+            ),
+            EchoFault::Unsolicited {
+                received,
+                sent,
+                excerpt,
+            } => write!(
+                f,
+                "unsolicited: before echoing anything the server sent at least {} where it had been sent {}, beginning \"{}\"",
+                crate::units::bytes(*received),
+                crate::units::bytes(*sent),
+                escape_bytes(excerpt)
             ),
             EchoFault::Extra {
                 after_message,
@@ -190,9 +212,10 @@ impl StreamMatcher {
         self.sent += body.len() as u64;
     }
 
-    /// Checks a received chunk against the bytes still owed. Once it returns a fault, the
-    /// stream is beyond repair and the caller should stop feeding it.
-    pub fn accept(&mut self, chunk: &[u8]) -> Result<(), EchoFault> {
+    /// Checks a received chunk against the bytes still owed and returns how many messages it
+    /// completed. Once it returns a fault, the stream is beyond repair and the caller should
+    /// stop feeding it.
+    pub fn accept(&mut self, chunk: &[u8]) -> Result<u32, EchoFault> {
         let owed = chunk.len().min(self.pending.len());
         let (matching, extra) = chunk.split_at(owed);
         if let Some(at) = first_difference(&self.pending, matching) {
@@ -200,15 +223,17 @@ impl StreamMatcher {
         }
         self.pending.drain(..owed);
         self.received += owed as u64;
+        let mut completed = 0;
         while let Some(front) = self.messages.front() {
             if front.start + front.length > self.received {
                 break;
             }
             self.last_completed = Some(front.index);
             self.messages.pop_front();
+            completed += 1;
         }
         if extra.is_empty() {
-            Ok(())
+            Ok(completed)
         } else {
             Err(EchoFault::Extra {
                 after_message: self.last_completed,
@@ -340,7 +365,7 @@ mod tests {
             let stream = messages.concat();
             let mut matcher = sent(&messages);
             for chunk in chunks(&stream, cuts) {
-                prop_assert_eq!(matcher.accept(chunk), Ok(()));
+                prop_assert!(matcher.accept(chunk).is_ok());
             }
             prop_assert!(matcher.caught_up());
             prop_assert_eq!(matcher.shortfall(StreamEnd::Closed), None);
@@ -374,7 +399,7 @@ mod tests {
             let kept = keep.index(stream.len());
             let mut matcher = sent(&messages);
             for chunk in chunks(&stream[..kept], cuts.into_iter().filter(|&c| c <= kept).collect()) {
-                prop_assert_eq!(matcher.accept(chunk), Ok(()));
+                prop_assert!(matcher.accept(chunk).is_ok());
             }
             let (message, offset) = locate(&messages, kept);
             let length = messages[message as usize].len() as u64;

@@ -10,7 +10,6 @@
 //! last message has reached everyone; the others stay until every sender is done.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -92,7 +91,6 @@ pub async fn run(ctx: ClientContext, member: Membership) -> ClientRecord {
         messages_completed: sent,
         bytes_sent,
         bytes_received,
-        rtt_us: Vec::new(),
         end,
         fault: None,
         datagrams: None,
@@ -186,7 +184,7 @@ async fn write_room(
         }
         *sent += 1;
         *bytes_sent += frame_bytes.len() as u64;
-        ctx.progress.fetch_add(1, Ordering::Relaxed);
+        ctx.message_done(None);
     }
     if let Err(end) = wait_until(ctx, member, |room| room.all_settled(member.id)).await {
         return end;

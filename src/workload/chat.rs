@@ -8,7 +8,6 @@
 //! connection is watched for bytes nobody asked for. `exit` must close the session unanswered.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -37,7 +36,6 @@ pub async fn run(ctx: ClientContext, operator: Arc<Vec<String>>) -> ClientRecord
         completed: 0,
         bytes_sent: 0,
         bytes_received: 0,
-        rtt_us: Vec::new(),
         issues: Vec::new(),
     };
     let end = match ctx.connect(&mut session.timeline).await {
@@ -58,7 +56,6 @@ pub async fn run(ctx: ClientContext, operator: Arc<Vec<String>>) -> ClientRecord
         messages_completed: session.completed,
         bytes_sent: session.bytes_sent,
         bytes_received: session.bytes_received,
-        rtt_us: session.rtt_us,
         end,
         fault: None,
         datagrams: None,
@@ -94,7 +91,6 @@ struct Session {
     completed: u32,
     bytes_sent: u64,
     bytes_received: u64,
-    rtt_us: Vec<u64>,
     issues: Vec<ChatIssue>,
 }
 
@@ -155,13 +151,9 @@ impl Session {
                 continue;
             }
             if let Some(rest) = reply.bytes.strip_prefix(expected) {
-                let elapsed = sent_at.elapsed().as_micros() as u64;
-                if index > 0 {
-                    self.rtt_us.push(elapsed);
-                }
                 self.timeline.last_reply = Some(ctx.since_start());
                 self.completed += 1;
-                ctx.progress.fetch_add(1, Ordering::Relaxed);
+                ctx.message_done((index > 0).then(|| sent_at.elapsed()));
                 if !rest.is_empty() {
                     self.issues.push(ChatIssue::Unsolicited {
                         after_turn: turn,

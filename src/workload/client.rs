@@ -5,10 +5,11 @@
 //! timeout, the run deadline and Ctrl-C, whichever comes first, so a server that hangs can
 //! never hang labrun.
 
+use std::cell::RefCell;
 use std::io;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use tokio::net::TcpStream;
@@ -16,9 +17,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::record::{ClientEnd, ClientError, ClientErrorKind, Timeline};
+use super::tally::WorkerTally;
 use crate::scenario::GroupPlan;
 
-/// What one client needs to know, shared by reference across the group.
+/// What one client needs to know. It lives on its worker thread (see [`super::drive`]).
 pub struct ClientContext {
     /// The group's plan.
     pub group: Arc<GroupPlan>,
@@ -38,8 +40,12 @@ pub struct ClientContext {
     pub run_deadline: Instant,
     /// Fires on Ctrl-C.
     pub cancel: CancellationToken,
-    /// Messages completed by all clients, for the progress bar.
-    pub progress: Arc<AtomicU64>,
+    /// Its worker's figures, where each completed message is counted.
+    pub tally: Rc<WorkerTally>,
+    /// Its worker's receive buffer, shared by the worker's clients: borrowed only while a
+    /// client handles one wake-up without awaiting, so ten thousand clients need one buffer
+    /// per worker rather than one each.
+    pub receive_buffer: Rc<RefCell<Vec<u8>>>,
     /// Fires once every well-behaved client has finished; stalled clients hold on until then.
     pub well_behaved_done: CancellationToken,
 }
@@ -71,6 +77,11 @@ impl ClientContext {
             () = self.cancel.cancelled() => Err(Interruption::Cancelled),
             outcome = tokio::time::timeout_at(deadline, work) => outcome.map_err(|_| reason),
         }
+    }
+
+    /// Counts one completed message, with its round-trip time when it has one.
+    pub fn message_done(&self, rtt: Option<Duration>) {
+        self.tally.message_done(self.group_index, rtt);
     }
 
     /// Time since the start of the run.

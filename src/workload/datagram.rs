@@ -12,7 +12,6 @@
 //! shows its queueing instead of slowing the sender down (no coordinated omission).
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::net::UdpSocket;
@@ -33,7 +32,6 @@ pub async fn run(ctx: ClientContext) -> ClientRecord {
     let mut session = Session {
         timeline: Timeline::default(),
         tally: DatagramTally::default(),
-        rtt_us: Vec::new(),
         in_flight: HashMap::new(),
         replies: HashMap::new(),
         highest: None,
@@ -52,7 +50,6 @@ pub async fn run(ctx: ClientContext) -> ClientRecord {
         messages_completed: session.tally.echoed as u32,
         bytes_sent: session.bytes_sent,
         bytes_received: session.bytes_received,
-        rtt_us: session.rtt_us,
         end,
         fault: None,
         datagrams: Some(session.tally),
@@ -68,7 +65,6 @@ struct Sent {
 struct Session {
     timeline: Timeline,
     tally: DatagramTally,
-    rtt_us: Vec<u64>,
     in_flight: HashMap<u32, Sent>,
     /// Replies per sequence number.
     replies: HashMap<u32, u32>,
@@ -250,11 +246,7 @@ impl Session {
         self.highest = Some(self.highest.map_or(seq, |h| h.max(seq)));
         if reply == sent.bytes.as_slice() {
             self.tally.echoed += 1;
-            let rtt = now.saturating_duration_since(sent.at).as_micros() as u64;
-            if seq > 0 {
-                self.rtt_us.push(rtt);
-            }
-            ctx.progress.fetch_add(1, Ordering::Relaxed);
+            ctx.message_done((seq > 0).then(|| now.saturating_duration_since(sent.at)));
         } else if reply.len() < sent.bytes.len() && sent.bytes.starts_with(reply) {
             self.tally.truncated += 1;
             self.tally.note(format!(

@@ -1,43 +1,58 @@
-//! The echo workload: connect, send each message, expect every byte back, think, repeat.
+//! The echo workload: connect, send messages, expect every byte back, repeat.
 //!
-//! Sending and receiving run concurrently within a message. A client that wrote a whole
-//! 1 MiB message before reading would deadlock against any echo server: the server blocks
-//! sending its echo into our full receive buffer while we block sending into its full one.
-//! Every wait is bounded by the reply timeout, the run deadline and Ctrl-C, whichever comes
-//! first, so a server that hangs can never hang labrun.
+//! A client keeps up to `pipeline` messages in flight (1 by default: send, wait for the whole
+//! echo, think, send the next). Closed loop, the next message leaves when a slot frees up;
+//! open loop (`rate`), each leaves when its schedule says, and its round trip is measured
+//! from that *intended* time, so a server that falls behind shows as latency instead of
+//! silently slowing the load down (coordinated omission).
+//!
+//! The conversation is one hand-written state machine per client (see [`Conversation`]):
+//! each wake-up queues whatever is due, writes what the socket takes, reads what arrived and
+//! checks it, all on buffers allocated once. Sending and receiving progress together, so a
+//! client that writes a 1 MiB message never deadlocks against a server blocked sending its
+//! echo back. Every wait is bounded by the reply timeout, the run deadline and Ctrl-C.
 //!
 //! A group's faulty clients run the same exchange for their first `after` messages, then
 //! misbehave ([`FaultKind`]) the way real clients do to a lab server: die mid-message,
 //! half-close, send bytes that are not text, or go silent while holding the connection.
 
+use std::collections::VecDeque;
+use std::future::{Future, poll_fn};
 use std::io;
-use std::sync::atomic::Ordering;
+use std::pin::{Pin, pin};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use super::client::{ClientContext, Interruption, interrupted_end, is_reset, socket_failure};
 use super::payload::PayloadGenerator;
 use super::record::{ClientEnd, ClientRecord, Timeline};
+use super::schedule::SendSchedule;
 use crate::scenario::FaultKind;
-use crate::verify::stream::{StreamEnd, StreamMatcher};
+use crate::verify::stream::{EXCERPT_BYTES, EchoFault, StreamEnd, StreamMatcher};
 
-/// Receive buffer per client: large enough that big echoes arrive in few reads.
-const RECEIVE_BUFFER_BYTES: usize = 64 * 1024;
+/// The buffer for a client's reads outside the conversation (trailing bytes, faults): small,
+/// since ten thousand clients may hold one at once. The conversation reads into its
+/// worker's shared buffer instead.
+const SPARE_BUFFER_BYTES: usize = 2048;
 /// After the last message, how long to watch for bytes nobody sent before closing.
 const TRAILING_BYTES_WINDOW: Duration = Duration::from_millis(200);
+/// When the very first bytes back are wrong, how long to keep counting what the server
+/// sends, to tell a flood from a wrong echo.
+const SURPLUS_WINDOW: Duration = Duration::from_millis(200);
 /// What a `garbage` client sends: invalid UTF-8, NUL, a terminal escape, stray line ends.
 const GARBAGE: &[u8] = b"\xff\xfe\x00\x1b[2J\xc3\x28\r\n\xa0\xa1\x00\xe2\x28\xa1\xf0\x28\x8c\xbc\x80\n";
 /// How many times [`GARBAGE`] is repeated: about a kilobyte, one lab `recv(1024)`.
 const GARBAGE_REPEATS: usize = 48;
 
-/// How one message exchange went wrong.
+/// How the exchange went wrong.
 enum ExchangeError {
     Interrupted(Interruption),
     Closed,
-    Fault(crate::verify::stream::EchoFault),
+    Fault(EchoFault),
     Socket(io::Error),
 }
 
@@ -55,7 +70,6 @@ pub async fn run(ctx: ClientContext) -> ClientRecord {
         messages_completed: session.completed,
         bytes_sent: session.matcher.sent_bytes(),
         bytes_received: session.matcher.received_bytes(),
-        rtt_us: session.rtt_us,
         end,
         fault: session.fault,
         datagrams: None,
@@ -66,9 +80,12 @@ struct Session {
     matcher: StreamMatcher,
     timeline: Timeline,
     completed: u32,
-    rtt_us: Vec<u64>,
     payloads: PayloadGenerator,
     fault: Option<FaultKind>,
+    /// Every byte read from the socket, verified or not.
+    arrived: u64,
+    /// Every byte the socket accepted from us.
+    written: u64,
 }
 
 impl Session {
@@ -78,9 +95,10 @@ impl Session {
             matcher: StreamMatcher::new(),
             timeline: Timeline::default(),
             completed: 0,
-            rtt_us: Vec::with_capacity(plan.messages.saturating_sub(1) as usize),
             payloads: PayloadGenerator::new(ctx.seed, ctx.group_index, ctx.index, plan.size, plan.payload),
             fault: plan.fault.filter(|_| plan.is_faulty(ctx.index)).map(|f| f.kind),
+            arrived: 0,
+            written: 0,
         }
     }
 
@@ -89,48 +107,233 @@ impl Session {
             Ok(stream) => stream,
             Err(end) => return end,
         };
-
-        let mut body = Vec::new();
-        let mut receive_buffer = vec![0u8; RECEIVE_BUFFER_BYTES];
         let normal_messages = match (self.fault, ctx.group.fault) {
             (Some(_), Some(plan)) => plan.after,
             _ => ctx.group.messages,
         };
-        for message in 0..normal_messages {
-            self.payloads.next_into(&mut body);
-            self.matcher.expect(message, &body);
-            let sent_at = Instant::now();
-            if message == 0 {
-                self.timeline.first_send = Some(ctx.since_start());
-            }
-            let exchange = self.exchange(ctx, &mut stream, &body, &mut receive_buffer);
-            if let Err(error) = exchange.await {
-                return self.end_of_exchange(error, message, ctx);
-            }
-            let rtt = sent_at.elapsed();
-            self.timeline.last_reply = Some(ctx.since_start());
-            if message > 0 {
-                self.rtt_us.push(rtt.as_micros() as u64);
-            }
-            self.completed += 1;
-            ctx.progress.fetch_add(1, Ordering::Relaxed);
-            let more_to_send = message + 1 < normal_messages;
-            if more_to_send
-                && !ctx.group.think.is_zero()
-                && let Err(interruption) = ctx.bounded(None, tokio::time::sleep(ctx.group.think)).await
-            {
-                return interrupted_end(interruption, None, &ctx.group);
-            }
-        }
-        match self.fault {
-            Some(kind) => {
-                self.misbehave(kind, ctx, stream, &mut body, &mut receive_buffer)
+        let exchange = match normal_messages {
+            0 => Ok(()),
+            total => {
+                self.converse(ctx, &mut Conversation::new(ctx, total), &mut stream)
                     .await
             }
+        };
+        let mut receive_buffer = vec![0u8; SPARE_BUFFER_BYTES];
+        if let Err(error) = exchange {
+            return self
+                .end_of_exchange(error, ctx, &mut stream, &mut receive_buffer)
+                .await;
+        }
+        match self.fault {
+            Some(kind) => self.misbehave(kind, ctx, stream, &mut receive_buffer).await,
             None => {
                 self.check_trailing_bytes(ctx, &mut stream, &mut receive_buffer)
                     .await
             }
+        }
+    }
+
+    /// Exchanges the conversation's messages until all are echoed or something goes wrong.
+    async fn converse(
+        &mut self,
+        ctx: &ClientContext,
+        conversation: &mut Conversation,
+        stream: &mut TcpStream,
+    ) -> Result<(), ExchangeError> {
+        let mut timer = pin!(tokio::time::sleep_until(ctx.run_deadline));
+        let mut cancelled = pin!(ctx.cancel.cancelled());
+        poll_fn(|cx| {
+            if cancelled.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Err(ExchangeError::Interrupted(Interruption::Cancelled)));
+            }
+            // The worker's buffer is borrowed only for this synchronous step, so its other
+            // clients, which run between steps, can never find it taken.
+            let mut receive_buffer = ctx.receive_buffer.borrow_mut();
+            self.step(cx, ctx, conversation, stream, &mut receive_buffer, timer.as_mut())
+        })
+        .await
+    }
+
+    /// One wake-up of the conversation: queue what is due, write, read and verify, then
+    /// either finish, fail, or arrange to be woken by the socket or the timer.
+    fn step(
+        &mut self,
+        cx: &mut Context<'_>,
+        ctx: &ClientContext,
+        conversation: &mut Conversation,
+        stream: &mut TcpStream,
+        receive_buffer: &mut [u8],
+        mut timer: Pin<&mut Sleep>,
+    ) -> Poll<Result<(), ExchangeError>> {
+        loop {
+            let now = Instant::now();
+            while let Some(intended) = conversation.next_due(now) {
+                if conversation.queued == 0 {
+                    self.timeline.first_send = Some(ctx.since_start());
+                }
+                conversation.queue(&mut self.payloads, &mut self.matcher, intended, now);
+            }
+            while conversation.written < conversation.outgoing.len() {
+                let unwritten = &conversation.outgoing[conversation.written..];
+                match Pin::new(&mut *stream).poll_write(cx, unwritten) {
+                    Poll::Ready(Ok(0)) => {
+                        return Poll::Ready(Err(ExchangeError::Socket(io::ErrorKind::WriteZero.into())));
+                    }
+                    Poll::Ready(Ok(n)) => {
+                        conversation.written += n;
+                        self.written += n as u64;
+                    }
+                    Poll::Ready(Err(err)) => return Poll::Ready(Err(ExchangeError::Socket(err))),
+                    Poll::Pending => break,
+                }
+            }
+            if conversation.written == conversation.outgoing.len() {
+                conversation.outgoing.clear();
+                conversation.written = 0;
+            }
+            if conversation.peer_closed && !conversation.in_flight.is_empty() {
+                return Poll::Ready(Err(ExchangeError::Closed));
+            }
+            let slots_before = conversation.free_slots();
+            while !conversation.peer_closed {
+                let mut filled = ReadBuf::new(receive_buffer);
+                match Pin::new(&mut *stream).poll_read(cx, &mut filled) {
+                    Poll::Ready(Ok(())) if filled.filled().is_empty() => {
+                        if !conversation.in_flight.is_empty() {
+                            return Poll::Ready(Err(ExchangeError::Closed));
+                        }
+                        // Closed between messages: the next one will find out, and its
+                        // finding then names a message, as it would for a real client.
+                        conversation.peer_closed = true;
+                    }
+                    Poll::Ready(Ok(())) => {
+                        let chunk = filled.filled();
+                        let now = Instant::now();
+                        self.arrived += chunk.len() as u64;
+                        if self.timeline.first_reply.is_none() {
+                            self.timeline.first_reply = Some(ctx.since_start());
+                        }
+                        let echoed = match self.matcher.accept(chunk) {
+                            Ok(echoed) => echoed,
+                            Err(fault) => return Poll::Ready(Err(ExchangeError::Fault(fault))),
+                        };
+                        conversation.last_progress = now;
+                        for _ in 0..echoed {
+                            let left_at = conversation.answered(now);
+                            ctx.message_done(
+                                (self.completed > 0).then(|| now.saturating_duration_since(left_at)),
+                            );
+                            self.completed += 1;
+                        }
+                        if echoed > 0 {
+                            self.timeline.last_reply = Some(ctx.since_start());
+                        }
+                        if conversation.all_answered() {
+                            return Poll::Ready(Ok(()));
+                        }
+                    }
+                    Poll::Ready(Err(err)) => return Poll::Ready(Err(ExchangeError::Socket(err))),
+                    Poll::Pending => break,
+                }
+            }
+            // An echo that freed a slot may make the next message due at once.
+            if conversation.free_slots() > slots_before && conversation.next_due(Instant::now()).is_some() {
+                continue;
+            }
+            let now = Instant::now();
+            if now >= ctx.run_deadline {
+                return Poll::Ready(Err(ExchangeError::Interrupted(Interruption::RunDeadline)));
+            }
+            let watchdog = conversation.reply_deadline(ctx.group.reply_timeout);
+            if watchdog.is_some_and(|at| now >= at) {
+                return Poll::Ready(Err(ExchangeError::Interrupted(Interruption::ReplyTimeout)));
+            }
+            let wake_at = [watchdog, conversation.next_send_time(now)]
+                .into_iter()
+                .flatten()
+                .fold(ctx.run_deadline, Instant::min);
+            // The timer is moved earlier when needed, but left alone when the moment to
+            // check has only moved later: it then fires early, finds nothing due and is
+            // re-armed, once per reply timeout instead of once per message.
+            if timer.is_elapsed() || wake_at < timer.deadline() {
+                timer.as_mut().reset(wake_at);
+            }
+            if timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+        }
+    }
+
+    /// Turns a failed exchange into how the session ended.
+    async fn end_of_exchange(
+        &mut self,
+        error: ExchangeError,
+        ctx: &ClientContext,
+        stream: &mut TcpStream,
+        receive_buffer: &mut [u8],
+    ) -> ClientEnd {
+        let shortfall = |end| {
+            let fault = self
+                .matcher
+                .shortfall(end)
+                .expect("an unfinished exchange owes bytes");
+            ClientEnd::EchoFault(fault)
+        };
+        match error {
+            ExchangeError::Fault(
+                fault @ (EchoFault::Corrupted {
+                    message: 0,
+                    offset: 0,
+                    ..
+                }
+                | EchoFault::Extra {
+                    after_message: None, ..
+                }),
+            ) => self.unsolicited_or(fault, ctx, stream, receive_buffer).await,
+            ExchangeError::Fault(fault) => ClientEnd::EchoFault(fault),
+            ExchangeError::Closed => shortfall(StreamEnd::Closed),
+            ExchangeError::Interrupted(Interruption::ReplyTimeout) => {
+                shortfall(StreamEnd::TimedOut(ctx.group.reply_timeout))
+            }
+            ExchangeError::Interrupted(other) => interrupted_end(other, Some(self.completed), &ctx.group),
+            // A reset in the middle of an echo is a short echo with an abrupt end: report
+            // how much came back, which is what the student needs to see.
+            ExchangeError::Socket(err) if is_reset(&err) => shortfall(StreamEnd::Reset),
+            ExchangeError::Socket(err) => socket_failure(&err, Some(self.completed)),
+        }
+    }
+
+    /// The very first byte back was wrong. An echo is never longer than what it echoes (a
+    /// wrong echo starts right, or differs but keeps to the length), so if the server goes
+    /// on to send more than it was sent, it is writing unasked (a flood) rather than echoing
+    /// badly; listen briefly to find out.
+    async fn unsolicited_or(
+        &mut self,
+        fault: EchoFault,
+        ctx: &ClientContext,
+        stream: &mut TcpStream,
+        receive_buffer: &mut [u8],
+    ) -> ClientEnd {
+        let until = Instant::now() + SURPLUS_WINDOW;
+        let first_bytes = match &fault {
+            EchoFault::Corrupted { received, .. } => received.clone(),
+            EchoFault::Extra { excerpt, .. } => excerpt.clone(),
+            _ => Vec::new(),
+        };
+        while self.arrived <= self.written {
+            match ctx.bounded(Some(until), stream.read(receive_buffer)).await {
+                Ok(Ok(n)) if n > 0 => self.arrived += n as u64,
+                _ => break,
+            }
+        }
+        if self.arrived > self.written {
+            ClientEnd::EchoFault(EchoFault::Unsolicited {
+                received: self.arrived,
+                sent: self.written,
+                excerpt: first_bytes[..first_bytes.len().min(EXCERPT_BYTES)].to_vec(),
+            })
+        } else {
+            ClientEnd::EchoFault(fault)
         }
     }
 
@@ -141,15 +344,16 @@ impl Session {
         kind: FaultKind,
         ctx: &ClientContext,
         mut stream: TcpStream,
-        body: &mut Vec<u8>,
         receive_buffer: &mut [u8],
     ) -> ClientEnd {
         let timeout = ctx.group.reply_timeout;
         let first_part = match kind {
             FaultKind::Garbage => GARBAGE.repeat(GARBAGE_REPEATS),
             FaultKind::Abort | FaultKind::HalfClose | FaultKind::Stall => {
-                self.payloads.next_into(body);
-                body[..body.len() / 2].to_vec()
+                let mut body = Vec::new();
+                self.payloads.next_into(&mut body);
+                body.truncate(body.len() / 2);
+                body
             }
         };
         let write = ctx.bounded(Some(Instant::now() + timeout), stream.write_all(&first_part));
@@ -194,68 +398,6 @@ impl Session {
         }
     }
 
-    /// Sends one message while reading its echo; returns once every byte came back. The
-    /// reply timeout is an idle timeout: it restarts whenever bytes arrive, so a slow but
-    /// steady echo of a large message is not mistaken for a stalled one.
-    async fn exchange(
-        &mut self,
-        ctx: &ClientContext,
-        stream: &mut TcpStream,
-        body: &[u8],
-        receive_buffer: &mut [u8],
-    ) -> Result<(), ExchangeError> {
-        let timeout = ctx.group.reply_timeout;
-        let mut reply_deadline = Instant::now() + timeout;
-        let (mut reader, mut writer) = stream.split();
-        let write = writer.write_all(body);
-        tokio::pin!(write);
-        let mut written = false;
-        loop {
-            tokio::select! {
-                outcome = &mut write, if !written => {
-                    outcome.map_err(ExchangeError::Socket)?;
-                    written = true;
-                }
-                outcome = ctx.bounded(Some(reply_deadline), reader.read(receive_buffer)) => {
-                    let received = outcome.map_err(ExchangeError::Interrupted)?.map_err(ExchangeError::Socket)?;
-                    if received == 0 {
-                        return Err(ExchangeError::Closed);
-                    }
-                    reply_deadline = Instant::now() + timeout;
-                    if self.timeline.first_reply.is_none() {
-                        self.timeline.first_reply = Some(ctx.since_start());
-                    }
-                    self.matcher.accept(&receive_buffer[..received]).map_err(ExchangeError::Fault)?;
-                    if written && self.matcher.caught_up() {
-                        return Ok(());
-                    }
-                }
-            }
-        }
-    }
-
-    fn end_of_exchange(&self, error: ExchangeError, message: u32, ctx: &ClientContext) -> ClientEnd {
-        let shortfall = |end| {
-            let fault = self
-                .matcher
-                .shortfall(end)
-                .expect("an unfinished exchange owes bytes");
-            ClientEnd::EchoFault(fault)
-        };
-        match error {
-            ExchangeError::Fault(fault) => ClientEnd::EchoFault(fault),
-            ExchangeError::Closed => shortfall(StreamEnd::Closed),
-            ExchangeError::Interrupted(Interruption::ReplyTimeout) => {
-                shortfall(StreamEnd::TimedOut(ctx.group.reply_timeout))
-            }
-            ExchangeError::Interrupted(other) => interrupted_end(other, Some(message), &ctx.group),
-            // A reset in the middle of an echo is a short echo with an abrupt end: report
-            // how much came back, which is what the student needs to see.
-            ExchangeError::Socket(err) if is_reset(&err) => shortfall(StreamEnd::Reset),
-            ExchangeError::Socket(err) => socket_failure(&err, Some(message)),
-        }
-    }
-
     /// Half-closes and watches briefly for bytes that were never sent, such as a reply
     /// sent twice. A server that keeps the connection open after our FIN is not at fault.
     async fn check_trailing_bytes(
@@ -278,5 +420,118 @@ impl Session {
                 Err(other) => return interrupted_end(other, None, &ctx.group),
             }
         }
+    }
+}
+
+/// Where one client's exchange of messages stands between wake-ups.
+struct Conversation {
+    /// Messages to exchange.
+    total: u32,
+    /// Most messages in flight at once.
+    pipeline: usize,
+    /// Messages generated and queued for sending so far.
+    queued: u32,
+    /// Bytes of queued messages, `written` of them already accepted by the socket.
+    outgoing: Vec<u8>,
+    written: usize,
+    /// One scratch body, reused for every message.
+    body: Vec<u8>,
+    /// When each unanswered message left (closed loop) or was due (open loop), oldest first.
+    in_flight: VecDeque<Instant>,
+    /// Open loop: when each message is due.
+    schedule: Option<SendSchedule>,
+    /// Closed loop: the pause after each echo before the next message.
+    think: Duration,
+    /// Closed loop with think time: no message before this.
+    resting_until: Option<Instant>,
+    /// Last time the server showed life: bytes arrived, or a message left onto an idle
+    /// connection. The reply timeout counts from here.
+    last_progress: Instant,
+    /// The server closed its side while nothing was owed.
+    peer_closed: bool,
+}
+
+impl Conversation {
+    fn new(ctx: &ClientContext, total: u32) -> Conversation {
+        let group = &ctx.group;
+        let pipeline = group.pipeline.max(1) as usize;
+        Conversation {
+            total,
+            pipeline,
+            queued: 0,
+            outgoing: Vec::new(),
+            written: 0,
+            body: Vec::new(),
+            in_flight: VecDeque::with_capacity(pipeline),
+            schedule: SendSchedule::of(group, ctx.index, Instant::now()),
+            think: group.think,
+            resting_until: None,
+            last_progress: Instant::now(),
+            peer_closed: false,
+        }
+    }
+
+    /// Slots for more messages in flight.
+    fn free_slots(&self) -> usize {
+        self.pipeline - self.in_flight.len()
+    }
+
+    /// When the next message may leave (`now` if it may leave at once), if one is left to
+    /// send and a slot is free.
+    fn next_send_time(&self, now: Instant) -> Option<Instant> {
+        if self.queued >= self.total || self.free_slots() == 0 {
+            return None;
+        }
+        Some(match (&self.schedule, self.resting_until) {
+            (Some(schedule), _) => schedule.due(self.queued),
+            (None, Some(rest)) => rest,
+            (None, None) => now,
+        })
+    }
+
+    /// The time the next message counts from, if it may leave by `now`.
+    fn next_due(&self, now: Instant) -> Option<Instant> {
+        let at = self.next_send_time(now)?;
+        (at <= now).then_some(if self.schedule.is_some() { at } else { now })
+    }
+
+    /// Generates the next message, registers it with the matcher and queues its bytes.
+    fn queue(
+        &mut self,
+        payloads: &mut PayloadGenerator,
+        matcher: &mut StreamMatcher,
+        counts_from: Instant,
+        now: Instant,
+    ) {
+        payloads.next_into(&mut self.body);
+        matcher.expect(self.queued, &self.body);
+        self.outgoing.extend_from_slice(&self.body);
+        if self.in_flight.is_empty() {
+            self.last_progress = now;
+        }
+        self.in_flight.push_back(counts_from);
+        self.queued += 1;
+        self.resting_until = None;
+    }
+
+    /// The oldest message in flight was echoed at `now`: returns when it counts from.
+    fn answered(&mut self, now: Instant) -> Instant {
+        let counts_from = self
+            .in_flight
+            .pop_front()
+            .expect("the matcher completes only messages that were queued");
+        if !self.think.is_zero() && self.schedule.is_none() {
+            self.resting_until = Some(now + self.think);
+        }
+        counts_from
+    }
+
+    fn all_answered(&self) -> bool {
+        self.queued == self.total && self.in_flight.is_empty()
+    }
+
+    /// When the reply timeout runs out, while a reply is owed.
+    fn reply_deadline(&self, timeout: Duration) -> Option<Instant> {
+        (!self.in_flight.is_empty()).then(|| self.last_progress + timeout)
     }
 }

@@ -1,9 +1,9 @@
 //! Client behaviours and the driver that runs them: the only module that opens client sockets.
 //!
-//! [`drive`] spawns one tokio task per simulated client, starts them on the group's schedule
-//! and collects a [`ClientRecord`] from each. Clients share nothing mutable but a relaxed
-//! progress counter; their samples come back in their records and are folded into
-//! histograms afterwards, so no lock sits on the per-message path.
+//! [`drive`] deals the simulated clients to worker threads, runs each as a tokio task on its
+//! worker's single-threaded runtime, starts them on the group's schedule and collects a
+//! [`ClientRecord`] from each. Round trips go into the worker's own histograms (see
+//! [`tally`]), so no lock and no shared counter sits on the per-message path.
 
 mod broadcast;
 mod chat;
@@ -13,10 +13,15 @@ mod echo;
 mod payload;
 pub mod probe;
 pub mod record;
+mod schedule;
+mod tally;
 
+use std::cell::RefCell;
+use std::io;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::task::JoinSet;
@@ -26,13 +31,20 @@ use tokio_util::sync::CancellationToken;
 pub use payload::PayloadGenerator;
 pub use record::{ClientEnd, ClientError, ClientErrorKind, ClientRecord, DatagramTally, Timeline};
 
-use crate::scenario::{Plan, Transport, WorkloadKind};
+use crate::metrics::Latency;
+use crate::scenario::{GroupPlan, Plan, Transport, WorkloadKind};
 use crate::verify::ledger::{MemberSpec, Room, RoomOutcome};
+use tally::WorkerTally;
+
+/// Each worker's receive buffer: large enough that big echoes arrive in few reads.
+const WORKER_RECEIVE_BUFFER_BYTES: usize = 64 * 1024;
 
 /// The clients' side of a run.
 pub struct Drive {
     /// One record per client, ordered by group then client number.
     pub records: Vec<ClientRecord>,
+    /// Round-trip times of each group, merged from every worker.
+    pub rtt: Vec<Latency>,
     /// From the first client's start to the last client's end.
     pub elapsed: Duration,
     /// The ledger of each broadcast room.
@@ -53,97 +65,214 @@ pub struct DriveSetup<'a> {
     pub cancel: CancellationToken,
     /// Counts completed messages for the progress display.
     pub progress: Arc<AtomicU64>,
+    /// Worker threads to spread the clients over (at most one per client).
+    pub workers: usize,
 }
 
-/// Runs every client group of the plan concurrently and waits for all clients to finish.
-pub async fn drive(setup: DriveSetup<'_>) -> Drive {
+/// One client to run, in a form that can move to its worker thread.
+struct Job {
+    group: Arc<GroupPlan>,
+    group_index: usize,
+    index: u32,
+    address: SocketAddr,
+    start_at: Instant,
+    kind: JobKind,
+}
+
+/// Which workload a job runs, with what it shares with other clients.
+enum JobKind {
+    Echo,
+    Datagrams,
+    Chat(Arc<Vec<String>>),
+    Broadcast(broadcast::Membership),
+}
+
+/// What every worker's clients share.
+#[derive(Clone)]
+struct Shared {
+    seed: u64,
+    run_start: Instant,
+    run_deadline: Instant,
+    cancel: CancellationToken,
+    progress: Arc<AtomicU64>,
+    well_behaved_done: CancellationToken,
+    /// Well-behaved clients still running; the last one to finish fires `well_behaved_done`.
+    well_behaved_left: Arc<AtomicU64>,
+    groups: usize,
+}
+
+/// What one worker thread hands back.
+struct WorkerOutcome {
+    records: Vec<ClientRecord>,
+    rtt: Vec<Latency>,
+}
+
+/// Runs every client group of the plan and waits for all clients to finish.
+///
+/// The clients are dealt round-robin to `setup.workers` threads, each with a
+/// single-threaded runtime of its own, the way a hand-written epoll client keeps one event
+/// loop per core: a client's wake-ups never cross threads, and each worker records round
+/// trips into its own histograms, merged here once everyone is done. The caller's runtime
+/// stays free for the servers' events meanwhile.
+pub async fn drive(setup: DriveSetup<'_>) -> io::Result<Drive> {
     let started = Instant::now();
-    let mut tasks = JoinSet::new();
-    let well_behaved_done = CancellationToken::new();
-    let operators: Vec<Arc<Vec<String>>> = setup
-        .plan
+    let plan = setup.plan;
+    let operators: Vec<Arc<Vec<String>>> = plan
         .servers
         .iter()
         .map(|server| Arc::new(server.operator_lines()))
         .collect();
-    let rooms = open_rooms(setup.plan);
-    let plan = setup.plan;
-    let mut well_behaved_left: u64 = plan
-        .groups
-        .iter()
-        .enumerate()
-        .map(|(g, group)| {
-            (0..group.count)
-                .filter(|&i| plan.runs(g, i) && !group.is_faulty(i))
-                .count() as u64
-        })
-        .sum();
-    if well_behaved_left == 0 {
-        // A shard may hold only faulty clients: nobody is left for stalled ones to wait for.
-        well_behaved_done.cancel();
-    }
-    for (group_index, group) in setup.plan.groups.iter().enumerate() {
-        let shared = Arc::new(group.clone());
+    let rooms = open_rooms(plan);
+    let mut jobs = Vec::new();
+    let mut well_behaved = 0u64;
+    for (group_index, group) in plan.groups.iter().enumerate() {
+        let shared_group = Arc::new(group.clone());
         for index in (0..group.count).filter(|&i| plan.runs(group_index, i)) {
-            let ctx = client::ClientContext {
-                group: Arc::clone(&shared),
-                group_index,
-                index,
-                address: setup.addresses[group.server],
-                seed: setup.plan.seed,
-                run_start: setup.run_start,
-                start_at: started + group.start_after + group.start.offset(index, group.count),
-                run_deadline: setup.run_deadline,
-                cancel: setup.cancel.clone(),
-                progress: Arc::clone(&setup.progress),
-                well_behaved_done: well_behaved_done.clone(),
-            };
-            match group.workload {
-                WorkloadKind::Echo if group.transport == Transport::Udp => tasks.spawn(datagram::run(ctx)),
-                WorkloadKind::Echo => tasks.spawn(echo::run(ctx)),
-                WorkloadKind::Chat => tasks.spawn(chat::run(ctx, Arc::clone(&operators[group.server]))),
+            if !group.is_faulty(index) {
+                well_behaved += 1;
+            }
+            let kind = match group.workload {
+                WorkloadKind::Echo if group.transport == Transport::Udp => JobKind::Datagrams,
+                WorkloadKind::Echo => JobKind::Echo,
+                WorkloadKind::Chat => JobKind::Chat(Arc::clone(&operators[group.server])),
                 WorkloadKind::Broadcast => {
                     let (room, ids) = rooms[group.server]
                         .as_ref()
                         .expect("a room for every broadcast server");
-                    let membership = broadcast::Membership {
+                    JobKind::Broadcast(broadcast::Membership {
                         room: Arc::clone(room),
                         id: ids[group_index] + index,
-                    };
-                    tasks.spawn(broadcast::run(ctx, membership))
+                    })
                 }
             };
+            jobs.push(Job {
+                group: Arc::clone(&shared_group),
+                group_index,
+                index,
+                address: setup.addresses[group.server],
+                start_at: started + group.start_after + group.start.offset(index, group.count),
+                kind,
+            });
         }
     }
-    let mut records = Vec::with_capacity(tasks.len());
-    while let Some(joined) = tasks.join_next().await {
-        match joined {
-            Ok(record) => {
-                if record.fault.is_none() {
-                    well_behaved_left -= 1;
-                    if well_behaved_left == 0 {
-                        well_behaved_done.cancel();
-                    }
+    let shared = Shared {
+        seed: plan.seed,
+        run_start: setup.run_start,
+        run_deadline: setup.run_deadline,
+        cancel: setup.cancel.clone(),
+        progress: Arc::clone(&setup.progress),
+        well_behaved_done: CancellationToken::new(),
+        well_behaved_left: Arc::new(AtomicU64::new(well_behaved)),
+        groups: plan.groups.len(),
+    };
+    if well_behaved == 0 {
+        // A shard may hold only faulty clients: nobody is left for stalled ones to wait for.
+        shared.well_behaved_done.cancel();
+    }
+
+    let workers = setup.workers.clamp(1, jobs.len().max(1));
+    let mut dealt: Vec<Vec<Job>> = (0..workers).map(|_| Vec::new()).collect();
+    for (i, job) in jobs.into_iter().enumerate() {
+        dealt[i % workers].push(job);
+    }
+    let mut running = Vec::with_capacity(workers);
+    for (number, jobs) in dealt.into_iter().enumerate() {
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let shared = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("labrun-clients-{number}"))
+            .spawn(move || {
+                let outcome = run_worker(jobs, shared);
+                let _ = sender.send(outcome);
+            })?;
+        running.push((thread, receiver));
+    }
+    let mut records = Vec::new();
+    let mut rtt = vec![Latency::default(); plan.groups.len()];
+    for (thread, receiver) in running {
+        match receiver.await {
+            Ok(outcome) => {
+                let outcome = outcome?;
+                records.extend(outcome.records);
+                for (total, part) in rtt.iter_mut().zip(&outcome.rtt) {
+                    total.merge(part);
                 }
-                records.push(record);
             }
-            // A panicking client is a labrun bug: carry the panic to the caller, whose guards
-            // tear the servers down on the way out.
-            Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
-            Err(_) => unreachable!("client tasks are never aborted"),
+            // The worker dropped its sender without answering: it panicked. Carry the panic
+            // to the caller, whose guards tear the servers down on the way out.
+            Err(_) => match thread.join() {
+                Err(panic) => std::panic::resume_unwind(panic),
+                Ok(()) => unreachable!("a worker that returns always answers"),
+            },
         }
     }
     records.sort_by_key(|r| (r.group, r.index));
     let rooms = rooms
         .iter()
-        .zip(&setup.plan.servers)
+        .zip(&plan.servers)
         .filter_map(|(room, server)| room.as_ref().map(|(room, _)| room.finish(&server.name)))
         .collect();
-    Drive {
+    Ok(Drive {
         records,
+        rtt,
         elapsed: started.elapsed(),
         rooms,
-    }
+    })
+}
+
+/// One worker thread: a single-threaded runtime running its share of the clients.
+fn run_worker(jobs: Vec<Job>, shared: Shared) -> io::Result<WorkerOutcome> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let local = tokio::task::LocalSet::new();
+    let tally = Rc::new(WorkerTally::new(shared.groups, Arc::clone(&shared.progress)));
+    let receive_buffer = Rc::new(RefCell::new(vec![0u8; WORKER_RECEIVE_BUFFER_BYTES]));
+    let records = local.block_on(&runtime, async {
+        let mut tasks = JoinSet::new();
+        for job in jobs {
+            let ctx = client::ClientContext {
+                group: job.group,
+                group_index: job.group_index,
+                index: job.index,
+                address: job.address,
+                seed: shared.seed,
+                run_start: shared.run_start,
+                start_at: job.start_at,
+                run_deadline: shared.run_deadline,
+                cancel: shared.cancel.clone(),
+                tally: Rc::clone(&tally),
+                receive_buffer: Rc::clone(&receive_buffer),
+                well_behaved_done: shared.well_behaved_done.clone(),
+            };
+            match job.kind {
+                JobKind::Datagrams => tasks.spawn_local(datagram::run(ctx)),
+                JobKind::Echo => tasks.spawn_local(echo::run(ctx)),
+                JobKind::Chat(operator) => tasks.spawn_local(chat::run(ctx, operator)),
+                JobKind::Broadcast(membership) => tasks.spawn_local(broadcast::run(ctx, membership)),
+            };
+        }
+        let mut records = Vec::with_capacity(tasks.len());
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok(record) => {
+                    if record.fault.is_none() && shared.well_behaved_left.fetch_sub(1, Ordering::AcqRel) == 1
+                    {
+                        shared.well_behaved_done.cancel();
+                    }
+                    tally.publish_progress();
+                    records.push(record);
+                }
+                Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+                Err(_) => unreachable!("client tasks are never aborted"),
+            }
+        }
+        records
+    });
+    Ok(WorkerOutcome {
+        records,
+        rtt: tally.finish(),
+    })
 }
 
 /// A room for each server that has broadcast clients, with the first room id of each group:

@@ -106,9 +106,6 @@ pub struct ClientRecord {
     pub bytes_sent: u64,
     /// Bytes received and verified.
     pub bytes_received: u64,
-    /// Round-trip time of each message after the first, in microseconds. The first
-    /// message's latency includes queueing for service and is recorded as the wait.
-    pub rtt_us: Vec<u64>,
     /// How it ended.
     pub end: ClientEnd,
     /// How it was planned to misbehave, for the group's faulty clients.

@@ -47,7 +47,7 @@ fn a_flooding_server_is_caught_and_labrun_stays_bounded() {
     let (code, report, took) = against("flood.py");
     assert_eq!(code, Some(1));
     assert!(
-        classes(&report).iter().all(|c| c == "corrupted"),
+        classes(&report).iter().all(|c| c == "unsolicited"),
         "{:?}",
         classes(&report)
     );

@@ -13,6 +13,7 @@ mod examples;
 mod formats;
 mod grade;
 mod hostile;
+mod load;
 mod runs;
 mod schema;
 mod shards;
