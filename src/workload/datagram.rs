@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use super::client::{ClientContext, Interruption, failed, interrupted_end, socket_failure};
 use super::payload::PayloadGenerator;
 use super::record::{ClientEnd, ClientErrorKind, ClientRecord, DatagramTally, Timeline};
+use super::schedule::SendSchedule;
 use crate::verify::frame::checksum;
 
 /// Largest datagram a reply can be.
@@ -99,10 +100,7 @@ impl Session {
         let mut body = Vec::new();
         let mut buffer = vec![0u8; MAX_DATAGRAM];
         // Open loop: this client's share of the group's rate.
-        let interval = group
-            .rate
-            .map(|rate| Duration::from_secs_f64(f64::from(group.count) / rate));
-        let started = Instant::now();
+        let schedule = SendSchedule::of(group, ctx.index, Instant::now());
         for seq in 0..group.messages {
             payloads.next_into(&mut body);
             let mut datagram = format!(
@@ -114,8 +112,8 @@ impl Session {
             )
             .into_bytes();
             datagram.extend_from_slice(&body);
-            let intended = match interval {
-                Some(every) => started + every * seq,
+            let intended = match &schedule {
+                Some(schedule) => schedule.due(seq),
                 None => Instant::now(),
             };
             // Until it is time to send, take whatever replies arrive.
@@ -144,7 +142,7 @@ impl Session {
                     at: intended,
                 },
             );
-            if interval.is_none() {
+            if schedule.is_none() {
                 // Closed loop: wait for this one's echo (or give it up), then think.
                 let deadline = Instant::now() + group.reply_timeout;
                 if let Err(end) = self
