@@ -127,8 +127,9 @@ pub struct RunArgs {
     /// join the reports with `labrun merge`). Echo workloads only.
     #[arg(long, value_name = "K/N")]
     pub shard: Option<Shard>,
-    /// Threads that drive the simulated clients, each an event loop of its own (default: one
-    /// per CPU; never more than there are clients). 1 leaves the other cores to the server.
+    /// Threads that drive the simulated clients, each an event loop of its own (default: half
+    /// the CPUs, at least 1, leaving the rest to the servers; never more than there are
+    /// clients).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub workers: Option<u16>,
     /// Run in a private network namespace with only loopback (used by `labrun grade`;

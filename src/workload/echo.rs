@@ -434,8 +434,6 @@ struct Conversation {
     /// Bytes of queued messages, `written` of them already accepted by the socket.
     outgoing: Vec<u8>,
     written: usize,
-    /// One scratch body, reused for every message.
-    body: Vec<u8>,
     /// When each unanswered message left (closed loop) or was due (open loop), oldest first.
     in_flight: VecDeque<Instant>,
     /// Open loop: when each message is due.
@@ -461,7 +459,6 @@ impl Conversation {
             queued: 0,
             outgoing: Vec::new(),
             written: 0,
-            body: Vec::new(),
             in_flight: VecDeque::with_capacity(pipeline),
             schedule: SendSchedule::of(group, ctx.index, Instant::now()),
             think: group.think,
@@ -503,9 +500,9 @@ impl Conversation {
         counts_from: Instant,
         now: Instant,
     ) {
-        payloads.next_into(&mut self.body);
-        matcher.expect(self.queued, &self.body);
-        self.outgoing.extend_from_slice(&self.body);
+        let start = self.outgoing.len();
+        payloads.append_next(&mut self.outgoing);
+        matcher.expect(self.queued, &self.outgoing[start..]);
         if self.in_flight.is_empty() {
             self.last_progress = now;
         }

@@ -222,8 +222,10 @@ pub async fn drive(setup: DriveSetup<'_>) -> io::Result<Drive> {
 
 /// One worker thread: a single-threaded runtime running its share of the clients.
 fn run_worker(jobs: Vec<Job>, shared: Shared) -> io::Result<WorkerOutcome> {
+    // Sockets and timers only: signals and child processes are the main runtime's business.
     let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
+        .enable_io()
+        .enable_time()
         .build()?;
     let local = tokio::task::LocalSet::new();
     let tally = Rc::new(WorkerTally::new(shared.groups, Arc::clone(&shared.progress)));

@@ -146,3 +146,33 @@ fn a_fork_bomb_is_held_at_its_process_limit_reported_and_torn_down() {
         "{server:#}"
     );
 }
+
+#[test]
+fn hostile_bytes_are_escaped_on_the_terminal_and_in_every_report_format() {
+    let scratch = crate::util::Scratch::new();
+    let scenario = echo_scenario("flood", &python_server("flood.py"), "count = 1\nmessages = 2", "");
+    let path = scratch.file("flood.toml", &scenario);
+    let run = scratch
+        .labrun()
+        .arg("run")
+        .arg(&path)
+        .arg("--out")
+        .arg(scratch.reports())
+        .args(["--format", "json,md,junit,html"])
+        .output()
+        .expect("labrun runs");
+    scratch.assert_nothing_left();
+    assert_eq!(run.status.code(), Some(1));
+    let mut outputs = vec![("stdout".to_owned(), run.stdout)];
+    for name in ["flood.json", "flood.md", "flood.junit.xml", "flood.html"] {
+        let bytes = std::fs::read(scratch.reports().join(name)).expect("report written");
+        outputs.push((name.to_owned(), bytes));
+    }
+    for (name, bytes) in outputs {
+        let text = String::from_utf8(bytes).unwrap_or_else(|_| panic!("{name} is not UTF-8"));
+        assert!(!text.contains('\u{1b}'), "{name} carries a raw escape");
+        // JSON doubles the backslash; the other formats show it once.
+        assert!(text.contains(r"x1b[2J"), "{name} lacks the escaped excerpt");
+        assert!(text.contains("unsolicited"), "{name} does not name the finding");
+    }
+}
