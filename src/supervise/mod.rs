@@ -549,6 +549,18 @@ fn feed_stdin(mut stdin: tokio::process::ChildStdin, script: &StdinScript) -> Jo
     })
 }
 
+/// Who holds TCP `port` on loopback, as `pid N (command line)`, when the kernel tells.
+pub fn port_holder(port: u16) -> Option<String> {
+    holder_of(Transport::Tcp, port)
+}
+
+fn holder_of(transport: Transport, port: u16) -> Option<String> {
+    sockets::holder_of_port(transport, port).map(|pid| match sockets::command_line(pid) {
+        Some(command) => format!("pid {pid} ({command})"),
+        None => format!("pid {pid}"),
+    })
+}
+
 /// Picks the port: a free one for `"auto"`, or checks that a fixed one is free.
 fn choose_port(plan: &ServerPlan) -> Result<u16, SuperviseError> {
     let bind = |port: u16| -> io::Result<SocketAddr> {
@@ -571,12 +583,7 @@ fn choose_port(plan: &ServerPlan) -> Result<u16, SuperviseError> {
             Err(err) if err.kind() == io::ErrorKind::AddrInUse => Err(SuperviseError::PortInUse {
                 server: plan.name.clone(),
                 port,
-                holder: sockets::holder_of_port(plan.transport, port).map(|pid| match sockets::command_line(
-                    pid,
-                ) {
-                    Some(command) => format!("pid {pid} ({command})"),
-                    None => format!("pid {pid}"),
-                }),
+                holder: holder_of(plan.transport, port),
             }),
             // Any other bind error (a privileged port, say) is the server's to meet and report.
             Err(_) => Ok(port),
