@@ -30,6 +30,9 @@ use crate::units;
 
 /// Most characters of a message or reply quoted in a finding.
 const QUOTE_CHARS: usize = 40;
+/// Shortest start of a reply that counts as the reply printed in part; a few characters
+/// found anywhere in the output are a coincidence, not a truncated echo.
+const PARTIAL_REPLY_BYTES: usize = 16;
 
 /// Judges every client program's session.
 pub fn evaluate(plan: &Plan, records: &[ProgramRecord]) -> Verdict {
@@ -251,7 +254,7 @@ impl Judge<'_> {
         let (what, partial) = match pattern {
             PrintedPattern::Text(text) => {
                 let longest = longest_prefix_in(text.as_bytes(), rest);
-                let partial = (longest > 0 && longest < text.len())
+                let partial = (longest >= PARTIAL_REPLY_BYTES && longest < text.len())
                     .then(|| format!("; it printed only its first {longest} of {} bytes", text.len()));
                 (format!("\"{}\"", quote(text.as_bytes())), partial)
             }
