@@ -497,7 +497,7 @@ impl Locator<'_> {
 pub fn resolve(raw: RawScenario, path: &Path, source: &str) -> Result<Plan, Diagnostic> {
     let at = Locator { path, source };
     let name_span = raw.name.span();
-    let name = raw.name.get_ref().clone();
+    let name = raw.name.into_inner();
     if name.trim().is_empty() {
         return Err(at.error(name_span, "scenario `name` must not be empty"));
     }
@@ -505,8 +505,47 @@ pub fn resolve(raw: RawScenario, path: &Path, source: &str) -> Result<Plan, Diag
     if timeout.is_zero() {
         return Err(at.error(name_span, "the scenario `timeout` must be longer than zero"));
     }
+    // What every plan has; the branches below fill in what is under test.
+    let mut plan = Plan {
+        name,
+        description: raw.description,
+        source: path.to_owned(),
+        timeout,
+        seed: raw.seed.unwrap_or(0),
+        shard: None,
+        servers: Vec::new(),
+        groups: Vec::new(),
+        events: Vec::new(),
+        expect: resolve_expect(None),
+        formats: raw.report.and_then(|r| r.formats).unwrap_or_default(),
+        played: Vec::new(),
+        programs: Vec::new(),
+    };
     if !raw.client_program.is_empty() || !raw.played_server.is_empty() {
-        return resolve_client_scenario(raw, name, name_span, timeout, path, &at);
+        let server_tables = [
+            ("[[server]]", raw.server.first().map(toml::Spanned::span)),
+            ("[[clients]]", raw.clients.first().map(toml::Spanned::span)),
+            ("[[events]]", raw.events.first().map(toml::Spanned::span)),
+        ];
+        if let Some((table, span)) = server_tables.into_iter().find_map(|(t, s)| s.map(|s| (t, s))) {
+            return Err(at.error(
+                span,
+                format!(
+                    "a scenario tests either servers ([[server]] with [[clients]]) or client programs \
+                     ([[client_program]] with [[played_server]]), not both: move {table} to a scenario of its own"
+                ),
+            ));
+        }
+        if raw.expect.is_some() {
+            return Err(at.error(
+                name_span,
+                "[expect] judges servers under test; a client program's expectations go in its own \
+                 `expect = { sent = [...], printed = [...] }`",
+            ));
+        }
+        (plan.played, plan.programs) =
+            super::programs::resolve(raw.played_server, raw.client_program, timeout, name_span, &at)?;
+        return Ok(plan);
     }
     if raw.server.is_empty() {
         return Err(at.error(
@@ -609,71 +648,11 @@ pub fn resolve(raw: RawScenario, path: &Path, source: &str) -> Result<Plan, Diag
     }
     events.sort_by_key(|e| e.at);
 
-    Ok(Plan {
-        name,
-        description: raw.description,
-        source: path.to_owned(),
-        timeout,
-        seed: raw.seed.unwrap_or(0),
-        shard: None,
-        servers,
-        groups,
-        events,
-        expect: resolve_expect(raw.expect),
-        formats: raw.report.and_then(|r| r.formats).unwrap_or_default(),
-        played: Vec::new(),
-        programs: Vec::new(),
-    })
-}
-
-/// A scenario whose programs under test are clients: `[[client_program]]` and
-/// `[[played_server]]`, with none of the server-testing tables.
-fn resolve_client_scenario(
-    raw: RawScenario,
-    name: String,
-    name_span: Range<usize>,
-    timeout: Duration,
-    path: &Path,
-    at: &Locator,
-) -> Result<Plan, Diagnostic> {
-    let server_tables = [
-        ("[[server]]", raw.server.first().map(toml::Spanned::span)),
-        ("[[clients]]", raw.clients.first().map(toml::Spanned::span)),
-        ("[[events]]", raw.events.first().map(toml::Spanned::span)),
-    ];
-    if let Some((table, span)) = server_tables.into_iter().find_map(|(t, s)| s.map(|s| (t, s))) {
-        return Err(at.error(
-            span,
-            format!(
-                "a scenario tests either servers ([[server]] with [[clients]]) or client programs \
-                 ([[client_program]] with [[played_server]]), not both: move {table} to a scenario of its own"
-            ),
-        ));
-    }
-    if raw.expect.is_some() {
-        return Err(at.error(
-            name_span,
-            "[expect] judges servers under test; a client program's expectations go in its own \
-             `expect = { sent = [...], printed = [...] }`",
-        ));
-    }
-    let (played, programs) =
-        super::programs::resolve(raw.played_server, raw.client_program, timeout, name_span, at)?;
-    Ok(Plan {
-        name,
-        description: raw.description,
-        source: path.to_owned(),
-        timeout,
-        seed: raw.seed.unwrap_or(0),
-        shard: None,
-        servers: Vec::new(),
-        groups: Vec::new(),
-        events: Vec::new(),
-        expect: resolve_expect(None),
-        formats: raw.report.and_then(|r| r.formats).unwrap_or_default(),
-        played,
-        programs,
-    })
+    plan.servers = servers;
+    plan.groups = groups;
+    plan.events = events;
+    plan.expect = resolve_expect(raw.expect);
+    Ok(plan)
 }
 
 fn resolve_event(

@@ -16,6 +16,13 @@ fn scenario_with(scenario: &str, from: &str, to: &str, timeout: &str) -> String 
     shipped_with_example(scenario, from, to).replace("timeout = \"20s\"", &format!("timeout = \"{timeout}\""))
 }
 
+/// Runs `scenarios/clients/SCENARIO.toml` with the buggy example `to` in place of `from`;
+/// it must fail. Returns the report.
+fn run_buggy(scenario: &str, from: &str, to: &str, timeout: &str) -> Value {
+    let text = scenario_with(&format!("scenarios/clients/{scenario}.toml"), from, to, timeout);
+    run_client_scenario(&text, 1)
+}
+
 /// Runs scenario text; checks the exit code, that nothing survived and that each client's
 /// process group is gone; returns the report.
 fn run_client_scenario(text: &str, code: i32) -> Value {
@@ -102,13 +109,7 @@ fn the_lab_clients_pass_their_shipped_scenarios() {
 
 #[test]
 fn an_echo_client_that_ignores_exit_is_caught_hanging_and_sending_it() {
-    let text = scenario_with(
-        "scenarios/clients/echo.toml",
-        "echo_client.py",
-        "echo_client_bug_ignores_exit.py",
-        "5s",
-    );
-    let report = run_client_scenario(&text, 1);
+    let report = run_buggy("echo", "echo_client.py", "echo_client_bug_ignores_exit.py", "5s");
     assert_check(&report, "exit", false);
     let hang = findings_of(&report, "exit");
     assert_eq!(hang[0].0, "hangs");
@@ -122,13 +123,7 @@ fn an_echo_client_that_ignores_exit_is_caught_hanging_and_sending_it() {
 
 #[test]
 fn an_echo_client_with_one_recv_prints_a_truncated_echo() {
-    let text = scenario_with(
-        "scenarios/clients/echo.toml",
-        "echo_client.py",
-        "echo_client_bug_single_recv.py",
-        "10s",
-    );
-    let report = run_client_scenario(&text, 1);
+    let report = run_buggy("echo", "echo_client.py", "echo_client_bug_single_recv.py", "10s");
     assert_check(&report, "sent", true);
     let printed = findings_of(&report, "printed");
     assert_eq!(printed[0].0, "truncated", "{printed:?}");
@@ -137,13 +132,7 @@ fn an_echo_client_with_one_recv_prints_a_truncated_echo() {
 
 #[test]
 fn a_chat_client_that_does_not_send_exit_is_told_so() {
-    let text = scenario_with(
-        "scenarios/clients/chat.toml",
-        "chat_client.py",
-        "chat_client_bug_no_exit.py",
-        "10s",
-    );
-    let report = run_client_scenario(&text, 1);
+    let report = run_buggy("chat", "chat_client.py", "chat_client_bug_no_exit.py", "10s");
     let sent = findings_of(&report, "sent");
     assert_eq!(sent[0].0, "missing");
     assert!(
@@ -175,13 +164,12 @@ fn a_client_that_crashes_when_the_server_is_down_shows_its_traceback() {
 
 #[test]
 fn a_client_that_spins_when_the_server_closes_is_stopped_and_reported() {
-    let text = scenario_with(
-        "scenarios/clients/echo-server-closes.toml",
+    let report = run_buggy(
+        "echo-server-closes",
         "echo_client.py",
         "echo_client_bug_spins_on_close.py",
         "4s",
     );
-    let report = run_client_scenario(&text, 1);
     let closed = findings_of(&report, "server closed");
     assert_eq!(closed[0].0, "hangs");
     assert!(
@@ -195,13 +183,12 @@ fn a_client_that_spins_when_the_server_closes_is_stopped_and_reported() {
 
 #[test]
 fn a_choose_client_that_always_picks_the_first_server_is_caught_on_2() {
-    let text = scenario_with(
-        "scenarios/clients/choose.toml",
+    let report = run_buggy(
+        "choose",
         "choose_client.py",
         "choose_client_bug_always_first.py",
         "10s",
     );
-    let report = run_client_scenario(&text, 1);
     assert_check(&report, "reached picks-1", true);
     assert_check(&report, "reached picks-2", false);
     let wrong = findings_of(&report, "reached picks-2");

@@ -11,7 +11,12 @@ fn root() -> &'static Path {
 }
 
 fn submissions() -> Vec<PathBuf> {
-    let mut all: Vec<PathBuf> = std::fs::read_dir(root().join("tests/fixtures/submissions"))
+    submissions_in("tests/fixtures/submissions")
+}
+
+/// The submission folders in `folder` (relative to the repository), sorted.
+fn submissions_in(folder: &str) -> Vec<PathBuf> {
+    let mut all: Vec<PathBuf> = std::fs::read_dir(root().join(folder))
         .expect("submissions")
         .map(|e| e.expect("entry").path())
         .filter(|p| p.is_dir())
@@ -184,18 +189,12 @@ fn killing_the_grader_leaves_no_student_process_behind() {
 fn a_suite_grades_the_server_and_the_client_of_each_submission() {
     let scratch = Scratch::new();
     let out = scratch.dir.path().join("lab1");
-    let mut submissions: Vec<PathBuf> = std::fs::read_dir(root().join("tests/fixtures/client-submissions"))
-        .expect("submissions")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.is_dir())
-        .collect();
-    submissions.sort();
     let mut command = scratch.labrun();
     command
         .timeout(Duration::from_secs(300))
         .arg("grade")
         .arg(root().join("tests/fixtures/suites/lab1.toml"))
-        .args(&submissions)
+        .args(submissions_in("tests/fixtures/client-submissions"))
         .args(["-j", "2", "--out"])
         .arg(&out);
     Run::from(command.output().expect("labrun runs")).expect_code(0);
