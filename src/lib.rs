@@ -427,4 +427,11 @@ fn list(out: &mut impl Write) {
     for kind in scenario::FaultKind::ALL {
         let _ = writeln!(out, "  {:<16} {}", kind.label(), kind.summary());
     }
+    let _ = writeln!(
+        out,
+        "\nplayed servers for client programs under test ([[played_server]] role = \"...\"):"
+    );
+    for role in scenario::PlayedRole::ALL {
+        let _ = writeln!(out, "  {:<16} {}", role.label(), role.summary());
+    }
 }

@@ -62,6 +62,18 @@ pub enum PlayedRole {
 }
 
 impl PlayedRole {
+    /// Every role, for listings.
+    pub const ALL: [PlayedRole; 3] = [PlayedRole::Echo, PlayedRole::Chat, PlayedRole::Down];
+
+    /// One line on what it does, for `labrun list`.
+    pub fn summary(self) -> &'static str {
+        match self {
+            PlayedRole::Echo => "every byte back as it arrives (close_after = N: hang up after N messages)",
+            PlayedRole::Chat => "each message answered with the next of `replies`; `exit` ends the chat",
+            PlayedRole::Down => "nothing listens on its port: every connect is refused",
+        }
+    }
+
     /// The name used in scenario files.
     pub fn label(self) -> &'static str {
         match self {

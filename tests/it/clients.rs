@@ -310,3 +310,43 @@ fn untrusted_client_output_is_escaped_in_every_format() {
     let html = std::fs::read_to_string(Path::new(&scratch.reports()).join("hostile.html")).expect("html");
     assert!(html.contains("\\xff\\x1b[2J&lt;b&gt;hi"), "{html}");
 }
+
+#[test]
+fn ctrl_c_during_a_client_program_tears_it_down_and_exits_130() {
+    let scratch = Scratch::new();
+    // The client ignores `exit` and would wait for input until its 60 s timeout.
+    let text = scenario_with(
+        "scenarios/clients/echo.toml",
+        "echo_client.py",
+        "echo_client_bug_ignores_exit.py",
+        "50s",
+    );
+    let path = scratch.file("hang.toml", &text);
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("labrun"))
+        .env(crate::util::MARKER, &scratch.marker)
+        .arg(&path)
+        .arg("--out")
+        .arg(scratch.reports())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("labrun starts");
+    // labrun and its client carry the marker: wait for both, then for the client to settle.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while scratch.survivors().len() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&child),
+        rustix::process::Signal::INT,
+    )
+    .expect("signal");
+    let run = Run::from(child.wait_with_output().expect("labrun exits"));
+    run.expect_code(130).stdout_has("INTERRUPTED echo-client");
+    scratch.assert_nothing_left();
+    let report = read_report(&scratch.reports().join("echo-client.json"));
+    assert_eq!(report["complete"], false);
+    assert_eq!(report["client_programs"][0]["ended"], "interrupted");
+    assert_group_gone(report["client_programs"][0]["pid"].as_u64().expect("pid") as u32);
+}
