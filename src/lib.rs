@@ -197,10 +197,18 @@ fn run_scenarios(args: RunArgs) -> Result<Outcome, Error> {
                 rendered = json.expect("a report always serializes");
                 rendered.push(b'\n');
             }
-            run::Display::Full if reports.len() > 1 && overall != Outcome::Interrupted => {
-                rendered.push(b'\n');
-                report::side_by_side::render(&reports, &options.styles, &mut rendered)
-                    .expect("rendering into memory cannot fail");
+            run::Display::Full if overall != Outcome::Interrupted => {
+                // Load figures compare servers; runs of client programs have none.
+                let loads: Vec<report::Report> = reports
+                    .iter()
+                    .filter(|r| r.client_programs.is_empty())
+                    .cloned()
+                    .collect();
+                if loads.len() > 1 {
+                    rendered.push(b'\n');
+                    report::side_by_side::render(&loads, &options.styles, &mut rendered)
+                        .expect("rendering into memory cannot fail");
+                }
             }
             run::Display::Full | run::Display::Verdict => {}
         }

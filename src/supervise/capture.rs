@@ -100,12 +100,29 @@ impl Capture {
     }
 
     /// Where the first `needle` at or after stream offset `from` ends, in the kept bytes.
+    /// Called on every chunk while a prompt is awaited, so the head is searched in place and
+    /// only the (small) tail is copied.
     pub fn find(&self, needle: &[u8], from: u64) -> Option<u64> {
-        self.kept().into_iter().find_map(|(start, run)| {
-            let skip = usize::try_from(from.saturating_sub(start)).ok()?;
-            let rest = run.get(skip..)?;
-            find_bytes(rest, needle).map(|at| start + (skip + at + needle.len()) as u64)
-        })
+        let head_len = self.head.len() as u64;
+        if from < head_len
+            && let Some(at) = find_bytes(&self.head[from as usize..], needle)
+        {
+            return Some(from + (at + needle.len()) as u64);
+        }
+        let tail_start = self.total - self.tail.len() as u64;
+        // Without a gap the head runs straight into the tail, and a match may straddle them.
+        let straddle = if self.dropped_bytes() == 0 {
+            needle.len().saturating_sub(1) as u64
+        } else {
+            0
+        };
+        let start = tail_start.saturating_sub(straddle).max(from);
+        let mut window = Vec::with_capacity(self.tail.len() + straddle as usize);
+        if start < head_len {
+            window.extend_from_slice(&self.head[start as usize..]);
+        }
+        window.extend(self.tail.iter().skip(start.saturating_sub(tail_start) as usize));
+        find_bytes(&window, needle).map(|at| start + (at + needle.len()) as u64)
     }
 
     /// Everything the stream carried, in bytes, including what was not kept.
@@ -252,5 +269,23 @@ mod tests {
         assert_eq!(first, 2);
         assert_eq!(capture.find(b"> ", first), Some(13));
         assert_eq!(capture.find(b"> ", 13), None);
+    }
+
+    #[test]
+    fn finds_a_prompt_across_the_head_and_the_tail() {
+        let limits = CaptureLimits {
+            head_bytes: 4,
+            tail_bytes: 8,
+        };
+        let mut capture = Capture::new(limits);
+        capture.push(b"abc1 or 2?");
+        assert_eq!(capture.find(b"1 or 2?", 0), Some(10), "straddles head and tail");
+        assert_eq!(capture.find(b"1 or 2?", 3), Some(10));
+        assert_eq!(capture.find(b"1 or 2?", 4), None, "it starts before the cursor");
+        capture.push(b"0123456789> ");
+        assert_eq!(capture.dropped_bytes(), 10);
+        assert_eq!(capture.find(b"> ", 0), Some(22), "found in the tail after a gap");
+        assert_eq!(capture.find(b"abc", 0), Some(3));
+        assert_eq!(capture.find(b"abc", 1), None);
     }
 }
