@@ -109,7 +109,7 @@ fn the_lab_clients_pass_their_shipped_scenarios() {
 
 #[test]
 fn an_echo_client_that_ignores_exit_is_caught_hanging_and_sending_it() {
-    let report = run_buggy("echo", "echo_client.py", "echo_client_bug_ignores_exit.py", "5s");
+    let report = run_buggy("echo", "echo_client.py", "echo_client_bug_ignores_exit.py", "8s");
     assert_check(&report, "exit", false);
     let hang = findings_of(&report, "exit");
     assert_eq!(hang[0].0, "hangs");
@@ -168,7 +168,7 @@ fn a_client_that_spins_when_the_server_closes_is_stopped_and_reported() {
         "echo-server-closes",
         "echo_client.py",
         "echo_client_bug_spins_on_close.py",
-        "4s",
+        "6s",
     );
     let closed = findings_of(&report, "server closed");
     assert_eq!(closed[0].0, "hangs");
