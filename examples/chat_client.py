@@ -5,6 +5,7 @@ Usage: python3 chat_client.py PORT
 Reads a line with input() ("You: " prompt; empty lines are skipped), sends it
 (UTF-8, no newline), then waits for the server operator's reply and prints it as
 "Server: <text>". Typing `exit` sends `exit` and ends; end of input does the same.
+If nothing listens on PORT it says so and exits with status 1.
 """
 import socket
 import sys
@@ -18,7 +19,10 @@ def main():
     port = int(sys.argv[1])
 
     client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    client.connect((HOST, port))
+    try:
+        client.connect((HOST, port))
+    except ConnectionRefusedError:
+        sys.exit(f"Could not connect to {HOST}:{port}: is the server running?")
     print(f"Connected to chat server {HOST}:{port}", flush=True)
 
     while True:

@@ -6,6 +6,7 @@ Asks "1 or 2? " with input() (asks again on anything else; ends on end of input)
 connects to PORT1 for 1 or PORT2 for 2, prints "Connected to server N (HOST:PORT)",
 then behaves like echo_client.py: each input() line is sent (no newline), the whole
 echo is printed as "Echo: <text>", empty lines are skipped, `exit` or end of input ends.
+If nothing listens on the chosen port it says so and exits with status 1.
 """
 import socket
 import sys
@@ -29,7 +30,10 @@ def main():
     port = ports[int(choice) - 1]
 
     client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    client.connect((HOST, port))
+    try:
+        client.connect((HOST, port))
+    except ConnectionRefusedError:
+        sys.exit(f"Could not connect to {HOST}:{port}: is the server running?")
     print(f"Connected to server {choice} ({HOST}:{port})", flush=True)
 
     while True:

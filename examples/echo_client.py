@@ -5,7 +5,7 @@ Usage: python3 echo_client.py PORT
 Reads lines with input() ("> " prompt), sends each line's text (UTF-8, without the
 newline), waits until the whole echo has come back and prints it as "Echo: <text>".
 Empty lines are skipped. Ends on end of input or when the line is `exit` (which is
-not sent).
+not sent). If nothing listens on PORT it says so and exits with status 1.
 """
 import socket
 import sys
@@ -19,7 +19,10 @@ def main():
     port = int(sys.argv[1])
 
     client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    client.connect((HOST, port))
+    try:
+        client.connect((HOST, port))
+    except ConnectionRefusedError:
+        sys.exit(f"Could not connect to {HOST}:{port}: is the server running?")
     print(f"Connected to {HOST}:{port}", flush=True)
 
     while True:

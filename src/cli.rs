@@ -136,6 +136,10 @@ pub struct RunArgs {
     /// needs root or unprivileged user namespaces).
     #[arg(long, hide = true)]
     pub isolate_network: bool,
+    /// Run client-program scenarios with fixed ports on this machine's loopback instead of a
+    /// private network namespace (to watch them with ss or tcpdump; the ports must be free).
+    #[arg(long, conflicts_with = "isolate_network")]
+    pub shared_network: bool,
     /// Print the JSON report on stdout and nothing else there (an array for several
     /// scenarios); progress and warnings go to stderr.
     #[arg(long, conflicts_with = "quiet")]

@@ -34,6 +34,9 @@ pub enum Error {
     /// A server under test could not be started.
     #[error(transparent)]
     Supervise(#[from] SuperviseError),
+    /// A client program under test, or a server played for it, could not be started.
+    #[error(transparent)]
+    Program(#[from] crate::clientprog::ProgramError),
     /// The report file could not be written.
     #[error("cannot write report `{}`", path.display())]
     WriteReport {
@@ -93,6 +96,7 @@ impl Error {
             | Error::Usage(_)
             | Error::Suite(_) => EXIT_BAD_INPUT,
             Error::Supervise(_)
+            | Error::Program(_)
             | Error::WriteReport { .. }
             | Error::Serve { .. }
             | Error::Runtime(_)

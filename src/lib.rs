@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod clientprog;
 pub mod error;
 pub mod escape;
 pub mod grade;
@@ -103,10 +104,6 @@ pub fn exit_code(outcome: Outcome) -> u8 {
 }
 
 fn run_scenarios(args: RunArgs) -> Result<Outcome, Error> {
-    if args.isolate_network {
-        // First, before any thread exists: every thread and child started later inherits it.
-        grade::isolate::enter_private_network().map_err(Error::Isolation)?;
-    }
     // Every file is validated before anything starts: a typo in the third scenario must not
     // surface after the first two have run for minutes.
     let mut plans = args
@@ -114,11 +111,23 @@ fn run_scenarios(args: RunArgs) -> Result<Outcome, Error> {
         .iter()
         .map(|path| scenario::load(path))
         .collect::<Result<Vec<_>, _>>()?;
+    // Before any thread exists: every thread and child started later inherits the namespace.
+    if args.isolate_network {
+        grade::isolate::enter_private_network().map_err(Error::Isolation)?;
+    } else if !args.shared_network {
+        isolate_fixed_played_ports(&plans);
+    }
     if let Some(seed) = args.seed {
         plans.iter_mut().for_each(|plan| plan.seed = seed);
     }
     if let Some(shard) = args.shard {
         for plan in &mut plans {
+            if !plan.programs.is_empty() {
+                return Err(Error::Usage(format!(
+                    "--shard splits simulated clients; `{}` tests client programs",
+                    plan.source.display()
+                )));
+            }
             if let Some(group) = plan
                 .groups
                 .iter()
@@ -189,10 +198,18 @@ fn run_scenarios(args: RunArgs) -> Result<Outcome, Error> {
                 rendered = json.expect("a report always serializes");
                 rendered.push(b'\n');
             }
-            run::Display::Full if reports.len() > 1 && overall != Outcome::Interrupted => {
-                rendered.push(b'\n');
-                report::side_by_side::render(&reports, &options.styles, &mut rendered)
-                    .expect("rendering into memory cannot fail");
+            run::Display::Full if overall != Outcome::Interrupted => {
+                // Load figures compare servers; runs of client programs have none.
+                let loads: Vec<report::Report> = reports
+                    .iter()
+                    .filter(|r| r.client_programs.is_empty())
+                    .cloned()
+                    .collect();
+                if loads.len() > 1 {
+                    rendered.push(b'\n');
+                    report::side_by_side::render(&loads, &options.styles, &mut rendered)
+                        .expect("rendering into memory cannot fail");
+                }
             }
             run::Display::Full | run::Display::Verdict => {}
         }
@@ -200,6 +217,31 @@ fn run_scenarios(args: RunArgs) -> Result<Outcome, Error> {
         let _ = std::io::stdout().lock().write_all(&rendered);
         Ok(overall)
     })
+}
+
+/// Client programs often hard-code their ports (6000, 6001): a scenario playing servers on
+/// fixed ports runs in a private network namespace where the machine allows, so those ports
+/// never clash with the machine's own or with a parallel run. Elsewhere the ports are bound
+/// on the shared loopback, and a busy one is refused with the name of its holder.
+fn isolate_fixed_played_ports(plans: &[scenario::Plan]) {
+    let fixed: Vec<String> = plans
+        .iter()
+        .flat_map(|plan| &plan.played)
+        .filter_map(|server| match server.port {
+            scenario::PortChoice::Fixed(port) => Some(port.to_string()),
+            scenario::PortChoice::Auto => None,
+        })
+        .collect();
+    if fixed.is_empty() {
+        return;
+    }
+    if let Err(err) = grade::isolate::enter_private_network() {
+        eprintln!(
+            "warning: no private network namespace here ({err}; needs root or user namespaces): \
+             the played servers bind port(s) {} on this machine's loopback",
+            fixed.join(", ")
+        );
+    }
 }
 
 fn compare(
@@ -338,6 +380,16 @@ fn validate(files: &[std::path::PathBuf]) -> Result<Outcome, Error> {
     let mut invalid = 0;
     for path in files {
         match scenario::load(path) {
+            Ok(plan) if !plan.programs.is_empty() => {
+                let _ = writeln!(
+                    std::io::stdout(),
+                    "ok {}: `{}`, {} client program(s), {} played server(s)",
+                    path.display(),
+                    plan.name,
+                    plan.programs.len(),
+                    plan.played.len()
+                );
+            }
             Ok(plan) => {
                 let clients = plan.total_clients();
                 // A closed stdout (`| head`) is not an error worth a panic.
@@ -383,6 +435,13 @@ fn list(out: &mut impl Write) {
     );
     for kind in scenario::FaultKind::ALL {
         let _ = writeln!(out, "  {:<16} {}", kind.label(), kind.summary());
+    }
+    let _ = writeln!(
+        out,
+        "\nplayed servers for client programs under test ([[played_server]] role = \"...\"):"
+    );
+    for role in scenario::PlayedRole::ALL {
+        let _ = writeln!(out, "  {:<16} {}", role.label(), role.summary());
     }
 }
 

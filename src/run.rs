@@ -1,4 +1,5 @@
-//! One scenario, end to end: plan → supervise → drive → verify → report.
+//! One scenario, end to end: plan → supervise → drive → verify → report (or, for client
+//! programs under test, plan → clientprog sessions → verify → report).
 //!
 //! This is the only place the stages meet. Servers are torn down before anything is judged
 //! or printed, and on every early return their handles' `Drop` kills them, so no path out
@@ -56,6 +57,56 @@ pub enum Display {
 
 /// Runs one scenario and prints its report; returns the report.
 pub async fn run_scenario(
+    plan: &Plan,
+    options: &RunOptions,
+    cancel: &CancellationToken,
+) -> Result<Report, Error> {
+    let report = if plan.programs.is_empty() {
+        test_servers(plan, options, cancel).await?
+    } else {
+        test_client_programs(plan, cancel).await?
+    };
+    let saved = match &options.report_dir {
+        Some(dir) => {
+            let formats = [&options.formats, &plan.formats]
+                .into_iter()
+                .find(|f| !f.is_empty())
+                .map_or(&[Format::Json][..], Vec::as_slice);
+            save_reports(&report, dir, formats)?
+        }
+        None => Vec::new(),
+    };
+    print_report(&report, &saved, options);
+    Ok(report)
+}
+
+/// The client programs under test, one after another, each against the servers labrun plays.
+async fn test_client_programs(plan: &Plan, cancel: &CancellationToken) -> Result<Report, Error> {
+    let started_at = SystemTime::now();
+    let run_start = Instant::now();
+    let records = crate::clientprog::run_all(plan, run_start + plan.timeout, cancel).await?;
+    let verdict = verify::program::evaluate(plan, &records);
+    let none = GroupFigures::from_records(&[]);
+    Ok(Report::assemble(RunResult {
+        plan,
+        groups: &[],
+        total: &none,
+        servers: Vec::new(),
+        records: &[],
+        concurrency: Vec::new(),
+        survival: Vec::new(),
+        rooms: Vec::new(),
+        events: Vec::new(),
+        programs: &records,
+        verdict,
+        started_at,
+        duration: run_start.elapsed(),
+        interrupted: cancel.is_cancelled(),
+    }))
+}
+
+/// The servers under test, driven by the simulated clients, probed, judged.
+async fn test_servers(
     plan: &Plan,
     options: &RunOptions,
     cancel: &CancellationToken,
@@ -146,23 +197,12 @@ pub async fn run_scenario(
         survival: probes.survival,
         rooms: drive.rooms,
         events,
+        programs: &[],
         verdict,
         started_at,
         duration: run_start.elapsed(),
         interrupted: cancel.is_cancelled(),
     });
-
-    let saved = match &options.report_dir {
-        Some(dir) => {
-            let formats = [&options.formats, &plan.formats]
-                .into_iter()
-                .find(|f| !f.is_empty())
-                .map_or(&[Format::Json][..], Vec::as_slice);
-            save_reports(&report, dir, formats)?
-        }
-        None => Vec::new(),
-    };
-    print_report(&report, &saved, options);
     Ok(report)
 }
 

@@ -3,7 +3,8 @@
 //! allows, under the suite's resource limits, always torn down.
 //!
 //! Each test of each submission is one child `labrun run --json` on a scenario derived from
-//! the test's: its servers launch the submission instead. The child does the supervising
+//! the test's: its servers (or, for a client test, its client programs) launch the
+//! submission instead. The child does the supervising
 //! (start, readiness, teardown of every process the student started); this module decides
 //! what runs where, scores the child's report, and writes the outputs (`outputs`).
 //!
@@ -26,7 +27,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::scenario::Shard;
-pub use suite::{Suite, SuiteError, Test};
+pub use suite::{Launch, Suite, SuiteError, Test, UnderTest};
 
 /// Most bytes of a child's stderr kept for a failing test's output.
 const STDERR_KEPT: usize = 4096;
@@ -153,7 +154,7 @@ pub fn grade(options: &GradeOptions, progress: &(dyn Fn(usize, usize) + Sync)) -
         .map(|(_, p)| p)
         .collect();
     // Without private namespaces, programs that share a fixed port cannot run side by side.
-    let jobs = if isolated || options.suite.submission.port.is_none() {
+    let jobs = if isolated || !options.suite.uses_fixed_ports() {
         options.jobs.max(1)
     } else {
         if options.jobs > 1 {
@@ -488,23 +489,23 @@ fn run_bounded(mut command: Command, timeout: Duration) -> Result<(String, Vec<u
     Ok((status, stdout, stderr))
 }
 
-/// The test's scenario with its servers launching the submission instead.
+/// The test's scenario with what it tests (its servers, or its client programs) launching
+/// the submission instead.
 fn derive_scenario(suite: &Suite, test: &Test, copy: &Path) -> Result<String, String> {
     let text =
         std::fs::read_to_string(&test.scenario).map_err(|e| format!("cannot read the scenario: {e}"))?;
     let mut table: toml::Table =
         toml::from_str(&text).map_err(|e| format!("the scenario does not parse: {e}"))?;
     let submission = &suite.submission;
-    let file = match submission.files.is_empty() {
+    let launch = &test.launch;
+    let file = match launch.files.is_empty() {
         true => None,
-        false => Some(find_file(copy, &submission.files).ok_or_else(|| {
-            format!(
-                "no file in the submission matches {}",
-                submission.files.join(", ")
-            )
-        })?),
+        false => Some(
+            find_file(copy, &launch.files)
+                .ok_or_else(|| format!("no file in the submission matches {}", launch.files.join(", ")))?,
+        ),
     };
-    let argv: Vec<toml::Value> = submission
+    let argv: Vec<toml::Value> = launch
         .command
         .iter()
         .map(|arg| {
@@ -515,26 +516,31 @@ fn derive_scenario(suite: &Suite, test: &Test, copy: &Path) -> Result<String, St
             toml::Value::String(arg)
         })
         .collect();
-    let Some(toml::Value::Array(servers)) = table.get_mut("server") else {
-        return Err("the scenario has no [[server]]".into());
+    let key = match test.under_test {
+        UnderTest::Servers => "server",
+        UnderTest::ClientPrograms => "client_program",
+    };
+    let Some(toml::Value::Array(programs)) = table.get_mut(key) else {
+        return Err(format!("the scenario has no [[{key}]]"));
     };
     let mut replaced = 0;
-    for server in servers.iter_mut().filter_map(toml::Value::as_table_mut) {
-        let name = server
+    for program in programs.iter_mut().filter_map(toml::Value::as_table_mut) {
+        let name = program
             .get("name")
             .and_then(toml::Value::as_str)
             .unwrap_or_default();
         if test.server.as_deref().is_some_and(|wanted| wanted != name) {
             continue;
         }
-        server.remove("builtin");
-        server.insert("command".into(), toml::Value::Array(argv.clone()));
-        server.insert("cwd".into(), toml::Value::String(copy.display().to_string()));
-        if let Some(port) = &submission.port {
-            server.insert("port".into(), port.clone());
+        program.remove("builtin");
+        program.insert("command".into(), toml::Value::Array(argv.clone()));
+        program.insert("cwd".into(), toml::Value::String(copy.display().to_string()));
+        // The port is the server's to use; a client's ports are its played servers'.
+        if let (UnderTest::Servers, Some(port)) = (test.under_test, &submission.port) {
+            program.insert("port".into(), port.clone());
         }
         if let Some(limits) = &submission.limits {
-            server.insert("limits".into(), limits.clone());
+            program.insert("limits".into(), limits.clone());
         }
         replaced += 1;
     }

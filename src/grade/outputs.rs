@@ -185,7 +185,11 @@ fn gradescope(submission: &SubmissionResult, suite: &Suite) -> GradescopeResults
 fn test_text(result: &TestResult, test: &super::Test) -> String {
     let mut text = String::new();
     if let Some(error) = &result.error {
-        let _ = writeln!(text, "The test could not judge your server: {error}");
+        let program = match test.under_test {
+            super::UnderTest::Servers => "server",
+            super::UnderTest::ClientPrograms => "client",
+        };
+        let _ = writeln!(text, "The test could not judge your {program}: {error}");
     }
     for check in &result.checks {
         let mark = if check.passed { "PASS" } else { "FAIL" };

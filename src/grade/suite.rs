@@ -8,14 +8,24 @@
 //! port = 6000                                  # the port the lab's programs hard-code
 //! limits = { cpu = "20s", memory = "512MiB" }
 //! timeout = "120s"                             # per test
+//! [submission.client]                          # the submission's client program, if graded
+//! files = ["client.py", "*client*.py"]         # (command: the submission's unless given)
 //! [[test]]
 //! name = "echo"
 //! scenario = "../scenarios/threaded.toml"      # relative to this file
 //! points = 10
+//! [[test]]
+//! name = "client"
+//! scenario = "echo-client.toml"                # has [[client_program]]: the client is graded
+//! points = 5
+//! files = ["echo_client.py"]                   # this test's own file patterns (and `command`)
 //! ```
 //!
-//! A test's scenario is a normal scenario file: the suite replaces its servers' launch with
-//! the submission's command, so the same file that checks a built-in in CI grades students.
+//! A test's scenario is a normal scenario file: the suite replaces the launch of what it
+//! tests with the submission's, so the same file that checks a built-in (or a lab client) in
+//! CI grades students. A scenario with `[[server]]`s grades the submission's server; one
+//! with `[[client_program]]`s grades its client (`[submission.client]`), against the
+//! servers labrun plays. Each test may name its own `files` and `command`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -72,6 +82,15 @@ struct RawSubmission {
     port: Option<toml::Value>,
     limits: Option<toml::Value>,
     timeout: Option<DurationValue>,
+    client: Option<RawLaunch>,
+}
+
+/// `[submission.client]`, or a test's own `command` and `files`: what to launch.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLaunch {
+    command: Option<Vec<String>>,
+    files: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -88,6 +107,8 @@ struct RawTest {
     timeout: Option<DurationValue>,
     #[serde(default)]
     feedback: BTreeMap<String, String>,
+    command: Option<Vec<String>>,
+    files: Option<Vec<String>>,
 }
 
 fn yes() -> bool {
@@ -120,6 +141,25 @@ pub struct Submission {
     pub timeout: Duration,
 }
 
+/// What one test launches from the submission: a program and the files it may be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Launch {
+    /// The program and its arguments; `{file}` and `{dir}` are substituted by the grader,
+    /// `{port}` (and `{port:NAME}` for a client) by the run.
+    pub command: Vec<String>,
+    /// File-name patterns (`*` and `?`), tried in order; `{file}` is the first match.
+    pub files: Vec<String>,
+}
+
+/// Which programs of its scenario a test replaces with the submission's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnderTest {
+    /// The scenario's `[[server]]`s (all, or the test's `server`).
+    Servers,
+    /// The scenario's `[[client_program]]`s.
+    ClientPrograms,
+}
+
 /// One graded scenario.
 #[derive(Debug, Clone)]
 pub struct Test {
@@ -139,6 +179,13 @@ pub struct Test {
     pub feedback: BTreeMap<String, String>,
     /// Time one run of this test may take (the submission's `timeout` unless set).
     pub timeout: Duration,
+    /// What it replaces with the submission's program.
+    pub under_test: UnderTest,
+    /// What it launches from the submission.
+    pub launch: Launch,
+    /// Its scenario binds fixed ports (its servers' or, for client programs, its played
+    /// servers'): runs of it share those ports unless each has its own network namespace.
+    pub fixed_ports: bool,
 }
 
 impl Suite {
@@ -173,10 +220,54 @@ impl Suite {
                 return Err(invalid(None, format!("two tests are named `{}`", test.name)));
             }
             let scenario_path = base.join(&test.scenario);
-            scenario::load(&scenario_path).map_err(|source| SuiteError::Scenario {
+            let plan = scenario::load(&scenario_path).map_err(|source| SuiteError::Scenario {
                 test: test.name.clone(),
                 source,
             })?;
+            let under_test = if plan.programs.is_empty() {
+                UnderTest::Servers
+            } else {
+                UnderTest::ClientPrograms
+            };
+            if under_test == UnderTest::ClientPrograms && test.server.is_some() {
+                return Err(invalid(
+                    None,
+                    format!(
+                        "test `{}`: `server` picks a server to replace, but its scenario tests client \
+                         programs",
+                        test.name
+                    ),
+                ));
+            }
+            // A test's own command and files, else its role's, else the submission's.
+            let role = match under_test {
+                UnderTest::Servers => None,
+                UnderTest::ClientPrograms => raw.submission.client.as_ref(),
+            };
+            let launch = Launch {
+                command: test
+                    .command
+                    .or_else(|| role.and_then(|r| r.command.clone()))
+                    .unwrap_or_else(|| raw.submission.command.clone()),
+                files: test
+                    .files
+                    .or_else(|| role.and_then(|r| r.files.clone()))
+                    .unwrap_or_else(|| raw.submission.files.clone()),
+            };
+            if launch.command.first().is_none_or(String::is_empty) {
+                return Err(invalid(
+                    None,
+                    format!("test `{}`: its `command` must name a program", test.name),
+                ));
+            }
+            let fixed =
+                |port: &crate::scenario::PortChoice| matches!(port, crate::scenario::PortChoice::Fixed(_));
+            let fixed_ports = match under_test {
+                UnderTest::Servers => {
+                    raw.submission.port.is_some() || plan.servers.iter().any(|s| fixed(&s.port))
+                }
+                UnderTest::ClientPrograms => plan.played.iter().any(|s| fixed(&s.port)),
+            };
             tests.push(Test {
                 name: test.name,
                 scenario: scenario_path,
@@ -186,6 +277,9 @@ impl Suite {
                 server: test.server,
                 feedback: test.feedback,
                 timeout: test.timeout.map_or(default_timeout, |t| t.0),
+                under_test,
+                launch,
+                fixed_ports,
             });
         }
         Ok(Suite {
@@ -204,5 +298,11 @@ impl Suite {
     /// Points of all tests.
     pub fn max_score(&self) -> f64 {
         self.tests.iter().map(|t| t.points).sum()
+    }
+
+    /// Whether any test binds fixed ports, so that submissions can only run side by side
+    /// in network namespaces of their own.
+    pub fn uses_fixed_ports(&self) -> bool {
+        self.tests.iter().any(|t| t.fixed_ports)
     }
 }

@@ -63,12 +63,42 @@ pub fn render(report: &Report) -> Vec<u8> {
         );
     }
     html.push_str("</table>");
-    write_figures(report, &mut html);
+    if report.client_programs.is_empty() {
+        write_figures(report, &mut html);
+    } else {
+        write_programs(report, &mut html);
+    }
     write_charts(report, &mut html);
     write_timeline(report, &mut html);
     write_findings(report, &mut html);
     html.push_str("</body></html>\n");
     html.into_bytes()
+}
+
+/// One row per client program under test, then each one's last output.
+fn write_programs(report: &Report, html: &mut String) {
+    html.push_str("<h2>Client programs</h2><table><tr>");
+    for title in super::programs::SUMMARY_TITLES {
+        let _ = write!(html, "<th>{title}</th>");
+    }
+    html.push_str("</tr>");
+    for program in &report.client_programs {
+        html.push_str("<tr>");
+        for cell in program.summary_cells(report) {
+            let _ = write!(html, "<td>{}</td>", escape(&cell));
+        }
+        html.push_str("</tr>");
+    }
+    html.push_str("</table>");
+    for program in &report.client_programs {
+        let _ = write!(
+            html,
+            "<p><b>{}</b> stdout:</p><pre>{}</pre><p>stderr:</p><pre>{}</pre>",
+            escape(&program.name),
+            escape(&program.stdout_tail),
+            escape(&program.stderr_tail)
+        );
+    }
 }
 
 fn write_figures(report: &Report, html: &mut String) {

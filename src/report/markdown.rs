@@ -47,36 +47,15 @@ pub fn render(report: &Report) -> Vec<u8> {
             cell(&check.summary)
         );
     }
-    let _ = writeln!(
-        md,
-        "\n| group | server | clients | done | messages | sent | received | errors | msgs/s |\n|---|---|--:|--:|--:|--:|--:|--:|--:|"
-    );
-    for group in report
-        .groups
-        .iter()
-        .chain((report.groups.len() > 1).then_some(&report.total))
-    {
-        let cells: Vec<String> = group.summary_cells().iter().map(|c| cell(c)).collect();
-        let _ = writeln!(md, "| {} |", cells.join(" | "));
-    }
-    let _ = writeln!(
-        md,
-        "\n| latency | count | p50 | p90 | p99 | max |\n|---|--:|--:|--:|--:|--:|"
-    );
-    for (name, latency) in report.total.latency.named() {
-        if latency.count() == 0 {
-            continue;
+    if report.client_programs.is_empty() {
+        write_figures(report, &mut md);
+    } else {
+        let titles = super::programs::SUMMARY_TITLES;
+        let _ = writeln!(md, "\n| {} |\n|---|--:|---|--:|--:|---|--:|", titles.join(" | "));
+        for program in &report.client_programs {
+            let cells: Vec<String> = program.summary_cells(report).iter().map(|c| cell(c)).collect();
+            let _ = writeln!(md, "| {} |", cells.join(" | "));
         }
-        let s = latency.summary();
-        let _ = writeln!(
-            md,
-            "| {name} | {} | {} | {} | {} | {} |",
-            units::count(s.count),
-            units::micros(s.p50_us),
-            units::micros(s.p90_us),
-            units::micros(s.p99_us),
-            units::micros(s.max_us)
-        );
     }
     for server in &report.concurrency {
         let _ = writeln!(
@@ -110,6 +89,41 @@ pub fn render(report: &Report) -> Vec<u8> {
         }
     }
     md.into_bytes()
+}
+
+/// The group and latency tables of a run with simulated clients.
+fn write_figures(report: &Report, md: &mut String) {
+    let _ = writeln!(
+        md,
+        "\n| group | server | clients | done | messages | sent | received | errors | msgs/s |\n|---|---|--:|--:|--:|--:|--:|--:|--:|"
+    );
+    for group in report
+        .groups
+        .iter()
+        .chain((report.groups.len() > 1).then_some(&report.total))
+    {
+        let cells: Vec<String> = group.summary_cells().iter().map(|c| cell(c)).collect();
+        let _ = writeln!(md, "| {} |", cells.join(" | "));
+    }
+    let _ = writeln!(
+        md,
+        "\n| latency | count | p50 | p90 | p99 | max |\n|---|--:|--:|--:|--:|--:|"
+    );
+    for (name, latency) in report.total.latency.named() {
+        if latency.count() == 0 {
+            continue;
+        }
+        let s = latency.summary();
+        let _ = writeln!(
+            md,
+            "| {name} | {} | {} | {} | {} | {} |",
+            units::count(s.count),
+            units::micros(s.p50_us),
+            units::micros(s.p90_us),
+            units::micros(s.p99_us),
+            units::micros(s.max_us)
+        );
+    }
 }
 
 /// Text safe inside a Markdown table cell or list item: no pipes, no line breaks, no HTML.

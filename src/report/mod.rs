@@ -11,6 +11,7 @@ pub mod json;
 pub mod junit;
 pub mod markdown;
 pub mod merge;
+pub mod programs;
 pub mod progress;
 pub mod side_by_side;
 pub mod style;
@@ -145,6 +146,8 @@ pub struct Report {
     pub checks: Vec<Check>,
     /// Everything that went wrong.
     pub findings: Vec<Finding>,
+    /// How each client program under test ran (empty when servers were under test).
+    pub client_programs: Vec<programs::ProgramReport>,
 }
 
 /// Figures of one client group (or of all of them).
@@ -312,6 +315,8 @@ pub struct RunResult<'a> {
     pub rooms: Vec<RoomOutcome>,
     /// Events carried out.
     pub events: Vec<EventRecord>,
+    /// Client programs' sessions.
+    pub programs: &'a [crate::clientprog::ProgramRecord],
     /// The judgement.
     pub verdict: Verdict,
     /// When the run started.
@@ -368,6 +373,7 @@ impl Report {
             timeline: TimelineReport::from_records(plan, run.records),
             checks: run.verdict.checks,
             findings: run.verdict.findings,
+            client_programs: programs::ProgramReport::from_records(plan, run.programs),
         }
     }
 }

@@ -50,13 +50,17 @@ pub fn render(report: &Report, saved: &[PathBuf], styles: &Styles, out: &mut imp
         )?;
     }
     writeln!(out)?;
-    write_summary(report, out)?;
-    writeln!(out)?;
-    write_percentiles(&report.total, out)?;
-    writeln!(out)?;
-    write_histograms(report, styles, out)?;
-    write_connect_note(report, styles, out)?;
-    write_concurrency(report, styles, out)?;
+    if report.client_programs.is_empty() {
+        write_summary(report, out)?;
+        writeln!(out)?;
+        write_percentiles(&report.total, out)?;
+        writeln!(out)?;
+        write_histograms(report, styles, out)?;
+        write_connect_note(report, styles, out)?;
+        write_concurrency(report, styles, out)?;
+    } else {
+        write_programs(report, out)?;
+    }
     write_findings(report, styles, out)?;
     writeln!(out)?;
     writeln!(out, "{}", styles.paint(Tone::Bold, "checks"))?;
@@ -175,6 +179,23 @@ fn write_concurrency(report: &Report, styles: &Styles, out: &mut impl Write) -> 
         writeln!(out, "  {line}")?;
     }
     writeln!(out, "  {}", styles.paint(Tone::Dim, timeline::LEGEND))
+}
+
+/// One row per client program under test: how it ended, how long it ran, what was typed,
+/// where it connected, how many of its checks passed.
+fn write_programs(report: &Report, out: &mut impl Write) -> io::Result<()> {
+    let mut table = Builder::default();
+    table.push_record(super::programs::SUMMARY_TITLES);
+    for program in &report.client_programs {
+        table.push_record(program.summary_cells(report));
+    }
+    let mut table = table.build();
+    table
+        .with(Style::rounded())
+        .modify(Columns::new(1..2), Alignment::right())
+        .modify(Columns::new(3..5), Alignment::right())
+        .modify(Columns::new(6..), Alignment::right());
+    writeln!(out, "{table}")
 }
 
 fn write_summary(report: &Report, out: &mut impl Write) -> io::Result<()> {
@@ -429,6 +450,7 @@ concurrency = "concurrent"
             survival: Vec::new(),
             rooms: Vec::new(),
             events: Vec::new(),
+            programs: &[],
             verdict,
             started_at: SystemTime::UNIX_EPOCH,
             duration: Duration::from_millis(42),

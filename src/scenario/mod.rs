@@ -1,11 +1,12 @@
 //! Scenario files: reading TOML, validating it, and producing a [`Plan`].
 //!
 //! This is the only module that knows TOML exists. `raw` mirrors the file with spans,
-//! `values` parses scalar values, `plan` applies defaults and cross-checks, `diagnostic`
-//! renders located errors. The result is either a `Plan` or a `path:line:col` error.
+//! `values` parses scalar values, `plan` applies defaults and cross-checks (`programs` for
+//! scenarios whose programs under test are clients), `diagnostic` renders located errors. The result is either a `Plan` or a `path:line:col` error.
 
 mod diagnostic;
 mod plan;
+mod programs;
 mod raw;
 mod values;
 
@@ -17,8 +18,13 @@ pub use plan::{
     LatencyView, Launch, Limits, MAX_CLIENTS, Percentile, Plan, ReadySignal, ServerPlan, Shard,
     StartSchedule, StdinScript,
 };
+pub use programs::{
+    DEFAULT_PROGRAM_TIMEOUT, PlayedServerPlan, PrintedPattern, ProgramExpectations, ProgramPlan, Replies,
+    TypedLine, Typing,
+};
 pub use raw::{
-    EchoExpectation, ExitPolicy, FanoutExpectation, FaultKind, PayloadKind, Transport, WorkloadKind,
+    EchoExpectation, ExitPolicy, FanoutExpectation, FaultKind, PayloadKind, PlayedRole, TracebackPolicy,
+    Transport, WorkloadKind,
 };
 pub use values::{ConcurrencyExpectation, DurationValue, PortChoice, SizeRange};
 
@@ -339,6 +345,107 @@ mod tests {
                 proptest::prop_assert!(err.to_string().starts_with("t.toml"), "{}", err);
             }
         }
+    }
+
+    const CLIENT: &str = "name = \"t\"\n[[played_server]]\nname = \"echo\"\n[[client_program]]\nname = \"student\"\n\
+                          command = [\"python3\", \"c.py\", \"{port}\"]\n\
+                          stdin = { lines = [\"hello\", \"\", { text = \"ab\", repeat = 3, after = \"> \" }, \"exit\"] }\n";
+
+    #[test]
+    fn client_programs_get_defaults_from_their_server() {
+        let plan = parse(Path::new("t.toml"), CLIENT).unwrap();
+        let program = &plan.programs[0];
+        assert_eq!(program.reaches, Some(0));
+        assert_eq!(program.stdin.lines[2].text, "ababab");
+        assert_eq!(program.stdin.lines[2].after.as_deref(), Some("> "));
+        assert_eq!(
+            program.expect.sent,
+            ["hello", "ababab"],
+            "echo: every non-empty line but exit"
+        );
+        assert_eq!(program.expect.printed.len(), 2);
+        assert!(plan.servers.is_empty() && plan.groups.is_empty());
+
+        let chat = CLIENT.replace(
+            "name = \"echo\"\n",
+            "name = \"echo\"\nrole = \"chat\"\nreplies = \"reply {n}\"\nclose_after = 1\n",
+        );
+        let plan = parse(Path::new("t.toml"), &chat).unwrap();
+        assert_eq!(
+            plan.programs[0].expect.sent,
+            ["hello"],
+            "a server closing after 1 hears 1"
+        );
+        let with_exit = chat.replace("close_after = 1\n", "");
+        let plan = parse(Path::new("t.toml"), &with_exit).unwrap();
+        assert_eq!(
+            plan.programs[0].expect.sent,
+            ["hello", "ababab", "exit"],
+            "chat: exit is sent"
+        );
+        match &plan.programs[0].expect.printed[1] {
+            PrintedPattern::Text(text) => assert_eq!(text, "reply 2"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn client_program_scenarios_are_checked() {
+        let text = error_of(&format!(
+            "{CLIENT}[[server]]\nname = \"s\"\nbuiltin = \"echo-async\"\n"
+        ));
+        assert!(text.contains("tests either servers"), "{text}");
+        let two = CLIENT.replace(
+            "[[client_program]]",
+            "[[played_server]]\nname = \"two\"\n[[client_program]]",
+        );
+        assert!(
+            error_of(&two).contains("say which with `reaches"),
+            "{}",
+            error_of(&two)
+        );
+        let unknown = two.replace("\"{port}\"]", "\"{port:three}\"]\nreaches = \"two\"");
+        assert!(error_of(&unknown).contains("no played server named `three`"));
+        let wrong_reach = CLIENT.replace("[[client_program]]\n", "[[client_program]]\nreaches = \"ehco\"\n");
+        let text = error_of(&wrong_reach);
+        assert!(
+            text.starts_with("t.toml:5:11: no played server named `ehco`"),
+            "{text}"
+        );
+        let chat = CLIENT.replace("name = \"echo\"\n", "name = \"echo\"\nrole = \"chat\"\n");
+        assert!(error_of(&chat).contains("needs its operator's `replies`"));
+        let few = chat.replace("role = \"chat\"\n", "role = \"chat\"\nreplies = [\"one\"]\n");
+        assert!(
+            error_of(&few).contains("has only 1 reply line(s)"),
+            "{}",
+            error_of(&few)
+        );
+        let down = CLIENT.replace(
+            "name = \"echo\"\n",
+            "name = \"echo\"\nrole = \"down\"\nclose_after = 2\n",
+        );
+        assert!(error_of(&down).contains("nothing listens on down server"));
+        let multi = CLIENT.replace("\"hello\"", "\"a\\nb\"");
+        assert!(error_of(&multi).contains("must be one line"));
+        let regex = format!("{CLIENT}expect = {{ printed = [{{ regex = \"(\" }}] }}\n");
+        assert!(error_of(&regex).contains("invalid regular expression"));
+        let long = format!(
+            "timeout = \"5s\"\n{}",
+            CLIENT.replace("[[client_program]]\n", "[[client_program]]\ntimeout = \"6s\"\n")
+        );
+        assert!(
+            error_of(&long).contains("may take up to 6s together"),
+            "{}",
+            error_of(&long)
+        );
+        let expect = format!("{CLIENT}[expect]\nerrors = 0\n");
+        assert!(error_of(&expect).contains("its own"));
+        let typo = CLIENT.replace("stdin = {", "stdn = {");
+        assert!(
+            error_of(&typo).contains("did you mean `stdin`?"),
+            "{}",
+            error_of(&typo)
+        );
     }
 
     #[test]

@@ -12,9 +12,10 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::diagnostic::Diagnostic;
+use super::programs::{PlayedServerPlan, ProgramPlan};
 use super::raw::{
     EchoExpectation, ExitPolicy, FanoutExpectation, FaultKind, PayloadKind, RawClients, RawEvent, RawExpect,
-    RawFault, RawReady, RawScenario, RawServer, RawStdin, StartKind, Transport, WorkloadKind,
+    RawFault, RawLimits, RawReady, RawScenario, RawServer, RawStdin, StartKind, Transport, WorkloadKind,
 };
 use super::values::{ConcurrencyExpectation, MessagesValue, PortChoice, SizeRange};
 use crate::servers::Builtin;
@@ -67,6 +68,10 @@ pub struct Plan {
     pub expect: Expectations,
     /// Report files to write, from `[report]` (empty: the command line's or JSON).
     pub formats: Vec<crate::report::Format>,
+    /// Servers labrun plays for the client programs (empty when servers are under test).
+    pub played: Vec<PlayedServerPlan>,
+    /// Client programs under test, run one after another (empty when servers are).
+    pub programs: Vec<ProgramPlan>,
 }
 
 /// `[[events]]`: at `at` (from the start of the run), do `action` to a server.
@@ -473,11 +478,11 @@ impl Percentile {
     }
 }
 
-fn as_human<S: serde::Serializer>(duration: &Duration, s: S) -> Result<S::Ok, S::Error> {
+pub(super) fn as_human<S: serde::Serializer>(duration: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(&humantime::format_duration(*duration))
 }
 
-fn port_as_text<S: serde::Serializer>(port: &PortChoice, s: S) -> Result<S::Ok, S::Error> {
+pub(super) fn port_as_text<S: serde::Serializer>(port: &PortChoice, s: S) -> Result<S::Ok, S::Error> {
     match port {
         PortChoice::Auto => s.serialize_str("auto"),
         PortChoice::Fixed(port) => s.serialize_u16(*port),
@@ -485,13 +490,13 @@ fn port_as_text<S: serde::Serializer>(port: &PortChoice, s: S) -> Result<S::Ok, 
 }
 
 /// Builds located errors for one file.
-struct Locator<'a> {
+pub(super) struct Locator<'a> {
     path: &'a Path,
     source: &'a str,
 }
 
 impl Locator<'_> {
-    fn error(&self, span: Range<usize>, message: impl Into<String>) -> Diagnostic {
+    pub(super) fn error(&self, span: Range<usize>, message: impl Into<String>) -> Diagnostic {
         Diagnostic::new(self.path, self.source, Some(span), message.into())
     }
 }
@@ -504,10 +509,57 @@ pub fn resolve(raw: RawScenario, path: &Path, source: &str) -> Result<Plan, Diag
     if name.trim().is_empty() {
         return Err(at.error(name_span, "scenario `name` must not be empty"));
     }
+    let timeout = raw.timeout.map_or(DEFAULT_RUN_TIMEOUT, |t| t.0);
+    if timeout.is_zero() {
+        return Err(at.error(name_span, "the scenario `timeout` must be longer than zero"));
+    }
+    // What every plan has; the branches below fill in what is under test.
+    let mut plan = Plan {
+        name,
+        description: raw.description,
+        source: path.to_owned(),
+        timeout,
+        seed: raw.seed.unwrap_or(0),
+        shard: None,
+        servers: Vec::new(),
+        groups: Vec::new(),
+        events: Vec::new(),
+        expect: resolve_expect(None),
+        formats: raw.report.and_then(|r| r.formats).unwrap_or_default(),
+        played: Vec::new(),
+        programs: Vec::new(),
+    };
+    if !raw.client_program.is_empty() || !raw.played_server.is_empty() {
+        let server_tables = [
+            ("[[server]]", raw.server.first().map(toml::Spanned::span)),
+            ("[[clients]]", raw.clients.first().map(toml::Spanned::span)),
+            ("[[events]]", raw.events.first().map(toml::Spanned::span)),
+        ];
+        if let Some((table, span)) = server_tables.into_iter().find_map(|(t, s)| s.map(|s| (t, s))) {
+            return Err(at.error(
+                span,
+                format!(
+                    "a scenario tests either servers ([[server]] with [[clients]]) or client programs \
+                     ([[client_program]] with [[played_server]]), not both: move {table} to a scenario of its own"
+                ),
+            ));
+        }
+        if raw.expect.is_some() {
+            return Err(at.error(
+                name_span,
+                "[expect] judges servers under test; a client program's expectations go in its own \
+                 `expect = { sent = [...], printed = [...] }`",
+            ));
+        }
+        (plan.played, plan.programs) =
+            super::programs::resolve(raw.played_server, raw.client_program, timeout, name_span, &at)?;
+        return Ok(plan);
+    }
     if raw.server.is_empty() {
         return Err(at.error(
             name_span,
-            "this scenario has no server; add a [[server]] table with `name` and `builtin` or `command`",
+            "this scenario has no server; add a [[server]] table with `name` and `builtin` or \
+             `command` (or, to test a client program, [[client_program]] with [[played_server]])",
         ));
     }
     if raw.clients.is_empty() {
@@ -598,10 +650,6 @@ pub fn resolve(raw: RawScenario, path: &Path, source: &str) -> Result<Plan, Diag
         ));
     }
 
-    let timeout = raw.timeout.map_or(DEFAULT_RUN_TIMEOUT, |t| t.0);
-    if timeout.is_zero() {
-        return Err(at.error(name_span, "the scenario `timeout` must be longer than zero"));
-    }
     let mut events = Vec::with_capacity(raw.events.len());
     for table in raw.events {
         let span = table.span();
@@ -609,19 +657,11 @@ pub fn resolve(raw: RawScenario, path: &Path, source: &str) -> Result<Plan, Diag
     }
     events.sort_by_key(|e| e.at);
 
-    Ok(Plan {
-        name,
-        description: raw.description,
-        source: path.to_owned(),
-        timeout,
-        seed: raw.seed.unwrap_or(0),
-        shard: None,
-        servers,
-        groups,
-        events,
-        expect: resolve_expect(raw.expect),
-        formats: raw.report.and_then(|r| r.formats).unwrap_or_default(),
-    })
+    plan.servers = servers;
+    plan.groups = groups;
+    plan.events = events;
+    plan.expect = resolve_expect(raw.expect);
+    Ok(plan)
 }
 
 fn resolve_event(
@@ -754,19 +794,22 @@ fn resolve_server(raw: RawServer, span: Range<usize>, at: &Locator) -> Result<Se
         exits: raw.exits.unwrap_or_default(),
         ready,
         stdin,
-        limits: raw
-            .limits
-            .map(|l| Limits {
-                // Rounded up: a limit of "1500ms" must not become one second.
-                cpu_seconds: l.cpu.map(|d| d.0.as_secs() + u64::from(d.0.subsec_nanos() > 0)),
-                memory_bytes: l.memory.map(|b| b.0),
-                processes: l.processes,
-                open_files: l.open_files,
-                file_size_bytes: l.file_size.map(|b| b.0),
-            })
-            .unwrap_or_default(),
+        limits: resolve_limits(raw.limits),
         transport,
     })
+}
+
+/// `limits = { ... }` of a server or a client program.
+pub(super) fn resolve_limits(raw: Option<RawLimits>) -> Limits {
+    raw.map(|l| Limits {
+        // Rounded up: a limit of "1500ms" must not become one second.
+        cpu_seconds: l.cpu.map(|d| d.0.as_secs() + u64::from(d.0.subsec_nanos() > 0)),
+        memory_bytes: l.memory.map(|b| b.0),
+        processes: l.processes,
+        open_files: l.open_files,
+        file_size_bytes: l.file_size.map(|b| b.0),
+    })
+    .unwrap_or_default()
 }
 
 fn resolve_ready(raw: Option<RawReady>, at: &Locator) -> Result<(Duration, ReadySignal), Diagnostic> {

@@ -9,7 +9,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::values::{
-    ConcurrencyExpectation, DurationValue, MaxShare, MessagesValue, Minimum, PortChoice, SizeRange,
+    ConcurrencyExpectation, DurationValue, MaxShare, MessagesValue, Minimum, PortChoice, PrintedValue,
+    RepliesValue, SizeRange, TypedLineValue,
 };
 use crate::servers::Builtin;
 
@@ -29,6 +30,103 @@ pub struct RawScenario {
     pub events: Vec<Spanned<RawEvent>>,
     pub expect: Option<RawExpect>,
     pub report: Option<RawReport>,
+    #[serde(default)]
+    pub played_server: Vec<Spanned<RawPlayedServer>>,
+    #[serde(default)]
+    pub client_program: Vec<Spanned<RawClientProgram>>,
+}
+
+/// One `[[played_server]]` table: a server labrun itself plays (in process, recording every
+/// byte) for the client programs under test.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPlayedServer {
+    pub name: Spanned<String>,
+    pub role: Option<PlayedRole>,
+    pub port: Option<PortChoice>,
+    pub replies: Option<Spanned<RepliesValue>>,
+    pub close_after: Option<Spanned<u32>>,
+}
+
+/// What a played server does with what it receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PlayedRole {
+    /// Sends every byte back as it arrives (lab 1's server).
+    #[default]
+    Echo,
+    /// Answers each message with the operator's next reply; `exit` ends the chat (lab 2).
+    Chat,
+    /// Nothing listens on its port: connecting is refused.
+    Down,
+}
+
+impl PlayedRole {
+    /// Every role, for listings.
+    pub const ALL: [PlayedRole; 3] = [PlayedRole::Echo, PlayedRole::Chat, PlayedRole::Down];
+
+    /// One line on what it does, for `labrun list`.
+    pub fn summary(self) -> &'static str {
+        match self {
+            PlayedRole::Echo => "every byte back as it arrives (close_after = N: hang up after N messages)",
+            PlayedRole::Chat => "each message answered with the next of `replies`; `exit` ends the chat",
+            PlayedRole::Down => "nothing listens on its port: every connect is refused",
+        }
+    }
+
+    /// The name used in scenario files.
+    pub fn label(self) -> &'static str {
+        match self {
+            PlayedRole::Echo => "echo",
+            PlayedRole::Chat => "chat",
+            PlayedRole::Down => "down",
+        }
+    }
+}
+
+/// One `[[client_program]]` table: a student's client, run under supervision while labrun
+/// types at its standard input and plays its server.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClientProgram {
+    pub name: Spanned<String>,
+    pub command: Spanned<Vec<String>>,
+    pub cwd: Option<String>,
+    pub env: Option<std::collections::BTreeMap<String, String>>,
+    pub timeout: Option<DurationValue>,
+    pub stdin: Option<Spanned<RawTyping>>,
+    pub reaches: Option<Spanned<String>>,
+    pub limits: Option<RawLimits>,
+    pub expect: Option<Spanned<RawProgramExpect>>,
+}
+
+/// `stdin = { lines = [...], delay = "100ms", close = false }`: what is typed at a client.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTyping {
+    pub lines: Vec<Spanned<TypedLineValue>>,
+    pub delay: Option<DurationValue>,
+    pub close: Option<bool>,
+}
+
+/// `expect = { ... }` of a client program: overrides of what it must send and print.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProgramExpect {
+    pub sent: Option<Vec<String>>,
+    pub printed: Option<Vec<Spanned<PrintedValue>>>,
+    pub traceback: Option<TracebackPolicy>,
+}
+
+/// Whether a Python traceback on a client program's stderr fails how it ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TracebackPolicy {
+    /// A traceback means the program crashed: the check about how it ended fails.
+    #[default]
+    Fail,
+    /// Reported, but not held against it.
+    Allow,
 }
 
 /// `[report]`: which report files a run of this scenario writes (`--format` overrides).

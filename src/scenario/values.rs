@@ -222,6 +222,123 @@ impl<'de> Deserialize<'de> for MessagesValue {
     }
 }
 
+/// `replies = ["hi", "bye"]` (the operator's lines, in order) or `replies = "reply {n}"` (one
+/// per message, `{n}` counting from 1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RepliesValue {
+    /// These lines, in order.
+    Lines(Vec<String>),
+    /// This line for every message, with `{n}` replaced by its number.
+    Template(String),
+}
+
+impl<'de> Deserialize<'de> for RepliesValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct RepliesVisitor;
+        impl<'de> Visitor<'de> for RepliesVisitor {
+            type Value = RepliesValue;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list of replies (like [\"hi\", \"bye\"]) or a template (like \"reply {n}\")")
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<RepliesValue, E> {
+                Ok(RepliesValue::Template(text.to_owned()))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<RepliesValue, A::Error> {
+                let mut lines = Vec::new();
+                while let Some(line) = seq.next_element::<String>()? {
+                    lines.push(line);
+                }
+                Ok(RepliesValue::Lines(lines))
+            }
+        }
+        deserializer.deserialize_any(RepliesVisitor)
+    }
+}
+
+/// One line typed at a client program: `"hello"`, or `{ text = "1", after = "1 or 2?" }` to
+/// wait for a prompt first, with `repeat = N` for a long line made of N copies of `text`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TypedLineValue {
+    /// The text, without the line end.
+    pub text: String,
+    /// Type it only once the program's output shows this.
+    pub after: Option<String>,
+    /// How many copies of `text` make the line.
+    pub repeat: u32,
+}
+
+impl<'de> Deserialize<'de> for TypedLineValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct LineVisitor;
+        impl<'de> Visitor<'de> for LineVisitor {
+            type Value = TypedLineValue;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a line of text, or a table like { text = \"1\", after = \"1 or 2?\" }")
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<TypedLineValue, E> {
+                Ok(TypedLineValue {
+                    text: text.to_owned(),
+                    after: None,
+                    repeat: 1,
+                })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TypedLineValue, A::Error> {
+                let (mut text, mut after, mut repeat) = (None, None, 1);
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "text" => text = Some(map.next_value::<String>()?),
+                        "after" => after = Some(map.next_value::<String>()?),
+                        "repeat" => repeat = map.next_value::<u32>()?,
+                        other => {
+                            return Err(de::Error::unknown_field(other, &["text", "after", "repeat"]));
+                        }
+                    }
+                }
+                let text = text.ok_or_else(|| de::Error::missing_field("text"))?;
+                Ok(TypedLineValue { text, after, repeat })
+            }
+        }
+        deserializer.deserialize_any(LineVisitor)
+    }
+}
+
+/// Something a client program must print: a substring, or `{ regex = "..." }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PrintedValue {
+    /// These characters, anywhere after the previous match.
+    Text(String),
+    /// A match of this regular expression, anywhere after the previous match.
+    Regex(String),
+}
+
+impl<'de> Deserialize<'de> for PrintedValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct PrintedVisitor;
+        impl<'de> Visitor<'de> for PrintedVisitor {
+            type Value = PrintedValue;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a text to find (like \"Echo: hello\") or { regex = \"...\" }")
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<PrintedValue, E> {
+                Ok(PrintedValue::Text(text.to_owned()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<PrintedValue, A::Error> {
+                let mut pattern = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "regex" => pattern = Some(map.next_value::<String>()?),
+                        other => return Err(de::Error::unknown_field(other, &["regex"])),
+                    }
+                }
+                pattern
+                    .map(PrintedValue::Regex)
+                    .ok_or_else(|| de::Error::missing_field("regex"))
+            }
+        }
+        deserializer.deserialize_any(PrintedVisitor)
+    }
+}
+
 /// An open-loop rate such as `rate = "2000/s"`: messages per second for a whole group.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RateValue(pub f64);

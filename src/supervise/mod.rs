@@ -1,6 +1,9 @@
 //! Launching servers under test, knowing when they are ready, and always tearing them down.
 //!
-//! The only module that spawns or signals processes. Each server runs in its own process
+//! The only module that spawns or signals processes. [`process`] owns the mechanics shared
+//! by every supervised program (a server here, a client program under test in
+//! `clientprog`); this file adds what is particular to servers: ports, readiness, stdin
+//! scripts, scenario events. Each program runs in its own process
 //! group, so a terminal's Ctrl-C reaches labrun alone and teardown can signal everything the
 //! server forked. Teardown is SIGTERM to the group, a grace period, then SIGKILL to the group,
 //! then reaping. The leader is reaped last on purpose: while it is an unreaped zombie its
@@ -9,22 +12,20 @@
 //! in [`registry`] kills every group, and `PR_SET_PDEATHSIG` kills a direct child if labrun
 //! itself is killed outright.
 
-mod capture;
+pub mod capture;
 mod cgroup;
 mod exit;
+pub mod process;
 pub mod registry;
 mod sockets;
 pub mod tree;
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use rustix::process::{Pid, Signal, WaitId, WaitIdOptions, kill_process_group, waitid};
 use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -32,12 +33,11 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 pub use capture::SharedCapture;
-use cgroup::ProcessCap;
 pub use exit::ExitDescription;
+pub use process::Supervised;
 
 use crate::scenario::{
-    EventAction, EventPlan, ExitPolicy, Launch, Limits, PortChoice, ReadySignal, ServerPlan, StdinScript,
-    Transport,
+    EventAction, EventPlan, ExitPolicy, Launch, PortChoice, ReadySignal, ServerPlan, StdinScript, Transport,
 };
 
 /// How long a server gets to exit after SIGTERM before its group is killed.
@@ -46,8 +46,6 @@ pub const TERMINATION_GRACE: Duration = Duration::from_secs(2);
 pub const TAIL_LINES: usize = 15;
 /// How long a server allowed to exit after its clients gets to do so before teardown.
 const EXIT_BY_ITSELF_WAIT: Duration = Duration::from_secs(1);
-/// How long to wait for output pipes to reach EOF after the group is gone.
-const PIPE_FLUSH_WAIT: Duration = Duration::from_millis(500);
 
 /// Why a server could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -169,22 +167,15 @@ fn output_block(output: &str) -> String {
 pub struct ServerHandle {
     name: String,
     address: SocketAddr,
-    child: Child,
-    group: Pid,
-    stdout: SharedCapture,
-    stderr: SharedCapture,
-    drains: Vec<JoinHandle<()>>,
+    process: Supervised,
     /// Set when the readiness pattern (if any) appeared in the output.
     pattern_seen: Arc<AtomicBool>,
     /// Types at the server's stdin; aborting it closes the pipe.
     stdin_feeder: Option<JoinHandle<()>>,
     ready_after: Duration,
-    reaped: bool,
     exits: ExitPolicy,
     /// TCP or UDP: which kernel table says it is ready.
     transport: Transport,
-    /// Its pids cgroup, where the machine has one and the plan limits processes.
-    process_cap: Option<ProcessCap>,
 }
 
 /// What became of a server, for the report.
@@ -218,7 +209,7 @@ pub struct ServerEnd {
     pub process_limit: Option<ProcessLimitUse>,
 }
 
-/// How a server fared against its process limit.
+/// How a supervised program fared against its process limit.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct ProcessLimitUse {
     /// `limits.processes`: processes and threads it may have at once.
@@ -387,55 +378,33 @@ impl Servers {
 impl ServerHandle {
     /// Launches one server on `port` and waits for it to become ready.
     pub async fn start(plan: &ServerPlan, port: u16) -> Result<ServerHandle, SuperviseError> {
-        let process_cap = plan.limits.processes.and_then(ProcessCap::create);
-        let mut command =
-            build_command(plan, port, process_cap.as_ref()).map_err(|source| SuperviseError::Spawn {
-                server: plan.name.clone(),
-                program: "labrun".into(),
-                source,
-            })?;
-        let program = command.get_program().to_string_lossy().into_owned();
-        let launched = Instant::now();
-        let child = command.spawn().map_err(|source| SuperviseError::Spawn {
+        let spawn_failed = |program: String, source| SuperviseError::Spawn {
             server: plan.name.clone(),
             program,
             source,
-        })?;
-        let group = Pid::from_child(&child);
-        registry::remember(group);
+        };
+        let spec = server_spec(plan, port).map_err(|source| spawn_failed("labrun".into(), source))?;
+        let program = spec.argv[0].clone();
+        let launched = Instant::now();
+        let mut process = Supervised::spawn(spec).map_err(|source| spawn_failed(program, source))?;
         // From here on the handle owns the child: any early return kills it on drop.
+        let stdin_feeder = match (&plan.stdin, process.take_stdin()) {
+            (Some(script), Some(stdin)) => Some(feed_stdin(stdin, script)),
+            _ => None,
+        };
         let mut handle = ServerHandle {
             name: plan.name.clone(),
             address: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
-            child,
-            group,
-            stdout: SharedCapture::default(),
-            stderr: SharedCapture::default(),
-            drains: Vec::new(),
-            pattern_seen: Arc::default(),
-            stdin_feeder: None,
+            pattern_seen: match plan.ready {
+                ReadySignal::Stderr(_) => process.stderr_matched(),
+                _ => process.stdout_matched(),
+            },
+            process,
+            stdin_feeder,
             ready_after: Duration::ZERO,
-            reaped: false,
             exits: plan.exits,
             transport: plan.transport,
-            process_cap,
         };
-        let plumbing_failed = |source| SuperviseError::Spawn {
-            server: plan.name.clone(),
-            program: "(standard streams)".into(),
-            source,
-        };
-        let pipes = drain_pipes(&mut handle.child, &plan.ready).map_err(plumbing_failed)?;
-        handle.pattern_seen = match plan.ready {
-            ReadySignal::Stderr(_) => Arc::clone(&pipes.stderr.matched),
-            _ => Arc::clone(&pipes.stdout.matched),
-        };
-        handle.stdout = pipes.stdout.capture;
-        handle.stderr = pipes.stderr.capture;
-        handle.drains = vec![pipes.stdout.task, pipes.stderr.task];
-        if let Some(script) = &plan.stdin {
-            handle.stdin_feeder = Some(feed_stdin(&mut handle.child, script).map_err(plumbing_failed)?);
-        }
         handle.wait_ready(plan).await?;
         handle.ready_after = launched.elapsed();
         Ok(handle)
@@ -451,8 +420,8 @@ impl ServerHandle {
         let mut pause = Duration::from_millis(5);
         let mut elsewhere = Vec::new();
         loop {
-            if let Some(status) = self.exit_status() {
-                self.flush_output().await;
+            if let Some(status) = self.process.exit_status() {
+                self.process.flush_output().await;
                 return Err(SuperviseError::ExitedAtStartup {
                     server: self.name.clone(),
                     status,
@@ -502,8 +471,9 @@ impl ServerHandle {
     /// where else it listens. Falls back to a connect probe where `/proc` cannot be read.
     async fn listens_on_its_port(&self, deadline: Instant, elsewhere: &mut Vec<SocketAddr>) -> bool {
         let port = self.address.port();
-        let leader = self.child.id();
-        let family = |pid: u32| pid == leader || tree::is_descendant_or_member(pid, leader, self.group);
+        let leader = self.process.pid();
+        let group = self.process.group();
+        let family = |pid: u32| pid == leader || tree::is_descendant_or_member(pid, leader, group);
         match sockets::listeners_held_by(self.transport, family) {
             Ok(listeners) if listeners.iter().any(|l| l.reachable_on_loopback(port)) => true,
             Ok(listeners) => {
@@ -520,15 +490,6 @@ impl ServerHandle {
         }
     }
 
-    /// The leader's exit status if it has exited, without reaping it.
-    fn exit_status(&self) -> Option<ExitDescription> {
-        let options = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
-        match waitid(WaitId::Pid(self.group), options) {
-            Ok(Some(status)) => Some(ExitDescription::from_waitid(&status)),
-            _ => None,
-        }
-    }
-
     /// SIGTERM, grace, SIGKILL to the group, reap; reports what happened.
     pub async fn stop(mut self, grace: Duration) -> ServerEnd {
         if let Some(feeder) = self.stdin_feeder.take() {
@@ -537,54 +498,27 @@ impl ServerHandle {
         if self.exits == ExitPolicy::AfterClients {
             // Its last client has only just closed: give it the moment it needs to notice
             // and exit by itself, so the report says what it would do on its own.
-            self.wait_for_exit(EXIT_BY_ITSELF_WAIT).await;
+            self.process.wait_for_exit(EXIT_BY_ITSELF_WAIT).await;
         }
         let mut still_listening = true;
-        if self.exit_status().is_none() {
+        if self.process.exit_status().is_none() {
             still_listening = self.listens_on_its_port(Instant::now(), &mut Vec::new()).await;
             if !still_listening {
                 // It closed its listener, most likely on its way out (a server that ends after
                 // one client): let it finish, so the report can say how it ended.
-                self.wait_for_exit(EXIT_BY_ITSELF_WAIT).await;
+                self.process.wait_for_exit(EXIT_BY_ITSELF_WAIT).await;
             }
         }
-        let exited_during_run = self.exit_status();
-        let leader = self.child.id();
-        // Descendants are collected while their parent links are intact: after the leader
-        // dies they are re-parented and can no longer be traced to this server.
-        let mut strays = tree::descendants_of(leader);
-        let teardown = if exited_during_run.is_some() {
-            Teardown::AlreadyExited
-        } else {
-            let _ = kill_process_group(self.group, Signal::TERM);
-            tree::signal_all(&strays, Signal::TERM);
-            self.wait_for_exit(grace).await;
-            if self.exit_status().is_some() {
-                Teardown::Terminated
-            } else {
-                Teardown::Killed
-            }
-        };
-        strays.extend(tree::descendants_of(leader));
-        tree::signal_all(&strays, Signal::KILL);
-        if let Some(cap) = &self.process_cap {
-            cap.kill_all();
-        }
-        self.kill_and_reap();
-        tree::reap_adopted(&strays);
-        let process_limit = self.process_cap.as_ref().map(|cap| ProcessLimitUse {
-            limit: cap.limit(),
-            refused_forks: cap.refused_forks(),
-        });
-        self.flush_output().await;
+        let exited_during_run = self.process.exit_status();
+        let teardown = self.process.stop(grace).await;
         // Each lock is taken and released in its own statement: guards in a struct literal
         // would live to its end and deadlock with `output_tail`.
-        let stdout_bytes = capture::lock(&self.stdout).total_bytes();
-        let stderr_bytes = capture::lock(&self.stderr).total_bytes();
+        let stdout_bytes = capture::lock(self.process.stdout()).total_bytes();
+        let stderr_bytes = capture::lock(self.process.stderr()).total_bytes();
         ServerEnd {
             name: self.name.clone(),
             address: self.address,
-            pid: self.child.id(),
+            pid: self.process.pid(),
             ready_after: self.ready_after,
             exited_during_run,
             still_listening,
@@ -593,87 +527,29 @@ impl ServerHandle {
             stderr_bytes,
             output_tail: self.output_tail(),
             stopped_by_event: None,
-            process_limit,
-        }
-    }
-
-    /// Polls (without reaping) until the leader exits or `limit` passes.
-    async fn wait_for_exit(&self, limit: Duration) {
-        let deadline = Instant::now() + limit;
-        while self.exit_status().is_none() && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
-    /// Kills whatever is left of the group, then reaps the leader.
-    fn kill_and_reap(&mut self) {
-        if self.reaped {
-            return;
-        }
-        let _ = kill_process_group(self.group, Signal::KILL);
-        // The leader itself too: a program can move itself out of its own process group,
-        // and then the group signal misses it and `wait` would block forever.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.reaped = true;
-        registry::forget(self.group);
-    }
-
-    /// Waits (briefly) until both pipes reach EOF, so the output tail is complete.
-    async fn flush_output(&mut self) {
-        for drain in &mut self.drains {
-            let _ = tokio::time::timeout(PIPE_FLUSH_WAIT, drain).await;
+            process_limit: self.process.process_limit(),
         }
     }
 
     fn output_tail(&self) -> String {
-        let stderr = capture::lock(&self.stderr);
-        if stderr.total_bytes() > 0 {
-            return stderr.tail_text(TAIL_LINES);
-        }
-        capture::lock(&self.stdout).tail_text(TAIL_LINES)
+        self.process.output_tail(TAIL_LINES)
     }
 }
 
 impl Drop for ServerHandle {
     fn drop(&mut self) {
-        self.kill_and_reap();
-        for task in self.drains.iter().chain(&self.stdin_feeder) {
-            task.abort();
+        // The process kills its own group when it drops, right after this.
+        if let Some(feeder) = &self.stdin_feeder {
+            feeder.abort();
         }
     }
 }
 
-/// The child's output streams, being drained.
-struct Pipes {
-    stdout: capture::Drained,
-    stderr: capture::Drained,
-}
-
-/// Starts draining the child's stdout and stderr, watching the one the plan's readiness
-/// pattern names.
-fn drain_pipes(child: &mut Child, ready: &ReadySignal) -> io::Result<Pipes> {
-    let stdout = tokio::process::ChildStdout::from_std(child.stdout.take().expect("stdout is piped"))?;
-    let stderr = tokio::process::ChildStderr::from_std(child.stderr.take().expect("stderr is piped"))?;
-    let pattern = |text: &str| Some(regex::Regex::new(text).expect("the plan validated the pattern"));
-    let (stdout_pattern, stderr_pattern) = match ready {
-        ReadySignal::Listening => (None, None),
-        ReadySignal::Stdout(text) => (pattern(text), None),
-        ReadySignal::Stderr(text) => (None, pattern(text)),
-    };
-    Ok(Pipes {
-        stdout: capture::drain(stdout, stdout_pattern),
-        stderr: capture::drain(stderr, stderr_pattern),
-    })
-}
-
 /// Types the script's lines at the child's stdin, then holds the pipe open (so `input()`
 /// waits instead of failing) until the task is aborted at teardown.
-fn feed_stdin(child: &mut Child, script: &StdinScript) -> io::Result<JoinHandle<()>> {
-    let stdin = child.stdin.take().expect("stdin is piped when there is a script");
-    let mut stdin = tokio::process::ChildStdin::from_std(stdin)?;
+fn feed_stdin(mut stdin: tokio::process::ChildStdin, script: &StdinScript) -> JoinHandle<()> {
     let lines: Vec<String> = script.lines().collect();
-    Ok(tokio::spawn(async move {
+    tokio::spawn(async move {
         for line in lines {
             let typed = format!("{line}\n");
             // A server that exits or closes stdin stops the typing; that is its business.
@@ -683,7 +559,19 @@ fn feed_stdin(child: &mut Child, script: &StdinScript) -> io::Result<JoinHandle<
         }
         let _ = stdin.flush().await;
         std::future::pending::<()>().await;
-    }))
+    })
+}
+
+/// Who holds TCP `port` on loopback, as `pid N (command line)`, when the kernel tells.
+pub fn port_holder(port: u16) -> Option<String> {
+    holder_of(Transport::Tcp, port)
+}
+
+fn holder_of(transport: Transport, port: u16) -> Option<String> {
+    sockets::holder_of_port(transport, port).map(|pid| match sockets::command_line(pid) {
+        Some(command) => format!("pid {pid} ({command})"),
+        None => format!("pid {pid}"),
+    })
 }
 
 /// Picks the port: a free one for `"auto"`, or checks that a fixed one is free.
@@ -708,12 +596,7 @@ fn choose_port(plan: &ServerPlan) -> Result<u16, SuperviseError> {
             Err(err) if err.kind() == io::ErrorKind::AddrInUse => Err(SuperviseError::PortInUse {
                 server: plan.name.clone(),
                 port,
-                holder: sockets::holder_of_port(plan.transport, port).map(|pid| match sockets::command_line(
-                    pid,
-                ) {
-                    Some(command) => format!("pid {pid} ({command})"),
-                    None => format!("pid {pid}"),
-                }),
+                holder: holder_of(plan.transport, port),
             }),
             // Any other bind error (a privileged port, say) is the server's to meet and report.
             Err(_) => Ok(port),
@@ -721,83 +604,41 @@ fn choose_port(plan: &ServerPlan) -> Result<u16, SuperviseError> {
     }
 }
 
-/// Sets each configured limit as both the soft and the hard limit, so the server cannot
-/// raise it again; the CPU hard limit is one second later, so a server past its CPU time
-/// gets SIGXCPU (reported by name) rather than a bare SIGKILL. Runs in the forked child
-/// before exec.
-fn apply_limits(limits: &Limits) -> io::Result<()> {
-    use rustix::process::{Resource, Rlimit, setrlimit};
-    let pairs = [
-        (Resource::Cpu, limits.cpu_seconds),
-        (Resource::As, limits.memory_bytes),
-        (Resource::Nproc, limits.processes),
-        (Resource::Nofile, limits.open_files),
-        (Resource::Fsize, limits.file_size_bytes),
-    ];
-    for (resource, value) in pairs {
-        if let Some(value) = value {
-            let maximum = if resource == Resource::Cpu {
-                value + 1
-            } else {
-                value
-            };
-            setrlimit(
-                resource,
-                Rlimit {
-                    current: Some(value),
-                    maximum: Some(maximum),
-                },
-            )?;
-        }
-    }
-    Ok(())
-}
-
-fn build_command(plan: &ServerPlan, port: u16, process_cap: Option<&ProcessCap>) -> io::Result<Command> {
+/// The server's command line and surroundings: a built-in runs as `labrun serve`, any other
+/// program with `{port}` substituted; `PORT` is always set.
+fn server_spec(plan: &ServerPlan, port: u16) -> io::Result<process::Spec<'_>> {
     let port_text = port.to_string();
-    let mut command = match &plan.launch {
-        Launch::Builtin(builtin) => {
-            let mut command = Command::new(std::env::current_exe()?);
-            command.args(["serve", builtin.name(), "--port", &port_text]);
-            command
-        }
-        Launch::Command(argv) => {
-            let mut args = argv.iter().map(|arg| arg.replace("{port}", &port_text));
-            let mut command = Command::new(args.next().expect("plan guarantees a program"));
-            command.args(args);
-            command
-        }
+    let argv = match &plan.launch {
+        Launch::Builtin(builtin) => vec![
+            std::env::current_exe()?.display().to_string(),
+            "serve".into(),
+            builtin.name().into(),
+            "--port".into(),
+            port_text.clone(),
+        ],
+        Launch::Command(argv) => argv.iter().map(|arg| arg.replace("{port}", &port_text)).collect(),
     };
-    if let Some(dir) = &plan.cwd {
-        command.current_dir(dir);
-    }
-    command
-        .env("PORT", &port_text)
-        .envs(
+    let pattern = |text: &str| Some(regex::Regex::new(text).expect("the plan validated the pattern"));
+    let (watch_stdout, watch_stderr) = match &plan.ready {
+        ReadySignal::Listening => (None, None),
+        ReadySignal::Stdout(text) => (pattern(text), None),
+        ReadySignal::Stderr(text) => (None, pattern(text)),
+    };
+    let env = std::iter::once(("PORT".to_owned(), port_text.clone()))
+        .chain(
             plan.env
                 .iter()
-                .map(|(key, value)| (key, value.replace("{port}", &port_text))),
+                .map(|(key, value)| (key.clone(), value.replace("{port}", &port_text))),
         )
-        .stdin(if plan.stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    let limits = plan.limits;
-    let cgroup_entry = process_cap.map(ProcessCap::entry).transpose()?;
-    // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
-    // system calls (prctl, write, setrlimit); it allocates nothing and takes no locks.
-    unsafe {
-        command.pre_exec(move || {
-            rustix::process::set_parent_process_death_signal(Some(Signal::KILL)).map_err(io::Error::from)?;
-            if let Some(entry) = &cgroup_entry {
-                entry.join()?;
-            }
-            apply_limits(&limits)
-        });
-    }
-    Ok(command)
+        .collect();
+    Ok(process::Spec {
+        argv,
+        cwd: plan.cwd.as_deref(),
+        env,
+        stdin: plan.stdin.is_some(),
+        limits: plan.limits,
+        keep: capture::CaptureLimits::SERVER,
+        watch_stdout,
+        watch_stderr,
+    })
 }

@@ -11,6 +11,7 @@ pub mod datagrams;
 pub mod fanout;
 pub mod frame;
 pub mod ledger;
+pub mod program;
 pub mod stream;
 
 use serde::Serialize;

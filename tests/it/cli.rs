@@ -116,6 +116,7 @@ fn list_names_every_builtin_workload_and_fault() {
         "half-close",
         "garbage",
         "stall",
+        "down",
     ] {
         run.stdout_has(&format!("  {name} "));
     }

@@ -31,10 +31,17 @@ fn stopping_one_server_cuts_off_only_its_own_clients() {
         scratch
             .run_shipped(scenario)
             .expect_code(0)
-            .stdout_has(" s: stop `first`")
+            .stdout_has("stop `first`: it exited on SIGTERM")
             .stdout_has("PASS  independence");
         scratch.assert_nothing_left();
         let report = read_report(&scratch.reports().join(format!("{name}.json")));
+        // Due at 1 s; a loaded machine may wake the timer a few milliseconds late, so the
+        // printed time is not always "1.00 s".
+        let at_ms = report["events"][0]["at_ms"].as_f64().expect("at_ms");
+        assert!(
+            (1000.0..2000.0).contains(&at_ms),
+            "{scenario}: event at {at_ms} ms"
+        );
         let cut = ends(&report, "to-first");
         assert!(
             cut.len() == 2 && cut.iter().all(|e| e != "completed"),
@@ -46,12 +53,6 @@ fn stopping_one_server_cuts_off_only_its_own_clients() {
             "{scenario}"
         );
         assert_eq!(report["events"][0]["ok"], true);
-        // Due at 1 s; a loaded machine may wake the timer a little late, never early.
-        let at_ms = report["events"][0]["at_ms"].as_f64().expect("at_ms");
-        assert!(
-            (1000.0..1500.0).contains(&at_ms),
-            "{scenario}: event at {at_ms} ms"
-        );
         assert!(
             check(&report, "server first")["summary"]
                 .as_str()

@@ -11,7 +11,12 @@ fn root() -> &'static Path {
 }
 
 fn submissions() -> Vec<PathBuf> {
-    let mut all: Vec<PathBuf> = std::fs::read_dir(root().join("tests/fixtures/submissions"))
+    submissions_in("tests/fixtures/submissions")
+}
+
+/// The submission folders in `folder` (relative to the repository), sorted.
+fn submissions_in(folder: &str) -> Vec<PathBuf> {
+    let mut all: Vec<PathBuf> = std::fs::read_dir(root().join(folder))
         .expect("submissions")
         .map(|e| e.expect("entry").path())
         .filter(|p| p.is_dir())
@@ -178,4 +183,31 @@ fn killing_the_grader_leaves_no_student_process_behind() {
     grader.kill().expect("kill");
     grader.wait().expect("reaped");
     scratch.assert_nothing_left();
+}
+
+#[test]
+fn a_suite_grades_the_server_and_the_client_of_each_submission() {
+    let scratch = Scratch::new();
+    let out = scratch.dir.path().join("lab1");
+    let mut command = scratch.labrun();
+    command
+        .timeout(Duration::from_secs(300))
+        .arg("grade")
+        .arg(root().join("tests/fixtures/suites/lab1.toml"))
+        .args(submissions_in("tests/fixtures/client-submissions"))
+        .args(["-j", "2", "--out"])
+        .arg(&out);
+    Run::from(command.output().expect("labrun runs")).expect_code(0);
+    scratch.assert_nothing_left();
+    assert_eq!(
+        std::fs::read_to_string(out.join("grades.csv")).expect("grades.csv"),
+        "submission,echo,client,total,max,flags
+ana,10,10,20,20,
+ben,10,5,15,20,
+cleo,6.67,10,16.67,20,
+"
+    );
+    let ben = std::fs::read_to_string(out.join("feedback/ben.md")).expect("feedback");
+    assert!(ben.contains("FAIL exit: it was still running"), "{ben}");
+    assert!(ben.contains("→ Leave the input loop"), "{ben}");
 }

@@ -6,6 +6,7 @@
 mod broadcast;
 mod chat;
 mod cli;
+mod clients;
 mod compare;
 mod concurrency;
 mod events;

@@ -96,7 +96,12 @@ fn violations(schema_root: &Value, schema: &Value, value: &Value, path: &str) ->
 
 fn shipped_scenarios() -> Vec<PathBuf> {
     let mut found = Vec::new();
-    for dir in ["scenarios", "scenarios/python", "tests/fixtures/scenarios"] {
+    for dir in [
+        "scenarios",
+        "scenarios/python",
+        "scenarios/clients",
+        "tests/fixtures/scenarios",
+    ] {
         for entry in std::fs::read_dir(root().join(dir)).expect("scenario folder") {
             let path = entry.expect("entry").path();
             if path.extension().is_some_and(|e| e == "toml") {
@@ -150,16 +155,27 @@ fn every_shipped_scenario_conforms_to_the_scenario_schema() {
 fn reports_conform_to_the_report_schema() {
     let schema = load_schema("report.schema.json");
     let scratch = Scratch::new();
-    let text =
-        std::fs::read_to_string(root().join("tests/fixtures/scenarios/kitchen-sink.toml")).expect("scenario");
-    let path = scratch.file(
-        "kitchen-sink.toml",
-        &text.replace("{root}", &root().display().to_string()),
-    );
-    scratch.run(&path).expect_code(0);
+    for name in ["kitchen-sink", "kitchen-sink-clients"] {
+        let text = std::fs::read_to_string(root().join(format!("tests/fixtures/scenarios/{name}.toml")))
+            .expect("scenario");
+        let path = scratch.file(
+            &format!("{name}.toml"),
+            &text.replace("{root}", &root().display().to_string()),
+        );
+        scratch.run(&path).expect_code(0);
+    }
     scratch.run_shipped("scenarios/threaded.toml").expect_code(0);
+    // A client program that ends before all its lines are typed (typing_stopped, status 1).
+    scratch
+        .run_shipped("scenarios/clients/echo-server-closes.toml")
+        .expect_code(0);
     scratch.assert_nothing_left();
-    for name in ["kitchen-sink", "threaded"] {
+    for name in [
+        "kitchen-sink",
+        "kitchen-sink-clients",
+        "threaded",
+        "echo-client-server-closes",
+    ] {
         let report = read_report(&scratch.reports().join(format!("{name}.json")));
         let found = violations(&schema, &schema, &report, "$");
         assert!(found.is_empty(), "{name}: {found:#?}");

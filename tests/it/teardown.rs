@@ -114,9 +114,27 @@ fn ctrl_c_stops_the_run_reports_partial_results_and_exits_130() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("labrun starts");
-    // Wait until the server is up (it carries the marker), then let clients run a moment.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while scratch.survivors().len() < 2 && Instant::now() < deadline {
+    // Wait until the server (it carries the marker) has accepted a client: it then holds a
+    // socket besides its listener. A fixed pause after it appeared was too short on a loaded
+    // machine, where Ctrl-C could land before the first echo and leave nothing partial.
+    let labrun = child.id();
+    let serving = || {
+        scratch
+            .survivors()
+            .into_iter()
+            .filter(|&pid| pid != labrun)
+            .any(|pid| {
+                std::fs::read_dir(format!("/proc/{pid}/fd"))
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+                    .filter(|target| target.to_string_lossy().starts_with("socket:"))
+                    .count()
+                    >= 2
+            })
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !serving() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_millis(500));

@@ -1,0 +1,189 @@
+//! Client programs under test: labrun plays their server and types at them.
+//!
+//! Each `[[client_program]]` runs alone, one after another, against freshly started
+//! [`played`] servers, so every connection a played server records is that program's and
+//! two programs aimed at the same fixed port (typing "1" and "2" at the lab's "1 or 2?"
+//! client) never meet. A session: bind the played servers, launch the program under the
+//! same supervision as a server (its own process group, rlimits, capped output, teardown on
+//! every path), type its lines ([`typist`]) while waiting for it to exit within its
+//! timeout, tear it down, then stop the servers and keep their recordings. Judging is
+//! `verify::program`'s job; nothing here decides whether the program was right.
+
+mod played;
+pub mod record;
+mod typist;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::scenario::{Plan, ProgramPlan};
+use crate::supervise::capture::{self, CaptureLimits};
+use crate::supervise::process::{Spec, Supervised};
+use crate::supervise::{TAIL_LINES, TERMINATION_GRACE};
+pub use record::{ConnectionEnd, ConnectionRecord, Ending, ProgramRecord, TypingRecord, TypingStop};
+
+/// What a Python traceback's first line says.
+pub const TRACEBACK_PATTERN: &str = r"Traceback \(most recent call last\)";
+
+/// Why a client program's session could not be run at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ProgramError {
+    /// The program could not be executed.
+    #[error("cannot start client program `{program}`: `{command}`: {source}")]
+    Spawn {
+        /// Program name.
+        program: String,
+        /// What was executed.
+        command: String,
+        /// The operating system's reason.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A played server's fixed port is taken on this machine.
+    #[error(
+        "cannot play server `{server}`: port {port} on 127.0.0.1 is already in use{}; \
+         run where a private network namespace is allowed (root or user namespaces), or free the port",
+        holder.as_ref().map(|h| format!(" by {h}")).unwrap_or_default()
+    )]
+    PortInUse {
+        /// Played server name.
+        server: String,
+        /// The port.
+        port: u16,
+        /// Who holds it (`pid N (command line)`), when the kernel tells.
+        holder: Option<String>,
+    },
+    /// A played server's socket could not be set up.
+    #[error("cannot play server `{server}`")]
+    Bind {
+        /// Played server name.
+        server: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Runs every client program of the plan in turn; stops early on Ctrl-C.
+pub async fn run_all(
+    plan: &Plan,
+    run_deadline: Instant,
+    cancel: &CancellationToken,
+) -> Result<Vec<ProgramRecord>, ProgramError> {
+    let mut records = Vec::with_capacity(plan.programs.len());
+    for index in 0..plan.programs.len() {
+        if cancel.is_cancelled() {
+            break;
+        }
+        records.push(run_one(plan, index, run_deadline, cancel).await?);
+    }
+    Ok(records)
+}
+
+/// One program's session, start to teardown.
+async fn run_one(
+    plan: &Plan,
+    index: usize,
+    run_deadline: Instant,
+    cancel: &CancellationToken,
+) -> Result<ProgramRecord, ProgramError> {
+    let program = &plan.programs[index];
+    let launched = Instant::now();
+    let servers = played::PlayedServers::start(&plan.played, launched)?;
+    let ports = servers.ports().to_vec();
+    let spec = program_spec(plan, program, &ports);
+    let argv = spec.argv.clone();
+    let mut process = Supervised::spawn(spec).map_err(|source| ProgramError::Spawn {
+        program: program.name.clone(),
+        command: argv[0].clone(),
+        source,
+    })?;
+    let deadline = (launched + program.timeout).min(run_deadline);
+    let keyboard = typist::Keyboard {
+        stdin: process.take_stdin(),
+        stdout: process.stdout().clone(),
+        stdout_growth: process.stdout_growth(),
+        launched,
+        deadline,
+        cancel: cancel.clone(),
+    };
+    let exited = async {
+        tokio::select! {
+            () = process.wait_for_exit(deadline.saturating_duration_since(Instant::now())) => {}
+            () = cancel.cancelled() => {}
+        }
+    };
+    let ((typing, open_stdin), ()) = tokio::join!(typist::type_lines(keyboard, &program.stdin), exited);
+    let ending = match process.exit_status() {
+        Some(status) => Ending::Exited {
+            status,
+            after: launched.elapsed(),
+        },
+        None if cancel.is_cancelled() => Ending::Interrupted,
+        None => Ending::TimedOut {
+            after: deadline.saturating_duration_since(launched),
+        },
+    };
+    let teardown = process.stop(TERMINATION_GRACE).await;
+    drop(open_stdin);
+    // The program is gone, so every connection it made has been closed by its side.
+    let connections = servers.stop().await;
+    let (stdout, stdout_dropped, stdout_bytes, stdout_tail) = {
+        let out = capture::lock(process.stdout());
+        let kept: Vec<u8> = out.kept().into_iter().flat_map(|(_, run)| run).collect();
+        (
+            kept,
+            out.dropped_bytes(),
+            out.total_bytes(),
+            out.tail_text(TAIL_LINES),
+        )
+    };
+    let (stderr_bytes, stderr_tail) = {
+        let err = capture::lock(process.stderr());
+        (err.total_bytes(), err.tail_text(TAIL_LINES))
+    };
+    Ok(ProgramRecord {
+        program: index,
+        argv,
+        pid: process.pid(),
+        ports,
+        ending,
+        teardown,
+        typing,
+        stdout,
+        stdout_dropped,
+        stdout_bytes,
+        stderr_bytes,
+        stdout_tail,
+        stderr_tail,
+        traceback: process.stderr_seen(),
+        connections,
+    })
+}
+
+/// The program's command line and environment, ports substituted. `PYTHONUNBUFFERED` is set
+/// (a scenario's `env` may override it) so that what a Python client printed before it was
+/// stopped is in the capture, not lost in its buffer; `PORT` is its target's port.
+fn program_spec<'a>(plan: &Plan, program: &'a ProgramPlan, ports: &[u16]) -> Spec<'a> {
+    let substitute = |text: &str| program.substitute(text, &plan.played, ports);
+    let mut env = vec![("PYTHONUNBUFFERED".to_owned(), "1".to_owned())];
+    if let Some(target) = program.reaches {
+        env.push(("PORT".to_owned(), ports[target].to_string()));
+    }
+    env.extend(
+        program
+            .env
+            .iter()
+            .map(|(key, value)| (key.clone(), substitute(value))),
+    );
+    Spec {
+        argv: program.command.iter().map(|arg| substitute(arg)).collect(),
+        cwd: program.cwd.as_deref(),
+        env,
+        stdin: true,
+        limits: program.limits,
+        keep: CaptureLimits::PROGRAM,
+        watch_stdout: None,
+        watch_stderr: Some(regex::Regex::new(TRACEBACK_PATTERN).expect("constant pattern is valid")),
+    }
+}

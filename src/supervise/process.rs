@@ -1,0 +1,305 @@
+//! One supervised child process: spawned into its own process group under rlimits and
+//! `PR_SET_PDEATHSIG`, its stdout and stderr drained into bounded captures, and torn down
+//! (SIGTERM to the group and every descendant, grace, SIGKILL, reap) on every path.
+//!
+//! Servers under test and client programs under test are both [`Supervised`]; what differs
+//! between them (readiness, typing at stdin, what counts as a good end) lives with their
+//! callers. Keeping the process mechanics here means there is one teardown to get right.
+
+use std::io;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use regex::Regex;
+use rustix::process::{Pid, Signal, WaitId, WaitIdOptions, kill_process_group, waitid};
+use std::os::unix::process::CommandExt;
+use tokio::time::Instant;
+
+use super::capture::{self, CaptureLimits, SharedCapture};
+use super::cgroup::ProcessCap;
+use super::exit::ExitDescription;
+use super::{ProcessLimitUse, Teardown, registry, tree};
+use crate::scenario::Limits;
+
+/// How long to wait for output pipes to reach EOF after the group is gone.
+const PIPE_FLUSH_WAIT: Duration = Duration::from_millis(500);
+
+/// What to start and under which conditions.
+pub struct Spec<'a> {
+    /// The program and its arguments, already substituted.
+    pub argv: Vec<String>,
+    /// Working directory (labrun's own when `None`).
+    pub cwd: Option<&'a Path>,
+    /// Extra environment variables.
+    pub env: Vec<(String, String)>,
+    /// Whether stdin is a pipe the caller writes to (else `/dev/null`).
+    pub stdin: bool,
+    /// Resource limits, inherited by everything it starts.
+    pub limits: Limits,
+    /// How much of each output stream is kept.
+    pub keep: CaptureLimits,
+    /// A pattern to watch for on stdout, line by line.
+    pub watch_stdout: Option<Regex>,
+    /// A pattern to watch for on stderr, line by line.
+    pub watch_stderr: Option<Regex>,
+}
+
+/// A running child, owned: dropping it kills its whole process group.
+pub struct Supervised {
+    child: Child,
+    group: Pid,
+    stdout: capture::Drained,
+    stderr: capture::Drained,
+    reaped: bool,
+    /// Its pids cgroup, where the machine has one and the spec limits processes. Dropped
+    /// after the leader is reaped, killing whatever is still inside.
+    process_cap: Option<ProcessCap>,
+}
+
+impl Supervised {
+    /// Starts the child. The error is the operating system's (a missing program, a bad
+    /// working directory); callers name the program in their own error.
+    pub fn spawn(spec: Spec) -> io::Result<Supervised> {
+        let process_cap = spec.limits.processes.and_then(ProcessCap::create);
+        let mut command = build_command(&spec, process_cap.as_ref())?;
+        let mut child = command.spawn()?;
+        let group = Pid::from_child(&child);
+        registry::remember(group);
+        // Owned from here: if draining cannot start, the group is killed on the way out.
+        let drained = drain_pipes(&mut child, &spec);
+        let (stdout, stderr) = match drained {
+            Ok(pipes) => pipes,
+            Err(err) => {
+                let _ = kill_process_group(group, Signal::KILL);
+                let _ = child.kill();
+                let _ = child.wait();
+                registry::forget(group);
+                return Err(err);
+            }
+        };
+        Ok(Supervised {
+            child,
+            group,
+            stdout,
+            stderr,
+            reaped: false,
+            process_cap,
+        })
+    }
+
+    /// The child's stdin pipe, once (only when the spec asked for one).
+    pub fn take_stdin(&mut self) -> Option<tokio::process::ChildStdin> {
+        let stdin = self.child.stdin.take()?;
+        tokio::process::ChildStdin::from_std(stdin).ok()
+    }
+
+    /// Process id of the leader.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Its process group.
+    pub fn group(&self) -> Pid {
+        self.group
+    }
+
+    /// Everything kept of its stdout.
+    pub fn stdout(&self) -> &SharedCapture {
+        &self.stdout.capture
+    }
+
+    /// Everything kept of its stderr.
+    pub fn stderr(&self) -> &SharedCapture {
+        &self.stderr.capture
+    }
+
+    /// Set once a stdout line matched the spec's `watch_stdout`.
+    pub fn stdout_matched(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.stdout.matched)
+    }
+
+    /// Set once a stderr line matched the spec's `watch_stderr`.
+    pub fn stderr_matched(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.stderr.matched)
+    }
+
+    /// Whether a stderr line matched the spec's `watch_stderr`.
+    pub fn stderr_seen(&self) -> bool {
+        self.stderr.matched.load(Ordering::Relaxed)
+    }
+
+    /// Changes whenever stdout grows; closed once stdout reaches EOF.
+    pub fn stdout_growth(&self) -> tokio::sync::watch::Receiver<()> {
+        self.stdout.grew.clone()
+    }
+
+    /// The leader's exit status if it has exited, without reaping it.
+    pub fn exit_status(&self) -> Option<ExitDescription> {
+        let options = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
+        match waitid(WaitId::Pid(self.group), options) {
+            Ok(Some(status)) => Some(ExitDescription::from_waitid(&status)),
+            _ => None,
+        }
+    }
+
+    /// Polls (without reaping) until the leader exits or `limit` passes.
+    pub async fn wait_for_exit(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.exit_status().is_none() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// SIGTERM to the group and every descendant, `grace`, then SIGKILL to all of them, reap,
+    /// and wait for the output to be complete; says how it went.
+    pub async fn stop(&mut self, grace: Duration) -> Teardown {
+        let leader = self.child.id();
+        // Descendants are collected while their parent links are intact: after the leader
+        // dies they are re-parented and can no longer be traced to this child.
+        let mut strays = tree::descendants_of(leader);
+        let teardown = if self.exit_status().is_some() {
+            Teardown::AlreadyExited
+        } else {
+            let _ = kill_process_group(self.group, Signal::TERM);
+            tree::signal_all(&strays, Signal::TERM);
+            self.wait_for_exit(grace).await;
+            if self.exit_status().is_some() {
+                Teardown::Terminated
+            } else {
+                Teardown::Killed
+            }
+        };
+        strays.extend(tree::descendants_of(leader));
+        tree::signal_all(&strays, Signal::KILL);
+        if let Some(cap) = &self.process_cap {
+            cap.kill_all();
+        }
+        self.kill_and_reap();
+        tree::reap_adopted(&strays);
+        self.flush_output().await;
+        teardown
+    }
+
+    /// Its process limit and the forks refused at it, when a pids cgroup enforced it.
+    pub fn process_limit(&self) -> Option<ProcessLimitUse> {
+        self.process_cap.as_ref().map(|cap| ProcessLimitUse {
+            limit: cap.limit(),
+            refused_forks: cap.refused_forks(),
+        })
+    }
+
+    /// Kills whatever is left of the group, then reaps the leader.
+    fn kill_and_reap(&mut self) {
+        if self.reaped {
+            return;
+        }
+        let _ = kill_process_group(self.group, Signal::KILL);
+        // The leader itself too: a program can move itself out of its own process group,
+        // and then the group signal misses it and `wait` would block forever.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.reaped = true;
+        registry::forget(self.group);
+    }
+
+    /// Waits (briefly) until both pipes reach EOF, so the captures are complete.
+    pub async fn flush_output(&mut self) {
+        for drain in [&mut self.stdout.task, &mut self.stderr.task] {
+            let _ = tokio::time::timeout(PIPE_FLUSH_WAIT, drain).await;
+        }
+    }
+
+    /// Its last output lines (stderr, or stdout if stderr was empty), escaped.
+    pub fn output_tail(&self, lines: usize) -> String {
+        let stderr = capture::lock(&self.stderr.capture);
+        if stderr.total_bytes() > 0 {
+            return stderr.tail_text(lines);
+        }
+        capture::lock(&self.stdout.capture).tail_text(lines)
+    }
+}
+
+impl Drop for Supervised {
+    fn drop(&mut self) {
+        self.kill_and_reap();
+        self.stdout.task.abort();
+        self.stderr.task.abort();
+    }
+}
+
+/// Starts draining the child's stdout and stderr, watching each for its pattern.
+fn drain_pipes(child: &mut Child, spec: &Spec) -> io::Result<(capture::Drained, capture::Drained)> {
+    let stdout = tokio::process::ChildStdout::from_std(child.stdout.take().expect("stdout is piped"))?;
+    let stderr = tokio::process::ChildStderr::from_std(child.stderr.take().expect("stderr is piped"))?;
+    Ok((
+        capture::drain(stdout, spec.keep, spec.watch_stdout.clone()),
+        capture::drain(stderr, spec.keep, spec.watch_stderr.clone()),
+    ))
+}
+
+/// Sets each configured limit as both the soft and the hard limit, so the child cannot
+/// raise it again; the CPU hard limit is one second later, so a child past its CPU time
+/// gets SIGXCPU (reported by name) rather than a bare SIGKILL. Runs in the forked child
+/// before exec.
+fn apply_limits(limits: &Limits) -> io::Result<()> {
+    use rustix::process::{Resource, Rlimit, setrlimit};
+    let pairs = [
+        (Resource::Cpu, limits.cpu_seconds),
+        (Resource::As, limits.memory_bytes),
+        (Resource::Nproc, limits.processes),
+        (Resource::Nofile, limits.open_files),
+        (Resource::Fsize, limits.file_size_bytes),
+    ];
+    for (resource, value) in pairs {
+        if let Some(value) = value {
+            let maximum = if resource == Resource::Cpu {
+                value + 1
+            } else {
+                value
+            };
+            setrlimit(
+                resource,
+                Rlimit {
+                    current: Some(value),
+                    maximum: Some(maximum),
+                },
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn build_command(spec: &Spec, process_cap: Option<&ProcessCap>) -> io::Result<Command> {
+    let (program, args) = spec
+        .argv
+        .split_first()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty command"))?;
+    let mut command = Command::new(program);
+    command.args(args);
+    if let Some(dir) = spec.cwd {
+        command.current_dir(dir);
+    }
+    command
+        .envs(spec.env.iter().map(|(key, value)| (key, value)))
+        .stdin(if spec.stdin { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let limits = spec.limits;
+    let cgroup_entry = process_cap.map(ProcessCap::entry).transpose()?;
+    // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
+    // system calls (prctl, write, setrlimit); it allocates nothing and takes no locks.
+    unsafe {
+        command.pre_exec(move || {
+            rustix::process::set_parent_process_death_signal(Some(Signal::KILL)).map_err(io::Error::from)?;
+            if let Some(entry) = &cgroup_entry {
+                entry.join()?;
+            }
+            apply_limits(&limits)
+        });
+    }
+    Ok(command)
+}
