@@ -1,7 +1,7 @@
 //! The event-driven echo server: the fast reference that labrun's own speed is judged by.
 //!
-//! One tokio task per connection on a multi-threaded runtime, a 64 KiB buffer per
-//! connection and no per-message allocation. It echoes exactly what it reads, as fast as
+//! One tokio task per connection on a runtime of half the CPUs' threads (one event loop on
+//! a 2-CPU machine), a 64 KiB buffer per connection and no per-message allocation. It echoes exactly what it reads, as fast as
 //! the kernel delivers it, so a benchmark against it measures the client, not the server.
 
 use std::io;
@@ -20,10 +20,17 @@ pub fn serve(listener: StdListener) -> io::Result<()> {
     // Listening again on a listening socket only resizes its accept queue (Linux).
     rustix::net::listen(&listener, BACKLOG)?;
     listener.set_nonblocking(true)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_io()
-        .enable_time()
-        .build()?;
+    // Half the CPUs, like labrun's client workers: the load generator shares the machine,
+    // and on a small one a single event loop (no cross-thread wake-ups) is the fastest.
+    let threads = std::thread::available_parallelism().map_or(1, |cpus| (cpus.get() / 2).max(1));
+    let mut builder = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(threads);
+        builder
+    };
+    let runtime = builder.enable_io().enable_time().build()?;
     runtime.block_on(async move {
         let listener = TcpListener::from_std(listener)?;
         loop {
