@@ -683,7 +683,7 @@ bytes, labrun verifies each one. 10k: labrun 10,000 clients ramped over 3 s, 3 m
 with 3 s think time (held = the most connected at one instant, from its report), RSS its
 VmHWM polled every 20 ms; the C client connects all 10,000 and holds them until the last is
 done, RSS its ru_maxrss. echo-async: the C client at 100 x 2,000 against the C server, then
-against \`labrun serve echo-async\` (tokio, multi-threaded runtime; the C server is one
+against \`labrun serve echo-async\` (tokio, one event loop per two CPUs; the C server is one
 thread); server CPU from the C server's rusage and from
 /proc/<pid>/stat for echo-async. Medians over $runs run(s)."
 echo
