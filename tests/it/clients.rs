@@ -322,15 +322,7 @@ fn ctrl_c_during_a_client_program_tears_it_down_and_exits_130() {
         "50s",
     );
     let path = scratch.file("hang.toml", &text);
-    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("labrun"))
-        .env(crate::util::MARKER, &scratch.marker)
-        .arg(&path)
-        .arg("--out")
-        .arg(scratch.reports())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("labrun starts");
+    let child = scratch.spawn(&path);
     // labrun and its client carry the marker: wait for both, then for the client to settle.
     let deadline = Instant::now() + Duration::from_secs(20);
     while scratch.survivors().len() < 2 && Instant::now() < deadline {

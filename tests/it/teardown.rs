@@ -105,15 +105,7 @@ fn ctrl_c_stops_the_run_reports_partial_results_and_exits_130() {
         "long.toml",
         &echo_scenario("long", &python_server("echo_threads.py"), clients, ""),
     );
-    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("labrun"))
-        .env(crate::util::MARKER, &scratch.marker)
-        .arg(&path)
-        .arg("--out")
-        .arg(scratch.reports())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("labrun starts");
+    let child = scratch.spawn(&path);
     // Wait until the server (it carries the marker) has accepted a client: it then holds a
     // socket besides its listener. A fixed pause after it appeared was too short on a loaded
     // machine, where Ctrl-C could land before the first echo and leave nothing partial.

@@ -65,6 +65,20 @@ impl Scratch {
         Run::from(output)
     }
 
+    /// Starts `labrun SCENARIO --out REPORTS` without waiting for it, output piped, for
+    /// tests that act on it mid-run (Ctrl-C, say).
+    pub fn spawn(&self, scenario: &Path) -> std::process::Child {
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("labrun"))
+            .env(MARKER, &self.marker)
+            .arg(scenario)
+            .arg("--out")
+            .arg(self.reports())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("labrun starts")
+    }
+
     /// Runs `labrun validate FILE`.
     pub fn validate(&self, scenario: &Path) -> Run {
         Run::from(
