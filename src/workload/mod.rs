@@ -189,15 +189,17 @@ pub async fn drive(setup: DriveSetup<'_>) -> io::Result<Drive> {
     }
     let mut records = Vec::new();
     let mut rtt = vec![Latency::default(); plan.groups.len()];
+    // Every worker is waited for, even after one failed to start, so none is left running.
+    let mut failure = None;
     for (thread, receiver) in running {
         match receiver.await {
-            Ok(outcome) => {
-                let outcome = outcome?;
+            Ok(Ok(outcome)) => {
                 records.extend(outcome.records);
                 for (total, part) in rtt.iter_mut().zip(&outcome.rtt) {
                     total.merge(part);
                 }
             }
+            Ok(Err(err)) => failure = Some(err),
             // The worker dropped its sender without answering: it panicked. Carry the panic
             // to the caller, whose guards tear the servers down on the way out.
             Err(_) => match thread.join() {
@@ -205,6 +207,9 @@ pub async fn drive(setup: DriveSetup<'_>) -> io::Result<Drive> {
                 Ok(()) => unreachable!("a worker that returns always answers"),
             },
         }
+    }
+    if let Some(err) = failure {
+        return Err(err);
     }
     records.sort_by_key(|r| (r.group, r.index));
     let rooms = rooms
