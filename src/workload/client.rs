@@ -46,6 +46,8 @@ pub struct ClientContext {
     /// client handles one wake-up without awaiting, so ten thousand clients need one buffer
     /// per worker rather than one each.
     pub receive_buffer: Rc<RefCell<Vec<u8>>>,
+    /// Its worker's connect window: how many of its clients may be connecting at once.
+    pub connect_window: Rc<tokio::sync::Semaphore>,
     /// Fires once every well-behaved client has finished; stalled clients hold on until then.
     pub well_behaved_done: CancellationToken,
 }
@@ -96,6 +98,14 @@ impl ClientContext {
             // A start scheduled past the run's deadline is a deadline failure, not silence.
             return Err(interrupted_end(interruption, None, &self.group));
         }
+        // A storm of thousands of clients starting together connects through a window, as a
+        // hand-written client paces its connects: the SYNs then queue here rather than
+        // overflow the server's accept queue into one-second retransmits, and the connect
+        // time measured is the server's.
+        let _connecting = match self.bounded(None, self.connect_window.acquire()).await {
+            Ok(permit) => permit.ok(),
+            Err(interruption) => return Err(interrupted_end(interruption, None, &self.group)),
+        };
         let timeout = self.group.reply_timeout;
         timeline.connect_start = Some(self.since_start());
         let connect = self

@@ -39,6 +39,10 @@ use tally::WorkerTally;
 /// Each worker's receive buffer: large enough that big echoes arrive in few reads.
 const WORKER_RECEIVE_BUFFER_BYTES: usize = 64 * 1024;
 
+/// Connects in progress at once per worker: the default accept queue of a Python server
+/// (`listen()` without an argument) is 128.
+const CONNECT_WINDOW: usize = 128;
+
 /// The clients' side of a run.
 pub struct Drive {
     /// One record per client, ordered by group then client number.
@@ -235,6 +239,7 @@ fn run_worker(jobs: Vec<Job>, shared: Shared) -> io::Result<WorkerOutcome> {
     let local = tokio::task::LocalSet::new();
     let tally = Rc::new(WorkerTally::new(shared.groups, Arc::clone(&shared.progress)));
     let receive_buffer = Rc::new(RefCell::new(vec![0u8; WORKER_RECEIVE_BUFFER_BYTES]));
+    let connect_window = Rc::new(tokio::sync::Semaphore::new(CONNECT_WINDOW));
     let records = local.block_on(&runtime, async {
         let mut tasks = JoinSet::new();
         for job in jobs {
@@ -250,6 +255,7 @@ fn run_worker(jobs: Vec<Job>, shared: Shared) -> io::Result<WorkerOutcome> {
                 cancel: shared.cancel.clone(),
                 tally: Rc::clone(&tally),
                 receive_buffer: Rc::clone(&receive_buffer),
+                connect_window: Rc::clone(&connect_window),
                 well_behaved_done: shared.well_behaved_done.clone(),
             };
             match job.kind {
