@@ -99,25 +99,54 @@ async fn run_one(
         source,
     })?;
     let deadline = (launched + program.timeout).min(run_deadline);
-    let keyboard = typist::Keyboard {
-        stdin: process.take_stdin(),
+    let stdin = process.take_stdin().map_err(|source| ProgramError::Spawn {
+        program: program.name.clone(),
+        command: argv[0].clone(),
+        source,
+    })?;
+    let mut keyboard = typist::Keyboard {
+        stdin: Some(stdin),
         stdout: process.stdout().clone(),
         stdout_growth: process.stdout_growth(),
         launched,
         deadline,
         cancel: cancel.clone(),
     };
-    let exited = async {
+    // The session lasts until the program exits, its time runs out or Ctrl-C; typing goes
+    // on beside it and is cut short when the session ends first.
+    let mut typing = TypingRecord::default();
+    let ended_after = {
+        let ended = async {
+            tokio::select! {
+                () = process.wait_for_exit(deadline.saturating_duration_since(Instant::now())) => {}
+                () = cancel.cancelled() => {}
+            }
+            launched.elapsed()
+        };
+        tokio::pin!(ended);
+        let typist = typist::type_lines(&mut keyboard, &program.stdin, &mut typing);
+        tokio::pin!(typist);
         tokio::select! {
-            () = process.wait_for_exit(deadline.saturating_duration_since(Instant::now())) => {}
-            () = cancel.cancelled() => {}
+            () = &mut typist => (ended.await, true),
+            after = &mut ended => (after, false),
         }
     };
-    let ((typing, open_stdin), ()) = tokio::join!(typist::type_lines(keyboard, &program.stdin), exited);
+    let (ended_after, typing_finished) = ended_after;
+    if !typing_finished && typing.stopped.is_none() && typing.typed < program.stdin.lines.len() {
+        let line = typing.typed;
+        typing.stopped = Some(if process.exit_status().is_some() {
+            TypingStop::ProgramEnded { line }
+        } else if cancel.is_cancelled() {
+            TypingStop::Interrupted { line }
+        } else {
+            TypingStop::TimeRanOut { line }
+        });
+    }
+    let open_stdin = keyboard.stdin.take();
     let ending = match process.exit_status() {
         Some(status) => Ending::Exited {
             status,
-            after: launched.elapsed(),
+            after: ended_after,
         },
         None if cancel.is_cancelled() => Ending::Interrupted,
         None => Ending::TimedOut {
@@ -125,6 +154,10 @@ async fn run_one(
         },
     };
     let teardown = process.stop(TERMINATION_GRACE).await;
+    // A daemon it left behind (double fork, setsid) was re-parented to labrun, the subreaper,
+    // out of reach of the group and the tree walk: it must not live on into the next
+    // program's session and be recorded as that program's traffic.
+    crate::supervise::tree::sweep();
     drop(open_stdin);
     // The program is gone, so every connection it made has been closed by its side.
     let connections = servers.stop().await;

@@ -96,23 +96,22 @@ pub enum TypingStop {
         /// The line (0-based) that could not be written.
         line: usize,
     },
+    /// The program's time ran out while the line waited to be typed (a pause, or a stdin
+    /// it does not read).
+    TimeRanOut {
+        /// The line (0-based) not typed.
+        line: usize,
+    },
+    /// The program ended while the line waited to be typed.
+    ProgramEnded {
+        /// The line (0-based) not typed.
+        line: usize,
+    },
     /// Ctrl-C.
     Interrupted {
         /// The line (0-based) not typed.
         line: usize,
     },
-}
-
-impl TypingStop {
-    /// The first line (0-based) that was not typed.
-    pub fn line(&self) -> usize {
-        match self {
-            TypingStop::PromptNeverCame { line, .. }
-            | TypingStop::OutputEnded { line, .. }
-            | TypingStop::InputClosed { line }
-            | TypingStop::Interrupted { line } => *line,
-        }
-    }
 }
 
 impl fmt::Display for TypingStop {
@@ -133,6 +132,12 @@ impl fmt::Display for TypingStop {
             ),
             TypingStop::InputClosed { line } => {
                 write!(f, "it ended before line {} could be typed", line + 1)
+            }
+            TypingStop::TimeRanOut { line } => {
+                write!(f, "its time ran out before line {} could be typed", line + 1)
+            }
+            TypingStop::ProgramEnded { line } => {
+                write!(f, "it ended while line {} waited to be typed", line + 1)
             }
             TypingStop::Interrupted { line } => write!(f, "interrupted before line {}", line + 1),
         }

@@ -7,8 +7,6 @@
 //! handed back, still open, unless the scenario closes it: a program that ignores `exit` must
 //! be seen hanging, not rescued by end of input.
 
-use std::time::Duration;
-
 use tokio::io::AsyncWriteExt;
 use tokio::process::ChildStdin;
 use tokio::sync::watch;
@@ -35,44 +33,64 @@ pub struct Keyboard {
     pub cancel: CancellationToken,
 }
 
-/// Types `typing`'s lines; returns what was typed and the stdin pipe if it is to stay open.
-pub async fn type_lines(mut keyboard: Keyboard, typing: &Typing) -> (TypingRecord, Option<ChildStdin>) {
-    let mut record = TypingRecord::default();
+/// Types `typing`'s lines, noting each in `record`; leaves `keyboard.stdin` open after the
+/// last one unless the scenario closes it. Every wait is bounded by the deadline and Ctrl-C,
+/// and the caller may drop this future at any point (the program ended): `record` then
+/// holds what was typed so far.
+pub async fn type_lines(keyboard: &mut Keyboard, typing: &Typing, record: &mut TypingRecord) {
     let mut cursor = 0u64;
+    let (deadline, cancel) = (keyboard.deadline, keyboard.cancel.clone());
     for (line, typed) in typing.lines.iter().enumerate() {
         if let Some(prompt) = &typed.after
-            && let Err(stop) = wait_for_prompt(&mut keyboard, prompt, line, &mut cursor).await
+            && let Err(stop) = wait_for_prompt(keyboard, prompt, line, &mut cursor).await
         {
             record.stopped = Some(stop);
-            return (record, keyboard.stdin);
+            return;
         }
-        if !pause(&keyboard, typing.delay).await {
-            record.stopped = Some(TypingStop::Interrupted { line });
-            return (record, keyboard.stdin);
+        if let Err(stop) = bounded(deadline, &cancel, line, tokio::time::sleep(typing.delay)).await {
+            record.stopped = Some(stop);
+            return;
         }
         let Some(stdin) = keyboard.stdin.as_mut() else {
             record.stopped = Some(TypingStop::InputClosed { line });
-            return (record, None);
+            return;
         };
         let text = format!("{}\n", typed.text);
-        // A program that has ended (or closed its stdin) makes the write fail: typing stops.
-        if stdin.write_all(text.as_bytes()).await.is_err() || stdin.flush().await.is_err() {
-            record.stopped = Some(TypingStop::InputClosed { line });
-            return (record, None);
+        // A program that does not read its stdin fills the pipe and blocks the write: that
+        // wait is bounded too. One that has ended (or closed stdin) makes the write fail.
+        let write = async { stdin.write_all(text.as_bytes()).await.and(stdin.flush().await) };
+        match bounded(deadline, &cancel, line, write).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => {
+                keyboard.stdin = None;
+                record.stopped = Some(TypingStop::InputClosed { line });
+                return;
+            }
+            Err(stop) => {
+                record.stopped = Some(stop);
+                return;
+            }
         }
         record.typed += 1;
         record.last_typed_at = Some(keyboard.launched.elapsed());
     }
-    let stdin = if typing.close { None } else { keyboard.stdin };
-    (record, stdin)
+    if typing.close {
+        keyboard.stdin = None;
+    }
 }
 
-/// Sleeps `delay` unless Ctrl-C comes first (false then); bounded by the deadline.
-async fn pause(keyboard: &Keyboard, delay: Duration) -> bool {
-    let until = (Instant::now() + delay).min(keyboard.deadline);
+/// Waits for `work` unless the deadline or Ctrl-C comes first; `line` is the line being
+/// typed, for the record.
+async fn bounded<T>(
+    deadline: Instant,
+    cancel: &CancellationToken,
+    line: usize,
+    work: impl Future<Output = T>,
+) -> Result<T, TypingStop> {
     tokio::select! {
-        () = keyboard.cancel.cancelled() => false,
-        () = tokio::time::sleep_until(until) => true,
+        () = cancel.cancelled() => Err(TypingStop::Interrupted { line }),
+        () = tokio::time::sleep_until(deadline) => Err(TypingStop::TimeRanOut { line }),
+        done = work => Ok(done),
     }
 }
 
@@ -93,12 +111,13 @@ async fn wait_for_prompt(
         if !output_open {
             return Err(TypingStop::OutputEnded { line, prompt });
         }
-        tokio::select! {
-            changed = keyboard.stdout_growth.changed() => output_open = changed.is_ok(),
-            () = tokio::time::sleep_until(keyboard.deadline) => {
+        let (deadline, cancel) = (keyboard.deadline, keyboard.cancel.clone());
+        match bounded(deadline, &cancel, line, keyboard.stdout_growth.changed()).await {
+            Ok(changed) => output_open = changed.is_ok(),
+            Err(TypingStop::TimeRanOut { line }) => {
                 return Err(TypingStop::PromptNeverCame { line, prompt });
             }
-            () = keyboard.cancel.cancelled() => return Err(TypingStop::Interrupted { line }),
+            Err(stop) => return Err(stop),
         }
     }
 }

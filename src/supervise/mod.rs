@@ -388,9 +388,14 @@ impl ServerHandle {
         let launched = Instant::now();
         let mut process = Supervised::spawn(spec).map_err(|source| spawn_failed(program, source))?;
         // From here on the handle owns the child: any early return kills it on drop.
-        let stdin_feeder = match (&plan.stdin, process.take_stdin()) {
-            (Some(script), Some(stdin)) => Some(feed_stdin(stdin, script)),
-            _ => None,
+        let stdin_feeder = match &plan.stdin {
+            Some(script) => {
+                let stdin = process
+                    .take_stdin()
+                    .map_err(|source| spawn_failed("(standard input)".into(), source))?;
+                Some(feed_stdin(stdin, script))
+            }
+            None => None,
         };
         let mut handle = ServerHandle {
             name: plan.name.clone(),

@@ -91,9 +91,14 @@ impl Supervised {
     }
 
     /// The child's stdin pipe, once (only when the spec asked for one).
-    pub fn take_stdin(&mut self) -> Option<tokio::process::ChildStdin> {
-        let stdin = self.child.stdin.take()?;
-        tokio::process::ChildStdin::from_std(stdin).ok()
+    pub fn take_stdin(&mut self) -> io::Result<tokio::process::ChildStdin> {
+        let stdin = self.child.stdin.take().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                "its stdin is not a pipe (taken already?)",
+            )
+        })?;
+        tokio::process::ChildStdin::from_std(stdin)
     }
 
     /// Process id of the leader.

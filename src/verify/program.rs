@@ -405,8 +405,27 @@ impl Judge<'_> {
                 },
             ));
         }
+        if status.signal.is_some() {
+            return Err(failure("killed", ended.clone(), HINT_KILLED));
+        }
         if let Some(early) = early {
             return Err(failure("ended-early", early, HINT_ENDED_EARLY));
+        }
+        let unread = self
+            .record
+            .connections
+            .iter()
+            .filter(|c| c.end == Some(crate::clientprog::ConnectionEnd::ClientReset))
+            .count();
+        if situation == Situation::Exit && unread > 0 {
+            return Err(failure(
+                "unread-replies",
+                format!(
+                    "{ended}, but it closed {unread} connection(s) with replies it never read \
+                     (the kernel reset them)"
+                ),
+                HINT_UNREAD,
+            ));
         }
         if situation == Situation::Exit && status.code != Some(0) {
             return Err(failure(
@@ -555,6 +574,10 @@ const HINT_HANGS_ON_EXIT: &str = "leave the input loop when the line is \"exit\"
      and return: stdin stays open, so a client waiting for more input never ends";
 const HINT_ENDED_EARLY: &str = "the client must keep reading input until `exit` (or end of input): did it stop after one \
      message, or crash?";
+const HINT_KILLED: &str = "a signal killed it (SIGSEGV, SIGABRT, …): it crashed rather than ended; end \
+     with a message and a return from main instead";
+const HINT_UNREAD: &str = "receive each reply before printing it and before closing: closing a socket \
+     with unread data resets the connection, and the 'reply' printed was never read";
 const HINT_EXIT_STATUS: &str =
     "a clean end is status 0: return from main (or sys.exit(0)) after closing the socket";
 const HINT_TRACEBACK: &str = "it crashed: read the last line of the traceback; catch the error where it happens and \

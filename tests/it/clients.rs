@@ -342,3 +342,80 @@ fn ctrl_c_during_a_client_program_tears_it_down_and_exits_130() {
     assert_eq!(report["client_programs"][0]["ended"], "interrupted");
     assert_group_gone(report["client_programs"][0]["pid"].as_u64().expect("pid") as u32);
 }
+
+/// A client program scenario around one fixture of tests/fixtures/clients.
+fn fixture_scenario(name: &str, fixture: &str, played: &str, stdin: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/clients")
+        .join(fixture);
+    format!(
+        "name = \"{name}\"\ntimeout = \"30s\"\n[[played_server]]\nname = \"srv\"\n{played}\n\
+         [[client_program]]\nname = \"c\"\ncommand = [\"python3\", \"{}\", \"{{port}}\"]\n\
+         timeout = \"5s\"\nstdin = {stdin}\n",
+        path.display()
+    )
+}
+
+#[test]
+fn a_client_that_never_reads_its_replies_is_caught() {
+    let stdin = "{ lines = [ { text = \"hello\", after = \"> \" }, { text = \"0123456789\", repeat = 200, after = \"> \" }, { text = \"exit\", after = \"> \" } ] }";
+    let report = run_client_scenario(
+        &fixture_scenario("unread", "never_reads_replies.py", "role = \"echo\"", stdin),
+        1,
+    );
+    assert_check(&report, "exit", false);
+    let findings = findings_of(&report, "exit");
+    assert_eq!(findings[0].0, "unread-replies", "{findings:?}");
+}
+
+#[test]
+fn a_client_killed_by_a_signal_fails_even_when_its_server_closed() {
+    let report = run_client_scenario(
+        &fixture_scenario(
+            "segv",
+            "crashes_when_closed.py",
+            "role = \"echo\"\nclose_after = 0",
+            "{ lines = [\"hello\"] }",
+        ),
+        1,
+    );
+    let findings = findings_of(&report, "server closed");
+    assert_eq!(findings[0].0, "killed", "{findings:?}");
+    assert!(findings[0].1.contains("SIGSEGV"), "{findings:?}");
+}
+
+#[test]
+fn a_daemon_left_by_a_client_program_is_killed() {
+    // run_client_scenario fails if any process carrying the run's marker survives: the
+    // daemon, re-parented to labrun after its double fork, carries it too.
+    let report = run_client_scenario(
+        &fixture_scenario(
+            "daemon",
+            "leaves_a_daemon.py",
+            "role = \"down\"",
+            "{ lines = [] }",
+        ),
+        0,
+    );
+    assert_check(&report, "server down", true);
+}
+
+#[test]
+fn a_program_that_does_not_read_its_stdin_cannot_stall_the_run() {
+    let started = Instant::now();
+    let text = "name = \"deaf\"\ntimeout = \"60s\"\n[[played_server]]\nname = \"srv\"\nrole = \"echo\"\n\
+                [[client_program]]\nname = \"c\"\ncommand = [\"sleep\", \"30\"]\ntimeout = \"2s\"\n\
+                stdin = { lines = [ { text = \"x\", repeat = 200000 } ] }\n";
+    let report = run_client_scenario(text, 1);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    let findings = findings_of(&report, "exit");
+    assert_eq!(findings[0].0, "hangs", "{findings:?}");
+    assert!(
+        findings[0].1.contains("time ran out before line 1"),
+        "{findings:?}"
+    );
+}
