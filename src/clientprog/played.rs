@@ -24,6 +24,12 @@ use crate::scenario::{PlayedRole, PlayedServerPlan, PortChoice, Replies};
 
 /// Read size: far above what a lab client sends per line, so a line is one read.
 const READ_BYTES: usize = 64 * 1024;
+/// Connections recorded per session; a lab client makes one or two. Later ones are
+/// accepted and closed at once, so a client that loops on connect costs a bounded amount
+/// of memory (each recorded one may hold a read buffer and its kept bytes).
+const MAX_RECORDED_CONNECTIONS: usize = 64;
+/// Pause after a failed accept (out of descriptors, say), instead of spinning on it.
+const ACCEPT_RETRY: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// What a played server does with each message, whatever the socket does.
 #[derive(Debug, Clone)]
@@ -80,7 +86,7 @@ impl Responder {
             },
             PlayedRole::Down => None,
         };
-        self.answered += 1;
+        self.answered = self.answered.saturating_add(1);
         Answer {
             reply,
             close: (self.close_after == Some(self.answered)).then_some(ConnectionEnd::ServerClosed),
@@ -136,9 +142,16 @@ impl PlayedServers {
                         () = stop.cancelled() => break,
                         accepted = listener.accept() => match accepted {
                             Ok((stream, _)) => stream,
-                            Err(_) => continue,
+                            Err(_) => {
+                                tokio::time::sleep(ACCEPT_RETRY).await;
+                                continue;
+                            }
                         },
                     };
+                    if lock(&log).len() >= MAX_RECORDED_CONNECTIONS {
+                        drop(stream);
+                        continue;
+                    }
                     let record = Arc::new(Mutex::new(ConnectionRecord::new(index, zero.elapsed())));
                     lock(&log).push(Arc::clone(&record));
                     connections.spawn(serve(stream, Responder::new(&plan), record, zero));
@@ -160,10 +173,17 @@ impl PlayedServers {
         self.stop.cancel();
         while self.accepting.join_next().await.is_some() {}
         drop(self.held);
-        let log = lock(&self.log);
-        log.iter()
+        // Every connection task is gone, so each record is this log's alone: moved, not copied.
+        let log = std::mem::take(&mut *lock(&self.log));
+        log.into_iter()
             .map(|record| {
-                let mut record = lock(record).clone();
+                let mut record = Arc::try_unwrap(record)
+                    .map(|record| {
+                        record
+                            .into_inner()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    })
+                    .unwrap_or_else(|shared| lock(&shared).clone());
                 record.end.get_or_insert(ConnectionEnd::StillOpen);
                 record
             })
@@ -197,7 +217,8 @@ async fn serve(
                 if stream.write_all(&reply).await.is_err() {
                     break ConnectionEnd::ClientReset;
                 }
-                lock(&record).replies += 1;
+                let mut record = lock(&record);
+                record.replies = record.replies.saturating_add(1);
             }
             if let Some(end) = answer.close {
                 break end;
@@ -209,8 +230,10 @@ async fn serve(
     record.ended_at = Some(zero.elapsed());
 }
 
-/// Binds the server's port on loopback (`SO_REUSEADDR`, so a port the previous session just
-/// closed is free again); a taken port names who holds it.
+/// Binds the server's port on loopback; a taken port names who holds it. A listening server
+/// sets `SO_REUSEADDR`, so a port the previous session just closed is free again; a `down`
+/// one does not, since Linux would let another `SO_REUSEADDR` socket bind and listen on a
+/// port that is bound but not listening, and the port would not be held.
 fn bind(plan: &PlayedServerPlan) -> Result<TcpSocket, ProgramError> {
     let port = match plan.port {
         PortChoice::Auto => 0,
@@ -218,7 +241,7 @@ fn bind(plan: &PlayedServerPlan) -> Result<TcpSocket, ProgramError> {
     };
     let socket = TcpSocket::new_v4().map_err(|source| bind_failed(plan, source))?;
     socket
-        .set_reuseaddr(true)
+        .set_reuseaddr(plan.role != PlayedRole::Down)
         .map_err(|source| bind_failed(plan, source))?;
     match socket.bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port))) {
         Ok(()) => Ok(socket),

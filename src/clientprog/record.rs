@@ -166,8 +166,9 @@ pub struct ConnectionRecord {
     pub ended_at: Option<Duration>,
 }
 
-/// Most received bytes kept per connection; a lab session is a few KiB.
-pub const KEPT_RECEIVED_BYTES: usize = 1024 * 1024;
+/// Most received bytes kept per connection: above all a program may be typed
+/// (`MAX_TYPED_BYTES`, 192 KiB), so a correct client's bytes are all judged.
+pub const KEPT_RECEIVED_BYTES: usize = 256 * 1024;
 
 impl ConnectionRecord {
     /// A connection just accepted.
@@ -189,7 +190,7 @@ impl ConnectionRecord {
         let room = KEPT_RECEIVED_BYTES.saturating_sub(self.received.len());
         self.received.extend_from_slice(&bytes[..bytes.len().min(room)]);
         self.received_bytes += bytes.len() as u64;
-        self.messages += 1;
+        self.messages = self.messages.saturating_add(1);
     }
 }
 

@@ -209,6 +209,9 @@ impl Suite {
         let base = path.parent().unwrap_or(Path::new("."));
         let default_timeout = raw.submission.timeout.map_or(DEFAULT_TEST_TIMEOUT, |t| t.0);
         let mut tests = Vec::with_capacity(raw.tests.len());
+        // Client tests that would launch the submission's main files: right when the suite
+        // tests only clients, wrong (the server graded as a client) beside servers.
+        let mut clients_on_the_main_command = Vec::new();
         for test in raw.tests {
             if !(test.points.is_finite() && test.points >= 0.0) {
                 return Err(invalid(
@@ -244,6 +247,12 @@ impl Suite {
                 UnderTest::Servers => None,
                 UnderTest::ClientPrograms => raw.submission.client.as_ref(),
             };
+            if under_test == UnderTest::ClientPrograms
+                && test.files.is_none()
+                && role.and_then(|r| r.files.as_ref()).is_none()
+            {
+                clients_on_the_main_command.push(test.name.clone());
+            }
             let launch = Launch {
                 command: test
                     .command
@@ -281,6 +290,17 @@ impl Suite {
                 launch,
                 fixed_ports,
             });
+        }
+        if tests.iter().any(|t| t.under_test == UnderTest::Servers)
+            && let Some(name) = clients_on_the_main_command.first()
+        {
+            return Err(invalid(
+                None,
+                format!(
+                    "test `{name}` tests a client program but would launch the submission's server \
+                     files: give `[submission.client]` (or the test) its own `files`"
+                ),
+            ));
         }
         Ok(Suite {
             name: raw.name,

@@ -390,6 +390,21 @@ mod tests {
     }
 
     #[test]
+    fn what_a_client_program_is_typed_fits_what_labrun_keeps() {
+        let big = CLIENT.replace("repeat = 3", "repeat = 100000");
+        assert!(error_of(&big).contains("all lines together at most 192.0 KiB"), "{}", error_of(&big));
+        let chat = CLIENT
+            .replace("name = \"echo\"\n", "name = \"echo\"\nrole = \"chat\"\nreplies = \"r{n}\"\n")
+            .replace("repeat = 3", "repeat = 3000");
+        assert!(error_of(&chat).contains("its lines may be at most 4096 bytes"), "{}", error_of(&chat));
+        let sent = CLIENT.replace(
+            "stdin = {",
+            "expect = { sent = [\"hello\"] }\nstdin = {",
+        );
+        assert!(parse(Path::new("t.toml"), &sent).is_ok());
+    }
+
+    #[test]
     fn client_program_scenarios_are_checked() {
         let text = error_of(&format!(
             "{CLIENT}[[server]]\nname = \"s\"\nbuiltin = \"echo-async\"\n"

@@ -263,10 +263,16 @@ impl StdinScript {
         match self {
             StdinScript::Lines(lines) => Box::new(lines.iter().cloned()),
             StdinScript::Reply { template, lines } => {
-                Box::new((1..=*lines).map(move |n| template.replace("{n}", &n.to_string())))
+                Box::new((1..=*lines).map(move |n| numbered(template, n)))
             }
         }
     }
+}
+
+/// A reply template (`"reply {n}"`) for message `n`, counted from 1: the operator of a chat
+/// server labrun launches and the one of a chat server it plays speak alike.
+pub fn numbered(template: &str, n: u64) -> String {
+    template.replace("{n}", &n.to_string())
 }
 
 /// What process a server is.

@@ -22,8 +22,14 @@ use super::values::{PortChoice, PrintedValue, RepliesValue, TypedLineValue};
 pub const DEFAULT_PROGRAM_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause before each typed line, unless the scenario says otherwise.
 pub const DEFAULT_TYPING_DELAY: Duration = Duration::from_millis(100);
-/// Longest line labrun types (after `repeat`).
-pub const MAX_TYPED_LINE_BYTES: usize = 1024 * 1024;
+/// Most bytes typed at one program, all lines together (after `repeat`). What it types comes
+/// back in what its server receives and in what it prints, and both are judged from what
+/// labrun keeps (256 KiB per connection, the first 512 KiB of stdout): a budget well inside
+/// both means a correct client is never failed for labrun's own truncation.
+pub const MAX_TYPED_BYTES: usize = 192 * 1024;
+/// Longest line typed at a program that talks to a played chat server: the server answers
+/// each read it makes, so a message must arrive in one (it reads up to 64 KiB).
+pub const MAX_CHAT_LINE_BYTES: usize = 4 * 1024;
 /// Most lines one program may be given.
 pub const MAX_TYPED_LINES: usize = 10_000;
 
@@ -59,7 +65,7 @@ impl Replies {
     pub fn reply(&self, n: u32) -> Option<String> {
         match self {
             Replies::Lines(lines) => lines.get(n.checked_sub(1)? as usize).cloned(),
-            Replies::Template(template) => Some(template.replace("{n}", &n.to_string())),
+            Replies::Template(template) => Some(super::plan::numbered(template, u64::from(n))),
         }
     }
 }
@@ -405,6 +411,21 @@ fn resolve_program(
     }
     let stdin = resolve_typing(raw.stdin, at)?;
     let target = reaches.map(|index| &played[index]);
+    if let Some(server) = target.filter(|server| server.role == PlayedRole::Chat)
+        && stdin
+            .lines
+            .iter()
+            .any(|line| line.text.len() > MAX_CHAT_LINE_BYTES)
+    {
+        return Err(at.error(
+            span,
+            format!(
+                "client program `{name}` talks to chat server `{}`, which answers each read it \
+                 makes: its lines may be at most {MAX_CHAT_LINE_BYTES} bytes",
+                server.name
+            ),
+        ));
+    }
     let expect = resolve_program_expect(raw.expect, &stdin, target, &name, span, at)?;
     Ok(ProgramPlan {
         name,
@@ -436,6 +457,7 @@ fn resolve_typing(
         return Err(at.error(span, format!("at most {MAX_TYPED_LINES} lines can be typed")));
     }
     let mut lines = Vec::with_capacity(raw.lines.len());
+    let mut typed_bytes = 0usize;
     for line in raw.lines {
         let line_span = line.span();
         let TypedLineValue { text, after, repeat } = line.into_inner();
@@ -445,10 +467,15 @@ fn resolve_typing(
                 "a typed line must be one line: labrun adds the line end; give each line its own entry",
             ));
         }
-        if repeat == 0 || text.len().saturating_mul(repeat as usize) > MAX_TYPED_LINE_BYTES {
+        typed_bytes = typed_bytes.saturating_add(text.len().saturating_mul(repeat as usize) + 1);
+        if repeat == 0 || typed_bytes > MAX_TYPED_BYTES {
             return Err(at.error(
                 line_span,
-                format!("`repeat` must be at least 1 and the line at most {MAX_TYPED_LINE_BYTES} bytes"),
+                format!(
+                    "`repeat` must be at least 1, and all lines together at most {} (what labrun keeps \
+                     of the program's output and its server's input must hold them)",
+                    crate::units::bytes(MAX_TYPED_BYTES as u64)
+                ),
             ));
         }
         if after.as_deref() == Some("") {
@@ -497,6 +524,16 @@ fn resolve_program_expect(
             .take(cap)
             .collect(),
     };
+    if sent.iter().map(String::len).sum::<usize>() > MAX_TYPED_BYTES {
+        return Err(at.error(
+            span,
+            format!(
+                "client program `{name}` is expected to send more than {}: labrun keeps only that much \
+                 of what a played server receives",
+                crate::units::bytes(MAX_TYPED_BYTES as u64)
+            ),
+        ));
+    }
     let turns = sent.iter().filter(|text| *text != "exit").count();
     if let Some(Replies::Lines(lines)) = target.and_then(|t| t.replies.as_ref())
         && lines.len() < turns

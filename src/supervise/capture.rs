@@ -35,9 +35,10 @@ impl CaptureLimits {
         tail_bytes: 8 * 1024,
     };
     /// A client program's output: its stdout is searched for prompts and replies, so a
-    /// whole lab session (a few KiB) is kept with room to spare.
+    /// whole session is kept: everything it may be typed (`MAX_TYPED_BYTES`, 192 KiB)
+    /// printed back, plus a prompt and a prefix for each of up to 10,000 lines.
     pub const PROGRAM: CaptureLimits = CaptureLimits {
-        head_bytes: 256 * 1024,
+        head_bytes: 512 * 1024,
         tail_bytes: 8 * 1024,
     };
 }

@@ -405,7 +405,7 @@ fn a_program_that_does_not_read_its_stdin_cannot_stall_the_run() {
     let started = Instant::now();
     let text = "name = \"deaf\"\ntimeout = \"60s\"\n[[played_server]]\nname = \"srv\"\nrole = \"echo\"\n\
                 [[client_program]]\nname = \"c\"\ncommand = [\"sleep\", \"30\"]\ntimeout = \"2s\"\n\
-                stdin = { lines = [ { text = \"x\", repeat = 200000 } ] }\n";
+                stdin = { lines = [ { text = \"x\", repeat = 150000 } ] }\n";
     let report = run_client_scenario(text, 1);
     assert!(
         started.elapsed() < Duration::from_secs(20),

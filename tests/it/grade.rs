@@ -211,3 +211,28 @@ cleo,6.67,10,16.67,20,
     assert!(ben.contains("FAIL exit: it was still running"), "{ben}");
     assert!(ben.contains("→ Leave the input loop"), "{ben}");
 }
+
+#[test]
+fn a_client_test_without_client_files_beside_server_tests_is_refused() {
+    let scratch = Scratch::new();
+    let suites = root().join("tests/fixtures/suites");
+    let lab1 = std::fs::read_to_string(suites.join("lab1.toml")).expect("suite");
+    let without_client_files = lab1
+        .replace(
+            "[submission.client]\nfiles = [\"client.py\", \"*client*.py\"]\n",
+            "",
+        )
+        .replace("scenario = \"", &format!("scenario = \"{}/", suites.display()));
+    let suite = scratch.file("suite.toml", &without_client_files);
+    let run = Run::from(
+        scratch
+            .labrun()
+            .arg("grade")
+            .arg(&suite)
+            .args(submissions_in("tests/fixtures/client-submissions"))
+            .output()
+            .expect("labrun runs"),
+    );
+    run.expect_code(2)
+        .stderr_has("test `client` tests a client program but would launch the submission's server files");
+}
