@@ -278,6 +278,10 @@ mod tests {
             (Transport::Udp, Some(1000.0))
         );
         assert!(error_of(&format!("{UDP}size = \"64KiB\"\n")).contains("at most 65,507 bytes"));
+        // Every datagram is kept until its echo: a million of 60 KB per client is refused.
+        assert!(
+            error_of(&format!("{UDP}messages = 1000000\nsize = 60000\n")).contains("of memory; the limit is")
+        );
         assert!(
             error_of(&format!("{UDP}transport = \"tcp\"\n")).contains("says tcp but server `u` speaks udp")
         );
@@ -392,15 +396,23 @@ mod tests {
     #[test]
     fn what_a_client_program_is_typed_fits_what_labrun_keeps() {
         let big = CLIENT.replace("repeat = 3", "repeat = 100000");
-        assert!(error_of(&big).contains("all lines together at most 192.0 KiB"), "{}", error_of(&big));
-        let chat = CLIENT
-            .replace("name = \"echo\"\n", "name = \"echo\"\nrole = \"chat\"\nreplies = \"r{n}\"\n")
-            .replace("repeat = 3", "repeat = 3000");
-        assert!(error_of(&chat).contains("its lines may be at most 4096 bytes"), "{}", error_of(&chat));
-        let sent = CLIENT.replace(
-            "stdin = {",
-            "expect = { sent = [\"hello\"] }\nstdin = {",
+        assert!(
+            error_of(&big).contains("all lines together at most 192.0 KiB"),
+            "{}",
+            error_of(&big)
         );
+        let chat = CLIENT
+            .replace(
+                "name = \"echo\"\n",
+                "name = \"echo\"\nrole = \"chat\"\nreplies = \"r{n}\"\n",
+            )
+            .replace("repeat = 3", "repeat = 3000");
+        assert!(
+            error_of(&chat).contains("its lines may be at most 4096 bytes"),
+            "{}",
+            error_of(&chat)
+        );
+        let sent = CLIENT.replace("stdin = {", "expect = { sent = [\"hello\"] }\nstdin = {");
         assert!(parse(Path::new("t.toml"), &sent).is_ok());
     }
 

@@ -605,8 +605,17 @@ pub fn resolve(raw: RawScenario, path: &Path, source: &str) -> Result<Plan, Diag
             ));
         }
         // Each client holds the messages it has in flight twice (the bytes queued to send and
-        // the bytes owed back).
-        in_flight_bytes += u64::from(group.count) * group.size.max * 2 * u64::from(group.pipeline);
+        // the bytes owed back); a UDP client keeps every datagram until its echo, and one the
+        // server never answers until the end.
+        let held_messages = match group.transport {
+            Transport::Tcp => 2 * u64::from(group.pipeline),
+            Transport::Udp => u64::from(group.messages),
+        };
+        in_flight_bytes = in_flight_bytes.saturating_add(
+            u64::from(group.count)
+                .saturating_mul(group.size.max)
+                .saturating_mul(held_messages),
+        );
         if in_flight_bytes > MAX_IN_FLIGHT_BYTES {
             return Err(at.error(
                 span,

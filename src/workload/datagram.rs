@@ -57,7 +57,8 @@ pub async fn run(ctx: ClientContext) -> ClientRecord {
     }
 }
 
-/// A datagram on its way: its bytes and when it was (meant to be) sent.
+/// A datagram sent: its bytes until its first echo has been compared with them (later
+/// copies are duplicates, counted without looking), and when it was (meant to be) sent.
 struct Sent {
     bytes: Vec<u8>,
     at: Instant,
@@ -224,7 +225,7 @@ impl Session {
             ));
             return;
         };
-        let Some(sent) = self.in_flight.get(&seq) else {
+        let Some(sent) = self.in_flight.get_mut(&seq) else {
             self.tally.corrupted += 1;
             self.tally.note(format!(
                 "a reply tagged as datagram {} which was never sent",
@@ -242,16 +243,17 @@ impl Session {
             self.tally.reordered += 1;
         }
         self.highest = Some(self.highest.map_or(seq, |h| h.max(seq)));
-        if reply == sent.bytes.as_slice() {
+        let bytes = std::mem::take(&mut sent.bytes);
+        if reply == bytes.as_slice() {
             self.tally.echoed += 1;
             ctx.message_done((seq > 0).then(|| now.saturating_duration_since(sent.at)));
-        } else if reply.len() < sent.bytes.len() && sent.bytes.starts_with(reply) {
+        } else if reply.len() < bytes.len() && bytes.starts_with(reply) {
             self.tally.truncated += 1;
             self.tally.note(format!(
                 "datagram {} came back with {} of its {} bytes",
                 seq + 1,
                 reply.len(),
-                sent.bytes.len()
+                bytes.len()
             ));
         } else {
             self.tally.corrupted += 1;
