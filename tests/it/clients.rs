@@ -329,12 +329,7 @@ fn ctrl_c_during_a_client_program_tears_it_down_and_exits_130() {
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_millis(500));
-    rustix::process::kill_process(
-        rustix::process::Pid::from_child(&child),
-        rustix::process::Signal::INT,
-    )
-    .expect("signal");
-    let run = Run::from(child.wait_with_output().expect("labrun exits"));
+    let run = crate::util::ctrl_c(child);
     run.expect_code(130).stdout_has("INTERRUPTED echo-client");
     scratch.assert_nothing_left();
     let report = read_report(&scratch.reports().join("echo-client.json"));

@@ -130,13 +130,7 @@ fn ctrl_c_stops_the_run_reports_partial_results_and_exits_130() {
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_millis(500));
-    rustix::process::kill_process(
-        rustix::process::Pid::from_child(&child),
-        rustix::process::Signal::INT,
-    )
-    .expect("signal");
-    let output = child.wait_with_output().expect("labrun exits");
-    let run = Run::from(output);
+    let run = crate::util::ctrl_c(child);
     run.expect_code(130)
         .stdout_has("INTERRUPTED long")
         .stdout_has("partial");

@@ -126,6 +126,17 @@ impl Scratch {
     }
 }
 
+/// Sends SIGINT (a terminal's Ctrl-C) to a labrun started with [`Scratch::spawn`] and waits
+/// for it to end.
+pub fn ctrl_c(child: std::process::Child) -> Run {
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&child),
+        rustix::process::Signal::INT,
+    )
+    .expect("signal");
+    Run::from(child.wait_with_output().expect("labrun exits"))
+}
+
 /// The output of one labrun run, with helpers that explain failures.
 pub struct Run {
     pub code: Option<i32>,
