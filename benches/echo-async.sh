@@ -35,6 +35,8 @@ fi
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
+# shellcheck source=benches/results.sh
+source "$root/benches/results.sh"
 command_line="benches/echo-async.sh${1:+ $1}"
 
 echo "building labrun (cargo build --release)..." >&2
@@ -312,25 +314,7 @@ echo
 echo "$notes"
 
 if $record; then
-    results="$root/benches/RESULTS.md"
-    if [[ ! -e $results ]]; then
-        printf '%s\n\n%s\n' "# Benchmark results" \
-            "Appended by the scripts in this folder when run with \`--record\`; newest last." >"$results"
-    fi
-    {
-        echo
-        echo "## ${started} — echo-async"
-        echo
-        echo "Command: \`$command_line\`"
-        echo
-        echo "$machine"
-        echo
-        echo "$table"
-        echo
-        echo "$notes"
-    } >>"$results"
-    echo >&2
-    echo "appended to benches/RESULTS.md" >&2
+    append_results "$root" "$started" "echo-async" "$command_line" "$machine" "$table" "$notes"
 fi
 
 $all_passed

@@ -63,6 +63,8 @@ done
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
+# shellcheck source=benches/results.sh
+source "$root/benches/results.sh"
 command_line="benches/engine.sh"
 if $record; then command_line+=" --record"; fi
 if ((runs > 1)); then command_line+=" --runs $runs"; fi
@@ -690,25 +692,7 @@ echo
 echo "$notes"
 
 if $record; then
-    results_md="$root/benches/RESULTS.md"
-    if [[ ! -e $results_md ]]; then
-        printf '%s\n\n%s\n' "# Benchmark results" \
-            "Appended by the scripts in this folder when run with \`--record\`; newest last." >"$results_md"
-    fi
-    {
-        echo
-        echo "## ${started} — engine vs the C yardstick"
-        echo
-        echo "Command: \`$command_line\`"
-        echo
-        echo "$machine"
-        echo
-        echo "$table"
-        echo
-        echo "$notes"
-    } >>"$results_md"
-    echo >&2
-    echo "appended to benches/RESULTS.md" >&2
+    append_results "$root" "$started" "engine vs the C yardstick" "$command_line" "$machine" "$table" "$notes"
 fi
 
 $all_ok
