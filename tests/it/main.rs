@@ -9,6 +9,7 @@ mod cli;
 mod clients;
 mod compare;
 mod concurrency;
+mod detection;
 mod events;
 mod examples;
 mod formats;
