@@ -454,6 +454,11 @@ fn error_hint(kind: ClientErrorKind) -> &'static str {
             "the client's join marker was not relayed to every other member (or theirs to it) \
              in time: does the server relay each message to all other clients?"
         }
+        ClientErrorKind::Dropped => {
+            "the server ended the connection while the client still had messages to send: serve \
+             each client until it closes (recv() in a loop until it returns b''); an exception in \
+             the handler, or a close() after one reply, does this"
+        }
         ClientErrorKind::Deadline => {
             "the run took longer than the scenario's `timeout`: the server is too slow, serves \
              clients one at a time, or stopped answering"

@@ -27,9 +27,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
-use super::client::{ClientContext, Interruption, interrupted_end, is_reset, socket_failure};
+use super::client::{ClientContext, Interruption, failed, interrupted_end, is_reset, socket_failure};
 use super::payload::PayloadGenerator;
-use super::record::{ClientEnd, ClientRecord, Timeline};
+use super::record::{ClientEnd, ClientErrorKind, ClientRecord, Timeline};
 use super::schedule::SendSchedule;
 use crate::scenario::FaultKind;
 use crate::verify::stream::{EXCERPT_BYTES, EchoFault, StreamEnd, StreamMatcher};
@@ -272,12 +272,10 @@ impl Session {
         stream: &mut TcpStream,
         receive_buffer: &mut [u8],
     ) -> ClientEnd {
-        let shortfall = |end| {
-            let fault = self
-                .matcher
-                .shortfall(end)
-                .expect("an unfinished exchange owes bytes");
-            ClientEnd::EchoFault(fault)
+        let completed = self.completed;
+        let shortfall = |end| match self.matcher.shortfall(end) {
+            Some(fault) => ClientEnd::EchoFault(fault),
+            None => dropped_between_messages(end, completed),
         };
         match error {
             ExchangeError::Fault(
@@ -423,6 +421,17 @@ impl Session {
     }
 }
 
+/// How a session ends when the server ended the connection while nothing was owed: after an
+/// echo, during the client's `think` pause or before an open-loop message was due. The client
+/// still had messages to send, so the server dropped it.
+fn dropped_between_messages(end: StreamEnd, completed: u32) -> ClientEnd {
+    let when = match completed {
+        0 => "before the first message was sent".to_owned(),
+        n => format!("after message {n} was echoed, before message {} was sent", n + 1),
+    };
+    failed(ClientErrorKind::Dropped, None, format!("{end} {when}"))
+}
+
 /// Where one client's exchange of messages stands between wake-ups.
 struct Conversation {
     /// Messages to exchange.
@@ -530,5 +539,187 @@ impl Conversation {
     /// When the reply timeout runs out, while a reply is owed.
     fn reply_deadline(&self, timeout: Duration) -> Option<Instant> {
         (!self.in_flight.is_empty()).then(|| self.last_progress + timeout)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::path::Path;
+    use std::rc::Rc;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicU64;
+
+    use proptest::prelude::*;
+    use tokio::net::TcpListener;
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+    use crate::scenario::GroupPlan;
+    use crate::workload::tally::WorkerTally;
+
+    /// What the fake server does next with the connection.
+    #[derive(Debug, Clone)]
+    enum Move {
+        /// Reads once and echoes what it read.
+        Echo,
+        /// Reads once and echoes only the first bytes of it.
+        EchoPart(usize),
+        /// Waits, within the reply timeout.
+        Pause(u64),
+        /// Goes silent for longer than the reply timeout.
+        Stall,
+        /// Writes bytes nobody sent.
+        Junk,
+        /// Closes (FIN).
+        Close,
+        /// Resets (RST).
+        Reset,
+    }
+
+    const REPLY_TIMEOUT_MS: u64 = 400;
+
+    fn moves() -> impl Strategy<Value = Vec<Move>> {
+        let one = prop_oneof![
+            4 => Just(Move::Echo),
+            1 => (0usize..1500).prop_map(Move::EchoPart),
+            2 => (0u64..60).prop_map(Move::Pause),
+            1 => Just(Move::Stall),
+            1 => Just(Move::Junk),
+            1 => Just(Move::Close),
+            1 => Just(Move::Reset),
+        ];
+        prop::collection::vec(one, 0..10)
+    }
+
+    /// The loads the state machine runs under: closed loop, with a pause, pipelined, open loop.
+    const LOADS: [&str; 4] = ["", "think = \"30ms\"", "pipeline = 4", "rate = \"40/s\""];
+
+    /// Small messages, one read each, and messages of up to three lab reads, so echoes come
+    /// back in pieces.
+    const SIZES: [&str; 2] = ["size = 10", "size = { min = 1, max = 3000 }"];
+
+    fn group(load: &str, size: &str) -> Arc<GroupPlan> {
+        let source = format!(
+            "name = \"fuzz\"\n[[server]]\nname = \"s\"\nbuiltin = \"echo-threaded\"\n\
+             [[clients]]\nname = \"c\"\nmessages = 4\n{size}\n\
+             timeout = \"{REPLY_TIMEOUT_MS}ms\"\n{load}\n"
+        );
+        let plan = match crate::scenario::parse(Path::new("fuzz.toml"), &source) {
+            Ok(plan) => plan,
+            Err(err) => panic!("{err}"),
+        };
+        Arc::new(plan.groups.into_iter().next().expect("one group"))
+    }
+
+    /// Accepts one connection and plays `moves` on it, then echoes faithfully until the client
+    /// leaves. Every wait is bounded.
+    async fn serve(listener: TcpListener, moves: Vec<Move>) {
+        let Ok((mut stream, _)) = listener.accept().await else {
+            return;
+        };
+        let mut buffer = vec![0u8; 1024];
+        let bounded = Duration::from_millis(2 * REPLY_TIMEOUT_MS);
+        for next in moves {
+            match next {
+                Move::Echo | Move::EchoPart(_) => {
+                    let Ok(Ok(n)) = tokio::time::timeout(bounded, stream.read(&mut buffer)).await else {
+                        return;
+                    };
+                    let keep = match next {
+                        Move::EchoPart(keep) => keep.min(n),
+                        _ => n,
+                    };
+                    if stream.write_all(&buffer[..keep]).await.is_err() {
+                        return;
+                    }
+                }
+                Move::Pause(ms) => tokio::time::sleep(Duration::from_millis(ms)).await,
+                Move::Stall => tokio::time::sleep(bounded).await,
+                Move::Junk => {
+                    let _ = stream.write_all(b"\xffjunk\x00").await;
+                }
+                Move::Close => return,
+                Move::Reset => {
+                    let _ = stream.set_zero_linger();
+                    return;
+                }
+            }
+        }
+        while let Ok(Ok(n @ 1..)) = tokio::time::timeout(bounded, stream.read(&mut buffer)).await {
+            if stream.write_all(&buffer[..n]).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Runs one echo client against a fake server playing `moves`; the client must end, by
+    /// itself and without panicking, well within its bounds.
+    fn session(load: &str, size: &str, moves: Vec<Move>, seed: u64) -> ClientRecord {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let local = tokio::task::LocalSet::new();
+        local.block_on(&runtime, async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let address = listener.local_addr().expect("address");
+            tokio::task::spawn_local(serve(listener, moves));
+            let now = Instant::now();
+            let ctx = ClientContext {
+                group: group(load, size),
+                group_index: 0,
+                index: 0,
+                address,
+                seed,
+                run_start: now,
+                start_at: now,
+                run_deadline: now + Duration::from_secs(5),
+                cancel: CancellationToken::new(),
+                tally: Rc::new(WorkerTally::new(1, Arc::new(AtomicU64::new(0)))),
+                receive_buffer: Rc::new(RefCell::new(vec![0u8; 64 * 1024])),
+                connect_window: Rc::new(tokio::sync::Semaphore::new(1)),
+                well_behaved_done: CancellationToken::new(),
+            };
+            tokio::time::timeout(Duration::from_secs(8), run(ctx))
+                .await
+                .expect("the session ends within its run deadline")
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        /// Whatever the server does, wherever it does it, the session ends with a verdict:
+        /// never a panic, never a hang; a server that only echoes and pauses briefly passes.
+        #[test]
+        fn any_server_behaviour_ends_the_session_with_a_verdict(
+            load in 0..LOADS.len(), size in 0..SIZES.len(), moves in moves(), seed in any::<u64>(),
+        ) {
+            let faithful = moves.iter().all(|m| matches!(m, Move::Echo | Move::Pause(_)));
+            let record = session(LOADS[load], SIZES[size], moves, seed);
+            prop_assert!(record.messages_completed <= 4);
+            if faithful {
+                prop_assert!(matches!(record.end, ClientEnd::Completed), "{:?}", record.end);
+                prop_assert_eq!(record.messages_completed, 4);
+            }
+        }
+    }
+
+    #[test]
+    fn a_reset_while_the_client_thinks_is_a_dropped_connection() {
+        let moves = vec![Move::Echo, Move::Pause(50), Move::Reset];
+        let record = session("think = \"200ms\"", SIZES[0], moves, 1);
+        match record.end {
+            ClientEnd::Failed(error) => {
+                assert_eq!(error.kind, ClientErrorKind::Dropped);
+                assert!(
+                    error.detail.contains("after message 1 was echoed"),
+                    "{}",
+                    error.detail
+                );
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -67,6 +67,8 @@ pub enum ClientErrorKind {
     Deadline,
     /// A broadcast client never got into the room.
     Join,
+    /// The server ended the connection between messages, while the client had more to send.
+    Dropped,
 }
 
 impl ClientErrorKind {
@@ -77,6 +79,7 @@ impl ClientErrorKind {
             ClientErrorKind::Io => "io",
             ClientErrorKind::Deadline => "deadline",
             ClientErrorKind::Join => "join",
+            ClientErrorKind::Dropped => "dropped",
         }
     }
 }

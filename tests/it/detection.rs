@@ -55,3 +55,60 @@ fn issue_18_every_payload_kind_catches_a_server_that_changes_one_character() {
         );
     }
 }
+
+/// Item 6: a server that resets the connection while the client pauses between messages is a
+/// finding that says so, not a crash of labrun.
+#[test]
+fn issue_18_a_reset_between_messages_is_a_finding_not_a_panic() {
+    let clients = "count = 2\nmessages = 5\nsize = 10\nthink = \"400ms\"\ntimeout = \"2s\"";
+    let (code, report) = run_echo(
+        "resets",
+        &crate::util::python_server("resets_after_first_echo.py"),
+        clients,
+    );
+    assert_eq!(code, Some(1), "{:#}", report["checks"]);
+    let errors = check(&report, "errors");
+    assert_eq!(errors["passed"], false, "{errors:#}");
+    let findings = report["findings"].as_array().expect("findings");
+    assert!(!findings.is_empty());
+    for finding in findings {
+        assert_eq!(finding["class"], "dropped", "{finding:#}");
+        assert_eq!(
+            finding["text"],
+            "the server reset the connection after message 1 was echoed, before message 2 was sent"
+        );
+    }
+}
+
+/// Item 6: open-loop clients whose first message is not yet due when a `kill` event resets
+/// their queued connections end as cut off by the event, not in a panic.
+#[test]
+fn issue_18_open_loop_clients_in_the_backlog_of_a_killed_server_are_cut_off() {
+    let scratch = Scratch::new();
+    let scenario = "name = \"killed\"\ntimeout = \"20s\"\n\n[[server]]\nname = \"srv\"\nbuiltin = \"echo-iterative\"\n\n\
+         [[clients]]\nname = \"c\"\ncount = 4\nmessages = 3\nrate = \"1/s\"\nstart = \"together\"\n\n\
+         [[events]]\nat = \"1s\"\nkill = \"srv\"\n";
+    let path = scratch.file("killed.toml", scenario);
+    let outcome = scratch.run(&path);
+    scratch.assert_nothing_left();
+    assert!(
+        !outcome.stderr.contains("internal error") && !outcome.stderr.contains("panicked"),
+        "{}",
+        outcome.stderr
+    );
+    assert!(
+        matches!(outcome.code, Some(0 | 1)),
+        "exit {:?}\n{}",
+        outcome.code,
+        outcome.stderr
+    );
+    let report = read_report(&scratch.reports().join("killed.json"));
+    let echo = check(&report, "echo");
+    assert!(
+        echo["summary"]
+            .as_str()
+            .unwrap_or("")
+            .contains("cut off by the scenario's events"),
+        "{echo:#}"
+    );
+}
