@@ -425,13 +425,20 @@ fn echo_hint(fault: &EchoFault) -> &'static str {
             "the server reset the connection mid-echo: it closed the socket with data still \
              unread, or crashed; a handler must keep calling recv() until it returns b''"
         }
+        EchoFault::Truncated {
+            end: StreamEnd::TooSlow { .. },
+            ..
+        } => {
+            "the reply came too slowly: the whole echo must arrive within the reply `timeout`; \
+             does the server send byte by byte, sleep, or wait for more input between sends?"
+        }
         EchoFault::Truncated { .. } => {
             "only part of the message came back: one recv(1024) is not a whole message; keep \
              receiving until recv() returns b'' and reply with sendall(), not send()"
         }
         EchoFault::Missing { .. } => {
-            "no reply: is the server busy with another client (iterative), blocked waiting for \
-             more input, or did it stop reading this connection?"
+            "no reply within the reply timeout: is the server blocked waiting for more input, stuck \
+             with a client it never leaves, or did it stop reading this connection?"
         }
         EchoFault::Extra { .. } => {
             "the server sent bytes nobody sent it: a reply sent twice, or text added to the echo"
@@ -454,6 +461,11 @@ fn error_hint(kind: ClientErrorKind) -> &'static str {
             "the client's join marker was not relayed to every other member (or theirs to it) \
              in time: does the server relay each message to all other clients?"
         }
+        ClientErrorKind::NotServed => {
+            "the client was still queued when the run ended: an iterative server serves one \
+             client at a time, so later clients wait for every earlier one to leave; give the \
+             run a longer `timeout`, fewer clients or messages, or make the server concurrent"
+        }
         ClientErrorKind::Dropped => {
             "the server ended the connection while the client still had messages to send: serve \
              each client until it closes (recv() in a loop until it returns b''); an exception in \
@@ -462,6 +474,47 @@ fn error_hint(kind: ClientErrorKind) -> &'static str {
         ClientErrorKind::Deadline => {
             "the run took longer than the scenario's `timeout`: the server is too slow, serves \
              clients one at a time, or stopped answering"
+        }
+    }
+}
+
+/// Who a client that was never served waited behind: the clients of its server that were
+/// being served while it waited, as the text to append to its finding.
+fn queued_behind(evidence: &Evidence, waiting: &ClientRecord) -> String {
+    let (Some(from), Some(until)) = (waiting.timeline.first_send, waiting.timeline.closed) else {
+        return String::new();
+    };
+    let server = evidence.plan.groups[waiting.group].server;
+    let served: Vec<String> = evidence
+        .records
+        .iter()
+        .filter(|other| evidence.plan.groups[other.group].server == server)
+        .filter(|other| {
+            let t = &other.timeline;
+            match (t.first_reply, t.last_reply.or(t.closed)) {
+                (Some(start), Some(end)) => start < until && end > from,
+                _ => false,
+            }
+        })
+        .map(|other| client_name(evidence.plan, other))
+        .collect();
+    match served.len() {
+        0 => "; the server answered nobody meanwhile".to_owned(),
+        n => {
+            let mut names = served.iter().take(6).cloned().collect::<Vec<_>>().join(", ");
+            if n > 6 {
+                names.push_str(&format!(" and {} more", n - 6));
+            }
+            let server_name = &evidence.plan.servers[server].name;
+            let iterative = evidence.concurrency.iter().any(|c| {
+                &c.server == server_name && c.overlap.verdict == concurrency::ConcurrencyVerdict::Iterative
+            });
+            let how = if iterative {
+                "; an iterative server serves one client at a time"
+            } else {
+                ""
+            };
+            format!("; queued behind {names} (served meanwhile{how})")
         }
     }
 }
@@ -477,7 +530,10 @@ fn check_errors(evidence: &Evidence, verdict: &mut Verdict) {
                 client: Some(client_name(evidence.plan, record)),
                 message: error.message.map(|m| m + 1),
                 at_ms: at_ms(record),
-                text: error.to_string(),
+                text: match error.kind {
+                    ClientErrorKind::NotServed => format!("{error}{}", queued_behind(evidence, record)),
+                    _ => error.to_string(),
+                },
                 hint: error_hint(error.kind),
             });
         }

@@ -26,6 +26,18 @@ pub enum StreamEnd {
     Reset,
     /// Nothing more arrived within the reply timeout.
     TimedOut(#[serde(serialize_with = "crate::units::serialize_millis")] Duration),
+    /// The reply was still incomplete when its timeout ran out, though bytes were still
+    /// coming.
+    TooSlow {
+        /// The reply timeout.
+        #[serde(serialize_with = "crate::units::serialize_millis")]
+        timeout: Duration,
+        /// Reads that brought bytes of the reply.
+        pieces: u32,
+        /// How long before the timeout the last of them came.
+        #[serde(serialize_with = "crate::units::serialize_millis")]
+        quiet: Duration,
+    },
 }
 
 impl fmt::Display for StreamEnd {
@@ -39,6 +51,24 @@ impl fmt::Display for StreamEnd {
                     "nothing more arrived within {}",
                     humantime::format_duration(*after)
                 )
+            }
+            StreamEnd::TooSlow {
+                timeout,
+                pieces,
+                quiet,
+            } => {
+                write!(
+                    f,
+                    "its {} reply timeout ran out: those bytes came in {pieces} piece{}, the last {} \
+                     before the timeout",
+                    humantime::format_duration(*timeout),
+                    if *pieces == 1 { "" } else { "s" },
+                    crate::units::duration(*quiet)
+                )?;
+                if *pieces > 1 {
+                    f.write_str(" (the reply trickles in)")?;
+                }
+                Ok(())
             }
         }
     }
@@ -240,6 +270,13 @@ impl StreamMatcher {
                 excerpt: extra[..extra.len().min(EXCERPT_BYTES)].to_vec(),
             })
         }
+    }
+
+    /// Bytes of the oldest unfinished message's echo received so far.
+    pub fn front_received(&self) -> u64 {
+        self.messages
+            .front()
+            .map_or(0, |front| self.received.saturating_sub(front.start))
     }
 
     /// Whether every byte sent so far has come back.

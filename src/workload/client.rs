@@ -16,6 +16,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::activity::ServerActivity;
 use super::record::{ClientEnd, ClientError, ClientErrorKind, Timeline};
 use super::tally::WorkerTally;
 use crate::scenario::GroupPlan;
@@ -30,6 +31,8 @@ pub struct ClientContext {
     pub index: u32,
     /// Where its server listens.
     pub address: SocketAddr,
+    /// When its server last answered any of its clients.
+    pub server_activity: Arc<ServerActivity>,
     /// Scenario seed for payloads.
     pub seed: u64,
     /// Time zero of the run.

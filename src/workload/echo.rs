@@ -51,6 +51,8 @@ const GARBAGE_REPEATS: usize = 48;
 /// How the exchange went wrong.
 enum ExchangeError {
     Interrupted(Interruption),
+    /// The oldest message's reply did not complete within the reply timeout.
+    ReplyTimedOut(StreamEnd),
     Closed,
     Fault(EchoFault),
     Socket(io::Error),
@@ -180,7 +182,7 @@ impl Session {
                         return Poll::Ready(Err(ExchangeError::Socket(io::ErrorKind::WriteZero.into())));
                     }
                     Poll::Ready(Ok(n)) => {
-                        conversation.written += n;
+                        conversation.wrote(n, now);
                         self.written += n as u64;
                     }
                     Poll::Ready(Err(err)) => return Poll::Ready(Err(ExchangeError::Socket(err))),
@@ -210,9 +212,12 @@ impl Session {
                         let chunk = filled.filled();
                         let now = Instant::now();
                         self.arrived += chunk.len() as u64;
+                        ctx.server_activity.answered(now);
                         if self.timeline.first_reply.is_none() {
                             self.timeline.first_reply = Some(ctx.since_start());
+                            conversation.first_reply(now, ctx.group.reply_timeout);
                         }
+                        conversation.piece_arrived(now);
                         let echoed = match self.matcher.accept(chunk) {
                             Ok(echoed) => echoed,
                             Err(fault) => return Poll::Ready(Err(ExchangeError::Fault(fault))),
@@ -227,6 +232,10 @@ impl Session {
                         }
                         if echoed > 0 {
                             self.timeline.last_reply = Some(ctx.since_start());
+                            if self.matcher.front_received() > 0 {
+                                // The chunk's tail already began the next message's echo.
+                                conversation.piece_arrived(now);
+                            }
                         }
                         if conversation.all_answered() {
                             return Poll::Ready(Ok(()));
@@ -244,9 +253,18 @@ impl Session {
             if now >= ctx.run_deadline {
                 return Poll::Ready(Err(ExchangeError::Interrupted(Interruption::RunDeadline)));
             }
-            let watchdog = conversation.reply_deadline(ctx.group.reply_timeout);
+            let timeout = ctx.group.reply_timeout;
+            let watchdog = conversation.reply_deadline(timeout).map(|own| {
+                match (self.timeline.first_reply, ctx.server_activity.last_answer()) {
+                    // Not served yet while the server answers others: queued, not silent.
+                    (None, Some(answered_someone)) => own.max(answered_someone + timeout),
+                    _ => own,
+                }
+            });
             if watchdog.is_some_and(|at| now >= at) {
-                return Poll::Ready(Err(ExchangeError::Interrupted(Interruption::ReplyTimeout)));
+                return Poll::Ready(Err(ExchangeError::ReplyTimedOut(
+                    conversation.timed_out(now, timeout),
+                )));
             }
             let wake_at = [watchdog, conversation.next_send_time(now)]
                 .into_iter()
@@ -290,8 +308,20 @@ impl Session {
             ) => self.unsolicited_or(fault, ctx, stream, receive_buffer).await,
             ExchangeError::Fault(fault) => ClientEnd::EchoFault(fault),
             ExchangeError::Closed => shortfall(StreamEnd::Closed),
-            ExchangeError::Interrupted(Interruption::ReplyTimeout) => {
-                shortfall(StreamEnd::TimedOut(ctx.group.reply_timeout))
+            ExchangeError::ReplyTimedOut(end) => shortfall(end),
+            ExchangeError::Interrupted(Interruption::RunDeadline) if self.timeline.first_reply.is_none() => {
+                let waited = self
+                    .timeline
+                    .first_send
+                    .map_or(Duration::ZERO, |sent| ctx.since_start().saturating_sub(sent));
+                failed(
+                    ClientErrorKind::NotServed,
+                    None,
+                    format!(
+                        "not served: its first message waited {} for a reply until the run's deadline",
+                        crate::units::duration(waited)
+                    ),
+                )
             }
             ExchangeError::Interrupted(other) => interrupted_end(other, Some(self.completed), &ctx.group),
             // A reset in the middle of an echo is a short echo with an abrupt end: report
@@ -432,7 +462,23 @@ fn dropped_between_messages(end: StreamEnd, completed: u32) -> ClientEnd {
     failed(ClientErrorKind::Dropped, None, format!("{end} {when}"))
 }
 
+/// One message sent and not yet fully echoed.
+struct InFlight {
+    /// When it left (closed loop) or was due (open loop): its round trip counts from here.
+    counts_from: Instant,
+    /// Where its last byte lies in the stream of everything queued.
+    ends_at: u64,
+    /// When the socket accepted its last byte: its reply clock starts here at the earliest.
+    written_at: Option<Instant>,
+}
+
 /// Where one client's exchange of messages stands between wake-ups.
+///
+/// The reply timeout bounds each reply as a whole: from the moment a message is fully
+/// written (or, pipelined, the moment the echo before it completed, whichever is later) to
+/// the last byte of its echo, so a server that trickles a reply byte by byte runs out of
+/// time as surely as a silent one. Until a message is fully written, the timeout bounds how
+/// long the socket may accept nothing and return nothing (a server that stopped reading).
 struct Conversation {
     /// Messages to exchange.
     total: u32,
@@ -443,17 +489,27 @@ struct Conversation {
     /// Bytes of queued messages, `written` of them already accepted by the socket.
     outgoing: Vec<u8>,
     written: usize,
-    /// When each unanswered message left (closed loop) or was due (open loop), oldest first.
-    in_flight: VecDeque<Instant>,
+    /// Bytes queued and written since the start, to tell when each message is fully written.
+    queued_bytes: u64,
+    written_bytes: u64,
+    /// Unanswered messages, oldest first; the first `fully_written` of them are fully written.
+    in_flight: VecDeque<InFlight>,
+    fully_written: usize,
     /// Open loop: when each message is due.
     schedule: Option<SendSchedule>,
     /// Closed loop: the pause after each echo before the next message.
     think: Duration,
     /// Closed loop with think time: no message before this.
     resting_until: Option<Instant>,
-    /// Last time the server showed life: bytes arrived, or a message left onto an idle
-    /// connection. The reply timeout counts from here.
+    /// Last time bytes moved either way, or a message left onto an idle connection: bounds
+    /// the wait while a message is still being written.
     last_progress: Instant,
+    /// When the last echo completed, or service began after a wait in the server's queue:
+    /// the oldest message's reply clock starts no earlier.
+    reply_clock_floor: Option<Instant>,
+    /// Reads that brought bytes of the oldest message's echo, and when the last one came.
+    pieces: u32,
+    last_piece: Option<Instant>,
     /// The server closed its side while nothing was owed.
     peer_closed: bool,
 }
@@ -468,11 +524,17 @@ impl Conversation {
             queued: 0,
             outgoing: Vec::new(),
             written: 0,
+            queued_bytes: 0,
+            written_bytes: 0,
             in_flight: VecDeque::with_capacity(pipeline),
+            fully_written: 0,
             schedule: SendSchedule::of(group, ctx.index, Instant::now()),
             think: group.think,
             resting_until: None,
             last_progress: Instant::now(),
+            reply_clock_floor: None,
+            pieces: 0,
+            last_piece: None,
             peer_closed: false,
         }
     }
@@ -515,21 +577,61 @@ impl Conversation {
         if self.in_flight.is_empty() {
             self.last_progress = now;
         }
-        self.in_flight.push_back(counts_from);
+        self.queued_bytes += (self.outgoing.len() - start) as u64;
+        self.in_flight.push_back(InFlight {
+            counts_from,
+            ends_at: self.queued_bytes,
+            written_at: None,
+        });
         self.queued += 1;
         self.resting_until = None;
     }
 
+    /// The socket accepted `n` more bytes at `now`: stamps the messages now fully written.
+    fn wrote(&mut self, n: usize, now: Instant) {
+        self.written += n;
+        self.written_bytes += n as u64;
+        self.last_progress = now;
+        while let Some(message) = self.in_flight.get_mut(self.fully_written) {
+            if message.ends_at > self.written_bytes {
+                break;
+            }
+            message.written_at = Some(now);
+            self.fully_written += 1;
+        }
+    }
+
+    /// The first byte of the first reply arrived at `now`. A client that waited longer than a
+    /// reply timeout was held in the server's queue (only a server busy with others keeps it
+    /// waiting that long; see [`super::activity`]): its first reply's clock starts now.
+    fn first_reply(&mut self, now: Instant, timeout: Duration) {
+        let written = self.in_flight.front().and_then(|m| m.written_at);
+        if written.is_some_and(|at| now > at + timeout) {
+            self.reply_clock_floor = Some(now);
+        }
+    }
+
+    /// A read at `now` brought bytes of the oldest message's echo.
+    fn piece_arrived(&mut self, now: Instant) {
+        self.last_progress = now;
+        self.pieces += 1;
+        self.last_piece = Some(now);
+    }
+
     /// The oldest message in flight was echoed at `now`: returns when it counts from.
     fn answered(&mut self, now: Instant) -> Instant {
-        let counts_from = self
+        let message = self
             .in_flight
             .pop_front()
             .expect("the matcher completes only messages that were queued");
+        self.fully_written = self.fully_written.saturating_sub(1);
+        self.reply_clock_floor = Some(now);
+        self.pieces = 0;
+        self.last_piece = None;
         if !self.think.is_zero() && self.schedule.is_none() {
             self.resting_until = Some(now + self.think);
         }
-        counts_from
+        message.counts_from
     }
 
     fn all_answered(&self) -> bool {
@@ -538,7 +640,25 @@ impl Conversation {
 
     /// When the reply timeout runs out, while a reply is owed.
     fn reply_deadline(&self, timeout: Duration) -> Option<Instant> {
-        (!self.in_flight.is_empty()).then(|| self.last_progress + timeout)
+        let oldest = self.in_flight.front()?;
+        Some(match oldest.written_at {
+            Some(written) => written.max(self.reply_clock_floor.unwrap_or(written)) + timeout,
+            None => self.last_progress + timeout,
+        })
+    }
+
+    /// How the oldest message's reply ended when its timeout ran out at `now`.
+    fn timed_out(&self, now: Instant, timeout: Duration) -> StreamEnd {
+        let quiet = self.last_piece.map(|last| now.saturating_duration_since(last));
+        match quiet {
+            // Bytes were still coming in the second half of the timeout: too slow, not silent.
+            Some(quiet) if self.pieces > 0 && quiet < timeout / 2 => StreamEnd::TooSlow {
+                timeout,
+                pieces: self.pieces,
+                quiet,
+            },
+            _ => StreamEnd::TimedOut(timeout),
+        }
     }
 }
 
@@ -671,6 +791,7 @@ mod tests {
                 group_index: 0,
                 index: 0,
                 address,
+                server_activity: Arc::new(crate::workload::activity::ServerActivity::new(now)),
                 seed,
                 run_start: now,
                 start_at: now,

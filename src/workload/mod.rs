@@ -5,6 +5,7 @@
 //! [`ClientRecord`] from each. Round trips go into the worker's own histograms (see
 //! [`tally`]), so no lock and no shared counter sits on the per-message path.
 
+mod activity;
 mod broadcast;
 mod chat;
 mod client;
@@ -79,6 +80,7 @@ struct Job {
     group_index: usize,
     index: u32,
     address: SocketAddr,
+    server_activity: Arc<activity::ServerActivity>,
     start_at: Instant,
     kind: JobKind,
 }
@@ -127,6 +129,11 @@ pub async fn drive(setup: DriveSetup<'_>) -> io::Result<Drive> {
         .map(|server| Arc::new(server.operator_lines()))
         .collect();
     let rooms = open_rooms(plan);
+    let activities: Vec<Arc<activity::ServerActivity>> = plan
+        .servers
+        .iter()
+        .map(|_| Arc::new(activity::ServerActivity::new(setup.run_start)))
+        .collect();
     let mut jobs = Vec::new();
     let mut well_behaved = 0u64;
     for (group_index, group) in plan.groups.iter().enumerate() {
@@ -154,6 +161,7 @@ pub async fn drive(setup: DriveSetup<'_>) -> io::Result<Drive> {
                 group_index,
                 index,
                 address: setup.addresses[group.server],
+                server_activity: Arc::clone(&activities[group.server]),
                 start_at: started + group.start_after + group.start.offset(index, group.count),
                 kind,
             });
@@ -248,6 +256,7 @@ fn run_worker(jobs: Vec<Job>, shared: Shared) -> io::Result<WorkerOutcome> {
                 group_index: job.group_index,
                 index: job.index,
                 address: job.address,
+                server_activity: job.server_activity,
                 seed: shared.seed,
                 run_start: shared.run_start,
                 start_at: job.start_at,

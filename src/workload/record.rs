@@ -69,6 +69,9 @@ pub enum ClientErrorKind {
     Join,
     /// The server ended the connection between messages, while the client had more to send.
     Dropped,
+    /// The client waited for its first reply until the run's deadline while the server
+    /// served others (or nobody): it was never served.
+    NotServed,
 }
 
 impl ClientErrorKind {
@@ -80,6 +83,7 @@ impl ClientErrorKind {
             ClientErrorKind::Deadline => "deadline",
             ClientErrorKind::Join => "join",
             ClientErrorKind::Dropped => "dropped",
+            ClientErrorKind::NotServed => "not-served",
         }
     }
 }

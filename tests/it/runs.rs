@@ -329,7 +329,9 @@ fn a_reply_template_types_one_line_per_message() {
 #[test]
 fn a_slow_but_steady_echo_is_not_a_timeout() {
     let scratch = Scratch::new();
-    let clients = "count = 1\nmessages = 2\nsize = \"600KiB\"\ntimeout = \"1s\"";
+    // About 1.2 s of echo per message, most of it while the message is still being written:
+    // the reply timeout counts from the last byte written.
+    let clients = "count = 1\nmessages = 2\nsize = \"600KiB\"\ntimeout = \"3s\"";
     let path = scratch.file(
         "slow.toml",
         &echo_scenario("slow", &python_server("slow_steady_echo.py"), clients, ""),
