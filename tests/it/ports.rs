@@ -213,3 +213,52 @@ fn bad_placeholders_and_bad_process_are_located_errors() {
     let path = scratch.file("shell.toml", &shell);
     scratch.validate(&path).expect_code(0);
 }
+
+#[test]
+fn a_suite_grades_one_program_serving_both_ports() {
+    let scratch = Scratch::new();
+    for (student, program) in [
+        ("ann", "two_servers_selectors.py"),
+        ("ben", "two_servers_second_never_starts.py"),
+    ] {
+        let folder = scratch.dir.path().join(student);
+        std::fs::create_dir(&folder).expect("submission folder");
+        std::fs::copy(fixture(program), folder.join("lab4.py")).expect("copy");
+    }
+    // The submission replaces `first`'s program; `second` (process = "first") keeps none.
+    let scenario = format!(
+        "{}/scenarios/python/two-servers-one-program.toml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let suite = scratch.file(
+        "lab4.toml",
+        &format!(
+            "name = \"lab4\"\n[submission]\ncommand = [\"python3\", \"{{file}}\", \"{{port}}\", \"{{port:second}}\"]\n\
+             files = [\"lab4.py\"]\ntimeout = \"40s\"\n[[test]]\nname = \"two-ports\"\nscenario = \"{scenario}\"\n\
+             points = 10\npartial = false\n"
+        ),
+    );
+    let out = scratch.dir.path().join("grades");
+    let run = crate::util::Run::from(
+        scratch
+            .labrun()
+            .arg("grade")
+            .arg(&suite)
+            .arg(scratch.dir.path().join("ann"))
+            .arg(scratch.dir.path().join("ben"))
+            .args(["-j", "2", "--out"])
+            .arg(&out)
+            .output()
+            .expect("labrun runs"),
+    );
+    run.expect_code(0);
+    scratch.assert_nothing_left();
+    let grades = std::fs::read_to_string(out.join("grades.csv")).expect("grades.csv");
+    assert!(grades.contains("\nann,10,10,10,"), "{grades}");
+    assert!(grades.contains("\nben,0,0,10,"), "{grades}");
+    let feedback = std::fs::read_to_string(out.join("feedback/ben.md")).expect("feedback");
+    assert!(
+        feedback.contains("server `second`: nothing listens on 127.0.0.1:"),
+        "{feedback}"
+    );
+}
