@@ -386,9 +386,9 @@ impl Servers {
             EventAction::Kill => Duration::ZERO,
             EventAction::Stop | EventAction::Restart => TERMINATION_GRACE,
         };
-        // The plan refuses events on a process that serves several servers: `shared` is
-        // empty here, and a restart starts the same set again anyway.
-        let ProcessEnd { own: mut end, .. } = handle.stop(grace).await;
+        // The plan refuses events on a process that serves several servers, so `shared` is
+        // empty here; were it not, those servers end with it (and a restart restarts them).
+        let ProcessEnd { own: mut end, shared } = handle.stop(grace).await;
         let ended = match (end.exited_during_run.as_ref(), end.teardown) {
             (Some(status), _) => format!("it had already {status}"),
             (None, Teardown::Terminated) => "it exited on SIGTERM".to_owned(),
@@ -400,8 +400,15 @@ impl Servers {
             event.action.label(),
             crate::units::micros((at_ms * 1000.0) as u64)
         ));
-        if event.action != EventAction::Restart {
+        let record_ends = |end: ServerEnd| {
+            for (other, mut shared_end) in shared {
+                shared_end.stopped_by_event.clone_from(&end.stopped_by_event);
+                self.stopped[other] = Some(shared_end);
+            }
             self.stopped[index] = Some(end);
+        };
+        if event.action != EventAction::Restart {
+            record_ends(end);
             return (true, ended);
         }
         match ServerHandle::start(&self.plans, index, &self.ports).await {
@@ -414,7 +421,7 @@ impl Servers {
                 )
             }
             Err(err) => {
-                self.stopped[index] = Some(end);
+                record_ends(end);
                 (false, format!("{ended}; could not start it again: {err}"))
             }
         }
