@@ -532,6 +532,17 @@ fn derive_scenario(suite: &Suite, test: &Test, copy: &Path) -> Result<String, St
         if test.server.as_deref().is_some_and(|wanted| wanted != name) {
             continue;
         }
+        // A server served by another's process (`process = "…"`) has no program to replace:
+        // the submission replaces its owner's, and is given its port there.
+        if let Some(owner) = program.get("process").and_then(toml::Value::as_str) {
+            if test.server.is_some() {
+                return Err(format!(
+                    "server `{name}` is served by server `{owner}`'s process: name `{owner}` in the \
+                     test's `server`"
+                ));
+            }
+            continue;
+        }
         program.remove("builtin");
         program.insert("command".into(), toml::Value::Array(argv.clone()));
         program.insert("cwd".into(), toml::Value::String(copy.display().to_string()));

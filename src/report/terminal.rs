@@ -32,10 +32,14 @@ pub fn render(report: &Report, saved: &[PathBuf], styles: &Styles, out: &mut imp
     for server in &report.servers {
         writeln!(
             out,
-            "  server {} on {} (pid {}), ready after {}",
+            "  server {} on {} (pid {}{}), ready after {}",
             server.name,
             server.address,
             server.pid,
+            match &server.process_of {
+                Some(process) => format!(", the process of server {process}"),
+                None => String::new(),
+            },
             units::micros((server.ready_after.as_micros()) as u64)
         )?;
     }
@@ -422,6 +426,7 @@ concurrency = "concurrent"
             output_tail: String::new(),
             stopped_by_event: None,
             process_limit: None,
+            process_of: None,
         }];
         let concurrency = vec![ServerConcurrency {
             server: "echo".into(),

@@ -2,9 +2,12 @@
 //!
 //! This is the only module that knows TOML exists. `raw` mirrors the file with spans,
 //! `values` parses scalar values, `plan` applies defaults and cross-checks (`programs` for
-//! scenarios whose programs under test are clients), `diagnostic` renders located errors. The result is either a `Plan` or a `path:line:col` error.
+//! scenarios whose programs under test are clients), `placeholders` finds `{port}` and
+//! `{port:NAME}` in commands, `diagnostic` renders located errors. The result is either a
+//! `Plan` or a `path:line:col` error.
 
 mod diagnostic;
+mod placeholders;
 mod plan;
 mod programs;
 mod raw;
@@ -13,6 +16,7 @@ mod values;
 use std::path::{Path, PathBuf};
 
 pub use diagnostic::Diagnostic;
+pub use placeholders::substitute_ports;
 pub use plan::{
     DEFAULT_REPLY_TIMEOUT, EventAction, EventPlan, Expectations, FaultPlan, GroupPlan, LatencyBound,
     LatencyView, Launch, Limits, MAX_CLIENTS, Percentile, Plan, ReadySignal, ServerPlan, Shard,
@@ -253,6 +257,97 @@ mod tests {
         assert!(late.contains("but the scenario's timeout is 1m"), "{late}");
     }
 
+    const SHARED: &str = "name = \"t\"\n[[server]]\nname = \"first\"\n\
+                          command = [\"python3\", \"s.py\", \"{port}\", \"{port:second}\"]\n\
+                          [[server]]\nname = \"second\"\nprocess = \"first\"\n\
+                          [[clients]]\nname = \"c\"\nserver = \"second\"\n";
+
+    #[test]
+    fn a_server_may_be_served_by_another_servers_process() {
+        let plan = parse(Path::new("t.toml"), SHARED).unwrap();
+        assert_eq!(plan.servers[1].process_owner(), Some("first"));
+        assert_eq!(plan.servers[0].process_owner(), None);
+        let cases = [
+            (
+                "process = \"first\"",
+                "process = \"nosuch\"",
+                "t.toml:7:11: no server named `nosuch`",
+            ),
+            (
+                "process = \"first\"",
+                "process = \"second\"",
+                "t.toml:7:11: server `second` cannot be served by its own",
+            ),
+            (
+                "process = \"first\"",
+                "process = \"first\"\ncommand = [\"x\"]",
+                "t.toml:8:11: server `second` is served by server `first`'s process",
+            ),
+            (
+                "process = \"first\"",
+                "process = \"first\"\nlimits = { cpu = \"1s\" }",
+                "t.toml:7:11: server `second` is served by server `first`'s process (`process = \"first\"`), so `limits` belongs",
+            ),
+            (
+                ", \"{port:second}\"",
+                "",
+                "t.toml:4:11: server `second` is served by this program",
+            ),
+            (
+                "{port:second}",
+                "{port:nosuch}",
+                "t.toml:4:42: `{port:nosuch}`: no server named `nosuch`",
+            ),
+            (
+                "{port:second}",
+                "{prot}",
+                "t.toml:4:42: `{prot}` is not a placeholder labrun substitutes",
+            ),
+        ];
+        for (from, to, wanted) in cases {
+            let text = error_of(&SHARED.replace(from, to));
+            assert!(text.starts_with(wanted), "{from} -> {to}: {text}");
+        }
+        // A fixed port needs no placeholder: the program may know it.
+        let fixed = SHARED
+            .replace(", \"{port:second}\"", "")
+            .replace("process = ", "port = 6001\nprocess = ");
+        assert!(parse(Path::new("t.toml"), &fixed).is_ok());
+        // A chain: `third` names `second`, which has no process of its own either.
+        let chain = format!("{SHARED}[[server]]\nname = \"third\"\nport = 7\nprocess = \"second\"\n");
+        assert!(
+            error_of(&chain).contains("write process = \"first\""),
+            "{}",
+            error_of(&chain)
+        );
+        let builtin = "name = \"t\"\n[[server]]\nname = \"first\"\nbuiltin = \"echo-async\"\n[[server]]\n\
+                       name = \"second\"\nport = 7\nprocess = \"first\"\n[[clients]]\nname = \"c\"\nserver = \"second\"\n";
+        assert!(error_of(builtin).contains("is a built-in, which listens on one port only"));
+        let env = SHARED.replace(
+            "[[server]]\nname = \"second\"",
+            "env = { OTHER = \"{port:third}\" }\n[[server]]\nname = \"second\"",
+        );
+        assert!(
+            error_of(&env).starts_with("t.toml:5:18: `{port:third}`: no server named `third`"),
+            "{}",
+            error_of(&env)
+        );
+    }
+
+    #[test]
+    fn events_on_a_shared_process_are_refused() {
+        for (action, server) in [("stop", "first"), ("kill", "second"), ("restart", "first")] {
+            let text = error_of(&format!(
+                "{SHARED}[[events]]\nat = \"1s\"\n{action} = \"{server}\"\n"
+            ));
+            assert!(text.starts_with("t.toml:13:"), "{text}");
+            assert!(
+                text.contains("events are refused on servers that share a process"),
+                "{text}"
+            );
+        }
+    }
+
     #[test]
     fn shards_are_disjoint_and_cover_every_client() {
         let two_groups = format!("{MINIMAL}[[clients]]\nname = \"d\"\ncount = 4\n");
@@ -433,6 +528,12 @@ mod tests {
         );
         let unknown = two.replace("\"{port}\"]", "\"{port:three}\"]\nreaches = \"two\"");
         assert!(error_of(&unknown).contains("no played server named `three`"));
+        let typo = two.replace("\"{port}\"]", "\"{prot}\"]\nreaches = \"two\"");
+        assert!(
+            error_of(&typo).starts_with("t.toml:8:32: `{prot}` is not a placeholder labrun substitutes"),
+            "{}",
+            error_of(&typo)
+        );
         let wrong_reach = CLIENT.replace("[[client_program]]\n", "[[client_program]]\nreaches = \"ehco\"\n");
         let text = error_of(&wrong_reach);
         assert!(

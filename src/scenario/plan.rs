@@ -219,6 +219,14 @@ pub struct Limits {
 }
 
 impl ServerPlan {
+    /// The server whose process serves this one's port, when it has none of its own.
+    pub fn process_owner(&self) -> Option<&str> {
+        match &self.launch {
+            Launch::Process(owner) => Some(owner),
+            Launch::Builtin(_) | Launch::Command(_) => None,
+        }
+    }
+
     /// The replies its operator gives, in order: the non-empty lines typed at its stdin
     /// (a lab chat server skips empty ones and asks again).
     pub fn operator_lines(&self) -> Vec<String> {
@@ -281,8 +289,12 @@ pub fn numbered(template: &str, n: u64) -> String {
 pub enum Launch {
     /// A reference server built into labrun, run as `labrun serve NAME --port P`.
     Builtin(Builtin),
-    /// Any program; `{port}` in its arguments is replaced by the port.
+    /// Any program; `{port}` in its arguments is replaced by the port, `{port:NAME}` by
+    /// server NAME's.
     Command(Vec<String>),
+    /// No process of its own: the program of the server named here listens on this
+    /// server's port too (`process = "NAME"`, lab 4 written as one program).
+    Process(String),
 }
 
 /// A group of identical simulated clients.
@@ -505,6 +517,22 @@ impl Locator<'_> {
     pub(super) fn error(&self, span: Range<usize>, message: impl Into<String>) -> Diagnostic {
         Diagnostic::new(self.path, self.source, Some(span), message.into())
     }
+
+    /// An error at the first place `needle` is written inside `span` (a placeholder inside a
+    /// `command` array, say), or at the whole span when it is not written there as is.
+    pub(super) fn error_within(
+        &self,
+        span: Range<usize>,
+        needle: &str,
+        message: impl Into<String>,
+    ) -> Diagnostic {
+        let narrowed = self
+            .source
+            .get(span.clone())
+            .and_then(|text| text.find(needle))
+            .map_or(span.clone(), |at| span.start + at..span.start + at + needle.len());
+        self.error(narrowed, message)
+    }
 }
 
 /// Applies defaults and checks everything that spans more than one value.
@@ -575,10 +603,15 @@ pub fn resolve(raw: RawScenario, path: &Path, source: &str) -> Result<Plan, Diag
         ));
     }
 
+    let siblings: Vec<Sibling> = raw
+        .server
+        .iter()
+        .map(|table| Sibling::of(table.get_ref()))
+        .collect();
     let mut servers = Vec::with_capacity(raw.server.len());
     for table in raw.server {
         let span = table.span();
-        let server = resolve_server(table.into_inner(), span.clone(), &at)?;
+        let server = resolve_server(table.into_inner(), span.clone(), &siblings, &at)?;
         if servers.iter().any(|s: &ServerPlan| s.name == server.name) {
             return Err(at.error(span, format!("two servers are named `{}`", server.name)));
         }
@@ -710,6 +743,28 @@ fn resolve_event(
             ),
         )
     })?;
+    let shares_with = match servers[index].process_owner() {
+        Some(owner) => Some(owner),
+        None => servers
+            .iter()
+            .find(|s| s.process_owner() == Some(wanted.as_str()))
+            .map(|s| s.name.as_str()),
+    };
+    if let Some(partner) = shares_with {
+        return Err(at.error(
+            server.span(),
+            format!(
+                "server `{wanted}` shares one process with server `{partner}`, so {} it would take \
+                 both down: events are refused on servers that share a process; to test that two \
+                 servers are independent, run each as its own process (a `command` each)",
+                match action {
+                    EventAction::Stop => "stopping",
+                    EventAction::Kill => "killing",
+                    EventAction::Restart => "restarting",
+                }
+            ),
+        ));
+    }
     if raw.at.0 >= timeout {
         return Err(at.error(
             span,
@@ -727,7 +782,36 @@ fn resolve_event(
     })
 }
 
-fn resolve_server(raw: RawServer, span: Range<usize>, at: &Locator) -> Result<ServerPlan, Diagnostic> {
+/// What checking one server needs to know about the others: their names (`{port:NAME}`,
+/// `process`), who has no process of its own, and whose port a program must be given.
+struct Sibling {
+    name: String,
+    process: Option<String>,
+    builtin: bool,
+    fixed_port: bool,
+}
+
+impl Sibling {
+    fn of(raw: &RawServer) -> Sibling {
+        Sibling {
+            name: raw.name.get_ref().clone(),
+            process: raw.process.as_ref().map(|p| p.get_ref().clone()),
+            builtin: raw.builtin.is_some(),
+            fixed_port: matches!(raw.port, Some(PortChoice::Fixed(_))),
+        }
+    }
+}
+
+fn resolve_server(
+    mut raw: RawServer,
+    span: Range<usize>,
+    siblings: &[Sibling],
+    at: &Locator,
+) -> Result<ServerPlan, Diagnostic> {
+    if let Some(owner) = raw.process.take() {
+        return resolve_shared_server(raw, owner, siblings, at);
+    }
+    check_placeholders(&raw, siblings, at)?;
     let name = raw.name.into_inner();
     let port = raw.port.unwrap_or_default();
     let transport = match (raw.builtin, raw.transport) {
@@ -804,7 +888,12 @@ fn resolve_server(raw: RawServer, span: Range<usize>, at: &Locator) -> Result<Se
         launch,
         port,
         ready_timeout,
-        env: raw.env.unwrap_or_default().into_iter().collect(),
+        env: raw
+            .env
+            .map(toml::Spanned::into_inner)
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
         cwd: raw.cwd.map(PathBuf::from),
         exits: raw.exits.unwrap_or_default(),
         ready,
@@ -812,6 +901,148 @@ fn resolve_server(raw: RawServer, span: Range<usize>, at: &Locator) -> Result<Se
         limits: resolve_limits(raw.limits),
         transport,
     })
+}
+
+/// A server with `process = "OWNER"`: its port is served by OWNER's program, so everything
+/// about a process (command, environment, stdin, limits, readiness, exit) is OWNER's, and
+/// OWNER must be a program of its own (not a built-in, which listens on one port).
+fn resolve_shared_server(
+    raw: RawServer,
+    owner: toml::Spanned<String>,
+    siblings: &[Sibling],
+    at: &Locator,
+) -> Result<ServerPlan, Diagnostic> {
+    let owner_span = owner.span();
+    let owner = owner.into_inner();
+    let name = raw.name.into_inner();
+    let span = |spanned: Option<Range<usize>>| spanned.unwrap_or_else(|| owner_span.clone());
+    let process_keys = [
+        ("builtin", raw.builtin.is_some(), None),
+        (
+            "command",
+            raw.command.is_some(),
+            raw.command.as_ref().map(toml::Spanned::span),
+        ),
+        (
+            "env",
+            raw.env.is_some(),
+            raw.env.as_ref().map(toml::Spanned::span),
+        ),
+        ("cwd", raw.cwd.is_some(), None),
+        (
+            "stdin",
+            raw.stdin.is_some(),
+            raw.stdin.as_ref().map(toml::Spanned::span),
+        ),
+        ("limits", raw.limits.is_some(), None),
+        ("ready", raw.ready.is_some(), None),
+        ("exits", raw.exits.is_some(), None),
+    ];
+    if let Some((key, _, key_span)) = process_keys.into_iter().find(|(_, given, _)| *given) {
+        return Err(at.error(
+            span(key_span),
+            format!(
+                "server `{name}` is served by server `{owner}`'s process (`process = \"{owner}\"`), \
+                 so `{key}` belongs to `{owner}`: one process has one command, environment, working \
+                 directory, stdin, limits, readiness and exit policy"
+            ),
+        ));
+    }
+    if owner == name {
+        return Err(at.error(
+            owner_span,
+            format!(
+                "server `{name}` cannot be served by its own process: give it a `command`, or name \
+                 the server whose program also listens on its port"
+            ),
+        ));
+    }
+    let Some(sibling) = siblings.iter().find(|s| s.name == owner) else {
+        let names: Vec<String> = siblings.iter().map(|s| format!("`{}`", s.name)).collect();
+        return Err(at.error(
+            owner_span,
+            format!(
+                "no server named `{owner}`; servers in this scenario: {}",
+                names.join(", ")
+            ),
+        ));
+    };
+    if let Some(theirs) = &sibling.process {
+        return Err(at.error(
+            owner_span,
+            format!(
+                "server `{owner}` has no process of its own either (it is served by `{theirs}`'s): \
+                 write process = \"{theirs}\""
+            ),
+        ));
+    }
+    if sibling.builtin {
+        return Err(at.error(
+            owner_span,
+            format!(
+                "server `{owner}` is a built-in, which listens on one port only; `process` names a \
+                 server whose `command` runs a program that serves several ports"
+            ),
+        ));
+    }
+    Ok(ServerPlan {
+        name,
+        launch: Launch::Process(owner),
+        port: raw.port.unwrap_or_default(),
+        ready_timeout: DEFAULT_READY_TIMEOUT,
+        env: Vec::new(),
+        cwd: None,
+        exits: ExitPolicy::default(),
+        ready: ReadySignal::Listening,
+        stdin: None,
+        limits: Limits::default(),
+        transport: raw.transport.unwrap_or_default(),
+    })
+}
+
+/// Every placeholder in a server's `command` and `env` must be one labrun substitutes, and
+/// a program that serves other servers' automatic ports must be given them: otherwise the
+/// program would get `{port:nosuch}` literally, or have no way to learn a port.
+fn check_placeholders(raw: &RawServer, siblings: &[Sibling], at: &Locator) -> Result<(), Diagnostic> {
+    let names: Vec<&str> = siblings.iter().map(|s| s.name.as_str()).collect();
+    let command = raw
+        .command
+        .iter()
+        .flat_map(|c| c.get_ref().iter().map(move |arg| (arg, c.span())));
+    let env = raw
+        .env
+        .iter()
+        .flat_map(|e| e.get_ref().values().map(move |value| (value, e.span())));
+    let texts: Vec<(&String, Range<usize>)> = command.chain(env).collect();
+    for (text, within) in &texts {
+        if let Some((placeholder, why)) = super::placeholders::first_unknown(text, true, &names, "server") {
+            return Err(at.error_within(within.clone(), placeholder, why));
+        }
+    }
+    let name = raw.name.get_ref();
+    let passed = |other: &str| {
+        texts.iter().any(|(text, _)| {
+            super::placeholders::placeholders(text)
+                .iter()
+                .any(|p| p.port_of() == Some(Some(other)))
+        })
+    };
+    let unpassed = siblings
+        .iter()
+        .find(|s| s.process.as_deref() == Some(name.as_str()) && !s.fixed_port && !passed(&s.name));
+    if let Some(other) = unpassed {
+        let where_ = raw.command.as_ref().map_or(raw.name.span(), toml::Spanned::span);
+        return Err(at.error(
+            where_,
+            format!(
+                "server `{}` is served by this program (`process = \"{name}\"`) on an automatic \
+                 port, but nothing passes that port to it: add \"{{port:{}}}\" to `command` (or \
+                 to `env`), or give `{}` a fixed `port`",
+                other.name, other.name, other.name
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// `limits = { ... }` of a server or a client program.

@@ -14,6 +14,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::diagnostic::Diagnostic;
+use super::placeholders::{first_unknown, placeholders, substitute_ports};
 use super::plan::{Limits, Locator, as_human, port_as_text, resolve_limits};
 use super::raw::{PlayedRole, RawClientProgram, RawPlayedServer, RawProgramExpect, TracebackPolicy};
 use super::values::{PortChoice, PrintedValue, RepliesValue, TypedLineValue};
@@ -146,49 +147,14 @@ impl ProgramPlan {
     /// `text` with `{port}` (its target's port) and `{port:NAME}` substituted; `ports` is
     /// indexed like `played`. The plan has checked that every reference resolves.
     pub fn substitute(&self, text: &str, played: &[PlayedServerPlan], ports: &[u16]) -> String {
-        let mut out = String::with_capacity(text.len());
-        let mut rest = 0;
-        for (span, name) in port_references(text) {
-            out.push_str(&text[rest..span.start]);
+        substitute_ports(text, |name| {
             let index = match name {
                 Some(name) => played.iter().position(|s| s.name == name),
                 None => self.reaches,
             };
-            match index {
-                Some(index) => out.push_str(&ports[index].to_string()),
-                None => out.push_str(&text[span.clone()]),
-            }
-            rest = span.end;
-        }
-        out.push_str(&text[rest..]);
-        out
+            index.map(|index| ports[index])
+        })
     }
-}
-
-/// Every `{port}` (name `None`) and `{port:NAME}` in `text`, with its byte range.
-fn port_references(text: &str) -> Vec<(Range<usize>, Option<&str>)> {
-    let mut found = Vec::new();
-    let mut from = 0;
-    while let Some(at) = text[from..].find("{port").map(|i| from + i) {
-        let after = &text[at + "{port".len()..];
-        let reference = if after.starts_with('}') {
-            Some((at..at + "{port}".len(), None))
-        } else if let Some(named) = after.strip_prefix(':') {
-            named
-                .find('}')
-                .map(|end| (at..at + "{port:".len() + end + 1, Some(&named[..end])))
-        } else {
-            None
-        };
-        match reference {
-            Some((span, name)) => {
-                from = span.end;
-                found.push((span, name));
-            }
-            None => from = at + 1,
-        }
-    }
-    found
 }
 
 /// Validates the played servers and client programs of a client-program scenario.
@@ -367,32 +333,35 @@ fn resolve_program(
             "`command` must name a program, like [\"python3\", \"client.py\", \"{port}\"]",
         ));
     }
-    let env: Vec<(String, String)> = raw.env.unwrap_or_default().into_iter().collect();
-    for text in command.iter().chain(env.iter().map(|(_, value)| value)) {
-        for (_, reference) in port_references(text) {
-            match reference {
-                Some(server) if !played.iter().any(|s| s.name == server) => {
-                    return Err(at.error(
-                        command_span.clone(),
-                        format!(
-                            "`{{port:{server}}}`: no played server named `{server}`; played servers: {}",
-                            list_names(played)
-                        ),
-                    ));
-                }
-                None if reaches.is_none() => {
-                    return Err(at.error(
-                        command_span.clone(),
-                        format!(
-                            "`{{port}}` is the port of the server client program `{name}` reaches, but \
-                             there are several: say which with `reaches = \"...\"`, or write \
-                             `{{port:NAME}}`; played servers: {}",
-                            list_names(played)
-                        ),
-                    ));
-                }
-                _ => {}
-            }
+    let env_span = raw.env.as_ref().map_or(command_span.clone(), toml::Spanned::span);
+    let env: Vec<(String, String)> = raw
+        .env
+        .map(toml::Spanned::into_inner)
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let names: Vec<&str> = played.iter().map(|s| s.name.as_str()).collect();
+    let texts = command
+        .iter()
+        .map(|text| (text, &command_span))
+        .chain(env.iter().map(|(_, value)| (value, &env_span)));
+    for (text, within) in texts {
+        if reaches.is_none()
+            && let Some(own) = placeholders(text).into_iter().find(|p| p.port_of() == Some(None))
+        {
+            return Err(at.error_within(
+                within.clone(),
+                own.text,
+                format!(
+                    "`{{port}}` is the port of the server client program `{name}` reaches, but \
+                     there are several: say which with `reaches = \"...\"`, or write \
+                     `{{port:NAME}}`; played servers: {}",
+                    list_names(played)
+                ),
+            ));
+        }
+        if let Some((placeholder, why)) = first_unknown(text, true, &names, "played server") {
+            return Err(at.error_within(within.clone(), placeholder, why));
         }
     }
     if reaches.is_none() {
@@ -594,12 +563,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn port_references_are_found_and_substituted() {
-        let refs: Vec<Option<&str>> = port_references("a{port}b{port:two}{porty}{port:")
-            .into_iter()
-            .map(|(_, name)| name)
-            .collect();
-        assert_eq!(refs, [None, Some("two")]);
+    fn ports_are_substituted_by_name_or_target() {
         let played = |name: &str| PlayedServerPlan {
             name: name.into(),
             role: PlayedRole::Echo,

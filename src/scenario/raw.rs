@@ -92,7 +92,7 @@ pub struct RawClientProgram {
     pub name: Spanned<String>,
     pub command: Spanned<Vec<String>>,
     pub cwd: Option<String>,
-    pub env: Option<std::collections::BTreeMap<String, String>>,
+    pub env: Option<Spanned<std::collections::BTreeMap<String, String>>>,
     pub timeout: Option<DurationValue>,
     pub stdin: Option<Spanned<RawTyping>>,
     pub reaches: Option<Spanned<String>>,
@@ -155,12 +155,14 @@ pub struct RawServer {
     pub command: Option<Spanned<Vec<String>>>,
     pub port: Option<PortChoice>,
     pub ready: Option<RawReady>,
-    pub env: Option<std::collections::BTreeMap<String, String>>,
+    pub env: Option<Spanned<std::collections::BTreeMap<String, String>>>,
     pub cwd: Option<String>,
     pub exits: Option<ExitPolicy>,
     pub stdin: Option<Spanned<RawStdin>>,
     pub limits: Option<RawLimits>,
     pub transport: Option<Transport>,
+    /// Served by the process of the server named here (one program, several ports).
+    pub process: Option<Spanned<String>>,
 }
 
 /// Which protocol a server speaks.

@@ -22,6 +22,7 @@ pub mod tree;
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -38,6 +39,7 @@ pub use process::Supervised;
 
 use crate::scenario::{
     EventAction, EventPlan, ExitPolicy, Launch, PortChoice, ReadySignal, ServerPlan, StdinScript, Transport,
+    substitute_ports,
 };
 
 /// How long a server gets to exit after SIGTERM before its group is killed.
@@ -133,6 +135,31 @@ pub enum SuperviseError {
         /// The tail of its output, escaped.
         output: String,
     },
+    /// A program serving several servers' ports (`process = "…"`) never listened on one of
+    /// them.
+    #[error(
+        "server `{server}`: nothing listens on 127.0.0.1:{port} after {}; the program (started as \
+         server `{process}`) listens only on {}: each port needs a listening socket of its own \
+         (bind and listen on every port given, each with its own accept loop: a thread, or \
+         selectors){}",
+        humantime::format_duration(*waited),
+        if listening.is_empty() { "no port at all".to_owned() } else { listening.join(", ") },
+        output_block(output)
+    )]
+    PortNotServed {
+        /// The server whose port nothing listens on.
+        server: String,
+        /// Its port.
+        port: u16,
+        /// The server whose process was to serve it.
+        process: String,
+        /// How long labrun waited.
+        waited: Duration,
+        /// Where the program does listen, each with the server whose port it is.
+        listening: Vec<String>,
+        /// The tail of its output, escaped.
+        output: String,
+    },
 }
 
 fn elsewhere_note(port: u16, elsewhere: &[SocketAddr]) -> String {
@@ -163,7 +190,8 @@ fn output_block(output: &str) -> String {
     format!("; its last output:\n{}", quoted.join("\n"))
 }
 
-/// A running server, owned: dropping it kills its whole process group.
+/// A running server, owned: dropping it kills its whole process group (and with it every
+/// server whose port the process also serves).
 pub struct ServerHandle {
     name: String,
     address: SocketAddr,
@@ -176,6 +204,24 @@ pub struct ServerHandle {
     exits: ExitPolicy,
     /// TCP or UDP: which kernel table says it is ready.
     transport: Transport,
+    /// The other servers whose ports this process serves (`process = "…"`).
+    shared: Vec<SharedPort>,
+}
+
+/// A server with no process of its own, served by a [`ServerHandle`]'s.
+struct SharedPort {
+    /// Index into the plan's servers.
+    index: usize,
+    name: String,
+    address: SocketAddr,
+    transport: Transport,
+}
+
+/// How one process ended: as its own server, and as each server whose port it also served
+/// (indexed like the plan's servers).
+struct ProcessEnd {
+    own: ServerEnd,
+    shared: Vec<(usize, ServerEnd)>,
 }
 
 /// What became of a server, for the report.
@@ -207,6 +253,10 @@ pub struct ServerEnd {
     pub stopped_by_event: Option<String>,
     /// Set when a pids cgroup enforced its process limit (see [`cgroup`]).
     pub process_limit: Option<ProcessLimitUse>,
+    /// Set when the process of the server named here served this one's port
+    /// (`process = "…"`): pid, readiness and how it ended are that process's, and its
+    /// output and process limit are reported under that server alone.
+    pub process_of: Option<String>,
 }
 
 /// How a supervised program fared against its process limit.
@@ -248,7 +298,10 @@ pub enum Teardown {
 /// All servers of a run, started in plan order.
 pub struct Servers {
     plans: Vec<ServerPlan>,
-    /// The running incarnation of each server; `None` once an event stopped it for good.
+    /// Each server's port, all chosen before any server started.
+    ports: Vec<u16>,
+    /// The running process of each server that has one of its own; `None` for a server
+    /// served by another's process, and once an event stopped it for good.
     handles: Vec<Option<ServerHandle>>,
     /// How a server stopped by an event ended.
     stopped: Vec<Option<ServerEnd>>,
@@ -256,14 +309,20 @@ pub struct Servers {
 
 impl Servers {
     /// Starts every server and waits until each accepts a connection. If one fails, those
-    /// already started are torn down (by drop) before the error returns.
+    /// already started are torn down (by drop) before the error returns. Every port is chosen
+    /// first, so a program serving several servers (`process = "…"`) is given all of them.
     pub async fn start(plans: &[ServerPlan]) -> Result<Servers, SuperviseError> {
+        let ports = choose_ports(plans)?;
         let mut handles = Vec::with_capacity(plans.len());
-        for plan in plans {
-            handles.push(Some(ServerHandle::start(plan, choose_port(plan)?).await?));
+        for (index, plan) in plans.iter().enumerate() {
+            handles.push(match plan.process_owner() {
+                Some(_) => None,
+                None => Some(ServerHandle::start(plans, index, &ports).await?),
+            });
         }
         Ok(Servers {
             plans: plans.to_vec(),
+            ports,
             handles,
             stopped: vec![None; plans.len()],
         })
@@ -271,20 +330,20 @@ impl Servers {
 
     /// Each server's address, in plan order (a stopped server keeps its address).
     pub fn addresses(&self) -> Vec<SocketAddr> {
-        self.handles
+        self.ports
             .iter()
-            .zip(&self.stopped)
-            .map(|(handle, end)| match (handle, end) {
-                (Some(handle), _) => handle.address,
-                (None, Some(end)) => end.address,
-                (None, None) => unreachable!("a server is either running or has an end"),
-            })
+            .map(|port| SocketAddr::from((Ipv4Addr::LOCALHOST, *port)))
             .collect()
     }
 
-    /// Whether server `index` is still running (an event may have stopped it).
+    /// Whether server `index` is still running (an event may have stopped it, or the
+    /// process that serves it).
     pub fn running(&self, index: usize) -> bool {
-        self.handles[index].is_some()
+        let process = self.plans[index]
+            .process_owner()
+            .and_then(|owner| self.plans.iter().position(|p| p.name == owner))
+            .unwrap_or(index);
+        self.handles[process].is_some()
     }
 
     /// Carries out the scenario's events at their times (from `run_start`) until all are
@@ -327,7 +386,9 @@ impl Servers {
             EventAction::Kill => Duration::ZERO,
             EventAction::Stop | EventAction::Restart => TERMINATION_GRACE,
         };
-        let mut end = handle.stop(grace).await;
+        // The plan refuses events on a process that serves several servers, so `shared` is
+        // empty here; were it not, those servers end with it (and a restart restarts them).
+        let ProcessEnd { own: mut end, shared } = handle.stop(grace).await;
         let ended = match (end.exited_during_run.as_ref(), end.teardown) {
             (Some(status), _) => format!("it had already {status}"),
             (None, Teardown::Terminated) => "it exited on SIGTERM".to_owned(),
@@ -339,11 +400,18 @@ impl Servers {
             event.action.label(),
             crate::units::micros((at_ms * 1000.0) as u64)
         ));
-        if event.action != EventAction::Restart {
+        let record_ends = |end: ServerEnd| {
+            for (other, mut shared_end) in shared {
+                shared_end.stopped_by_event.clone_from(&end.stopped_by_event);
+                self.stopped[other] = Some(shared_end);
+            }
             self.stopped[index] = Some(end);
+        };
+        if event.action != EventAction::Restart {
+            record_ends(end);
             return (true, ended);
         }
-        match ServerHandle::start(&self.plans[index], port).await {
+        match ServerHandle::start(&self.plans, index, &self.ports).await {
             Ok(handle) => {
                 let ready = crate::units::duration(handle.ready_after);
                 self.handles[index] = Some(handle);
@@ -353,37 +421,49 @@ impl Servers {
                 )
             }
             Err(err) => {
-                self.stopped[index] = Some(end);
+                record_ends(end);
                 (false, format!("{ended}; could not start it again: {err}"))
             }
         }
     }
 
-    /// Tears every server down and reports how each ended.
+    /// Tears every process down, once each, and reports how each server ended.
     pub async fn stop(self) -> Vec<ServerEnd> {
-        let mut ends = Vec::with_capacity(self.handles.len());
-        for (handle, stopped) in self.handles.into_iter().zip(self.stopped) {
-            match (handle, stopped) {
-                (Some(handle), _) => ends.push(handle.stop(TERMINATION_GRACE).await),
-                (None, Some(end)) => ends.push(end),
-                (None, None) => unreachable!("a server is either running or has an end"),
+        let mut ends = self.stopped;
+        for (index, handle) in self.handles.into_iter().enumerate() {
+            if let Some(handle) = handle {
+                let ProcessEnd { own, shared } = handle.stop(TERMINATION_GRACE).await;
+                ends[index] = Some(own);
+                for (other, end) in shared {
+                    ends[other] = Some(end);
+                }
             }
         }
         // Anything a server daemonized away from its tree was re-parented to labrun.
         tree::sweep();
-        ends
+        ends.into_iter()
+            .map(|end| end.expect("each server has a process, its own or another's, and each process ended"))
+            .collect()
     }
 }
 
 impl ServerHandle {
-    /// Launches one server on `port` and waits for it to become ready.
-    pub async fn start(plan: &ServerPlan, port: u16) -> Result<ServerHandle, SuperviseError> {
+    /// Launches server `index` of `plans` (ports indexed alike) and waits until it, and every
+    /// server whose port its process also serves, is ready.
+    async fn start(
+        plans: &[ServerPlan],
+        index: usize,
+        ports: &[u16],
+    ) -> Result<ServerHandle, SuperviseError> {
+        let plan = &plans[index];
+        let port = ports[index];
         let spawn_failed = |program: String, source| SuperviseError::Spawn {
             server: plan.name.clone(),
             program,
             source,
         };
-        let spec = server_spec(plan, port).map_err(|source| spawn_failed("labrun".into(), source))?;
+        let spec =
+            server_spec(plans, index, ports).map_err(|source| spawn_failed("labrun".into(), source))?;
         let program = spec.argv[0].clone();
         let launched = Instant::now();
         let mut process = Supervised::spawn(spec).map_err(|source| spawn_failed(program, source))?;
@@ -409,15 +489,27 @@ impl ServerHandle {
             ready_after: Duration::ZERO,
             exits: plan.exits,
             transport: plan.transport,
+            shared: plans
+                .iter()
+                .enumerate()
+                .filter(|(_, other)| other.process_owner() == Some(plan.name.as_str()))
+                .map(|(other, shared)| SharedPort {
+                    index: other,
+                    name: shared.name.clone(),
+                    address: SocketAddr::from((Ipv4Addr::LOCALHOST, ports[other])),
+                    transport: shared.transport,
+                })
+                .collect(),
         };
         handle.wait_ready(plan).await?;
         handle.ready_after = launched.elapsed();
         Ok(handle)
     }
 
-    /// Polls until the server's process group listens on its port, the leader exits, or
-    /// time runs out. Listening is read from the kernel (see [`sockets`]), so readiness never
-    /// uses up a connection; where that reading is unavailable, a TCP connect probes instead.
+    /// Polls until the server's process group listens on its port (and on the port of every
+    /// server it also serves), the leader exits, or time runs out. Listening is read from the
+    /// kernel (see [`sockets`]), so readiness never uses up a connection; where that reading
+    /// is unavailable, a TCP connect probes instead.
     async fn wait_ready(&mut self, plan: &ServerPlan) -> Result<(), SuperviseError> {
         let timeout = plan.ready_timeout;
         let deadline = Instant::now() + timeout;
@@ -437,12 +529,30 @@ impl ServerHandle {
                 ReadySignal::Listening => self.listens_on_its_port(deadline, &mut elsewhere).await,
                 ReadySignal::Stdout(_) | ReadySignal::Stderr(_) => self.pattern_seen.load(Ordering::Relaxed),
             };
-            if ready {
+            let unserved = match ready {
+                true => self.first_unserved_port(deadline).await,
+                false => None,
+            };
+            if ready && unserved.is_none() {
                 return Ok(());
             }
             if Instant::now() >= deadline {
                 let output = self.output_tail();
                 let server = self.name.clone();
+                if !self.shared.is_empty() {
+                    let (server, address, transport) = match unserved {
+                        Some(shared) => (shared.name.clone(), shared.address, shared.transport),
+                        None => (server, self.address, self.transport),
+                    };
+                    return Err(SuperviseError::PortNotServed {
+                        server,
+                        port: address.port(),
+                        process: self.name.clone(),
+                        waited: timeout,
+                        listening: self.describe_listeners(transport),
+                        output,
+                    });
+                }
                 return Err(match &plan.ready {
                     ReadySignal::Listening => SuperviseError::NotReady {
                         server,
@@ -472,14 +582,65 @@ impl ServerHandle {
     }
 
     /// Whether the server (its process group, or any descendant that left it) listens where
-    /// clients will connect; records
-    /// where else it listens. Falls back to a connect probe where `/proc` cannot be read.
+    /// clients will connect; records where else it listens.
     async fn listens_on_its_port(&self, deadline: Instant, elsewhere: &mut Vec<SocketAddr>) -> bool {
-        let port = self.address.port();
+        self.listens_on(self.address, self.transport, deadline, elsewhere)
+            .await
+    }
+
+    /// The first server this process also serves whose port it does not listen on yet.
+    async fn first_unserved_port(&self, deadline: Instant) -> Option<&SharedPort> {
+        for shared in &self.shared {
+            if !self
+                .listens_on(shared.address, shared.transport, deadline, &mut Vec::new())
+                .await
+            {
+                return Some(shared);
+            }
+        }
+        None
+    }
+
+    /// Where the process listens (on `transport`), each address with the server whose port
+    /// it is, for [`SuperviseError::PortNotServed`].
+    fn describe_listeners(&self, transport: Transport) -> Vec<String> {
+        let ours = std::iter::once((self.name.as_str(), self.address.port()))
+            .chain(self.shared.iter().map(|s| (s.name.as_str(), s.address.port())));
+        let ours: Vec<(&str, u16)> = ours.collect();
+        sockets::listeners_held_by(transport, self.family())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|listener| {
+                match ours
+                    .iter()
+                    .find(|(_, port)| listener.reachable_on_loopback(*port))
+                {
+                    Some((name, _)) => format!("{} (server `{name}`'s port)", listener.address),
+                    None => listener.address.to_string(),
+                }
+            })
+            .collect()
+    }
+
+    /// Whether a process belongs to this server: its process group, or any descendant that
+    /// left it.
+    fn family(&self) -> impl Fn(u32) -> bool + use<> {
         let leader = self.process.pid();
         let group = self.process.group();
-        let family = |pid: u32| pid == leader || tree::is_descendant_or_member(pid, leader, group);
-        match sockets::listeners_held_by(self.transport, family) {
+        move |pid: u32| pid == leader || tree::is_descendant_or_member(pid, leader, group)
+    }
+
+    /// Whether the server listens on `address` (`transport`); records where else it
+    /// listens. Falls back to a connect probe where `/proc` cannot be read.
+    async fn listens_on(
+        &self,
+        address: SocketAddr,
+        transport: Transport,
+        deadline: Instant,
+        elsewhere: &mut Vec<SocketAddr>,
+    ) -> bool {
+        let port = address.port();
+        match sockets::listeners_held_by(transport, self.family()) {
             Ok(listeners) if listeners.iter().any(|l| l.reachable_on_loopback(port)) => true,
             Ok(listeners) => {
                 *elsewhere = listeners.into_iter().map(|l| l.address).collect();
@@ -487,16 +648,17 @@ impl ServerHandle {
             }
             // Without /proc, a TCP server is probed by connecting; a UDP server cannot be
             // probed without sending it a message, so it counts as ready.
-            Err(_) if self.transport == Transport::Udp => true,
+            Err(_) if transport == Transport::Udp => true,
             Err(_) => matches!(
-                tokio::time::timeout_at(deadline, TcpStream::connect(self.address)).await,
+                tokio::time::timeout_at(deadline, TcpStream::connect(address)).await,
                 Ok(Ok(_))
             ),
         }
     }
 
-    /// SIGTERM, grace, SIGKILL to the group, reap; reports what happened.
-    pub async fn stop(mut self, grace: Duration) -> ServerEnd {
+    /// SIGTERM, grace, SIGKILL to the group, reap; reports what happened, for this server
+    /// and for each server whose port the process also served.
+    async fn stop(mut self, grace: Duration) -> ProcessEnd {
         if let Some(feeder) = self.stdin_feeder.take() {
             feeder.abort();
         }
@@ -506,9 +668,15 @@ impl ServerHandle {
             self.process.wait_for_exit(EXIT_BY_ITSELF_WAIT).await;
         }
         let mut still_listening = true;
+        let mut shared_listening = vec![true; self.shared.len()];
         if self.process.exit_status().is_none() {
             still_listening = self.listens_on_its_port(Instant::now(), &mut Vec::new()).await;
-            if !still_listening {
+            for (shared, listening) in self.shared.iter().zip(&mut shared_listening) {
+                *listening = self
+                    .listens_on(shared.address, shared.transport, Instant::now(), &mut Vec::new())
+                    .await;
+            }
+            if !still_listening || shared_listening.contains(&false) {
                 // It closed its listener, most likely on its way out (a server that ends after
                 // one client): let it finish, so the report can say how it ended.
                 self.process.wait_for_exit(EXIT_BY_ITSELF_WAIT).await;
@@ -520,7 +688,7 @@ impl ServerHandle {
         // would live to its end and deadlock with `output_tail`.
         let stdout_bytes = capture::lock(self.process.stdout()).total_bytes();
         let stderr_bytes = capture::lock(self.process.stderr()).total_bytes();
-        ServerEnd {
+        let own = ServerEnd {
             name: self.name.clone(),
             address: self.address,
             pid: self.process.pid(),
@@ -533,7 +701,28 @@ impl ServerHandle {
             output_tail: self.output_tail(),
             stopped_by_event: None,
             process_limit: self.process.process_limit(),
-        }
+            process_of: None,
+        };
+        let shared = self
+            .shared
+            .iter()
+            .zip(shared_listening)
+            .map(|(shared, still_listening)| {
+                let end = ServerEnd {
+                    name: shared.name.clone(),
+                    address: shared.address,
+                    still_listening,
+                    stdout_bytes: 0,
+                    stderr_bytes: 0,
+                    output_tail: String::new(),
+                    process_limit: None,
+                    process_of: Some(self.name.clone()),
+                    ..own.clone()
+                };
+                (shared.index, end)
+            })
+            .collect();
+        ProcessEnd { own, shared }
     }
 
     fn output_tail(&self) -> String {
@@ -579,40 +768,68 @@ fn holder_of(transport: Transport, port: u16) -> Option<String> {
     })
 }
 
-/// Picks the port: a free one for `"auto"`, or checks that a fixed one is free.
-fn choose_port(plan: &ServerPlan) -> Result<u16, SuperviseError> {
-    let bind = |port: u16| -> io::Result<SocketAddr> {
+/// Picks every server's port before any server starts. Each stays bound until all are
+/// picked, so two automatic ports are never the same.
+fn choose_ports(plans: &[ServerPlan]) -> Result<Vec<u16>, SuperviseError> {
+    let mut held = Vec::with_capacity(plans.len());
+    let mut ports = Vec::with_capacity(plans.len());
+    for plan in plans {
+        let (port, socket) = choose_port(plan)?;
+        ports.push(port);
+        held.extend(socket);
+    }
+    drop(held);
+    Ok(ports)
+}
+
+/// Picks the port: a free one for `"auto"`, or checks that a fixed one is free; returns the
+/// socket bound to it, if any, for the caller to release.
+fn choose_port(plan: &ServerPlan) -> Result<(u16, Option<OwnedFd>), SuperviseError> {
+    let bind = |port: u16| -> io::Result<(u16, Option<OwnedFd>)> {
         match plan.transport {
-            Transport::Tcp => TcpListener::bind((Ipv4Addr::LOCALHOST, port))?.local_addr(),
-            Transport::Udp => std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, port))?.local_addr(),
+            Transport::Tcp => {
+                let socket = TcpListener::bind((Ipv4Addr::LOCALHOST, port))?;
+                Ok((socket.local_addr()?.port(), Some(socket.into())))
+            }
+            Transport::Udp => {
+                let socket = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, port))?;
+                Ok((socket.local_addr()?.port(), Some(socket.into())))
+            }
         }
     };
     match plan.port {
-        PortChoice::Auto => {
-            bind(0)
-                .map(|address| address.port())
-                .map_err(|source| SuperviseError::NoFreePort {
-                    server: plan.name.clone(),
-                    source,
-                })
-        }
+        PortChoice::Auto => bind(0).map_err(|source| SuperviseError::NoFreePort {
+            server: plan.name.clone(),
+            source,
+        }),
         PortChoice::Fixed(port) => match bind(port) {
-            Ok(_) => Ok(port),
+            Ok(bound) => Ok(bound),
             Err(err) if err.kind() == io::ErrorKind::AddrInUse => Err(SuperviseError::PortInUse {
                 server: plan.name.clone(),
                 port,
                 holder: holder_of(plan.transport, port),
             }),
             // Any other bind error (a privileged port, say) is the server's to meet and report.
-            Err(_) => Ok(port),
+            Err(_) => Ok((port, None)),
         },
     }
 }
 
-/// The server's command line and surroundings: a built-in runs as `labrun serve`, any other
-/// program with `{port}` substituted; `PORT` is always set.
-fn server_spec(plan: &ServerPlan, port: u16) -> io::Result<process::Spec<'_>> {
-    let port_text = port.to_string();
+/// Server `index`'s command line and surroundings: a built-in runs as `labrun serve`, any
+/// other program with `{port}` (its own port) and `{port:NAME}` (server NAME's) substituted;
+/// `PORT` is always set.
+fn server_spec<'a>(plans: &'a [ServerPlan], index: usize, ports: &[u16]) -> io::Result<process::Spec<'a>> {
+    let plan = &plans[index];
+    let port_text = ports[index].to_string();
+    let substitute = |text: &str| {
+        substitute_ports(text, |name| match name {
+            None => Some(ports[index]),
+            Some(name) => plans
+                .iter()
+                .position(|p| p.name == name)
+                .map(|other| ports[other]),
+        })
+    };
     let argv = match &plan.launch {
         Launch::Builtin(builtin) => vec![
             std::env::current_exe()?.display().to_string(),
@@ -621,7 +838,8 @@ fn server_spec(plan: &ServerPlan, port: u16) -> io::Result<process::Spec<'_>> {
             "--port".into(),
             port_text.clone(),
         ],
-        Launch::Command(argv) => argv.iter().map(|arg| arg.replace("{port}", &port_text)).collect(),
+        Launch::Command(argv) => argv.iter().map(|arg| substitute(arg)).collect(),
+        Launch::Process(owner) => unreachable!("server `{}` is started as part of `{owner}`", plan.name),
     };
     let pattern = |text: &str| Some(regex::Regex::new(text).expect("the plan validated the pattern"));
     let (watch_stdout, watch_stderr) = match &plan.ready {
@@ -633,7 +851,7 @@ fn server_spec(plan: &ServerPlan, port: u16) -> io::Result<process::Spec<'_>> {
         .chain(
             plan.env
                 .iter()
-                .map(|(key, value)| (key.clone(), value.replace("{port}", &port_text))),
+                .map(|(key, value)| (key.clone(), substitute(value))),
         )
         .collect();
     Ok(process::Spec {

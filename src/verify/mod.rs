@@ -638,6 +638,26 @@ fn check_servers(evidence: &Evidence, verdict: &mut Verdict) {
             });
             continue;
         }
+        // A server served by another's process ended with it: the exit is one finding, the
+        // process's, under that server's check; this one only points there.
+        if let (Some(process), Some(status)) = (&server.process_of, server.exited_during_run) {
+            let owner = evidence.plan.servers.iter().find(|s| s.name == *process);
+            let allowed =
+                owner.is_some_and(|o| o.exits == ExitPolicy::AfterClients) && status.code == Some(0);
+            verdict.checks.push(Check {
+                name,
+                passed: allowed,
+                summary: format!(
+                    "served by server `{process}`'s process, which {status}{}",
+                    if allowed {
+                        " after its clients, as allowed"
+                    } else {
+                        " during the run (see server {process})"
+                    }
+                ),
+            });
+            continue;
+        }
         let (passed, summary) = match (server.exited_during_run, plan.exits) {
             (None, ExitPolicy::Never) if server.still_listening => {
                 (true, "stayed up for the whole run".to_owned())

@@ -16,6 +16,7 @@ mod formats;
 mod grade;
 mod hostile;
 mod load;
+mod ports;
 mod runs;
 mod schema;
 mod shards;

@@ -165,6 +165,10 @@ fn reports_conform_to_the_report_schema() {
         scratch.run(&path).expect_code(0);
     }
     scratch.run_shipped("scenarios/threaded.toml").expect_code(0);
+    // One program serving two servers' ports (`launch.process`, `process_of`).
+    scratch
+        .run_shipped("scenarios/python/two-servers-one-program.toml")
+        .expect_code(0);
     // A client program that ends before all its lines are typed (typing_stopped, status 1).
     scratch
         .run_shipped("scenarios/clients/echo-server-closes.toml")
@@ -174,6 +178,7 @@ fn reports_conform_to_the_report_schema() {
         "kitchen-sink",
         "kitchen-sink-clients",
         "threaded",
+        "python-two-servers-one-program",
         "echo-client-server-closes",
     ] {
         let report = read_report(&scratch.reports().join(format!("{name}.json")));
