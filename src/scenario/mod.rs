@@ -23,8 +23,8 @@ pub use programs::{
     TypedLine, Typing,
 };
 pub use raw::{
-    EchoExpectation, ExitPolicy, FanoutExpectation, FaultKind, PayloadKind, PlayedRole, TracebackPolicy,
-    Transport, WorkloadKind,
+    ConnectMode, EchoExpectation, ExitPolicy, FanoutExpectation, FaultKind, PayloadKind, PlayedRole,
+    TracebackPolicy, Transport, WorkloadKind,
 };
 pub use values::{ConcurrencyExpectation, DurationValue, PortChoice, SizeRange};
 
