@@ -296,6 +296,26 @@ mod tests {
     }
 
     #[test]
+    fn connects_are_paced_unless_a_storm_is_asked_for() {
+        let connect = |text: &str| parse(Path::new("t.toml"), text).unwrap().groups[0].connect;
+        assert_eq!(connect(MINIMAL), ConnectMode::Paced);
+        assert_eq!(
+            connect(&format!("{MINIMAL}connect = \"storm\"\n")),
+            ConnectMode::Storm
+        );
+        assert!(error_of(&format!("{MINIMAL}connect = \"flood\"\n")).contains("unknown variant `flood`"));
+        let udp = MINIMAL.replace(
+            "builtin = \"echo-async\"",
+            "builtin = \"udp-echo\"\ntransport = \"udp\"",
+        );
+        let error = error_of(&format!("{udp}connect = \"storm\"\n"));
+        assert!(
+            error.contains("t.toml:") && error.contains("a UDP server has no connections"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn open_loop_and_pipelining_are_checked() {
         let plan = parse(
             Path::new("t.toml"),
