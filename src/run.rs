@@ -236,7 +236,7 @@ async fn run_probes(
             let clients = plan.clients_of(index);
             if clients > 0 && running[index] {
                 let holders = probe::holders_for(expected, clients)
-                    .max(concurrency::holders_to_confirm(overlaps[index].verdict))
+                    .max(concurrency::holders_to_confirm(expected, overlaps[index].verdict))
                     .min(probe::MAX_HOLDERS);
                 probes.concurrency[index] = probe::concurrency(*address, holders, cancel).await;
             }

@@ -178,10 +178,12 @@ pub fn reconcile(verdict: ConcurrencyVerdict, probe: Option<&ProbeOutcome>) -> C
     }
 }
 
-/// Silent connections the probe must hold to confirm `verdict`: `bounded (k)` needs `k`.
-pub fn holders_to_confirm(verdict: ConcurrencyVerdict) -> u32 {
-    match verdict {
-        ConcurrencyVerdict::Bounded(k) => k,
+/// Silent connections the probe must hold to confirm a `verdict` that would fail
+/// `expected`: `bounded (k)` against "concurrent" needs `k`. (Against "at-least N" the
+/// probe already holds N - 1, and a cap of N or more passes.)
+pub fn holders_to_confirm(expected: ConcurrencyExpectation, verdict: ConcurrencyVerdict) -> u32 {
+    match (expected, verdict) {
+        (ConcurrencyExpectation::Concurrent, ConcurrencyVerdict::Bounded(k)) => k,
         _ => 0,
     }
 }
@@ -498,7 +500,11 @@ mod tests {
             detail: String::new(),
         };
         let bounded = ConcurrencyVerdict::Bounded(18);
-        assert_eq!(holders_to_confirm(bounded), 18);
+        assert_eq!(
+            holders_to_confirm(ConcurrencyExpectation::Concurrent, bounded),
+            18
+        );
+        assert_eq!(holders_to_confirm(ConcurrencyExpectation::AtLeast(2), bounded), 0);
         assert_eq!(
             reconcile(bounded, Some(&probe(18, true))),
             ConcurrencyVerdict::Concurrent(18)
