@@ -21,7 +21,7 @@ use crate::report::style::Styles;
 use crate::report::{self, Format, Report, RunResult};
 use crate::scenario::Plan;
 use crate::supervise::{ServerEnd, Servers};
-use crate::verify::concurrency::{self, ConcurrencyVerdict, ServerConcurrency};
+use crate::verify::concurrency::{self, ConcurrencyVerdict, Overlap, ServerConcurrency};
 use crate::verify::{self, Evidence, Survival};
 use crate::workload::probe::{self, ProbeOutcome};
 use crate::workload::{self, ClientRecord, DriveSetup};
@@ -156,7 +156,8 @@ async fn test_servers(
     progress.finish();
     let drive = drive.map_err(Error::Runtime)?;
     let running: Vec<bool> = (0..plan.servers.len()).map(|i| servers.running(i)).collect();
-    let probes = run_probes(plan, &addresses, &running, cancel).await;
+    let overlaps = measure_overlaps(plan, &drive.records);
+    let probes = run_probes(plan, &addresses, &running, &overlaps, cancel).await;
     let server_ends = servers.stop().await;
 
     let mut groups: Vec<GroupFigures> = (0..plan.groups.len())
@@ -175,7 +176,7 @@ async fn test_servers(
             total.latency.fanout.merge(fanout);
         }
     }
-    let concurrency = measure_concurrency(plan, &drive.records, probes.concurrency, &server_ends);
+    let concurrency = judge_concurrency(plan, overlaps, probes.concurrency, &drive.pacing, &server_ends);
     let verdict = verify::evaluate(&Evidence {
         plan,
         records: &drive.records,
@@ -217,10 +218,13 @@ struct Probes {
 /// Runs the probes the scenario's expectations ask for, one server at a time, while the
 /// servers are still up (a server an event stopped for good is not probed). The concurrency
 /// probe goes first: the survival probe is the last thing a server has to get through.
+/// When a server's clients looked `bounded (k)`, the concurrency probe holds at least `k`
+/// silent connections, so that it confirms or refutes the cap the statistics suggest.
 async fn run_probes(
     plan: &Plan,
     addresses: &[std::net::SocketAddr],
     running: &[bool],
+    overlaps: &[Overlap],
     cancel: &CancellationToken,
 ) -> Probes {
     let mut probes = Probes {
@@ -231,7 +235,9 @@ async fn run_probes(
         for (index, address) in addresses.iter().enumerate() {
             let clients = plan.clients_of(index);
             if clients > 0 && running[index] {
-                let holders = probe::holders_for(expected, clients);
+                let holders = probe::holders_for(expected, clients)
+                    .max(concurrency::holders_to_confirm(expected, overlaps[index].verdict))
+                    .min(probe::MAX_HOLDERS);
                 probes.concurrency[index] = probe::concurrency(*address, holders, cancel).await;
             }
         }
@@ -255,37 +261,50 @@ async fn run_probes(
     probes
 }
 
-/// Overlap of each server's well-behaved clients (servers without clients are left out).
-/// Faulty clients leave early or go silent on purpose, so their timelines say nothing about
-/// how many clients the server can serve; their effect shows in the others' waits. A server
-/// that exited during the run is not judged: when it died decides what its clients saw.
-fn measure_concurrency(
+/// Overlap of each server's well-behaved clients (indexed like `plan.servers`). Faulty
+/// clients leave early or go silent on purpose, so their timelines say nothing about how
+/// many clients the server can serve; their effect shows in the others' waits.
+fn measure_overlaps(plan: &Plan, records: &[ClientRecord]) -> Vec<Overlap> {
+    (0..plan.servers.len())
+        .map(|index| {
+            concurrency::measure(
+                records
+                    .iter()
+                    .filter(|r| r.fault.is_none() && plan.groups[r.group].server == index),
+            )
+        })
+        .collect()
+}
+
+/// Each server's concurrency (servers without clients are left out): the overlap, held to
+/// the probe (see [`concurrency::reconcile`]). A server that exited during the run is not
+/// judged: when it died decides what its clients saw.
+fn judge_concurrency(
     plan: &Plan,
-    records: &[ClientRecord],
+    overlaps: Vec<Overlap>,
     probes: Vec<Option<ProbeOutcome>>,
+    pacing: &[Option<workload::PacingFigures>],
     ends: &[ServerEnd],
 ) -> Vec<ServerConcurrency> {
     plan.servers
         .iter()
+        .zip(overlaps)
         .zip(probes)
         .zip(ends)
         .enumerate()
         .filter(|(index, _)| plan.clients_of(*index) > 0)
-        .map(|(index, ((server, probe), end))| {
-            let mut overlap = concurrency::measure(
-                records
-                    .iter()
-                    .filter(|r| r.fault.is_none() && plan.groups[r.group].server == index),
-            );
+        .map(|(index, (((server, mut overlap), probe), end))| {
             let exited = end.exited_during_run.is_some();
-            if exited {
-                overlap.verdict = ConcurrencyVerdict::Undetermined;
-            }
+            overlap.verdict = match exited {
+                true => ConcurrencyVerdict::Undetermined,
+                false => concurrency::reconcile(overlap.verdict, probe.as_ref()),
+            };
             ServerConcurrency {
                 server: server.name.clone(),
                 overlap,
                 probe,
                 exited_during_run: exited,
+                accept_queue: pacing[index],
             }
         })
         .collect()

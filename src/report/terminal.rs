@@ -382,6 +382,7 @@ concurrency = "concurrent"
                 first_reply: ms(base + 3),
                 last_reply: ms(base + 8),
                 closed: ms(base + 9),
+                handshake_stalled: false,
             },
             messages_completed,
             bytes_sent: 256,
@@ -433,6 +434,7 @@ concurrency = "concurrent"
             overlap: concurrency::measure(&records),
             probe: None,
             exited_during_run: false,
+            accept_queue: None,
         }];
         let verdict = verify::evaluate(&Evidence {
             plan: &plan,

@@ -27,8 +27,8 @@ pub use programs::{
     TypedLine, Typing,
 };
 pub use raw::{
-    EchoExpectation, ExitPolicy, FanoutExpectation, FaultKind, PayloadKind, PlayedRole, TracebackPolicy,
-    Transport, WorkloadKind,
+    ConnectMode, EchoExpectation, ExitPolicy, FanoutExpectation, FaultKind, PayloadKind, PlayedRole,
+    TracebackPolicy, Transport, WorkloadKind,
 };
 pub use values::{ConcurrencyExpectation, DurationValue, PortChoice, SizeRange};
 
@@ -388,6 +388,26 @@ mod tests {
         assert!(error_of(&tcp_builtin).contains("speaks TCP; the UDP one is `udp-echo`"));
         let probed = format!("{UDP}messages = 3\n[expect]\nsurvives = true\n");
         assert!(error_of(&probed).contains("probes TCP servers"));
+    }
+
+    #[test]
+    fn connects_are_paced_unless_a_storm_is_asked_for() {
+        let connect = |text: &str| parse(Path::new("t.toml"), text).unwrap().groups[0].connect;
+        assert_eq!(connect(MINIMAL), ConnectMode::Paced);
+        assert_eq!(
+            connect(&format!("{MINIMAL}connect = \"storm\"\n")),
+            ConnectMode::Storm
+        );
+        assert!(error_of(&format!("{MINIMAL}connect = \"flood\"\n")).contains("unknown variant `flood`"));
+        let udp = MINIMAL.replace(
+            "builtin = \"echo-async\"",
+            "builtin = \"udp-echo\"\ntransport = \"udp\"",
+        );
+        let error = error_of(&format!("{udp}connect = \"storm\"\n"));
+        assert!(
+            error.contains("t.toml:") && error.contains("a UDP server has no connections"),
+            "{error}"
+        );
     }
 
     #[test]

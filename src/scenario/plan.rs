@@ -14,8 +14,9 @@ use serde::Serialize;
 use super::diagnostic::Diagnostic;
 use super::programs::{PlayedServerPlan, ProgramPlan};
 use super::raw::{
-    EchoExpectation, ExitPolicy, FanoutExpectation, FaultKind, PayloadKind, RawClients, RawEvent, RawExpect,
-    RawFault, RawLimits, RawReady, RawScenario, RawServer, RawStdin, StartKind, Transport, WorkloadKind,
+    ConnectMode, EchoExpectation, ExitPolicy, FanoutExpectation, FaultKind, PayloadKind, RawClients,
+    RawEvent, RawExpect, RawFault, RawLimits, RawReady, RawScenario, RawServer, RawStdin, StartKind,
+    Transport, WorkloadKind,
 };
 use super::values::{ConcurrencyExpectation, MessagesValue, PortChoice, SizeRange};
 use crate::servers::Builtin;
@@ -343,6 +344,8 @@ pub struct GroupPlan {
     pub rate_ramp: Duration,
     /// TCP echo: messages each client keeps in flight (1 = wait for each echo).
     pub pipeline: u32,
+    /// TCP: connect paced to the server's accept queue, or all at once.
+    pub connect: ConnectMode,
 }
 
 impl GroupPlan {
@@ -1190,6 +1193,16 @@ fn resolve_group(raw: RawClients, servers: &[ServerPlan], at: &Locator) -> Resul
         }
         Some(depth) => *depth.get_ref(),
     };
+    let connect = match raw.connect {
+        Some(mode) if server_transport == Transport::Udp => {
+            return Err(at.error(
+                mode.span(),
+                "`connect` paces TCP connects; a UDP server has no connections",
+            ));
+        }
+        Some(mode) => mode.into_inner(),
+        None => ConnectMode::Paced,
+    };
     let count = match raw.count {
         Some(count) if *count.get_ref() == 0 => {
             return Err(at.error(count.span(), "`count` must be at least 1"));
@@ -1326,6 +1339,7 @@ fn resolve_group(raw: RawClients, servers: &[ServerPlan], at: &Locator) -> Resul
         rate: raw.rate.map(|r| r.into_inner().0),
         rate_ramp: raw.rate_ramp.map_or(Duration::ZERO, |r| r.into_inner().0),
         pipeline,
+        connect,
     })
 }
 

@@ -250,6 +250,7 @@ pub struct RawClients {
     pub rate: Option<Spanned<super::values::RateValue>>,
     pub rate_ramp: Option<Spanned<DurationValue>>,
     pub pipeline: Option<Spanned<u32>>,
+    pub connect: Option<Spanned<ConnectMode>>,
 }
 
 /// `fault = { kind = "abort", after = 3 }`: how the group's faulty clients misbehave.
@@ -386,6 +387,18 @@ impl WorkloadKind {
             WorkloadKind::Broadcast => "broadcast",
         }
     }
+}
+
+/// How a TCP group's clients connect (`connect = "..."`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConnectMode {
+    /// Each waits until the server's accept queue has room, so the kernel drops no handshake.
+    #[default]
+    Paced,
+    /// All at once, whatever the server's backlog: the SYN storm of clients that really
+    /// arrive together, with the kernel's one-second retransmissions.
+    Storm,
 }
 
 /// What message bodies are made of.

@@ -10,6 +10,12 @@
 //! Timing noise cannot turn a concurrent server into an iterative or bounded one here: both
 //! verdicts need a client held for longer than any scheduling hiccup ([`LONG_WAIT`]). Scenarios that judge concurrency give their clients
 //! think time, so service intervals last long enough to overlap unambiguously.
+//!
+//! Nor can the kernel: a client whose handshake the kernel left unfinished (its accept
+//! queue was full, see `workload::pacer`) waited for a retransmission, not for the server,
+//! and is never counted as held. And a server is called `bounded (k)` only when the probe
+//! agrees: the run asks the probe to hold `k` silent connections, and a server that still
+//! answers a new client then has no cap of `k` (see [`reconcile`]).
 
 use std::fmt;
 use std::time::Duration;
@@ -18,8 +24,8 @@ use serde::Serialize;
 
 use super::{Check, Finding};
 use crate::scenario::ConcurrencyExpectation;
-use crate::workload::ClientRecord;
 use crate::workload::probe::ProbeOutcome;
+use crate::workload::{ClientRecord, PacingFigures};
 
 /// A wait this long that ended only after another client left is a queue, not noise.
 pub const LONG_WAIT: Duration = Duration::from_millis(20);
@@ -86,7 +92,8 @@ pub fn measure<'a>(records: impl IntoIterator<Item = &'a ClientRecord>) -> Overl
         if let Some(first_reply) = t.first_reply {
             service.push((first_reply, t.last_reply.unwrap_or(departure).max(first_reply)));
         }
-        if let Some(first_send) = t.first_send {
+        // The kernel, not the server, kept a stalled client waiting.
+        if let Some(first_send) = t.first_send.filter(|_| !t.handshake_stalled) {
             // A client never served waited until it gave up.
             waits.push((presence.len() - 1, first_send, t.first_reply.unwrap_or(departure)));
         }
@@ -150,6 +157,35 @@ pub struct ServerConcurrency {
     pub probe: Option<ProbeOutcome>,
     /// The server ended during the run, so its verdict is left undetermined.
     pub exited_during_run: bool,
+    /// How the clients' connects were paced to the server's accept queue, when the kernel
+    /// told its backlog.
+    pub accept_queue: Option<PacingFigures>,
+}
+
+/// A backlog this small is the textbook's `listen(5)`, not the default of `listen()`.
+pub const SMALL_BACKLOG: u32 = 16;
+
+/// Holds the statistics to the probe: `bounded (k)` stands only if the probe, holding at
+/// least `k` silent connections, found no free worker for a new client. Otherwise the waits
+/// were not a cap of the server's (the kernel's retransmissions, a loaded machine), and
+/// the server served as many clients as it was given.
+pub fn reconcile(verdict: ConcurrencyVerdict, probe: Option<&ProbeOutcome>) -> ConcurrencyVerdict {
+    match (verdict, probe) {
+        (ConcurrencyVerdict::Bounded(k), Some(probe)) if probe.served && probe.holders >= k => {
+            ConcurrencyVerdict::Concurrent(k)
+        }
+        (verdict, _) => verdict,
+    }
+}
+
+/// Silent connections the probe must hold to confirm a `verdict` that would fail
+/// `expected`: `bounded (k)` against "concurrent" needs `k`. (Against "at-least N" the
+/// probe already holds N - 1, and a cap of N or more passes.)
+pub fn holders_to_confirm(expected: ConcurrencyExpectation, verdict: ConcurrencyVerdict) -> u32 {
+    match (expected, verdict) {
+        (ConcurrencyExpectation::Concurrent, ConcurrencyVerdict::Bounded(k)) => k,
+        _ => 0,
+    }
 }
 
 impl ServerConcurrency {
@@ -176,9 +212,61 @@ impl ServerConcurrency {
         }
         if let Some(probe) = &self.probe {
             text.push_str(&format!("; probe: {}", probe.detail));
+            if o.held_long > 0 && matches!(o.verdict, ConcurrencyVerdict::Concurrent(_)) && probe.served {
+                text.push_str(", so those waits were not a cap of the server's");
+            }
+        }
+        if let Some(note) = self.accept_queue.and_then(|figures| accept_queue_note(&figures)) {
+            text.push_str("; ");
+            text.push_str(&note);
         }
         text
     }
+}
+
+/// A note on a small accept queue, and what the kernel did to clients that overflowed it:
+/// `listen(5)` is correct, but real clients arriving together would meet 1 s retransmissions.
+fn accept_queue_note(figures: &PacingFigures) -> Option<String> {
+    let mut parts = Vec::new();
+    if figures.backlog < SMALL_BACKLOG {
+        let mut note = format!(
+            "the accept queue holds {} (listen({})); labrun paced its connects to it",
+            figures.backlog, figures.backlog
+        );
+        if figures.paced > 0 {
+            note.push_str(&format!(
+                " ({} waited, up to {})",
+                figures.paced,
+                crate::units::micros(figures.longest_pacing_wait_us)
+            ));
+        }
+        if figures.stormed > 0 {
+            note = format!(
+                "the accept queue holds {} (listen({})); {} clients connected as a storm",
+                figures.backlog, figures.backlog, figures.stormed
+            );
+        }
+        note.push_str(
+            ": clients arriving together beyond it wait for the kernel's 1 s retransmissions; \
+             call listen() without an argument (or listen(128)) to queue them",
+        );
+        parts.push(note);
+    }
+    if figures.stalled > 0 {
+        parts.push(format!(
+            "{} clients had their handshake dropped by the kernel (accept queue full) and were \
+             not counted against the server",
+            figures.stalled
+        ));
+    }
+    if figures.overflowed > 0 {
+        parts.push(format!(
+            "{} connects went ahead into a full accept queue after the server accepted nobody \
+             for a whole reply timeout",
+            figures.overflowed
+        ));
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
 }
 
 /// Judges one server against `expect.concurrency`: the statistics and the probe must agree.
@@ -284,6 +372,7 @@ mod tests {
                 first_reply: ms(first_reply),
                 last_reply: ms(last_reply),
                 closed: ms(closed),
+                handshake_stalled: false,
             },
             messages_completed: 2,
             bytes_sent: 0,
@@ -383,6 +472,81 @@ mod tests {
         let overlap = measure(&records);
         assert_eq!((overlap.connected_together, overlap.held), (2, 1));
         assert_eq!(overlap.verdict, ConcurrencyVerdict::Undetermined);
+    }
+
+    #[test]
+    fn a_client_the_kernel_held_is_not_held_by_the_server() {
+        // Five served at once; the sixth's handshake was dropped by a full accept queue and
+        // got through a second later, after another client left.
+        let mut records: Vec<_> = (0..5).map(|_| client(0, 1, 2000, 2000)).collect();
+        records[0] = client(0, 1, 500, 500);
+        let mut stalled = client(0, 1010, 2000, 2000);
+        stalled.timeline.handshake_stalled = true;
+        records.push(stalled);
+        let overlap = measure(&records);
+        assert_eq!(overlap.held, 0);
+        assert_eq!(overlap.verdict, ConcurrencyVerdict::Concurrent(5));
+        // The same wait without the kernel's mark is a queue.
+        records[5].timeline.handshake_stalled = false;
+        assert_eq!(measure(&records).verdict, ConcurrencyVerdict::Bounded(5));
+    }
+
+    #[test]
+    fn bounded_stands_only_when_the_probe_agrees() {
+        let probe = |holders, served| ProbeOutcome {
+            holders,
+            served,
+            answered_after_us: served.then_some(500),
+            detail: String::new(),
+        };
+        let bounded = ConcurrencyVerdict::Bounded(18);
+        assert_eq!(
+            holders_to_confirm(ConcurrencyExpectation::Concurrent, bounded),
+            18
+        );
+        assert_eq!(holders_to_confirm(ConcurrencyExpectation::AtLeast(2), bounded), 0);
+        assert_eq!(
+            reconcile(bounded, Some(&probe(18, true))),
+            ConcurrencyVerdict::Concurrent(18)
+        );
+        assert_eq!(reconcile(bounded, Some(&probe(18, false))), bounded);
+        // Too few silent connections to say anything about a cap of 18.
+        assert_eq!(reconcile(bounded, Some(&probe(7, true))), bounded);
+        assert_eq!(reconcile(bounded, None), bounded);
+        let iterative = ConcurrencyVerdict::Iterative;
+        assert_eq!(reconcile(iterative, Some(&probe(1, true))), iterative);
+    }
+
+    #[test]
+    fn a_small_backlog_gets_a_note() {
+        let paced = PacingFigures {
+            backlog: 5,
+            paced: 12,
+            longest_pacing_wait_us: 3000,
+            ..PacingFigures::default()
+        };
+        let note = accept_queue_note(&paced).unwrap();
+        assert!(
+            note.starts_with("the accept queue holds 5 (listen(5)); labrun paced its connects to it"),
+            "{note}"
+        );
+        assert!(note.contains("call listen() without an argument"), "{note}");
+        let roomy = PacingFigures {
+            backlog: 128,
+            ..PacingFigures::default()
+        };
+        assert_eq!(accept_queue_note(&roomy), None);
+        let storm = PacingFigures {
+            backlog: 128,
+            stormed: 300,
+            stalled: 4,
+            ..PacingFigures::default()
+        };
+        assert!(
+            accept_queue_note(&storm)
+                .unwrap()
+                .starts_with("4 clients had their handshake dropped")
+        );
     }
 
     #[test]

@@ -481,7 +481,9 @@ fn error_hint(kind: ClientErrorKind) -> &'static str {
 /// Who a client that was never served waited behind: the clients of its server that were
 /// being served while it waited, as the text to append to its finding.
 fn queued_behind(evidence: &Evidence, waiting: &ClientRecord) -> String {
-    let (Some(from), Some(until)) = (waiting.timeline.first_send, waiting.timeline.closed) else {
+    // A client that never got past the pacer has no first send: it waited from the start.
+    let from = waiting.timeline.first_send.unwrap_or_default();
+    let Some(until) = waiting.timeline.closed else {
         return String::new();
     };
     let server = evidence.plan.groups[waiting.group].server;

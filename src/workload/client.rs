@@ -17,9 +17,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::activity::ServerActivity;
+use super::pacer::ConnectPacer;
 use super::record::{ClientEnd, ClientError, ClientErrorKind, Timeline};
 use super::tally::WorkerTally;
-use crate::scenario::GroupPlan;
+use crate::scenario::{ConnectMode, GroupPlan};
 
 /// What one client needs to know. It lives on its worker thread (see [`super::drive`]).
 pub struct ClientContext {
@@ -51,6 +52,8 @@ pub struct ClientContext {
     pub receive_buffer: Rc<RefCell<Vec<u8>>>,
     /// Its worker's connect window: how many of its clients may be connecting at once.
     pub connect_window: Rc<tokio::sync::Semaphore>,
+    /// Its server's connect pacer, when the kernel tells the server's accept queue.
+    pub pacer: Option<Arc<ConnectPacer>>,
     /// Fires once every well-behaved client has finished; stalled clients hold on until then.
     pub well_behaved_done: CancellationToken,
 }
@@ -110,6 +113,33 @@ impl ClientContext {
             Err(interruption) => return Err(interrupted_end(interruption, None, &self.group)),
         };
         let timeout = self.group.reply_timeout;
+        // The window alone cannot know a server's backlog: a `listen(5)` queue overflows
+        // with six. The pacer waits for room in it (see `pacer`).
+        let admission = match &self.pacer {
+            Some(pacer) => {
+                let storm = self.group.connect == ConnectMode::Storm;
+                let queued_since = Instant::now();
+                match self
+                    .bounded(None, pacer.admit(storm, timeout, Some(&self.server_activity)))
+                    .await
+                {
+                    Ok(admission) => Some(admission),
+                    Err(Interruption::RunDeadline) => {
+                        return Err(failed(
+                            ClientErrorKind::NotServed,
+                            None,
+                            format!(
+                                "not served: it waited {} for room in the server's full accept queue \
+                                 until the run's deadline",
+                                crate::units::duration(queued_since.elapsed())
+                            ),
+                        ));
+                    }
+                    Err(interruption) => return Err(interrupted_end(interruption, None, &self.group)),
+                }
+            }
+            None => None,
+        };
         timeline.connect_start = Some(self.since_start());
         let connect = self
             .bounded(Some(Instant::now() + timeout), TcpStream::connect(self.address))
@@ -137,6 +167,7 @@ impl ClientContext {
             Err(other) => return Err(interrupted_end(other, None, &self.group)),
         };
         timeline.connected = Some(self.since_start());
+        timeline.handshake_stalled = admission.is_some_and(|admission| admission.connected(&stream));
         // Small messages must leave at once; Nagle would add delayed-ACK stalls to RTT.
         let _ = stream.set_nodelay(true);
         Ok(stream)

@@ -792,6 +792,7 @@ mod tests {
                 index: 0,
                 address,
                 server_activity: Arc::new(crate::workload::activity::ServerActivity::new(now)),
+                pacer: None,
                 seed,
                 run_start: now,
                 start_at: now,

@@ -5,12 +5,14 @@
 //! [`ClientRecord`] from each. Round trips go into the worker's own histograms (see
 //! [`tally`]), so no lock and no shared counter sits on the per-message path.
 
+mod accept_queue;
 mod activity;
 mod broadcast;
 mod chat;
 mod client;
 mod datagram;
 mod echo;
+mod pacer;
 mod payload;
 pub mod probe;
 pub mod record;
@@ -29,12 +31,14 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+pub use pacer::PacingFigures;
 pub use payload::PayloadGenerator;
 pub use record::{ClientEnd, ClientError, ClientErrorKind, ClientRecord, DatagramTally, Timeline};
 
 use crate::metrics::Latency;
 use crate::scenario::{GroupPlan, Plan, Transport, WorkloadKind};
 use crate::verify::ledger::{MemberSpec, Room, RoomOutcome};
+use pacer::ConnectPacer;
 use tally::WorkerTally;
 
 /// Each worker's receive buffer: large enough that big echoes arrive in few reads.
@@ -54,6 +58,9 @@ pub struct Drive {
     pub elapsed: Duration,
     /// The ledger of each broadcast room.
     pub rooms: Vec<RoomOutcome>,
+    /// How each server's connects were paced to its accept queue (indexed like
+    /// `plan.servers`); `None` where its listener could not be read, or it had no TCP clients.
+    pub pacing: Vec<Option<PacingFigures>>,
 }
 
 /// Shared inputs of a drive.
@@ -83,6 +90,7 @@ struct Job {
     server_activity: Arc<activity::ServerActivity>,
     start_at: Instant,
     kind: JobKind,
+    pacer: Option<Arc<ConnectPacer>>,
 }
 
 /// Which workload a job runs, with what it shares with other clients.
@@ -134,6 +142,18 @@ pub async fn drive(setup: DriveSetup<'_>) -> io::Result<Drive> {
         .iter()
         .map(|_| Arc::new(activity::ServerActivity::new(setup.run_start)))
         .collect();
+    let pacers: Vec<Option<Arc<ConnectPacer>>> = (0..plan.servers.len())
+        .map(|server| {
+            let tcp_clients = plan
+                .groups
+                .iter()
+                .any(|g| g.server == server && g.transport == Transport::Tcp);
+            tcp_clients
+                .then(|| ConnectPacer::open(setup.addresses[server]))
+                .flatten()
+                .map(Arc::new)
+        })
+        .collect();
     let mut jobs = Vec::new();
     let mut well_behaved = 0u64;
     for (group_index, group) in plan.groups.iter().enumerate() {
@@ -164,6 +184,7 @@ pub async fn drive(setup: DriveSetup<'_>) -> io::Result<Drive> {
                 server_activity: Arc::clone(&activities[group.server]),
                 start_at: started + group.start_after + group.start.offset(index, group.count),
                 kind,
+                pacer: pacers[group.server].clone(),
             });
         }
     }
@@ -223,6 +244,12 @@ pub async fn drive(setup: DriveSetup<'_>) -> io::Result<Drive> {
     if let Some(err) = failure {
         return Err(err);
     }
+    let pacing: Vec<Option<PacingFigures>> = pacers.iter().map(|p| p.as_ref().map(|p| p.figures())).collect();
+    for record in &mut records {
+        if let Some(figures) = pacing[plan.groups[record.group].server] {
+            pacer::blame_the_kernel(record, figures.backlog);
+        }
+    }
     records.sort_by_key(|r| (r.group, r.index));
     let rooms = rooms
         .iter()
@@ -234,6 +261,7 @@ pub async fn drive(setup: DriveSetup<'_>) -> io::Result<Drive> {
         rtt,
         elapsed: started.elapsed(),
         rooms,
+        pacing,
     })
 }
 
@@ -265,6 +293,7 @@ fn run_worker(jobs: Vec<Job>, shared: Shared) -> io::Result<WorkerOutcome> {
                 tally: Rc::clone(&tally),
                 receive_buffer: Rc::clone(&receive_buffer),
                 connect_window: Rc::clone(&connect_window),
+                pacer: job.pacer,
                 well_behaved_done: shared.well_behaved_done.clone(),
             };
             match job.kind {

@@ -7,6 +7,10 @@
 //! silent connection and cannot answer; a thread per client answers at once however loaded
 //! the machine is; a pool of `k` workers answers only while `holders < k`. The *survival
 //! probe* asks whether a fresh client still gets its echo after everything the run did.
+//!
+//! The probe's connects are paced to the server's accept queue like the clients' (see
+//! [`super::pacer`]): eight connects in a row overflow a `listen(5)` queue before a Python
+//! accept loop has taken the first, and a dropped SYN would cost the probe a second.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -17,6 +21,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::pacer::ConnectPacer;
 use crate::scenario::ConcurrencyExpectation;
 
 /// How long the probing client waits for its echo.
@@ -60,9 +65,10 @@ pub async fn concurrency(
     cancel: &CancellationToken,
 ) -> Option<ProbeOutcome> {
     let deadline = Instant::now() + PROBE_DEADLINE;
+    let pacer = ConnectPacer::open(address);
     let mut silent = Vec::with_capacity(holders as usize);
     for held in 0..holders {
-        let connect = tokio::time::timeout_at(deadline, TcpStream::connect(address));
+        let connect = tokio::time::timeout_at(deadline, connect(address, pacer.as_ref()));
         let connected = tokio::select! {
             () = cancel.cancelled() => return None,
             connected = connect => connected,
@@ -94,7 +100,7 @@ pub async fn concurrency(
             }
         }
     }
-    let asked = exchange(address, cancel).await?;
+    let asked = exchange(address, pacer.as_ref(), cancel).await?;
     drop(silent);
     let silent_ones = match holders {
         1 => "1 other client sat silent".to_owned(),
@@ -110,7 +116,7 @@ pub async fn concurrency(
 
 /// Asks whether a fresh client still gets its echo; `None` when interrupted.
 pub async fn survival(address: SocketAddr, cancel: &CancellationToken) -> Option<ProbeOutcome> {
-    let asked = exchange(address, cancel).await?;
+    let asked = exchange(address, ConnectPacer::open(address).as_ref(), cancel).await?;
     Some(ProbeOutcome::answer(0, asked, "a fresh client", "after the run"))
 }
 
@@ -140,10 +146,14 @@ impl ProbeOutcome {
 
 /// Connects, sends [`PROBE_MESSAGE`] and waits for exactly those bytes back, all within
 /// [`PROBE_DEADLINE`]. `Err` says what went wrong as a verb phrase; `None` means Ctrl-C.
-async fn exchange(address: SocketAddr, cancel: &CancellationToken) -> Option<Result<Duration, String>> {
+async fn exchange(
+    address: SocketAddr,
+    pacer: Option<&ConnectPacer>,
+    cancel: &CancellationToken,
+) -> Option<Result<Duration, String>> {
     let started = Instant::now();
     let attempt = async {
-        let mut stream = TcpStream::connect(address)
+        let mut stream = connect(address, pacer)
             .await
             .map_err(|err| format!("could not connect to {address} ({err})"))?;
         let _ = stream.set_nodelay(true);
@@ -178,6 +188,19 @@ async fn exchange(address: SocketAddr, cancel: &CancellationToken) -> Option<Res
             ))
         })),
     }
+}
+
+/// Connects once the server's accept queue has room, when its pacer can tell.
+async fn connect(address: SocketAddr, pacer: Option<&ConnectPacer>) -> std::io::Result<TcpStream> {
+    let admission = match pacer {
+        Some(pacer) => Some(pacer.admit(false, PROBE_DEADLINE, None).await),
+        None => None,
+    };
+    let stream = TcpStream::connect(address).await?;
+    if let Some(admission) = admission {
+        admission.connected(&stream);
+    }
+    Ok(stream)
 }
 
 fn closed_early(echoed: &[u8]) -> String {

@@ -26,6 +26,10 @@ pub struct Timeline {
     pub last_reply: Option<Duration>,
     /// When it closed (or half-closed) its connection, or gave up: when it left.
     pub closed: Option<Duration>,
+    /// Its connect completed, but the kernel dropped the ACK that finishes the server's side
+    /// of the handshake (the accept queue was full): until a retransmission got through, the
+    /// server could not see the client. Waits it had then are the kernel's, not the server's.
+    pub handshake_stalled: bool,
 }
 
 /// How a client's session ended.
