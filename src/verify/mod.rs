@@ -436,6 +436,13 @@ fn echo_hint(fault: &EchoFault) -> &'static str {
             "only part of the message came back: one recv(1024) is not a whole message; keep \
              receiving until recv() returns b'' and reply with sendall(), not send()"
         }
+        EchoFault::Missing {
+            end: StreamEnd::Closed,
+            ..
+        } => {
+            "the server closed the connection without echoing: does it close right after \
+             accept(), or end its handler (or crash) before replying?"
+        }
         EchoFault::Missing { .. } => {
             "no reply within the reply timeout: is the server blocked waiting for more input, stuck \
              with a client it never leaves, or did it stop reading this connection?"
@@ -450,6 +457,14 @@ fn echo_hint(fault: &EchoFault) -> &'static str {
     }
 }
 
+/// For a client still queued at the run's deadline.
+const NOT_SERVED_HINT: &str = "the client was still queued when the run ended: an iterative server \
+     serves one client at a time, so later clients wait for every earlier one to leave; give the \
+     run a longer `timeout`, fewer clients or messages, or make the server concurrent";
+/// For a client a concurrent server never answered while it served others.
+const NEVER_ANSWERED_HINT: &str = "the server kept serving other clients but never answered this \
+     one: did the thread or handler for this connection die or block, or was it never started?";
+
 fn error_hint(kind: ClientErrorKind) -> &'static str {
     match kind {
         ClientErrorKind::Connect => {
@@ -461,11 +476,7 @@ fn error_hint(kind: ClientErrorKind) -> &'static str {
             "the client's join marker was not relayed to every other member (or theirs to it) \
              in time: does the server relay each message to all other clients?"
         }
-        ClientErrorKind::NotServed => {
-            "the client was still queued when the run ended: an iterative server serves one \
-             client at a time, so later clients wait for every earlier one to leave; give the \
-             run a longer `timeout`, fewer clients or messages, or make the server concurrent"
-        }
+        ClientErrorKind::NotServed => NOT_SERVED_HINT,
         ClientErrorKind::Dropped => {
             "the server ended the connection while the client still had messages to send: serve \
              each client until it closes (recv() in a loop until it returns b''); an exception in \
@@ -480,11 +491,11 @@ fn error_hint(kind: ClientErrorKind) -> &'static str {
 
 /// Who a client that was never served waited behind: the clients of its server that were
 /// being served while it waited, as the text to append to its finding.
-fn queued_behind(evidence: &Evidence, waiting: &ClientRecord) -> String {
+fn queued_behind(evidence: &Evidence, waiting: &ClientRecord) -> (String, &'static str) {
     // A client that never got past the pacer has no first send: it waited from the start.
     let from = waiting.timeline.first_send.unwrap_or_default();
     let Some(until) = waiting.timeline.closed else {
-        return String::new();
+        return (String::new(), NOT_SERVED_HINT);
     };
     let server = evidence.plan.groups[waiting.group].server;
     let served: Vec<String> = evidence
@@ -501,7 +512,10 @@ fn queued_behind(evidence: &Evidence, waiting: &ClientRecord) -> String {
         .map(|other| client_name(evidence.plan, other))
         .collect();
     match served.len() {
-        0 => "; the server answered nobody meanwhile".to_owned(),
+        0 => (
+            "; the server answered nobody meanwhile".to_owned(),
+            NOT_SERVED_HINT,
+        ),
         n => {
             let mut names = served.iter().take(6).cloned().collect::<Vec<_>>().join(", ");
             if n > 6 {
@@ -511,12 +525,19 @@ fn queued_behind(evidence: &Evidence, waiting: &ClientRecord) -> String {
             let iterative = evidence.concurrency.iter().any(|c| {
                 &c.server == server_name && c.overlap.verdict == concurrency::ConcurrencyVerdict::Iterative
             });
-            let how = if iterative {
-                "; an iterative server serves one client at a time"
-            } else {
-                ""
-            };
-            format!("; queued behind {names} (served meanwhile{how})")
+            match iterative {
+                true => (
+                    format!(
+                        "; queued behind {names} (served meanwhile; an iterative server serves one \
+                         client at a time)"
+                    ),
+                    NOT_SERVED_HINT,
+                ),
+                false => (
+                    format!("; the server served {names} meanwhile but never this client"),
+                    NEVER_ANSWERED_HINT,
+                ),
+            }
         }
     }
 }
@@ -533,10 +554,13 @@ fn check_errors(evidence: &Evidence, verdict: &mut Verdict) {
                 message: error.message.map(|m| m + 1),
                 at_ms: at_ms(record),
                 text: match error.kind {
-                    ClientErrorKind::NotServed => format!("{error}{}", queued_behind(evidence, record)),
+                    ClientErrorKind::NotServed => format!("{error}{}", queued_behind(evidence, record).0),
                     _ => error.to_string(),
                 },
-                hint: error_hint(error.kind),
+                hint: match error.kind {
+                    ClientErrorKind::NotServed => queued_behind(evidence, record).1,
+                    _ => error_hint(error.kind),
+                },
             });
         }
     }
@@ -649,14 +673,14 @@ fn check_servers(evidence: &Evidence, verdict: &mut Verdict) {
             verdict.checks.push(Check {
                 name,
                 passed: allowed,
-                summary: format!(
-                    "served by server `{process}`'s process, which {status}{}",
-                    if allowed {
-                        " after its clients, as allowed"
-                    } else {
-                        " during the run (see server {process})"
-                    }
-                ),
+                summary: match allowed {
+                    true => format!(
+                        "served by server `{process}`'s process, which {status} after its clients, as allowed"
+                    ),
+                    false => format!(
+                        "served by server `{process}`'s process, which {status} during the run (see server {process})"
+                    ),
+                },
             });
             continue;
         }

@@ -66,7 +66,7 @@ impl fmt::Display for StreamEnd {
                     crate::units::duration(*quiet)
                 )?;
                 if *pieces > 1 {
-                    f.write_str(" (the reply trickles in)")?;
+                    f.write_str(" (still arriving when time ran out)")?;
                 }
                 Ok(())
             }

@@ -1,16 +1,18 @@
-//! When a server last answered anyone: one clock per server, shared by all its clients.
+//! Whether a server is busy with someone: one record per server, shared by all its clients.
 //!
 //! An iterative server serves one client at a time, so the others wait in its accept queue,
-//! their first message unanswered, for as long as the clients before them take. That wait is
-//! the lab's point, not a missing echo: a client that has not been served yet suspends its
-//! reply timeout while the server is answering *someone*, and only a server that answers
-//! nobody for a whole timeout is silent. Every echo client stamps this clock when bytes arrive.
+//! their first message unanswered, for as long as the clients before them take, pauses
+//! (`think`, an open-loop schedule) included. That wait is the lab's point, not a missing
+//! echo: a client that has not been served yet suspends its reply timeout while the server
+//! has a client in service or answered one within the timeout, and only a server that does
+//! neither for a whole timeout is silent. Echo clients stamp the clock when bytes arrive and
+//! count themselves in and out of service.
 //!
-//! The clock is a millisecond count in one atomic, written at most once per millisecond per
-//! worker thread (`fetch_max` only when the stored value is older), so clients on different
-//! threads share it without a lock and without a cache-line bounce per message.
+//! The clock is a millisecond count in one atomic that a client writes (`fetch_max`) only
+//! when its reading is newer than the stored one, so clients on different threads share it
+//! without a lock, and a stored value already current costs one shared load.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -21,6 +23,8 @@ pub struct ServerActivity {
     run_start: Instant,
     /// Milliseconds from `run_start` to the last answer, plus one; 0 when nobody was answered.
     last_answer_ms: AtomicU64,
+    /// Clients answered at least once and still connected.
+    in_service: AtomicU32,
 }
 
 impl ServerActivity {
@@ -29,6 +33,38 @@ impl ServerActivity {
         ServerActivity {
             run_start,
             last_answer_ms: AtomicU64::new(0),
+            in_service: AtomicU32::new(0),
+        }
+    }
+
+    /// A client got its first reply: it is in service until it [`left`](Self::left).
+    pub fn began_service(&self) {
+        self.in_service.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A client that had been in service left.
+    pub fn left(&self) {
+        self.in_service.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Whether the server is busy with a client at `now`: one is in service, or it answered
+    /// one within `within`. A client waiting for its first reply meanwhile is queued.
+    pub fn busy(&self, now: Instant, within: std::time::Duration) -> bool {
+        self.in_service.load(Ordering::Relaxed) > 0 || self.answered_since(now.checked_sub(within))
+    }
+
+    /// Whether the server was busy with a client at some point after `since`: one is in
+    /// service now, or it answered one since.
+    pub fn busy_since(&self, since: Option<Instant>) -> bool {
+        self.in_service.load(Ordering::Relaxed) > 0 || self.answered_since(since)
+    }
+
+    /// Whether the server answered anyone after `since` (anyone at all when `None`).
+    fn answered_since(&self, since: Option<Instant>) -> bool {
+        match (self.last_answer(), since) {
+            (Some(last), Some(since)) => last > since,
+            (Some(_), None) => true,
+            (None, _) => false,
         }
     }
 

@@ -62,6 +62,9 @@ enum ExchangeError {
 pub async fn run(ctx: ClientContext) -> ClientRecord {
     let mut session = Session::new(&ctx);
     let end = session.run(&ctx).await;
+    if session.in_service {
+        ctx.server_activity.left();
+    }
     if session.timeline.closed.is_none() {
         session.timeline.closed = Some(ctx.since_start());
     }
@@ -88,6 +91,8 @@ struct Session {
     arrived: u64,
     /// Every byte the socket accepted from us.
     written: u64,
+    /// Counted in its server's clients in service (see [`super::activity`]).
+    in_service: bool,
 }
 
 impl Session {
@@ -101,6 +106,7 @@ impl Session {
             fault: plan.fault.filter(|_| plan.is_faulty(ctx.index)).map(|f| f.kind),
             arrived: 0,
             written: 0,
+            in_service: false,
         }
     }
 
@@ -212,11 +218,20 @@ impl Session {
                         let chunk = filled.filled();
                         let now = Instant::now();
                         self.arrived += chunk.len() as u64;
-                        ctx.server_activity.answered(now);
                         if self.timeline.first_reply.is_none() {
                             self.timeline.first_reply = Some(ctx.since_start());
-                            conversation.first_reply(now, ctx.group.reply_timeout);
+                            let activity = &ctx.server_activity;
+                            let written = conversation.oldest_written_at();
+                            let queued = written.is_some() && activity.busy_since(written);
+                            conversation.first_reply(now, queued);
+                            // A faulty client about to stall is not service that others
+                            // may wait behind without limit.
+                            if self.fault.is_none() {
+                                activity.began_service();
+                                self.in_service = true;
+                            }
                         }
+                        ctx.server_activity.answered(now);
                         conversation.piece_arrived(now);
                         let echoed = match self.matcher.accept(chunk) {
                             Ok(echoed) => echoed,
@@ -254,17 +269,29 @@ impl Session {
                 return Poll::Ready(Err(ExchangeError::Interrupted(Interruption::RunDeadline)));
             }
             let timeout = ctx.group.reply_timeout;
-            let watchdog = conversation.reply_deadline(timeout).map(|own| {
-                match (self.timeline.first_reply, ctx.server_activity.last_answer()) {
-                    // Not served yet while the server answers others: queued, not silent.
-                    (None, Some(answered_someone)) => own.max(answered_someone + timeout),
-                    _ => own,
-                }
-            });
+            let mut watchdog = conversation.reply_deadline(timeout);
+            if self.timeline.first_reply.is_none()
+                && let Some(own) = watchdog
+            {
+                // Not served yet while the server is busy with others: queued, not silent.
+                // The timeout waits, and is looked at again a timeout from now.
+                let activity = &ctx.server_activity;
+                watchdog = Some(match activity.busy(now, timeout) {
+                    true => own.max(now + timeout),
+                    false => own.max(activity.last_answer().map_or(own, |last| last + timeout)),
+                });
+            }
             if watchdog.is_some_and(|at| now >= at) {
-                return Poll::Ready(Err(ExchangeError::ReplyTimedOut(
-                    conversation.timed_out(now, timeout),
-                )));
+                let end = match self.timeline.first_send {
+                    // Queued longer than a timeout, then nobody answered: say how long.
+                    Some(sent)
+                        if self.timeline.first_reply.is_none() && ctx.since_start() > sent + timeout * 2 =>
+                    {
+                        StreamEnd::TimedOut(tenths(ctx.since_start().saturating_sub(sent)))
+                    }
+                    _ => conversation.timed_out(now, timeout),
+                };
+                return Poll::Ready(Err(ExchangeError::ReplyTimedOut(end)));
             }
             let wake_at = [watchdog, conversation.next_send_time(now)]
                 .into_iter()
@@ -314,6 +341,11 @@ impl Session {
                     .timeline
                     .first_send
                     .map_or(Duration::ZERO, |sent| ctx.since_start().saturating_sub(sent));
+                let sent_at = self.timeline.first_send.map(|sent| ctx.run_start + sent);
+                if sent_at.is_some() && !ctx.server_activity.busy_since(sent_at) {
+                    // Nobody was served while it waited: the server is silent, not busy.
+                    return shortfall(StreamEnd::TimedOut(tenths(waited)));
+                }
                 failed(
                     ClientErrorKind::NotServed,
                     None,
@@ -449,6 +481,11 @@ impl Session {
             }
         }
     }
+}
+
+/// A measured wait to the tenth of a second, as findings say it ("4s 700ms").
+fn tenths(wait: Duration) -> Duration {
+    Duration::from_millis((wait.as_millis() as u64).div_ceil(100) * 100)
 }
 
 /// How a session ends when the server ended the connection while nothing was owed: after an
@@ -601,14 +638,18 @@ impl Conversation {
         }
     }
 
-    /// The first byte of the first reply arrived at `now`. A client that waited longer than a
-    /// reply timeout was held in the server's queue (only a server busy with others keeps it
-    /// waiting that long; see [`super::activity`]): its first reply's clock starts now.
-    fn first_reply(&mut self, now: Instant, timeout: Duration) {
-        let written = self.in_flight.front().and_then(|m| m.written_at);
-        if written.is_some_and(|at| now > at + timeout) {
+    /// The first byte of the first reply arrived at `now`. A client that was `queued` (the
+    /// server was busy with others after its message was written; see [`super::activity`])
+    /// begins its service now, and so does its first reply's clock.
+    fn first_reply(&mut self, now: Instant, queued: bool) {
+        if queued {
             self.reply_clock_floor = Some(now);
         }
+    }
+
+    /// When the oldest message in flight was fully written, if it was.
+    fn oldest_written_at(&self) -> Option<Instant> {
+        self.in_flight.front().and_then(|m| m.written_at)
     }
 
     /// A read at `now` brought bytes of the oldest message's echo.

@@ -111,9 +111,9 @@ impl ConnectPacer {
     }
 
     /// Waits until the accept queue has room for one more connection, or until the server
-    /// has neither accepted anybody nor answered any client (`activity`, when known) for
-    /// `patience`: a full queue in front of an iterative server busy with earlier clients is
-    /// waited for, a server that does nothing at all is not. `storm` lets the connect through
+    /// has accepted nobody for `patience` and is not busy with a client (`activity`, when
+    /// known): a full queue in front of an iterative server serving earlier clients is waited
+    /// for, a server that does nothing at all is not. `storm` lets the connect through
     /// at once.
     pub async fn admit(
         &self,
@@ -149,12 +149,8 @@ impl ConnectPacer {
                         taken < queue.backlog.max(1)
                     }
                 };
-                let last_sign_of_life = activity
-                    .and_then(ServerActivity::last_answer)
-                    .map_or(state.last_admission, |answered| {
-                        answered.max(state.last_admission)
-                    });
-                let stuck = now.duration_since(last_sign_of_life.max(asked)) >= patience;
+                let busy = activity.is_some_and(|activity| activity.busy(now, patience));
+                let stuck = !busy && now.duration_since(state.last_admission.max(asked)) >= patience;
                 if !(room || stuck) {
                     return false;
                 }

@@ -221,7 +221,13 @@ impl PayloadGenerator {
             }
             let next = text[self.cursor..].chars().next().unwrap_or(' ');
             let width = next.len_utf8();
-            if width > room || (splits && offset + width > split_at) {
+            if width > room {
+                // Too wide for what is left: skip it rather than wait for it, or a client whose
+                // messages are all shorter would send filler for ever.
+                self.cursor = (self.cursor + width) % text.len();
+                continue;
+            }
+            if splits && offset + width > split_at {
                 buffer.push(FILLER[self.rng.usize(..FILLER.len())]);
                 continue;
             }
@@ -335,6 +341,16 @@ mod tests {
                 .into_iter()
                 .collect();
             assert_eq!(binary.len(), 256, "client {client}");
+        }
+    }
+
+    #[test]
+    fn utf8_messages_too_short_for_wide_characters_still_cover_ascii() {
+        for client in 0..50 {
+            let stream = stream_of_small_messages(PayloadKind::Utf8, client, 3, 2000);
+            let text = String::from_utf8_lossy(&stream);
+            let absent: Vec<char> = ('!'..='~').filter(|c| !text.contains(*c)).collect();
+            assert!(absent.is_empty(), "client {client}: never sends {absent:?}");
         }
     }
 

@@ -195,5 +195,65 @@ fn issue_18_a_reply_that_trickles_in_runs_out_of_time() {
         text.contains("its 1s reply timeout ran out: those bytes came in "),
         "{text}"
     );
-    assert!(text.contains("(the reply trickles in)"), "{text}");
+    assert!(text.contains("(still arriving when time ran out)"), "{text}");
+}
+
+/// Item 1: a client queued behind one that pauses between messages (`think`) waits while the
+/// iterative server holds the earlier client, though nobody is answered during the pauses.
+#[test]
+fn issue_18_a_client_queued_behind_a_thinking_client_is_not_failed() {
+    let clients = "count = 2\nmessages = 3\nthink = \"1500ms\"\ntimeout = \"1s\"\nstart = \"together\"";
+    let (code, report) = run_echo("thinker", &example_server("echo_server_iterative.py"), clients);
+    assert_eq!(code, Some(0), "{:#}", report["checks"]);
+}
+
+/// Item 1: a slow but steady iterative server (5 ms per read, a print per client): the time a
+/// client spent queued is not taken out of its first reply's timeout.
+#[test]
+fn issue_18_time_in_the_queue_is_not_charged_to_the_first_reply() {
+    let scenario = format!(
+        "name = \"steady\"\ntimeout = \"30s\"\n\n[[server]]\nname = \"srv\"\n{}\n\n\
+         [[clients]]\nname = \"first\"\nmessages = 1\nsize = \"340KiB\"\ntimeout = \"2s\"\n\n\
+         [[clients]]\nname = \"second\"\nstart_after = \"100ms\"\nmessages = 1\nsize = \"100KiB\"\ntimeout = \"2s\"\n",
+        crate::util::python_server("iterative_slow_steady.py")
+    );
+    let (code, report) = crate::util::run_text("steady", &scenario);
+    assert_eq!(code, Some(0), "{:#}", report["findings"]);
+}
+
+/// A server that answers nobody is silent, not busy: its clients are `missing` even when the
+/// run's deadline comes before their reply timeout, never `not-served`.
+#[test]
+fn issue_18_a_server_that_answers_nobody_is_missing_not_queued() {
+    let scenario = echo_scenario(
+        "silent",
+        &example_server("echo_bug_never_replies.py"),
+        "count = 3\nmessages = 2\ntimeout = \"5s\"",
+        "",
+    )
+    .replace("timeout = \"45s\"", "timeout = \"3s\"");
+    let (code, report) = crate::util::run_text("silent", &scenario);
+    assert_eq!(code, Some(1));
+    let findings = echo_findings(&report);
+    assert_eq!(findings.len(), 3, "{:#}", report["findings"]);
+    assert!(
+        findings.iter().all(|(class, _)| class == "missing"),
+        "{findings:#?}"
+    );
+}
+
+/// A concurrent server whose handler for one client died serves everyone else: that client
+/// waits while the others are served, then is `missing`, and the echo check fails.
+#[test]
+fn issue_18_a_client_a_concurrent_server_abandoned_is_missing() {
+    let clients = "count = 4\nmessages = 5\nthink = \"200ms\"\ntimeout = \"1s\"\nstart = \"together\"";
+    let (code, report) = run_echo(
+        "abandoned",
+        &crate::util::python_server("threaded_one_handler_dies.py"),
+        clients,
+    );
+    assert_eq!(code, Some(1), "{:#}", report["checks"]);
+    let findings = echo_findings(&report);
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    assert_eq!(findings[0].0, "missing", "{findings:#?}");
 }
