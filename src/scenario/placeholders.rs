@@ -64,9 +64,23 @@ pub(super) fn placeholders(text: &str) -> Vec<Placeholder<'_>> {
                 argument,
             });
             from = close + 1;
+        } else if looks_like_a_port_typo(inside) {
+            // `{port }`, `{ port:b }`, `{port-b}`: meant as a placeholder, and never substituted.
+            found.push(Placeholder {
+                span: open..close + 1,
+                text: &text[open..=close],
+                key: inside,
+                argument: None,
+            });
+            from = close + 1;
         }
     }
     found
+}
+
+/// Whether the inside of braces that is no placeholder still reads as a mistyped port one.
+fn looks_like_a_port_typo(inside: &str) -> bool {
+    inside.len() <= 64 && inside.trim_start().to_ascii_lowercase().starts_with("port")
 }
 
 /// The first placeholder in `text` that labrun would not substitute, and why: anything but
@@ -144,6 +158,11 @@ mod tests {
         assert!(keys("${PORT} {print $1} {} {0} {'a': 1} {{port}").len() == 1);
         assert_eq!(keys("{{port}"), ["{port}"]);
         assert_eq!(keys("x{port:}"), ["{port:}"]);
+        assert_eq!(
+            keys("{port } {port: b} { port:b } {port-b} {print $1}"),
+            ["{port }", "{port: b}", "{ port:b }", "{port-b}"]
+        );
+        assert!(first_unknown("--port={port }", true, &["a"], "server").is_some());
     }
 
     #[test]

@@ -309,16 +309,25 @@ pub struct Servers {
 
 impl Servers {
     /// Starts every server and waits until each accepts a connection. If one fails, those
-    /// already started are torn down (by drop) before the error returns. Every port is chosen
+    /// already started are torn down (by drop), and so is anything a failed program
+    /// daemonized out of its process group, before the error returns. Every port is chosen
     /// first, so a program serving several servers (`process = "…"`) is given all of them.
     pub async fn start(plans: &[ServerPlan]) -> Result<Servers, SuperviseError> {
         let ports = choose_ports(plans)?;
         let mut handles = Vec::with_capacity(plans.len());
         for (index, plan) in plans.iter().enumerate() {
-            handles.push(match plan.process_owner() {
-                Some(_) => None,
-                None => Some(ServerHandle::start(plans, index, &ports).await?),
-            });
+            if plan.process_owner().is_some() {
+                handles.push(None);
+                continue;
+            }
+            match ServerHandle::start(plans, index, &ports).await {
+                Ok(handle) => handles.push(Some(handle)),
+                Err(err) => {
+                    drop(handles);
+                    tree::sweep();
+                    return Err(err);
+                }
+            }
         }
         Ok(Servers {
             plans: plans.to_vec(),

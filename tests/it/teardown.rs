@@ -175,6 +175,27 @@ fn a_daemonized_helper_in_its_own_session_is_killed_too() {
     scratch.assert_nothing_left();
 }
 
+/// A program whose parent exits at once fails to start (exit 3), and the daemon it forked into
+/// a session of its own is swept up too, though no server ever ran.
+#[test]
+fn a_daemon_left_by_a_program_that_failed_to_start_is_killed() {
+    let scratch = Scratch::new();
+    let path = scratch.file(
+        "gone.toml",
+        &echo_scenario(
+            "gone",
+            &python_server("daemonizes_then_parent_exits.py"),
+            "count = 1",
+            "",
+        ),
+    );
+    scratch
+        .run(&path)
+        .expect_code(3)
+        .stderr_has("exited with status 0 before accepting connections");
+    scratch.assert_nothing_left();
+}
+
 #[test]
 fn a_server_that_leaves_its_process_group_cannot_hang_teardown() {
     let scratch = Scratch::new();
