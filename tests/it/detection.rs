@@ -221,18 +221,30 @@ fn issue_18_time_in_the_queue_is_not_charged_to_the_first_reply() {
     assert_eq!(code, Some(0), "{:#}", report["findings"]);
 }
 
-/// A server that answers nobody is silent, not busy: its clients are `missing` even when the
-/// run's deadline comes before their reply timeout, never `not-served`.
+/// A server that answers nobody is silent, not busy: when the run's deadline comes before the
+/// reply timeout its clients are deadline errors, never `not-served` (which would blame a
+/// queue); with time for the timeout they are `missing`.
 #[test]
-fn issue_18_a_server_that_answers_nobody_is_missing_not_queued() {
-    let scenario = echo_scenario(
-        "silent",
-        &example_server("echo_bug_never_replies.py"),
-        "count = 3\nmessages = 2\ntimeout = \"5s\"",
-        "",
-    )
-    .replace("timeout = \"45s\"", "timeout = \"3s\"");
-    let (code, report) = crate::util::run_text("silent", &scenario);
+fn issue_18_a_server_that_answers_nobody_is_never_not_served() {
+    let scenario = |reply_timeout: &str| {
+        echo_scenario(
+            "silent",
+            &example_server("echo_bug_never_replies.py"),
+            &format!("count = 3\nmessages = 2\ntimeout = \"{reply_timeout}\""),
+            "",
+        )
+        .replace("timeout = \"45s\"", "timeout = \"3s\"")
+    };
+    let (code, report) = crate::util::run_text("silent", &scenario("5s"));
+    assert_eq!(code, Some(1));
+    let classes: Vec<&str> = report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter_map(|f| f["class"].as_str())
+        .collect();
+    assert_eq!(classes, ["deadline"; 3], "{:#}", report["findings"]);
+    let (code, report) = crate::util::run_text("silent", &scenario("1s"));
     assert_eq!(code, Some(1));
     let findings = echo_findings(&report);
     assert_eq!(findings.len(), 3, "{:#}", report["findings"]);
