@@ -129,12 +129,12 @@ fn summary(room: &RoomOutcome, passed: bool, evidence: &Evidence) -> String {
         .map_or_else(String::new, |p| format!(", fan-out p99 {}", units::duration(p)));
     let load = room.load.as_ref().map_or_else(String::new, |load| {
         format!(
-            "; under load: {} pauses, up to {} waiting in the relay for one receiver ({} of them past \
-             the {} the kernel can buffer)",
+            "; under load: {} pauses, {} of them with more waiting in the relay than the kernel \
+             can buffer ({}); up to {} waiting for one receiver",
             load.pauses,
-            units::bytes(load.largest_backlog_bytes),
             load.full_pauses,
-            units::bytes(load.target_bytes)
+            units::bytes(load.target_bytes),
+            units::bytes(load.largest_backlog_bytes)
         )
     });
     if passed {

@@ -40,6 +40,9 @@ pub struct Room {
     settled: Vec<Notify>,
     /// Wakes joiners when a marker was read.
     pub markers: Notify,
+    /// Wakes load members when the turn to pause may have moved: a pause ended, the first
+    /// message was sent, or a member left.
+    pub pause_turns: Notify,
     /// Fires when every member has finished sending and the stragglers had time to arrive.
     pub done: CancellationToken,
     include_sender: bool,
@@ -222,6 +225,7 @@ impl Room {
             }),
             settled: (0..count).map(|_| Notify::new()).collect(),
             markers: Notify::new(),
+            pause_turns: Notify::new(),
             done: CancellationToken::new(),
             include_sender,
         }
@@ -328,7 +332,10 @@ impl Room {
             })
             .map(|(r, _)| r as u32)
             .collect();
-        state.first_send.get_or_insert(now);
+        if state.first_send.is_none() {
+            state.first_send = Some(now);
+            self.pause_turns.notify_waiters();
+        }
         let tag = Tag { sender: id, seq };
         let settled_now = owed.is_empty();
         state.messages.insert(
@@ -471,9 +478,11 @@ impl Room {
     }
 
     /// Whether load member `id` should stop reading now: nobody else is paused, messages are
-    /// flowing, and it is the next member in turn that is still in the room. Taking the turn
-    /// starts its pause; [`Room::end_pause`] passes it on.
-    pub fn take_pause_turn(&self, id: u32) -> bool {
+    /// flowing, and it is the next member in turn that is still in the room and has drained
+    /// its last pause (less than `drained_bytes` waiting for it; one that never drains, having
+    /// lost messages, is passed over). Taking the turn starts its pause; [`Room::end_pause`]
+    /// passes it on.
+    pub fn take_pause_turn(&self, id: u32, drained_bytes: u64) -> bool {
         let mut state = self.lock();
         if !state.members[id as usize].load || state.pausing.is_some() || state.first_send.is_none() {
             return false;
@@ -483,7 +492,10 @@ impl Room {
             .map(|step| (state.pause_next + step) % count)
             .find(|&m| {
                 let member = &state.members[m];
-                member.load && member.joined_at.is_some() && member.left_at.is_none()
+                member.load
+                    && member.joined_at.is_some()
+                    && member.left_at.is_none()
+                    && member.backlog_bytes < drained_bytes
             });
         if next != Some(id as usize) {
             return false;
@@ -511,6 +523,8 @@ impl Room {
         load.full_pauses += u32::from(peak_bytes >= target_bytes);
         load.largest_backlog_bytes = load.largest_backlog_bytes.max(peak_bytes);
         load.target_bytes = load.target_bytes.max(target_bytes);
+        drop(state);
+        self.pause_turns.notify_waiters();
     }
 
     /// Bytes a member's reader skipped around frames.
@@ -560,6 +574,7 @@ impl Room {
         for sender in woken {
             self.settled[sender].notify_waiters();
         }
+        self.pause_turns.notify_waiters();
     }
 
     /// Member `id` will send no more. When the last one stops, the room closes after
@@ -727,17 +742,30 @@ mod tests {
 
     #[test]
     fn members_pause_one_at_a_time_in_turn() {
+        const DRAINED: u64 = 1000;
         let room = joined_room(true);
-        assert!(!room.take_pause_turn(0), "nothing sent yet, nothing to pause for");
+        assert!(
+            !room.take_pause_turn(0, DRAINED),
+            "nothing sent yet, nothing to pause for"
+        );
         room.sent(1, 1, 100, Duration::ZERO);
-        assert!(!room.take_pause_turn(1), "member 0 goes first");
-        assert!(room.take_pause_turn(0));
-        assert!(!room.take_pause_turn(1), "one pause at a time");
+        assert!(!room.take_pause_turn(1, DRAINED), "member 0 goes first");
+        assert!(room.take_pause_turn(0, DRAINED));
+        assert!(!room.take_pause_turn(1, DRAINED), "one pause at a time");
         room.end_pause(0, 5000, 4000);
-        assert!(room.take_pause_turn(1));
+        // Member 2 reads message 2 of member 1; member 0, still owed it, is now behind.
+        room.sent(1, 2, 2000, Duration::ZERO);
+        deliver(&room, 2, 1, 2);
+        assert_eq!(room.backlog(0), 2000);
+        assert!(room.take_pause_turn(1, DRAINED));
         room.end_pause(1, 3000, 4000);
         room.left(2, Duration::from_millis(2));
-        assert!(room.take_pause_turn(0), "a member that left is skipped");
+        assert!(!room.take_pause_turn(0, DRAINED), "not drained yet");
+        deliver(&room, 0, 1, 2);
+        assert!(
+            room.take_pause_turn(0, DRAINED),
+            "drained; a member that left is skipped"
+        );
         room.end_pause(0, 100, 4000);
         let load = room.finish("s").load.expect("a room with load members");
         assert_eq!((load.pauses, load.full_pauses), (3, 1));

@@ -47,9 +47,10 @@ const MARKER_INTERVAL: Duration = Duration::from_millis(100);
 pub const LINGER: Duration = Duration::from_millis(300);
 /// Load mode: a member's receive buffer, small so that a pause fills the relay's side soon.
 const LOAD_RECEIVE_BUFFER_BYTES: usize = 64 * 1024;
-/// Load mode: how often a reader checks whether it is its turn to pause, and a paused
-/// reader its backlog.
+/// Load mode: how often a paused reader looks at its backlog.
 const PAUSE_POLL: Duration = Duration::from_millis(10);
+/// Load mode: a member pauses again only once less than this waits for it in the relay.
+const DRAINED_BYTES: u64 = 512 * 1024;
 /// Load mode: a pause ends once the backlog has not grown for this long.
 const PAUSE_STALL: Duration = Duration::from_millis(300);
 /// Load mode: the longest pause, whatever the reply timeout.
@@ -310,24 +311,23 @@ async fn read_room(
     let mut frames = FrameReader::default();
     let mut buffer = vec![0u8; 16 * 1024];
     let end = loop {
+        // A load member also wakes when the turn to pause may have come to it; listening
+        // before asking, so a turn passed on in between is not missed.
+        let turn_passed = member.room.pause_turns.notified();
+        tokio::pin!(turn_passed);
+        turn_passed.as_mut().enable();
         if let Some(load) = &member.load
-            && member.room.take_pause_turn(member.id)
+            && member.room.take_pause_turn(member.id, DRAINED_BYTES)
         {
             pause_reading(ctx, member, load, &reader, leave).await;
+            continue;
         }
-        // A load member wakes now and then to see whether its turn to pause has come.
-        let turn_check = async {
-            match member.load {
-                Some(_) => tokio::time::sleep(PAUSE_POLL).await,
-                None => std::future::pending().await,
-            }
-        };
         let read = tokio::select! {
             biased;
             () = member.room.done.cancelled() => break ClientEnd::Completed,
             () = leave.cancelled() => break ClientEnd::Completed,
             read = ctx.bounded(None, reader.read(&mut buffer)) => read,
-            () = turn_check => continue,
+            () = &mut turn_passed, if member.load.is_some() => continue,
         };
         match read {
             Ok(Ok(0)) | Ok(Err(_)) => break closed_by_server(ctx),
