@@ -484,7 +484,11 @@ impl Room {
     /// passes it on.
     pub fn take_pause_turn(&self, id: u32, drained_bytes: u64) -> bool {
         let mut state = self.lock();
-        if !state.members[id as usize].load || state.pausing.is_some() || state.first_send.is_none() {
+        if !state.members[id as usize].load
+            || state.pausing.is_some()
+            || state.first_send.is_none()
+            || self.done.is_cancelled()
+        {
             return false;
         }
         let count = state.members.len();
@@ -767,6 +771,11 @@ mod tests {
             "drained; a member that left is skipped"
         );
         room.end_pause(0, 100, 4000);
+        room.done.cancel();
+        assert!(
+            !room.take_pause_turn(1, DRAINED),
+            "no pause once the room is done"
+        );
         let load = room.finish("s").load.expect("a room with load members");
         assert_eq!((load.pauses, load.full_pauses), (3, 1));
         assert_eq!(load.largest_backlog_bytes, 5000);

@@ -319,8 +319,9 @@ async fn read_room(
         if let Some(load) = &member.load
             && member.room.take_pause_turn(member.id, DRAINED_BYTES)
         {
+            // No `continue`: the select below, which ends the session when the room is done
+            // or the run is over, must be reached after every pause.
             pause_reading(ctx, member, load, &reader, leave).await;
-            continue;
         }
         let read = tokio::select! {
             biased;
