@@ -230,6 +230,12 @@ mod tests {
         assert!(error_of(&disagree).contains("disagree on `include_sender`"));
         let text = error_of(&format!("{MINIMAL}include_sender = true\n"));
         assert!(text.starts_with("t.toml:8:18: `include_sender` is for"), "{text}");
+        let loaded = parse(Path::new("t.toml"), &format!("{ROOM}load = true\n")).unwrap();
+        assert!(loaded.groups[0].load);
+        let pair = format!("{}load = true\n", ROOM.replace("count = 3", "count = 2"));
+        assert!(error_of(&pair).contains("`load`, which needs at least 3 clients"));
+        let text = error_of(&format!("{MINIMAL}load = true\n"));
+        assert!(text.starts_with("t.toml:8:8: `load` is for"), "{text}");
     }
 
     #[test]

@@ -334,6 +334,10 @@ pub struct GroupPlan {
     pub leave_after: Option<u32>,
     /// Broadcast: messages are meant to reach their sender too.
     pub include_sender: bool,
+    /// Broadcast load mode: senders wait only until the relay has taken each message, and
+    /// receivers pause reading in turn until the relay holds more for them than the kernel
+    /// can buffer (see `workload::broadcast`).
+    pub load: bool,
     /// TCP or UDP (always its server's).
     pub transport: Transport,
     /// Open loop: messages per second for the whole group, sent on schedule whatever the
@@ -1276,6 +1280,7 @@ fn resolve_group(raw: RawClients, servers: &[ServerPlan], at: &Locator) -> Resul
             "include_sender",
             raw.include_sender.as_ref().map(toml::Spanned::span),
         ),
+        ("load", raw.load.as_ref().map(toml::Spanned::span)),
     ];
     if workload != WorkloadKind::Broadcast
         && let Some((key, span)) = broadcast_only.into_iter().find_map(|(k, s)| s.map(|s| (k, s)))
@@ -1335,6 +1340,7 @@ fn resolve_group(raw: RawClients, servers: &[ServerPlan], at: &Locator) -> Resul
         start_after: raw.start_after.map_or(Duration::ZERO, |d| d.0),
         leave_after,
         include_sender: raw.include_sender.is_some_and(toml::Spanned::into_inner),
+        load: raw.load.is_some_and(toml::Spanned::into_inner),
         transport: server_transport,
         rate: raw.rate.map(|r| r.into_inner().0),
         rate_ramp: raw.rate_ramp.map_or(Duration::ZERO, |r| r.into_inner().0),
@@ -1343,8 +1349,9 @@ fn resolve_group(raw: RawClients, servers: &[ServerPlan], at: &Locator) -> Resul
     })
 }
 
-/// A broadcast room needs at least two members, one opinion on `include_sender`, and no
-/// clients of other workloads mixed in (their bytes would be relayed into the room).
+/// A broadcast room needs at least two members (three under `load`), one opinion on
+/// `include_sender`, and no clients of other workloads mixed in (their bytes would be
+/// relayed into the room).
 fn check_rooms(
     servers: &[ServerPlan],
     groups: &[GroupPlan],
@@ -1362,6 +1369,15 @@ fn check_rooms(
             return fail(format!(
                 "the broadcast room on server `{}` has only 1 client; a broadcast needs at least 2",
                 server.name
+            ));
+        }
+        if let Some(loaded) = room.iter().find(|g| g.load)
+            && room.iter().map(|g| u64::from(g.count)).sum::<u64>() < 3
+        {
+            return fail(format!(
+                "client group `{}` sets `load`, which needs at least 3 clients in the room on \
+                 server `{}`: while one pauses, another must read what the relay takes",
+                loaded.name, server.name
             ));
         }
         if let Some(other) = room.iter().find(|g| g.include_sender != first.include_sender) {

@@ -246,6 +246,7 @@ pub struct RawClients {
     pub start_after: Option<DurationValue>,
     pub leave_after: Option<Spanned<u32>>,
     pub include_sender: Option<Spanned<bool>>,
+    pub load: Option<Spanned<bool>>,
     pub transport: Option<Spanned<Transport>>,
     pub rate: Option<Spanned<super::values::RateValue>>,
     pub rate_ramp: Option<Spanned<DurationValue>>,

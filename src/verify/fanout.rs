@@ -38,7 +38,16 @@ pub fn check(evidence: &Evidence, verdict: &mut Verdict) {
         }
         let faults = &room.faults;
         let kinds: [(&Tally, &str, &str, &'static str); 7] = [
-            (&faults.lost, "lost", "owed deliveries never happened", LOST_HINT),
+            (
+                &faults.lost,
+                "lost",
+                "owed deliveries never happened",
+                if room.load.is_some() {
+                    LOST_UNDER_LOAD_HINT
+                } else {
+                    LOST_HINT
+                },
+            ),
             (
                 &faults.duplicated,
                 "duplicated",
@@ -118,9 +127,19 @@ fn summary(room: &RoomOutcome, passed: bool, evidence: &Evidence) -> String {
         .fanout
         .quantile(0.99)
         .map_or_else(String::new, |p| format!(", fan-out p99 {}", units::duration(p)));
+    let load = room.load.as_ref().map_or_else(String::new, |load| {
+        format!(
+            "; under load: {} pauses, {} of them with more waiting in the relay than the kernel \
+             can buffer ({}); up to {} waiting for one receiver",
+            load.pauses,
+            load.full_pauses,
+            units::bytes(load.target_bytes),
+            units::bytes(load.largest_backlog_bytes)
+        )
+    });
     if passed {
         return format!(
-            "{} deliveries of {} messages, each exactly once to {to_whom}, in order ({:.0} deliveries/s{p99})",
+            "{} deliveries of {} messages, each exactly once to {to_whom}, in order ({:.0} deliveries/s{p99}){load}",
             units::count(room.delivered),
             units::count(room.messages),
             room.deliveries_per_second
@@ -145,7 +164,7 @@ fn summary(room: &RoomOutcome, passed: bool, evidence: &Evidence) -> String {
         n => format!("{n} never joined; "),
     };
     format!(
-        "{joined}{} of {} owed deliveries happened; {}",
+        "{joined}{} of {} owed deliveries happened; {}{load}",
         units::count(room.owed - f.lost.count.min(room.owed)),
         units::count(room.owed),
         if parts.is_empty() {
@@ -158,6 +177,10 @@ fn summary(room: &RoomOutcome, passed: bool, evidence: &Evidence) -> String {
 
 const LOST_HINT: &str = "a member missed messages: is every connected client in the list, and does one failing \
                          send (a client that left) stop the relay loop or skip the next client?";
+const LOST_UNDER_LOAD_HINT: &str = "a member that read slowly missed messages: a non-blocking send() sends only \
+                                    what fits and raises BlockingIOError when nothing does; keep the rest in a \
+                                    per-client queue and send it when select() says the socket is writable, or \
+                                    use blocking sockets and sendall()";
 const DUPLICATED_HINT: &str =
     "a member got the same message twice: is a client in the list twice, or is a chunk relayed twice?";
 const TO_SENDER_HINT: &str = "a broadcast goes to every *other* client: skip the sender in the relay loop \

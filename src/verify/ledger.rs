@@ -9,6 +9,14 @@
 //! Membership is decided by join markers: a client has *joined* once every other connected
 //! member has read its marker, which proves the server relays its messages to all of them.
 //! A member that leaves is owed nothing it had not received by then.
+//!
+//! Pacing, which keeps a relay from ever cutting a frame (see `verify::frame`): a sender may
+//! have at most [`MAX_UNSETTLED_BYTES`] that the relay may still have to read. Normally that
+//! is every byte not yet delivered *everywhere*. A load-mode member counts only the bytes no
+//! receiver has read yet: once one receiver has read a message, the relay has taken it, and
+//! what it still owes a paused receiver piles up in the relay (the member's *backlog*, which
+//! the ledger keeps per receiver). Pauses go round the load members one at a time, so
+//! someone is always reading what the relay takes.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -32,6 +40,9 @@ pub struct Room {
     settled: Vec<Notify>,
     /// Wakes joiners when a marker was read.
     pub markers: Notify,
+    /// Wakes load members when the turn to pause may have moved: a pause ended, the first
+    /// message was sent, or a member left.
+    pub pause_turns: Notify,
     /// Fires when every member has finished sending and the stragglers had time to arrive.
     pub done: CancellationToken,
     include_sender: bool,
@@ -54,6 +65,13 @@ struct Member {
     unsettled: Vec<u32>,
     /// Its messages stopped reaching the room once; it no longer waits for them.
     gave_up: bool,
+    /// Load mode: paced by [`Member::untaken_bytes`] and pausing its reads in turn.
+    load: bool,
+    /// Bytes sent that no receiver has read yet (the relay may not have taken them).
+    untaken_bytes: usize,
+    /// Bytes owed to it that another receiver has read (so the relay has taken them) and it
+    /// has not: what the relay holds for it.
+    backlog_bytes: u64,
 }
 
 struct Sent {
@@ -74,6 +92,24 @@ struct RoomState {
     last_delivery: Option<Duration>,
     deliveries: u64,
     decoration_bytes: u64,
+    /// The load member reading nothing right now, if any.
+    pausing: Option<u32>,
+    /// Where the search for the next member to pause starts.
+    pause_next: usize,
+    load: LoadOutcome,
+}
+
+/// What the load mode did to the relay: how often receivers paused and how much piled up.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LoadOutcome {
+    /// Pauses taken by the room's load members.
+    pub pauses: u32,
+    /// Pauses that ended with more waiting in the relay than the kernel can buffer.
+    pub full_pauses: u32,
+    /// The most bytes the relay held for one paused receiver.
+    pub largest_backlog_bytes: u64,
+    /// What a pause aimed for: the kernel's largest send buffer plus the receiver's own.
+    pub target_bytes: u64,
 }
 
 /// Counts and examples of each kind of fault.
@@ -121,6 +157,8 @@ pub struct MemberSpec {
     pub group: usize,
     /// It starts with the room and waits for everyone else to join before sending.
     pub in_barrier: bool,
+    /// Its group runs in load mode.
+    pub load: bool,
 }
 
 /// The ledger's verdict material for one room.
@@ -146,6 +184,8 @@ pub struct RoomOutcome {
     pub faults: Faults,
     /// Bytes the server added around frames (prefixes, newlines): allowed, and counted.
     pub decoration_bytes: u64,
+    /// With load members: their pauses and the backlogs they built.
+    pub load: Option<LoadOutcome>,
     /// Deliveries per second, first send to last delivery.
     pub deliveries_per_second: f64,
     /// Fan-out latency (send → each receiver) by the sender's group, indexed like the plan.
@@ -171,6 +211,9 @@ impl Room {
                 unsettled_bytes: 0,
                 unsettled: Vec::new(),
                 gave_up: false,
+                load: spec.load,
+                untaken_bytes: 0,
+                backlog_bytes: 0,
             })
             .collect();
         Room {
@@ -182,6 +225,7 @@ impl Room {
             }),
             settled: (0..count).map(|_| Notify::new()).collect(),
             markers: Notify::new(),
+            pause_turns: Notify::new(),
             done: CancellationToken::new(),
             include_sender,
         }
@@ -238,11 +282,17 @@ impl Room {
             .all(|m| m.joined_at.is_some())
     }
 
-    /// Whether member `id` may send `bytes` more without exceeding its unsettled allowance.
+    /// Whether member `id` may send `bytes` more without exceeding its allowance: bytes not
+    /// yet delivered everywhere, or under load, bytes no receiver has read yet.
     pub fn may_send(&self, id: u32, bytes: usize) -> bool {
         let state = self.lock();
         let member = &state.members[id as usize];
-        member.unsettled_bytes == 0 || member.unsettled_bytes + bytes <= MAX_UNSETTLED_BYTES
+        let pending = if member.load {
+            member.untaken_bytes
+        } else {
+            member.unsettled_bytes
+        };
+        pending == 0 || pending + bytes <= MAX_UNSETTLED_BYTES
     }
 
     /// Whether everything member `id` sent has settled.
@@ -258,6 +308,7 @@ impl Room {
         let member = &mut state.members[id as usize];
         member.unsettled.clear();
         member.unsettled_bytes = 0;
+        member.untaken_bytes = 0;
         member.gave_up = true;
     }
 
@@ -281,7 +332,10 @@ impl Room {
             })
             .map(|(r, _)| r as u32)
             .collect();
-        state.first_send.get_or_insert(now);
+        if state.first_send.is_none() {
+            state.first_send = Some(now);
+            self.pause_turns.notify_waiters();
+        }
         let tag = Tag { sender: id, seq };
         let settled_now = owed.is_empty();
         state.messages.insert(
@@ -296,6 +350,7 @@ impl Room {
         if !settled_now {
             let member = &mut state.members[id as usize];
             member.unsettled_bytes += bytes;
+            member.untaken_bytes += bytes;
             member.unsettled.push(seq);
         }
     }
@@ -369,7 +424,12 @@ impl Room {
             });
             return;
         }
+        let first_read = sent.received.is_empty();
         sent.received.push(receiver);
+        take(&mut state.members, sent, tag.sender, receiver, first_read);
+        if first_read {
+            self.settled[tag.sender as usize].notify_waiters();
+        }
         if receiver == tag.sender && !self.include_sender {
             state.faults.to_sender.add(|| {
                 format!(
@@ -417,6 +477,60 @@ impl Room {
         }
     }
 
+    /// Whether load member `id` should stop reading now: nobody else is paused, messages are
+    /// flowing, and it is the next member in turn that is still in the room and has drained
+    /// its last pause (less than `drained_bytes` waiting for it; one that never drains, having
+    /// lost messages, is passed over). Taking the turn starts its pause; [`Room::end_pause`]
+    /// passes it on.
+    pub fn take_pause_turn(&self, id: u32, drained_bytes: u64) -> bool {
+        let mut state = self.lock();
+        if !state.members[id as usize].load
+            || state.pausing.is_some()
+            || state.first_send.is_none()
+            || self.done.is_cancelled()
+        {
+            return false;
+        }
+        let count = state.members.len();
+        let next = (0..count)
+            .map(|step| (state.pause_next + step) % count)
+            .find(|&m| {
+                let member = &state.members[m];
+                member.load
+                    && member.joined_at.is_some()
+                    && member.left_at.is_none()
+                    && member.backlog_bytes < drained_bytes
+            });
+        if next != Some(id as usize) {
+            return false;
+        }
+        state.pausing = Some(id);
+        state.pause_next = id as usize + 1;
+        true
+    }
+
+    /// What the relay holds for member `id`: owed bytes another receiver has read and it
+    /// has not.
+    pub fn backlog(&self, id: u32) -> u64 {
+        self.lock().members[id as usize].backlog_bytes
+    }
+
+    /// Member `id` reads again after a pause in which up to `peak_bytes` waited for it; the
+    /// pause aimed for `target_bytes`.
+    pub fn end_pause(&self, id: u32, peak_bytes: u64, target_bytes: u64) {
+        let mut state = self.lock();
+        if state.pausing == Some(id) {
+            state.pausing = None;
+        }
+        let load = &mut state.load;
+        load.pauses += 1;
+        load.full_pauses += u32::from(peak_bytes >= target_bytes);
+        load.largest_backlog_bytes = load.largest_backlog_bytes.max(peak_bytes);
+        load.target_bytes = load.target_bytes.max(target_bytes);
+        drop(state);
+        self.pause_turns.notify_waiters();
+    }
+
     /// Bytes a member's reader skipped around frames.
     pub fn decoration(&self, bytes: u64) {
         self.lock().decoration_bytes += bytes;
@@ -433,24 +547,30 @@ impl Room {
         } = &mut *state;
         let gone: Vec<bool> = members.iter().map(|m| m.left_at.is_some()).collect();
         for (sender, member) in members.iter_mut().enumerate() {
-            let mut freed = 0;
+            let (mut freed_untaken, mut freed_unsettled) = (0, 0);
             member.unsettled.retain(|&seq| {
                 let tag = Tag {
                     sender: sender as u32,
                     seq,
                 };
-                let waiting = messages.get(&tag).is_some_and(|sent| {
-                    sent.owed
-                        .iter()
-                        .any(|r| !sent.received.contains(r) && !gone[*r as usize])
-                });
+                let Some(sent) = messages.get(&tag) else {
+                    return false;
+                };
+                let waiting = sent
+                    .owed
+                    .iter()
+                    .any(|r| !sent.received.contains(r) && !gone[*r as usize]);
                 if !waiting {
-                    freed += messages.get(&tag).map_or(0, |sent| sent.bytes);
+                    freed_unsettled += sent.bytes;
+                    if sent.received.is_empty() {
+                        freed_untaken += sent.bytes;
+                    }
                 }
                 waiting
             });
-            if freed > 0 {
-                member.unsettled_bytes = member.unsettled_bytes.saturating_sub(freed);
+            if freed_unsettled > 0 {
+                member.unsettled_bytes = member.unsettled_bytes.saturating_sub(freed_unsettled);
+                member.untaken_bytes = member.untaken_bytes.saturating_sub(freed_untaken);
                 woken.push(sender);
             }
         }
@@ -458,6 +578,7 @@ impl Room {
         for sender in woken {
             self.settled[sender].notify_waiters();
         }
+        self.pause_turns.notify_waiters();
     }
 
     /// Member `id` will send no more. When the last one stops, the room closes after
@@ -541,6 +662,7 @@ impl Room {
             include_sender: self.include_sender,
             faults: state.faults.clone(),
             decoration_bytes: state.decoration_bytes,
+            load: state.members.iter().any(|m| m.load).then(|| state.load.clone()),
             deliveries_per_second: if span > 0.0 {
                 state.deliveries as f64 / span
             } else {
@@ -548,5 +670,115 @@ impl Room {
             },
             fanout: state.fanout.clone(),
         }
+    }
+}
+
+/// `receiver` read `sent` (from `sender`) for the first time. The first read of a message
+/// shows the relay has taken it: it leaves its sender's untaken bytes and joins the backlog
+/// of every other receiver it is owed to, until each reads it.
+fn take(members: &mut [Member], sent: &Sent, sender: u32, receiver: u32, first_read: bool) {
+    let bytes = sent.bytes as u64;
+    if first_read {
+        let member = &mut members[sender as usize];
+        member.untaken_bytes = member.untaken_bytes.saturating_sub(sent.bytes);
+        for &r in sent.owed.iter().filter(|&&r| r != receiver) {
+            members[r as usize].backlog_bytes += bytes;
+        }
+    } else if sent.owed.contains(&receiver) {
+        let member = &mut members[receiver as usize];
+        member.backlog_bytes = member.backlog_bytes.saturating_sub(bytes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn joined_room(load: bool) -> Room {
+        let members = (1..=3)
+            .map(|n| MemberSpec {
+                name: format!("m#{n}"),
+                group: 0,
+                in_barrier: true,
+                load,
+            })
+            .collect();
+        let room = Room::new(members, 1, false);
+        for id in 0..3 {
+            room.connected(id);
+        }
+        for (sender, receiver) in (0..3).flat_map(|s| (0..3).map(move |r| (s, r))) {
+            if sender != receiver {
+                deliver(&room, receiver, sender, 0);
+            }
+        }
+        for id in 0..3 {
+            assert!(room.try_join(id, Duration::ZERO));
+        }
+        room
+    }
+
+    fn deliver(room: &Room, receiver: u32, sender: u32, seq: u32) {
+        let piece = Piece::Frame {
+            tag: Tag { sender, seq },
+            intact: true,
+        };
+        room.read(receiver, piece, Duration::from_millis(1));
+    }
+
+    #[test]
+    fn under_load_a_sender_waits_only_for_the_relay_to_take_its_message() {
+        for load in [false, true] {
+            let room = joined_room(load);
+            room.sent(0, 1, 900, Duration::ZERO);
+            assert!(!room.may_send(0, 900));
+            deliver(&room, 1, 0, 1);
+            // Member 2 has not read it: the paced room still waits, the loaded one goes on.
+            assert_eq!(room.may_send(0, 900), load);
+            assert_eq!(room.backlog(2), 900);
+            assert_eq!(room.backlog(1), 0);
+            deliver(&room, 2, 0, 1);
+            assert!(room.may_send(0, 900));
+            assert_eq!(room.backlog(2), 0);
+            assert_eq!(room.finish("s").faults.lost.count, 0);
+        }
+    }
+
+    #[test]
+    fn members_pause_one_at_a_time_in_turn() {
+        const DRAINED: u64 = 1000;
+        let room = joined_room(true);
+        assert!(
+            !room.take_pause_turn(0, DRAINED),
+            "nothing sent yet, nothing to pause for"
+        );
+        room.sent(1, 1, 100, Duration::ZERO);
+        assert!(!room.take_pause_turn(1, DRAINED), "member 0 goes first");
+        assert!(room.take_pause_turn(0, DRAINED));
+        assert!(!room.take_pause_turn(1, DRAINED), "one pause at a time");
+        room.end_pause(0, 5000, 4000);
+        // Member 2 reads message 2 of member 1; member 0, still owed it, is now behind.
+        room.sent(1, 2, 2000, Duration::ZERO);
+        deliver(&room, 2, 1, 2);
+        assert_eq!(room.backlog(0), 2000);
+        assert!(room.take_pause_turn(1, DRAINED));
+        room.end_pause(1, 3000, 4000);
+        room.left(2, Duration::from_millis(2));
+        assert!(!room.take_pause_turn(0, DRAINED), "not drained yet");
+        deliver(&room, 0, 1, 2);
+        assert!(
+            room.take_pause_turn(0, DRAINED),
+            "drained; a member that left is skipped"
+        );
+        room.end_pause(0, 100, 4000);
+        room.done.cancel();
+        assert!(
+            !room.take_pause_turn(1, DRAINED),
+            "no pause once the room is done"
+        );
+        let load = room.finish("s").load.expect("a room with load members");
+        assert_eq!((load.pauses, load.full_pauses), (3, 1));
+        assert_eq!(load.largest_backlog_bytes, 5000);
+        assert!(joined_room(false).finish("s").load.is_none());
     }
 }

@@ -8,11 +8,30 @@
 //! [`MAX_UNSETTLED_BYTES`](crate::verify::frame::MAX_UNSETTLED_BYTES) on their way, so no
 //! relay can cut a message (see `verify::frame`). A client with `leave_after` leaves once its
 //! last message has reached everyone; the others stay until every sender is done.
+//!
+//! Load mode (`load = true`) is there to overflow a relay's per-receiver buffers, which the
+//! paced room never does: a relay that ignores a short or failed non-blocking `send()` loses
+//! bytes only once a receiver's socket buffers are full. Two changes make that happen while
+//! keeping every correct relay correct:
+//!
+//! - A sender waits only until *some* receiver has read each message (the relay has taken
+//!   it), not every receiver. The relay still never has more than
+//!   [`MAX_UNSETTLED_BYTES`](crate::verify::frame::MAX_UNSETTLED_BYTES) of one sender to
+//!   read, so it still reads whole frames and no relay, prefixing ones included, can cut one;
+//!   but nothing waits for a slow receiver any more.
+//! - Receivers pause reading in turn, one at a time (someone must keep reading, or senders
+//!   would stop). A pause lasts until the relay holds more for the receiver than the kernel
+//!   can buffer (its largest send buffer, `net.ipv4.tcp_wmem`, plus the receiver's own
+//!   receive buffer, set small), or until that backlog stops growing (a relay that blocks in
+//!   `sendall()` is waiting for this receiver: correct, and nothing more will come), or a
+//!   limit of half the shortest reply timeout. Then it drains. A lossy relay has by then
+//!   dropped bytes; a correct one queued them or waited.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -26,6 +45,21 @@ use crate::verify::ledger::Room;
 const MARKER_INTERVAL: Duration = Duration::from_millis(100);
 /// After the last sender is done, how long readers keep reading for late or duplicate frames.
 pub const LINGER: Duration = Duration::from_millis(300);
+/// Load mode: a member's receive buffer, small so that a pause fills the relay's side soon.
+const LOAD_RECEIVE_BUFFER_BYTES: usize = 64 * 1024;
+/// Load mode: how often a paused reader looks at its backlog.
+const PAUSE_POLL: Duration = Duration::from_millis(10);
+/// Load mode: a member pauses again only once less than this waits for it in the relay.
+const DRAINED_BYTES: u64 = 512 * 1024;
+/// Load mode: a pause ends once the backlog has not grown for this long.
+const PAUSE_STALL: Duration = Duration::from_millis(300);
+/// Load mode: the longest pause, whatever the reply timeout.
+const MAX_PAUSE: Duration = Duration::from_secs(5);
+/// Load mode: the kernel's largest TCP send buffer when `/proc` does not say (Linux's default).
+const DEFAULT_SEND_BUFFER_MAX_BYTES: u64 = 4 * 1024 * 1024;
+/// Load mode: what a pause aims for beyond the kernel's buffers, so a full pause proves that
+/// a relay's `send()` had to fall short.
+const PAUSE_MARGIN_BYTES: u64 = 256 * 1024;
 /// Body bytes: printable ASCII without the frame's `~`.
 const ALPHABET: &[u8] =
     b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,;:!?-_+=()[]{}<>/*&%$#@'\"";
@@ -36,6 +70,34 @@ pub struct Membership {
     pub room: Arc<Room>,
     /// Its id in the room, which is also the sender number in its frames.
     pub id: u32,
+    /// Load mode: how its reader pauses.
+    pub load: Option<LoadPause>,
+}
+
+/// How a load member's reader pauses, the same for the whole room.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadPause {
+    /// The longest pause: half the room's shortest reply timeout (at most [`MAX_PAUSE`]), so
+    /// a sender waiting for a paused relay never times out and stops pacing.
+    limit: Duration,
+    /// The kernel's largest TCP send buffer: what a relay's socket can hold for a receiver.
+    send_buffer_max_bytes: u64,
+}
+
+impl LoadPause {
+    /// The pauses of a room whose shortest reply timeout is `shortest_timeout`.
+    pub fn new(shortest_timeout: Duration) -> LoadPause {
+        LoadPause {
+            limit: (shortest_timeout / 2).min(MAX_PAUSE),
+            send_buffer_max_bytes: send_buffer_max_bytes().unwrap_or(DEFAULT_SEND_BUFFER_MAX_BYTES),
+        }
+    }
+}
+
+/// The third field of `net.ipv4.tcp_wmem`: how far the kernel grows a socket's send buffer.
+fn send_buffer_max_bytes() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem").ok()?;
+    text.split_whitespace().nth(2)?.parse().ok()
 }
 
 /// Runs one broadcast client.
@@ -48,6 +110,9 @@ pub async fn run(ctx: ClientContext, member: Membership) -> ClientRecord {
         Err(end) => end,
         Ok(stream) => {
             member.room.connected(member.id);
+            if member.load.is_some() {
+                shrink_receive_buffer(&stream);
+            }
             let (reader, writer) = stream.into_split();
             let leave = CancellationToken::new();
             let reading = read_room(&ctx, &member, reader, &leave, &mut timeline, &mut bytes_received);
@@ -246,15 +311,31 @@ async fn read_room(
     let mut frames = FrameReader::default();
     let mut buffer = vec![0u8; 16 * 1024];
     let end = loop {
+        // A load member also wakes when the turn to pause may have come to it; listening
+        // before asking, so a turn passed on in between is not missed.
+        let turn_passed = member.room.pause_turns.notified();
+        tokio::pin!(turn_passed);
+        turn_passed.as_mut().enable();
+        if let Some(load) = &member.load
+            && member.room.take_pause_turn(member.id, DRAINED_BYTES)
+        {
+            // No `continue`: the select below, which ends the session when the room is done
+            // or the run is over, must be reached after every pause.
+            pause_reading(ctx, member, load, &reader, leave).await;
+        }
         let read = tokio::select! {
             biased;
             () = member.room.done.cancelled() => break ClientEnd::Completed,
             () = leave.cancelled() => break ClientEnd::Completed,
             read = ctx.bounded(None, reader.read(&mut buffer)) => read,
+            () = &mut turn_passed, if member.load.is_some() => continue,
         };
         match read {
             Ok(Ok(0)) | Ok(Err(_)) => break closed_by_server(ctx),
             Ok(Ok(n)) => {
+                if member.load.is_some() {
+                    ack_at_once(&reader);
+                }
                 *bytes_received += n as u64;
                 let now = ctx.since_start();
                 for piece in frames.push(&buffer[..n]) {
@@ -271,6 +352,62 @@ async fn read_room(
     member.room.decoration(frames.decoration_bytes);
     timeline.closed.get_or_insert(ctx.since_start());
     end
+}
+
+/// Load mode: a small, fixed receive buffer (no autotuning up to `tcp_rmem`'s tens of
+/// megabytes), so that what a pause must pile up is mostly the relay's side. Best effort: a
+/// larger buffer only makes the pause's target larger.
+fn shrink_receive_buffer(stream: &TcpStream) {
+    let _ = rustix::net::sockopt::set_socket_recv_buffer_size(stream, LOAD_RECEIVE_BUFFER_BYTES);
+}
+
+/// Load mode: acknowledges what was read at once rather than after the kernel's delayed-ACK
+/// timer (up to 40 ms). A lab relay seldom sets `TCP_NODELAY`, so Nagle holds its next small
+/// send to this member until that ACK; with delayed ACKs a room that waits for the relay to
+/// take each message would crawl. Linux leaves quick-ACK mode by itself, hence once per read.
+fn ack_at_once(reader: &OwnedReadHalf) {
+    let _ = rustix::net::sockopt::set_tcp_quickack(reader.as_ref(), true);
+}
+
+/// Stops reading until the relay holds more for this member than the kernel can buffer,
+/// or its backlog stops growing, or the pause limit passes, or the room is done.
+async fn pause_reading(
+    ctx: &ClientContext,
+    member: &Membership,
+    load: &LoadPause,
+    reader: &OwnedReadHalf,
+    leave: &CancellationToken,
+) {
+    let room = &member.room;
+    let receive_buffer = rustix::net::sockopt::socket_recv_buffer_size(reader.as_ref())
+        .map_or(LOAD_RECEIVE_BUFFER_BYTES as u64 * 2, |b| b as u64);
+    let target = load.send_buffer_max_bytes + receive_buffer + PAUSE_MARGIN_BYTES;
+    let started = Instant::now();
+    let mut peak = room.backlog(member.id);
+    let mut grew_at = started;
+    loop {
+        let wait = async {
+            tokio::select! {
+                biased;
+                () = room.done.cancelled() => false,
+                () = leave.cancelled() => false,
+                () = tokio::time::sleep(PAUSE_POLL) => true,
+            }
+        };
+        if !matches!(ctx.bounded(None, wait).await, Ok(true)) {
+            break;
+        }
+        let backlog = room.backlog(member.id);
+        let now = Instant::now();
+        if backlog > peak {
+            peak = backlog;
+            grew_at = now;
+        }
+        if peak >= target || now - grew_at >= PAUSE_STALL || now - started >= load.limit {
+            break;
+        }
+    }
+    room.end_pause(member.id, peak, target);
 }
 
 fn closed_by_server(ctx: &ClientContext) -> ClientEnd {

@@ -167,12 +167,13 @@ pub async fn drive(setup: DriveSetup<'_>) -> io::Result<Drive> {
                 WorkloadKind::Echo => JobKind::Echo,
                 WorkloadKind::Chat => JobKind::Chat(Arc::clone(&operators[group.server])),
                 WorkloadKind::Broadcast => {
-                    let (room, ids) = rooms[group.server]
+                    let open = rooms[group.server]
                         .as_ref()
                         .expect("a room for every broadcast server");
                     JobKind::Broadcast(broadcast::Membership {
-                        room: Arc::clone(room),
-                        id: ids[group_index] + index,
+                        room: Arc::clone(&open.room),
+                        id: open.first_ids[group_index] + index,
+                        load: group.load.then_some(open.pause),
                     })
                 }
             };
@@ -254,7 +255,7 @@ pub async fn drive(setup: DriveSetup<'_>) -> io::Result<Drive> {
     let rooms = rooms
         .iter()
         .zip(&plan.servers)
-        .filter_map(|(room, server)| room.as_ref().map(|(room, _)| room.finish(&server.name)))
+        .filter_map(|(room, server)| room.as_ref().map(|open| open.room.finish(&server.name)))
         .collect();
     Ok(Drive {
         records,
@@ -326,34 +327,45 @@ fn run_worker(jobs: Vec<Job>, shared: Shared) -> io::Result<WorkerOutcome> {
     })
 }
 
-/// A room for each server that has broadcast clients, with the first room id of each group:
-/// members are numbered across the room's groups, in plan order.
-fn open_rooms(plan: &Plan) -> Vec<Option<(Arc<Room>, Vec<u32>)>> {
+/// A broadcast server's room, as its clients find it.
+struct OpenRoom {
+    room: Arc<Room>,
+    /// The first room id of each group: members are numbered across the room's groups, in
+    /// plan order.
+    first_ids: Vec<u32>,
+    /// How its load members pause.
+    pause: broadcast::LoadPause,
+}
+
+/// A room for each server that has broadcast clients.
+fn open_rooms(plan: &Plan) -> Vec<Option<OpenRoom>> {
     (0..plan.servers.len())
         .map(|server| {
             let mut members = Vec::new();
             let mut first_ids = vec![0u32; plan.groups.len()];
+            let mut shortest_timeout = Duration::MAX;
             for (group_index, group) in plan.groups.iter().enumerate() {
                 if group.server != server || group.workload != WorkloadKind::Broadcast {
                     continue;
                 }
                 first_ids[group_index] = members.len() as u32;
+                shortest_timeout = shortest_timeout.min(group.reply_timeout);
                 members.extend((0..group.count).map(|index| MemberSpec {
                     name: format!("{}#{}", group.name, index + 1),
                     group: group_index,
                     in_barrier: group.start_after.is_zero()
                         && group.start.offset(index, group.count).is_zero(),
+                    load: group.load,
                 }));
             }
             let include_sender = plan
                 .groups
                 .iter()
                 .any(|g| g.server == server && g.workload == WorkloadKind::Broadcast && g.include_sender);
-            (!members.is_empty()).then(|| {
-                (
-                    Arc::new(Room::new(members, plan.groups.len(), include_sender)),
-                    first_ids,
-                )
+            (!members.is_empty()).then(|| OpenRoom {
+                room: Arc::new(Room::new(members, plan.groups.len(), include_sender)),
+                first_ids,
+                pause: broadcast::LoadPause::new(shortest_timeout),
             })
         })
         .collect()

@@ -3,7 +3,9 @@
 
 use serde_json::Value;
 
-use crate::util::{Scratch, check, python_server, read_report, run_text as run, shipped_with_example};
+use crate::util::{
+    Scratch, check, example_server, python_server, read_report, run_text as run, shipped_with_example,
+};
 
 /// The shipped Python room scenario with `program` as the server, after `edit`.
 fn python_room(program: &str, edit: impl Fn(String) -> String) -> String {
@@ -18,6 +20,23 @@ fn fault_count(report: &Value, fault: &str) -> u64 {
     report["rooms"][0]["faults"][fault]["count"]
         .as_u64()
         .unwrap_or_else(|| panic!("no {fault} tally in {:#}", report["rooms"]))
+}
+
+/// Bytes the room's server added around messages (prefixes, newlines).
+fn decoration_bytes(report: &Value) -> u64 {
+    report["rooms"][0]["decoration_bytes"]
+        .as_u64()
+        .expect("decoration bytes")
+}
+
+/// The report's finding of `class`.
+fn finding<'a>(report: &'a Value, class: &str) -> &'a Value {
+    report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .find(|f| f["class"] == class)
+        .unwrap_or_else(|| panic!("no {class} finding in {:#}", report["findings"]))
 }
 
 fn fanout_passed(report: &Value) -> bool {
@@ -83,12 +102,7 @@ fn a_room_that_keeps_dead_clients_loses_messages() {
     );
     assert_eq!(code, Some(1));
     assert!(fault_count(&report, "lost") > 0);
-    let lost = report["findings"]
-        .as_array()
-        .expect("findings")
-        .iter()
-        .find(|f| f["class"] == "lost")
-        .expect("a lost finding");
+    let lost = finding(&report, "lost");
     assert!(
         lost["text"]
             .as_str()
@@ -141,12 +155,7 @@ fn an_asyncio_room_that_prefixes_every_chunk_passes() {
     );
     let (code, report) = run("prefixed", &scenario);
     assert_eq!(code, Some(0), "{:#}", report["checks"]);
-    assert!(
-        report["rooms"][0]["decoration_bytes"]
-            .as_u64()
-            .expect("decoration")
-            > 0
-    );
+    assert!(decoration_bytes(&report) > 0);
 }
 
 #[test]
@@ -162,4 +171,95 @@ fn a_lifo_outbox_reorders_messages() {
     assert_eq!(code, Some(1));
     assert!(fault_count(&report, "out_of_order") > 0);
     assert_eq!(fault_count(&report, "lost"), 0);
+}
+
+/// `scenarios/broadcast-load.toml` with its one `builtin = "broadcast"` line replaced by
+/// `server` (a `command` and its `port`), as a TA tests a student's relay.
+fn load_room(server: &str) -> String {
+    let shipped = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scenarios/broadcast-load.toml"
+    ))
+    .expect("shipped scenario");
+    assert_eq!(shipped.matches("[[server]]").count(), 1);
+    assert_eq!(shipped.matches("\nbuiltin = \"broadcast\"\n").count(), 1);
+    shipped.replace("\nbuiltin = \"broadcast\"\n", &format!("\n{server}\n"))
+}
+
+/// The room's load figures: pauses taken and the most the relay held for one receiver.
+fn load_figures(report: &Value) -> (u64, u64) {
+    let load = &report["rooms"][0]["load"];
+    (
+        load["pauses"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no load figures in {load:#}")),
+        load["largest_backlog_bytes"].as_u64().expect("largest backlog"),
+    )
+}
+
+#[test]
+fn the_builtin_room_passes_under_load_with_megabytes_waiting_for_a_paused_receiver() {
+    let scratch = Scratch::new();
+    scratch
+        .run_shipped("scenarios/broadcast-load.toml")
+        .expect_code(0)
+        .stdout_has("each exactly once to every other member, in order")
+        .stdout_has("under load:");
+    scratch.assert_nothing_left();
+    let report = read_report(&scratch.reports().join("broadcast-load.json"));
+    let (pauses, backlog) = load_figures(&report);
+    assert!(pauses >= 1, "{:#}", report["rooms"]);
+    // The built-in room blocks in write_all() once a paused member's buffers are full: the
+    // kernel held at least a megabyte for it by then.
+    assert!(backlog >= 1 << 20, "{:#}", report["rooms"]);
+    assert_eq!(report["rooms"][0]["owed"], report["rooms"][0]["delivered"]);
+}
+
+/// Runs a correct relay under load and returns its report, asserting that it passed.
+fn passes_under_load(server: &str) -> Value {
+    let (code, report) = run("broadcast-load", &load_room(server));
+    assert_eq!(code, Some(0), "{:#}", report["checks"]);
+    assert!(fanout_passed(&report));
+    assert_eq!(fault_count(&report, "lost"), 0);
+    let (pauses, backlog) = load_figures(&report);
+    assert!(pauses >= 1 && backlog > 0, "{:#}", report["rooms"]);
+    report
+}
+
+#[test]
+fn a_thread_per_client_room_with_sendall_passes_under_load() {
+    passes_under_load(&example_server("broadcast_server.py"));
+}
+
+#[test]
+fn a_selectors_room_with_per_client_queues_passes_under_load() {
+    passes_under_load(&python_server("broadcast_selectors_queues.py"));
+}
+
+#[test]
+fn a_room_that_prefixes_every_chunk_passes_under_load() {
+    let report = passes_under_load(&python_server("broadcast_threads_prefixed.py"));
+    assert!(decoration_bytes(&report) > 0);
+}
+
+#[test]
+fn a_select_room_that_ignores_short_sends_passes_paced_and_loses_messages_under_load() {
+    let lossy = "broadcast_bug_ignores_short_send.py";
+    // The hole: paced, no receiver ever falls behind, and the lossy room passes.
+    let (code, report) = run("python-broadcast", &python_room(lossy, |s| s));
+    assert_eq!(code, Some(0), "{:#}", report["checks"]);
+
+    let (code, report) = run("broadcast-load", &load_room(&example_server(lossy)));
+    assert_eq!(code, Some(1), "{:#}", report["checks"]);
+    assert!(fault_count(&report, "lost") > 0);
+    let lost = finding(&report, "lost");
+    let text = lost["text"].as_str().expect("text");
+    // Each loss names its receiver, the message and its sender.
+    let named = regex::Regex::new(r"\nmembers#[1-4] never read message [1-9][0-9]* of members#[1-4]")
+        .expect("pattern");
+    assert!(named.is_match(text), "{lost:#}");
+    assert!(
+        lost["hint"].as_str().expect("hint").contains("BlockingIOError"),
+        "{lost:#}"
+    );
 }
