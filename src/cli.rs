@@ -75,6 +75,11 @@ pub enum Command {
         /// run again.
         #[arg(long)]
         resume: bool,
+        /// Run submissions without the sandbox, with labrun's own rights and a view of the
+        /// whole machine: for trusted code only (grading refuses to start when the sandbox
+        /// does not work here, unless this is given).
+        #[arg(long)]
+        unsandboxed: bool,
     },
     /// Merge the JSON reports of one scenario's shards (`--shard K/N`) into one.
     Merge {
@@ -144,4 +149,11 @@ pub struct RunArgs {
     /// scenarios); progress and warnings go to stderr.
     #[arg(long, conflicts_with = "quiet")]
     pub json: bool,
+    /// Run every program under test (servers given by `command`, client programs) in a
+    /// sandbox (bubblewrap), and the whole run in a private network namespace: the program
+    /// sees only its working directory, the files its command names and the system's
+    /// programs, runs unprivileged, and cannot reach labrun or the host. For anyone running
+    /// someone else's code; `labrun grade` always does.
+    #[arg(long, conflicts_with = "shared_network")]
+    pub sandbox: bool,
 }

@@ -69,6 +69,9 @@ pub enum Error {
     /// A private network namespace could not be made.
     #[error("cannot run in a private network namespace (needs root or user namespaces)")]
     Isolation(#[source] std::io::Error),
+    /// The sandbox for programs under test cannot be used here.
+    #[error(transparent)]
+    Sandbox(#[from] crate::supervise::sandbox::SandboxError),
     /// The async runtime could not be created.
     #[error("cannot start the async runtime")]
     Runtime(#[source] std::io::Error),
@@ -101,6 +104,7 @@ impl Error {
             | Error::Serve { .. }
             | Error::Runtime(_)
             | Error::Isolation(_)
+            | Error::Sandbox(_)
             | Error::TooManyClients { .. } => EXIT_COULD_NOT_RUN,
             Error::Interrupted => EXIT_INTERRUPTED,
         }

@@ -78,7 +78,8 @@ pub fn run(cli: Cli) -> Result<Outcome, Error> {
             out,
             shard,
             resume,
-        }) => grade_submissions(&suite, submissions, jobs, &out, shard, resume),
+            unsandboxed,
+        }) => grade_submissions(&suite, submissions, jobs, &out, shard, resume, unsandboxed),
         Some(Command::Merge {
             reports,
             out,
@@ -112,7 +113,12 @@ fn run_scenarios(args: RunArgs) -> Result<Outcome, Error> {
         .map(|path| scenario::load(path))
         .collect::<Result<Vec<_>, _>>()?;
     // Before any thread exists: every thread and child started later inherits the namespace.
-    if args.isolate_network {
+    if args.sandbox {
+        supervise::sandbox::enable()?;
+    }
+    // A sandboxed program shares labrun's network namespace (its clients must reach it), so
+    // that namespace is a private one: nothing on the host's loopback is reachable.
+    if args.isolate_network || args.sandbox {
         grade::isolate::enter_private_network().map_err(Error::Isolation)?;
     } else if !args.shared_network {
         isolate_fixed_played_ports(&plans);
@@ -298,6 +304,7 @@ fn grade_submissions(
     out: &std::path::Path,
     shard: Option<scenario::Shard>,
     resume: bool,
+    unsandboxed: bool,
 ) -> Result<Outcome, Error> {
     let suite = grade::Suite::load(suite)?;
     if let Some(missing) = submissions.iter().find(|p| !p.is_dir()) {
@@ -305,6 +312,15 @@ fn grade_submissions(
             "submission `{}` is not a folder",
             missing.display()
         )));
+    }
+    // Fail closed: untrusted code runs in the sandbox or not at all.
+    if unsandboxed {
+        eprintln!(
+            "warning: --unsandboxed: submissions run with labrun's own rights and see the whole \
+             machine (the suite, the other submissions, the grades); for trusted code only"
+        );
+    } else {
+        supervise::sandbox::check()?;
     }
     supervise::registry::install_panic_hook();
     let options = grade::GradeOptions {
@@ -314,6 +330,7 @@ fn grade_submissions(
         shard,
         journal: out.join("grade-journal.jsonl"),
         resume,
+        sandboxed: !unsandboxed,
     };
     // A bar over the tests on a terminal only, like a run's progress bar.
     let bar = Styles::resolve(Environment::detect(), false).progress.then(|| {

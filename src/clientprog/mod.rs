@@ -210,6 +210,7 @@ fn program_spec<'a>(plan: &Plan, program: &'a ProgramPlan, ports: &[u16]) -> Spe
             .map(|(key, value)| (key.clone(), substitute(value))),
     );
     Spec {
+        under_test: true,
         argv: program.command.iter().map(|arg| substitute(arg)).collect(),
         cwd: program.cwd.as_deref(),
         env,

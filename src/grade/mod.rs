@@ -48,6 +48,8 @@ pub struct GradeOptions {
     pub journal: PathBuf,
     /// Take the results already in the journal instead of running those tests again.
     pub resume: bool,
+    /// Run every submission's programs in the sandbox (see `supervise::sandbox`).
+    pub sandboxed: bool,
 }
 
 /// One line of the journal.
@@ -139,6 +141,10 @@ pub struct Grades {
 /// is appended to the journal at once, so an interrupted run can `resume`.
 pub fn grade(options: &GradeOptions, progress: &(dyn Fn(usize, usize) + Sync)) -> std::io::Result<Grades> {
     let isolated = isolation_available();
+    let confinement = Confinement {
+        isolated,
+        sandboxed: options.sandboxed,
+    };
     let suite = &options.suite;
     let mut submissions: Vec<PathBuf> = options.submissions.clone();
     submissions.sort();
@@ -203,7 +209,7 @@ pub fn grade(options: &GradeOptions, progress: &(dyn Fn(usize, usize) + Sync)) -
             scope.spawn(|| {
                 while let Some(&i) = todo.get(next.fetch_add(1, Ordering::Relaxed)) {
                     let (s, t) = work[i];
-                    let result = grade_test(suite, &suite.tests[t], &submissions[s], isolated);
+                    let result = grade_test(suite, &suite.tests[t], &submissions[s], confinement);
                     let entry = JournalEntry {
                         suite: suite.name.clone(),
                         submission: submissions[s].clone(),
@@ -268,13 +274,22 @@ fn isolation_available() -> bool {
 }
 
 /// One test of one submission, with the retry policy.
-fn grade_test(suite: &Suite, test: &Test, submission: &Path, isolated: bool) -> TestResult {
+/// How a child run is kept apart from the grader, the machine and other submissions.
+#[derive(Clone, Copy)]
+struct Confinement {
+    /// A private network namespace.
+    isolated: bool,
+    /// The sandbox for the submission's programs (which brings a private network too).
+    sandboxed: bool,
+}
+
+fn grade_test(suite: &Suite, test: &Test, submission: &Path, confinement: Confinement) -> TestResult {
     let started = Instant::now();
-    let mut runs = vec![run_once(suite, test, submission, isolated)];
+    let mut runs = vec![run_once(suite, test, submission, confinement)];
     if !runs[0].fully_passed() {
-        runs.push(run_once(suite, test, submission, isolated));
+        runs.push(run_once(suite, test, submission, confinement));
         if runs[1].failed_checks() != runs[0].failed_checks() {
-            runs.push(run_once(suite, test, submission, isolated));
+            runs.push(run_once(suite, test, submission, confinement));
         }
     }
     let unstable = runs
@@ -347,7 +362,7 @@ impl Run {
 }
 
 /// Runs one test once: copy, derive the scenario, run a child labrun, read its report.
-fn run_once(suite: &Suite, test: &Test, submission: &Path, isolated: bool) -> Run {
+fn run_once(suite: &Suite, test: &Test, submission: &Path, confinement: Confinement) -> Run {
     let failed = |error: String| Run {
         checks: Vec::new(),
         error: Some(error),
@@ -358,6 +373,11 @@ fn run_once(suite: &Suite, test: &Test, submission: &Path, isolated: bool) -> Ru
     let copy = workspace.path().join("submission");
     if let Err(err) = copy_tree(submission, &copy) {
         return failed(format!("could not copy the submission: {err}"));
+    }
+    if confinement.sandboxed
+        && let Err(err) = hand_to_sandbox(workspace.path(), &copy)
+    {
+        return failed(format!("could not prepare the submission's sandbox: {err}"));
     }
     let scenario = match derive_scenario(suite, test, &copy) {
         Ok(text) => text,
@@ -381,7 +401,9 @@ fn run_once(suite: &Suite, test: &Test, submission: &Path, isolated: bool) -> Ru
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    if isolated {
+    if confinement.sandboxed {
+        command.arg("--sandbox");
+    } else if confinement.isolated {
         command.arg("--isolate-network");
     }
     // If the grader dies (SIGKILL, a crash), the child is told to stop as on Ctrl-C: it
@@ -412,6 +434,26 @@ fn run_once(suite: &Suite, test: &Test, submission: &Path, isolated: bool) -> Ru
             ))
         }
     }
+}
+
+/// Lets the sandbox's unprivileged user into the workspace: it may pass through the workspace
+/// (not list it: the scenario beside the copy stays unreadable) and owns its working copy.
+fn hand_to_sandbox(workspace: &Path, copy: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(workspace, std::fs::Permissions::from_mode(0o711))?;
+    let Some((uid, gid)) = crate::supervise::sandbox::run_as() else {
+        return Ok(());
+    };
+    let mut pending = vec![copy.to_owned()];
+    while let Some(path) = pending.pop() {
+        std::os::unix::fs::lchown(&path, Some(uid), Some(gid))?;
+        if path.is_dir() && !path.is_symlink() {
+            for entry in std::fs::read_dir(&path)? {
+                pending.push(entry?.path());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The part of the child's JSON report grading needs.

@@ -17,6 +17,7 @@ mod cgroup;
 mod exit;
 pub mod process;
 pub mod registry;
+pub mod sandbox;
 mod sockets;
 pub mod tree;
 
@@ -864,6 +865,7 @@ fn server_spec<'a>(plans: &'a [ServerPlan], index: usize, ports: &[u16]) -> io::
         )
         .collect();
     Ok(process::Spec {
+        under_test: matches!(plan.launch, Launch::Command(_)),
         argv,
         cwd: plan.cwd.as_deref(),
         env,

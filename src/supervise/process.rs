@@ -14,6 +14,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use regex::Regex;
+
+use super::sandbox;
 use rustix::process::{Pid, Signal, WaitId, WaitIdOptions, kill_process_group, waitid};
 use std::os::unix::process::CommandExt;
 use tokio::time::Instant;
@@ -29,6 +31,9 @@ const PIPE_FLUSH_WAIT: Duration = Duration::from_millis(500);
 
 /// What to start and under which conditions.
 pub struct Spec<'a> {
+    /// Whether it is a program under test (not a built-in server): it runs in the sandbox
+    /// when this process has one (see [`super::sandbox`]).
+    pub under_test: bool,
     /// The program and its arguments, already substituted.
     pub argv: Vec<String>,
     /// Working directory (labrun's own when `None`).
@@ -282,13 +287,28 @@ fn build_command(spec: &Spec, process_cap: Option<&ProcessCap>) -> io::Result<Co
         .argv
         .split_first()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty command"))?;
-    let mut command = Command::new(program);
-    command.args(args);
+    let sandbox = sandbox::active().filter(|_| spec.under_test);
+    let mut command = match sandbox {
+        Some(sandbox) => {
+            let cwd = match spec.cwd {
+                Some(dir) => std::path::absolute(dir)?,
+                None => std::env::current_dir()?,
+            };
+            sandbox.command(&spec.argv, &cwd, &spec.env)
+        }
+        None => {
+            let mut command = Command::new(program);
+            command
+                .args(args)
+                .envs(spec.env.iter().map(|(key, value)| (key, value)));
+            command
+        }
+    };
     if let Some(dir) = spec.cwd {
         command.current_dir(dir);
     }
+    let run_as = sandbox.and_then(sandbox::Sandbox::run_as);
     command
-        .envs(spec.env.iter().map(|(key, value)| (key, value)))
         .stdin(if spec.stdin { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -299,11 +319,27 @@ fn build_command(spec: &Spec, process_cap: Option<&ProcessCap>) -> io::Result<Co
     // system calls (prctl, write, setrlimit); it allocates nothing and takes no locks.
     unsafe {
         command.pre_exec(move || {
-            rustix::process::set_parent_process_death_signal(Some(Signal::KILL)).map_err(io::Error::from)?;
             if let Some(entry) = &cgroup_entry {
                 entry.join()?;
             }
-            apply_limits(&limits)
+            apply_limits(&limits)?;
+            // Root starts the sandbox as nobody: the program's files, and anything it might
+            // reach, are then judged by an unprivileged user's rights. Dropping privileges
+            // clears the death signal, so it is set after.
+            if let Some((uid, gid)) = run_as {
+                rustix::thread::set_thread_groups(&[])?;
+                rustix::thread::set_thread_res_gid(
+                    rustix::process::Gid::from_raw(gid),
+                    rustix::process::Gid::from_raw(gid),
+                    rustix::process::Gid::from_raw(gid),
+                )?;
+                rustix::thread::set_thread_res_uid(
+                    rustix::process::Uid::from_raw(uid),
+                    rustix::process::Uid::from_raw(uid),
+                    rustix::process::Uid::from_raw(uid),
+                )?;
+            }
+            rustix::process::set_parent_process_death_signal(Some(Signal::KILL)).map_err(io::Error::from)
         });
     }
     Ok(command)

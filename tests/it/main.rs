@@ -19,6 +19,7 @@ mod hostile;
 mod load;
 mod ports;
 mod runs;
+mod sandbox;
 mod schema;
 mod shards;
 mod teardown;

@@ -283,6 +283,65 @@ fn processes_with_marker(needle: &str) -> Vec<u32> {
         .collect()
 }
 
+/// A process as it was seen: its pid and start time (so a reused pid is not mistaken for it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeenProcess {
+    pub pid: u32,
+    start: u64,
+}
+
+/// Fields of `/proc/PID/stat` after the command name: (state, parent, start time).
+fn stat_of(pid: u32) -> Option<(char, u32, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = text[text.rfind(')')? + 2..].split(' ').collect();
+    Some((
+        fields.first()?.chars().next()?,
+        fields.get(1)?.parse().ok()?,
+        fields.get(19)?.parse().ok()?,
+    ))
+}
+
+/// Every living descendant of `root`, however deep (sandboxed ones included, which carry no
+/// marker in their environment).
+pub fn descendants_of(root: u32) -> Vec<SeenProcess> {
+    let all: Vec<(u32, u32, u64)> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| stat_of(pid).map(|(_, parent, start)| (pid, parent, start)))
+        .collect();
+    let mut found = vec![root];
+    let mut seen = Vec::new();
+    while let Some(parent) = found.pop() {
+        for &(pid, _, start) in all.iter().filter(|(_, p, _)| *p == parent) {
+            found.push(pid);
+            seen.push(SeenProcess { pid, start });
+        }
+    }
+    seen
+}
+
+/// The ones of `processes` still alive (zombies count as gone).
+pub fn still_alive(processes: &[SeenProcess]) -> Vec<SeenProcess> {
+    processes
+        .iter()
+        .copied()
+        .filter(|p| stat_of(p.pid).is_some_and(|(state, _, start)| start == p.start && state != 'Z'))
+        .collect()
+}
+
+/// The uid a process runs as.
+pub fn uid_of(pid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 fn describe(pid: u32) -> String {
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     let cmdline: Vec<String> = cmdline

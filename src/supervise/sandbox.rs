@@ -1,0 +1,274 @@
+//! The sandbox every program under test runs in when labrun is asked for one (`--sandbox`,
+//! and always when grading): bubblewrap, the engine Flatpak uses.
+//!
+//! A program in the sandbox runs as an unprivileged user (`nobody` when labrun is root) with
+//! no capabilities and `no_new_privs`, in user, mount, PID, IPC, UTS and cgroup namespaces of
+//! its own. Its filesystem holds, read-only, `/usr` (and the `/bin`, `/lib` links into it), a
+//! minimal `/etc` written here (`hosts`, `passwd`, `group`, `nsswitch.conf`: no `shadow`, no
+//! host secrets) and the files its command names; read-write, its working directory; a
+//! private, size-limited `/tmp`, a `/proc` of its own PID namespace and a minimal `/dev`.
+//! Nothing else: not labrun, not the scenario or suite, not other submissions, not the
+//! reports. Its environment is cleared but for `PATH`, `LANG`, `HOME` (its working
+//! directory) and what the scenario gives it (`PORT` among them). It shares labrun's network
+//! namespace, which grading makes a private one holding only loopback, so the simulated
+//! clients reach it and nothing else does. When labrun tears it down, or dies, bubblewrap's
+//! PID namespace ends with everything in it (`--die-with-parent`).
+//!
+//! Hand-written namespace code would have to get every one of these right; bubblewrap is
+//! small, audited and packaged everywhere (`apt-get install bubblewrap`). The sandbox is set
+//! once per labrun process ([`enable`]) rather than passed along: it is a property of the
+//! whole run, chosen on the command line, and a launch path added later cannot forget it.
+
+use std::ffi::OsString;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The program that builds the sandbox.
+const BUBBLEWRAP: &str = "bwrap";
+/// Size of a sandboxed program's private `/tmp`.
+const TMP_BYTES: u64 = 64 * 1024 * 1024;
+/// `PATH` inside the sandbox: only system directories are there.
+const SANDBOX_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+/// The user a sandboxed program runs as when labrun is root: `nobody`.
+const NOBODY: u32 = 65534;
+/// How long the check that the sandbox works may take.
+const TRIAL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The minimal `/etc` of the sandbox: enough for `localhost` to resolve and for a program to
+/// look up its own user, nothing that belongs to the host.
+const ETC_FILES: [(&str, &str); 4] = [
+    (
+        "hosts",
+        "127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n",
+    ),
+    (
+        "passwd",
+        "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
+    ),
+    ("group", "nogroup:x:65534:\n"),
+    ("nsswitch.conf", "passwd: files\ngroup: files\nhosts: files\n"),
+];
+
+/// Why the sandbox cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// bubblewrap is not installed.
+    #[error(
+        "the sandbox needs bubblewrap (`{BUBBLEWRAP}`), which is not installed: install it \
+         (Debian/Ubuntu: apt-get install bubblewrap), or pass --unsandboxed for trusted code only"
+    )]
+    Missing,
+    /// bubblewrap is there but cannot build a sandbox on this machine.
+    #[error(
+        "the sandbox does not work on this machine: bubblewrap said `{said}`; it needs user \
+         namespaces (sysctl kernel.unprivileged_userns_clone=1, user.max_user_namespaces > 0; \
+         inside a container, one that allows them); or pass --unsandboxed for trusted code only"
+    )]
+    Broken {
+        /// What bubblewrap printed.
+        said: String,
+    },
+    /// Its private `/etc` could not be written.
+    #[error("cannot prepare the sandbox's files: {0}")]
+    Files(#[source] io::Error),
+}
+
+/// A working sandbox: its private `/etc`, kept for the life of the process.
+#[derive(Debug)]
+pub struct Sandbox {
+    etc: tempfile::TempDir,
+    /// The uid and gid programs run as, when labrun must drop root to start them.
+    run_as: Option<(u32, u32)>,
+}
+
+static ACTIVE: OnceLock<Sandbox> = OnceLock::new();
+
+/// Makes every program under test that this process launches from now on run in the
+/// sandbox, after checking that it works here.
+pub fn enable() -> Result<(), SandboxError> {
+    if ACTIVE.get().is_some() {
+        return Ok(());
+    }
+    let sandbox = Sandbox::prepare()?;
+    sandbox.trial()?;
+    let _ = ACTIVE.set(sandbox);
+    Ok(())
+}
+
+/// Checks that the sandbox works here, without enabling it (a grader checks before it
+/// starts any child run).
+pub fn check() -> Result<(), SandboxError> {
+    Sandbox::prepare()?.trial()
+}
+
+/// The sandbox, when this process runs programs under test in one.
+pub fn active() -> Option<&'static Sandbox> {
+    ACTIVE.get()
+}
+
+/// The uid and gid sandboxed programs run as when labrun is root (a grader hands them their
+/// working copies), or `None` when they run as labrun's own user.
+pub fn run_as() -> Option<(u32, u32)> {
+    rustix::process::geteuid().is_root().then_some((NOBODY, NOBODY))
+}
+
+impl Sandbox {
+    fn prepare() -> Result<Sandbox, SandboxError> {
+        let etc = tempfile::Builder::new()
+            .prefix(".labrun-sandbox-etc-")
+            .tempdir()
+            .map_err(SandboxError::Files)?;
+        for (name, text) in ETC_FILES {
+            std::fs::write(etc.path().join(name), text).map_err(SandboxError::Files)?;
+        }
+        let run_as = run_as();
+        if run_as.is_some() {
+            // The unprivileged user must be able to read the files to bind them.
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(etc.path(), std::fs::Permissions::from_mode(0o755));
+        }
+        Ok(Sandbox { etc, run_as })
+    }
+
+    /// Runs `true` in the sandbox, bounded, to prove it can be built here.
+    fn trial(&self) -> Result<(), SandboxError> {
+        let cwd = self.etc.path().to_owned();
+        let mut command = self.command(&["true".to_owned()], &cwd, &[]);
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().map_err(|err| match err.kind() {
+            io::ErrorKind::NotFound => SandboxError::Missing,
+            _ => SandboxError::Broken {
+                said: err.to_string(),
+            },
+        })?;
+        let started = Instant::now();
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) if status.success() => return Ok(()),
+                Ok(Some(_)) => break,
+                Ok(None) if started.elapsed() < TRIAL_TIMEOUT => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(SandboxError::Broken {
+                        said: format!("nothing within {}", humantime::format_duration(TRIAL_TIMEOUT)),
+                    });
+                }
+            }
+        }
+        let mut said = String::new();
+        if let Some(mut stderr) = child.stderr.take() {
+            use std::io::Read;
+            let _ = (&mut stderr).take(2048).read_to_string(&mut said);
+        }
+        Err(SandboxError::Broken {
+            said: crate::escape::escape_lines(said.trim().as_bytes()),
+        })
+    }
+
+    /// The user a sandboxed program runs as, when labrun must switch to it (it is root).
+    pub fn run_as(&self) -> Option<(u32, u32)> {
+        self.run_as
+    }
+
+    /// A command that runs `argv` in the sandbox with `cwd` as its writable working directory
+    /// and `env` as its only variables besides `PATH`, `LANG` and `HOME`. The caller adds
+    /// stdio, the process group and the switch to [`Sandbox::run_as`].
+    pub fn command(&self, argv: &[String], cwd: &Path, env: &[(String, String)]) -> Command {
+        let mut command = Command::new(BUBBLEWRAP);
+        command.env_clear().args(self.arguments(argv, cwd, env));
+        command
+    }
+
+    fn arguments(&self, argv: &[String], cwd: &Path, env: &[(String, String)]) -> Vec<OsString> {
+        let mut args: Vec<OsString> = Vec::new();
+        let mut push = |items: &[&dyn AsRef<std::ffi::OsStr>]| {
+            args.extend(items.iter().map(|item| item.as_ref().to_owned()));
+        };
+        push(&[
+            &"--unshare-all",
+            &"--unshare-user",
+            &"--share-net",
+            &"--disable-userns",
+        ]);
+        push(&[&"--die-with-parent", &"--new-session", &"--cap-drop", &"ALL"]);
+        push(&[&"--ro-bind", &"/usr", &"/usr"]);
+        for top in ["bin", "sbin", "lib", "lib32", "lib64", "libx32"] {
+            let host = Path::new("/").join(top);
+            match std::fs::read_link(&host) {
+                // Merged /usr: /bin is a link into /usr.
+                Ok(target) => push(&[&"--symlink", &target, &host]),
+                Err(_) if host.is_dir() => push(&[&"--ro-bind", &host, &host]),
+                Err(_) => {}
+            }
+        }
+        push(&[&"--ro-bind", &self.etc.path(), &"/etc"]);
+        push(&[&"--proc", &"/proc", &"--dev", &"/dev"]);
+        push(&[&"--size", &TMP_BYTES.to_string(), &"--tmpfs", &"/tmp"]);
+        for file in files_named(argv, cwd) {
+            push(&[&"--ro-bind", &file, &file]);
+        }
+        push(&[&"--bind", &cwd, &cwd, &"--chdir", &cwd]);
+        push(&[&"--clearenv", &"--setenv", &"PATH", &SANDBOX_PATH]);
+        push(&[&"--setenv", &"LANG", &"C.UTF-8", &"--setenv", &"HOME", &cwd]);
+        for (key, value) in env {
+            push(&[&"--setenv", key, value]);
+        }
+        push(&[&"--"]);
+        args.extend(argv.iter().map(OsString::from));
+        args
+    }
+}
+
+/// The files a command names by absolute path outside its working directory (the script a
+/// scenario runs, say), which the sandbox shows it read-only.
+fn files_named(argv: &[String], cwd: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = argv
+        .iter()
+        .map(PathBuf::from)
+        .filter(|path| path.is_absolute() && !path.starts_with(cwd) && !path.starts_with("/usr"))
+        .filter(|path| path.is_file())
+        .collect();
+    files.sort();
+    files.dedup();
+    files
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sandbox_shows_what_the_program_needs_and_nothing_else() {
+        let sandbox = Sandbox::prepare().expect("files");
+        let cwd = Path::new("/srv/submission");
+        let args = sandbox.arguments(
+            &["python3".into(), "server.py".into(), "{port}".into()],
+            cwd,
+            &[("PORT".into(), "6000".into())],
+        );
+        let text: Vec<String> = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        let joined = text.join(" ");
+        for needed in [
+            "--unshare-all --unshare-user --share-net --disable-userns",
+            "--die-with-parent --new-session --cap-drop ALL",
+            "--ro-bind /usr /usr",
+            "--bind /srv/submission /srv/submission --chdir /srv/submission",
+            "--clearenv --setenv PATH /usr/local/bin:/usr/bin:/bin",
+            "--setenv PORT 6000 -- python3 server.py {port}",
+        ] {
+            assert!(joined.contains(needed), "{needed:?} missing from {joined}");
+        }
+        assert!(!joined.contains("/root"), "{joined}");
+        assert!(joined.contains(&format!("--ro-bind {} /etc", sandbox.etc.path().display())));
+        assert!(!sandbox.etc.path().join("shadow").exists());
+    }
+}
