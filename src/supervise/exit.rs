@@ -23,6 +23,18 @@ impl ExitDescription {
         }
     }
 
+    /// The end of the program a sandbox ran, from the sandbox's own: bubblewrap exits with
+    /// the program's code, or with 128 + N when signal N killed it, as a shell does.
+    pub fn through_sandbox(self) -> Self {
+        match self.code {
+            Some(code @ 129..=192) => ExitDescription {
+                code: None,
+                signal: Some(code - 128),
+            },
+            _ => self,
+        }
+    }
+
     /// Reads a `std::process` status.
     pub fn from_std(status: std::process::ExitStatus) -> Self {
         use std::os::unix::process::ExitStatusExt;
@@ -80,5 +92,11 @@ mod tests {
             .to_string(),
             "was killed by signal 11 (SIGSEGV)"
         );
+        let through = ExitDescription {
+            code: Some(137),
+            signal: None,
+        }
+        .through_sandbox();
+        assert_eq!(through.to_string(), "was killed by signal 9 (SIGKILL)");
     }
 }

@@ -62,6 +62,8 @@ pub struct Supervised {
     /// Its pids cgroup, where the machine has one and the spec limits processes. Dropped
     /// after the leader is reaped, killing whatever is still inside.
     process_cap: Option<ProcessCap>,
+    /// Whether the leader is the sandbox around the program (see [`sandbox`]).
+    sandboxed: bool,
 }
 
 impl Supervised {
@@ -69,6 +71,7 @@ impl Supervised {
     /// working directory); callers name the program in their own error.
     pub fn spawn(spec: Spec) -> io::Result<Supervised> {
         let process_cap = spec.limits.processes.and_then(ProcessCap::create);
+        let sandboxed = spec.under_test && sandbox::active().is_some();
         let mut command = build_command(&spec, process_cap.as_ref())?;
         let mut child = command.spawn()?;
         let group = Pid::from_child(&child);
@@ -92,6 +95,7 @@ impl Supervised {
             stderr,
             reaped: false,
             process_cap,
+            sandboxed,
         })
     }
 
@@ -150,7 +154,10 @@ impl Supervised {
     pub fn exit_status(&self) -> Option<ExitDescription> {
         let options = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
         match waitid(WaitId::Pid(self.group), options) {
-            Ok(Some(status)) => Some(ExitDescription::from_waitid(&status)),
+            Ok(Some(status)) => Some(match self.sandboxed {
+                true => ExitDescription::from_waitid(&status).through_sandbox(),
+                false => ExitDescription::from_waitid(&status),
+            }),
             _ => None,
         }
     }

@@ -76,9 +76,11 @@ pub enum SandboxError {
     Files(#[source] io::Error),
 }
 
-/// A working sandbox: its private `/etc`, kept for the life of the process.
+/// A working sandbox: bubblewrap and its private `/etc`, kept for the life of the process.
 #[derive(Debug)]
 pub struct Sandbox {
+    /// Where bubblewrap is, found on labrun's own `PATH` (the sandbox's is not labrun's).
+    bubblewrap: PathBuf,
     etc: tempfile::TempDir,
     /// The uid and gid programs run as, when labrun must drop root to start them.
     run_as: Option<(u32, u32)>,
@@ -117,6 +119,7 @@ pub fn run_as() -> Option<(u32, u32)> {
 
 impl Sandbox {
     fn prepare() -> Result<Sandbox, SandboxError> {
+        let bubblewrap = find_on_path(BUBBLEWRAP).ok_or(SandboxError::Missing)?;
         let etc = tempfile::Builder::new()
             .prefix(".labrun-sandbox-etc-")
             .tempdir()
@@ -130,7 +133,11 @@ impl Sandbox {
             use std::os::unix::fs::PermissionsExt;
             let _ = std::fs::set_permissions(etc.path(), std::fs::Permissions::from_mode(0o755));
         }
-        Ok(Sandbox { etc, run_as })
+        Ok(Sandbox {
+            bubblewrap,
+            etc,
+            run_as,
+        })
     }
 
     /// Runs `true` in the sandbox, bounded, to prove it can be built here.
@@ -183,7 +190,7 @@ impl Sandbox {
     /// and `env` as its only variables besides `PATH`, `LANG` and `HOME`. The caller adds
     /// stdio, the process group and the switch to [`Sandbox::run_as`].
     pub fn command(&self, argv: &[String], cwd: &Path, env: &[(String, String)]) -> Command {
-        let mut command = Command::new(BUBBLEWRAP);
+        let mut command = Command::new(&self.bubblewrap);
         command.env_clear().args(self.arguments(argv, cwd, env));
         command
     }
@@ -226,6 +233,13 @@ impl Sandbox {
         args.extend(argv.iter().map(OsString::from));
         args
     }
+}
+
+/// `program`'s path in the directories of labrun's `PATH`.
+fn find_on_path(program: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
 }
 
 /// The files a command names by absolute path outside its working directory (the script a

@@ -106,3 +106,37 @@ fn a_hostile_server_in_the_sandbox_reaches_nothing_of_the_host_and_leaves_nothin
     }
     panic!("the daemon outlived the run: {:?}", processes_named(&marker));
 }
+
+/// Grading fails closed: without a working sandbox it refuses to start, names what is
+/// missing and writes no grades; `--unsandboxed` runs anyway, with a warning.
+#[test]
+fn grading_refuses_to_run_without_a_sandbox_unless_told_the_code_is_trusted() {
+    let scratch = Scratch::new();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = scratch.dir.path().join("out");
+    let grade = |extra: &[&str], path: &str| {
+        let output = scratch
+            .labrun()
+            .env("PATH", path)
+            .arg("grade")
+            .arg(root.join("tests/fixtures/suites/lab3.toml"))
+            .arg(root.join("tests/fixtures/submissions/alice"))
+            .arg("--out")
+            .arg(&out)
+            .args(extra)
+            .output()
+            .expect("labrun runs");
+        crate::util::Run::from(output)
+    };
+    // No bwrap on the PATH: as on a machine without bubblewrap.
+    grade(&[], "/nonexistent")
+        .expect_code(3)
+        .stderr_has("the sandbox needs bubblewrap (`bwrap`), which is not installed");
+    assert!(!out.join("grades.csv").exists(), "nothing was graded");
+    let path = std::env::var("PATH").unwrap_or_default();
+    grade(&["--unsandboxed"], &path)
+        .expect_code(0)
+        .stderr_has("warning: --unsandboxed: submissions run with labrun's own rights");
+    assert!(out.join("grades.csv").exists());
+    scratch.assert_nothing_left();
+}
