@@ -15,6 +15,7 @@
 pub mod isolate;
 pub mod outputs;
 pub mod suite;
+mod workspaces;
 
 use std::io::Read;
 use std::os::unix::process::CommandExt;
@@ -28,6 +29,7 @@ use serde::Serialize;
 
 use crate::scenario::Shard;
 pub use suite::{Launch, Suite, SuiteError, Test, UnderTest};
+use workspaces::Workspaces;
 
 /// Most bytes of a child's stderr kept for a failing test's output.
 const STDERR_KEPT: usize = 4096;
@@ -141,6 +143,7 @@ pub struct Grades {
 /// is appended to the journal at once, so an interrupted run can `resume`.
 pub fn grade(options: &GradeOptions, progress: &(dyn Fn(usize, usize) + Sync)) -> std::io::Result<Grades> {
     let isolated = isolation_available();
+    let workspaces = Workspaces::open()?;
     let confinement = Confinement {
         isolated,
         sandboxed: options.sandboxed,
@@ -209,7 +212,8 @@ pub fn grade(options: &GradeOptions, progress: &(dyn Fn(usize, usize) + Sync)) -
             scope.spawn(|| {
                 while let Some(&i) = todo.get(next.fetch_add(1, Ordering::Relaxed)) {
                     let (s, t) = work[i];
-                    let result = grade_test(suite, &suite.tests[t], &submissions[s], confinement);
+                    let result =
+                        grade_test(suite, &suite.tests[t], &submissions[s], confinement, &workspaces);
                     let entry = JournalEntry {
                         suite: suite.name.clone(),
                         submission: submissions[s].clone(),
@@ -283,13 +287,19 @@ struct Confinement {
     sandboxed: bool,
 }
 
-fn grade_test(suite: &Suite, test: &Test, submission: &Path, confinement: Confinement) -> TestResult {
+fn grade_test(
+    suite: &Suite,
+    test: &Test,
+    submission: &Path,
+    confinement: Confinement,
+    workspaces: &Workspaces,
+) -> TestResult {
     let started = Instant::now();
-    let mut runs = vec![run_once(suite, test, submission, confinement)];
+    let mut runs = vec![run_once(suite, test, submission, confinement, workspaces)];
     if !runs[0].fully_passed() {
-        runs.push(run_once(suite, test, submission, confinement));
+        runs.push(run_once(suite, test, submission, confinement, workspaces));
         if runs[1].failed_checks() != runs[0].failed_checks() {
-            runs.push(run_once(suite, test, submission, confinement));
+            runs.push(run_once(suite, test, submission, confinement, workspaces));
         }
     }
     let unstable = runs
@@ -362,12 +372,18 @@ impl Run {
 }
 
 /// Runs one test once: copy, derive the scenario, run a child labrun, read its report.
-fn run_once(suite: &Suite, test: &Test, submission: &Path, confinement: Confinement) -> Run {
+fn run_once(
+    suite: &Suite,
+    test: &Test,
+    submission: &Path,
+    confinement: Confinement,
+    workspaces: &Workspaces,
+) -> Run {
     let failed = |error: String| Run {
         checks: Vec::new(),
         error: Some(error),
     };
-    let Ok(workspace) = tempfile::Builder::new().prefix("labrun-grade-").tempdir() else {
+    let Ok(workspace) = workspaces.workspace() else {
         return failed("labrun could not create a temporary folder".into());
     };
     let copy = workspace.path().join("submission");

@@ -185,16 +185,42 @@ fn killing_the_grader_leaves_no_student_process_behind() {
         );
     }
     assert!(!tree.is_empty(), "the submissions should be running by now");
+    // The grader's folder of workspaces: the one whose lock it holds.
+    let workspaces = std::fs::read_dir(format!("/proc/{}/fd", grader.id()))
+        .expect("fds")
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .find(|target| target.ends_with(".lock"))
+        .and_then(|lock| lock.parent().map(std::path::Path::to_owned))
+        .expect("the grader holds its workspaces' lock");
     grader.kill().expect("kill");
     grader.wait().expect("reaped");
     scratch.assert_nothing_left();
+    let mut alive = crate::util::still_alive(&tree);
     for _ in 0..50 {
-        if crate::util::still_alive(&tree).is_empty() {
-            return;
+        if alive.is_empty() {
+            break;
         }
         std::thread::sleep(Duration::from_millis(100));
+        alive = crate::util::still_alive(&tree);
     }
-    panic!("outlived the grader: {:?}", crate::util::still_alive(&tree));
+    assert!(alive.is_empty(), "outlived the grader: {alive:?}");
+    // The killed grader could not remove its copies of the students' code; the next one does.
+    assert!(workspaces.exists(), "{}", workspaces.display());
+    let next = scratch
+        .labrun()
+        .arg("grade")
+        .arg(root().join("tests/fixtures/suites/lab3.toml"))
+        .arg(root().join("tests/fixtures/submissions/alice"))
+        .arg("--out")
+        .arg(scratch.dir.path().join("next"))
+        .output()
+        .expect("labrun runs");
+    Run::from(next).expect_code(0);
+    assert!(
+        !workspaces.exists(),
+        "a killed grader's workspaces were left: {}",
+        workspaces.display()
+    );
 }
 
 #[test]
