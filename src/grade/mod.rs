@@ -200,7 +200,7 @@ pub fn grade(options: &GradeOptions, progress: &(dyn Fn(usize, usize) + Sync)) -
             previous
                 .iter()
                 .find(|e| e.submission == submissions[s] && e.result.test == suite.tests[t].name)
-                .map(|e| e.result.clone())
+                .map(|e| rescored(&suite.tests[t], e.result.clone()))
         })
         .collect();
     let todo: Vec<usize> = (0..work.len()).filter(|&i| known[i].is_none()).collect();
@@ -330,6 +330,20 @@ fn grade_test(
     }
 }
 
+/// A result read back from the journal, its points recomputed from its checks and the
+/// suite's own points: the journal says what happened, never what it was worth.
+fn rescored(test: &Test, mut result: TestResult) -> TestResult {
+    let run = Run {
+        checks: std::mem::take(&mut result.checks),
+        error: result.error.take(),
+    };
+    result.score = score_of(test, &run);
+    result.max_score = test.points;
+    result.checks = run.checks;
+    result.error = run.error;
+    result
+}
+
 fn score_of(test: &Test, run: &Run) -> f64 {
     if run.checks.is_empty() {
         return 0.0;
@@ -437,12 +451,19 @@ fn run_once(
         Ok(output) => output,
         Err(why) => return failed(why),
     };
+    // A report counts only from a child that finished its job: exit 0 (passed) or 1 (a check
+    // failed), or 130 after the grader stopped it at the test's timeout (its partial report).
+    // Whatever else its stdout holds was not written by a judge that finished.
+    let judged = matches!(
+        status,
+        ChildEnd::Exited(0 | 1) | ChildEnd::TimedOut { reported: true, .. }
+    );
     match serde_json::from_slice::<ChildReport>(&stdout) {
-        Ok(report) => Run {
+        Ok(report) if judged => Run {
             checks: report.checks,
             error: None,
         },
-        Err(_) => {
+        _ => {
             let words = crate::escape::escape_lines(&stderr[..stderr.len().min(STDERR_KEPT)]);
             failed(format!(
                 "the run could not be judged ({status}): {}",
@@ -495,9 +516,34 @@ impl<'de> serde::Deserialize<'de> for CheckResult {
     }
 }
 
+/// How a child labrun ended.
+enum ChildEnd {
+    /// It exited by itself with this code.
+    Exited(i32),
+    /// A signal killed it.
+    Killed,
+    /// It was stopped at the test's timeout; `reported` when it then ended by itself as
+    /// interrupted (130), having written its partial report.
+    TimedOut { timeout: Duration, reported: bool },
+}
+
+impl std::fmt::Display for ChildEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ChildEnd::Exited(code) => write!(f, "labrun exit code {code}"),
+            ChildEnd::Killed => f.write_str("labrun was killed"),
+            ChildEnd::TimedOut { timeout, .. } => write!(
+                f,
+                "stopped after the test's timeout of {}",
+                humantime::format_duration(*timeout)
+            ),
+        }
+    }
+}
+
 /// Runs the child to completion within `timeout`; past it, SIGTERM (the child tears its
 /// servers down and reports) and, after a grace period, SIGKILL to its process group.
-fn run_bounded(mut command: Command, timeout: Duration) -> Result<(String, Vec<u8>, Vec<u8>), String> {
+fn run_bounded(mut command: Command, timeout: Duration) -> Result<(ChildEnd, Vec<u8>, Vec<u8>), String> {
     let mut child = command
         .spawn()
         .map_err(|e| format!("could not start labrun: {e}"))?;
@@ -537,12 +583,12 @@ fn run_bounded(mut command: Command, timeout: Duration) -> Result<(String, Vec<u
     let stdout = out_reader.join().unwrap_or_default();
     let stderr = err_reader.join().unwrap_or_default();
     let status = match (terminated_at, status.code()) {
-        (Some(_), _) => format!(
-            "stopped after the test's timeout of {}",
-            humantime::format_duration(timeout)
-        ),
-        (None, Some(code)) => format!("labrun exit code {code}"),
-        (None, None) => "labrun was killed".to_owned(),
+        (Some(_), code) => ChildEnd::TimedOut {
+            timeout,
+            reported: code == Some(i32::from(crate::error::EXIT_INTERRUPTED)),
+        },
+        (None, Some(code)) => ChildEnd::Exited(code),
+        (None, None) => ChildEnd::Killed,
     };
     Ok((status, stdout, stderr))
 }

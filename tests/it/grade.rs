@@ -134,28 +134,42 @@ fn an_interrupted_grading_run_resumes_from_its_journal() {
     let journal = std::fs::read_to_string(&journal_path).expect("journal");
     assert_eq!(journal.lines().count(), 4, "{journal}");
 
-    // As if interrupted during the last test, and with alice's echo score doctored, which
-    // shows that resuming takes recorded results instead of running them again.
+    // As if interrupted during the last test. Alice's echo line is doctored twice: a summary
+    // marked, which shows that resuming takes recorded results instead of running them
+    // again, and a forged score of 1000, which it must not believe: points are recomputed
+    // from the recorded checks and the suite. A line for a submission not being graded is
+    // ignored.
     let mut lines: Vec<String> = journal.lines().map(str::to_owned).collect();
     let last = lines.pop().expect("a line");
     let alice_echo = lines
         .iter_mut()
         .find(|l| l.contains("alice") && l.contains("\"test\":\"echo\""))
         .expect("alice's echo");
-    *alice_echo = alice_echo.replace("\"score\":10.0", "\"score\":7.0");
-    let cut = format!("{}\n{}", lines.join("\n"), &last[..last.len() / 2]);
+    *alice_echo = alice_echo.replace("\"score\":10.0", "\"score\":1000.0").replacen(
+        "\"summary\":\"",
+        "\"summary\":\"RECORDED-NOT-RERUN ",
+        1,
+    );
+    let stranger = alice_echo.replace("/alice\"", "/mallory\"");
+    let cut = format!("{}\n{stranger}\n{}", lines.join("\n"), &last[..last.len() / 2]);
     std::fs::write(&journal_path, cut).expect("journal");
 
     let resumed = run(&["--resume"]);
-    assert!(resumed.contains("alice,7,10,17,20,"), "{resumed}");
-    assert_eq!(resumed.replace("alice,7,10,17,20,", "alice,10,10,20,20,"), whole);
+    assert_eq!(resumed, whole);
+    let graded = std::fs::read_to_string(out.join("grades.json")).expect("grades.json");
+    assert!(
+        graded.contains("RECORDED-NOT-RERUN"),
+        "the recorded result was used"
+    );
+    assert!(!graded.contains("mallory"), "{graded}");
     let journal = std::fs::read_to_string(&journal_path).expect("journal");
     assert_eq!(
         journal
             .lines()
             .filter(|l| serde_json::from_str::<serde_json::Value>(l).is_ok())
             .count(),
-        4
+        5,
+        "the four tests, and the stranger's line kept but not graded"
     );
     scratch.assert_nothing_left();
 }
