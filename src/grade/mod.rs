@@ -256,12 +256,12 @@ pub fn grade(options: &GradeOptions, progress: &(dyn Fn(usize, usize) + Sync)) -
     })
 }
 
-/// A submission's name: its folder's name.
+/// A submission's name: its folder's name, escaped, since students choose it: a newline, a
+/// tab or a terminal escape in it must not forge rows or repaint a terminal anywhere it shows.
 pub fn submission_name(path: &Path) -> String {
-    path.file_name().map_or_else(
-        || path.display().to_string(),
-        |n| n.to_string_lossy().into_owned(),
-    )
+    use std::os::unix::ffi::OsStrExt;
+    let raw = path.file_name().unwrap_or(path.as_os_str());
+    crate::escape::escape_bytes(raw.as_bytes())
 }
 
 /// Whether this machine lets a child enter a private network namespace.

@@ -17,8 +17,8 @@ pub fn write_all(grades: &Grades, suite: &Suite, dir: &Path) -> io::Result<Vec<P
     let csv = dir.join("grades.csv");
     write_atomically(&csv, csv_text(grades, suite).as_bytes())?;
     written.push(csv);
-    for submission in &grades.submissions {
-        let stem = file_stem(&submission.name);
+    let names: Vec<&str> = grades.submissions.iter().map(|s| s.name.as_str()).collect();
+    for (submission, stem) in grades.submissions.iter().zip(unique_stems(&names)) {
         let results = dir.join("results").join(&stem).join("results.json");
         let mut json = serde_json::to_vec_pretty(&gradescope(submission, suite)).expect("serializes");
         json.push(b'\n');
@@ -112,14 +112,36 @@ fn first_field(row: &str) -> &str {
     }
 }
 
+/// A file name for each submission's outputs, never two alike: `x y` and `x-y` both make
+/// `x-y`, and two students must never share (and overwrite) one `results.json`.
+fn unique_stems(names: &[&str]) -> Vec<String> {
+    let mut taken = std::collections::HashSet::new();
+    names
+        .iter()
+        .map(|name| {
+            let base = match file_stem(name) {
+                stem if stem.is_empty() => "submission".to_owned(),
+                stem => stem,
+            };
+            let mut stem = base.clone();
+            let mut n = 2;
+            while !taken.insert(stem.clone()) {
+                stem = format!("{base}-{n}");
+                n += 1;
+            }
+            stem
+        })
+        .collect()
+}
+
 fn csv_field(text: &str) -> String {
-    // A leading =, +, - or @ would be a formula to a spreadsheet.
-    let guarded = if text.starts_with(['=', '+', '-', '@']) {
+    // A leading =, +, -, @, tab or carriage return would be a formula to a spreadsheet.
+    let guarded = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{text}")
     } else {
         text.to_owned()
     };
-    if guarded.contains([',', '"', '\n', '\r']) {
+    if guarded.contains([',', '"', '\n', '\r', '\t']) {
         format!("\"{}\"", guarded.replace('"', "\"\""))
     } else {
         guarded
@@ -331,7 +353,7 @@ pub fn render_summary(grades: &Grades, suite: &Suite, out: &mut impl Write) -> i
 
 #[cfg(test)]
 mod tests {
-    use super::csv_field;
+    use super::{csv_field, unique_stems};
 
     #[test]
     fn shards_merge_into_one_sorted_file_and_overlaps_are_refused() {
@@ -358,5 +380,25 @@ mod tests {
         assert_eq!(csv_field("a,b"), "\"a,b\"");
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(csv_field("=HYPERLINK(1)"), "'=HYPERLINK(1)");
+        assert_eq!(csv_field("\tcmd"), "\"'\tcmd\"");
+        assert_eq!(csv_field("\r=1"), "\"'\r=1\"");
+    }
+
+    #[test]
+    fn outputs_of_two_submissions_never_share_a_file_name() {
+        assert_eq!(
+            unique_stems(&["x y", "x-y", "x?y", "", "..", "alice"]),
+            ["x-y", "x-y-2", "x-y-3", "submission", "submission-2", "alice"]
+        );
+    }
+
+    #[test]
+    fn submission_names_are_escaped() {
+        use std::os::unix::ffi::OsStrExt;
+        let hostile = std::path::Path::new(std::ffi::OsStr::from_bytes(b"/subs/eve\nmallory,20,20\x1b[2J"));
+        assert_eq!(
+            super::super::submission_name(hostile),
+            "eve\\nmallory,20,20\\x1b[2J"
+        );
     }
 }

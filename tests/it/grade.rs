@@ -288,3 +288,49 @@ fn a_client_test_without_client_files_beside_server_tests_is_refused() {
     run.expect_code(2)
         .stderr_has("test `client` tests a client program but would launch the submission's server files");
 }
+
+/// Students name their folders: `x y` and `x-y` must not share one `results.json` (one grade
+/// lost), and a name with a newline or a terminal escape must not forge rows or repaint the
+/// terminal anywhere it shows.
+#[test]
+fn hostile_and_colliding_folder_names_keep_every_grade_apart() {
+    let scratch = Scratch::new();
+    let class = scratch.dir.path().join("class");
+    let names = ["x y", "x-y", "eve\nmallory,20,20,\u{1b}[2J"];
+    let good = root().join("tests/fixtures/submissions/alice/server.py");
+    let bad = root().join("tests/fixtures/submissions/dave/server.py");
+    for (i, name) in names.iter().enumerate() {
+        let dir = class.join(name);
+        std::fs::create_dir_all(&dir).expect("folder");
+        std::fs::copy(if i == 1 { &bad } else { &good }, dir.join("server.py")).expect("copy");
+    }
+    let out = scratch.dir.path().join("out");
+    let output = scratch
+        .labrun()
+        .timeout(Duration::from_secs(300))
+        .arg("grade")
+        .arg(root().join("tests/fixtures/suites/lab3.toml"))
+        .args(names.map(|n| class.join(n)))
+        .args(["-j", "3", "--out"])
+        .arg(&out)
+        .output()
+        .expect("labrun runs");
+    let run = Run::from(output);
+    run.expect_code(0);
+    assert!(!run.stdout.contains('\u{1b}'), "{}", run.stdout);
+    let csv = std::fs::read_to_string(out.join("grades.csv")).expect("grades.csv");
+    assert_eq!(csv.lines().count(), 4, "one header and three rows:\n{csv}");
+    assert!(
+        csv.contains("\"eve\\nmallory,20,20,\\x1b[2J\",10,10,20,20,"),
+        "{csv}"
+    );
+    assert!(csv.contains("x y,10,10,20,20,"), "{csv}");
+    assert!(csv.contains("x-y,0,0,0,20,"), "{csv}");
+    let mut results: Vec<String> = std::fs::read_dir(out.join("results"))
+        .expect("results")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    results.sort();
+    assert_eq!(results.len(), 3, "{results:?}");
+    scratch.assert_nothing_left();
+}
