@@ -401,8 +401,8 @@ fn run_once(
         return failed("labrun could not create a temporary folder".into());
     };
     let copy = workspace.path().join("submission");
-    if let Err(err) = copy_tree(submission, &copy) {
-        return failed(format!("could not copy the submission: {err}"));
+    if let Err(why) = copy_within(submission, &copy, suite.submission.copy_limit) {
+        return failed(why);
     }
     if confinement.sandboxed
         && let Err(err) = hand_to_sandbox(workspace.path(), &copy)
@@ -702,6 +702,41 @@ fn glob_match(pattern: &[u8], name: &[u8]) -> bool {
 
 /// Copies a submission folder: regular files and folders only (symbolic links, devices and
 /// sockets a student left there are not followed or copied).
+/// Copies a submission's folder if it fits `limit`, measured before anything is copied (a
+/// 4 GiB sparse file, or a million files, would otherwise be copied again for every test).
+/// Links are not followed (they could point anywhere on the grader's machine) and not copied;
+/// only regular files and folders are.
+fn copy_within(from: &Path, to: &Path, limit: suite::CopyLimit) -> Result<(), String> {
+    let mut bytes = 0u64;
+    let mut files = 0u64;
+    let mut pending = vec![from.to_owned()];
+    while let Some(dir) = pending.pop() {
+        let entries = std::fs::read_dir(&dir).map_err(|e| format!("could not read the submission: {e}"))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| format!("could not read the submission: {e}"))?;
+            let kind = entry
+                .file_type()
+                .map_err(|e| format!("could not read the submission: {e}"))?;
+            files += 1;
+            if kind.is_dir() {
+                pending.push(entry.path());
+            } else if kind.is_file() {
+                bytes = bytes.saturating_add(entry.metadata().map_or(0, |m| m.len()));
+            }
+            if bytes > limit.bytes || files > limit.files {
+                return Err(format!(
+                    "the submission's folder is larger than the grader copies (the suite allows \
+                     {} in at most {} files and folders: `max_size`, `max_files`): remove data, \
+                     build output and virtual environments from it",
+                    crate::units::bytes(limit.bytes),
+                    crate::units::count(limit.files)
+                ));
+            }
+        }
+    }
+    copy_tree(from, to).map_err(|e| format!("could not copy the submission: {e}"))
+}
+
 fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(to)?;
     for entry in std::fs::read_dir(from)? {

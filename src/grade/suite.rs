@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::scenario::{self, Diagnostic, DurationValue};
+use crate::scenario::{self, ByteCount, Diagnostic, DurationValue};
 
 /// The default time one test of one submission may take, start to teardown.
 pub const DEFAULT_TEST_TIMEOUT: Duration = Duration::from_secs(120);
@@ -83,6 +83,8 @@ struct RawSubmission {
     limits: Option<toml::Value>,
     timeout: Option<DurationValue>,
     client: Option<RawLaunch>,
+    max_size: Option<ByteCount>,
+    max_files: Option<u64>,
 }
 
 /// `[submission.client]`, or a test's own `command` and `files`: what to launch.
@@ -139,6 +141,29 @@ pub struct Submission {
     pub limits: Option<toml::Value>,
     /// Time one test may take, unless the test says otherwise.
     pub timeout: Duration,
+    /// The most a submission's folder may hold to be copied and graded: bytes (as the files
+    /// say, holes of sparse files included) and files.
+    pub copy_limit: CopyLimit,
+}
+
+/// How big a submission folder the grader copies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CopyLimit {
+    /// Bytes in all files together.
+    pub bytes: u64,
+    /// Files and folders.
+    pub files: u64,
+}
+
+impl Default for CopyLimit {
+    /// Ample for any lab's source files; far below a folder that would fill the disk once
+    /// per test run.
+    fn default() -> Self {
+        CopyLimit {
+            bytes: 64 * 1024 * 1024,
+            files: 10_000,
+        }
+    }
 }
 
 /// What one test launches from the submission: a program and the files it may be.
@@ -310,6 +335,13 @@ impl Suite {
                 port: raw.submission.port,
                 limits: raw.submission.limits,
                 timeout: default_timeout,
+                copy_limit: CopyLimit {
+                    bytes: raw
+                        .submission
+                        .max_size
+                        .map_or(CopyLimit::default().bytes, |size| size.0),
+                    files: raw.submission.max_files.unwrap_or(CopyLimit::default().files),
+                },
             },
             tests,
         })

@@ -30,7 +30,7 @@ pub use raw::{
     ConnectMode, EchoExpectation, ExitPolicy, FanoutExpectation, FaultKind, PayloadKind, PlayedRole,
     TracebackPolicy, Transport, WorkloadKind,
 };
-pub use values::{ConcurrencyExpectation, DurationValue, PortChoice, SizeRange};
+pub use values::{ByteCount, ConcurrencyExpectation, DurationValue, PortChoice, SizeRange};
 
 /// Why a scenario could not be turned into a plan.
 #[derive(Debug, thiserror::Error)]

@@ -334,3 +334,42 @@ fn hostile_and_colliding_folder_names_keep_every_grade_apart() {
     assert_eq!(results.len(), 3, "{results:?}");
     scratch.assert_nothing_left();
 }
+
+/// A folder too big to copy for every test (here a 4 GiB sparse file) is refused before
+/// anything is copied: a clear 0 with the reason, and an honest classmate unaffected.
+#[test]
+fn a_submission_too_big_to_copy_gets_zero_with_the_reason() {
+    let scratch = Scratch::new();
+    let class = scratch.dir.path().join("class");
+    for name in ["honest", "hoarder"] {
+        std::fs::create_dir_all(class.join(name)).expect("folder");
+        std::fs::copy(
+            root().join("tests/fixtures/submissions/alice/server.py"),
+            class.join(name).join("server.py"),
+        )
+        .expect("copy");
+    }
+    let sparse = std::fs::File::create(class.join("hoarder/data.bin")).expect("file");
+    sparse.set_len(4 << 30).expect("a sparse 4 GiB file");
+    let out = scratch.dir.path().join("out");
+    let output = scratch
+        .labrun()
+        .arg("grade")
+        .arg(root().join("tests/fixtures/suites/lab3.toml"))
+        .args(["honest", "hoarder"].map(|n| class.join(n)))
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("labrun runs");
+    Run::from(output).expect_code(0);
+    let csv = std::fs::read_to_string(out.join("grades.csv")).expect("grades.csv");
+    assert!(csv.contains("honest,10,10,20,20,"), "{csv}");
+    assert!(csv.contains("hoarder,0,0,0,20,"), "{csv}");
+    let feedback = std::fs::read_to_string(out.join("feedback/hoarder.md")).expect("feedback");
+    assert!(
+        feedback
+            .contains("the submission's folder is larger than the grader copies (the suite allows 64.0 MiB"),
+        "{feedback}"
+    );
+    scratch.assert_nothing_left();
+}
