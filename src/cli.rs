@@ -156,4 +156,8 @@ pub struct RunArgs {
     /// someone else's code; `labrun grade` always does.
     #[arg(long, conflicts_with = "shared_network")]
     pub sandbox: bool,
+    /// The working directory is a copy made for the sandbox (by `labrun grade`): give it to
+    /// the sandbox's own user.
+    #[arg(long, hide = true, requires = "sandbox")]
+    pub sandbox_owns_workdir: bool,
 }

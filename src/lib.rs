@@ -115,6 +115,10 @@ fn run_scenarios(args: RunArgs) -> Result<Outcome, Error> {
     // Before any thread exists: every thread and child started later inherits the namespace.
     if args.sandbox {
         supervise::sandbox::enable()?;
+        if args.sandbox_owns_workdir {
+            let workdir = std::env::current_dir().map_err(Error::Runtime)?;
+            supervise::sandbox::hand_over(&workdir).map_err(Error::Runtime)?;
+        }
     }
     // A sandboxed program shares labrun's network namespace (its clients must reach it), so
     // that namespace is a private one: nothing on the host's loopback is reachable.
@@ -175,7 +179,7 @@ fn run_scenarios(args: RunArgs) -> Result<Outcome, Error> {
         styles: Styles::resolve(Environment::detect(), args.quiet || args.json),
         workers: args.workers.map_or_else(default_workers, usize::from),
     };
-    runtime.block_on(async {
+    let outcome = runtime.block_on(async {
         let cancel = interrupt::watch().map_err(Error::Runtime)?;
         let mut overall = Outcome::Pass;
         let mut reports = Vec::with_capacity(plans.len());
@@ -222,7 +226,9 @@ fn run_scenarios(args: RunArgs) -> Result<Outcome, Error> {
         // A closed stdout (`| head`) is not an error.
         let _ = std::io::stdout().lock().write_all(&rendered);
         Ok(overall)
-    })
+    });
+    supervise::sandbox::clean_up();
+    outcome
 }
 
 /// Client programs often hard-code their ports (6000, 6001): a scenario playing servers on

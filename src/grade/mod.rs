@@ -277,7 +277,6 @@ fn isolation_available() -> bool {
     probe.status().is_ok_and(|s| s.success())
 }
 
-/// One test of one submission, with the retry policy.
 /// How a child run is kept apart from the grader, the machine and other submissions.
 #[derive(Clone, Copy)]
 struct Confinement {
@@ -287,6 +286,7 @@ struct Confinement {
     sandboxed: bool,
 }
 
+/// One test of one submission, with the retry policy.
 fn grade_test(
     suite: &Suite,
     test: &Test,
@@ -405,7 +405,7 @@ fn run_once(
         return failed(why);
     }
     if confinement.sandboxed
-        && let Err(err) = hand_to_sandbox(workspace.path(), &copy)
+        && let Err(err) = hand_to_sandbox(workspace.path())
     {
         return failed(format!("could not prepare the submission's sandbox: {err}"));
     }
@@ -432,7 +432,7 @@ fn run_once(
         .stderr(Stdio::piped())
         .process_group(0);
     if confinement.sandboxed {
-        command.arg("--sandbox");
+        command.args(["--sandbox", "--sandbox-owns-workdir"]);
     } else if confinement.isolated {
         command.arg("--isolate-network");
     }
@@ -442,6 +442,7 @@ fn run_once(
     // SAFETY: between fork and exec the closure makes one system call (prctl).
     unsafe {
         command.pre_exec(|| {
+            crate::supervise::process::close_inherited_descriptors();
             rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM))
                 .map_err(std::io::Error::from)
         });
@@ -452,12 +453,10 @@ fn run_once(
         Err(why) => return failed(why),
     };
     // A report counts only from a child that finished its job: exit 0 (passed) or 1 (a check
-    // failed), or 130 after the grader stopped it at the test's timeout (its partial report).
-    // Whatever else its stdout holds was not written by a judge that finished.
-    let judged = matches!(
-        status,
-        ChildEnd::Exited(0 | 1) | ChildEnd::TimedOut { reported: true, .. }
-    );
+    // failed). Whatever else its stdout holds was not written by a judge that finished: a
+    // partial report after the test's timeout judges clients that never finished as if
+    // nothing were wrong with them.
+    let judged = matches!(status, ChildEnd::Exited(0 | 1));
     match serde_json::from_slice::<ChildReport>(&stdout) {
         Ok(report) if judged => Run {
             checks: report.checks,
@@ -473,24 +472,12 @@ fn run_once(
     }
 }
 
-/// Lets the sandbox's unprivileged user into the workspace: it may pass through the workspace
-/// (not list it: the scenario beside the copy stays unreadable) and owns its working copy.
-fn hand_to_sandbox(workspace: &Path, copy: &Path) -> std::io::Result<()> {
+/// Lets the sandbox's unprivileged user pass through the workspace to its working copy,
+/// without listing it: the scenario beside the copy stays unreadable. (The child labrun,
+/// which knows the sandbox's user, hands it the copy: `--sandbox-owns-workdir`.)
+fn hand_to_sandbox(workspace: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(workspace, std::fs::Permissions::from_mode(0o711))?;
-    let Some((uid, gid)) = crate::supervise::sandbox::run_as() else {
-        return Ok(());
-    };
-    let mut pending = vec![copy.to_owned()];
-    while let Some(path) = pending.pop() {
-        std::os::unix::fs::lchown(&path, Some(uid), Some(gid))?;
-        if path.is_dir() && !path.is_symlink() {
-            for entry in std::fs::read_dir(&path)? {
-                pending.push(entry?.path());
-            }
-        }
-    }
-    Ok(())
+    std::fs::set_permissions(workspace, std::fs::Permissions::from_mode(0o711))
 }
 
 /// The part of the child's JSON report grading needs.
@@ -522,9 +509,8 @@ enum ChildEnd {
     Exited(i32),
     /// A signal killed it.
     Killed,
-    /// It was stopped at the test's timeout; `reported` when it then ended by itself as
-    /// interrupted (130), having written its partial report.
-    TimedOut { timeout: Duration, reported: bool },
+    /// It was stopped at the test's timeout.
+    TimedOut(Duration),
 }
 
 impl std::fmt::Display for ChildEnd {
@@ -532,7 +518,7 @@ impl std::fmt::Display for ChildEnd {
         match self {
             ChildEnd::Exited(code) => write!(f, "labrun exit code {code}"),
             ChildEnd::Killed => f.write_str("labrun was killed"),
-            ChildEnd::TimedOut { timeout, .. } => write!(
+            ChildEnd::TimedOut(timeout) => write!(
                 f,
                 "stopped after the test's timeout of {}",
                 humantime::format_duration(*timeout)
@@ -583,10 +569,7 @@ fn run_bounded(mut command: Command, timeout: Duration) -> Result<(ChildEnd, Vec
     let stdout = out_reader.join().unwrap_or_default();
     let stderr = err_reader.join().unwrap_or_default();
     let status = match (terminated_at, status.code()) {
-        (Some(_), code) => ChildEnd::TimedOut {
-            timeout,
-            reported: code == Some(i32::from(crate::error::EXIT_INTERRUPTED)),
-        },
+        (Some(_), _) => ChildEnd::TimedOut(timeout),
         (None, Some(code)) => ChildEnd::Exited(code),
         (None, None) => ChildEnd::Killed,
     };
@@ -707,6 +690,13 @@ fn glob_match(pattern: &[u8], name: &[u8]) -> bool {
 /// Links are not followed (they could point anywhere on the grader's machine) and not copied;
 /// only regular files and folders are.
 fn copy_within(from: &Path, to: &Path, limit: suite::CopyLimit) -> Result<(), String> {
+    if from.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(
+            "the submission's folder is a link to somewhere else: the grader follows no links; \
+             give it the folder itself"
+                .to_owned(),
+        );
+    }
     let mut bytes = 0u64;
     let mut files = 0u64;
     let mut pending = vec![from.to_owned()];

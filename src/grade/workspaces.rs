@@ -61,9 +61,19 @@ fn sweep_stale(dir: &Path) {
         if !ours || !entry.file_type().is_ok_and(|t| t.is_dir()) {
             continue;
         }
-        let Ok(lock) = File::open(path.join(LOCK)) else {
+        // Anyone may create a folder here: a `.lock` that is a FIFO or a link must not hang
+        // or mislead the grader.
+        use std::os::unix::fs::OpenOptionsExt;
+        let Ok(lock) = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+            .open(path.join(LOCK))
+        else {
             continue;
         };
+        if !lock.metadata().is_ok_and(|m| m.is_file()) {
+            continue;
+        }
         if flock(&lock, FlockOperation::NonBlockingLockExclusive).is_ok() {
             let _ = std::fs::remove_dir_all(&path);
         }
@@ -90,5 +100,27 @@ mod tests {
         assert!(!dead.exists());
         assert!(alive.exists());
         assert!(unrelated.exists());
+    }
+
+    #[test]
+    fn a_fifo_posing_as_a_lock_cannot_hang_the_sweep() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let trap = tmp.path().join(format!("{PREFIX}trap"));
+        std::fs::create_dir_all(&trap).expect("trap");
+        let fifo =
+            std::ffi::CString::new(trap.join(LOCK).into_os_string().into_encoded_bytes()).expect("path");
+        // SAFETY: mkfifo reads a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o666) }, 0);
+        let dir = tmp.path().to_owned();
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            sweep_stale(&dir);
+            let _ = done.send(());
+        });
+        assert!(
+            finished.recv_timeout(std::time::Duration::from_secs(5)).is_ok(),
+            "the sweep hung"
+        );
+        assert!(trap.exists(), "not a lock: left alone");
     }
 }

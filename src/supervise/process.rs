@@ -261,6 +261,24 @@ fn drain_pipes(child: &mut Child, spec: &Spec) -> io::Result<(capture::Drained, 
 /// raise it again; the CPU hard limit is one second later, so a child past its CPU time
 /// gets SIGXCPU (reported by name) rather than a bare SIGKILL. Runs in the forked child
 /// before exec.
+/// Marks every descriptor above stderr close-on-exec (`close_range`, Linux 5.11; one by one
+/// up to the open-files limit before that). Async-signal-safe: system calls only.
+pub fn close_inherited_descriptors() {
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only changes descriptor flags.
+    let marked = unsafe { libc::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as libc::c_int) };
+    if marked == 0 {
+        return;
+    }
+    let highest = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(65536)
+        .min(1 << 20) as i32;
+    for fd in 3..highest {
+        // SAFETY: F_SETFD on a descriptor that may not exist fails harmlessly with EBADF.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+}
+
 fn apply_limits(limits: &Limits) -> io::Result<()> {
     use rustix::process::{Resource, Rlimit, setrlimit};
     let pairs = [
@@ -320,7 +338,11 @@ fn build_command(spec: &Spec, process_cap: Option<&ProcessCap>) -> io::Result<Co
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    let limits = spec.limits;
+    let mut limits = spec.limits;
+    if sandbox.is_some() && limits.processes.is_none() {
+        limits.processes = Some(sandbox::DEFAULT_PROCESSES);
+    }
+    let sandboxed = sandbox.is_some();
     let cgroup_entry = process_cap.map(ProcessCap::entry).transpose()?;
     // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
     // system calls (prctl, write, setrlimit); it allocates nothing and takes no locks.
@@ -330,6 +352,17 @@ fn build_command(spec: &Spec, process_cap: Option<&ProcessCap>) -> io::Result<Co
                 entry.join()?;
             }
             apply_limits(&limits)?;
+            // Nothing labrun inherited (a CI runner's pipes, a make jobserver, a grader's
+            // descriptors) reaches the program: every descriptor past stdio closes at exec.
+            close_inherited_descriptors();
+            if sandboxed {
+                // No core file: a crash must hand nothing to a core handler on the host.
+                let none = rustix::process::Rlimit {
+                    current: Some(0),
+                    maximum: Some(0),
+                };
+                rustix::process::setrlimit(rustix::process::Resource::Core, none)?;
+            }
             // Root starts the sandbox as nobody: the program's files, and anything it might
             // reach, are then judged by an unprivileged user's rights. Dropping privileges
             // clears the death signal, so it is set after.

@@ -30,27 +30,38 @@ use std::time::{Duration, Instant};
 const BUBBLEWRAP: &str = "bwrap";
 /// Size of a sandboxed program's private `/tmp`.
 const TMP_BYTES: u64 = 64 * 1024 * 1024;
+/// Size of its `/dev/shm` (the rest of its root and `/dev` is read-only).
+const SHM_BYTES: u64 = 16 * 1024 * 1024;
+/// Processes (and threads) a sandboxed program may have when its scenario sets no limit: a
+/// fork bomb must not take the machine's pids. Enforced per sandbox, since each has a uid of
+/// its own.
+pub const DEFAULT_PROCESSES: u64 = 256;
 /// `PATH` inside the sandbox: only system directories are there.
 const SANDBOX_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
-/// The user a sandboxed program runs as when labrun is root: `nobody`.
-const NOBODY: u32 = 65534;
+/// Where the uids of sandboxes start when labrun is root: far above any real user's.
+const SANDBOX_UID_BASE: u32 = 0x4000_0000;
 /// How long the check that the sandbox works may take.
 const TRIAL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The minimal `/etc` of the sandbox: enough for `localhost` to resolve and for a program to
 /// look up its own user, nothing that belongs to the host.
-const ETC_FILES: [(&str, &str); 4] = [
-    (
-        "hosts",
-        "127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n",
-    ),
-    (
-        "passwd",
-        "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
-    ),
-    ("group", "nogroup:x:65534:\n"),
-    ("nsswitch.conf", "passwd: files\ngroup: files\nhosts: files\n"),
-];
+fn etc_files(id: u32) -> [(&'static str, String); 4] {
+    [
+        (
+            "hosts",
+            "127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n".to_owned(),
+        ),
+        (
+            "passwd",
+            format!("student:x:{id}:{id}:student:/nonexistent:/usr/sbin/nologin\n"),
+        ),
+        ("group", format!("student:x:{id}:\n")),
+        (
+            "nsswitch.conf",
+            "passwd: files\ngroup: files\nhosts: files\n".to_owned(),
+        ),
+    ]
+}
 
 /// Why the sandbox cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -111,10 +122,39 @@ pub fn active() -> Option<&'static Sandbox> {
     ACTIVE.get()
 }
 
-/// The uid and gid sandboxed programs run as when labrun is root (a grader hands them their
-/// working copies), or `None` when they run as labrun's own user.
+/// The uid and gid this process's sandboxed programs run as when labrun is root, or `None`
+/// when they run as labrun's own user. Each labrun process has a uid of its own (from its
+/// pid, unique among living processes), so what the kernel counts per user (processes,
+/// pending signals, inotify instances) is never shared by two sandboxes: one student's
+/// fork bomb cannot use up another's process limit.
 pub fn run_as() -> Option<(u32, u32)> {
-    rustix::process::geteuid().is_root().then_some((NOBODY, NOBODY))
+    let id = SANDBOX_UID_BASE + std::process::id();
+    rustix::process::geteuid().is_root().then_some((id, id))
+}
+
+/// Gives the sandbox's user the folder `dir` and everything in it (a grader's working copy
+/// of a submission), when programs run as a user of their own.
+pub fn hand_over(dir: &Path) -> io::Result<()> {
+    let Some((uid, gid)) = run_as() else {
+        return Ok(());
+    };
+    let mut pending = vec![dir.to_owned()];
+    while let Some(path) = pending.pop() {
+        std::os::unix::fs::lchown(&path, Some(uid), Some(gid))?;
+        if path.is_dir() && !path.is_symlink() {
+            for entry in std::fs::read_dir(&path)? {
+                pending.push(entry?.path());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Removes the sandbox's files, once this process has launched its last program.
+pub fn clean_up() {
+    if let Some(sandbox) = ACTIVE.get() {
+        let _ = std::fs::remove_dir_all(sandbox.etc.path());
+    }
 }
 
 impl Sandbox {
@@ -124,10 +164,10 @@ impl Sandbox {
             .prefix(".labrun-sandbox-etc-")
             .tempdir()
             .map_err(SandboxError::Files)?;
-        for (name, text) in ETC_FILES {
+        let run_as = run_as();
+        for (name, text) in etc_files(run_as.map_or(65534, |(uid, _)| uid)) {
             std::fs::write(etc.path().join(name), text).map_err(SandboxError::Files)?;
         }
-        let run_as = run_as();
         if run_as.is_some() {
             // The unprivileged user must be able to read the files to bind them.
             use std::os::unix::fs::PermissionsExt;
@@ -219,11 +259,15 @@ impl Sandbox {
         }
         push(&[&"--ro-bind", &self.etc.path(), &"/etc"]);
         push(&[&"--proc", &"/proc", &"--dev", &"/dev"]);
+        let shm = SHM_BYTES.to_string();
+        push(&[&"--size", &shm, &"--tmpfs", &"/dev/shm", &"--remount-ro", &"/dev"]);
         push(&[&"--size", &TMP_BYTES.to_string(), &"--tmpfs", &"/tmp"]);
         for file in files_named(argv, cwd) {
             push(&[&"--ro-bind", &file, &file]);
         }
         push(&[&"--bind", &cwd, &cwd, &"--chdir", &cwd]);
+        // Its root is bubblewrap's own unbounded tmpfs: nothing may be written there.
+        push(&[&"--remount-ro", &"/"]);
         push(&[&"--clearenv", &"--setenv", &"PATH", &SANDBOX_PATH]);
         push(&[&"--setenv", &"LANG", &"C.UTF-8", &"--setenv", &"HOME", &cwd]);
         for (key, value) in env {

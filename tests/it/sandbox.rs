@@ -57,13 +57,26 @@ fn a_hostile_server_in_the_sandbox_reaches_nothing_of_the_host_and_leaves_nothin
         outside.display(),
     );
     let path = scratch.file("sandboxed.toml", &scenario);
-    let output = scratch
-        .labrun()
-        .env("LABRUN_TEST_SECRET", "hunter2-not-for-students")
+    // labrun inherits descriptors a CI runner or a wrapper script left open (7: a file it
+    // appends to, 8: a secret it reads): none may reach the program.
+    let inherited = outside.join("ci-summary.md");
+    let token = outside.join("token");
+    std::fs::write(&token, "TOKEN=hunter2-not-for-students").expect("token");
+    let labrun = assert_cmd::cargo::cargo_bin("labrun");
+    let output = std::process::Command::new("bash")
+        .arg("-c")
+        .arg("exec 7>>\"$1\" 8<\"$2\"; shift 2; exec \"$@\"")
+        .arg("bash")
+        .arg(&inherited)
+        .arg(&token)
+        .arg(&labrun)
         .args(["run", "--sandbox"])
         .arg(&path)
         .arg("--out")
         .arg(scratch.reports())
+        .env(crate::util::MARKER, &scratch.marker)
+        .env("LABRUN_TEST_SECRET", "hunter2-not-for-students")
+        .current_dir(root)
         .output()
         .expect("labrun runs");
     let run = crate::util::Run::from(output);
@@ -79,9 +92,20 @@ fn a_hostile_server_in_the_sandbox_reaches_nothing_of_the_host_and_leaves_nothin
             "the sandbox let this through: {line}\n{log}"
         );
     }
-    assert_eq!(log.lines().count(), 9, "{log}");
+    assert_eq!(log.lines().count(), 14, "{log}");
+    assert_eq!(
+        std::fs::read_to_string(&inherited).unwrap_or_default(),
+        "",
+        "nothing written through fd 7"
+    );
     if rustix::process::geteuid().is_root() {
-        assert!(log.contains("uid: GOT 65534"), "{log}");
+        // A uid of the sandbox's own, far from root's and any real user's.
+        let uid: u32 = log
+            .lines()
+            .find_map(|line| line.strip_prefix("uid: GOT "))
+            .and_then(|uid| uid.parse().ok())
+            .expect("the probe says its uid");
+        assert!(uid >= 0x4000_0000, "{log}");
     }
     assert_eq!(
         host_tcp.accept().map(|_| ()).map_err(|e| e.kind()),
@@ -139,4 +163,125 @@ fn grading_refuses_to_run_without_a_sandbox_unless_told_the_code_is_trusted() {
         .stderr_has("warning: --unsandboxed: submissions run with labrun's own rights");
     assert!(out.join("grades.csv").exists());
     scratch.assert_nothing_left();
+}
+
+/// Makes a class folder with one `server.py` per student, copied from fixtures.
+fn class_of(dir: &std::path::Path, students: &[(&str, &str)]) -> Vec<std::path::PathBuf> {
+    students
+        .iter()
+        .map(|(name, server)| {
+            let folder = dir.join(name);
+            std::fs::create_dir_all(&folder).expect("folder");
+            std::fs::copy(fixture(server), folder.join("server.py")).expect("copy");
+            folder
+        })
+        .collect()
+}
+
+/// A suite like the tests' lab 3 with `extra` in its `[submission]`, as a file in `dir`.
+fn suite_with(dir: &std::path::Path, extra: &str) -> std::path::PathBuf {
+    let suites = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/suites");
+    let text = format!(
+        "name = \"lab3\"\n[submission]\ncommand = [\"python3\", \"{{file}}\", \"{{port}}\"]\n\
+         files = [\"server.py\"]\nport = 6000\n{extra}\n\n\
+         [[test]]\nname = \"echo\"\nscenario = \"{}\"\npoints = 10\n",
+        suites.join("echo.toml").display()
+    );
+    let path = dir.join("suite.toml");
+    std::fs::write(&path, text).expect("suite");
+    path
+}
+
+/// What the kernel counts per user (processes) is never shared by two sandboxes: a student
+/// holding 60 of a 64-process limit cannot starve the classmates graded beside it.
+#[test]
+fn one_students_processes_never_count_against_anothers() {
+    let scratch = Scratch::new();
+    let class = class_of(
+        &scratch.dir.path().join("class"),
+        &[
+            ("aaa-hoarder", "hoards_processes.py"),
+            ("honest1", "echo_threads.py"),
+            ("honest2", "echo_threads.py"),
+        ],
+    );
+    let suite = suite_with(scratch.dir.path(), "limits = { processes = 64 }");
+    let out = scratch.dir.path().join("out");
+    let output = scratch
+        .labrun()
+        .timeout(Duration::from_secs(120))
+        .arg("grade")
+        .arg(&suite)
+        .args(&class)
+        .args(["-j", "3", "--out"])
+        .arg(&out)
+        .output()
+        .expect("labrun runs");
+    crate::util::Run::from(output).expect_code(0);
+    let csv = std::fs::read_to_string(out.join("grades.csv")).expect("grades.csv");
+    assert!(csv.contains("honest1,10,10,10,"), "{csv}");
+    assert!(csv.contains("honest2,10,10,10,"), "{csv}");
+    scratch.assert_nothing_left();
+}
+
+/// A report the child wrote after the grader stopped it at the test's timeout judges clients
+/// that never finished as if nothing were wrong: it is no verdict, and scores nothing.
+#[test]
+fn a_test_stopped_at_its_timeout_scores_nothing() {
+    let scratch = Scratch::new();
+    let class = class_of(
+        &scratch.dir.path().join("class"),
+        &[("stalls", "stalls_after_first_echo.py")],
+    );
+    let suite = suite_with(scratch.dir.path(), "timeout = \"2s\"");
+    let out = scratch.dir.path().join("out");
+    let output = scratch
+        .labrun()
+        .timeout(Duration::from_secs(120))
+        .arg("grade")
+        .arg(&suite)
+        .args(&class)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("labrun runs");
+    crate::util::Run::from(output).expect_code(0);
+    let csv = std::fs::read_to_string(out.join("grades.csv")).expect("grades.csv");
+    assert!(csv.contains("stalls,0,0,10,"), "{csv}");
+    let feedback = std::fs::read_to_string(out.join("feedback/stalls.md")).expect("feedback");
+    assert!(
+        feedback.contains("stopped after the test's timeout of 2s"),
+        "{feedback}"
+    );
+    scratch.assert_nothing_left();
+}
+
+/// A submission "folder" that is a link to somewhere else on the grader's machine is not
+/// followed: 0, with the reason.
+#[test]
+fn a_linked_submission_folder_is_not_followed() {
+    let scratch = Scratch::new();
+    let private = scratch.dir.path().join("teacher-private");
+    class_of(&private, &[("answers", "echo_threads.py")]);
+    let link = scratch.dir.path().join("mallory");
+    std::os::unix::fs::symlink(private.join("answers"), &link).expect("link");
+    let suite = suite_with(scratch.dir.path(), "");
+    let out = scratch.dir.path().join("out");
+    let output = scratch
+        .labrun()
+        .arg("grade")
+        .arg(&suite)
+        .arg(&link)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("labrun runs");
+    crate::util::Run::from(output).expect_code(0);
+    let csv = std::fs::read_to_string(out.join("grades.csv")).expect("grades.csv");
+    assert!(csv.contains("mallory,0,0,10,"), "{csv}");
+    let feedback = std::fs::read_to_string(out.join("feedback/mallory.md")).expect("feedback");
+    assert!(
+        feedback.contains("the submission's folder is a link"),
+        "{feedback}"
+    );
 }
