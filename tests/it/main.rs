@@ -18,6 +18,7 @@ mod grade;
 mod hostile;
 mod load;
 mod ports;
+mod rogues;
 mod runs;
 mod sandbox;
 mod schema;
