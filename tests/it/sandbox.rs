@@ -192,6 +192,33 @@ fn suite_with(dir: &std::path::Path, extra: &str) -> std::path::PathBuf {
     path
 }
 
+/// Grades `folders` with `suite` (and `extra` arguments) into the scratch folder's `out`;
+/// returns `grades.csv` and the output folder.
+fn grade(
+    scratch: &Scratch,
+    suite: &std::path::Path,
+    folders: &[std::path::PathBuf],
+    extra: &[&str],
+) -> (String, std::path::PathBuf) {
+    let out = scratch.dir.path().join("out");
+    let output = scratch
+        .labrun()
+        .timeout(Duration::from_secs(120))
+        .arg("grade")
+        .arg(suite)
+        .args(folders)
+        .args(extra)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("labrun runs");
+    crate::util::Run::from(output).expect_code(0);
+    (
+        std::fs::read_to_string(out.join("grades.csv")).expect("grades.csv"),
+        out,
+    )
+}
+
 /// What the kernel counts per user (processes) is never shared by two sandboxes: a student
 /// holding 60 of a 64-process limit cannot starve the classmates graded beside it.
 #[test]
@@ -206,19 +233,7 @@ fn one_students_processes_never_count_against_anothers() {
         ],
     );
     let suite = suite_with(scratch.dir.path(), "limits = { processes = 64 }");
-    let out = scratch.dir.path().join("out");
-    let output = scratch
-        .labrun()
-        .timeout(Duration::from_secs(120))
-        .arg("grade")
-        .arg(&suite)
-        .args(&class)
-        .args(["-j", "3", "--out"])
-        .arg(&out)
-        .output()
-        .expect("labrun runs");
-    crate::util::Run::from(output).expect_code(0);
-    let csv = std::fs::read_to_string(out.join("grades.csv")).expect("grades.csv");
+    let (csv, _) = grade(&scratch, &suite, &class, &["-j", "3"]);
     assert!(csv.contains("honest1,10,10,10,"), "{csv}");
     assert!(csv.contains("honest2,10,10,10,"), "{csv}");
     scratch.assert_nothing_left();
@@ -234,19 +249,7 @@ fn a_test_stopped_at_its_timeout_scores_nothing() {
         &[("stalls", "stalls_after_first_echo.py")],
     );
     let suite = suite_with(scratch.dir.path(), "timeout = \"2s\"");
-    let out = scratch.dir.path().join("out");
-    let output = scratch
-        .labrun()
-        .timeout(Duration::from_secs(120))
-        .arg("grade")
-        .arg(&suite)
-        .args(&class)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .expect("labrun runs");
-    crate::util::Run::from(output).expect_code(0);
-    let csv = std::fs::read_to_string(out.join("grades.csv")).expect("grades.csv");
+    let (csv, out) = grade(&scratch, &suite, &class, &[]);
     assert!(csv.contains("stalls,0,0,10,"), "{csv}");
     let feedback = std::fs::read_to_string(out.join("feedback/stalls.md")).expect("feedback");
     assert!(
@@ -266,18 +269,7 @@ fn a_linked_submission_folder_is_not_followed() {
     let link = scratch.dir.path().join("mallory");
     std::os::unix::fs::symlink(private.join("answers"), &link).expect("link");
     let suite = suite_with(scratch.dir.path(), "");
-    let out = scratch.dir.path().join("out");
-    let output = scratch
-        .labrun()
-        .arg("grade")
-        .arg(&suite)
-        .arg(&link)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .expect("labrun runs");
-    crate::util::Run::from(output).expect_code(0);
-    let csv = std::fs::read_to_string(out.join("grades.csv")).expect("grades.csv");
+    let (csv, out) = grade(&scratch, &suite, &[link], &[]);
     assert!(csv.contains("mallory,0,0,10,"), "{csv}");
     let feedback = std::fs::read_to_string(out.join("feedback/mallory.md")).expect("feedback");
     assert!(
