@@ -114,7 +114,7 @@ fn run_scenarios(args: RunArgs) -> Result<Outcome, Error> {
         .collect::<Result<Vec<_>, _>>()?;
     // Before any thread exists: every thread and child started later inherits the namespace.
     if args.sandbox {
-        supervise::sandbox::enable()?;
+        supervise::sandbox::enable(args.sandbox_owns_workdir)?;
         if args.sandbox_owns_workdir {
             let workdir = std::env::current_dir().map_err(Error::Runtime)?;
             supervise::sandbox::hand_over(&workdir).map_err(Error::Runtime)?;

@@ -30,6 +30,11 @@ use std::time::{Duration, Instant};
 const BUBBLEWRAP: &str = "bwrap";
 /// Size of a sandboxed program's private `/tmp`.
 const TMP_BYTES: u64 = 64 * 1024 * 1024;
+/// Size of the writable space a grader's copy of a submission runs in: the copy (at most the
+/// suite's `max_size`, 64 MiB by default) and what the program writes.
+pub const WORKDIR_BYTES: u64 = 128 * 1024 * 1024;
+/// Where a throwaway working directory's contents are shown read-only, to be copied from.
+const SEED: &str = "/.labrun-seed";
 /// Size of its `/dev/shm` (the rest of its root and `/dev` is read-only).
 const SHM_BYTES: u64 = 16 * 1024 * 1024;
 /// Processes (and threads) a sandboxed program may have when its scenario sets no limit: a
@@ -95,17 +100,24 @@ pub struct Sandbox {
     etc: tempfile::TempDir,
     /// The uid and gid programs run as, when labrun must drop root to start them.
     run_as: Option<(u32, u32)>,
+    /// Whether working directories are copies to fill a bounded space from (see [`enable`]).
+    throwaway_workdir: bool,
 }
 
 static ACTIVE: OnceLock<Sandbox> = OnceLock::new();
 
 /// Makes every program under test that this process launches from now on run in the
 /// sandbox, after checking that it works here.
-pub fn enable() -> Result<(), SandboxError> {
+///
+/// With `throwaway_workdir` (a grader's copy of a submission), a program's working directory
+/// is a size-limited space of its own, filled from the copy when it starts: what it writes
+/// takes memory up to [`WORKDIR_BYTES`], never the host's disk.
+pub fn enable(throwaway_workdir: bool) -> Result<(), SandboxError> {
     if ACTIVE.get().is_some() {
         return Ok(());
     }
-    let sandbox = Sandbox::prepare()?;
+    let mut sandbox = Sandbox::prepare()?;
+    sandbox.throwaway_workdir = throwaway_workdir;
     sandbox.trial()?;
     let _ = ACTIVE.set(sandbox);
     Ok(())
@@ -177,6 +189,7 @@ impl Sandbox {
             bubblewrap,
             etc,
             run_as,
+            throwaway_workdir: false,
         })
     }
 
@@ -265,7 +278,15 @@ impl Sandbox {
         for file in files_named(argv, cwd) {
             push(&[&"--ro-bind", &file, &file]);
         }
-        push(&[&"--bind", &cwd, &cwd, &"--chdir", &cwd]);
+        if self.throwaway_workdir {
+            // The host's copy, read-only, and over its path a bounded space the program
+            // starts by copying it into (below): the disk it may fill is that space.
+            push(&[&"--ro-bind", &cwd, &SEED]);
+            push(&[&"--size", &WORKDIR_BYTES.to_string(), &"--tmpfs", &cwd]);
+        } else {
+            push(&[&"--bind", &cwd, &cwd]);
+        }
+        push(&[&"--chdir", &cwd]);
         // Its root is bubblewrap's own unbounded tmpfs: nothing may be written there.
         push(&[&"--remount-ro", &"/"]);
         push(&[&"--clearenv", &"--setenv", &"PATH", &SANDBOX_PATH]);
@@ -274,6 +295,10 @@ impl Sandbox {
             push(&[&"--setenv", key, value]);
         }
         push(&[&"--"]);
+        if self.throwaway_workdir {
+            let fill = format!("cp -a {SEED}/. . && exec \"$0\" \"$@\"");
+            push(&[&"/bin/sh", &"-c", &fill]);
+        }
         args.extend(argv.iter().map(OsString::from));
         args
     }

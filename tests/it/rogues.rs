@@ -123,6 +123,17 @@ for attempt in [
 "#,
             ECHO_SERVER,
         ),
+        // Fill the disk through its working copy, 8 MiB at a time, and crash when refused:
+        // the space it may write is bounded (128 MiB), so it crashes before 256 MiB.
+        (
+            "filler",
+            r#"
+for n in range(32):
+    with open(f"fill-{n}.bin", "wb") as out:
+        out.write(b"x" * (8 << 20))
+"#,
+            ECHO_SERVER,
+        ),
         // Exhaust the grader: a flood on its output pipes, memory, processes.
         (
             "hog",
@@ -299,6 +310,12 @@ fn a_class_of_rogues_harms_nobody_and_learns_nothing() {
         csv.contains("leaker,0,0,10,"),
         "a server that crashes at start scores nothing:\n{csv}"
     );
+    let graded = std::fs::read_to_string(out.join("grades.json")).expect("grades.json");
+    assert!(
+        csv.contains("filler,0,0,10,"),
+        "the filler found no end to its disk:\n{csv}"
+    );
+    assert!(graded.contains("No space left on device"), "{graded}");
 
     // Nothing outside the sandboxes changed.
     assert_eq!(snapshot(&suite_dir), before_suite, "the suite changed");
