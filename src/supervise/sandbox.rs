@@ -1,18 +1,20 @@
 //! The sandbox every program under test runs in when labrun is asked for one (`--sandbox`,
 //! and always when grading): bubblewrap, the engine Flatpak uses.
 //!
-//! A program in the sandbox runs as an unprivileged user (`nobody` when labrun is root) with
-//! no capabilities and `no_new_privs`, in user, mount, PID, IPC, UTS and cgroup namespaces of
-//! its own. Its filesystem holds, read-only, `/usr` (and the `/bin`, `/lib` links into it), a
+//! A program in the sandbox runs as an unprivileged user (when labrun is root, a uid of the
+//! sandbox's own: see [`run_as`]) with no capabilities, `no_new_privs`, no core dumps and a
+//! process limit, in user, mount, PID, IPC, UTS and cgroup namespaces of its own. Its
+//! filesystem holds, read-only, the root, `/usr` (and the `/bin`, `/lib` links into it), a
 //! minimal `/etc` written here (`hosts`, `passwd`, `group`, `nsswitch.conf`: no `shadow`, no
-//! host secrets) and the files its command names; read-write, its working directory; a
-//! private, size-limited `/tmp`, a `/proc` of its own PID namespace and a minimal `/dev`.
-//! Nothing else: not labrun, not the scenario or suite, not other submissions, not the
-//! reports. Its environment is cleared but for `PATH`, `LANG`, `HOME` (its working
-//! directory) and what the scenario gives it (`PORT` among them). It shares labrun's network
-//! namespace, which grading makes a private one holding only loopback, so the simulated
-//! clients reach it and nothing else does. When labrun tears it down, or dies, bubblewrap's
-//! PID namespace ends with everything in it (`--die-with-parent`).
+//! host secrets), `/dev` and the files its command names; read-write, its working directory
+//! (for a grader's copy, a bounded space in memory filled from it), a size-limited `/tmp` and
+//! `/dev/shm`; a `/proc` of its own PID namespace. Nothing else: not labrun, not the scenario
+//! or suite, not other submissions, not the reports, no descriptor labrun inherited. Its
+//! environment is cleared but for `PATH`, `LANG`, `HOME` (its working directory) and what the
+//! scenario gives it (`PORT` among them). It shares labrun's network namespace, which is then
+//! a private one holding only loopback, so the simulated clients reach it and nothing else
+//! does. When labrun tears it down, or dies, bubblewrap's PID namespace ends with everything
+//! in it (`--die-with-parent`).
 //!
 //! Hand-written namespace code would have to get every one of these right; bubblewrap is
 //! small, audited and packaged everywhere (`apt-get install bubblewrap`). The sandbox is set
