@@ -14,8 +14,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use regex::Regex;
-
-use super::sandbox;
 use rustix::process::{Pid, Signal, WaitId, WaitIdOptions, kill_process_group, waitid};
 use std::os::unix::process::CommandExt;
 use tokio::time::Instant;
@@ -23,6 +21,7 @@ use tokio::time::Instant;
 use super::capture::{self, CaptureLimits, SharedCapture};
 use super::cgroup::ProcessCap;
 use super::exit::ExitDescription;
+use super::sandbox;
 use super::{ProcessLimitUse, Teardown, registry, tree};
 use crate::scenario::Limits;
 
@@ -257,10 +256,6 @@ fn drain_pipes(child: &mut Child, spec: &Spec) -> io::Result<(capture::Drained, 
     ))
 }
 
-/// Sets each configured limit as both the soft and the hard limit, so the child cannot
-/// raise it again; the CPU hard limit is one second later, so a child past its CPU time
-/// gets SIGXCPU (reported by name) rather than a bare SIGKILL. Runs in the forked child
-/// before exec.
 /// Marks every descriptor above stderr close-on-exec (`close_range`, Linux 5.11; one by one
 /// up to the open-files limit before that). Async-signal-safe: system calls only.
 pub fn close_inherited_descriptors() {
@@ -279,6 +274,10 @@ pub fn close_inherited_descriptors() {
     }
 }
 
+/// Sets each configured limit as both the soft and the hard limit, so the child cannot
+/// raise it again; the CPU hard limit is one second later, so a child past its CPU time
+/// gets SIGXCPU (reported by name) rather than a bare SIGKILL. Runs in the forked child
+/// before exec.
 fn apply_limits(limits: &Limits) -> io::Result<()> {
     use rustix::process::{Resource, Rlimit, setrlimit};
     let pairs = [
@@ -345,7 +344,8 @@ fn build_command(spec: &Spec, process_cap: Option<&ProcessCap>) -> io::Result<Co
     let sandboxed = sandbox.is_some();
     let cgroup_entry = process_cap.map(ProcessCap::entry).transpose()?;
     // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
-    // system calls (prctl, write, setrlimit); it allocates nothing and takes no locks.
+    // system calls (write, setrlimit, close_range or fcntl, setgroups, setresgid, setresuid,
+    // prctl); it allocates nothing and takes no locks.
     unsafe {
         command.pre_exec(move || {
             if let Some(entry) = &cgroup_entry {
@@ -363,9 +363,9 @@ fn build_command(spec: &Spec, process_cap: Option<&ProcessCap>) -> io::Result<Co
                 };
                 rustix::process::setrlimit(rustix::process::Resource::Core, none)?;
             }
-            // Root starts the sandbox as nobody: the program's files, and anything it might
-            // reach, are then judged by an unprivileged user's rights. Dropping privileges
-            // clears the death signal, so it is set after.
+            // Root starts the sandbox as the sandbox's own unprivileged user: the program's
+            // files, and anything it might reach, are then judged by that user's rights.
+            // Dropping privileges clears the death signal, so it is set after.
             if let Some((uid, gid)) = run_as {
                 rustix::thread::set_thread_groups(&[])?;
                 rustix::thread::set_thread_res_gid(
