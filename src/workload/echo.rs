@@ -283,7 +283,8 @@ impl Session {
             }
             if watchdog.is_some_and(|at| now >= at) {
                 let end = match self.timeline.first_send {
-                    // Queued longer than a timeout, then nobody answered: say how long.
+                    // Kept waiting well past its timeout (it was queued), then answered by nobody: say
+                    // the whole wait.
                     Some(sent)
                         if self.timeline.first_reply.is_none() && ctx.since_start() > sent + timeout * 2 =>
                     {
