@@ -50,7 +50,7 @@ impl ProcessCap {
     /// A fresh cgroup allowing `limit` processes (threads count too), or `None` where this
     /// machine offers no writable pids controller.
     pub fn create(limit: u64) -> Option<ProcessCap> {
-        let parent = own_pids_cgroup()?;
+        let (parent, _) = own_cgroup("pids")?;
         let name = format!(
             "labrun-{}-{}",
             std::process::id(),
@@ -101,48 +101,120 @@ impl ProcessCap {
             .unwrap_or(0)
     }
 
-    /// The processes now in the cgroup.
-    pub fn members(&self) -> Vec<u32> {
-        fs::read_to_string(self.dir.join("cgroup.procs"))
-            .map(|text| text.lines().filter_map(|line| line.trim().parse().ok()).collect())
-            .unwrap_or_default()
-    }
-
     /// SIGKILLs every member, again and again while forks race the kill, until the cgroup
     /// is empty or the deadline passes. Returns how many were still there at the end.
     pub fn kill_all(&self) -> usize {
-        let deadline = Instant::now() + EMPTYING_DEADLINE;
-        loop {
-            let members = self.members();
-            if members.is_empty() || Instant::now() >= deadline {
-                return members.len();
-            }
-            for pid in members {
-                if let Some(pid) = Pid::from_raw(pid as i32) {
-                    let _ = kill_process(pid, Signal::KILL);
-                }
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        kill_all(&self.dir)
     }
 }
 
 impl Drop for ProcessCap {
     fn drop(&mut self) {
-        self.kill_all();
-        // Killed processes leave the cgroup once reaped (labrun is their subreaper, and the
-        // leader is reaped by its handle): retry the removal briefly.
-        let deadline = Instant::now() + EMPTYING_DEADLINE;
-        while fs::remove_dir(&self.dir).is_err() && Instant::now() < deadline {
-            super::tree::reap_adopted(&self.members());
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        empty_and_remove(&self.dir);
     }
 }
 
-/// The directory of labrun's own cgroup in a hierarchy that has the pids controller: the
-/// cgroup v1 `pids` mount, or the unified (v2) one.
-fn own_pids_cgroup() -> Option<PathBuf> {
+/// A memory cgroup for a sandboxed program's whole tree: `limits.memory` then holds for all
+/// its processes together (four processes of 700 MB no longer fit in 1 GiB), and what it
+/// writes to its in-memory working space and `/tmp` counts too. The kernel's OOM killer acts
+/// inside the cgroup only, so the grader and the other students are never its victims.
+/// Absent (`None`) where no memory controller is writable.
+#[derive(Debug)]
+pub struct MemoryCap {
+    dir: PathBuf,
+    procs: File,
+}
+
+impl MemoryCap {
+    /// A fresh memory cgroup holding its members to `bytes` together.
+    pub fn create(bytes: u64) -> Option<MemoryCap> {
+        let (parent, unified) = own_cgroup("memory")?;
+        let name = format!(
+            "labrun-memory-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let dir = parent.join(name);
+        fs::create_dir(&dir).ok()?;
+        let limit_file = if unified {
+            "memory.max"
+        } else {
+            "memory.limit_in_bytes"
+        };
+        let cap = |dir: &Path| -> io::Result<MemoryCap> {
+            fs::write(dir.join(limit_file), bytes.to_string())?;
+            let procs = OpenOptions::new().write(true).open(dir.join("cgroup.procs"))?;
+            Ok(MemoryCap {
+                dir: dir.to_owned(),
+                procs,
+            })
+        };
+        match cap(&dir) {
+            Ok(cap) => Some(cap),
+            Err(_) => {
+                let _ = fs::remove_dir(&dir);
+                None
+            }
+        }
+    }
+
+    /// A way in for a child about to be forked: see [`Entry::join`].
+    pub fn entry(&self) -> io::Result<Entry> {
+        Ok(Entry(self.procs.try_clone()?))
+    }
+
+    /// SIGKILLs every member until the cgroup is empty (see [`ProcessCap::kill_all`]).
+    pub fn kill_all(&self) -> usize {
+        kill_all(&self.dir)
+    }
+}
+
+impl Drop for MemoryCap {
+    fn drop(&mut self) {
+        empty_and_remove(&self.dir);
+    }
+}
+
+/// The processes now in the cgroup at `dir`.
+fn members(dir: &Path) -> Vec<u32> {
+    fs::read_to_string(dir.join("cgroup.procs"))
+        .map(|text| text.lines().filter_map(|line| line.trim().parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+/// SIGKILLs every member of the cgroup at `dir`, again and again while forks race the kill,
+/// until it is empty or the deadline passes. Returns how many were still there at the end.
+fn kill_all(dir: &Path) -> usize {
+    let deadline = Instant::now() + EMPTYING_DEADLINE;
+    loop {
+        let left = members(dir);
+        if left.is_empty() || Instant::now() >= deadline {
+            return left.len();
+        }
+        for pid in left {
+            if let Some(pid) = Pid::from_raw(pid as i32) {
+                let _ = kill_process(pid, Signal::KILL);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Kills whatever is left in the cgroup at `dir` and removes it. Killed processes leave the
+/// cgroup once reaped (labrun is their subreaper, and the leader is reaped by its handle):
+/// the removal is retried briefly.
+fn empty_and_remove(dir: &Path) {
+    kill_all(dir);
+    let deadline = Instant::now() + EMPTYING_DEADLINE;
+    while fs::remove_dir(dir).is_err() && Instant::now() < deadline {
+        super::tree::reap_adopted(&members(dir));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The directory of labrun's own cgroup in a hierarchy that has `controller`: its cgroup v1
+/// mount, or else the unified (v2) one; and whether it is the unified one.
+fn own_cgroup(controller: &str) -> Option<(PathBuf, bool)> {
     let mountinfo = fs::read_to_string("/proc/self/mountinfo").ok()?;
     let membership = fs::read_to_string("/proc/self/cgroup").ok()?;
     let mut unified = None;
@@ -153,20 +225,20 @@ fn own_pids_cgroup() -> Option<PathBuf> {
         let mut right = right.split(' ');
         let fstype = right.next()?;
         let super_options = right.nth(1).unwrap_or("");
-        if fstype == "cgroup" && super_options.split(',').any(|option| option == "pids") {
+        if fstype == "cgroup" && super_options.split(',').any(|option| option == controller) {
             let path = membership.lines().find_map(|entry| {
                 let mut fields = entry.splitn(3, ':');
                 let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
-                controllers.split(',').any(|c| c == "pids").then_some(path)
+                controllers.split(',').any(|c| c == controller).then_some(path)
             })?;
-            return Some(Path::new(mount_point).join(path.trim_start_matches('/')));
+            return Some((Path::new(mount_point).join(path.trim_start_matches('/')), false));
         }
         if fstype == "cgroup2" {
             let path = membership.lines().find_map(|entry| entry.strip_prefix("0::"));
             unified = path.map(|path| Path::new(mount_point).join(path.trim_start_matches('/')));
         }
     }
-    unified
+    unified.map(|dir| (dir, true))
 }
 
 #[cfg(test)]
@@ -181,7 +253,7 @@ mod tests {
         let dir = cap.dir.clone();
         assert_eq!(cap.limit(), 3);
         assert_eq!(cap.refused_forks(), 0);
-        assert!(cap.members().is_empty());
+        assert!(members(&cap.dir).is_empty());
         drop(cap);
         assert!(!dir.exists(), "the cgroup is removed when dropped");
     }

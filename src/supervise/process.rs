@@ -19,7 +19,7 @@ use std::os::unix::process::CommandExt;
 use tokio::time::Instant;
 
 use super::capture::{self, CaptureLimits, SharedCapture};
-use super::cgroup::ProcessCap;
+use super::cgroup::{MemoryCap, ProcessCap};
 use super::exit::ExitDescription;
 use super::sandbox;
 use super::{ProcessLimitUse, Teardown, registry, tree};
@@ -61,6 +61,9 @@ pub struct Supervised {
     /// Its pids cgroup, where the machine has one and the spec limits processes. Dropped
     /// after the leader is reaped, killing whatever is still inside.
     process_cap: Option<ProcessCap>,
+    /// Its memory cgroup, for a sandboxed program with a memory limit: the limit then holds
+    /// for its whole tree. Dropped, like the pids cgroup, after the leader is reaped.
+    memory_cap: Option<MemoryCap>,
     /// Whether the leader is the sandbox around the program (see [`sandbox`]).
     sandboxed: bool,
 }
@@ -71,7 +74,12 @@ impl Supervised {
     pub fn spawn(spec: Spec) -> io::Result<Supervised> {
         let process_cap = spec.limits.processes.and_then(ProcessCap::create);
         let sandboxed = spec.under_test && sandbox::active().is_some();
-        let mut command = build_command(&spec, process_cap.as_ref())?;
+        let memory_cap = spec
+            .limits
+            .memory_bytes
+            .filter(|_| sandboxed)
+            .and_then(MemoryCap::create);
+        let mut command = build_command(&spec, process_cap.as_ref(), memory_cap.as_ref())?;
         let mut child = command.spawn()?;
         let group = Pid::from_child(&child);
         registry::remember(group);
@@ -94,6 +102,7 @@ impl Supervised {
             stderr,
             reaped: false,
             process_cap,
+            memory_cap,
             sandboxed,
         })
     }
@@ -191,6 +200,9 @@ impl Supervised {
         strays.extend(tree::descendants_of(leader));
         tree::signal_all(&strays, Signal::KILL);
         if let Some(cap) = &self.process_cap {
+            cap.kill_all();
+        }
+        if let Some(cap) = &self.memory_cap {
             cap.kill_all();
         }
         self.kill_and_reap();
@@ -306,7 +318,11 @@ fn apply_limits(limits: &Limits) -> io::Result<()> {
     Ok(())
 }
 
-fn build_command(spec: &Spec, process_cap: Option<&ProcessCap>) -> io::Result<Command> {
+fn build_command(
+    spec: &Spec,
+    process_cap: Option<&ProcessCap>,
+    memory_cap: Option<&MemoryCap>,
+) -> io::Result<Command> {
     let (program, args) = spec
         .argv
         .split_first()
@@ -343,12 +359,13 @@ fn build_command(spec: &Spec, process_cap: Option<&ProcessCap>) -> io::Result<Co
     }
     let sandboxed = sandbox.is_some();
     let cgroup_entry = process_cap.map(ProcessCap::entry).transpose()?;
+    let memory_entry = memory_cap.map(MemoryCap::entry).transpose()?;
     // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
     // system calls (write, setrlimit, close_range or fcntl, setgroups, setresgid, setresuid,
     // prctl); it allocates nothing and takes no locks.
     unsafe {
         command.pre_exec(move || {
-            if let Some(entry) = &cgroup_entry {
+            for entry in [&cgroup_entry, &memory_entry].into_iter().flatten() {
                 entry.join()?;
             }
             apply_limits(&limits)?;

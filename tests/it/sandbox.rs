@@ -277,3 +277,22 @@ fn a_linked_submission_folder_is_not_followed() {
         "{feedback}"
     );
 }
+
+/// The memory limit holds for a submission's processes together: four helpers of 400 MB
+/// each (each within the 1 GiB limit alone) do not all survive, and the server still serves.
+#[test]
+fn the_memory_limit_holds_for_the_whole_submission() {
+    let scratch = Scratch::new();
+    let class = class_of(
+        &scratch.dir.path().join("class"),
+        &[("hoarder", "hoards_memory.py"), ("honest", "echo_threads.py")],
+    );
+    let suite = suite_with(scratch.dir.path(), "limits = { memory = \"1GiB\" }");
+    let (csv, _) = grade(&scratch, &suite, &class, &["-j", "2"]);
+    assert!(csv.contains("honest,10,10,10,"), "{csv}");
+    assert!(
+        csv.contains("hoarder,10,10,10,"),
+        "the limit held per process only:\n{csv}"
+    );
+    scratch.assert_nothing_left();
+}
