@@ -37,40 +37,40 @@ impl Entry {
     }
 }
 
-/// One server's pids cgroup; dropping it kills whatever is left inside and removes it.
+/// A cgroup of labrun's own under its cgroup for one controller; dropping it kills whatever
+/// is left inside and removes it.
 #[derive(Debug)]
-pub struct ProcessCap {
+struct Cgroup {
     dir: PathBuf,
     /// `cgroup.procs`, opened before the fork so the child joins with one `write`.
     procs: File,
-    limit: u64,
 }
 
-impl ProcessCap {
-    /// A fresh cgroup allowing `limit` processes (threads count too), or `None` where this
-    /// machine offers no writable pids controller.
-    pub fn create(limit: u64) -> Option<ProcessCap> {
-        let (parent, _) = own_cgroup("pids")?;
+impl Cgroup {
+    /// A fresh cgroup under labrun's own in the hierarchy of `controller`, with `value`
+    /// written to its limit file (`limit_file` says which, given whether the hierarchy is
+    /// the unified one), or `None` where this machine offers no writable such controller.
+    fn create(controller: &str, limit_file: fn(bool) -> &'static str, value: u64) -> Option<Cgroup> {
+        let (parent, unified) = own_cgroup(controller)?;
         let name = format!(
-            "labrun-{}-{}",
+            "labrun-{controller}-{}-{}",
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
         let dir = parent.join(name);
         fs::create_dir(&dir).ok()?;
-        let cap = |dir: &Path| -> io::Result<ProcessCap> {
-            fs::write(dir.join("pids.max"), limit.to_string())?;
+        let made = |dir: &Path| -> io::Result<Cgroup> {
+            fs::write(dir.join(limit_file(unified)), value.to_string())?;
             let procs = OpenOptions::new().write(true).open(dir.join("cgroup.procs"))?;
-            Ok(ProcessCap {
+            Ok(Cgroup {
                 dir: dir.to_owned(),
                 procs,
-                limit,
             })
         };
-        match cap(&dir) {
-            Ok(cap) => Some(cap),
+        match made(&dir) {
+            Ok(group) => Some(group),
             Err(_) => {
-                // A cgroup2 parent without the pids controller delegated has no `pids.max`.
+                // A cgroup2 parent without the controller delegated has no limit file.
                 let _ = fs::remove_dir(&dir);
                 None
             }
@@ -78,8 +78,41 @@ impl ProcessCap {
     }
 
     /// A way in for a child about to be forked: see [`Entry::join`].
-    pub fn entry(&self) -> io::Result<Entry> {
+    fn entry(&self) -> io::Result<Entry> {
         Ok(Entry(self.procs.try_clone()?))
+    }
+
+    /// SIGKILLs every member, again and again while forks race the kill, until the cgroup
+    /// is empty or the deadline passes. Returns how many were still there at the end.
+    fn kill_all(&self) -> usize {
+        kill_all(&self.dir)
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        empty_and_remove(&self.dir);
+    }
+}
+
+/// One server's pids cgroup; dropping it kills whatever is left inside and removes it.
+#[derive(Debug)]
+pub struct ProcessCap {
+    group: Cgroup,
+    limit: u64,
+}
+
+impl ProcessCap {
+    /// A fresh cgroup allowing `limit` processes (threads count too), or `None` where this
+    /// machine offers no writable pids controller.
+    pub fn create(limit: u64) -> Option<ProcessCap> {
+        let group = Cgroup::create("pids", |_| "pids.max", limit)?;
+        Some(ProcessCap { group, limit })
+    }
+
+    /// A way in for a child about to be forked: see [`Entry::join`].
+    pub fn entry(&self) -> io::Result<Entry> {
+        self.group.entry()
     }
 
     /// The configured maximum.
@@ -90,8 +123,8 @@ impl ProcessCap {
     /// How many forks (or thread creations) the limit refused so far.
     pub fn refused_forks(&self) -> u64 {
         let mut text = String::new();
-        let read =
-            File::open(self.dir.join("pids.events")).and_then(|mut file| file.read_to_string(&mut text));
+        let read = File::open(self.group.dir.join("pids.events"))
+            .and_then(|mut file| file.read_to_string(&mut text));
         if read.is_err() {
             return 0;
         }
@@ -104,13 +137,7 @@ impl ProcessCap {
     /// SIGKILLs every member, again and again while forks race the kill, until the cgroup
     /// is empty or the deadline passes. Returns how many were still there at the end.
     pub fn kill_all(&self) -> usize {
-        kill_all(&self.dir)
-    }
-}
-
-impl Drop for ProcessCap {
-    fn drop(&mut self) {
-        empty_and_remove(&self.dir);
+        self.group.kill_all()
     }
 }
 
@@ -120,58 +147,29 @@ impl Drop for ProcessCap {
 /// inside the cgroup only, so the grader and the other students are never its victims.
 /// Absent (`None`) where no memory controller is writable.
 #[derive(Debug)]
-pub struct MemoryCap {
-    dir: PathBuf,
-    procs: File,
-}
+pub struct MemoryCap(Cgroup);
 
 impl MemoryCap {
     /// A fresh memory cgroup holding its members to `bytes` together.
     pub fn create(bytes: u64) -> Option<MemoryCap> {
-        let (parent, unified) = own_cgroup("memory")?;
-        let name = format!(
-            "labrun-memory-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        let dir = parent.join(name);
-        fs::create_dir(&dir).ok()?;
-        let limit_file = if unified {
-            "memory.max"
-        } else {
-            "memory.limit_in_bytes"
-        };
-        let cap = |dir: &Path| -> io::Result<MemoryCap> {
-            fs::write(dir.join(limit_file), bytes.to_string())?;
-            let procs = OpenOptions::new().write(true).open(dir.join("cgroup.procs"))?;
-            Ok(MemoryCap {
-                dir: dir.to_owned(),
-                procs,
-            })
-        };
-        match cap(&dir) {
-            Ok(cap) => Some(cap),
-            Err(_) => {
-                let _ = fs::remove_dir(&dir);
-                None
+        let limit_file = |unified| {
+            if unified {
+                "memory.max"
+            } else {
+                "memory.limit_in_bytes"
             }
-        }
+        };
+        Cgroup::create("memory", limit_file, bytes).map(MemoryCap)
     }
 
     /// A way in for a child about to be forked: see [`Entry::join`].
     pub fn entry(&self) -> io::Result<Entry> {
-        Ok(Entry(self.procs.try_clone()?))
+        self.0.entry()
     }
 
     /// SIGKILLs every member until the cgroup is empty (see [`ProcessCap::kill_all`]).
     pub fn kill_all(&self) -> usize {
-        kill_all(&self.dir)
-    }
-}
-
-impl Drop for MemoryCap {
-    fn drop(&mut self) {
-        empty_and_remove(&self.dir);
+        self.0.kill_all()
     }
 }
 
@@ -250,10 +248,10 @@ mod tests {
         let Some(cap) = ProcessCap::create(3) else {
             return; // no writable pids controller on this machine
         };
-        let dir = cap.dir.clone();
+        let dir = cap.group.dir.clone();
         assert_eq!(cap.limit(), 3);
         assert_eq!(cap.refused_forks(), 0);
-        assert!(members(&cap.dir).is_empty());
+        assert!(members(&cap.group.dir).is_empty());
         drop(cap);
         assert!(!dir.exists(), "the cgroup is removed when dropped");
     }
