@@ -547,20 +547,21 @@ fn check_errors(evidence: &Evidence, verdict: &mut Verdict) {
     for record in evidence.records.iter().filter(|r| !cut_off(evidence, r)) {
         if let ClientEnd::Failed(error) = &record.end {
             *by_kind.entry(error.kind).or_default() += 1;
+            let (text, hint) = match error.kind {
+                ClientErrorKind::NotServed => {
+                    let (behind, hint) = queued_behind(evidence, record);
+                    (format!("{error}{behind}"), hint)
+                }
+                _ => (error.to_string(), error_hint(error.kind)),
+            };
             verdict.findings.push(Finding {
                 check: "errors".into(),
                 class: error.kind.label().into(),
                 client: Some(client_name(evidence.plan, record)),
                 message: error.message.map(|m| m + 1),
                 at_ms: at_ms(record),
-                text: match error.kind {
-                    ClientErrorKind::NotServed => format!("{error}{}", queued_behind(evidence, record).0),
-                    _ => error.to_string(),
-                },
-                hint: match error.kind {
-                    ClientErrorKind::NotServed => queued_behind(evidence, record).1,
-                    _ => error_hint(error.kind),
-                },
+                text,
+                hint,
             });
         }
     }

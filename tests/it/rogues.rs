@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::util::{Scratch, descendants_of, read_report, still_alive};
+use crate::util::{Scratch, alive_after_grace, descendants_of, read_report};
 
 /// What every rogue's server does once its attack is over: a correct thread-per-client echo
 /// server, as the lab asks.
@@ -358,14 +358,7 @@ fn a_class_of_rogues_harms_nobody_and_learns_nothing() {
             "the hidden test leaked"
         );
     }
-    let mut alive = still_alive(&tree);
-    for _ in 0..50 {
-        if alive.is_empty() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-        alive = still_alive(&tree);
-    }
+    let alive = alive_after_grace(&tree);
     assert!(tree.len() > 20, "the rogues' processes were seen: {}", tree.len());
     assert!(alive.is_empty(), "outlived grading: {alive:?}");
     assert!(peak < 100 * 1024, "the grader's peak RSS was {peak} KiB");

@@ -321,8 +321,22 @@ pub fn descendants_of(root: u32) -> Vec<SeenProcess> {
     seen
 }
 
+/// The ones of `processes` still alive after a grace period of up to 5 s for the kernel to
+/// finish killing and reaping (zombies count as gone).
+pub fn alive_after_grace(processes: &[SeenProcess]) -> Vec<SeenProcess> {
+    let mut alive = still_alive(processes);
+    for _ in 0..50 {
+        if alive.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        alive = still_alive(processes);
+    }
+    alive
+}
+
 /// The ones of `processes` still alive (zombies count as gone).
-pub fn still_alive(processes: &[SeenProcess]) -> Vec<SeenProcess> {
+fn still_alive(processes: &[SeenProcess]) -> Vec<SeenProcess> {
     processes
         .iter()
         .copied()
