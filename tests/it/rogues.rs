@@ -196,18 +196,6 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     files
 }
 
-/// The grader's peak memory, read while it runs.
-fn peak_rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
 #[test]
 fn a_class_of_rogues_harms_nobody_and_learns_nothing() {
     let scratch = Scratch::new();
@@ -283,7 +271,8 @@ fn a_class_of_rogues_harms_nobody_and_learns_nothing() {
             started.elapsed() < Duration::from_secs(240),
             "grading ran past its timeouts"
         );
-        peak = peak.max(peak_rss_kib(grader.id()).unwrap_or(0));
+        // The grader's peak memory, in KiB, read while it runs.
+        peak = peak.max(crate::util::status_number(grader.id(), "VmHWM:").unwrap_or(0));
         for process in descendants_of(grader.id()) {
             if !tree.contains(&process) {
                 tree.push(process);

@@ -346,10 +346,15 @@ fn still_alive(processes: &[SeenProcess]) -> Vec<SeenProcess> {
 
 /// The uid a process runs as.
 pub fn uid_of(pid: u32) -> Option<u32> {
+    status_number(pid, "Uid:").and_then(|uid| u32::try_from(uid).ok())
+}
+
+/// The first number of a line of `/proc/PID/status` (`Uid:`, `VmHWM:` …).
+pub fn status_number(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
-        .find_map(|line| line.strip_prefix("Uid:"))?
+        .find_map(|line| line.strip_prefix(field))?
         .split_whitespace()
         .next()?
         .parse()
