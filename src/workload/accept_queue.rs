@@ -8,7 +8,8 @@
 //! server ever sees it: the wait is the kernel's, not the server's. The connect pacer (see
 //! `pacer`) reads these figures to keep clients out of a full queue, and asks after each
 //! connect whether the server's side of it is established yet: if not, its last ACK was
-//! dropped, and the client is held by the kernel, not by the server.
+//! dropped or is still to be processed, and the client is held by the kernel, not by the
+//! server.
 //!
 //! A raw netlink socket through rustix, with the few fixed-layout structs of
 //! `linux/inet_diag.h` written out by hand: two requests and one reply layout do not
@@ -52,6 +53,28 @@ pub struct AcceptQueue {
     pub queued: u32,
     /// How many it holds: the `listen()` backlog (capped by `net.core.somaxconn`).
     pub backlog: u32,
+}
+
+/// The server's side of a connection, just after the client's connect completed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerSide {
+    /// A half-open request (`SYN_RECV`): the ACK that finishes its handshake has not been
+    /// processed yet, or was dropped because the accept queue was full. It joins the queue
+    /// as soon as the kernel takes an ACK of the client's.
+    HalfOpen,
+    /// No socket of its own, so the lookup found the listener: its handshake was answered
+    /// with a SYN cookie and its last ACK dropped.
+    OnlyTheListener,
+    /// Established, accepted, or gone: it takes no place in the queue any more.
+    Other,
+}
+
+impl ServerSide {
+    /// Whether the kernel left the server's side unfinished: the client believes it is
+    /// connected, and the server cannot accept it yet.
+    pub fn unfinished(self) -> bool {
+        self != ServerSide::Other
+    }
 }
 
 /// A sock_diag netlink socket.
@@ -104,14 +127,11 @@ impl SockDiag {
         Ok(best.map(|(_, queue)| queue))
     }
 
-    /// Whether the server's side of the connection from `client` to `server` is not yet
-    /// established, just after the client's connect completed: the kernel dropped the ACK
-    /// that finishes the server's handshake because its accept queue was full. The server's
-    /// side is then a half-open request (`SYN_RECV`), or, after a SYN cookie, nothing at all,
-    /// so that the lookup by address finds the listener itself.
-    pub fn handshake_unfinished(&mut self, client: SocketAddr, server: SocketAddr) -> io::Result<bool> {
+    /// What the server's side of the connection from `client` to `server` is, looked up by
+    /// its addresses.
+    pub fn server_side(&mut self, client: SocketAddr, server: SocketAddr) -> io::Result<ServerSide> {
         let (SocketAddr::V4(client), SocketAddr::V4(server)) = (client, server) else {
-            return Ok(false);
+            return Ok(ServerSide::Other);
         };
         let request = self.request(
             AddressFamily::INET,
@@ -119,14 +139,20 @@ impl SockDiag {
             0,
             Some(((*server.ip(), server.port()), (*client.ip(), client.port()))),
         );
-        let mut unfinished = false;
+        let mut side = ServerSide::Other;
         let found = self.exchange(&request, |msg| {
-            unfinished |= matches!(msg[MSG_STATE], TCP_SYN_RECV | TCP_LISTEN);
+            side = match msg[MSG_STATE] {
+                TCP_SYN_RECV => ServerSide::HalfOpen,
+                TCP_LISTEN => ServerSide::OnlyTheListener,
+                _ => ServerSide::Other,
+            };
         });
         match found {
-            Ok(()) => Ok(unfinished),
+            Ok(()) => Ok(side),
             // Nothing by that address: the server's side is gone, and so is its listener.
-            Err(err) if err.raw_os_error() == Some(rustix::io::Errno::NOENT.raw_os_error()) => Ok(false),
+            Err(err) if err.raw_os_error() == Some(rustix::io::Errno::NOENT.raw_os_error()) => {
+                Ok(ServerSide::Other)
+            }
             Err(err) => Err(err),
         }
     }
@@ -273,11 +299,8 @@ mod tests {
         let waiting: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(address).unwrap()).collect();
         assert_eq!(diag.accept_queue(address).unwrap().map(|q| q.queued), Some(3));
         for client in &waiting {
-            assert!(
-                !diag
-                    .handshake_unfinished(client.local_addr().unwrap(), address)
-                    .unwrap()
-            );
+            let side = diag.server_side(client.local_addr().unwrap(), address).unwrap();
+            assert_eq!(side, ServerSide::Other);
         }
         drop(listener);
         assert_eq!(diag.accept_queue(address).unwrap(), None);

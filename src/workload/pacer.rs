@@ -8,9 +8,10 @@
 //! clients back. Real clients rarely arrive within the same millisecond; labrun's do.
 //!
 //! So by default a client connects only when the server's accept queue has room: the pacer
-//! reads the queue's length and capacity from the kernel (see [`super::accept_queue`]), at
-//! most once a millisecond per server, and counts the connects it let through since, so
-//! that queued + let through + still connecting stays below the backlog. One client at a
+//! reads the queue's length and capacity, and the handshakes still half-open to it, from the
+//! kernel (see [`super::accept_queue`]) at most once a millisecond per server, and counts
+//! the connects it let through since, so that queued + half-open + let through + still
+//! connecting stays below the backlog. One client at a
 //! time waits for room (a fair queue), so ten thousand clients waiting cost one poll a
 //! millisecond, not ten thousand. After each connect it asks the kernel whether the
 //! server's side of the connection is established; if not, the kernel dropped its last ACK
@@ -32,7 +33,7 @@ use serde::Serialize;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::accept_queue::{AcceptQueue, SockDiag};
+use super::accept_queue::{AcceptQueue, ServerSide, SockDiag};
 use super::activity::ServerActivity;
 use super::record::{ClientEnd, ClientErrorKind, ClientRecord};
 use crate::verify::stream::EchoFault;
@@ -57,6 +58,10 @@ struct State {
     completed_since_reading: u32,
     /// Connects let through and not yet completed.
     in_flight: u32,
+    /// Clients whose connect completed while the server's side was still half-open: each
+    /// joins the queue when the kernel processes its last ACK, which on a loaded machine
+    /// comes well after the connect returned. Looked up again at every reading.
+    half_open: Vec<SocketAddr>,
     last_admission: Instant,
     figures: PacingFigures,
 }
@@ -70,8 +75,9 @@ pub struct PacingFigures {
     pub paced: u32,
     /// The longest such wait, in microseconds.
     pub longest_pacing_wait_us: u64,
-    /// Clients whose handshake the kernel left unfinished (a dropped ACK) however they
-    /// connected: held by the kernel, not by the server.
+    /// Clients whose handshake the kernel had not finished on the server's side when their
+    /// connect returned (an ACK dropped or still to be processed), however they connected:
+    /// held by the kernel, not by the server.
     pub stalled: u32,
     /// Connects that went ahead into a full queue because the server accepted nobody for a
     /// whole reply timeout.
@@ -100,6 +106,7 @@ impl ConnectPacer {
                 read_at: now,
                 completed_since_reading: 0,
                 in_flight: 0,
+                half_open: Vec::new(),
                 last_admission: now,
                 figures: PacingFigures {
                     backlog: reading.backlog,
@@ -137,15 +144,23 @@ impl ConnectPacer {
             let admitted = self.with_state(|state| {
                 let now = Instant::now();
                 if now.duration_since(state.read_at) >= POLL_INTERVAL {
-                    // A failed reading (the server restarting, say) paces nothing until the next.
-                    state.reading = state.diag.accept_queue(self.server).ok().flatten();
+                    // A reading the kernel would not give keeps the last one and what was let
+                    // through since: never more room than known. No listener at all (the
+                    // server restarting, say) paces nothing until the next reading.
+                    if let Ok(reading) = state.diag.accept_queue(self.server) {
+                        state.reading = reading;
+                        state.completed_since_reading = 0;
+                    }
                     state.read_at = now;
-                    state.completed_since_reading = 0;
+                    state.recheck_half_open(self.server);
                 }
                 let room = match state.reading {
                     None => true,
                     Some(queue) => {
-                        let taken = queue.queued + state.completed_since_reading + state.in_flight;
+                        let taken = queue.queued
+                            + state.half_open.len() as u32
+                            + state.completed_since_reading
+                            + state.in_flight;
                         taken < queue.backlog.max(1)
                     }
                 };
@@ -191,6 +206,15 @@ impl ConnectPacer {
     }
 }
 
+impl State {
+    /// Forgets the half-open clients whose handshakes the server's side has finished since
+    /// (or that are gone): only the rest still wait to join the queue.
+    fn recheck_half_open(&mut self, server: SocketAddr) {
+        let State { diag, half_open, .. } = self;
+        half_open.retain(|&client| matches!(diag.server_side(client, server), Ok(ServerSide::HalfOpen)));
+    }
+}
+
 impl Admission<'_> {
     /// The connect finished: its place moves from "connecting" to "in the queue" until the
     /// next reading. Returns whether the kernel left the server's side of `stream`
@@ -201,16 +225,18 @@ impl Admission<'_> {
         self.pacer.with_state(|state| {
             state.in_flight = state.in_flight.saturating_sub(1);
             state.completed_since_reading += 1;
-            let stalled = client.is_some_and(|client| {
-                state
-                    .diag
-                    .handshake_unfinished(client, self.pacer.server)
-                    .unwrap_or(false)
-            });
-            if stalled {
+            let Some(client) = client else {
+                return false;
+            };
+            let side = state.diag.server_side(client, self.pacer.server);
+            let side = side.unwrap_or(ServerSide::Other);
+            if side == ServerSide::HalfOpen {
+                state.half_open.push(client);
+            }
+            if side.unfinished() {
                 state.figures.stalled += 1;
             }
-            stalled
+            side.unfinished()
         })
     }
 }

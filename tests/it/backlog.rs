@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 
-use crate::util::{check, echo_scenario, fixture, run_text};
+use crate::util::{check, echo_scenario, fixture, kernel_drops, kernel_drops_since, run_text};
 
 /// The README's load: clients started together, 20 messages of up to 4 KiB each.
 fn together(clients: u32, extra: &str) -> String {
@@ -35,7 +35,9 @@ fn run_together(name: &str, backlog: u32, clients: u32, extra: &str) -> (Option<
 /// Every check passed, the verdict is concurrent, nobody waited out a retransmission, and
 /// the report notes the small queue labrun paced its connects to.
 fn assert_passes_paced(name: &str, backlog: u32, clients: u32) {
+    let drops_before = kernel_drops();
     let (code, report) = run_together(name, backlog, clients, "");
+    let drops = kernel_drops_since(&drops_before);
     let server = &report["concurrency"][0];
     assert_eq!(code, Some(0), "{:#}\n{server:#}", report["checks"]);
     assert!(
@@ -55,7 +57,10 @@ fn assert_passes_paced(name: &str, backlog: u32, clients: u32) {
     assert!(summary.contains(&note), "{summary}");
     // Paced, no connect waits out a SYN retransmission.
     let slowest_connect = report["total"]["latency"]["connect"]["max_us"].as_u64().unwrap();
-    assert!(slowest_connect < 900_000, "a connect took {slowest_connect} µs");
+    assert!(
+        slowest_connect < 900_000,
+        "a connect took {slowest_connect} µs: {server:#}\nkernel drops: {drops:?}"
+    );
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! The load engine: pipelining verifies every byte, open loop counts latency from the
 //! intended send time, and one process holds thousands of connections.
 
-use crate::util::{check, echo_scenario, python_server, run_text};
+use crate::util::{check, echo_scenario, kernel_drops, kernel_drops_since, python_server, run_text};
 
 const ASYNC: &str = "builtin = \"echo-async\"\nport = \"auto\"";
 
@@ -105,11 +105,13 @@ fn ten_thousand_connections_are_held_together() {
 }
 
 /// A thousand clients starting together against a server with the common accept queue of
-/// 128: labrun paces the connects, so none is dropped into the kernel's one-second SYN
-/// retransmission (before the window, about a third of them were).
+/// 128: labrun paces the connects, so the kernel's one-second SYN retransmission is not
+/// what they wait for (unpaced, about a third of them did). One in a hundred may still meet
+/// a drop that is the loaded test machine's own, outside any accept queue.
 #[test]
 fn a_connect_storm_is_paced_instead_of_overflowing_the_accept_queue() {
     let clients = "count = 1000\nmessages = 3\nsize = 64\ntimeout = \"10s\"";
+    let drops_before = kernel_drops();
     let (code, report) = run_text(
         "storm",
         &echo_scenario(
@@ -119,11 +121,19 @@ fn a_connect_storm_is_paced_instead_of_overflowing_the_accept_queue() {
             "errors = 0",
         ),
     );
-    assert_eq!(code, Some(0), "{:#}", report["checks"]);
+    let drops = kernel_drops_since(&drops_before);
+    let paced = &report["concurrency"][0]["accept_queue"];
+    assert_eq!(
+        code,
+        Some(0),
+        "{:#}\n{paced:#}\nkernel drops: {drops:?}",
+        report["checks"]
+    );
     let connect = &report["total"]["latency"]["connect"];
     assert_eq!(connect["count"], 1000);
     assert!(
-        connect["max_us"].as_u64().expect("max") < 1_000_000,
-        "a connect waited for a SYN retransmission: {connect:#}"
+        connect["p99_us"].as_u64().expect("p99") < 1_000_000,
+        "connects waited for SYN retransmissions: {connect:#}\n{paced:#}\nkernel drops: {drops:?}"
     );
+    assert_eq!(paced["stormed"], 0, "{paced:#}");
 }

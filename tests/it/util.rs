@@ -1,5 +1,6 @@
 //! Helpers: run labrun with a scenario, capture everything, and find leftover processes.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -368,4 +369,48 @@ fn describe(pid: u32) -> String {
         .map(|a| String::from_utf8_lossy(a).into_owned())
         .collect();
     format!("{pid}: {}", cmdline.join(" "))
+}
+
+/// The kernel's counters of dropped handshakes and packets (this network namespace's
+/// `TcpExt` listen and request-queue drops, and every CPU's input-queue drops), to say in a
+/// failed connect-time assertion whether an accept queue overflowed or the machine itself
+/// dropped packets. Shared with every other test running at the time: a hint, not a measure.
+pub fn kernel_drops() -> BTreeMap<String, u64> {
+    let mut counters = BTreeMap::new();
+    let netstat = std::fs::read_to_string("/proc/net/netstat").unwrap_or_default();
+    let lines: Vec<&str> = netstat.lines().collect();
+    for pair in lines.chunks(2) {
+        let [names, values] = pair else { continue };
+        for (name, value) in names.split_whitespace().zip(values.split_whitespace()).skip(1) {
+            if [
+                "ListenOverflows",
+                "ListenDrops",
+                "TCPReqQFullDrop",
+                "TCPReqQFullDoCookies",
+            ]
+            .contains(&name)
+            {
+                counters.insert(name.to_owned(), value.parse().unwrap_or(0));
+            }
+        }
+    }
+    let softnet = std::fs::read_to_string("/proc/net/softnet_stat").unwrap_or_default();
+    let input_drops = softnet
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(1))
+        .filter_map(|hex| u64::from_str_radix(hex, 16).ok())
+        .sum();
+    counters.insert("input queue drops".to_owned(), input_drops);
+    counters
+}
+
+/// What `kernel_drops` counted between two readings.
+pub fn kernel_drops_since(before: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+    kernel_drops()
+        .into_iter()
+        .map(|(name, now)| {
+            let was = before.get(&name).copied().unwrap_or(0);
+            (name, now.saturating_sub(was))
+        })
+        .collect()
 }
