@@ -47,6 +47,11 @@ pub fn count(n: u64) -> String {
     out
 }
 
+/// The `s` of a plural noun after `n`: "1 fork", "2 forks".
+pub fn plural(n: u64) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
 /// Serializes a duration as fractional milliseconds, the unit of every `*_ms` report field.
 pub fn serialize_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64() * 1000.0)

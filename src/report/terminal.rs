@@ -427,6 +427,8 @@ concurrency = "concurrent"
             output_tail: String::new(),
             stopped_by_event: None,
             process_limit: None,
+            memory_limit: None,
+            disk_limit: None,
             process_of: None,
         }];
         let concurrency = vec![ServerConcurrency {

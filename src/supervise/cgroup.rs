@@ -44,6 +44,8 @@ struct Cgroup {
     dir: PathBuf,
     /// `cgroup.procs`, opened before the fork so the child joins with one `write`.
     procs: File,
+    /// Whether it is in the unified (v2) hierarchy, whose files are named differently.
+    unified: bool,
 }
 
 impl Cgroup {
@@ -65,6 +67,7 @@ impl Cgroup {
             Ok(Cgroup {
                 dir: dir.to_owned(),
                 procs,
+                unified,
             })
         };
         match made(&dir) {
@@ -86,6 +89,20 @@ impl Cgroup {
     /// is empty or the deadline passes. Returns how many were still there at the end.
     fn kill_all(&self) -> usize {
         kill_all(&self.dir)
+    }
+
+    /// The count after `key ` in the `key value` lines of the cgroup's file `name`, 0 when
+    /// the file or the line is not there.
+    fn counter(&self, name: &str, key: &str) -> u64 {
+        let mut text = String::new();
+        let read = File::open(self.dir.join(name)).and_then(|mut file| file.read_to_string(&mut text));
+        if read.is_err() {
+            return 0;
+        }
+        text.lines()
+            .find_map(|line| line.strip_prefix(key)?.strip_prefix(' '))
+            .and_then(|count| count.trim().parse().ok())
+            .unwrap_or(0)
     }
 }
 
@@ -122,16 +139,7 @@ impl ProcessCap {
 
     /// How many forks (or thread creations) the limit refused so far.
     pub fn refused_forks(&self) -> u64 {
-        let mut text = String::new();
-        let read = File::open(self.group.dir.join("pids.events"))
-            .and_then(|mut file| file.read_to_string(&mut text));
-        if read.is_err() {
-            return 0;
-        }
-        text.lines()
-            .find_map(|line| line.strip_prefix("max "))
-            .and_then(|count| count.trim().parse().ok())
-            .unwrap_or(0)
+        self.group.counter("pids.events", "max")
     }
 
     /// SIGKILLs every member, again and again while forks race the kill, until the cgroup
@@ -147,7 +155,10 @@ impl ProcessCap {
 /// inside the cgroup only, so the grader and the other students are never its victims.
 /// Absent (`None`) where no memory controller is writable.
 #[derive(Debug)]
-pub struct MemoryCap(Cgroup);
+pub struct MemoryCap {
+    group: Cgroup,
+    limit: u64,
+}
 
 impl MemoryCap {
     /// A fresh memory cgroup holding its members to `bytes` together.
@@ -159,17 +170,32 @@ impl MemoryCap {
                 "memory.limit_in_bytes"
             }
         };
-        Cgroup::create("memory", limit_file, bytes).map(MemoryCap)
+        let group = Cgroup::create("memory", limit_file, bytes)?;
+        Some(MemoryCap { group, limit: bytes })
     }
 
     /// A way in for a child about to be forked: see [`Entry::join`].
     pub fn entry(&self) -> io::Result<Entry> {
-        self.0.entry()
+        self.group.entry()
+    }
+
+    /// The configured maximum, in bytes.
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    /// How many of its processes the kernel's OOM killer ended because the cgroup was full.
+    pub fn oom_kills(&self) -> u64 {
+        if self.group.unified {
+            self.group.counter("memory.events", "oom_kill")
+        } else {
+            self.group.counter("memory.oom_control", "oom_kill")
+        }
     }
 
     /// SIGKILLs every member until the cgroup is empty (see [`ProcessCap::kill_all`]).
     pub fn kill_all(&self) -> usize {
-        self.0.kill_all()
+        self.group.kill_all()
     }
 }
 

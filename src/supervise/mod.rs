@@ -254,6 +254,10 @@ pub struct ServerEnd {
     pub stopped_by_event: Option<String>,
     /// Set when a pids cgroup enforced its process limit (see [`cgroup`]).
     pub process_limit: Option<ProcessLimitUse>,
+    /// Set when a memory cgroup enforced its memory limit (a sandboxed program).
+    pub memory_limit: Option<MemoryLimitUse>,
+    /// Set when what it writes has a limit and it ran into it.
+    pub disk_limit: Option<DiskLimitUse>,
     /// Set when the process of the server named here served this one's port
     /// (`process = "…"`): pid, readiness and how it ended are that process's, and its
     /// output and process limit are reported under that server alone.
@@ -267,6 +271,25 @@ pub struct ProcessLimitUse {
     pub limit: u64,
     /// Forks (or new threads) the kernel refused because the limit was reached.
     pub refused_forks: u64,
+}
+
+/// How a supervised program fared against its memory limit.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct MemoryLimitUse {
+    /// `limits.memory`: bytes its processes may hold together.
+    pub limit_bytes: u64,
+    /// Its processes the kernel's OOM killer ended because they held that much.
+    pub oom_kills: u64,
+}
+
+/// How a supervised program ran into the limits on what it writes: its sandbox's bounded
+/// spaces (working copy, `/tmp`, `/dev/shm`) or `limits.file_size`.
+#[derive(Debug, Clone, Serialize)]
+pub struct DiskLimitUse {
+    /// Its sandbox's spaces that were full when it was stopped, with their sizes.
+    pub full: Vec<String>,
+    /// The words of a refused write it printed ("No space left on device"), when it did.
+    pub said: Option<String>,
 }
 
 /// What a scenario event did, for the report.
@@ -711,6 +734,8 @@ impl ServerHandle {
             output_tail: self.output_tail(),
             stopped_by_event: None,
             process_limit: self.process.process_limit(),
+            memory_limit: self.process.memory_limit(),
+            disk_limit: self.process.disk_limit(),
             process_of: None,
         };
         let shared = self
@@ -726,6 +751,8 @@ impl ServerHandle {
                     stderr_bytes: 0,
                     output_tail: String::new(),
                     process_limit: None,
+                    memory_limit: None,
+                    disk_limit: None,
                     process_of: Some(self.name.clone()),
                     ..own.clone()
                 };

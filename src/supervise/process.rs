@@ -21,9 +21,13 @@ use tokio::time::Instant;
 use super::capture::{self, CaptureLimits, SharedCapture};
 use super::cgroup::{MemoryCap, ProcessCap};
 use super::exit::ExitDescription;
-use super::sandbox;
-use super::{ProcessLimitUse, Teardown, registry, tree};
+use super::sandbox::{self, BoundedSpace};
+use super::{DiskLimitUse, MemoryLimitUse, ProcessLimitUse, Teardown, registry, tree};
 use crate::scenario::Limits;
+
+/// What the C library says when a write is refused for want of space (`ENOSPC`, `EDQUOT`)
+/// or past `limits.file_size` (`EFBIG`): the words a traceback or `perror` prints.
+const DISK_FULL_WORDS: [&str; 3] = ["No space left on device", "Disk quota exceeded", "File too large"];
 
 /// How long to wait for output pipes to reach EOF after the group is gone.
 const PIPE_FLUSH_WAIT: Duration = Duration::from_millis(500);
@@ -66,6 +70,13 @@ pub struct Supervised {
     memory_cap: Option<MemoryCap>,
     /// Whether the leader is the sandbox around the program (see [`sandbox`]).
     sandboxed: bool,
+    /// Whether what it writes has a limit (its sandbox's spaces, or `limits.file_size`), so
+    /// that "No space left on device" in its output is that limit speaking.
+    disk_bounded: bool,
+    /// Its sandbox's writable spaces that have a size, and those found full when it was
+    /// stopped.
+    bounded_spaces: Vec<BoundedSpace>,
+    full_spaces: Vec<BoundedSpace>,
 }
 
 impl Supervised {
@@ -73,13 +84,28 @@ impl Supervised {
     /// working directory); callers name the program in their own error.
     pub fn spawn(spec: Spec) -> io::Result<Supervised> {
         let process_cap = spec.limits.processes.and_then(ProcessCap::create);
-        let sandboxed = spec.under_test && sandbox::active().is_some();
+        let sandbox = sandbox::active().filter(|_| spec.under_test);
+        let sandboxed = sandbox.is_some();
         let memory_cap = spec
             .limits
             .memory_bytes
             .filter(|_| sandboxed)
             .and_then(MemoryCap::create);
-        let mut command = build_command(&spec, process_cap.as_ref(), memory_cap.as_ref())?;
+        let sandbox_cwd = match (sandbox, spec.cwd) {
+            (None, _) => None,
+            (Some(_), Some(dir)) => Some(std::path::absolute(dir)?),
+            (Some(_), None) => Some(std::env::current_dir()?),
+        };
+        let bounded_spaces = match (sandbox, &sandbox_cwd) {
+            (Some(sandbox), Some(cwd)) => sandbox.bounded_spaces(cwd),
+            _ => Vec::new(),
+        };
+        let mut command = build_command(
+            &spec,
+            sandbox.zip(sandbox_cwd.as_deref()),
+            process_cap.as_ref(),
+            memory_cap.as_ref(),
+        )?;
         let mut child = command.spawn()?;
         let group = Pid::from_child(&child);
         registry::remember(group);
@@ -104,6 +130,9 @@ impl Supervised {
             process_cap,
             memory_cap,
             sandboxed,
+            disk_bounded: sandboxed || spec.limits.file_size_bytes.is_some(),
+            bounded_spaces,
+            full_spaces: Vec::new(),
         })
     }
 
@@ -185,6 +214,7 @@ impl Supervised {
         // Descendants are collected while their parent links are intact: after the leader
         // dies they are re-parented and can no longer be traced to this child.
         let mut strays = tree::descendants_of(leader);
+        self.note_full_spaces(&strays);
         let teardown = if self.exit_status().is_some() {
             Teardown::AlreadyExited
         } else {
@@ -216,6 +246,55 @@ impl Supervised {
         self.process_cap.as_ref().map(|cap| ProcessLimitUse {
             limit: cap.limit(),
             refused_forks: cap.refused_forks(),
+        })
+    }
+
+    /// Notes which of its sandbox's bounded spaces are full now, seen through the first of
+    /// `inside` (its descendants: the sandbox's own processes) that is still there.
+    fn note_full_spaces(&mut self, inside: &[u32]) {
+        let Some(&seer) = inside.first() else {
+            return;
+        };
+        self.full_spaces = self
+            .bounded_spaces
+            .iter()
+            .filter(|space| space.is_full_seen_from(seer))
+            .cloned()
+            .collect();
+    }
+
+    /// The writing limits it ran into: its sandbox's spaces found full when it was stopped,
+    /// and its own words for a refused write, when what it writes has a limit.
+    pub fn disk_limit(&self) -> Option<DiskLimitUse> {
+        let said = self
+            .disk_bounded
+            .then(|| {
+                DISK_FULL_WORDS.into_iter().find(|words| {
+                    [&self.stdout.capture, &self.stderr.capture]
+                        .into_iter()
+                        .any(|capture| capture::lock(capture).find(words.as_bytes(), 0).is_some())
+                })
+            })
+            .flatten();
+        if self.full_spaces.is_empty() && said.is_none() {
+            return None;
+        }
+        Some(DiskLimitUse {
+            full: self
+                .full_spaces
+                .iter()
+                .map(|space| format!("{} ({})", space.name, crate::units::bytes(space.size_bytes)))
+                .collect(),
+            said: said.map(str::to_owned),
+        })
+    }
+
+    /// Its memory limit and the processes the OOM killer ended at it, when a memory cgroup
+    /// enforced it (a sandboxed program).
+    pub fn memory_limit(&self) -> Option<MemoryLimitUse> {
+        self.memory_cap.as_ref().map(|cap| MemoryLimitUse {
+            limit_bytes: cap.limit(),
+            oom_kills: cap.oom_kills(),
         })
     }
 
@@ -318,8 +397,11 @@ fn apply_limits(limits: &Limits) -> io::Result<()> {
     Ok(())
 }
 
+/// The command for `spec`, in `sandbox` (with the program's absolute working directory)
+/// when it has one.
 fn build_command(
     spec: &Spec,
+    sandbox: Option<(&sandbox::Sandbox, &Path)>,
     process_cap: Option<&ProcessCap>,
     memory_cap: Option<&MemoryCap>,
 ) -> io::Result<Command> {
@@ -327,15 +409,8 @@ fn build_command(
         .argv
         .split_first()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty command"))?;
-    let sandbox = sandbox::active().filter(|_| spec.under_test);
     let mut command = match sandbox {
-        Some(sandbox) => {
-            let cwd = match spec.cwd {
-                Some(dir) => std::path::absolute(dir)?,
-                None => std::env::current_dir()?,
-            };
-            sandbox.command(&spec.argv, &cwd, &spec.env)
-        }
+        Some((sandbox, cwd)) => sandbox.command(&spec.argv, cwd, &spec.env),
         None => {
             let mut command = Command::new(program);
             command
@@ -347,7 +422,7 @@ fn build_command(
     if let Some(dir) = spec.cwd {
         command.current_dir(dir);
     }
-    let run_as = sandbox.and_then(sandbox::Sandbox::run_as);
+    let run_as = sandbox.and_then(|(sandbox, _)| sandbox.run_as());
     command
         .stdin(if spec.stdin { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())

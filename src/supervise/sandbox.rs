@@ -50,6 +50,40 @@ const SANDBOX_UID_BASE: u32 = 0x4000_0000;
 /// How long the check that the sandbox works may take.
 const TRIAL_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Free space below which a bounded space counts as full: less than one chunk a program
+/// would write.
+const FULL_BELOW_BYTES: u64 = 1024 * 1024;
+
+/// A writable space of a sandboxed program that has a size of its own, so that filling it
+/// is the program's limit, not the host's disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoundedSpace {
+    /// How a student would name it: `/tmp`, `/dev/shm`, or its working directory.
+    pub name: String,
+    /// Where it is mounted inside the sandbox.
+    path: PathBuf,
+    /// Its size.
+    pub size_bytes: u64,
+}
+
+impl BoundedSpace {
+    /// Whether it is (nearly) full, looked at through the root of `inside`, a process in
+    /// the sandbox; `false` when that process is gone or the space cannot be read.
+    pub fn is_full_seen_from(&self, inside: u32) -> bool {
+        let root = PathBuf::from(format!("/proc/{inside}/root"));
+        let seen = root.join(self.path.strip_prefix("/").unwrap_or(&self.path));
+        match rustix::fs::statfs(&seen) {
+            // Only the sandbox's own tmpfs of this size is the space: never the host's.
+            Ok(stat) => {
+                let block = stat.f_bsize as u64;
+                let size = stat.f_blocks.saturating_mul(block);
+                size == self.size_bytes && stat.f_bavail.saturating_mul(block) < FULL_BELOW_BYTES
+            }
+            Err(_) => false,
+        }
+    }
+}
+
 /// The minimal `/etc` of the sandbox: enough for `localhost` to resolve and for a program to
 /// look up its own user, nothing that belongs to the host.
 fn etc_files(id: u32) -> [(&'static str, String); 4] {
@@ -234,6 +268,31 @@ impl Sandbox {
         Err(SandboxError::Broken {
             said: crate::escape::escape_lines(said.trim().as_bytes()),
         })
+    }
+
+    /// The writable spaces with a size of their own of a program run with `cwd` as its
+    /// working directory: `/tmp`, `/dev/shm`, and for a grader's copy the directory itself.
+    pub fn bounded_spaces(&self, cwd: &Path) -> Vec<BoundedSpace> {
+        let mut spaces = vec![
+            BoundedSpace {
+                name: "/tmp".to_owned(),
+                path: PathBuf::from("/tmp"),
+                size_bytes: TMP_BYTES,
+            },
+            BoundedSpace {
+                name: "/dev/shm".to_owned(),
+                path: PathBuf::from("/dev/shm"),
+                size_bytes: SHM_BYTES,
+            },
+        ];
+        if self.throwaway_workdir {
+            spaces.push(BoundedSpace {
+                name: "its working directory".to_owned(),
+                path: cwd.to_owned(),
+                size_bytes: WORKDIR_BYTES,
+            });
+        }
+        spaces
     }
 
     /// The user a sandboxed program runs as, when labrun must switch to it (it is root).

@@ -654,6 +654,65 @@ fn check_throughput(evidence: &Evidence, verdict: &mut Verdict) {
     });
 }
 
+/// The limits of a server's cgroups that its processes ran into: the finding's class, its
+/// text and the hint.
+fn limits_reached(server: &ServerEnd) -> Vec<(&'static str, String, &'static str)> {
+    let mut reached = Vec::new();
+    if let Some(usage) = server.process_limit.filter(|usage| usage.refused_forks > 0) {
+        reached.push((
+            "process-limit",
+            format!(
+                "server `{}` reached its process limit ({}): the kernel refused {} fork{}",
+                server.name,
+                usage.limit,
+                units::count(usage.refused_forks),
+                units::plural(usage.refused_forks)
+            ),
+            "a server forks (or starts a thread) per client, not in a loop: a fork that forks \
+             again is a fork bomb, and children that are never waited for pile up as zombies",
+        ));
+    }
+    if let Some(usage) = server.memory_limit.filter(|usage| usage.oom_kills > 0) {
+        reached.push((
+            "memory-limit",
+            format!(
+                "server `{}` reached its memory limit ({} for all its processes together): the \
+                 kernel killed {} of its processes",
+                server.name,
+                units::bytes(usage.limit_bytes),
+                units::count(usage.oom_kills)
+            ),
+            "memory grows with what a server keeps: read and send in bounded chunks \
+             (recv(1024) in a loop), and forget a client's buffers and thread when it leaves",
+        ));
+    }
+    if let Some(usage) = &server.disk_limit {
+        let mut evidence: Vec<String> = usage
+            .full
+            .iter()
+            .map(|space| format!("{space} was full when it was stopped"))
+            .collect();
+        evidence.extend(
+            usage
+                .said
+                .iter()
+                .map(|words| format!("it said \u{201c}{words}\u{201d}")),
+        );
+        reached.push((
+            "disk-limit",
+            format!(
+                "server `{}` ran out of the space it may write: {}",
+                server.name,
+                evidence.join("; ")
+            ),
+            "a server writes what it must (a log line per client at most), never something that \
+             grows with the traffic: a sandboxed program has a bounded working directory, /tmp \
+             and /dev/shm",
+        ));
+    }
+    reached
+}
+
 fn check_servers(evidence: &Evidence, verdict: &mut Verdict) {
     for (plan, server) in evidence.plan.servers.iter().zip(evidence.servers) {
         let name = format!("server {}", server.name);
@@ -740,37 +799,25 @@ fn check_servers(evidence: &Evidence, verdict: &mut Verdict) {
                 (false, text)
             }
         };
-        let (passed, summary) = match server.process_limit {
-            Some(usage) if usage.refused_forks > 0 => {
-                let text = format!(
-                    "server `{}` reached its process limit ({}): the kernel refused {} fork{}",
-                    server.name,
-                    usage.limit,
-                    units::count(usage.refused_forks),
-                    if usage.refused_forks == 1 { "" } else { "s" }
-                );
-                verdict.findings.push(Finding {
-                    check: name.clone(),
-                    class: "process-limit".into(),
-                    client: None,
-                    message: None,
-                    at_ms: None,
-                    text: text.clone(),
-                    hint: "a server forks (or starts a thread) per client, not in a loop: a fork that \
-                           forks again is a fork bomb, and children that are never waited for \
-                           pile up as zombies",
-                });
-                (
-                    false,
-                    if passed {
-                        text
-                    } else {
-                        format!("{summary}; {text}")
-                    },
-                )
-            }
-            _ => (passed, summary),
-        };
+        let mut passed = passed;
+        let mut summary = summary;
+        for (class, text, hint) in limits_reached(server) {
+            summary = if passed {
+                text.clone()
+            } else {
+                format!("{summary}; {text}")
+            };
+            passed = false;
+            verdict.findings.push(Finding {
+                check: name.clone(),
+                class: class.into(),
+                client: None,
+                message: None,
+                at_ms: None,
+                text,
+                hint,
+            });
+        }
         verdict.checks.push(Check {
             name,
             passed,

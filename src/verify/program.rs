@@ -314,7 +314,7 @@ impl Judge<'_> {
             (n, None) if n > 0 => Ok(format!(
                 "it connected to {} ({n} connection{})",
                 describe(target),
-                if n == 1 { "" } else { "s" }
+                crate::units::plural(n as u64)
             )),
             (_, Some(&wrong)) => Err(Failure {
                 class: "wrong-server",

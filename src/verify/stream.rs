@@ -62,7 +62,7 @@ impl fmt::Display for StreamEnd {
                     "its {} reply timeout ran out: those bytes came in {pieces} piece{}, the last {} \
                      before the timeout",
                     humantime::format_duration(*timeout),
-                    if *pieces == 1 { "" } else { "s" },
+                    crate::units::plural(*pieces as u64),
                     crate::units::duration(*quiet)
                 )?;
                 if *pieces > 1 {

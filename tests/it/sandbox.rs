@@ -80,7 +80,10 @@ fn a_hostile_server_in_the_sandbox_reaches_nothing_of_the_host_and_leaves_nothin
         .output()
         .expect("labrun runs");
     let run = crate::util::Run::from(output);
-    run.expect_code(0).stdout_has("PASS  echo");
+    // It echoes correctly; filling its 16 MiB /dev/shm is the one limit it reached.
+    run.expect_code(1)
+        .stdout_has("PASS  echo")
+        .stdout_has("ran out of the space it may write: /dev/shm (16.0 MiB) was full");
 
     let log = std::fs::read_to_string(work.join("probe.log")).expect("the probe ran and wrote its log");
     for line in log.lines() {
@@ -279,7 +282,9 @@ fn a_linked_submission_folder_is_not_followed() {
 }
 
 /// The memory limit holds for a submission's processes together: four helpers of 400 MB
-/// each (each within the 1 GiB limit alone) do not all survive, and the server still serves.
+/// each (each within the 1 GiB limit alone) do not all survive, the server still serves
+/// every echo, and the limit it ran into is a `memory-limit` finding that costs the
+/// server check (the echo and errors checks still score).
 #[test]
 fn the_memory_limit_holds_for_the_whole_submission() {
     let scratch = Scratch::new();
@@ -288,11 +293,62 @@ fn the_memory_limit_holds_for_the_whole_submission() {
         &[("hoarder", "hoards_memory.py"), ("honest", "echo_threads.py")],
     );
     let suite = suite_with(scratch.dir.path(), "limits = { memory = \"1GiB\" }");
-    let (csv, _) = grade(&scratch, &suite, &class, &["-j", "2"]);
+    let (csv, out) = grade(&scratch, &suite, &class, &["-j", "2"]);
     assert!(csv.contains("honest,10,10,10,"), "{csv}");
     assert!(
-        csv.contains("hoarder,10,10,10,"),
-        "the limit held per process only:\n{csv}"
+        csv.contains("hoarder,6.67,6.67,10,"),
+        "the limit held per process only, or was not a finding:\n{csv}"
+    );
+    let feedback = std::fs::read_to_string(out.join("feedback/hoarder.md")).expect("feedback");
+    assert!(
+        feedback.contains("reached its memory limit (1.0 GiB for all its processes together)"),
+        "{feedback}"
+    );
+    scratch.assert_nothing_left();
+}
+
+/// A server whose debug log grows with the traffic fills the sandbox's 64 MiB `/tmp`: the
+/// limit it ran into is a `disk-limit` finding naming the full space and the program's own
+/// words, and nothing of it reaches the host's `/tmp`.
+#[test]
+fn a_server_that_fills_its_tmp_is_told_it_reached_its_disk_limit() {
+    let scratch = Scratch::new();
+    open_to_all(scratch.dir.path(), 0o755);
+    let scenario = scratch.file(
+        "disk.toml",
+        &format!(
+            "name = \"disk\"\ntimeout = \"30s\"\n\n[[server]]\nname = \"srv\"\n\
+             command = [\"python3\", \"{}\", \"{{port}}\"]\nport = \"auto\"\n\n\
+             [[clients]]\nname = \"c\"\ncount = 3\nmessages = 20\nsize = 3000\ntimeout = \"2s\"\n\n\
+             [expect]\necho = \"exact\"\n",
+            fixture("logs_every_message.py")
+        ),
+    );
+    let host_log_before = std::fs::metadata("/tmp/server.log").map(|m| m.len()).ok();
+    let output = scratch
+        .labrun()
+        .args(["run", "--sandbox"])
+        .arg(&scenario)
+        .arg("--out")
+        .arg(scratch.reports())
+        .output()
+        .expect("labrun runs");
+    crate::util::Run::from(output).expect_code(1);
+    let report = read_report(&scratch.reports().join("disk.json"));
+    let disk = &report["servers"][0]["disk_limit"];
+    assert_eq!(disk["full"][0], "/tmp (64.0 MiB)", "{disk:#}");
+    assert_eq!(disk["said"], "No space left on device", "{disk:#}");
+    let finding = report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .find(|finding| finding["class"] == "disk-limit")
+        .expect("a disk-limit finding");
+    assert_eq!(finding["check"], "server srv", "{finding:#}");
+    assert_eq!(
+        std::fs::metadata("/tmp/server.log").map(|m| m.len()).ok(),
+        host_log_before,
+        "the log reached the host's /tmp"
     );
     scratch.assert_nothing_left();
 }
