@@ -112,8 +112,11 @@ fn run_scenarios(args: RunArgs) -> Result<Outcome, Error> {
         .iter()
         .map(|path| scenario::load(path))
         .collect::<Result<Vec<_>, _>>()?;
+    // One scenario that asks for the sandbox puts every program of this run in it: the
+    // sandbox and the private network are the process's, set before anything starts.
+    let sandbox = args.sandbox || plans.iter().any(|plan| plan.sandbox);
     // Before any thread exists: every thread and child started later inherits the namespace.
-    if args.sandbox {
+    if sandbox {
         supervise::sandbox::enable(args.sandbox_owns_workdir)?;
         if args.sandbox_owns_workdir {
             let workdir = std::env::current_dir().map_err(Error::Runtime)?;
@@ -122,7 +125,7 @@ fn run_scenarios(args: RunArgs) -> Result<Outcome, Error> {
     }
     // A sandboxed program shares labrun's network namespace (its clients must reach it), so
     // that namespace is a private one: nothing on the host's loopback is reachable.
-    if args.isolate_network || args.sandbox {
+    if args.isolate_network || sandbox {
         grade::isolate::enter_private_network().map_err(Error::Isolation)?;
     } else if !args.shared_network {
         isolate_fixed_played_ports(&plans);

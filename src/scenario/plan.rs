@@ -56,6 +56,9 @@ pub struct Plan {
     pub timeout: Duration,
     /// Seed for payload generation; the same seed sends the same bytes.
     pub seed: u64,
+    /// Whether the programs it starts run in the sandbox (`sandbox = true`): the file asks
+    /// for what `--sandbox` gives, so whoever runs someone else's scenario cannot forget it.
+    pub sandbox: bool,
     /// The slice of the clients this process runs (`--shard K/N`), or all of them.
     #[serde(serialize_with = "shard_as_text")]
     pub shard: Option<Shard>,
@@ -561,6 +564,7 @@ pub fn resolve(raw: RawScenario, path: &Path, source: &str) -> Result<Plan, Diag
         source: path.to_owned(),
         timeout,
         seed: raw.seed.unwrap_or(0),
+        sandbox: raw.sandbox.unwrap_or(false),
         shard: None,
         servers: Vec::new(),
         groups: Vec::new(),

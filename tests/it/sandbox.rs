@@ -352,3 +352,57 @@ fn a_server_that_fills_its_tmp_is_told_it_reached_its_disk_limit() {
     );
     scratch.assert_nothing_left();
 }
+
+/// `sandbox = true` in a scenario gives its programs the sandbox without `--sandbox`: the
+/// same server sees the host's `/etc/shadow` and its own uid without it, neither with it.
+#[test]
+fn a_scenario_can_ask_for_the_sandbox_itself() {
+    let scratch = Scratch::new();
+    open_to_all(scratch.dir.path(), 0o755);
+    let server = scratch.file(
+        "server.py",
+        "import os, socket, sys, threading\n\
+         print('shadow:', os.path.exists('/etc/shadow'), 'uid:', os.getuid(), flush=True)\n\
+         def handle(conn):\n    with conn:\n        while data := conn.recv(1024):\n            conn.sendall(data)\n\
+         server = socket.socket()\nserver.bind(('127.0.0.1', int(sys.argv[1])))\nserver.listen()\n\
+         while True:\n    conn, _ = server.accept()\n    threading.Thread(target=handle, args=(conn,), daemon=True).start()\n",
+    );
+    open_to_all(&server, 0o644);
+    let scenario = |name: &str, sandbox: &str| {
+        scratch.file(
+            &format!("{name}.toml"),
+            &format!(
+                "name = \"{name}\"\n{sandbox}\n[[server]]\nname = \"srv\"\n\
+                 command = [\"python3\", \"{}\", \"{{port}}\"]\nport = \"auto\"\n\n\
+                 [[clients]]\nname = \"c\"\ncount = 2\nmessages = 3\n\n[expect]\necho = \"exact\"\n",
+                server.display()
+            ),
+        )
+    };
+    let plain = scratch.run(&scenario("plain", ""));
+    plain.expect_code(0);
+    let boxed = scratch.run(&scenario("boxed", "sandbox = true"));
+    boxed.expect_code(0);
+    let said = |name: &str| {
+        let report = read_report(&scratch.reports().join(format!("{name}.json")));
+        (
+            report["scenario"]["sandbox"].clone(),
+            report["servers"][0]["output_tail"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        )
+    };
+    let (plain_flag, plain_said) = said("plain");
+    let (boxed_flag, boxed_said) = said("boxed");
+    assert_eq!(plain_flag, false);
+    assert_eq!(boxed_flag, true);
+    let uid = rustix::process::getuid().as_raw();
+    assert!(plain_said.contains(&format!("uid: {uid}")), "{plain_said}");
+    assert!(boxed_said.starts_with("shadow: False uid: "), "{boxed_said}");
+    if uid == 0 {
+        assert!(plain_said.starts_with("shadow: True"), "{plain_said}");
+        assert!(!boxed_said.ends_with("uid: 0"), "{boxed_said}");
+    }
+    scratch.assert_nothing_left();
+}
