@@ -406,3 +406,79 @@ fn a_scenario_can_ask_for_the_sandbox_itself() {
     }
     scratch.assert_nothing_left();
 }
+
+/// Without root (a Gradescope or CI container), `--sandbox` still puts the program in the
+/// sandbox and the run in a private network: labrun enters a user namespace of its own
+/// first. A listener on the host's loopback is out of the program's reach, and it runs as
+/// the unprivileged user that started labrun. Run as `nobody` through `setpriv` when the
+/// tests run as root.
+#[test]
+fn without_root_the_sandbox_and_the_private_network_still_hold() {
+    let scratch = Scratch::new();
+    open_to_all(scratch.dir.path(), 0o755);
+    let host = std::net::TcpListener::bind("127.0.0.1:0").expect("host listener");
+    host.set_nonblocking(true).expect("nonblocking");
+    let host_port = host.local_addr().expect("address").port();
+    // The binary and the program where `nobody` may read them.
+    let labrun = scratch.dir.path().join("labrun");
+    std::fs::copy(assert_cmd::cargo::cargo_bin("labrun"), &labrun).expect("copy labrun");
+    open_to_all(&labrun, 0o755);
+    let server = scratch.file(
+        "server.py",
+        &format!(
+            "import os, socket, sys, threading\n\
+             try:\n    socket.create_connection(('127.0.0.1', {host_port}), timeout=1)\n    reach = 'reached the host'\n\
+             except OSError:\n    reach = 'host unreachable'\n\
+             print('uid', os.getuid(), reach, flush=True)\n\
+             def handle(conn):\n    with conn:\n        while data := conn.recv(1024):\n            conn.sendall(data)\n\
+             server = socket.socket()\nserver.bind(('127.0.0.1', int(sys.argv[1])))\nserver.listen()\n\
+             while True:\n    conn, _ = server.accept()\n    threading.Thread(target=handle, args=(conn,), daemon=True).start()\n"
+        ),
+    );
+    open_to_all(&server, 0o644);
+    let scenario = scratch.file(
+        "unprivileged.toml",
+        &format!(
+            "name = \"unprivileged\"\n[[server]]\nname = \"srv\"\n\
+             command = [\"python3\", \"{}\", \"{{port}}\"]\nport = \"auto\"\n\n\
+             [[clients]]\nname = \"c\"\ncount = 2\nmessages = 3\n\n[expect]\necho = \"exact\"\n",
+            server.display()
+        ),
+    );
+    let reports = scratch.dir.path().join("reports");
+    std::fs::create_dir(&reports).expect("reports");
+    open_to_all(&reports, 0o777);
+    let root = rustix::process::geteuid().is_root();
+    let mut command = if root {
+        let mut setpriv = std::process::Command::new("setpriv");
+        setpriv
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&labrun);
+        setpriv
+    } else {
+        std::process::Command::new(&labrun)
+    };
+    let output = command
+        .args(["run", "--sandbox"])
+        .arg(&scenario)
+        .arg("--out")
+        .arg(&reports)
+        .current_dir(scratch.dir.path())
+        .env(crate::util::MARKER, &scratch.marker)
+        .output()
+        .expect("labrun runs");
+    crate::util::Run::from(output).expect_code(0);
+    let report = read_report(&reports.join("unprivileged.json"));
+    let said = report["servers"][0]["output_tail"].as_str().unwrap_or_default();
+    let uid = if root {
+        65534
+    } else {
+        rustix::process::getuid().as_raw()
+    };
+    assert_eq!(said, format!("uid {uid} host unreachable"), "{said}");
+    assert_eq!(
+        host.accept().map(|_| ()).map_err(|err| err.kind()),
+        Err(ErrorKind::WouldBlock)
+    );
+    scratch.assert_nothing_left();
+}
