@@ -68,9 +68,11 @@ impl Anchor {
                     0 => candidate && arg.contains('/'),
                     _ => candidate && base.join(path).exists(),
                 };
-                match is_path {
-                    true => tidy(&base.join(path)).display().to_string(),
-                    false => arg.clone(),
+                // A folder whose name is not UTF-8 cannot be written into an argument.
+                let resolved = is_path.then(|| tidy(&base.join(path)).into_os_string().into_string());
+                match resolved {
+                    Some(Ok(resolved)) => resolved,
+                    _ => arg.clone(),
                 }
             })
             .collect()
