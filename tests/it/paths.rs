@@ -33,6 +33,38 @@ fn text(value: &serde_json::Value) -> Vec<&str> {
 }
 
 #[test]
+fn shipped_scenarios_run_from_another_folder_and_report_their_programs_absolute() {
+    let root = root();
+    let scratch = Scratch::new();
+    // The scratch folder, where labrun runs, has no `examples/`.
+    assert!(!scratch.dir.path().join("examples").exists());
+    scratch
+        .run_shipped("scenarios/python/threaded.toml")
+        .expect_code(0)
+        .stdout_has("PASS  echo");
+    scratch.assert_nothing_left();
+    let report = read_report(&scratch.reports().join("python-threaded.json"));
+    let script = root
+        .join("examples/echo_server_threaded.py")
+        .display()
+        .to_string();
+    assert_eq!(
+        text(&report["scenario"]["servers"][0]["launch"]["command"]),
+        ["python3", script.as_str(), "{port}"],
+        "the scenario section shows the command as resolved, placeholders kept"
+    );
+
+    let scratch = Scratch::new();
+    scratch.run_shipped("scenarios/clients/echo.toml").expect_code(0);
+    scratch.assert_nothing_left();
+    let report = read_report(&scratch.reports().join("echo-client.json"));
+    let client = root.join("examples/echo_client.py").display().to_string();
+    let argv = text(&report["client_programs"][0]["argv"]);
+    assert_eq!(argv[..2], ["python3", client.as_str()], "{argv:?}");
+    assert!(argv[2].parse::<u16>().is_ok(), "the port, substituted: {argv:?}");
+}
+
+#[test]
 fn a_relative_cwd_and_program_are_the_scenario_folders_and_other_arguments_are_left_alone() {
     let scratch = Scratch::new();
     let lab = scratch.dir.path().join("lab");
@@ -122,4 +154,24 @@ fn a_kept_server_finds_its_script_beside_the_scenario_and_the_submission_runs_it
         grades,
         "submission,echo,total,max,flags\nbad,0,0,10,\ngood,10,10,10,\n"
     );
+}
+
+#[test]
+fn a_shipped_scenario_runs_in_the_sandbox_from_another_folder() {
+    let scratch = Scratch::new();
+    // The sandbox runs the program as nobody when labrun is root: it must enter its folder.
+    std::fs::set_permissions(scratch.dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let run = Run::from(
+        scratch
+            .labrun()
+            .args(["run", "--sandbox"])
+            .arg(root().join("scenarios/python/threaded.toml"))
+            .arg("--out")
+            .arg(scratch.reports())
+            .output()
+            .expect("labrun runs"),
+    );
+    // The script, named by its absolute path, is shown to the sandboxed program read-only.
+    run.expect_code(0).stdout_has("PASS  echo");
+    scratch.assert_nothing_left();
 }
