@@ -611,12 +611,14 @@ fn derive_scenario(suite: &Suite, test: &Test, copy: &Path) -> Result<String, St
         return Err(format!("the scenario has no [[{key}]]"));
     };
     let mut replaced = 0;
+    let anchor = crate::scenario::Anchor::of(&test.scenario);
     for program in programs.iter_mut().filter_map(toml::Value::as_table_mut) {
         let name = program
             .get("name")
             .and_then(toml::Value::as_str)
             .unwrap_or_default();
         if test.server.as_deref().is_some_and(|wanted| wanted != name) {
+            anchor_kept(program, &anchor);
             continue;
         }
         // A server served by another's process (`process = "…"`) has no program to replace:
@@ -649,6 +651,29 @@ fn derive_scenario(suite: &Suite, test: &Test, copy: &Path) -> Result<String, St
         ));
     }
     toml::to_string(&table).map_err(|e| format!("cannot write the scenario: {e}"))
+}
+
+/// A program the test keeps (a reference server beside the submission's) runs from the
+/// derived scenario, which is written elsewhere: its paths are resolved against the
+/// original scenario's folder here, as `labrun run` on the original would resolve them.
+/// What the submission's command names is the submission's, relative to its copy.
+fn anchor_kept(program: &mut toml::Table, anchor: &crate::scenario::Anchor) {
+    let cwd = program
+        .get("cwd")
+        .and_then(toml::Value::as_str)
+        .map(|cwd| anchor.cwd(Path::new(cwd)));
+    let argv: Option<Vec<String>> = program
+        .get("command")
+        .and_then(toml::Value::as_array)
+        .and_then(|argv| argv.iter().map(|arg| arg.as_str().map(str::to_owned)).collect());
+    if let Some(argv) = argv {
+        let argv = anchor.command(&argv, cwd.as_deref());
+        let argv = argv.into_iter().map(toml::Value::String).collect();
+        program.insert("command".into(), toml::Value::Array(argv));
+    }
+    if let Some(cwd) = cwd.and_then(|cwd| cwd.into_os_string().into_string().ok()) {
+        program.insert("cwd".into(), toml::Value::String(cwd));
+    }
 }
 
 /// The first file in `dir` (top level) whose name matches a pattern, patterns in order.

@@ -26,6 +26,10 @@
 //! CI grades students. A scenario with `[[server]]`s grades the submission's server; one
 //! with `[[client_program]]`s grades its client (`[submission.client]`), against the
 //! servers labrun plays. Each test may name its own `files` and `command`.
+//!
+//! Paths: `scenario` is relative to the suite file; `command` and `files` name the
+//! submission's files, relative to its copy, where it runs (never the suite's folder, where
+//! an instructor's own `server.py` may lie).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

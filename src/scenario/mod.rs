@@ -3,10 +3,12 @@
 //! This is the only module that knows TOML exists. `raw` mirrors the file with spans,
 //! `values` parses scalar values, `plan` applies defaults and cross-checks (`programs` for
 //! scenarios whose programs under test are clients), `placeholders` finds `{port}` and
-//! `{port:NAME}` in commands, `diagnostic` renders located errors. The result is either a
-//! `Plan` or a `path:line:col` error.
+//! `{port:NAME}` in commands, `paths` anchors relative paths at the scenario's folder,
+//! `diagnostic` renders located errors. The result is either a `Plan` or a `path:line:col`
+//! error.
 
 mod diagnostic;
+mod paths;
 mod placeholders;
 mod plan;
 mod programs;
@@ -16,6 +18,7 @@ mod values;
 use std::path::{Path, PathBuf};
 
 pub use diagnostic::Diagnostic;
+pub use paths::Anchor;
 pub use placeholders::substitute_ports;
 pub use plan::{
     DEFAULT_REPLY_TIMEOUT, EventAction, EventPlan, Expectations, FaultPlan, GroupPlan, LatencyBound,
@@ -58,7 +61,8 @@ pub fn load(path: &Path) -> Result<Plan, ScenarioError> {
     parse(path, &source)
 }
 
-/// Validates scenario text as if it were read from `path`.
+/// Validates scenario text as if it were read from `path`: errors name it, and relative
+/// paths in it are resolved against its folder (labrun's own for a bare name).
 pub fn parse(path: &Path, source: &str) -> Result<Plan, ScenarioError> {
     let invalid = |d: Diagnostic| ScenarioError::Invalid(Box::new(d));
     let raw: raw::RawScenario = toml::from_str(source).map_err(|err| {
@@ -69,7 +73,9 @@ pub fn parse(path: &Path, source: &str) -> Result<Plan, ScenarioError> {
             err.message().to_owned(),
         ))
     })?;
-    plan::resolve(raw, path, source).map_err(invalid)
+    let mut plan = plan::resolve(raw, path, source).map_err(invalid)?;
+    Anchor::of(path).apply(&mut plan);
+    Ok(plan)
 }
 
 #[cfg(test)]
@@ -129,7 +135,12 @@ mod tests {
         let plan = parse(Path::new("t.toml"), &text).unwrap();
         let server = &plan.servers[0];
         assert_eq!(server.env, vec![("MODE".to_owned(), "x".to_owned())]);
-        assert_eq!(server.cwd.as_deref(), Some(Path::new("lab")));
+        let here = std::fs::canonicalize(".").unwrap();
+        assert_eq!(
+            server.cwd,
+            Some(here.join("lab")),
+            "relative to the scenario's folder"
+        );
         assert_eq!(server.exits, ExitPolicy::AfterClients);
     }
 

@@ -191,7 +191,8 @@ pub struct ServerPlan {
     pub ready_timeout: Duration,
     /// Extra environment variables (`PORT` is always set too).
     pub env: Vec<(String, String)>,
-    /// Working directory, relative to labrun's own.
+    /// Working directory, absolute once the plan is made (a relative `cwd` is the scenario
+    /// folder's: see `paths`); `None`: labrun's own.
     pub cwd: Option<PathBuf>,
     /// Whether it may end by itself.
     pub exits: ExitPolicy,
@@ -294,7 +295,7 @@ pub enum Launch {
     /// A reference server built into labrun, run as `labrun serve NAME --port P`.
     Builtin(Builtin),
     /// Any program; `{port}` in its arguments is replaced by the port, `{port:NAME}` by
-    /// server NAME's.
+    /// server NAME's. Its paths are absolute once the plan is made (see `paths`).
     Command(Vec<String>),
     /// No process of its own: the program of the server named here listens on this
     /// server's port too (`process = "NAME"`, lab 4 written as one program).

@@ -76,9 +76,11 @@ impl Replies {
 pub struct ProgramPlan {
     /// Its name, in check names when there are several programs.
     pub name: String,
-    /// The program and its arguments; `{port}` and `{port:NAME}` are substituted.
+    /// The program and its arguments; `{port}` and `{port:NAME}` are substituted. Its
+    /// paths are absolute once the plan is made (see `paths`).
     pub command: Vec<String>,
-    /// Working directory, relative to labrun's own.
+    /// Working directory, absolute once the plan is made (a relative `cwd` is the scenario
+    /// folder's: see `paths`); `None`: labrun's own.
     pub cwd: Option<PathBuf>,
     /// Extra environment variables (ports substituted as in `command`).
     pub env: Vec<(String, String)>,

@@ -17,6 +17,7 @@ mod formats;
 mod grade;
 mod hostile;
 mod load;
+mod paths;
 mod ports;
 mod rogues;
 mod runs;

@@ -64,7 +64,6 @@ fn an_overloaded_udp_server_loses_datagrams_and_the_run_still_passes() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let run = scratch
         .labrun()
-        .current_dir(root)
         .arg("run")
         .arg(root.join("scenarios/tcp-vs-udp.toml"))
         .args(["--workers", "2", "--out"])
@@ -97,7 +96,7 @@ fn an_overloaded_udp_server_loses_datagrams_and_the_run_still_passes() {
     let root = env!("CARGO_MANIFEST_DIR");
     let strict = std::fs::read_to_string(format!("{root}/scenarios/tcp-vs-udp.toml"))
         .expect("scenario")
-        .replace("examples/", &format!("{root}/examples/"))
+        .replace("\"../examples/", &format!("\"{root}/examples/"))
         .replace("errors = 0", "errors = 0\nloss = \"<= 1%\"");
     let scratch = Scratch::new();
     let path = scratch.file("tcp-vs-udp.toml", &strict);

@@ -91,13 +91,12 @@ impl Scratch {
         )
     }
 
-    /// Runs a shipped scenario from the repository root (its command paths are relative to
-    /// it), writing the report into the scratch folder.
+    /// Runs a shipped scenario from the scratch folder (its paths are relative to the
+    /// scenario file, so any folder will do), writing the report into the scratch folder.
     pub fn run_shipped(&self, scenario: &str) -> Run {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let output = self
             .labrun()
-            .current_dir(root)
             .arg("run")
             .arg(root.join(scenario))
             .arg("--out")
@@ -205,12 +204,17 @@ pub fn run_text(name: &str, scenario: &str) -> (Option<i32>, serde_json::Value) 
 }
 
 /// The text of a shipped scenario (path relative to the repository) with the program
-/// `examples/FROM` replaced by the absolute path of `examples/TO`.
+/// `examples/FROM` (written relative to the scenario, as `../../examples/FROM`) replaced by
+/// the absolute path of `examples/TO`, so that the text runs from any folder.
 pub fn shipped_with_example(scenario: &str, from: &str, to: &str) -> String {
     let root = env!("CARGO_MANIFEST_DIR");
     let shipped = std::fs::read_to_string(Path::new(root).join(scenario)).expect("shipped scenario");
-    let edited = shipped.replace(&format!("examples/{from}"), &format!("{root}/examples/{to}"));
-    assert_ne!(edited, shipped, "{scenario} does not run examples/{from}");
+    let up = "../".repeat(scenario.matches('/').count());
+    let edited = shipped.replace(
+        &format!("\"{up}examples/{from}\""),
+        &format!("\"{root}/examples/{to}\""),
+    );
+    assert_ne!(edited, shipped, "{scenario} does not run {up}examples/{from}");
     edited
 }
 
