@@ -68,19 +68,31 @@ pub struct BoundedSpace {
 
 impl BoundedSpace {
     /// Whether it is (nearly) full, looked at through the root of `inside`, a process in
-    /// the sandbox; `false` when that process is gone or the space cannot be read.
+    /// the sandbox; `false` when that process is gone or the space cannot be read. The path
+    /// is walked inside that root and through no link at all: the program owns the folders
+    /// above its working directory and could otherwise point labrun at a path of the host's.
     pub fn is_full_seen_from(&self, inside: u32) -> bool {
-        let root = PathBuf::from(format!("/proc/{inside}/root"));
-        let seen = root.join(self.path.strip_prefix("/").unwrap_or(&self.path));
-        match rustix::fs::statfs(&seen) {
+        use rustix::fs::{Mode, OFlags, ResolveFlags};
+        let seen = || -> io::Result<bool> {
+            let root = rustix::fs::open(
+                format!("/proc/{inside}/root"),
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?;
+            let space = rustix::fs::openat2(
+                &root,
+                self.path.strip_prefix("/").unwrap_or(&self.path),
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+                ResolveFlags::IN_ROOT | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+            )?;
+            let stat = rustix::fs::fstatfs(&space)?;
             // Only the sandbox's own tmpfs of this size is the space: never the host's.
-            Ok(stat) => {
-                let block = stat.f_bsize as u64;
-                let size = stat.f_blocks.saturating_mul(block);
-                size == self.size_bytes && stat.f_bavail.saturating_mul(block) < FULL_BELOW_BYTES
-            }
-            Err(_) => false,
-        }
+            let block = stat.f_bsize as u64;
+            let size = stat.f_blocks.saturating_mul(block);
+            Ok(size == self.size_bytes && stat.f_bavail.saturating_mul(block) < FULL_BELOW_BYTES)
+        };
+        seen().unwrap_or(false)
     }
 }
 

@@ -482,3 +482,45 @@ fn without_root_the_sandbox_and_the_private_network_still_hold() {
     );
     scratch.assert_nothing_left();
 }
+
+/// The folders above a graded working copy belong to the sandbox's user, who can swap one
+/// for a link to a host path. The disk-limit check walks its path inside the sandbox and
+/// through no link, so a full 128 MiB space of the host's (a decoy mounted here) is never
+/// what it judges: the linker, which writes nothing, keeps full marks. Root only (mount).
+#[test]
+fn a_link_planted_over_the_working_copy_leads_the_disk_check_nowhere() {
+    if !rustix::process::geteuid().is_root() {
+        return; // mounting the decoy needs root; the unprivileged path has no such uid split
+    }
+    let scratch = Scratch::new();
+    let decoy = scratch.dir.path().join("decoy");
+    let full = decoy.join("submission");
+    std::fs::create_dir_all(&full).expect("decoy");
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=128M", "tmpfs"])
+        .arg(&full)
+        .status()
+        .expect("mount runs");
+    assert!(mounted.success(), "cannot mount the decoy");
+    /// Unmounts the decoy however the test ends.
+    struct Unmount<'a>(&'a std::path::Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(self.0).status();
+        }
+    }
+    let _unmount = Unmount(&full);
+    let filled = std::fs::write(full.join("fill"), vec![0u8; 129 << 20]);
+    assert!(filled.is_err(), "the decoy space is not full");
+    let class = class_of(
+        &scratch.dir.path().join("class"),
+        &[("linker", "links_its_folder_to_the_host.py")],
+    );
+    std::fs::write(class[0].join("decoy.txt"), decoy.display().to_string()).expect("decoy.txt");
+    let suite = suite_with(scratch.dir.path(), "");
+    let (csv, out) = grade(&scratch, &suite, &class, &[]);
+    assert!(csv.contains("linker,10,10,10,"), "{csv}");
+    let feedback = std::fs::read_to_string(out.join("feedback/linker.md")).unwrap_or_default();
+    assert!(!feedback.contains("ran out of the space"), "{feedback}");
+    scratch.assert_nothing_left();
+}
