@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::check::Lab;
 use crate::report::Format;
 use crate::report::compare::Tolerance;
 use crate::scenario::Shard;
@@ -32,6 +33,9 @@ pub struct Cli {
 pub enum Command {
     /// Run scenarios: start their servers, drive their clients, check and report.
     Run(RunArgs),
+    /// Check a lab program with the lab's whole battery of tests, no scenario to write:
+    /// `labrun check echo-threaded -- python3 my_server.py {port}`.
+    Check(CheckArgs),
     /// Check scenario files without starting anything or touching the network.
     Validate {
         /// Scenario files.
@@ -104,6 +108,43 @@ pub enum Command {
         #[arg(long, value_delimiter = ',', value_name = "GATES")]
         max_regress: Vec<Tolerance>,
     },
+}
+
+/// What `labrun check` checks, and how it reports.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The lab whose battery to run (`--list` shows them all).
+    #[arg(required_unless_present = "list")]
+    pub lab: Option<Lab>,
+    /// The program: its command after `--`, with {port} where its port goes, or a lone
+    /// Python file (run as `python3 FILE {port}`).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "PROGRAM")]
+    pub program: Vec<String>,
+    /// List the labs and what each phase of their batteries checks.
+    #[arg(long, exclusive = true)]
+    pub list: bool,
+    /// Folder for report files (one per phase).
+    #[arg(long, value_name = "DIR", default_value = "reports")]
+    pub out: PathBuf,
+    /// Do not write report files.
+    #[arg(long)]
+    pub no_report: bool,
+    /// Report files to write into --out, comma-separated (default: json).
+    #[arg(long, value_delimiter = ',', value_name = "FORMATS")]
+    pub format: Vec<Format>,
+    /// Print each phase's whole report, not only its verdict and what failed.
+    #[arg(long, conflicts_with_all = ["json", "quiet"])]
+    pub verbose: bool,
+    /// Print only each phase's verdict line.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Print the JSON reports on stdout (an array, one per phase) and nothing else there.
+    #[arg(long, conflicts_with = "quiet")]
+    pub json: bool,
+    /// Run the program in the sandbox (see `labrun run --sandbox`): for checking someone
+    /// else's code.
+    #[arg(long)]
+    pub sandbox: bool,
 }
 
 /// Options of a run.

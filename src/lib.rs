@@ -11,6 +11,7 @@
 
 #![warn(missing_docs)]
 
+pub mod check;
 pub mod cli;
 pub mod clientprog;
 pub mod error;
@@ -71,6 +72,7 @@ pub fn run(cli: Cli) -> Result<Outcome, Error> {
             Ok(Outcome::Pass)
         }
         Some(Command::Validate { files }) => validate(&files),
+        Some(Command::Check(args)) => check_program(args),
         Some(Command::Grade {
             suite,
             submissions,
@@ -107,11 +109,68 @@ pub fn exit_code(outcome: Outcome) -> u8 {
 fn run_scenarios(args: RunArgs) -> Result<Outcome, Error> {
     // Every file is validated before anything starts: a typo in the third scenario must not
     // surface after the first two have run for minutes.
-    let mut plans = args
+    let plans = args
         .scenarios
         .iter()
         .map(|path| scenario::load(path))
         .collect::<Result<Vec<_>, _>>()?;
+    let display = match (args.json, args.quiet) {
+        (true, _) => run::Display::Nothing,
+        (false, true) => run::Display::Verdict,
+        (false, false) => run::Display::Full,
+    };
+    run_plans(plans, &args, display)
+}
+
+/// `labrun check`: the lab's battery as plans, run as `labrun run` runs scenarios, each
+/// phase shown by its verdict and what failed unless asked for more or less.
+fn check_program(args: cli::CheckArgs) -> Result<Outcome, Error> {
+    let Some(lab) = args.lab.filter(|_| !args.list) else {
+        let _ = check::list(&mut std::io::stdout().lock());
+        return Ok(Outcome::Pass);
+    };
+    let command = check::command_of(lab, &args.program).map_err(|err| Error::Usage(err.to_string()))?;
+    let plans = check::plans(lab, &command).map_err(|err| Error::Usage(err.to_string()))?;
+    let display = match (args.json, args.verbose) {
+        (true, _) => run::Display::Nothing,
+        (false, true) => run::Display::Full,
+        (false, false) if args.quiet => run::Display::Verdict,
+        (false, false) => run::Display::VerdictAndHints,
+    };
+    let run = RunArgs {
+        scenarios: Vec::new(),
+        out: args.out,
+        seed: None,
+        quiet: args.quiet,
+        no_report: args.no_report,
+        format: args.format,
+        shard: None,
+        workers: None,
+        isolate_network: false,
+        shared_network: false,
+        json: args.json,
+        sandbox: args.sandbox,
+        sandbox_owns_workdir: false,
+    };
+    let phases = plans.len();
+    let outcome = run_plans(plans, &run, display)?;
+    if !args.json {
+        let verdict = match outcome {
+            Outcome::Pass => format!("PASS {}: all {phases} phases passed", lab.name()),
+            Outcome::Fail => format!("FAIL {}: a phase failed (see above)", lab.name()),
+            Outcome::Interrupted => format!("INTERRUPTED {}", lab.name()),
+        };
+        println!("\n{verdict}");
+    }
+    Ok(outcome)
+}
+
+/// Runs `plans` one after another with the options of `args`, showing each as `display`.
+fn run_plans(
+    mut plans: Vec<scenario::Plan>,
+    args: &RunArgs,
+    display: run::Display,
+) -> Result<Outcome, Error> {
     // One scenario that asks for the sandbox puts every program of this run in it: the
     // sandbox and the private network are the process's, set before anything starts.
     let sandbox = args.sandbox || plans.iter().any(|plan| plan.sandbox);
@@ -170,11 +229,6 @@ fn run_scenarios(args: RunArgs) -> Result<Outcome, Error> {
         .enable_all()
         .build()
         .map_err(Error::Runtime)?;
-    let display = match (args.json, args.quiet) {
-        (true, _) => run::Display::Nothing,
-        (false, true) => run::Display::Verdict,
-        (false, false) => run::Display::Full,
-    };
     let options = run::RunOptions {
         report_dir: (!args.no_report).then(|| args.out.clone()),
         formats: args.format.clone(),
@@ -224,7 +278,7 @@ fn run_scenarios(args: RunArgs) -> Result<Outcome, Error> {
                         .expect("rendering into memory cannot fail");
                 }
             }
-            run::Display::Full | run::Display::Verdict => {}
+            run::Display::Full | run::Display::Verdict | run::Display::VerdictAndHints => {}
         }
         // A closed stdout (`| head`) is not an error.
         let _ = std::io::stdout().lock().write_all(&rendered);

@@ -49,8 +49,10 @@ pub struct RunOptions {
 pub enum Display {
     /// The whole terminal report.
     Full,
-    /// The verdict line only (`--quiet`).
+    /// The verdict line, and a line for each failed check (`--quiet`).
     Verdict,
+    /// The verdict line, each failed check and the hint of its first finding (`labrun check`).
+    VerdictAndHints,
     /// Nothing per scenario: the caller prints the JSON reports (`--json`).
     Nothing,
 }
@@ -328,7 +330,13 @@ fn save_reports(report: &Report, dir: &Path, formats: &[Format]) -> Result<Vec<P
 fn print_report(report: &Report, saved: &[PathBuf], options: &RunOptions) {
     let mut rendered = Vec::new();
     let written = match options.display {
-        Display::Verdict => report::terminal::render_verdict(report, saved, &options.styles, &mut rendered),
+        Display::Verdict => report::terminal::render_verdict(report, saved, &options.styles, &mut rendered)
+            .and_then(|()| report::terminal::render_failures(report, false, &options.styles, &mut rendered)),
+        Display::VerdictAndHints => {
+            report::terminal::render_verdict(report, saved, &options.styles, &mut rendered).and_then(|()| {
+                report::terminal::render_failures(report, true, &options.styles, &mut rendered)
+            })
+        }
         Display::Full => report::terminal::render(report, saved, &options.styles, &mut rendered),
         Display::Nothing => return,
     };

@@ -337,6 +337,30 @@ pub fn render_verdict(
     writeln!(out)
 }
 
+/// Under a verdict line: each failed check on a line of its own, so that a short display
+/// still names what failed; with `hints`, the lab-terms hint of the first finding of each.
+pub fn render_failures(
+    report: &Report,
+    hints: bool,
+    styles: &Styles,
+    out: &mut impl Write,
+) -> io::Result<()> {
+    for check in report.checks.iter().filter(|check| !check.passed) {
+        writeln!(
+            out,
+            "  {}  {}  {}",
+            styles.paint(Tone::Fail, "FAIL"),
+            check.name,
+            check.summary
+        )?;
+        let first = report.findings.iter().find(|finding| finding.check == check.name);
+        if let Some(finding) = first.filter(|_| hints) {
+            writeln!(out, "        hint: {}", finding.hint)?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;

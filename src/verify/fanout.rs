@@ -96,15 +96,9 @@ pub fn check(evidence: &Evidence, verdict: &mut Verdict) {
             if tally.count > EXAMPLES_SHOWN as u64 {
                 text.push_str("\n…");
             }
-            verdict.findings.push(Finding {
-                check: name.clone(),
-                class: class.into(),
-                client: None,
-                message: None,
-                at_ms: None,
-                text,
-                hint,
-            });
+            verdict
+                .findings
+                .push(Finding::whole_run(&name, class, text, hint));
         }
         let passed = verdict.findings.len() == before;
         verdict.checks.push(Check {

@@ -55,6 +55,21 @@ pub struct Finding {
     pub hint: &'static str,
 }
 
+impl Finding {
+    /// A finding about the run as a whole (a server, a room), not one client's message.
+    pub fn whole_run(check: &str, class: &str, text: String, hint: &'static str) -> Finding {
+        Finding {
+            check: check.to_owned(),
+            class: class.to_owned(),
+            client: None,
+            message: None,
+            at_ms: None,
+            text,
+            hint,
+        }
+    }
+}
+
 /// The judgement of a run.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Verdict {
@@ -808,15 +823,9 @@ fn check_servers(evidence: &Evidence, verdict: &mut Verdict) {
                 format!("{summary}; {text}")
             };
             passed = false;
-            verdict.findings.push(Finding {
-                check: name.clone(),
-                class: class.into(),
-                client: None,
-                message: None,
-                at_ms: None,
-                text,
-                hint,
-            });
+            verdict
+                .findings
+                .push(Finding::whole_run(&name, class, text, hint));
         }
         verdict.checks.push(Check {
             name,

@@ -6,6 +6,7 @@
 mod backlog;
 mod broadcast;
 mod chat;
+mod check;
 mod cli;
 mod clients;
 mod compare;

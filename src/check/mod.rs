@@ -1,0 +1,162 @@
+//! `labrun check LAB -- COMMAND`: a lab's whole battery of tests against one program, with
+//! no scenario to write.
+//!
+//! A student asking "is my server right?" should not have to know which loads reveal which
+//! bugs: that a plain text payload misses a server that uppercases, that thirty messages
+//! miss one that drops every fiftieth, that a reset client is what kills a server that does
+//! not catch `ConnectionResetError`. Each lab's battery here carries that knowledge as
+//! phases, each an ordinary scenario (so it is validated, run, judged and reported exactly
+//! as a file would be) with a fresh server, so that one bug cannot hide another. The
+//! batteries are data: scenario text with the program put in where `@SERVER@` stands.
+
+mod batteries;
+
+use std::path::PathBuf;
+
+use crate::scenario::{self, Plan, ScenarioError};
+
+pub use batteries::Lab;
+
+/// One phase of a battery: a scenario of its own, run against a fresh server.
+pub struct Phase {
+    /// Its name, which names its report (`LAB-NAME`).
+    pub name: &'static str,
+    /// What it checks, and the bug it is there to catch, for `labrun check --list`.
+    pub catches: &'static str,
+    /// The scenario, with `@SERVER@` where the `[[server]]` table's program goes.
+    scenario: &'static str,
+}
+
+/// Why a battery cannot be built for the program given.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    /// Neither a command nor a file was given.
+    #[error(
+        "name the program to check: `labrun check {lab} -- python3 my_server.py {{port}}`, or a \
+         lone Python file: `labrun check {lab} my_server.py`"
+    )]
+    NoProgram {
+        /// The lab.
+        lab: &'static str,
+    },
+    /// A phase did not validate: a defect of labrun's, or a command the scenario refuses.
+    #[error("phase `{phase}` of the {lab} battery: {source}")]
+    Phase {
+        /// The lab.
+        lab: &'static str,
+        /// The phase.
+        phase: &'static str,
+        /// What the scenario check said.
+        #[source]
+        source: Box<ScenarioError>,
+    },
+}
+
+/// The program to check, as a scenario's `command`: the arguments after `--` as given, or a
+/// lone `.py` file run as `python3 FILE {port}` (and `{port2}` for two servers).
+pub fn command_of(lab: Lab, program: &[String]) -> Result<Vec<String>, CheckError> {
+    match program {
+        [] => Err(CheckError::NoProgram { lab: lab.name() }),
+        [file] if file.ends_with(".py") => {
+            let mut command = vec!["python3".to_owned(), file.clone(), "{port}".to_owned()];
+            command.extend(lab.extra_ports().iter().map(|port| (*port).to_owned()));
+            Ok(command)
+        }
+        command => Ok(command.to_vec()),
+    }
+}
+
+/// The plans of `lab`'s battery for `command`, one per phase, in order. Each is parsed as a
+/// scenario file named after the phase in the current folder, so that the program's
+/// relative paths mean what they mean on the command line.
+pub fn plans(lab: Lab, command: &[String]) -> Result<Vec<Plan>, CheckError> {
+    let server = server_lines(command);
+    lab.phases()
+        .into_iter()
+        .map(|phase| {
+            let name = format!("{}-{}", lab.name(), phase.name);
+            let text = format!(
+                "name = \"{name}\"\n{}",
+                phase.scenario.replace("@SERVER@", &server)
+            );
+            scenario::parse(&PathBuf::from(format!("{name}.toml")), &text).map_err(|source| {
+                CheckError::Phase {
+                    lab: lab.name(),
+                    phase: phase.name,
+                    source: Box::new(source),
+                }
+            })
+        })
+        .collect()
+}
+
+/// The `command` line of the server table, the program's words as a TOML array.
+fn server_lines(command: &[String]) -> String {
+    let words = toml::Value::Array(command.iter().cloned().map(toml::Value::String).collect());
+    format!("command = {words}")
+}
+
+/// `labrun check --list`: every lab, its battery and what each phase catches.
+pub fn list(out: &mut impl std::io::Write) -> std::io::Result<()> {
+    for lab in Lab::ALL {
+        writeln!(out, "{}  {}", lab.name(), lab.summary())?;
+        for phase in lab.phases() {
+            writeln!(out, "    {:<14} {}", phase.name, phase.catches)?;
+        }
+        writeln!(out)?;
+    }
+    writeln!(
+        out,
+        "Run one: labrun check LAB -- COMMAND ({{port}} where the port goes), or labrun check \
+         LAB FILE.py"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_phase_of_every_battery_is_a_valid_scenario() {
+        let command = vec!["python3".to_owned(), "server.py".to_owned(), "{port}".to_owned()];
+        for lab in Lab::ALL {
+            let plans = plans(lab, &command).unwrap_or_else(|err| panic!("{err}"));
+            assert_eq!(plans.len(), lab.phases().len());
+            for plan in &plans {
+                assert!(plan.name.starts_with(lab.name()), "{}", plan.name);
+                assert!(
+                    plan.timeout.as_secs() <= 20,
+                    "{} may take {:?}",
+                    plan.name,
+                    plan.timeout
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_lone_python_file_is_run_with_python3_and_its_port() {
+        let file = vec!["my_server.py".to_owned()];
+        assert_eq!(
+            command_of(Lab::EchoThreaded, &file).expect("command"),
+            ["python3", "my_server.py", "{port}"]
+        );
+        let given = vec!["./server".to_owned(), "{port}".to_owned()];
+        assert_eq!(command_of(Lab::EchoThreaded, &given).expect("command"), given);
+        assert!(command_of(Lab::EchoOnce, &[]).is_err());
+    }
+
+    #[test]
+    fn words_with_quotes_and_backslashes_reach_the_command_unchanged() {
+        let command = vec![
+            "sh".to_owned(),
+            "-c".to_owned(),
+            r#"echo "a\b" {port}"#.to_owned(),
+        ];
+        let plans = plans(Lab::EchoOnce, &command).expect("plans");
+        let crate::scenario::Launch::Command(argv) = &plans[0].servers[0].launch else {
+            panic!("a command");
+        };
+        assert_eq!(argv[2], r#"echo "a\b" {port}"#);
+    }
+}

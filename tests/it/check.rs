@@ -1,0 +1,128 @@
+//! Issue 20: `labrun check LAB -- COMMAND` runs a lab's whole battery against a program, with
+//! no scenario to write. Correct servers of every style pass every phase; each buggy one is
+//! caught by the phases made for its bug and by no other.
+
+use std::time::{Duration, Instant};
+
+use crate::util::{Run, Scratch, fixture};
+
+/// Runs `labrun check LAB PROGRAM…` quietly in a scratch folder; returns the run, the phases
+/// that failed and how long it took.
+fn check(lab: &str, program: &[&str]) -> (Run, Vec<String>, Duration) {
+    let scratch = Scratch::new();
+    let started = Instant::now();
+    let output = scratch
+        .labrun()
+        .timeout(Duration::from_secs(180))
+        .args(["check", lab, "--quiet", "--out"])
+        .arg(scratch.reports())
+        .arg("--")
+        .args(program)
+        .output()
+        .expect("labrun runs");
+    let took = started.elapsed();
+    let run = Run::from(output);
+    let prefix = format!("FAIL {lab}-");
+    let failed = run
+        .stdout
+        .lines()
+        .filter_map(|line| line.strip_prefix(&prefix))
+        .filter_map(|rest| rest.split(':').next())
+        .map(str::to_owned)
+        .collect();
+    scratch.assert_nothing_left();
+    (run, failed, took)
+}
+
+fn example(name: &str) -> String {
+    format!("{}/examples/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn correct_servers_of_every_style_pass_the_threaded_battery() {
+    let mut programs: Vec<String> = [
+        "echo_threads.py",
+        "echo_selectors.py",
+        "echo_asyncio.py",
+        "echo_forking.py",
+        "echo_socketserver.py",
+    ]
+    .iter()
+    .map(|name| fixture(name))
+    .collect();
+    programs.push(example("echo_server_threaded.py"));
+    for program in programs {
+        let (run, failed, took) = check("echo-threaded", &["python3", &program, "{port}"]);
+        assert!(failed.is_empty(), "{program} failed {failed:?}:\n{}", run.stdout);
+        run.expect_code(0)
+            .stdout_has("PASS echo-threaded: all 8 phases passed");
+        assert!(
+            took < Duration::from_secs(30),
+            "{program}: the battery took {took:?}"
+        );
+    }
+}
+
+#[test]
+fn the_lab_1_servers_pass_their_batteries() {
+    let (run, failed, _) = check("echo-once", &[&example("echo_server_iterative_once.py")]);
+    assert!(failed.is_empty(), "{failed:?}:\n{}", run.stdout);
+    run.expect_code(0)
+        .stdout_has("PASS echo-once: all 6 phases passed");
+    let (run, failed, took) = check("echo-iterative", &[&example("echo_server_iterative.py")]);
+    assert!(failed.is_empty(), "{failed:?}:\n{}", run.stdout);
+    run.expect_code(0)
+        .stdout_has("PASS echo-iterative: all 8 phases passed");
+    assert!(took < Duration::from_secs(30), "the battery took {took:?}");
+}
+
+/// Each bug is caught by the phases written for it, and a correct part of the program is
+/// never blamed: the failing phases are exactly these.
+#[test]
+fn each_bug_is_caught_by_its_own_phases() {
+    for (bug, caught_by) in [
+        ("echo_bug_send_ignored.py", &["large"][..]),
+        ("echo_bug_decode_per_chunk.py", &["large", "utf8", "binary"][..]),
+        ("echo_bug_dies_on_reset.py", &["resets"][..]),
+        ("echo_bug_fake_threaded.py", &["concurrent"][..]),
+    ] {
+        let (run, failed, _) = check("echo-threaded", &[&example(bug)]);
+        run.expect_code(1);
+        assert_eq!(failed, caught_by, "{bug}:\n{}", run.stdout);
+    }
+}
+
+/// A server that uppercases is named by the checks of what it sends back; one that ends
+/// after its first client, which lab 1 allows, fails every phase of the iterative lab,
+/// whose server must go on, and says why.
+#[test]
+fn an_uppercasing_server_and_a_one_client_server_are_named() {
+    let (run, failed, _) = check("echo-threaded", &[&example("echo_bug_uppercase.py")]);
+    run.expect_code(1)
+        .stdout_has("FAIL  echo  ")
+        .stdout_has("FAIL echo-threaded: a phase failed");
+    assert!(failed.contains(&"text".to_owned()), "{failed:?}");
+    let (run, failed, _) = check("echo-iterative", &[&example("echo_server_iterative_once.py")]);
+    run.expect_code(1)
+        .stdout_has("server `server` exited with status 0 during the run");
+    assert_eq!(failed.len(), 8, "{failed:?}\n{}", run.stdout);
+}
+
+#[test]
+fn the_labs_are_listed_and_a_missing_program_is_a_usage_error() {
+    let scratch = Scratch::new();
+    let listed = Run::from(scratch.labrun().args(["check", "--list"]).output().expect("runs"));
+    listed.expect_code(0);
+    for lab in ["echo-once", "echo-iterative", "echo-threaded"] {
+        listed.stdout_has(lab);
+    }
+    listed.stdout_has("resets").stdout_has("ConnectionResetError");
+    let missing = Run::from(
+        scratch
+            .labrun()
+            .args(["check", "echo-threaded"])
+            .output()
+            .expect("runs"),
+    );
+    missing.expect_code(2).stderr_has("name the program to check");
+}
