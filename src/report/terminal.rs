@@ -452,6 +452,7 @@ concurrency = "concurrent"
             stopped_by_event: None,
             process_limit: None,
             memory_limit: None,
+            cpu_limit: None,
             disk_limit: None,
             process_of: None,
         }];

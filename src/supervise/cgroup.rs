@@ -1,4 +1,6 @@
-//! A pids cgroup per server: a process limit that holds for root, and a census of its tree.
+//! Cgroups of a program's whole tree: a pids cgroup per server (a process limit that holds
+//! for root, and a census of its tree), and for a sandboxed program a memory and a CPU
+//! accounting cgroup, so that its limits hold for all its processes together.
 //!
 //! `RLIMIT_NPROC` counts every process of a *user* and the kernel does not enforce it for
 //! root, which is how graders usually run, so `limits.processes` alone cannot stop a fork
@@ -37,6 +39,10 @@ impl Entry {
     }
 }
 
+/// A limit to write when a cgroup is made: its file (named given whether the hierarchy is
+/// the unified one) and its value.
+type Limit = (fn(bool) -> &'static str, u64);
+
 /// A cgroup of labrun's own under its cgroup for one controller; dropping it kills whatever
 /// is left inside and removes it.
 #[derive(Debug)]
@@ -49,10 +55,10 @@ struct Cgroup {
 }
 
 impl Cgroup {
-    /// A fresh cgroup under labrun's own in the hierarchy of `controller`, with `value`
-    /// written to its limit file (`limit_file` says which, given whether the hierarchy is
-    /// the unified one), or `None` where this machine offers no writable such controller.
-    fn create(controller: &str, limit_file: fn(bool) -> &'static str, value: u64) -> Option<Cgroup> {
+    /// A fresh cgroup under labrun's own in the hierarchy of `controller`, with `limit`
+    /// written when there is one, or `None` where this machine offers no writable such
+    /// controller.
+    fn create(controller: &str, limit: Option<Limit>) -> Option<Cgroup> {
         let (parent, unified) = own_cgroup(controller)?;
         let name = format!(
             "labrun-{controller}-{}-{}",
@@ -62,7 +68,9 @@ impl Cgroup {
         let dir = parent.join(name);
         fs::create_dir(&dir).ok()?;
         let made = |dir: &Path| -> io::Result<Cgroup> {
-            fs::write(dir.join(limit_file(unified)), value.to_string())?;
+            if let Some((limit_file, value)) = limit {
+                fs::write(dir.join(limit_file(unified)), value.to_string())?;
+            }
             let procs = OpenOptions::new().write(true).open(dir.join("cgroup.procs"))?;
             Ok(Cgroup {
                 dir: dir.to_owned(),
@@ -123,7 +131,7 @@ impl ProcessCap {
     /// A fresh cgroup allowing `limit` processes (threads count too), or `None` where this
     /// machine offers no writable pids controller.
     pub fn create(limit: u64) -> Option<ProcessCap> {
-        let group = Cgroup::create("pids", |_| "pids.max", limit)?;
+        let group = Cgroup::create("pids", Some((|_| "pids.max", limit)))?;
         Some(ProcessCap { group, limit })
     }
 
@@ -170,7 +178,7 @@ impl MemoryCap {
                 "memory.limit_in_bytes"
             }
         };
-        let group = Cgroup::create("memory", limit_file, bytes)?;
+        let group = Cgroup::create("memory", Some((limit_file, bytes)))?;
         Some(MemoryCap { group, limit: bytes })
     }
 
@@ -190,6 +198,52 @@ impl MemoryCap {
             self.group.counter("memory.events", "oom_kill")
         } else {
             self.group.counter("memory.oom_control", "oom_kill")
+        }
+    }
+
+    /// SIGKILLs every member until the cgroup is empty (see [`ProcessCap::kill_all`]).
+    pub fn kill_all(&self) -> usize {
+        self.group.kill_all()
+    }
+}
+
+/// A CPU accounting cgroup for a sandboxed program's whole tree: `limits.cpu` as an rlimit
+/// holds per process, so ten helpers could each burn their own allowance, starving the
+/// classmates graded beside them. The kernel accounts the tree's CPU time here; the caller
+/// reads it and ends the tree when it passes the limit (see [`CpuCap::used`]).
+#[derive(Debug)]
+pub struct CpuCap {
+    group: Cgroup,
+    limit: Duration,
+}
+
+impl CpuCap {
+    /// A fresh accounting cgroup for a tree allowed `limit` of CPU time together, or `None`
+    /// where no such controller is writable.
+    pub fn create(limit: Duration) -> Option<CpuCap> {
+        let group = Cgroup::create("cpuacct", None)?;
+        Some(CpuCap { group, limit })
+    }
+
+    /// A way in for a child about to be forked: see [`Entry::join`].
+    pub fn entry(&self) -> io::Result<Entry> {
+        self.group.entry()
+    }
+
+    /// The configured maximum.
+    pub fn limit(&self) -> Duration {
+        self.limit
+    }
+
+    /// The CPU time its members used so far, the dead ones' included.
+    pub fn used(&self) -> Duration {
+        if self.group.unified {
+            Duration::from_micros(self.group.counter("cpu.stat", "usage_usec"))
+        } else {
+            let mut text = String::new();
+            let read = File::open(self.group.dir.join("cpuacct.usage"))
+                .and_then(|mut file| file.read_to_string(&mut text));
+            Duration::from_nanos(read.ok().and_then(|_| text.trim().parse().ok()).unwrap_or(0))
         }
     }
 

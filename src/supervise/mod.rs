@@ -256,6 +256,8 @@ pub struct ServerEnd {
     pub process_limit: Option<ProcessLimitUse>,
     /// Set when a memory cgroup enforced its memory limit (a sandboxed program).
     pub memory_limit: Option<MemoryLimitUse>,
+    /// Set when a cgroup accounted its CPU limit for its whole tree (a sandboxed program).
+    pub cpu_limit: Option<CpuLimitUse>,
     /// Set when what it writes has a limit and it ran into it.
     pub disk_limit: Option<DiskLimitUse>,
     /// Set when the process of the server named here served this one's port
@@ -271,6 +273,17 @@ pub struct ProcessLimitUse {
     pub limit: u64,
     /// Forks (or new threads) the kernel refused because the limit was reached.
     pub refused_forks: u64,
+}
+
+/// How a supervised program's whole tree fared against its CPU limit.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct CpuLimitUse {
+    /// `limits.cpu`: CPU seconds its processes may use together.
+    pub limit_seconds: u64,
+    /// What they used, in milliseconds.
+    pub used_ms: f64,
+    /// Whether labrun ended the tree for passing the limit.
+    pub stopped: bool,
 }
 
 /// How a supervised program fared against its memory limit.
@@ -735,6 +748,7 @@ impl ServerHandle {
             stopped_by_event: None,
             process_limit: self.process.process_limit(),
             memory_limit: self.process.memory_limit(),
+            cpu_limit: self.process.cpu_limit(),
             disk_limit: self.process.disk_limit(),
             process_of: None,
         };
@@ -752,6 +766,7 @@ impl ServerHandle {
                     output_tail: String::new(),
                     process_limit: None,
                     memory_limit: None,
+                    cpu_limit: None,
                     disk_limit: None,
                     process_of: Some(self.name.clone()),
                     ..own.clone()

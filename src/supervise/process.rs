@@ -19,15 +19,18 @@ use std::os::unix::process::CommandExt;
 use tokio::time::Instant;
 
 use super::capture::{self, CaptureLimits, SharedCapture};
-use super::cgroup::{MemoryCap, ProcessCap};
+use super::cgroup::{CpuCap, Entry, MemoryCap, ProcessCap};
 use super::exit::ExitDescription;
 use super::sandbox::{self, BoundedSpace};
-use super::{DiskLimitUse, MemoryLimitUse, ProcessLimitUse, Teardown, registry, tree};
+use super::{CpuLimitUse, DiskLimitUse, MemoryLimitUse, ProcessLimitUse, Teardown, registry, tree};
 use crate::scenario::Limits;
 
 /// What the C library says when a write is refused for want of space (`ENOSPC`, `EDQUOT`)
 /// or past `limits.file_size` (`EFBIG`): the words a traceback or `perror` prints.
 const DISK_FULL_WORDS: [&str; 3] = ["No space left on device", "Disk quota exceeded", "File too large"];
+
+/// How often a sandboxed tree's CPU time is read against its limit.
+const CPU_POLL: Duration = Duration::from_millis(100);
 
 /// How long to wait for output pipes to reach EOF after the group is gone.
 const PIPE_FLUSH_WAIT: Duration = Duration::from_millis(500);
@@ -68,6 +71,9 @@ pub struct Supervised {
     /// Its memory cgroup, for a sandboxed program with a memory limit: the limit then holds
     /// for its whole tree. Dropped, like the pids cgroup, after the leader is reaped.
     memory_cap: Option<MemoryCap>,
+    /// Its CPU accounting cgroup and the task that ends its tree past `limits.cpu`, for a
+    /// sandboxed program with a CPU limit.
+    cpu_watch: Option<CpuWatch>,
     /// Whether the leader is the sandbox around the program (see [`sandbox`]).
     sandboxed: bool,
     /// Whether what it writes has a limit (its sandbox's spaces, or `limits.file_size`), so
@@ -91,6 +97,11 @@ impl Supervised {
             .memory_bytes
             .filter(|_| sandboxed)
             .and_then(MemoryCap::create);
+        let cpu_cap = spec
+            .limits
+            .cpu_seconds
+            .filter(|_| sandboxed)
+            .and_then(|seconds| CpuCap::create(Duration::from_secs(seconds)));
         let sandbox_cwd = match (sandbox, spec.cwd) {
             (None, _) => None,
             (Some(_), Some(dir)) => Some(std::path::absolute(dir)?),
@@ -100,12 +111,13 @@ impl Supervised {
             (Some(sandbox), Some(cwd)) => sandbox.bounded_spaces(cwd),
             _ => Vec::new(),
         };
-        let mut command = build_command(
-            &spec,
-            sandbox.zip(sandbox_cwd.as_deref()),
-            process_cap.as_ref(),
-            memory_cap.as_ref(),
-        )?;
+        let entries = [
+            process_cap.as_ref().map(ProcessCap::entry),
+            memory_cap.as_ref().map(MemoryCap::entry),
+            cpu_cap.as_ref().map(CpuCap::entry),
+        ];
+        let entries = entries.into_iter().flatten().collect::<io::Result<Vec<_>>>()?;
+        let mut command = build_command(&spec, sandbox.zip(sandbox_cwd.as_deref()), entries)?;
         let mut child = command.spawn()?;
         let group = Pid::from_child(&child);
         registry::remember(group);
@@ -129,6 +141,7 @@ impl Supervised {
             reaped: false,
             process_cap,
             memory_cap,
+            cpu_watch: cpu_cap.map(CpuWatch::start),
             sandboxed,
             disk_bounded: sandboxed || spec.limits.file_size_bytes.is_some(),
             bounded_spaces,
@@ -235,6 +248,10 @@ impl Supervised {
         if let Some(cap) = &self.memory_cap {
             cap.kill_all();
         }
+        if let Some(watch) = &self.cpu_watch {
+            watch.task.abort();
+            watch.cap.kill_all();
+        }
         self.kill_and_reap();
         tree::reap_adopted(&strays);
         self.flush_output().await;
@@ -286,6 +303,15 @@ impl Supervised {
                 .map(|space| format!("{} ({})", space.name, crate::units::bytes(space.size_bytes)))
                 .collect(),
             said: said.map(str::to_owned),
+        })
+    }
+
+    /// Its CPU limit for the whole tree and what the tree used, when a cgroup accounted it.
+    pub fn cpu_limit(&self) -> Option<CpuLimitUse> {
+        self.cpu_watch.as_ref().map(|watch| CpuLimitUse {
+            limit_seconds: watch.cap.limit().as_secs(),
+            used_ms: watch.cap.used().as_secs_f64() * 1000.0,
+            stopped: watch.stopped.load(Ordering::Relaxed),
         })
     }
 
@@ -402,8 +428,7 @@ fn apply_limits(limits: &Limits) -> io::Result<()> {
 fn build_command(
     spec: &Spec,
     sandbox: Option<(&sandbox::Sandbox, &Path)>,
-    process_cap: Option<&ProcessCap>,
-    memory_cap: Option<&MemoryCap>,
+    cgroups: Vec<Entry>,
 ) -> io::Result<Command> {
     let (program, args) = spec
         .argv
@@ -433,14 +458,12 @@ fn build_command(
         limits.processes = Some(sandbox::DEFAULT_PROCESSES);
     }
     let sandboxed = sandbox.is_some();
-    let cgroup_entry = process_cap.map(ProcessCap::entry).transpose()?;
-    let memory_entry = memory_cap.map(MemoryCap::entry).transpose()?;
     // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
     // system calls (write, setrlimit, close_range or fcntl, setgroups, setresgid, setresuid,
     // prctl); it allocates nothing and takes no locks.
     unsafe {
         command.pre_exec(move || {
-            for entry in [&cgroup_entry, &memory_entry].into_iter().flatten() {
+            for entry in &cgroups {
                 entry.join()?;
             }
             apply_limits(&limits)?;
@@ -475,4 +498,41 @@ fn build_command(
         });
     }
     Ok(command)
+}
+
+/// A sandboxed program's CPU accounting and the task that ends its whole tree once the tree
+/// has used its `limits.cpu` together.
+struct CpuWatch {
+    cap: Arc<CpuCap>,
+    /// Whether the task ended the tree.
+    stopped: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl CpuWatch {
+    fn start(cap: CpuCap) -> CpuWatch {
+        let cap = Arc::new(cap);
+        let stopped = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn({
+            let (cap, stopped) = (Arc::clone(&cap), Arc::clone(&stopped));
+            async move {
+                let mut tick = tokio::time::interval(CPU_POLL);
+                loop {
+                    tick.tick().await;
+                    if cap.used() > cap.limit() {
+                        stopped.store(true, Ordering::Relaxed);
+                        let _ = tokio::task::spawn_blocking(move || cap.kill_all()).await;
+                        return;
+                    }
+                }
+            }
+        });
+        CpuWatch { cap, stopped, task }
+    }
+}
+
+impl Drop for CpuWatch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }

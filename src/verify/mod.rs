@@ -701,6 +701,18 @@ fn limits_reached(server: &ServerEnd) -> Vec<(&'static str, String, &'static str
              (recv(1024) in a loop), and forget a client's buffers and thread when it leaves",
         ));
     }
+    if let Some(usage) = server.cpu_limit.filter(|usage| usage.stopped) {
+        reached.push((
+            "cpu-limit",
+            format!(
+                "server `{}` used its CPU limit ({} s for all its processes together) and was \
+                 stopped",
+                server.name, usage.limit_seconds
+            ),
+            "a server waits in accept() and recv(), which costs no CPU: a loop that polls, \
+             spins or computes per message burns the time every client shares",
+        ));
+    }
     if let Some(usage) = &server.disk_limit {
         let mut evidence: Vec<String> = usage
             .full

@@ -524,3 +524,49 @@ fn a_link_planted_over_the_working_copy_leads_the_disk_check_nowhere() {
     assert!(!feedback.contains("ran out of the space"), "{feedback}");
     scratch.assert_nothing_left();
 }
+
+/// `limits.cpu` holds for a sandboxed program's processes together: four helpers spinning
+/// 1.5 s each, within a 2 s limit alone, are ended with their server once the tree has used
+/// 2 s, and the limit is a `cpu-limit` finding. Without the sandbox the rlimit is per
+/// process, and they all finish.
+#[test]
+fn the_cpu_limit_holds_for_the_whole_program() {
+    let scratch = Scratch::new();
+    open_to_all(scratch.dir.path(), 0o755);
+    let scenario = scratch.file(
+        "cpu.toml",
+        &format!(
+            "name = \"cpu\"\ntimeout = \"30s\"\n\n[[server]]\nname = \"srv\"\n\
+             command = [\"python3\", \"{}\", \"{{port}}\"]\nport = \"auto\"\nlimits = {{ cpu = \"2s\" }}\n\n\
+             [[clients]]\nname = \"c\"\ncount = 2\nmessages = 60\nthink = \"100ms\"\n\n\
+             [expect]\necho = \"exact\"\n",
+            fixture("burns_cpu_in_helpers.py")
+        ),
+    );
+    let sandboxed = scratch
+        .labrun()
+        .args(["run", "--sandbox"])
+        .arg(&scenario)
+        .arg("--out")
+        .arg(scratch.reports())
+        .output()
+        .expect("labrun runs");
+    crate::util::Run::from(sandboxed).expect_code(1);
+    let report = read_report(&scratch.reports().join("cpu.json"));
+    let cpu = &report["servers"][0]["cpu_limit"];
+    assert_eq!(cpu["stopped"], true, "{cpu:#}");
+    assert!(cpu["used_ms"].as_f64().expect("used") < 4_000.0, "{cpu:#}");
+    assert!(
+        report["findings"]
+            .as_array()
+            .expect("findings")
+            .iter()
+            .any(|finding| finding["class"] == "cpu-limit"),
+        "{:#}",
+        report["findings"]
+    );
+    scratch.run(&scenario).expect_code(0);
+    let report = read_report(&scratch.reports().join("cpu.json"));
+    assert_eq!(report["servers"][0]["cpu_limit"], serde_json::Value::Null);
+    scratch.assert_nothing_left();
+}
