@@ -16,11 +16,27 @@ pub enum Lab {
     EchoIterative,
     /// Concurrent echo, whatever the mechanism (threads, fork, select, asyncio).
     EchoThreaded,
+    /// Turn-by-turn chat: the operator's replies come through the server's stdin.
+    Chat,
+    /// Two independent echo servers on two ports, in one program.
+    TwoServers,
+    /// A chat room relaying every member's messages to all the others.
+    Broadcast,
+    /// Echo over UDP: every datagram back whole.
+    UdpEcho,
 }
 
 impl Lab {
     /// Every lab, for listings.
-    pub const ALL: [Lab; 3] = [Lab::EchoOnce, Lab::EchoIterative, Lab::EchoThreaded];
+    pub const ALL: [Lab; 7] = [
+        Lab::EchoOnce,
+        Lab::EchoIterative,
+        Lab::EchoThreaded,
+        Lab::Chat,
+        Lab::TwoServers,
+        Lab::Broadcast,
+        Lab::UdpEcho,
+    ];
 
     /// Its name on the command line.
     pub fn name(self) -> &'static str {
@@ -28,6 +44,10 @@ impl Lab {
             Lab::EchoOnce => "echo-once",
             Lab::EchoIterative => "echo-iterative",
             Lab::EchoThreaded => "echo-threaded",
+            Lab::Chat => "chat",
+            Lab::TwoServers => "two-servers",
+            Lab::Broadcast => "broadcast",
+            Lab::UdpEcho => "udp-echo",
         }
     }
 
@@ -37,12 +57,19 @@ impl Lab {
             Lab::EchoOnce => "an echo server for one client; it may end when the client leaves",
             Lab::EchoIterative => "an echo server that serves clients one after another, for ever",
             Lab::EchoThreaded => "an echo server that serves many clients at once",
+            Lab::Chat => "a chat server for one client whose operator types each reply (input())",
+            Lab::TwoServers => "one program serving echo on two ports, {port} and {port2}",
+            Lab::Broadcast => "a chat room: every message to every other member, exactly once",
+            Lab::UdpEcho => "a UDP echo server: every datagram back, whole",
         }
     }
 
     /// Placeholders a lone `.py` file gets after `{port}`: the further ports its lab needs.
     pub fn extra_ports(self) -> &'static [&'static str] {
-        &[]
+        match self {
+            Lab::TwoServers => &["{port2}"],
+            _ => &[],
+        }
     }
 
     /// Its battery, in the order it runs: the phases its kind of lab shares, then its own.
@@ -51,6 +78,10 @@ impl Lab {
             Lab::EchoOnce => (&ECHO_ONCE, &[]),
             Lab::EchoIterative => (&ECHO, &ITERATIVE),
             Lab::EchoThreaded => (&ECHO, &THREADED),
+            Lab::Chat => (&CHAT, &[]),
+            Lab::TwoServers => (&TWO_SERVERS, &[]),
+            Lab::Broadcast => (&BROADCAST, &[]),
+            Lab::UdpEcho => (&UDP_ECHO, &[]),
         };
         shared.iter().chain(own).collect()
     }
@@ -185,5 +216,150 @@ static THREADED: [Phase; 2] = [
                        [[clients]]\nname = \"after\"\ncount = 2\nmessages = 5\n\
                        start_after = \"1s\"\ntimeout = \"3s\"\n\
                        [expect]\necho = \"exact\"\nerrors = 0\nsurvives = true\n",
+    },
+];
+
+/// Lab 2: the server reads a client's message, prints it, and sends what its operator types.
+static CHAT: [Phase; 2] = [
+    Phase {
+        name: "turns",
+        catches: "each reply is the operator's next line, nothing comes before it is typed, and \
+                  `exit` ends the session (a server that lags a turn, or ignores exit)",
+        scenario: "timeout = \"20s\"\n[[server]]\nname = \"server\"\n@SERVER@\n\
+                   exits = \"after-clients\"\n\
+                   stdin = { lines = [\"Hi, who is this?\", \"Nice to meet you.\", \"Fine, and you?\", \"Bye!\"] }\n\
+                   [[clients]]\nname = \"student\"\nworkload = \"chat\"\n\
+                   messages = [\"hello\", \"it's the lab client\", \"how are you?\", \"see you\", \"exit\"]\n\
+                   think = \"20ms\"\ntimeout = \"3s\"\n[expect]\nerrors = 0\n",
+    },
+    Phase {
+        name: "long-replies",
+        catches: "operator replies longer than one send can carry and accented text, each \
+                  whole and in its turn (a server that uses send() for a long reply)",
+        scenario: "timeout = \"20s\"\n[[server]]\nname = \"server\"\n@SERVER@\n\
+                   exits = \"after-clients\"\nstdin = { reply = \"réponse {n}: « une ligne plus longue qu'un seul recv(1024) » \
+                   0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-0123456789abcdefghijklmnopqrstuvw\
+                   0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-0123456789abcdefghijklmnopqrstuvw fin\" }\n\
+                   [[clients]]\nname = \"student\"\nworkload = \"chat\"\nmessages = 6\n\
+                   size = { min = 1, max = 200 }\npayload = \"utf8\"\nthink = \"20ms\"\ntimeout = \"3s\"\n\
+                   [expect]\nerrors = 0\n",
+    },
+];
+
+/// Lab 4 as one program: `{port}` and `{port2}` (server `second`) served by one process.
+static TWO_SERVERS: [Phase; 3] = [
+    Phase {
+        name: "both",
+        catches: "both ports listen in the one program and each echoes its own clients exactly \
+                  (a program that opens one port, or serves both from one socket)",
+        scenario: "timeout = \"20s\"\n[[server]]\nname = \"first\"\n@SERVER@\n\
+                   [[server]]\nname = \"second\"\nprocess = \"first\"\n\
+                   [[clients]]\nname = \"to-first\"\nserver = \"first\"\ncount = 2\nmessages = 30\n\
+                   size = { min = 1, max = \"2KiB\" }\nthink = \"10ms\"\ntimeout = \"3s\"\n\
+                   [[clients]]\nname = \"to-second\"\nserver = \"second\"\ncount = 2\nmessages = 30\n\
+                   size = { min = 1, max = \"2KiB\" }\nthink = \"10ms\"\ntimeout = \"3s\"\n\
+                   [expect]\necho = \"exact\"\nerrors = 0\n",
+    },
+    Phase {
+        name: "independent",
+        catches: "each port answers while the other holds a client (a program that serves the \
+                  two ports one after the other, in one loop)",
+        scenario: "timeout = \"20s\"\n[[server]]\nname = \"first\"\n@SERVER@\n\
+                   [[server]]\nname = \"second\"\nprocess = \"first\"\n\
+                   [[clients]]\nname = \"holds-first\"\nserver = \"first\"\ncount = 1\nmessages = 8\n\
+                   think = \"300ms\"\ntimeout = \"2s\"\n\
+                   [[clients]]\nname = \"to-second\"\nserver = \"second\"\ncount = 1\nmessages = 20\n\
+                   think = \"10ms\"\nstart_after = \"200ms\"\ntimeout = \"1s\"\n\
+                   [[clients]]\nname = \"holds-second\"\nserver = \"second\"\ncount = 1\nmessages = 8\n\
+                   think = \"300ms\"\nstart_after = \"3s\"\ntimeout = \"2s\"\n\
+                   [[clients]]\nname = \"to-first\"\nserver = \"first\"\ncount = 1\nmessages = 20\n\
+                   think = \"10ms\"\nstart_after = \"3200ms\"\ntimeout = \"1s\"\n\
+                   [expect]\necho = \"exact\"\nerrors = 0\n",
+    },
+    Phase {
+        name: "resets",
+        catches: "a client killed mid-message on one port, then both ports still serve (a \
+                  program whose ports die together)",
+        scenario: "timeout = \"20s\"\n[[server]]\nname = \"first\"\n@SERVER@\n\
+                   [[server]]\nname = \"second\"\nprocess = \"first\"\n\
+                   [[clients]]\nname = \"killed\"\nserver = \"first\"\ncount = 1\nmessages = 3\n\
+                   faulty = 1\nfault = { kind = \"abort\", after = 2 }\ntimeout = \"3s\"\n\
+                   [[clients]]\nname = \"after-first\"\nserver = \"first\"\ncount = 1\nmessages = 5\n\
+                   start_after = \"1s\"\ntimeout = \"3s\"\n\
+                   [[clients]]\nname = \"after-second\"\nserver = \"second\"\ncount = 1\nmessages = 5\n\
+                   start_after = \"1s\"\ntimeout = \"3s\"\n\
+                   [expect]\necho = \"exact\"\nerrors = 0\nsurvives = true\n",
+    },
+];
+
+/// Lab 5: a room relaying each member's messages to every other member.
+static BROADCAST: [Phase; 3] = [
+    Phase {
+        name: "room",
+        catches: "members staying, leaving and joining late each get every other member's \
+                  messages exactly once and never their own (a relay that echoes to the sender, \
+                  registers twice or keeps writing to the departed)",
+        scenario: "timeout = \"20s\"\n[[server]]\nname = \"room\"\n@SERVER@\n\
+                   [[clients]]\nname = \"stayers\"\ncount = 6\nworkload = \"broadcast\"\nmessages = 20\n\
+                   size = { min = 10, max = 300 }\nthink = \"5ms\"\n\
+                   [[clients]]\nname = \"leavers\"\ncount = 2\nworkload = \"broadcast\"\nmessages = 20\n\
+                   leave_after = 5\nthink = \"5ms\"\n\
+                   [[clients]]\nname = \"latecomers\"\ncount = 2\nworkload = \"broadcast\"\nmessages = 10\n\
+                   start_after = \"300ms\"\nthink = \"5ms\"\n\
+                   [expect]\nfanout = \"exactly-once\"\nerrors = 0\n",
+    },
+    Phase {
+        name: "departures",
+        catches: "members leaving while others talk, with a quiet member joined right after \
+                  them: it must still get every message (a relay that prunes the departed from \
+                  the list it is iterating, and skips the member after each)",
+        scenario: "timeout = \"20s\"\n[[server]]\nname = \"room\"\n@SERVER@\n\
+                   [[clients]]\nname = \"leavers\"\ncount = 4\nworkload = \"broadcast\"\nmessages = 30\n\
+                   leave_after = 12\nthink = \"30ms\"\n\
+                   [[clients]]\nname = \"quiet\"\ncount = 1\nworkload = \"broadcast\"\nmessages = 1\n\
+                   start_after = \"100ms\"\n\
+                   [[clients]]\nname = \"talkers\"\ncount = 6\nworkload = \"broadcast\"\nmessages = 40\n\
+                   think = \"20ms\"\nstart_after = \"200ms\"\ntimeout = \"2s\"\n\
+                   [expect]\nfanout = \"exactly-once\"\nerrors = 0\n",
+    },
+    Phase {
+        name: "load",
+        catches: "members that pause reading in turn while the others send, until the relay \
+                  holds more than the kernel buffers: nothing lost, nothing reordered (a relay \
+                  that ignores short or failed sends)",
+        scenario: "timeout = \"20s\"\n[[server]]\nname = \"room\"\n@SERVER@\n\
+                   [[clients]]\nname = \"members\"\ncount = 4\nworkload = \"broadcast\"\nmessages = 6000\n\
+                   size = { min = 500, max = 900 }\nload = true\ntimeout = \"6s\"\n\
+                   [expect]\nfanout = \"exactly-once\"\nerrors = 0\n",
+    },
+];
+
+/// The UDP echo lab.
+static UDP_ECHO: [Phase; 3] = [
+    Phase {
+        name: "datagrams",
+        catches: "1,000 datagrams of up to 8 KiB from ten clients, each back once and whole, \
+                  under 1% lost (a server that reads recvfrom(1024))",
+        scenario: "timeout = \"20s\"\n[[server]]\nname = \"server\"\n@SERVER@\ntransport = \"udp\"\n\
+                   [[clients]]\nname = \"senders\"\ncount = 10\nmessages = 100\n\
+                   size = { min = 1, max = \"8KiB\" }\ntimeout = \"1s\"\n\
+                   [expect]\necho = \"exact\"\nloss = \"<= 1%\"\n",
+    },
+    Phase {
+        name: "large",
+        catches: "datagrams up to the largest UDP allows (65,507 bytes with labrun's tag; a server with a fixed \
+                  small buffer truncates them)",
+        scenario: "timeout = \"20s\"\n[[server]]\nname = \"server\"\n@SERVER@\ntransport = \"udp\"\n\
+                   [[clients]]\nname = \"large\"\ncount = 2\nmessages = 10\n\
+                   size = { min = 30000, max = 65443 }\npayload = \"binary\"\ntimeout = \"1s\"\n\
+                   [expect]\necho = \"exact\"\nloss = \"<= 5%\"\n",
+    },
+    Phase {
+        name: "binary",
+        catches: "all 256 byte values in every datagram (a server that decodes or strips)",
+        scenario: "timeout = \"20s\"\n[[server]]\nname = \"server\"\n@SERVER@\ntransport = \"udp\"\n\
+                   [[clients]]\nname = \"binary\"\ncount = 4\nmessages = 50\n\
+                   size = { min = 256, max = 2048 }\npayload = \"binary\"\ntimeout = \"1s\"\n\
+                   [expect]\necho = \"exact\"\nloss = \"<= 1%\"\n",
     },
 ];

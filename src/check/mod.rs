@@ -39,6 +39,17 @@ pub enum CheckError {
         /// The lab.
         lab: &'static str,
     },
+    /// The lab gives the program a port its command has no place for.
+    #[error(
+        "the {lab} lab gives your program two ports: put {port} in the command where the \
+         second goes, e.g. `labrun check {lab} -- python3 two_servers.py {{port}} {port}`"
+    )]
+    MissingPort {
+        /// The lab.
+        lab: &'static str,
+        /// The placeholder missing.
+        port: &'static str,
+    },
     /// A phase did not validate: a defect of labrun's, or a command the scenario refuses.
     #[error("phase `{phase}` of the {lab} battery: {source}")]
     Phase {
@@ -60,10 +71,28 @@ pub fn command_of(lab: Lab, program: &[String]) -> Result<Vec<String>, CheckErro
         [file] if file.ends_with(".py") => {
             let mut command = vec!["python3".to_owned(), file.clone(), "{port}".to_owned()];
             command.extend(lab.extra_ports().iter().map(|port| (*port).to_owned()));
-            Ok(command)
+            Ok(command.iter().map(|word| second_port(word)).collect())
         }
-        command => Ok(command.to_vec()),
+        command => {
+            let missing = lab
+                .extra_ports()
+                .iter()
+                .find(|port| !command.iter().any(|word| word.contains(*port)));
+            if let Some(port) = missing {
+                return Err(CheckError::MissingPort {
+                    lab: lab.name(),
+                    port,
+                });
+            }
+            Ok(command.iter().map(|word| second_port(word)).collect())
+        }
     }
+}
+
+/// `{port2}`, the second port of a two-server lab as a student writes it, in the words of
+/// scenarios: the port of the battery's server `second`.
+fn second_port(word: &str) -> String {
+    word.replace("{port2}", "{port:second}")
 }
 
 /// The plans of `lab`'s battery for `command`, one per phase, in order. Each is parsed as a
@@ -118,8 +147,8 @@ mod tests {
 
     #[test]
     fn every_phase_of_every_battery_is_a_valid_scenario() {
-        let command = vec!["python3".to_owned(), "server.py".to_owned(), "{port}".to_owned()];
         for lab in Lab::ALL {
+            let command = command_of(lab, &["server.py".to_owned()]).expect("command");
             let plans = plans(lab, &command).unwrap_or_else(|err| panic!("{err}"));
             assert_eq!(plans.len(), lab.phases().len());
             for plan in &plans {
@@ -144,6 +173,13 @@ mod tests {
         let given = vec!["./server".to_owned(), "{port}".to_owned()];
         assert_eq!(command_of(Lab::EchoThreaded, &given).expect("command"), given);
         assert!(command_of(Lab::EchoOnce, &[]).is_err());
+        assert_eq!(
+            command_of(Lab::TwoServers, &["two.py".to_owned()]).expect("command"),
+            ["python3", "two.py", "{port}", "{port:second}"]
+        );
+        let one_port = ["python3".to_owned(), "two.py".to_owned(), "{port}".to_owned()];
+        let err = command_of(Lab::TwoServers, &one_port).expect_err("no second port");
+        assert!(err.to_string().contains("put {port2} in the command"), "{err}");
     }
 
     #[test]

@@ -126,3 +126,92 @@ fn the_labs_are_listed_and_a_missing_program_is_a_usage_error() {
     );
     missing.expect_code(2).stderr_has("name the program to check");
 }
+
+/// The chat, two-server, broadcast and UDP labs: every correct program shipped or used by
+/// the tests passes its whole battery.
+#[test]
+fn the_other_labs_pass_their_correct_programs() {
+    for (lab, program, phases) in [
+        ("chat", example("chat_server.py"), 2),
+        ("two-servers", example("two_servers.py"), 3),
+        ("two-servers", fixture("two_servers_selectors.py"), 3),
+        ("broadcast", example("broadcast_server.py"), 3),
+        ("broadcast", fixture("broadcast_selectors_queues.py"), 3),
+        ("broadcast", fixture("broadcast_asyncio_prefixed.py"), 3),
+        ("udp-echo", example("udp_echo_server.py"), 3),
+    ] {
+        let (run, failed, took) = check(lab, &[&program]);
+        assert!(failed.is_empty(), "{program} failed {failed:?}:\n{}", run.stdout);
+        run.expect_code(0)
+            .stdout_has(&format!("PASS {lab}: all {phases} phases passed"));
+        assert!(
+            took < Duration::from_secs(30),
+            "{program}: the battery took {took:?}"
+        );
+    }
+}
+
+/// Each buggy program of those labs fails exactly the phases written for its bug.
+#[test]
+fn the_other_labs_catch_each_bug_in_its_own_phases() {
+    for (lab, program, caught_by) in [
+        (
+            "chat",
+            example("chat_bug_ignores_exit.py"),
+            &["turns", "long-replies"][..],
+        ),
+        (
+            "two-servers",
+            fixture("two_servers_dies_on_reset.py"),
+            &["resets"][..],
+        ),
+        (
+            "broadcast",
+            example("broadcast_bug_echo_to_sender.py"),
+            &["room", "departures", "load"][..],
+        ),
+        (
+            "broadcast",
+            example("broadcast_bug_ignores_short_send.py"),
+            &["load"][..],
+        ),
+        (
+            "broadcast",
+            example("broadcast_bug_lifo_outbox.py"),
+            &["load"][..],
+        ),
+        (
+            "broadcast",
+            example("broadcast_bug_keeps_dead_clients.py"),
+            &["room", "departures"][..],
+        ),
+        (
+            "broadcast",
+            example("broadcast_bug_prunes_while_iterating.py"),
+            &["departures"][..],
+        ),
+        (
+            "udp-echo",
+            example("udp_echo_bug_recvfrom_1024.py"),
+            &["datagrams", "large", "binary"][..],
+        ),
+    ] {
+        let (run, failed, _) = check(lab, &[&program]);
+        run.expect_code(1);
+        assert_eq!(failed, caught_by, "{program}:\n{}", run.stdout);
+    }
+}
+
+/// The two-server lab needs a second port: a command without `{port2}` is told where it goes.
+#[test]
+fn a_two_server_command_without_its_second_port_is_told_where_it_goes() {
+    let scratch = Scratch::new();
+    let run = Run::from(
+        scratch
+            .labrun()
+            .args(["check", "two-servers", "--", "python3", "two.py", "{port}"])
+            .output()
+            .expect("runs"),
+    );
+    run.expect_code(2).stderr_has("put {port2} in the command");
+}
