@@ -156,7 +156,11 @@ fn check_program(args: cli::CheckArgs) -> Result<Outcome, Error> {
     let outcome = run_plans(plans, &run, display)?;
     if !args.json {
         let verdict = match outcome {
-            Outcome::Pass => format!("PASS {}: all {phases} phases passed", lab.name()),
+            Outcome::Pass => format!(
+                "PASS {}: {phases} of {phases} phase{} passed",
+                lab.name(),
+                units::plural(phases as u64)
+            ),
             Outcome::Fail => format!("FAIL {}: a phase failed (see above)", lab.name()),
             Outcome::Interrupted => format!("INTERRUPTED {}", lab.name()),
         };

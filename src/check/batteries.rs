@@ -24,11 +24,17 @@ pub enum Lab {
     Broadcast,
     /// Echo over UDP: every datagram back whole.
     UdpEcho,
+    /// Lab 1's client: typed lines to the echo server, each echo printed.
+    EchoClient,
+    /// Lab 2's client: typed lines to the chat server, each operator reply printed.
+    ChatClient,
+    /// Lab 4's client: the user chooses which of two servers to talk to.
+    ChooseClient,
 }
 
 impl Lab {
     /// Every lab, for listings.
-    pub const ALL: [Lab; 7] = [
+    pub const ALL: [Lab; 10] = [
         Lab::EchoOnce,
         Lab::EchoIterative,
         Lab::EchoThreaded,
@@ -36,6 +42,9 @@ impl Lab {
         Lab::TwoServers,
         Lab::Broadcast,
         Lab::UdpEcho,
+        Lab::EchoClient,
+        Lab::ChatClient,
+        Lab::ChooseClient,
     ];
 
     /// Its name on the command line.
@@ -48,6 +57,9 @@ impl Lab {
             Lab::TwoServers => "two-servers",
             Lab::Broadcast => "broadcast",
             Lab::UdpEcho => "udp-echo",
+            Lab::EchoClient => "echo-client",
+            Lab::ChatClient => "chat-client",
+            Lab::ChooseClient => "choose-client",
         }
     }
 
@@ -61,14 +73,28 @@ impl Lab {
             Lab::TwoServers => "one program serving echo on two ports, {port} and {port2}",
             Lab::Broadcast => "a chat room: every message to every other member, exactly once",
             Lab::UdpEcho => "a UDP echo server: every datagram back, whole",
+            Lab::EchoClient => "the echo client: typed lines sent, echoes printed, exit ends it",
+            Lab::ChatClient => "the chat client: typed lines sent, replies printed, exit ends it",
+            Lab::ChooseClient => "the client that asks 1 or 2 and talks to {port} or {port2}",
         }
     }
 
     /// Placeholders a lone `.py` file gets after `{port}`: the further ports its lab needs.
     pub fn extra_ports(self) -> &'static [&'static str] {
         match self {
-            Lab::TwoServers => &["{port2}"],
+            Lab::TwoServers | Lab::ChooseClient => &["{port2}"],
             _ => &[],
+        }
+    }
+
+    /// A word of the student's command in the words of its battery's scenarios: `{port2}`
+    /// is the port of the battery's server `second`, and where a client chooses between two
+    /// servers `{port}` is the first one's, whichever it reaches.
+    pub fn scenario_word(self, word: &str) -> String {
+        let word = word.replace("{port2}", "{port:second}");
+        match self {
+            Lab::ChooseClient => word.replace("{port}", "{port:first}"),
+            _ => word,
         }
     }
 
@@ -82,6 +108,9 @@ impl Lab {
             Lab::TwoServers => (&TWO_SERVERS, &[]),
             Lab::Broadcast => (&BROADCAST, &[]),
             Lab::UdpEcho => (&UDP_ECHO, &[]),
+            Lab::EchoClient => (&ECHO_CLIENT, &[]),
+            Lab::ChatClient => (&CHAT_CLIENT, &[]),
+            Lab::ChooseClient => (&CHOOSE_CLIENT, &[]),
         };
         shared.iter().chain(own).collect()
     }
@@ -363,3 +392,59 @@ static UDP_ECHO: [Phase; 3] = [
                    [expect]\necho = \"exact\"\nloss = \"<= 1%\"\n",
     },
 ];
+
+/// Lab 1's client against an echo server labrun plays on port 6000 (clients often
+/// hard-code it; the run has a network of its own). Lines are typed at a steady pace,
+/// whatever the client's prompt.
+static ECHO_CLIENT: [Phase; 3] = [
+    Phase {
+        name: "typed",
+        catches: "typed lines reach the server byte-exact (accents, an empty line, a 2,000-byte \
+                  line) and every echo is printed whole; `exit` ends it without a traceback (a \
+                  client that reads once with recv(1024), or never ends)",
+        scenario: "timeout = \"20s\"\n[[played_server]]\nname = \"server\"\nrole = \"echo\"\nport = 6000\n\
+                   [[client_program]]\nname = \"student\"\n@SERVER@\ntimeout = \"8s\"\n\
+                   stdin = { lines = [\"hello\", \"\", \"héllo wörld, ünïcode\", \
+                   { text = \"0123456789\", repeat = 200 }, \"exit\"] }\n",
+    },
+    Phase {
+        name: "server-closes",
+        catches: "the server closing the connection after one echo: the client ends by itself \
+                  rather than spinning or hanging",
+        scenario: "timeout = \"20s\"\n[[played_server]]\nname = \"server\"\nrole = \"echo\"\nport = 6000\n\
+                   close_after = 1\n\
+                   [[client_program]]\nname = \"student\"\n@SERVER@\ntimeout = \"8s\"\n\
+                   stdin = { lines = [\"hello\", \"are you there?\", \"exit\"] }\n",
+    },
+    Phase {
+        name: "server-down",
+        catches: "no server listening: the client says so and ends, without a traceback",
+        scenario: "timeout = \"20s\"\n[[played_server]]\nname = \"server\"\nrole = \"down\"\nport = 6000\n\
+                   [[client_program]]\nname = \"student\"\n@SERVER@\ntimeout = \"8s\"\n\
+                   stdin = { lines = [\"hello\", \"exit\"] }\n",
+    },
+];
+
+/// Lab 2's client against a chat server labrun plays, whose operator answers each line.
+static CHAT_CLIENT: [Phase; 1] = [Phase {
+    name: "turns",
+    catches: "each typed line sent, each operator reply printed, `exit` sent and the client \
+              ends (a client that stops at the first reply, or keeps running after exit)",
+    scenario: "timeout = \"20s\"\n[[played_server]]\nname = \"server\"\nrole = \"chat\"\nport = 6000\n\
+               replies = [\"hi there\", \"fine, thanks\"]\n\
+               [[client_program]]\nname = \"student\"\n@SERVER@\ntimeout = \"8s\"\n\
+               stdin = { lines = [\"hello\", \"how are you?\", \"exit\"] }\n",
+}];
+
+/// Lab 4's client: typing 1 must reach the server on the first port, 2 the second.
+static CHOOSE_CLIENT: [Phase; 1] = [Phase {
+    name: "choose",
+    catches: "typing 1 reaches the first server and 2 the second, and the line sent after is \
+              the one that arrives there (a client that always uses the first port)",
+    scenario: "timeout = \"20s\"\n[[played_server]]\nname = \"first\"\nrole = \"echo\"\nport = 6000\n\
+               [[played_server]]\nname = \"second\"\nrole = \"echo\"\nport = 6001\n\
+               [[client_program]]\nname = \"picks-1\"\n@SERVER@\nreaches = \"first\"\ntimeout = \"8s\"\n\
+               stdin = { lines = [\"1\", \"hello one\", \"exit\"] }\nexpect = { sent = [\"hello one\"] }\n\
+               [[client_program]]\nname = \"picks-2\"\n@SERVER@\nreaches = \"second\"\ntimeout = \"8s\"\n\
+               stdin = { lines = [\"2\", \"hello two\", \"exit\"] }\nexpect = { sent = [\"hello two\"] }\n",
+}];

@@ -64,14 +64,15 @@ pub enum CheckError {
 }
 
 /// The program to check, as a scenario's `command`: the arguments after `--` as given, or a
-/// lone `.py` file run as `python3 FILE {port}` (and `{port2}` for two servers).
+/// lone `.py` file run as `python3 FILE {port}` (and `{port2}` for two servers), in the
+/// words of the battery's scenarios (see [`Lab::scenario_word`]).
 pub fn command_of(lab: Lab, program: &[String]) -> Result<Vec<String>, CheckError> {
     match program {
         [] => Err(CheckError::NoProgram { lab: lab.name() }),
         [file] if file.ends_with(".py") => {
             let mut command = vec!["python3".to_owned(), file.clone(), "{port}".to_owned()];
             command.extend(lab.extra_ports().iter().map(|port| (*port).to_owned()));
-            Ok(command.iter().map(|word| second_port(word)).collect())
+            Ok(command.iter().map(|word| lab.scenario_word(word)).collect())
         }
         command => {
             let missing = lab
@@ -84,15 +85,9 @@ pub fn command_of(lab: Lab, program: &[String]) -> Result<Vec<String>, CheckErro
                     port,
                 });
             }
-            Ok(command.iter().map(|word| second_port(word)).collect())
+            Ok(command.iter().map(|word| lab.scenario_word(word)).collect())
         }
     }
-}
-
-/// `{port2}`, the second port of a two-server lab as a student writes it, in the words of
-/// scenarios: the port of the battery's server `second`.
-fn second_port(word: &str) -> String {
-    word.replace("{port2}", "{port:second}")
 }
 
 /// The plans of `lab`'s battery for `command`, one per phase, in order. Each is parsed as a

@@ -55,7 +55,7 @@ fn correct_servers_of_every_style_pass_the_threaded_battery() {
         let (run, failed, took) = check("echo-threaded", &["python3", &program, "{port}"]);
         assert!(failed.is_empty(), "{program} failed {failed:?}:\n{}", run.stdout);
         run.expect_code(0)
-            .stdout_has("PASS echo-threaded: all 8 phases passed");
+            .stdout_has("PASS echo-threaded: 8 of 8 phases passed");
         assert!(
             took < Duration::from_secs(30),
             "{program}: the battery took {took:?}"
@@ -68,11 +68,11 @@ fn the_lab_1_servers_pass_their_batteries() {
     let (run, failed, _) = check("echo-once", &[&example("echo_server_iterative_once.py")]);
     assert!(failed.is_empty(), "{failed:?}:\n{}", run.stdout);
     run.expect_code(0)
-        .stdout_has("PASS echo-once: all 6 phases passed");
+        .stdout_has("PASS echo-once: 6 of 6 phases passed");
     let (run, failed, took) = check("echo-iterative", &[&example("echo_server_iterative.py")]);
     assert!(failed.is_empty(), "{failed:?}:\n{}", run.stdout);
     run.expect_code(0)
-        .stdout_has("PASS echo-iterative: all 8 phases passed");
+        .stdout_has("PASS echo-iterative: 8 of 8 phases passed");
     assert!(took < Duration::from_secs(30), "the battery took {took:?}");
 }
 
@@ -143,7 +143,7 @@ fn the_other_labs_pass_their_correct_programs() {
         let (run, failed, took) = check(lab, &[&program]);
         assert!(failed.is_empty(), "{program} failed {failed:?}:\n{}", run.stdout);
         run.expect_code(0)
-            .stdout_has(&format!("PASS {lab}: all {phases} phases passed"));
+            .stdout_has(&format!("PASS {lab}: {phases} of {phases} phases passed"));
         assert!(
             took < Duration::from_secs(30),
             "{program}: the battery took {took:?}"
@@ -214,4 +214,41 @@ fn a_two_server_command_without_its_second_port_is_told_where_it_goes() {
             .expect("runs"),
     );
     run.expect_code(2).stderr_has("put {port2} in the command");
+}
+
+/// The client labs: the shipped clients pass, and each buggy client fails exactly the phase
+/// written for its bug.
+#[test]
+fn the_client_labs_pass_correct_clients_and_name_each_bug() {
+    for (lab, client, phases) in [
+        ("echo-client", "echo_client.py", 3),
+        ("chat-client", "chat_client.py", 1),
+        ("choose-client", "choose_client.py", 1),
+    ] {
+        let (run, failed, took) = check(lab, &[&example(client)]);
+        assert!(failed.is_empty(), "{client} failed {failed:?}:\n{}", run.stdout);
+        let plural = if phases == 1 { "phase" } else { "phases" };
+        run.expect_code(0)
+            .stdout_has(&format!("PASS {lab}: {phases} of {phases} {plural} passed"));
+        assert!(
+            took < Duration::from_secs(30),
+            "{client}: the battery took {took:?}"
+        );
+    }
+    for (lab, client, caught_by) in [
+        ("echo-client", "echo_client_bug_single_recv.py", "typed"),
+        ("echo-client", "echo_client_bug_ignores_exit.py", "typed"),
+        (
+            "echo-client",
+            "echo_client_bug_spins_on_close.py",
+            "server-closes",
+        ),
+        ("echo-client", "echo_client_bug_crash_when_down.py", "server-down"),
+        ("chat-client", "chat_client_bug_no_exit.py", "turns"),
+        ("choose-client", "choose_client_bug_always_first.py", "choose"),
+    ] {
+        let (run, failed, _) = check(lab, &[&example(client)]);
+        run.expect_code(1);
+        assert_eq!(failed, [caught_by], "{client}:\n{}", run.stdout);
+    }
 }
