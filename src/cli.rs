@@ -61,11 +61,16 @@ pub enum Command {
     },
     /// Grade student submissions: every folder through every test of a suite.
     Grade {
-        /// The suite file (TOML).
-        suite: PathBuf,
+        /// The suite file (TOML); with --lab, none: every argument is a submission.
+        #[arg(value_name = "SUITE")]
+        suite: Option<PathBuf>,
         /// Submission folders.
-        #[arg(required = true, value_name = "SUBMISSION")]
+        #[arg(value_name = "SUBMISSION")]
         submissions: Vec<PathBuf>,
+        /// Grade with a lab's battery (see `labrun check --list`) instead of a suite file:
+        /// each phase a test worth 10 points.
+        #[arg(long)]
+        lab: Option<Lab>,
         /// Tests run at the same time.
         #[arg(short = 'j', long, default_value_t = 1)]
         jobs: usize,

@@ -76,12 +76,35 @@ pub fn run(cli: Cli) -> Result<Outcome, Error> {
         Some(Command::Grade {
             suite,
             submissions,
+            lab,
             jobs,
             out,
             shard,
             resume,
             unsandboxed,
-        }) => grade_submissions(&suite, submissions, jobs, &out, shard, resume, unsandboxed),
+        }) => {
+            // With --lab there is no suite file: the first folder was read as one.
+            let (suite, submissions) = match (lab, suite) {
+                (Some(lab), first) => (
+                    grade::Suite::for_lab(lab)?,
+                    first.into_iter().chain(submissions).collect(),
+                ),
+                (None, Some(path)) => (grade::Suite::load(&path)?, submissions),
+                (None, None) => {
+                    return Err(Error::Usage(
+                        "name a suite file, or a lab with --lab: labrun grade SUITE SUBMISSION... \
+                         or labrun grade --lab LAB SUBMISSION..."
+                            .into(),
+                    ));
+                }
+            };
+            if submissions.is_empty() {
+                return Err(Error::Usage(
+                    "name at least one submission folder to grade".into(),
+                ));
+            }
+            grade_submissions(suite, submissions, jobs, &out, shard, resume, unsandboxed)
+        }
         Some(Command::Merge {
             reports,
             out,
@@ -365,7 +388,7 @@ fn merge_grades(paths: &[std::path::PathBuf], out: Option<&std::path::Path>) -> 
 }
 
 fn grade_submissions(
-    suite: &std::path::Path,
+    suite: grade::Suite,
     submissions: Vec<std::path::PathBuf>,
     jobs: usize,
     out: &std::path::Path,
@@ -373,7 +396,6 @@ fn grade_submissions(
     resume: bool,
     unsandboxed: bool,
 ) -> Result<Outcome, Error> {
-    let suite = grade::Suite::load(suite)?;
     if let Some(missing) = submissions.iter().find(|p| !p.is_dir()) {
         return Err(Error::Usage(format!(
             "submission `{}` is not a folder",

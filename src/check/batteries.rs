@@ -8,7 +8,8 @@
 use super::Phase;
 
 /// A lab whose programs `labrun check` can test.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Lab {
     /// Lab 1 as the course writes it: one client, and the server may end when it leaves.
     EchoOnce,
@@ -127,19 +128,19 @@ macro_rules! single_client_phases {
                 scenario: concat!(
                     "timeout = \"20s\"\n[[server]]\nname = \"server\"\n",
                     $server,
-                    "\n[[clients]]\nname = \"text\"\nmessages = 40\nsize = { min = 1, max = 3000 }\n\
+                    "\n[[clients]]\nname = \"text\"\nmessages = 20\nsize = { min = 1, max = 3000 }\n\
                      payload = \"ascii\"\ntimeout = \"3s\"\n[expect]\necho = \"exact\"\nerrors = 0\n"
                 ),
             },
             Phase {
                 name: "boundaries",
-                catches: "1-byte messages, then sizes around one recv(1024) and 64 KiB ones (a \
-                          server that assumes a message fits one read)",
+                catches: "messages of 1,023, 1,024 and 1,025 bytes, one recv(1024) and a byte \
+                          either side (a server that assumes a message fits one read)",
                 scenario: concat!(
                     "timeout = \"20s\"\n[[server]]\nname = \"server\"\n",
                     $server,
-                    "\n[[clients]]\nname = \"boundaries\"\nmessages = 60\n\
-                     size = { min = 1020, max = 1030 }\ntimeout = \"3s\"\n\
+                    "\n[[clients]]\nname = \"boundaries\"\nmessages = 30\n\
+                     size = { min = 1023, max = 1025 }\ntimeout = \"3s\"\n\
                      [expect]\necho = \"exact\"\nerrors = 0\n"
                 ),
             },
@@ -161,7 +162,7 @@ macro_rules! single_client_phases {
                 scenario: concat!(
                     "timeout = \"20s\"\n[[server]]\nname = \"server\"\n",
                     $server,
-                    "\n[[clients]]\nname = \"utf8\"\nmessages = 30\nsize = { min = 1, max = 4096 }\n\
+                    "\n[[clients]]\nname = \"utf8\"\nmessages = 20\nsize = { min = 1, max = 4096 }\n\
                      payload = \"utf8\"\ntimeout = \"3s\"\n[expect]\necho = \"exact\"\nerrors = 0\n"
                 ),
             },
@@ -172,19 +173,20 @@ macro_rules! single_client_phases {
                 scenario: concat!(
                     "timeout = \"20s\"\n[[server]]\nname = \"server\"\n",
                     $server,
-                    "\n[[clients]]\nname = \"binary\"\nmessages = 30\n\
+                    "\n[[clients]]\nname = \"binary\"\nmessages = 20\n\
                      size = { min = 256, max = 4096 }\npayload = \"binary\"\ntimeout = \"3s\"\n\
                      [expect]\necho = \"exact\"\nerrors = 0\n"
                 ),
             },
             Phase {
                 name: "conversation",
-                catches: "150 messages on one connection, each answered within 250 ms at p99 (a \
-                          server that loses one now and then, or sleeps before replying)",
+                catches: "150 messages of 1 to 8 bytes on one connection, each answered within \
+                          250 ms at p99 (a server that loses one now and then, waits for a full \
+                          buffer, or sleeps before replying)",
                 scenario: concat!(
                     "timeout = \"20s\"\n[[server]]\nname = \"server\"\n",
                     $server,
-                    "\n[[clients]]\nname = \"talker\"\nmessages = 150\nsize = { min = 1, max = 200 }\n\
+                    "\n[[clients]]\nname = \"talker\"\nmessages = 150\nsize = { min = 1, max = 8 }\n\
                      timeout = \"2s\"\n[expect]\necho = \"exact\"\nerrors = 0\n\
                      latency = { p99 = \"250ms\" }\n"
                 ),
@@ -296,13 +298,13 @@ static TWO_SERVERS: [Phase; 3] = [
         scenario: "timeout = \"20s\"\n[[server]]\nname = \"first\"\n@SERVER@\n\
                    [[server]]\nname = \"second\"\nprocess = \"first\"\n\
                    [[clients]]\nname = \"holds-first\"\nserver = \"first\"\ncount = 1\nmessages = 8\n\
-                   think = \"300ms\"\ntimeout = \"2s\"\n\
+                   think = \"200ms\"\ntimeout = \"2s\"\n\
                    [[clients]]\nname = \"to-second\"\nserver = \"second\"\ncount = 1\nmessages = 20\n\
                    think = \"10ms\"\nstart_after = \"200ms\"\ntimeout = \"1s\"\n\
                    [[clients]]\nname = \"holds-second\"\nserver = \"second\"\ncount = 1\nmessages = 8\n\
-                   think = \"300ms\"\nstart_after = \"3s\"\ntimeout = \"2s\"\n\
+                   think = \"200ms\"\nstart_after = \"1800ms\"\ntimeout = \"2s\"\n\
                    [[clients]]\nname = \"to-first\"\nserver = \"first\"\ncount = 1\nmessages = 20\n\
-                   think = \"10ms\"\nstart_after = \"3200ms\"\ntimeout = \"1s\"\n\
+                   think = \"10ms\"\nstart_after = \"2s\"\ntimeout = \"1s\"\n\
                    [expect]\necho = \"exact\"\nerrors = 0\n",
     },
     Phase {

@@ -94,15 +94,11 @@ pub fn command_of(lab: Lab, program: &[String]) -> Result<Vec<String>, CheckErro
 /// scenario file named after the phase in the current folder, so that the program's
 /// relative paths mean what they mean on the command line.
 pub fn plans(lab: Lab, command: &[String]) -> Result<Vec<Plan>, CheckError> {
-    let server = server_lines(command);
     lab.phases()
         .into_iter()
         .map(|phase| {
             let name = format!("{}-{}", lab.name(), phase.name);
-            let text = format!(
-                "name = \"{name}\"\n{}",
-                phase.scenario.replace("@SERVER@", &server)
-            );
+            let text = scenario_text(lab, phase, command);
             scenario::parse(&PathBuf::from(format!("{name}.toml")), &text).map_err(|source| {
                 CheckError::Phase {
                     lab: lab.name(),
@@ -112,6 +108,17 @@ pub fn plans(lab: Lab, command: &[String]) -> Result<Vec<Plan>, CheckError> {
             })
         })
         .collect()
+}
+
+/// The scenario of `phase` of `lab`'s battery running `command` (in the words of scenarios),
+/// named `LAB-PHASE`.
+pub fn scenario_text(lab: Lab, phase: &Phase, command: &[String]) -> String {
+    format!(
+        "name = \"{}-{}\"\n{}",
+        lab.name(),
+        phase.name,
+        phase.scenario.replace("@SERVER@", &server_lines(command))
+    )
 }
 
 /// The `command` line of the server table, the program's words as a TOML array.

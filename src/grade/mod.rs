@@ -579,8 +579,10 @@ fn run_bounded(mut command: Command, timeout: Duration) -> Result<(ChildEnd, Vec
 /// The test's scenario with what it tests (its servers, or its client programs) launching
 /// the submission instead.
 fn derive_scenario(suite: &Suite, test: &Test, copy: &Path) -> Result<String, String> {
-    let text =
-        std::fs::read_to_string(&test.scenario).map_err(|e| format!("cannot read the scenario: {e}"))?;
+    let text = test
+        .scenario
+        .text()
+        .map_err(|e| format!("cannot read the scenario: {e}"))?;
     let mut table: toml::Table =
         toml::from_str(&text).map_err(|e| format!("the scenario does not parse: {e}"))?;
     let submission = &suite.submission;
@@ -611,7 +613,7 @@ fn derive_scenario(suite: &Suite, test: &Test, copy: &Path) -> Result<String, St
         return Err(format!("the scenario has no [[{key}]]"));
     };
     let mut replaced = 0;
-    let anchor = crate::scenario::Anchor::of(&test.scenario);
+    let anchor = test.scenario.anchor();
     for program in programs.iter_mut().filter_map(toml::Value::as_table_mut) {
         let name = program
             .get("name")

@@ -37,6 +37,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::check::Lab;
 use crate::scenario::{self, ByteCount, Diagnostic, DurationValue};
 
 /// The default time one test of one submission may take, start to teardown.
@@ -73,7 +74,11 @@ pub enum SuiteError {
 struct RawSuite {
     name: String,
     submission: RawSubmission,
-    #[serde(rename = "test")]
+    /// A lab whose `labrun check` battery grades: each phase a test.
+    lab: Option<Lab>,
+    /// Points of each phase of `lab`'s battery (default 10).
+    lab_points: Option<f64>,
+    #[serde(rename = "test", default)]
     tests: Vec<RawTest>,
 }
 
@@ -189,13 +194,44 @@ pub enum UnderTest {
     ClientPrograms,
 }
 
+/// Points of each phase of a suite's `lab` battery when it says nothing else.
+const DEFAULT_PHASE_POINTS: f64 = 10.0;
+
+/// Where a test's scenario comes from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A scenario file (relative paths in it are relative to it).
+    File(PathBuf),
+    /// A phase of a lab's battery (see `labrun check`), its program already in place.
+    Battery(String),
+}
+
+impl Source {
+    /// Its text.
+    pub fn text(&self) -> std::io::Result<String> {
+        match self {
+            Source::File(path) => std::fs::read_to_string(path),
+            Source::Battery(text) => Ok(text.clone()),
+        }
+    }
+
+    /// The file its relative paths are relative to: its own, or for a battery none (a bare
+    /// name, so the folder labrun runs in).
+    pub fn anchor(&self) -> crate::scenario::Anchor {
+        match self {
+            Source::File(path) => crate::scenario::Anchor::of(path),
+            Source::Battery(_) => crate::scenario::Anchor::of(Path::new("battery.toml")),
+        }
+    }
+}
+
 /// One graded scenario.
 #[derive(Debug, Clone)]
 pub struct Test {
     /// Its name (a column of grades.csv).
     pub name: String,
-    /// The scenario file.
-    pub scenario: PathBuf,
+    /// Its scenario.
+    pub scenario: Source,
     /// Points it is worth.
     pub points: f64,
     /// Points shared out over its checks (else all or nothing).
@@ -224,6 +260,36 @@ impl Suite {
             path: path.to_owned(),
             source,
         })?;
+        Suite::parse(path, &text)
+    }
+
+    /// The suite `labrun grade --lab LAB` grades with when there is no suite file: the
+    /// lab's battery, each phase worth 10 points, run as `python3 FILE {port}` (and
+    /// `{port2}`) with FILE the submission's likeliest Python file for its role.
+    pub fn for_lab(lab: Lab) -> Result<Suite, SuiteError> {
+        let mut command = vec![
+            "\"python3\"".to_owned(),
+            "\"{file}\"".to_owned(),
+            "\"{port}\"".to_owned(),
+        ];
+        command.extend(lab.extra_ports().iter().map(|port| format!("\"{port}\"")));
+        let role = if lab.name().ends_with("-client") {
+            "client"
+        } else {
+            "server"
+        };
+        let text = format!(
+            "name = \"{lab}\"\nlab = \"{lab}\"\n[submission]\ncommand = [{}]\n\
+             files = [\"{role}.py\", \"*{role}*.py\", \"*.py\"]\n",
+            command.join(", "),
+            lab = lab.name(),
+        );
+        Suite::parse(Path::new(&format!("{}.suite.toml", lab.name())), &text)
+    }
+
+    /// Validates suite text as if it were read from `path`.
+    fn parse(path: &Path, text: &str) -> Result<Suite, SuiteError> {
+        let text = text.to_owned();
         let invalid = |span, message: String| {
             SuiteError::Invalid(Box::new(Diagnostic::new(path, &text, span, message)))
         };
@@ -232,16 +298,55 @@ impl Suite {
         if raw.submission.command.is_empty() {
             return Err(invalid(None, "`submission.command` must name a program".into()));
         }
-        if raw.tests.is_empty() {
-            return Err(invalid(None, "a suite needs at least one [[test]]".into()));
+        if raw.tests.is_empty() && raw.lab.is_none() {
+            return Err(invalid(
+                None,
+                "a suite needs at least one [[test]], or a `lab` whose battery grades".into(),
+            ));
         }
         let base = path.parent().unwrap_or(Path::new("."));
+        // A lab's battery comes first, a test per phase, each scenario from labrun itself;
+        // the suite's own tests follow, each from its file.
+        let battery = raw.lab.map(|lab| {
+            let command: Vec<String> = raw
+                .submission
+                .command
+                .iter()
+                .map(|w| lab.scenario_word(w))
+                .collect();
+            // The scenario is checked with a stand-in program; each run puts the submission's in.
+            let stand_in = crate::check::command_of(lab, &["submission.py".to_owned()]).unwrap_or_default();
+            lab.phases().into_iter().map(move |phase| {
+                let test = RawTest {
+                    name: phase.name.to_owned(),
+                    scenario: PathBuf::from(format!("{}-{}.toml", lab.name(), phase.name)),
+                    points: raw.lab_points.unwrap_or(DEFAULT_PHASE_POINTS),
+                    // A phase is there for one bug: passing it whole is what it is worth.
+                    partial: false,
+                    hidden: false,
+                    server: None,
+                    timeout: None,
+                    feedback: BTreeMap::new(),
+                    command: Some(command.clone()),
+                    files: None,
+                };
+                (
+                    test,
+                    Source::Battery(crate::check::scenario_text(lab, phase, &stand_in)),
+                )
+            })
+        });
+        let files = raw.tests.into_iter().map(|test| {
+            let path = base.join(&test.scenario);
+            (test, Source::File(path))
+        });
+        let all: Vec<(RawTest, Source)> = battery.into_iter().flatten().chain(files).collect();
         let default_timeout = raw.submission.timeout.map_or(DEFAULT_TEST_TIMEOUT, |t| t.0);
-        let mut tests = Vec::with_capacity(raw.tests.len());
+        let mut tests = Vec::with_capacity(all.len());
         // Client tests that would launch the submission's main files: right when the suite
         // tests only clients, wrong (the server graded as a client) beside servers.
         let mut clients_on_the_main_command = Vec::new();
-        for test in raw.tests {
+        for (test, source) in all {
             if !(test.points.is_finite() && test.points >= 0.0) {
                 return Err(invalid(
                     None,
@@ -251,8 +356,11 @@ impl Suite {
             if tests.iter().any(|t: &Test| t.name == test.name) {
                 return Err(invalid(None, format!("two tests are named `{}`", test.name)));
             }
-            let scenario_path = base.join(&test.scenario);
-            let plan = scenario::load(&scenario_path).map_err(|source| SuiteError::Scenario {
+            let plan = match &source {
+                Source::File(path) => scenario::load(path),
+                Source::Battery(text) => scenario::parse(&test.scenario, text),
+            };
+            let plan = plan.map_err(|source| SuiteError::Scenario {
                 test: test.name.clone(),
                 source,
             })?;
@@ -308,7 +416,7 @@ impl Suite {
             };
             tests.push(Test {
                 name: test.name,
-                scenario: scenario_path,
+                scenario: source,
                 points: test.points,
                 partial: test.partial,
                 hidden: test.hidden,
