@@ -121,9 +121,12 @@ pub struct CheckArgs {
     /// The lab whose battery to run (`--list` shows them all).
     #[arg(required_unless_present = "list")]
     pub lab: Option<Lab>,
-    /// The program: its command after `--`, with {port} where its port goes, or a lone
-    /// Python file (run as `python3 FILE {port}`).
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "PROGRAM")]
+    /// A lone Python file to check, run as `python3 FILE {port}` (`{port2}` too where the
+    /// lab has two ports).
+    #[arg(value_name = "FILE.py", conflicts_with = "program")]
+    pub file: Option<String>,
+    /// The program's command, after `--`: {port} where its port goes (and {port2}).
+    #[arg(last = true, value_name = "COMMAND")]
     pub program: Vec<String>,
     /// List the labs and what each phase of their batteries checks.
     #[arg(long, exclusive = true)]
@@ -140,7 +143,7 @@ pub struct CheckArgs {
     /// Print each phase's whole report, not only its verdict and what failed.
     #[arg(long, conflicts_with_all = ["json", "quiet"])]
     pub verbose: bool,
-    /// Print only each phase's verdict line.
+    /// Print only each phase's verdict line, and a line for each failed check.
     #[arg(long, short)]
     pub quiet: bool,
     /// Print the JSON reports on stdout (an array, one per phase) and nothing else there.
@@ -164,7 +167,7 @@ pub struct RunArgs {
     /// Seed for message bodies (overrides the scenario's `seed`).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Print only the verdict line of each scenario.
+    /// Print only the verdict line of each scenario, and a line for each failed check.
     #[arg(long, short)]
     pub quiet: bool,
     /// Do not write report files.

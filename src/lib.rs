@@ -152,7 +152,8 @@ fn check_program(args: cli::CheckArgs) -> Result<Outcome, Error> {
         let _ = check::list(&mut std::io::stdout().lock());
         return Ok(Outcome::Pass);
     };
-    let command = check::command_of(lab, &args.program).map_err(|err| Error::Usage(err.to_string()))?;
+    let program: Vec<String> = args.file.into_iter().chain(args.program).collect();
+    let command = check::command_of(lab, &program).map_err(|err| Error::Usage(err.to_string()))?;
     let plans = check::plans(lab, &command).map_err(|err| Error::Usage(err.to_string()))?;
     let display = match (args.json, args.verbose) {
         (true, _) => run::Display::Nothing,
@@ -331,7 +332,12 @@ fn isolate_fixed_played_ports(plans: &[scenario::Plan]) {
     if fixed.is_empty() {
         return;
     }
-    if let Err(err) = grade::isolate::enter_private_network() {
+    // Tried in a child first: a failure after the namespace is entered cannot be undone.
+    let entered = match grade::isolation_available() {
+        true => grade::isolate::enter_private_network(),
+        false => Err(std::io::Error::from(std::io::ErrorKind::PermissionDenied)),
+    };
+    if let Err(err) = entered {
         eprintln!(
             "warning: no private network namespace here ({err}; needs root or user namespaces): \
              the played servers bind port(s) {} on this machine's loopback",

@@ -23,7 +23,8 @@ pub struct Phase {
     pub name: &'static str,
     /// What it checks, and the bug it is there to catch, for `labrun check --list`.
     pub catches: &'static str,
-    /// The scenario, with `@SERVER@` where the `[[server]]` table's program goes.
+    /// The scenario, with `@SERVER@` where the program under test goes (the `command` of
+    /// its `[[server]]` or `[[client_program]]` tables).
     scenario: &'static str,
 }
 
@@ -75,17 +76,19 @@ pub fn command_of(lab: Lab, program: &[String]) -> Result<Vec<String>, CheckErro
             Ok(command.iter().map(|word| lab.scenario_word(word)).collect())
         }
         command => {
-            let missing = lab
-                .extra_ports()
-                .iter()
-                .find(|port| !command.iter().any(|word| word.contains(*port)));
+            let words: Vec<String> = command.iter().map(|word| lab.scenario_word(word)).collect();
+            // `{port2}`, or the scenario's own name for it, somewhere in the command.
+            let missing = lab.extra_ports().iter().find(|port| {
+                let wanted = lab.scenario_word(port);
+                !words.iter().any(|word| word.contains(&wanted))
+            });
             if let Some(port) = missing {
                 return Err(CheckError::MissingPort {
                     lab: lab.name(),
                     port,
                 });
             }
-            Ok(command.iter().map(|word| lab.scenario_word(word)).collect())
+            Ok(words)
         }
     }
 }
@@ -179,6 +182,8 @@ mod tests {
             command_of(Lab::TwoServers, &["two.py".to_owned()]).expect("command"),
             ["python3", "two.py", "{port}", "{port:second}"]
         );
+        let named = ["python3", "two.py", "{port}", "{port:second}"].map(str::to_owned);
+        assert_eq!(command_of(Lab::TwoServers, &named).expect("command"), named);
         let one_port = ["python3".to_owned(), "two.py".to_owned(), "{port}".to_owned()];
         let err = command_of(Lab::TwoServers, &one_port).expect_err("no second port");
         assert!(err.to_string().contains("put {port2} in the command"), "{err}");

@@ -99,15 +99,21 @@ impl std::ops::Deref for MapLine {
     }
 }
 
-/// Writes `text` into `/proc/self/NAME` with one `write`, as the kernel wants its maps.
+/// Writes `text` into `/proc/self/NAME` (a name of at most 20 bytes, as the kernel's are)
+/// with one `write`, as the kernel wants its maps.
 fn write_proc_self(name: &str, text: &[u8]) -> io::Result<()> {
     use rustix::fs::{Mode, OFlags};
-    let mut path = [0u8; 32];
     let prefix = b"/proc/self/";
+    let mut path = [0u8; 32];
+    let room = path.len() - prefix.len() - 1;
+    if name.len() > room {
+        // Not `io::Error::new`: nothing may allocate between fork and exec.
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
     path[..prefix.len()].copy_from_slice(prefix);
     path[prefix.len()..prefix.len() + name.len()].copy_from_slice(name.as_bytes());
     let path = std::ffi::CStr::from_bytes_until_nul(&path)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a /proc path too long"))?;
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     let file = rustix::fs::open(path, OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty())?;
     rustix::io::write(&file, text)?;
     Ok(())

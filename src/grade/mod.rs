@@ -264,15 +264,16 @@ pub fn submission_name(path: &Path) -> String {
     crate::escape::escape_bytes(raw.as_bytes())
 }
 
-/// Whether this machine lets a child enter a private network namespace.
-fn isolation_available() -> bool {
+/// Whether this machine lets a child enter a private network namespace, tried in a child
+/// so that a failure halfway (a namespace entered, its loopback not up) costs nothing.
+pub fn isolation_available() -> bool {
     let mut probe = Command::new("true");
     probe
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    // SAFETY: between fork and exec the closure makes only system calls (unshare, socket,
-    // ioctl) and allocates nothing.
+    // SAFETY: between fork and exec the closure makes only system calls (geteuid, unshare,
+    // open and write of /proc/self maps, socket, ioctl) and allocates nothing.
     unsafe { probe.pre_exec(isolate::enter_private_network) };
     probe.status().is_ok_and(|s| s.success())
 }

@@ -202,8 +202,14 @@ const DEFAULT_PHASE_POINTS: f64 = 10.0;
 pub enum Source {
     /// A scenario file (relative paths in it are relative to it).
     File(PathBuf),
-    /// A phase of a lab's battery (see `labrun check`), its program already in place.
-    Battery(String),
+    /// A phase of `lab`'s battery (see `labrun check`): its scenario, checked with a
+    /// stand-in program that each run replaces with the submission's.
+    Battery {
+        /// The lab, whose words the submission's command is put in (`{port2}`).
+        lab: Lab,
+        /// The scenario.
+        text: String,
+    },
 }
 
 impl Source {
@@ -211,7 +217,7 @@ impl Source {
     pub fn text(&self) -> std::io::Result<String> {
         match self {
             Source::File(path) => std::fs::read_to_string(path),
-            Source::Battery(text) => Ok(text.clone()),
+            Source::Battery { text, .. } => Ok(text.clone()),
         }
     }
 
@@ -220,7 +226,7 @@ impl Source {
     pub fn anchor(&self) -> crate::scenario::Anchor {
         match self {
             Source::File(path) => crate::scenario::Anchor::of(path),
-            Source::Battery(_) => crate::scenario::Anchor::of(Path::new("battery.toml")),
+            Source::Battery { .. } => crate::scenario::Anchor::of(Path::new("battery.toml")),
         }
     }
 }
@@ -307,13 +313,13 @@ impl Suite {
         let base = path.parent().unwrap_or(Path::new("."));
         // A lab's battery comes first, a test per phase, each scenario from labrun itself;
         // the suite's own tests follow, each from its file.
+        if raw.lab_points.is_some() && raw.lab.is_none() {
+            return Err(invalid(
+                None,
+                "`lab_points` is the points of each phase of a `lab`: name the lab".into(),
+            ));
+        }
         let battery = raw.lab.map(|lab| {
-            let command: Vec<String> = raw
-                .submission
-                .command
-                .iter()
-                .map(|w| lab.scenario_word(w))
-                .collect();
             // The scenario is checked with a stand-in program; each run puts the submission's in.
             let stand_in = crate::check::command_of(lab, &["submission.py".to_owned()]).unwrap_or_default();
             lab.phases().into_iter().map(move |phase| {
@@ -327,12 +333,15 @@ impl Suite {
                     server: None,
                     timeout: None,
                     feedback: BTreeMap::new(),
-                    command: Some(command.clone()),
+                    command: None,
                     files: None,
                 };
                 (
                     test,
-                    Source::Battery(crate::check::scenario_text(lab, phase, &stand_in)),
+                    Source::Battery {
+                        lab,
+                        text: crate::check::scenario_text(lab, phase, &stand_in),
+                    },
                 )
             })
         });
@@ -353,12 +362,22 @@ impl Suite {
                     format!("test `{}`: `points` must be 0 or more", test.name),
                 ));
             }
-            if tests.iter().any(|t: &Test| t.name == test.name) {
-                return Err(invalid(None, format!("two tests are named `{}`", test.name)));
+            if let Some(twin) = tests.iter().find(|t: &&Test| t.name == test.name) {
+                let why = match twin.scenario {
+                    Source::Battery { lab, .. } => {
+                        format!(
+                            "test `{}` has the name of a phase of the {} battery: rename it",
+                            test.name,
+                            lab.name()
+                        )
+                    }
+                    Source::File(_) => format!("two tests are named `{}`", test.name),
+                };
+                return Err(invalid(None, why));
             }
             let plan = match &source {
                 Source::File(path) => scenario::load(path),
-                Source::Battery(text) => scenario::parse(&test.scenario, text),
+                Source::Battery { text, .. } => scenario::parse(&test.scenario, text),
             };
             let plan = plan.map_err(|source| SuiteError::Scenario {
                 test: test.name.clone(),
@@ -390,7 +409,7 @@ impl Suite {
             {
                 clients_on_the_main_command.push(test.name.clone());
             }
-            let launch = Launch {
+            let mut launch = Launch {
                 command: test
                     .command
                     .or_else(|| role.and_then(|r| r.command.clone()))
@@ -400,6 +419,12 @@ impl Suite {
                     .or_else(|| role.and_then(|r| r.files.clone()))
                     .unwrap_or_else(|| raw.submission.files.clone()),
             };
+            // A battery's scenarios name a lab's second port their own way (`{port2}` is
+            // `{port:second}`), and its command must have one where the lab gives it.
+            if let Source::Battery { lab, .. } = &source {
+                launch.command = crate::check::command_of(*lab, &launch.command)
+                    .map_err(|err| invalid(None, format!("`lab = \"{}\"`: {err}", lab.name())))?;
+            }
             if launch.command.first().is_none_or(String::is_empty) {
                 return Err(invalid(
                     None,
