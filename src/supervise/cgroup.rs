@@ -9,13 +9,14 @@
 //! `pids.events`, which the report turns into a finding, and the cgroup lists every process
 //! of the server whatever it did to its group or session, so teardown kills them all.
 //!
-//! Where no pids controller is writable (no root, no delegation) this is simply absent and
-//! the rlimit is the only limit; [`ProcessCap::create`] returns `None`.
+//! Where no controller is writable (no root, no delegation) this is simply absent and the
+//! rlimits are the only limits: [`TreeCaps::create`] gives no cgroup.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -55,10 +56,9 @@ struct Cgroup {
 }
 
 impl Cgroup {
-    /// A fresh cgroup under labrun's own in the hierarchy of `controller`, with `limit`
-    /// written when there is one, or `None` where this machine offers no writable such
-    /// controller.
-    fn create(controller: &str, limit: Option<Limit>) -> Option<Cgroup> {
+    /// A fresh cgroup under labrun's own in the hierarchy of `controller`, with `limits`
+    /// written, or `None` where this machine offers no writable such controller.
+    fn create(controller: &str, limits: &[Limit]) -> Option<Cgroup> {
         let (parent, unified) = own_cgroup(controller)?;
         let name = format!(
             "labrun-{controller}-{}-{}",
@@ -68,7 +68,7 @@ impl Cgroup {
         let dir = parent.join(name);
         fs::create_dir(&dir).ok()?;
         let made = |dir: &Path| -> io::Result<Cgroup> {
-            if let Some((limit_file, value)) = limit {
+            for (limit_file, value) in limits {
                 fs::write(dir.join(limit_file(unified)), value.to_string())?;
             }
             let procs = OpenOptions::new().write(true).open(dir.join("cgroup.procs"))?;
@@ -123,16 +123,19 @@ impl Drop for Cgroup {
 /// One server's pids cgroup; dropping it kills whatever is left inside and removes it.
 #[derive(Debug)]
 pub struct ProcessCap {
-    group: Cgroup,
+    group: Arc<Cgroup>,
     limit: u64,
 }
 
 impl ProcessCap {
     /// A fresh cgroup allowing `limit` processes (threads count too), or `None` where this
     /// machine offers no writable pids controller.
-    pub fn create(limit: u64) -> Option<ProcessCap> {
-        let group = Cgroup::create("pids", Some((|_| "pids.max", limit)))?;
-        Some(ProcessCap { group, limit })
+    fn create(limit: u64) -> Option<ProcessCap> {
+        let group = Cgroup::create("pids", &[(pids_max_file, limit)])?;
+        Some(ProcessCap {
+            group: Arc::new(group),
+            limit,
+        })
     }
 
     /// A way in for a child about to be forked: see [`Entry::join`].
@@ -164,22 +167,18 @@ impl ProcessCap {
 /// Absent (`None`) where no memory controller is writable.
 #[derive(Debug)]
 pub struct MemoryCap {
-    group: Cgroup,
+    group: Arc<Cgroup>,
     limit: u64,
 }
 
 impl MemoryCap {
     /// A fresh memory cgroup holding its members to `bytes` together.
-    pub fn create(bytes: u64) -> Option<MemoryCap> {
-        let limit_file = |unified| {
-            if unified {
-                "memory.max"
-            } else {
-                "memory.limit_in_bytes"
-            }
-        };
-        let group = Cgroup::create("memory", Some((limit_file, bytes)))?;
-        Some(MemoryCap { group, limit: bytes })
+    fn create(bytes: u64) -> Option<MemoryCap> {
+        let group = Cgroup::create("memory", &[(memory_max_file, bytes)])?;
+        Some(MemoryCap {
+            group: Arc::new(group),
+            limit: bytes,
+        })
     }
 
     /// A way in for a child about to be forked: see [`Entry::join`].
@@ -213,16 +212,19 @@ impl MemoryCap {
 /// reads it and ends the tree when it passes the limit (see [`CpuCap::used`]).
 #[derive(Debug)]
 pub struct CpuCap {
-    group: Cgroup,
+    group: Arc<Cgroup>,
     limit: Duration,
 }
 
 impl CpuCap {
     /// A fresh accounting cgroup for a tree allowed `limit` of CPU time together, or `None`
     /// where no such controller is writable.
-    pub fn create(limit: Duration) -> Option<CpuCap> {
-        let group = Cgroup::create("cpuacct", None)?;
-        Some(CpuCap { group, limit })
+    fn create(limit: Duration) -> Option<CpuCap> {
+        let group = Cgroup::create("cpuacct", &[])?;
+        Some(CpuCap {
+            group: Arc::new(group),
+            limit,
+        })
     }
 
     /// A way in for a child about to be forked: see [`Entry::join`].
@@ -250,6 +252,75 @@ impl CpuCap {
     /// SIGKILLs every member until the cgroup is empty (see [`ProcessCap::kill_all`]).
     pub fn kill_all(&self) -> usize {
         self.group.kill_all()
+    }
+}
+
+/// `pids.max`, on either hierarchy.
+fn pids_max_file(_unified: bool) -> &'static str {
+    "pids.max"
+}
+
+/// The memory limit's file on the unified hierarchy, or on cgroup v1.
+fn memory_max_file(unified: bool) -> &'static str {
+    if unified {
+        "memory.max"
+    } else {
+        "memory.limit_in_bytes"
+    }
+}
+
+/// The cgroups of one program's tree, for each limit it has.
+#[derive(Debug, Default)]
+pub struct TreeCaps {
+    /// Its process limit.
+    pub processes: Option<ProcessCap>,
+    /// Its memory limit.
+    pub memory: Option<MemoryCap>,
+    /// Its CPU limit.
+    pub cpu: Option<CpuCap>,
+}
+
+impl TreeCaps {
+    /// The cgroups for these limits, where the machine lets labrun make them. On cgroup v1
+    /// each controller has a hierarchy, so a cgroup each; on the unified (v2) hierarchy a
+    /// process belongs to exactly one cgroup, so one holds every limit (joining three
+    /// would leave it in the last, with none of the others' limits).
+    pub fn create(processes: Option<u64>, memory: Option<u64>, cpu: Option<Duration>) -> TreeCaps {
+        let unified = own_cgroup("pids").is_some_and(|(_, unified)| unified);
+        if !unified {
+            return TreeCaps {
+                processes: processes.and_then(ProcessCap::create),
+                memory: memory.and_then(MemoryCap::create),
+                cpu: cpu.and_then(CpuCap::create),
+            };
+        }
+        if processes.is_none() && memory.is_none() && cpu.is_none() {
+            return TreeCaps::default();
+        }
+        let limits: Vec<Limit> = [
+            (pids_max_file as fn(bool) -> &'static str, processes),
+            (memory_max_file, memory),
+        ]
+        .into_iter()
+        .filter_map(|(file, value)| Some((file, value?)))
+        .collect();
+        let Some(group) = Cgroup::create("tree", &limits).map(Arc::new) else {
+            return TreeCaps::default();
+        };
+        TreeCaps {
+            processes: processes.map(|limit| ProcessCap {
+                group: Arc::clone(&group),
+                limit,
+            }),
+            memory: memory.map(|limit| MemoryCap {
+                group: Arc::clone(&group),
+                limit,
+            }),
+            cpu: cpu.map(|limit| CpuCap {
+                group: Arc::clone(&group),
+                limit,
+            }),
+        }
     }
 }
 

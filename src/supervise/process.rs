@@ -19,7 +19,7 @@ use std::os::unix::process::CommandExt;
 use tokio::time::Instant;
 
 use super::capture::{self, CaptureLimits, SharedCapture};
-use super::cgroup::{CpuCap, Entry, MemoryCap, ProcessCap};
+use super::cgroup::{CpuCap, Entry, MemoryCap, ProcessCap, TreeCaps};
 use super::exit::ExitDescription;
 use super::sandbox::{self, BoundedSpace};
 use super::{CpuLimitUse, DiskLimitUse, MemoryLimitUse, ProcessLimitUse, Teardown, registry, tree};
@@ -89,19 +89,23 @@ impl Supervised {
     /// Starts the child. The error is the operating system's (a missing program, a bad
     /// working directory); callers name the program in their own error.
     pub fn spawn(spec: Spec) -> io::Result<Supervised> {
-        let process_cap = spec.limits.processes.and_then(ProcessCap::create);
         let sandbox = sandbox::active().filter(|_| spec.under_test);
         let sandboxed = sandbox.is_some();
-        let memory_cap = spec
-            .limits
-            .memory_bytes
-            .filter(|_| sandboxed)
-            .and_then(MemoryCap::create);
-        let cpu_cap = spec
-            .limits
-            .cpu_seconds
-            .filter(|_| sandboxed)
-            .and_then(|seconds| CpuCap::create(Duration::from_secs(seconds)));
+        // Memory and CPU hold for the whole tree only in the sandbox; elsewhere the rlimits
+        // (per process) are what the scenario asked for.
+        let caps = TreeCaps::create(
+            spec.limits.processes,
+            spec.limits.memory_bytes.filter(|_| sandboxed),
+            spec.limits
+                .cpu_seconds
+                .filter(|_| sandboxed)
+                .map(Duration::from_secs),
+        );
+        let TreeCaps {
+            processes: process_cap,
+            memory: memory_cap,
+            cpu: cpu_cap,
+        } = caps;
         let sandbox_cwd = match (sandbox, spec.cwd) {
             (None, _) => None,
             (Some(_), Some(dir)) => Some(std::path::absolute(dir)?),

@@ -46,10 +46,13 @@ fn classes(report: &Value) -> Vec<String> {
 fn a_flooding_server_is_caught_and_labrun_stays_bounded() {
     let (code, report, took) = against("flood.py");
     assert_eq!(code, Some(1));
+    // Every client is flooded; on a loaded machine the thread that floods one may start
+    // only after that client's 1 s reply timeout, which is then rightly a missing echo.
+    let classes = classes(&report);
+    assert!(classes.contains(&"unsolicited".to_owned()), "{classes:?}");
     assert!(
-        classes(&report).iter().all(|c| c == "unsolicited"),
-        "{:?}",
-        classes(&report)
+        classes.iter().all(|c| c == "unsolicited" || c == "missing"),
+        "{classes:?}"
     );
     assert!(took < Duration::from_secs(15), "{took:?}");
     // What the flood sent is shown escaped, never as a terminal escape.
