@@ -142,7 +142,7 @@ fn run_scenarios(args: RunArgs) -> Result<Outcome, Error> {
         (false, true) => run::Display::Verdict,
         (false, false) => run::Display::Full,
     };
-    run_plans(plans, &args, display)
+    run_plans(plans, &args, display).map(|(overall, _)| overall)
 }
 
 /// `labrun check`: the lab's battery as plans, run as `labrun run` runs scenarios, each
@@ -176,29 +176,42 @@ fn check_program(args: cli::CheckArgs) -> Result<Outcome, Error> {
         sandbox: args.sandbox,
         sandbox_owns_workdir: false,
     };
-    let phases = plans.len();
-    let outcome = run_plans(plans, &run, display)?;
+    let names: Vec<String> = plans.iter().map(|plan| plan.name.clone()).collect();
+    let (outcome, each) = run_plans(plans, &run, display)?;
     if !args.json {
+        let passed = each.iter().filter(|o| **o == Outcome::Pass).count();
+        let failed: Vec<&str> = names
+            .iter()
+            .zip(&each)
+            .filter(|(_, o)| **o == Outcome::Fail)
+            .map(|(name, _)| {
+                name.strip_prefix(lab.name())
+                    .unwrap_or(name)
+                    .trim_start_matches('-')
+            })
+            .collect();
+        let counted = format!(
+            "{passed} of {} phase{} passed",
+            names.len(),
+            units::plural(names.len() as u64)
+        );
         let verdict = match outcome {
-            Outcome::Pass => format!(
-                "PASS {}: {phases} of {phases} phase{} passed",
-                lab.name(),
-                units::plural(phases as u64)
-            ),
-            Outcome::Fail => format!("FAIL {}: a phase failed (see above)", lab.name()),
-            Outcome::Interrupted => format!("INTERRUPTED {}", lab.name()),
+            Outcome::Pass => format!("PASS {}: {counted}", lab.name()),
+            Outcome::Fail => format!("FAIL {}: {counted}; failed: {}", lab.name(), failed.join(", ")),
+            Outcome::Interrupted => format!("INTERRUPTED {}: {counted} before Ctrl-C", lab.name()),
         };
         println!("\n{verdict}");
     }
     Ok(outcome)
 }
 
-/// Runs `plans` one after another with the options of `args`, showing each as `display`.
+/// Runs `plans` one after another with the options of `args`, showing each as `display`;
+/// returns the overall outcome and each plan's (fewer after an interruption).
 fn run_plans(
     mut plans: Vec<scenario::Plan>,
     args: &RunArgs,
     display: run::Display,
-) -> Result<Outcome, Error> {
+) -> Result<(Outcome, Vec<Outcome>), Error> {
     // One scenario that asks for the sandbox puts every program of this run in it: the
     // sandbox and the private network are the process's, set before anything starts.
     let sandbox = args.sandbox || plans.iter().any(|plan| plan.sandbox);
@@ -310,7 +323,7 @@ fn run_plans(
         }
         // A closed stdout (`| head`) is not an error.
         let _ = std::io::stdout().lock().write_all(&rendered);
-        Ok(overall)
+        Ok((overall, reports.iter().map(|report| report.outcome).collect()))
     });
     supervise::sandbox::clean_up();
     outcome

@@ -24,7 +24,7 @@ struct InterfaceFlags {
 
 /// Moves the calling thread (and so what it starts later) into a new network namespace with
 /// loopback up. Root makes it directly; anyone else first enters a user namespace of their
-/// own (where the kernel allows unprivileged ones, as in most CI and grading containers), in
+/// own (where the kernel allows unprivileged ones; some hosts forbid them), in
 /// which they may own a network namespace, keeping their own uid and gid: only the network
 /// changes. Makes system calls only, allocates nothing, so it may run between fork and exec.
 pub fn enter_private_network() -> io::Result<()> {

@@ -26,8 +26,16 @@ use super::{CpuLimitUse, DiskLimitUse, MemoryLimitUse, ProcessLimitUse, Teardown
 use crate::scenario::Limits;
 
 /// What the C library says when a write is refused for want of space (`ENOSPC`, `EDQUOT`)
-/// or past `limits.file_size` (`EFBIG`): the words a traceback or `perror` prints.
-const DISK_FULL_WORDS: [&str; 3] = ["No space left on device", "Disk quota exceeded", "File too large"];
+/// or past `limits.file_size` (`EFBIG`), as a traceback (`[Errno 28] …`) or `perror`
+/// (`write: …`) prints it: the bare words in a message a server echoes are not enough.
+const DISK_FULL_WORDS: [&str; 6] = [
+    "] No space left on device",
+    ": No space left on device",
+    "] Disk quota exceeded",
+    ": Disk quota exceeded",
+    "] File too large",
+    ": File too large",
+];
 
 /// How often a sandboxed tree's CPU time is read against its limit.
 const CPU_POLL: Duration = Duration::from_millis(100);
@@ -273,13 +281,15 @@ impl Supervised {
     /// Notes which of its sandbox's bounded spaces are full now, seen through the first of
     /// `inside` (its descendants: the sandbox's own processes) that is still there.
     fn note_full_spaces(&mut self, inside: &[u32]) {
-        let Some(&seer) = inside.first() else {
-            return;
-        };
         self.full_spaces = self
             .bounded_spaces
             .iter()
-            .filter(|space| space.is_full_seen_from(seer))
+            .filter(|space| {
+                inside
+                    .iter()
+                    .find_map(|&pid| space.is_full_seen_from(pid))
+                    .unwrap_or(false)
+            })
             .cloned()
             .collect();
     }
@@ -306,7 +316,7 @@ impl Supervised {
                 .iter()
                 .map(|space| format!("{} ({})", space.name, crate::units::bytes(space.size_bytes)))
                 .collect(),
-            said: said.map(str::to_owned),
+            said: said.map(|words| words.trim_start_matches([']', ':', ' ']).to_owned()),
         })
     }
 

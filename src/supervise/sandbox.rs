@@ -68,10 +68,10 @@ pub struct BoundedSpace {
 
 impl BoundedSpace {
     /// Whether it is (nearly) full, looked at through the root of `inside`, a process in
-    /// the sandbox; `false` when that process is gone or the space cannot be read. The path
+    /// the sandbox; `None` when that process is gone or the space cannot be read. The path
     /// is walked inside that root and through no link at all: the program owns the folders
     /// above its working directory and could otherwise point labrun at a path of the host's.
-    pub fn is_full_seen_from(&self, inside: u32) -> bool {
+    pub fn is_full_seen_from(&self, inside: u32) -> Option<bool> {
         use rustix::fs::{Mode, OFlags, ResolveFlags};
         let seen = || -> io::Result<bool> {
             let root = rustix::fs::open(
@@ -92,7 +92,7 @@ impl BoundedSpace {
             let size = stat.f_blocks.saturating_mul(block);
             Ok(size == self.size_bytes && stat.f_bavail.saturating_mul(block) < FULL_BELOW_BYTES)
         };
-        seen().unwrap_or(false)
+        seen().ok()
     }
 }
 
