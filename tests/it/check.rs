@@ -80,6 +80,12 @@ fn the_lab_1_servers_pass_their_batteries() {
 /// never blamed: the failing phases are exactly these.
 #[test]
 fn each_bug_is_caught_by_its_own_phases() {
+    let fixtures = [("echo_drops_every_100th.py", &["conversation"][..])];
+    for (bug, caught_by) in fixtures {
+        let (run, failed, _) = check("echo-threaded", &[&fixture(bug)]);
+        run.expect_code(1);
+        assert_eq!(failed, caught_by, "{bug}:\n{}", run.stdout);
+    }
     for (bug, caught_by) in [
         ("echo_bug_send_ignored.py", &["large"][..]),
         ("echo_bug_decode_per_chunk.py", &["large", "utf8", "binary"][..]),
@@ -179,6 +185,7 @@ fn the_other_labs_catch_each_bug_in_its_own_phases() {
             example("broadcast_bug_prunes_while_iterating.py"),
             &["departures"][..],
         ),
+        ("udp-echo", fixture("udp_echo_recvfrom_16k.py"), &["large"][..]),
         (
             "udp-echo",
             example("udp_echo_bug_recvfrom_1024.py"),
