@@ -2,6 +2,8 @@
 //!
 //! ```toml
 //! name = "lab3"
+//! lab = "echo-threaded"                        # optional: the lab's `labrun check` battery,
+//! lab_points = 10                              # a test per phase worth this (default 10)
 //! [submission]
 //! command = ["python3", "{file}", "{port}"]   # {file}: first match of `files`; {dir}: the copy
 //! files = ["server.py", "*server*.py"]
@@ -310,15 +312,15 @@ impl Suite {
                 "a suite needs at least one [[test]], or a `lab` whose battery grades".into(),
             ));
         }
-        let base = path.parent().unwrap_or(Path::new("."));
-        // A lab's battery comes first, a test per phase, each scenario from labrun itself;
-        // the suite's own tests follow, each from its file.
         if raw.lab_points.is_some() && raw.lab.is_none() {
             return Err(invalid(
                 None,
                 "`lab_points` is the points of each phase of a `lab`: name the lab".into(),
             ));
         }
+        let base = path.parent().unwrap_or(Path::new("."));
+        // A lab's battery comes first, a test per phase, each scenario from labrun itself;
+        // the suite's own tests follow, each from its file.
         let battery = raw.lab.map(|lab| {
             // The scenario is checked with a stand-in program; each run puts the submission's in.
             let stand_in = crate::check::command_of(lab, &["submission.py".to_owned()]).unwrap_or_default();
