@@ -81,6 +81,9 @@ pub enum Error {
     /// A grading suite is invalid.
     #[error(transparent)]
     Suite(#[from] crate::grade::SuiteError),
+    /// `labrun check` cannot build its battery for the program given.
+    #[error(transparent)]
+    Check(#[from] crate::check::CheckError),
     /// A report given to `compare` could not be read.
     #[error(transparent)]
     ReadReport(#[from] crate::report::compare::ReadError),
@@ -97,7 +100,8 @@ impl Error {
             | Error::ScenariosInvalid { .. }
             | Error::ReadReport(_)
             | Error::Usage(_)
-            | Error::Suite(_) => EXIT_BAD_INPUT,
+            | Error::Suite(_)
+            | Error::Check(_) => EXIT_BAD_INPUT,
             Error::Supervise(_)
             | Error::Program(_)
             | Error::WriteReport { .. }

@@ -153,8 +153,8 @@ fn check_program(args: cli::CheckArgs) -> Result<Outcome, Error> {
         return Ok(Outcome::Pass);
     };
     let program: Vec<String> = args.file.into_iter().chain(args.program).collect();
-    let command = check::command_of(lab, &program).map_err(|err| Error::Usage(err.to_string()))?;
-    let plans = check::plans(lab, &command).map_err(|err| Error::Usage(err.to_string()))?;
+    let command = check::command_of(lab, &program)?;
+    let plans = check::plans(lab, &command)?;
     let display = match (args.json, args.verbose) {
         (true, _) => run::Display::Nothing,
         (false, true) => run::Display::Full,
@@ -215,6 +215,13 @@ fn run_plans(
     // One scenario that asks for the sandbox puts every program of this run in it: the
     // sandbox and the private network are the process's, set before anything starts.
     let sandbox = args.sandbox || plans.iter().any(|plan| plan.sandbox);
+    if let Some(plan) = plans.iter().find(|plan| plan.sandbox && args.shared_network) {
+        eprintln!(
+            "warning: `{}` asks for the sandbox (sandbox = true), whose network is private: \
+             --shared-network does not apply to this run",
+            plan.source.display()
+        );
+    }
     // Before any thread exists: every thread and child started later inherits the namespace.
     if sandbox {
         supervise::sandbox::enable(args.sandbox_owns_workdir)?;
