@@ -80,12 +80,23 @@ impl Lab {
         }
     }
 
-    /// Placeholders a lone `.py` file gets after `{port}`: the further ports its lab needs.
+    /// The ports a lab gives its program beyond `{port}`, as a student writes them.
     pub fn extra_ports(self) -> &'static [&'static str] {
         match self {
             Lab::TwoServers | Lab::ChooseClient => &["{port2}"],
             _ => &[],
         }
+    }
+
+    /// How a lone Python `file` of this lab is run: `python3 FILE {port}`, and `{port2}`
+    /// where the lab has two ports (as a student writes them, before [`Lab::scenario_word`]).
+    pub fn python_command(self, file: &str) -> Vec<String> {
+        let start = ["python3", file, "{port}"];
+        start
+            .into_iter()
+            .chain(self.extra_ports().iter().copied())
+            .map(str::to_owned)
+            .collect()
     }
 
     /// A word of the student's command in the words of its battery's scenarios: `{port2}`

@@ -70,11 +70,11 @@ pub enum CheckError {
 pub fn command_of(lab: Lab, program: &[String]) -> Result<Vec<String>, CheckError> {
     match program {
         [] => Err(CheckError::NoProgram { lab: lab.name() }),
-        [file] if file.ends_with(".py") => {
-            let mut command = vec!["python3".to_owned(), file.clone(), "{port}".to_owned()];
-            command.extend(lab.extra_ports().iter().map(|port| (*port).to_owned()));
-            Ok(command.iter().map(|word| lab.scenario_word(word)).collect())
-        }
+        [file] if file.ends_with(".py") => Ok(lab
+            .python_command(file)
+            .iter()
+            .map(|word| lab.scenario_word(word))
+            .collect()),
         command => {
             let words: Vec<String> = command.iter().map(|word| lab.scenario_word(word)).collect();
             // `{port2}`, or the scenario's own name for it, somewhere in the command.

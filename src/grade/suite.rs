@@ -275,21 +275,20 @@ impl Suite {
     /// lab's battery, each phase worth 10 points, run as `python3 FILE {port}` (and
     /// `{port2}`) with FILE the submission's likeliest Python file for its role.
     pub fn for_lab(lab: Lab) -> Result<Suite, SuiteError> {
-        let mut command = vec![
-            "\"python3\"".to_owned(),
-            "\"{file}\"".to_owned(),
-            "\"{port}\"".to_owned(),
-        ];
-        command.extend(lab.extra_ports().iter().map(|port| format!("\"{port}\"")));
+        let command = toml::Value::Array(
+            lab.python_command("{file}")
+                .into_iter()
+                .map(toml::Value::String)
+                .collect(),
+        );
         let role = if lab.name().ends_with("-client") {
             "client"
         } else {
             "server"
         };
         let text = format!(
-            "name = \"{lab}\"\nlab = \"{lab}\"\n[submission]\ncommand = [{}]\n\
+            "name = \"{lab}\"\nlab = \"{lab}\"\n[submission]\ncommand = {command}\n\
              files = [\"{role}.py\", \"*{role}*.py\", \"*.py\"]\n",
-            command.join(", "),
             lab = lab.name(),
         );
         Suite::parse(Path::new(&format!("{}.suite.toml", lab.name())), &text)

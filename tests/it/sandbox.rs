@@ -5,7 +5,7 @@ use std::io::ErrorKind;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use crate::util::{Scratch, fixture, read_report};
+use crate::util::{Scratch, echo_scenario, fixture, python_server, read_report};
 
 fn open_to_all(path: &std::path::Path, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
@@ -316,24 +316,15 @@ fn a_server_that_fills_its_tmp_is_told_it_reached_its_disk_limit() {
     open_to_all(scratch.dir.path(), 0o755);
     let scenario = scratch.file(
         "disk.toml",
-        &format!(
-            "name = \"disk\"\ntimeout = \"30s\"\n\n[[server]]\nname = \"srv\"\n\
-             command = [\"python3\", \"{}\", \"{{port}}\"]\nport = \"auto\"\n\n\
-             [[clients]]\nname = \"c\"\ncount = 3\nmessages = 20\nsize = 3000\ntimeout = \"2s\"\n\n\
-             [expect]\necho = \"exact\"\n",
-            fixture("logs_every_message.py")
+        &echo_scenario(
+            "disk",
+            &python_server("logs_every_message.py"),
+            "count = 3\nmessages = 20\nsize = 3000\ntimeout = \"2s\"",
+            "echo = \"exact\"",
         ),
     );
     let host_log_before = std::fs::metadata("/tmp/server.log").map(|m| m.len()).ok();
-    let output = scratch
-        .labrun()
-        .args(["run", "--sandbox"])
-        .arg(&scenario)
-        .arg("--out")
-        .arg(scratch.reports())
-        .output()
-        .expect("labrun runs");
-    crate::util::Run::from(output).expect_code(1);
+    scratch.run_with(&scenario, &["--sandbox"]).expect_code(1);
     let report = read_report(&scratch.reports().join("disk.json"));
     let disk = &report["servers"][0]["disk_limit"];
     assert_eq!(disk["full"][0], "/tmp (64.0 MiB)", "{disk:#}");
@@ -369,15 +360,9 @@ fn a_scenario_can_ask_for_the_sandbox_itself() {
     );
     open_to_all(&server, 0o644);
     let scenario = |name: &str, sandbox: &str| {
-        scratch.file(
-            &format!("{name}.toml"),
-            &format!(
-                "name = \"{name}\"\n{sandbox}\n[[server]]\nname = \"srv\"\n\
-                 command = [\"python3\", \"{}\", \"{{port}}\"]\nport = \"auto\"\n\n\
-                 [[clients]]\nname = \"c\"\ncount = 2\nmessages = 3\n\n[expect]\necho = \"exact\"\n",
-                server.display()
-            ),
-        )
+        let command = format!("command = [\"python3\", \"{}\", \"{{port}}\"]", server.display());
+        let text = echo_scenario(name, &command, "count = 2\nmessages = 3", "echo = \"exact\"");
+        scratch.file(&format!("{name}.toml"), &format!("{sandbox}\n{text}"))
     };
     let plain = scratch.run(&scenario("plain", ""));
     plain.expect_code(0);
@@ -533,25 +518,20 @@ fn a_link_planted_over_the_working_copy_leads_the_disk_check_nowhere() {
 fn the_cpu_limit_holds_for_the_whole_program() {
     let scratch = Scratch::new();
     open_to_all(scratch.dir.path(), 0o755);
+    let server = format!(
+        "{}\nlimits = {{ cpu = \"2s\" }}",
+        python_server("burns_cpu_in_helpers.py")
+    );
     let scenario = scratch.file(
         "cpu.toml",
-        &format!(
-            "name = \"cpu\"\ntimeout = \"30s\"\n\n[[server]]\nname = \"srv\"\n\
-             command = [\"python3\", \"{}\", \"{{port}}\"]\nport = \"auto\"\nlimits = {{ cpu = \"2s\" }}\n\n\
-             [[clients]]\nname = \"c\"\ncount = 2\nmessages = 60\nthink = \"100ms\"\n\n\
-             [expect]\necho = \"exact\"\n",
-            fixture("burns_cpu_in_helpers.py")
+        &echo_scenario(
+            "cpu",
+            &server,
+            "count = 2\nmessages = 60\nthink = \"100ms\"",
+            "echo = \"exact\"",
         ),
     );
-    let sandboxed = scratch
-        .labrun()
-        .args(["run", "--sandbox"])
-        .arg(&scenario)
-        .arg("--out")
-        .arg(scratch.reports())
-        .output()
-        .expect("labrun runs");
-    crate::util::Run::from(sandboxed).expect_code(1);
+    scratch.run_with(&scenario, &["--sandbox"]).expect_code(1);
     let report = read_report(&scratch.reports().join("cpu.json"));
     let cpu = &report["servers"][0]["cpu_limit"];
     assert_eq!(cpu["stopped"], true, "{cpu:#}");

@@ -55,9 +55,15 @@ impl Scratch {
 
     /// Runs `labrun run SCENARIO --out REPORTS` and returns its output.
     pub fn run(&self, scenario: &Path) -> Run {
+        self.run_with(scenario, &[])
+    }
+
+    /// Runs `labrun run FLAGS… SCENARIO --out REPORTS` and returns its output.
+    pub fn run_with(&self, scenario: &Path, flags: &[&str]) -> Run {
         let output = self
             .labrun()
             .arg("run")
+            .args(flags)
             .arg(scenario)
             .arg("--out")
             .arg(self.reports())
