@@ -225,26 +225,57 @@ async fn serve(
             }
         }
     };
-    let mut record = lock(&record);
-    record.end = Some(end);
-    record.ended_at = Some(zero.elapsed());
+    {
+        let mut record = lock(&record);
+        record.end = Some(end);
+        record.ended_at = Some(zero.elapsed());
+    }
+    if end != ConnectionEnd::ClientClosed && end != ConnectionEnd::ClientReset {
+        hang_up(stream, &mut buffer).await;
+    }
+}
+
+/// Ends a connection the way a lab server's `close()` does when the client has nothing in
+/// flight: a FIN, so the client's next `recv` returns `b''`. Closing with unread bytes would
+/// send a reset instead, and whether the client's next line had arrived yet is a race, so a
+/// correct client would crash on `ConnectionResetError` in some runs. Whatever the client
+/// still sends is read and dropped until it closes too, or until the session stops and
+/// aborts this task.
+async fn hang_up(mut stream: TcpStream, buffer: &mut [u8]) {
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    while matches!(stream.read(buffer).await, Ok(n) if n > 0) {}
 }
 
 /// Binds the server's port on loopback; a taken port names who holds it. A listening server
 /// sets `SO_REUSEADDR`, so a port the previous session just closed is free again; a `down`
-/// one does not, since Linux would let another `SO_REUSEADDR` socket bind and listen on a
-/// port that is bound but not listening, and the port would not be held.
+/// one first tries without, since Linux would let another `SO_REUSEADDR` socket bind and
+/// listen on a port that is bound but not listening, and the port would not be held. Only
+/// when a connection of an earlier phase still lingers in `TIME_WAIT` on the port (a played
+/// server hung up first) does it bind with `SO_REUSEADDR`, which still fails if anything
+/// listens there.
 fn bind(plan: &PlayedServerPlan) -> Result<TcpSocket, ProgramError> {
     let port = match plan.port {
         PortChoice::Auto => 0,
         PortChoice::Fixed(port) => port,
     };
-    let socket = TcpSocket::new_v4().map_err(|source| bind_failed(plan, source))?;
-    socket
-        .set_reuseaddr(plan.role != PlayedRole::Down)
-        .map_err(|source| bind_failed(plan, source))?;
-    match socket.bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port))) {
-        Ok(()) => Ok(socket),
+    let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let attempt = |reuse: bool| -> Result<std::io::Result<TcpSocket>, ProgramError> {
+        let socket = TcpSocket::new_v4().map_err(|source| bind_failed(plan, source))?;
+        socket
+            .set_reuseaddr(reuse)
+            .map_err(|source| bind_failed(plan, source))?;
+        Ok(socket.bind(address).map(|()| socket))
+    };
+    let mut bound = attempt(plan.role != PlayedRole::Down)?;
+    if plan.role == PlayedRole::Down
+        && matches!(&bound, Err(err) if err.kind() == std::io::ErrorKind::AddrInUse)
+    {
+        bound = attempt(true)?;
+    }
+    match bound {
+        Ok(socket) => Ok(socket),
         Err(err) if err.kind() == std::io::ErrorKind::AddrInUse => Err(ProgramError::PortInUse {
             server: plan.name.clone(),
             port,
@@ -304,6 +335,55 @@ mod tests {
         ));
         assert_eq!(chat.answer(b"a").reply.as_deref(), Some(&b"r1"[..]));
         assert_eq!(chat.answer(b"exit").close, Some(ConnectionEnd::ChatEnded));
+    }
+
+    /// A client's next line racing the hang-up must read the end of the stream, never a
+    /// reset; and the `TIME_WAIT` the hang-ups leave must not stop a later `down` server
+    /// from holding the port, while a listener there still does.
+    #[tokio::test]
+    async fn a_hang_up_is_an_orderly_close_and_leaves_the_port_usable() {
+        let servers =
+            PlayedServers::start(&[plan(PlayedRole::Echo, None, Some(1))], Instant::now()).expect("binds");
+        let port = servers.ports()[0];
+        for _ in 0..50 {
+            let mut client = TcpStream::connect(("127.0.0.1", port)).await.expect("connects");
+            client.write_all(b"hello").await.expect("sends");
+            let mut echo = [0u8; 5];
+            client.read_exact(&mut echo).await.expect("echo");
+            client
+                .write_all(b"are you there?")
+                .await
+                .expect("the hang-up is not a reset");
+            let mut rest = [0u8; 16];
+            assert_eq!(client.read(&mut rest).await.expect("no reset"), 0);
+        }
+        // Lines typed after the hang-up are read and dropped, not answered with a reset
+        // (which, had it won the race with the FIN, is what the client would have read).
+        let mut late = TcpStream::connect(("127.0.0.1", port)).await.expect("connects");
+        late.write_all(b"hello").await.expect("sends");
+        let mut rest = [0u8; 16];
+        while late.read(&mut rest).await.expect("no reset") > 0 {}
+        for _ in 0..3 {
+            late.write_all(b"still there?").await.expect("no reset");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        servers.stop().await;
+        let down = PlayedServerPlan {
+            port: PortChoice::Fixed(port),
+            ..plan(PlayedRole::Down, None, None)
+        };
+        let held =
+            PlayedServers::start(std::slice::from_ref(&down), Instant::now()).expect("binds over TIME_WAIT");
+        held.stop().await;
+        let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("binds");
+        let taken = PlayedServerPlan {
+            port: PortChoice::Fixed(listener.local_addr().expect("address").port()),
+            ..down
+        };
+        assert!(matches!(
+            PlayedServers::start(&[taken], Instant::now()),
+            Err(ProgramError::PortInUse { .. })
+        ));
     }
 
     #[tokio::test]
