@@ -190,6 +190,19 @@ macro_rules! single_client_phases {
                 ),
             },
             Phase {
+                name: "half-close",
+                catches: "a client that shuts down its sending side right after its last message: \
+                          the whole echo still comes back, then the server closes (a server that \
+                          drops an echo it owes when recv() returns b'', or never leaves its loop)",
+                scenario: concat!(
+                    "timeout = \"20s\"\n[[server]]\nname = \"server\"\n",
+                    $server,
+                    "\n[[clients]]\nname = \"half-closer\"\nmessages = 3\n\
+                     size = { min = 1, max = 3000 }\nhalf_close = true\ntimeout = \"3s\"\n\
+                     [expect]\necho = \"exact\"\nerrors = 0\n"
+                ),
+            },
+            Phase {
                 name: "conversation",
                 catches: "150 messages of 1 to 8 bytes on one connection, each answered within \
                           250 ms at p99 (a server that loses one now and then, waits for a full \
@@ -207,13 +220,31 @@ macro_rules! single_client_phases {
 }
 
 /// The echo phases of a server that may end after its one client (lab 1).
-static ECHO_ONCE: [Phase; 6] = single_client_phases!("@SERVER@\nexits = \"after-clients\"");
+static ECHO_ONCE: [Phase; 7] = single_client_phases!("@SERVER@\nexits = \"after-clients\"");
 
 /// The echo phases of a server that goes on.
-static ECHO: [Phase; 6] = single_client_phases!("@SERVER@");
+static ECHO: [Phase; 7] = single_client_phases!("@SERVER@");
+
+/// A client that sends without reading until the server blocks in `sendall()`, then dies;
+/// fresh clients must be served after it. `$catches` says it in the terms of the lab.
+macro_rules! reset_in_sendall_phase {
+    ($catches:literal) => {
+        Phase {
+            name: "reset-in-sendall",
+            catches: $catches,
+            scenario: "timeout = \"20s\"\n[[server]]\nname = \"server\"\n@SERVER@\n\
+                       [[clients]]\nname = \"killed\"\ncount = 1\nmessages = 2\nfaulty = 1\n\
+                       fault = { kind = \"abort-in-sendall\", after = 1 }\n\
+                       size = { min = 1000, max = 4000 }\ntimeout = \"3s\"\n\
+                       [[clients]]\nname = \"after\"\ncount = 2\nmessages = 5\n\
+                       start_after = \"1500ms\"\ntimeout = \"3s\"\n\
+                       [expect]\necho = \"exact\"\nerrors = 0\nsurvives = true\n",
+        }
+    };
+}
 
 /// What only an iterative server is asked.
-static ITERATIVE: [Phase; 2] = [
+static ITERATIVE: [Phase; 3] = [
     Phase {
         name: "queue",
         catches: "three clients arriving together, each served in its turn, and the server \
@@ -225,19 +256,25 @@ static ITERATIVE: [Phase; 2] = [
     },
     Phase {
         name: "resets",
-        catches: "a client killed mid-message (reset), then fresh clients served (a server \
-                      that lets ConnectionResetError end it)",
+        catches: "a client killed between two messages (a reset while the server waits in \
+                  recv()), then fresh clients served (a server that lets ConnectionResetError \
+                  end it)",
         scenario: "timeout = \"20s\"\n[[server]]\nname = \"server\"\n@SERVER@\n\
                        [[clients]]\nname = \"killed\"\ncount = 1\nmessages = 3\nfaulty = 1\n\
-                       fault = { kind = \"abort\", after = 2 }\ntimeout = \"3s\"\n\
+                       fault = { kind = \"abort-idle\", after = 2 }\ntimeout = \"3s\"\n\
                        [[clients]]\nname = \"after\"\ncount = 2\nmessages = 5\n\
                        start_after = \"1s\"\ntimeout = \"3s\"\n\
                        [expect]\necho = \"exact\"\nerrors = 0\nsurvives = true\n",
     },
+    reset_in_sendall_phase!(
+        "a client that stops reading while the server writes its echo, then dies: the reset \
+         comes inside sendall(), as BrokenPipeError or ConnectionResetError, and fresh clients \
+         must still be served (a server that catches errors around recv() only)"
+    ),
 ];
 
 /// What only a concurrent server is asked.
-static THREADED: [Phase; 2] = [
+static THREADED: [Phase; 3] = [
     Phase {
         name: "concurrent",
         catches: "eight clients held open at once, all served together (a server that joins \
@@ -250,15 +287,20 @@ static THREADED: [Phase; 2] = [
     },
     Phase {
         name: "resets",
-        catches: "clients killed mid-message (reset) beside others, then fresh clients \
-                      served (a server that lets ConnectionResetError end it)",
+        catches: "clients killed between messages (a reset in recv()) beside others, then \
+                  fresh clients served (a server that lets ConnectionResetError end it)",
         scenario: "timeout = \"20s\"\n[[server]]\nname = \"server\"\n@SERVER@\n\
                        [[clients]]\nname = \"mixed\"\ncount = 4\nmessages = 5\nfaulty = 2\n\
-                       fault = { kind = \"abort\", after = 2 }\ntimeout = \"3s\"\n\
+                       fault = { kind = \"abort-idle\", after = 2 }\ntimeout = \"3s\"\n\
                        [[clients]]\nname = \"after\"\ncount = 2\nmessages = 5\n\
                        start_after = \"1s\"\ntimeout = \"3s\"\n\
                        [expect]\necho = \"exact\"\nerrors = 0\nsurvives = true\n",
     },
+    reset_in_sendall_phase!(
+        "a client that stops reading while the server writes its echo, then dies: the reset \
+         comes inside sendall() or send(), and fresh clients must still be served (a \
+         single-threaded server that catches errors around recv() only)"
+    ),
 ];
 
 /// Lab 2: the server reads a client's message, prints it, and sends what its operator types.
@@ -320,12 +362,12 @@ static TWO_SERVERS: [Phase; 3] = [
     },
     Phase {
         name: "resets",
-        catches: "a client killed mid-message on one port, then both ports still serve (a \
+        catches: "a client killed between messages on one port, then both ports still serve (a \
                   program whose ports die together)",
         scenario: "timeout = \"20s\"\n[[server]]\nname = \"first\"\n@SERVER@\n\
                    [[server]]\nname = \"second\"\nprocess = \"first\"\n\
                    [[clients]]\nname = \"killed\"\nserver = \"first\"\ncount = 1\nmessages = 3\n\
-                   faulty = 1\nfault = { kind = \"abort\", after = 2 }\ntimeout = \"3s\"\n\
+                   faulty = 1\nfault = { kind = \"abort-idle\", after = 2 }\ntimeout = \"3s\"\n\
                    [[clients]]\nname = \"after-first\"\nserver = \"first\"\ncount = 1\nmessages = 5\n\
                    start_after = \"1s\"\ntimeout = \"3s\"\n\
                    [[clients]]\nname = \"after-second\"\nserver = \"second\"\ncount = 1\nmessages = 5\n\

@@ -167,7 +167,10 @@ mod tests {
         ));
         assert!(text.contains("keep at least one well-behaved client"), "{text}");
         let text = error_of(&format!("{MINIMAL}faulty = 1\nfault = {{ kind = \"crash\" }}\n"));
-        assert!(text.contains("`abort`, `half-close`, `garbage`"), "{text}");
+        assert!(
+            text.contains("`abort`, `abort-idle`, `abort-in-sendall`, `half-close`, `garbage`"),
+            "{text}"
+        );
         let text = error_of(&format!(
             "{MINIMAL}faulty = 1\nfault = {{ kind = \"abort\", after = 11 }}\n"
         ));
@@ -405,6 +408,22 @@ mod tests {
         assert!(error_of(&tcp_builtin).contains("speaks TCP; the UDP one is `udp-echo`"));
         let probed = format!("{UDP}messages = 3\n[expect]\nsurvives = true\n");
         assert!(error_of(&probed).contains("probes TCP servers"));
+    }
+
+    #[test]
+    fn half_close_is_for_tcp_echo_groups() {
+        let half = |text: &str| parse(Path::new("t.toml"), text).unwrap().groups[0].half_close;
+        assert!(!half(MINIMAL));
+        assert!(half(&format!("{MINIMAL}half_close = true\n")));
+        let udp = MINIMAL.replace(
+            "builtin = \"echo-async\"",
+            "builtin = \"udp-echo\"\ntransport = \"udp\"",
+        );
+        let error = error_of(&format!("{udp}half_close = true\n"));
+        assert!(
+            error.starts_with("t.toml:9:14: `half_close` is for echo groups of a TCP server"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -354,6 +354,9 @@ pub struct GroupPlan {
     pub pipeline: u32,
     /// TCP: connect paced to the server's accept queue, or all at once.
     pub connect: ConnectMode,
+    /// TCP echo: each client shuts down its sending side as soon as its last message is
+    /// written, then wants every echo and the server's close (`half_close = true`).
+    pub half_close: bool,
 }
 
 impl GroupPlan {
@@ -1202,6 +1205,17 @@ fn resolve_group(raw: RawClients, servers: &[ServerPlan], at: &Locator) -> Resul
         }
         Some(depth) => *depth.get_ref(),
     };
+    let half_close = match &raw.half_close {
+        Some(half)
+            if *half.get_ref() && (server_transport == Transport::Udp || workload != WorkloadKind::Echo) =>
+        {
+            return Err(at.error(
+                half.span(),
+                "`half_close` is for echo groups of a TCP server: it shuts down a connection's sending side",
+            ));
+        }
+        half => half.as_ref().is_some_and(|h| *h.get_ref()),
+    };
     let connect = match raw.connect {
         Some(mode) if server_transport == Transport::Udp => {
             return Err(at.error(
@@ -1351,6 +1365,7 @@ fn resolve_group(raw: RawClients, servers: &[ServerPlan], at: &Locator) -> Resul
         rate_ramp: raw.rate_ramp.map_or(Duration::ZERO, |r| r.into_inner().0),
         pipeline,
         connect,
+        half_close,
     })
 }
 
@@ -1479,7 +1494,7 @@ fn resolve_fault(
         (None, None) => Ok(None),
         (Some(faulty), None) => Err(at.error(
             faulty.span(),
-            "`faulty` needs `fault = { kind = \"abort\" | \"half-close\" | \"garbage\" | \"stall\", after = N }`",
+            "`faulty` needs `fault = { kind = \"abort\" | \"abort-idle\" | \"abort-in-sendall\" | \"half-close\" | \"garbage\" | \"stall\", after = N }`",
         )),
         (None, Some(fault)) => Err(at.error(
             fault.span(),

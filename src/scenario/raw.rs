@@ -253,6 +253,7 @@ pub struct RawClients {
     pub rate_ramp: Option<Spanned<DurationValue>>,
     pub pipeline: Option<Spanned<u32>>,
     pub connect: Option<Spanned<ConnectMode>>,
+    pub half_close: Option<Spanned<bool>>,
 }
 
 /// `fault = { kind = "abort", after = 3 }`: how the group's faulty clients misbehave.
@@ -269,6 +270,12 @@ pub struct RawFault {
 pub enum FaultKind {
     /// Sends half a message, then resets the connection (RST), like a killed client.
     Abort,
+    /// Resets (RST) with nothing in flight, between two messages: the reset reaches the
+    /// server while it waits in `recv()`.
+    AbortIdle,
+    /// Sends without reading until the server, blocked writing an echo nobody reads, takes
+    /// no more, then resets: the reset reaches the server inside `sendall()`.
+    AbortInSendall,
     /// Sends half a message, then closes its sending side and waits for the server to close.
     HalfClose,
     /// Sends bytes that are not text (invalid UTF-8, NUL, control characters), then closes.
@@ -280,8 +287,10 @@ pub enum FaultKind {
 
 impl FaultKind {
     /// Every kind, for listings.
-    pub const ALL: [FaultKind; 4] = [
+    pub const ALL: [FaultKind; 6] = [
         FaultKind::Abort,
+        FaultKind::AbortIdle,
+        FaultKind::AbortInSendall,
         FaultKind::HalfClose,
         FaultKind::Garbage,
         FaultKind::Stall,
@@ -291,6 +300,10 @@ impl FaultKind {
     pub fn summary(self) -> &'static str {
         match self {
             FaultKind::Abort => "half a message, then a reset (RST), like a killed client",
+            FaultKind::AbortIdle => "a reset (RST) between two messages, with nothing in flight",
+            FaultKind::AbortInSendall => {
+                "sends without reading until the server is stuck in sendall(), then a reset"
+            }
             FaultKind::HalfClose => "half a message, then shutdown(SHUT_WR); reads until the server closes",
             FaultKind::Garbage => "1 KiB of invalid UTF-8, NUL and terminal escapes, then close",
             FaultKind::Stall => "half a message, then silence, holding the connection to the end",
@@ -301,6 +314,8 @@ impl FaultKind {
     pub fn label(self) -> &'static str {
         match self {
             FaultKind::Abort => "abort",
+            FaultKind::AbortIdle => "abort-idle",
+            FaultKind::AbortInSendall => "abort-in-sendall",
             FaultKind::HalfClose => "half-close",
             FaultKind::Garbage => "garbage",
             FaultKind::Stall => "stall",

@@ -497,6 +497,11 @@ fn error_hint(kind: ClientErrorKind) -> &'static str {
              each client until it closes (recv() in a loop until it returns b''); an exception in \
              the handler, or a close() after one reply, does this"
         }
+        ClientErrorKind::KeptOpen => {
+            "recv() returning b'' means the client has finished sending: answer what is owed, \
+             then close the connection (a loop that ignores b'' spins at full CPU and never \
+             closes)"
+        }
         ClientErrorKind::Deadline => {
             "the run took longer than the scenario's `timeout`: the server is too slow, serves \
              clients one at a time, or stopped answering"

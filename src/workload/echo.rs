@@ -43,6 +43,14 @@ const TRAILING_BYTES_WINDOW: Duration = Duration::from_millis(200);
 /// When the very first bytes back are wrong, how long to keep counting what the server
 /// sends, to tell a flood from a wrong echo.
 const SURPLUS_WINDOW: Duration = Duration::from_millis(200);
+/// How long the socket must take no bytes before an `abort-in-sendall` client concludes
+/// that its server is stuck writing, and resets.
+const STUCK_WINDOW: Duration = Duration::from_millis(200);
+/// The most an `abort-in-sendall` client writes without reading: far beyond what a
+/// loopback connection buffers both ways, so reaching it means the server is not echoing.
+const MAX_UNREAD_BYTES: u64 = 64 << 20;
+/// What an `abort-in-sendall` client hands the socket per write, at least.
+const UNREAD_BATCH_BYTES: usize = 64 << 10;
 /// What a `garbage` client sends: invalid UTF-8, NUL, a terminal escape, stray line ends.
 const GARBAGE: &[u8] = b"\xff\xfe\x00\x1b[2J\xc3\x28\r\n\xa0\xa1\x00\xe2\x28\xa1\xf0\x28\x8c\xbc\x80\n";
 /// How many times [`GARBAGE`] is repeated: about a kilobyte, one lab `recv(1024)`.
@@ -119,11 +127,13 @@ impl Session {
             (Some(_), Some(plan)) => plan.after,
             _ => ctx.group.messages,
         };
+        // A faulty client's exchange ends in its fault, not in a half-close.
+        let half_close = ctx.group.half_close && self.fault.is_none();
         let exchange = match normal_messages {
             0 => Ok(()),
             total => {
-                self.converse(ctx, &mut Conversation::new(ctx, total), &mut stream)
-                    .await
+                let mut conversation = Conversation::new(ctx, total, half_close);
+                self.converse(ctx, &mut conversation, &mut stream).await
             }
         };
         let mut receive_buffer = vec![0u8; SPARE_BUFFER_BYTES];
@@ -134,6 +144,10 @@ impl Session {
         }
         match self.fault {
             Some(kind) => self.misbehave(kind, ctx, stream, &mut receive_buffer).await,
+            None if half_close => {
+                self.await_server_close(ctx, &mut stream, &mut receive_buffer)
+                    .await
+            }
             None => {
                 self.check_trailing_bytes(ctx, &mut stream, &mut receive_buffer)
                     .await
@@ -198,6 +212,17 @@ impl Session {
             if conversation.written == conversation.outgoing.len() {
                 conversation.outgoing.clear();
                 conversation.written = 0;
+                if conversation.half_close
+                    && !conversation.sending_closed
+                    && conversation.queued == conversation.total
+                {
+                    // The last message is out: say so with a FIN at once, before its echo.
+                    match Pin::new(&mut *stream).poll_shutdown(cx) {
+                        Poll::Ready(Ok(())) => conversation.sending_closed = true,
+                        Poll::Ready(Err(err)) => return Poll::Ready(Err(ExchangeError::Socket(err))),
+                        Poll::Pending => {}
+                    }
+                }
             }
             if conversation.peer_closed && !conversation.in_flight.is_empty() {
                 return Poll::Ready(Err(ExchangeError::Closed));
@@ -414,6 +439,7 @@ impl Session {
         let timeout = ctx.group.reply_timeout;
         let first_part = match kind {
             FaultKind::Garbage => GARBAGE.repeat(GARBAGE_REPEATS),
+            FaultKind::AbortIdle | FaultKind::AbortInSendall => Vec::new(),
             FaultKind::Abort | FaultKind::HalfClose | FaultKind::Stall => {
                 let mut body = Vec::new();
                 self.payloads.next_into(&mut body);
@@ -426,10 +452,15 @@ impl Session {
             return interrupted_end(interruption, None, &ctx.group);
         }
         let outcome = match kind {
-            FaultKind::Abort => {
+            FaultKind::Abort | FaultKind::AbortIdle => {
                 // SO_LINGER 0 makes close() send RST, as when a client process is killed.
                 let _ = stream.set_zero_linger();
                 Ok(())
+            }
+            FaultKind::AbortInSendall => {
+                let outcome = self.fill_until_stuck(ctx, &mut stream).await;
+                let _ = stream.set_zero_linger();
+                outcome
             }
             FaultKind::Garbage => {
                 let _ = stream.shutdown().await;
@@ -461,6 +492,77 @@ impl Session {
             Ok(()) => ClientEnd::Misbehaved,
             Err(interruption) => interrupted_end(interruption, None, &ctx.group),
         }
+    }
+
+    /// After a half-close with every echo back, the server owes one thing more: its own
+    /// close, once `recv()` has told it the client is done. Bytes before it are judged like
+    /// any others; a reset also ends the connection, which is all that is asked here.
+    async fn await_server_close(
+        &mut self,
+        ctx: &ClientContext,
+        stream: &mut TcpStream,
+        receive_buffer: &mut [u8],
+    ) -> ClientEnd {
+        // Already done after the last message; a client with no messages half-closes here.
+        let _ = stream.shutdown().await;
+        let timeout = ctx.group.reply_timeout;
+        let until = Instant::now() + timeout;
+        loop {
+            match ctx.bounded(Some(until), stream.read(receive_buffer)).await {
+                Ok(Ok(0) | Err(_)) => return ClientEnd::Completed,
+                Ok(Ok(received)) => {
+                    if let Err(fault) = self.matcher.accept(&receive_buffer[..received]) {
+                        return ClientEnd::EchoFault(fault);
+                    }
+                }
+                Err(Interruption::ReplyTimeout) => {
+                    return failed(
+                        ClientErrorKind::KeptOpen,
+                        None,
+                        format!(
+                            "the server kept the connection open {} after the client shut down its \
+                             sending side with every echo received",
+                            crate::units::duration(timeout)
+                        ),
+                    );
+                }
+                Err(other) => return interrupted_end(other, None, &ctx.group),
+            }
+        }
+    }
+
+    /// Writes message after message and reads nothing, until the socket has taken nothing
+    /// for [`STUCK_WINDOW`]: an echo server is then blocked in `sendall()` on an echo
+    /// nobody reads, with its own receive buffer full. Bounded by [`MAX_UNREAD_BYTES`].
+    async fn fill_until_stuck(
+        &mut self,
+        ctx: &ClientContext,
+        stream: &mut TcpStream,
+    ) -> Result<(), Interruption> {
+        let mut message = Vec::with_capacity(UNREAD_BATCH_BYTES);
+        let mut written = 0u64;
+        while written < MAX_UNREAD_BYTES {
+            // Whole messages, batched so that tiny ones still fill the buffers in few writes.
+            message.clear();
+            while message.len() < UNREAD_BATCH_BYTES {
+                self.payloads.append_next(&mut message);
+            }
+            let mut rest = &message[..];
+            while !rest.is_empty() {
+                let write = ctx.bounded(Some(Instant::now() + STUCK_WINDOW), stream.write(rest));
+                match write.await {
+                    Ok(Ok(n)) if n > 0 => {
+                        rest = &rest[n..];
+                        written += n as u64;
+                        self.written += n as u64;
+                    }
+                    // Taking nothing, or gone: either way the server is no longer reading.
+                    Ok(_) | Err(Interruption::ReplyTimeout) => return Ok(()),
+                    Err(other) => return Err(other),
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Half-closes and watches briefly for bytes that were never sent, such as a reply
@@ -554,10 +656,14 @@ struct Conversation {
     last_piece: Option<Instant>,
     /// The server closed its side while nothing was owed.
     peer_closed: bool,
+    /// Shut down the sending side once the last message is written (`half_close`).
+    half_close: bool,
+    /// That shutdown is done.
+    sending_closed: bool,
 }
 
 impl Conversation {
-    fn new(ctx: &ClientContext, total: u32) -> Conversation {
+    fn new(ctx: &ClientContext, total: u32, half_close: bool) -> Conversation {
         let group = &ctx.group;
         let pipeline = group.pipeline.max(1) as usize;
         Conversation {
@@ -578,6 +684,8 @@ impl Conversation {
             pieces: 0,
             last_piece: None,
             peer_closed: false,
+            half_close,
+            sending_closed: false,
         }
     }
 

@@ -76,6 +76,8 @@ pub enum ClientErrorKind {
     /// The client waited for its first reply until the run's deadline while the server
     /// served others (or nobody): it was never served.
     NotServed,
+    /// After the client half-closed and got every echo, the server never closed its side.
+    KeptOpen,
 }
 
 impl ClientErrorKind {
@@ -88,6 +90,7 @@ impl ClientErrorKind {
             ClientErrorKind::Join => "join",
             ClientErrorKind::Dropped => "dropped",
             ClientErrorKind::NotServed => "not-served",
+            ClientErrorKind::KeptOpen => "kept-open",
         }
     }
 }

@@ -55,7 +55,7 @@ fn correct_servers_of_every_style_pass_the_threaded_battery() {
         let (run, failed, took) = check("echo-threaded", &["python3", &program, "{port}"]);
         assert!(failed.is_empty(), "{program} failed {failed:?}:\n{}", run.stdout);
         run.expect_code(0)
-            .stdout_has("PASS echo-threaded: 8 of 8 phases passed");
+            .stdout_has("PASS echo-threaded: 10 of 10 phases passed");
         assert!(
             took < Duration::from_secs(30),
             "{program}: the battery took {took:?}"
@@ -68,11 +68,11 @@ fn the_lab_1_servers_pass_their_batteries() {
     let (run, failed, _) = check("echo-once", &[&example("echo_server_iterative_once.py")]);
     assert!(failed.is_empty(), "{failed:?}:\n{}", run.stdout);
     run.expect_code(0)
-        .stdout_has("PASS echo-once: 6 of 6 phases passed");
+        .stdout_has("PASS echo-once: 7 of 7 phases passed");
     let (run, failed, took) = check("echo-iterative", &[&example("echo_server_iterative.py")]);
     assert!(failed.is_empty(), "{failed:?}:\n{}", run.stdout);
     run.expect_code(0)
-        .stdout_has("PASS echo-iterative: 8 of 8 phases passed");
+        .stdout_has("PASS echo-iterative: 10 of 10 phases passed");
     assert!(took < Duration::from_secs(30), "the battery took {took:?}");
 }
 
@@ -80,16 +80,33 @@ fn the_lab_1_servers_pass_their_batteries() {
 /// never blamed: the failing phases are exactly these.
 #[test]
 fn each_bug_is_caught_by_its_own_phases() {
-    let fixtures = [("echo_drops_every_100th.py", &["conversation"][..])];
-    for (bug, caught_by) in fixtures {
-        let (run, failed, _) = check("echo-threaded", &[&fixture(bug)]);
+    let fixtures = [
+        (
+            "echo-threaded",
+            "echo_drops_every_100th.py",
+            &["conversation"][..],
+        ),
+        ("echo-threaded", "echo_bug_spins_on_eof.py", &["half-close"][..]),
+        (
+            "echo-threaded",
+            "echo_select_bug_reset_in_sendall.py",
+            &["reset-in-sendall"][..],
+        ),
+        (
+            "echo-iterative",
+            "echo_iterative_bug_reset_in_sendall.py",
+            &["reset-in-sendall"][..],
+        ),
+    ];
+    for (lab, bug, caught_by) in fixtures {
+        let (run, failed, _) = check(lab, &[&fixture(bug)]);
         run.expect_code(1);
         assert_eq!(failed, caught_by, "{bug}:\n{}", run.stdout);
     }
     for (bug, caught_by) in [
         ("echo_bug_send_ignored.py", &["large"][..]),
         ("echo_bug_decode_per_chunk.py", &["large", "utf8", "binary"][..]),
-        ("echo_bug_dies_on_reset.py", &["resets"][..]),
+        ("echo_bug_dies_on_reset.py", &["resets", "reset-in-sendall"][..]),
         ("echo_bug_fake_threaded.py", &["concurrent"][..]),
     ] {
         let (run, failed, _) = check("echo-threaded", &[&example(bug)]);
@@ -106,12 +123,12 @@ fn an_uppercasing_server_and_a_one_client_server_are_named() {
     let (run, failed, _) = check("echo-threaded", &[&example("echo_bug_uppercase.py")]);
     run.expect_code(1)
         .stdout_has("FAIL  echo  ")
-        .stdout_has("FAIL echo-threaded: 0 of 8 phases passed; failed: text, boundaries");
+        .stdout_has("FAIL echo-threaded: 0 of 10 phases passed; failed: text, boundaries");
     assert!(failed.contains(&"text".to_owned()), "{failed:?}");
     let (run, failed, _) = check("echo-iterative", &[&example("echo_server_iterative_once.py")]);
     run.expect_code(1)
         .stdout_has("server `server` exited with status 0 during the run");
-    assert_eq!(failed.len(), 8, "{failed:?}\n{}", run.stdout);
+    assert_eq!(failed.len(), 10, "{failed:?}\n{}", run.stdout);
 }
 
 #[test]
@@ -273,13 +290,19 @@ fn a_lab_battery_grades_a_class_with_or_without_a_suite_file() {
     );
     run.expect_code(0);
     let csv = std::fs::read_to_string(out.join("grades.csv")).expect("grades.csv");
-    let header = "submission,text,boundaries,large,utf8,binary,conversation,concurrent,resets,total,max";
+    let header = "submission,text,boundaries,large,utf8,binary,half-close,conversation,concurrent,resets,reset-in-sendall,total,max";
     assert!(csv.starts_with(header), "{csv}");
     // alice is correct; carol joins each client's thread (concurrent fails); grace reads one
     // recv(1024) per client (every echo phase fails; resets and concurrency with tiny
     // messages are none of her bug).
-    assert!(csv.contains("\nalice,10,10,10,10,10,10,10,10,80,80,"), "{csv}");
-    assert!(csv.contains("\ncarol,10,10,10,10,10,10,0,10,70,80,"), "{csv}");
+    assert!(
+        csv.contains("\nalice,10,10,10,10,10,10,10,10,10,10,100,100,"),
+        "{csv}"
+    );
+    assert!(
+        csv.contains("\ncarol,10,10,10,10,10,10,10,0,10,10,90,100,"),
+        "{csv}"
+    );
     let grace = csv
         .lines()
         .find(|line| line.starts_with("grace,"))
@@ -310,6 +333,6 @@ fn a_lab_battery_grades_a_class_with_or_without_a_suite_file() {
     );
     run.expect_code(0);
     let csv = std::fs::read_to_string(out.join("grades.csv")).expect("grades.csv");
-    assert!(csv.contains("\nalice,5,5,5,5,5,5,5,5,10,50,50,"), "{csv}");
+    assert!(csv.contains("\nalice,5,5,5,5,5,5,5,5,5,5,10,60,60,"), "{csv}");
     scratch.assert_nothing_left();
 }
