@@ -160,6 +160,10 @@ async fn test_servers(
     let running: Vec<bool> = (0..plan.servers.len()).map(|i| servers.running(i)).collect();
     let overlaps = measure_overlaps(plan, &drive.records);
     let probes = run_probes(plan, &addresses, &running, &overlaps, cancel).await;
+    // Counted last: the probes' connections are served by children too.
+    if plan.expect.reaps && !cancel.is_cancelled() {
+        servers.count_children().await;
+    }
     let server_ends = servers.stop().await;
 
     let mut groups: Vec<GroupFigures> = (0..plan.groups.len())

@@ -274,7 +274,7 @@ static ITERATIVE: [Phase; 3] = [
 ];
 
 /// What only a concurrent server is asked.
-static THREADED: [Phase; 3] = [
+static THREADED: [Phase; 4] = [
     Phase {
         name: "concurrent",
         catches: "eight clients held open at once, all served together (a server that joins \
@@ -301,6 +301,18 @@ static THREADED: [Phase; 3] = [
          comes inside sendall() or send(), and fresh clients must still be served (a \
          single-threaded server that catches errors around recv() only)"
     ),
+    Phase {
+        name: "children",
+        catches: "nine clients, six one after another and three together; once they have left \
+                  the server has as many processes as when it started, with no zombie (a \
+                  fork server that never calls waitpid(), or whose child returns to accept())",
+        scenario: "timeout = \"20s\"\n[[server]]\nname = \"server\"\n@SERVER@\n\
+                   [[clients]]\nname = \"one-by-one\"\ncount = 6\nmessages = 3\nramp = \"600ms\"\n\
+                   timeout = \"3s\"\n\
+                   [[clients]]\nname = \"together\"\ncount = 3\nmessages = 3\n\
+                   start_after = \"800ms\"\ntimeout = \"3s\"\n\
+                   [expect]\necho = \"exact\"\nerrors = 0\nreaps = true\n",
+    },
 ];
 
 /// Lab 2: the server reads a client's message, prints it, and sends what its operator types.

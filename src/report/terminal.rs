@@ -454,6 +454,7 @@ concurrency = "concurrent"
             memory_limit: None,
             cpu_limit: None,
             disk_limit: None,
+            children: None,
             process_of: None,
         }];
         let concurrency = vec![ServerConcurrency {

@@ -426,6 +426,9 @@ pub struct Expectations {
     pub concurrency: Option<ConcurrencyExpectation>,
     /// Whether every server must still serve a fresh client after the run.
     pub survives: bool,
+    /// Whether every server's processes must be back to their count at the start once the
+    /// clients left: no zombie children, no children still running.
+    pub reaps: bool,
     /// How broadcast deliveries are judged.
     pub fanout: FanoutExpectation,
     /// Largest acceptable share of UDP datagrams lost.
@@ -1606,6 +1609,7 @@ fn resolve_expect(raw: Option<RawExpect>) -> Expectations {
             max_error_rate: None,
             concurrency: None,
             survives: false,
+            reaps: false,
             fanout: FanoutExpectation::ExactlyOnce,
             max_loss: None,
         };
@@ -1644,6 +1648,7 @@ fn resolve_expect(raw: Option<RawExpect>) -> Expectations {
         max_error_rate: raw.error_rate.map(|r| r.0),
         concurrency: raw.concurrency.map(toml::Spanned::into_inner),
         survives: raw.survives.is_some_and(toml::Spanned::into_inner),
+        reaps: raw.reaps.is_some_and(toml::Spanned::into_inner),
         fanout: raw.fanout.unwrap_or_default(),
         max_loss: raw.loss.map(|l| l.0),
     }

@@ -337,6 +337,7 @@ pub struct RawExpect {
     pub error_rate: Option<MaxShare>,
     pub concurrency: Option<Spanned<ConcurrencyExpectation>>,
     pub survives: Option<Spanned<bool>>,
+    pub reaps: Option<Spanned<bool>>,
     pub fanout: Option<FanoutExpectation>,
     pub loss: Option<MaxShare>,
 }

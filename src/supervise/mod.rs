@@ -49,6 +49,12 @@ pub const TERMINATION_GRACE: Duration = Duration::from_secs(2);
 pub const TAIL_LINES: usize = 15;
 /// How long a server allowed to exit after its clients gets to do so before teardown.
 const EXIT_BY_ITSELF_WAIT: Duration = Duration::from_secs(1);
+/// How long, at most, a server's children have to exit and be reaped once its clients left.
+const SETTLE_LIMIT: Duration = Duration::from_secs(3);
+const SETTLE_POLL: Duration = Duration::from_millis(100);
+/// Zombies a server may hold after its clients left: the last child, where the server reaps
+/// each child when it forks the next (as `multiprocessing` does).
+pub const MAX_UNREAPED: u32 = 1;
 
 /// Why a server could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -207,6 +213,30 @@ pub struct ServerHandle {
     transport: Transport,
     /// The other servers whose ports this process serves (`process = "…"`).
     shared: Vec<SharedPort>,
+    /// Its processes when it became ready, and once its clients had left, when asked.
+    census_at_ready: tree::Census,
+    children: Option<Children>,
+}
+
+/// A server's processes when it became ready and once every client had left: a server that
+/// forks per client must be back where it started, with no zombie and no child left running.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Children {
+    /// When it became ready: a pre-forked pool counts here, and may stay.
+    pub at_ready: tree::Census,
+    /// The last count, when it was back to the start or the wait ran out.
+    pub after_clients: tree::Census,
+    /// How long labrun waited for the count to settle.
+    #[serde(rename = "settle_ms", serialize_with = "crate::units::serialize_millis")]
+    pub waited: Duration,
+}
+
+impl Children {
+    /// Whether the children were reaped and gone: at most one zombie (a server may reap the
+    /// previous child when it forks the next) and no more live processes than at the start.
+    pub fn reaped(&self) -> bool {
+        self.after_clients.zombies <= MAX_UNREAPED && self.after_clients.live <= self.at_ready.live
+    }
 }
 
 /// A server with no process of its own, served by a [`ServerHandle`]'s.
@@ -260,6 +290,8 @@ pub struct ServerEnd {
     pub cpu_limit: Option<CpuLimitUse>,
     /// Set when what it writes has a limit and it ran into it.
     pub disk_limit: Option<DiskLimitUse>,
+    /// Its processes at the start and after the clients, when `expect.reaps` asked.
+    pub children: Option<Children>,
     /// Set when the process of the server named here served this one's port
     /// (`process = "…"`): pid, readiness and how it ended are that process's, and its
     /// output and process limit are reported under that server alone.
@@ -473,6 +505,31 @@ impl Servers {
         }
     }
 
+    /// Counts the processes of each server still running once its clients have left,
+    /// waiting up to [`SETTLE_LIMIT`] in all for children that are still closing (or not yet
+    /// reaped: Python's `ForkingMixIn` reaps twice a second) to go; the count goes into its
+    /// report. A server that exited has nothing left to count.
+    pub async fn count_children(&mut self) {
+        let started = Instant::now();
+        for handle in self.handles.iter_mut().flatten() {
+            if handle.process.exit_status().is_some() {
+                continue;
+            }
+            let leader = handle.process.pid();
+            let mut children = Children {
+                at_ready: handle.census_at_ready,
+                after_clients: tree::census(leader),
+                waited: Duration::ZERO,
+            };
+            while !children.reaped() && started.elapsed() < SETTLE_LIMIT {
+                tokio::time::sleep(SETTLE_POLL).await;
+                children.after_clients = tree::census(leader);
+            }
+            children.waited = started.elapsed();
+            handle.children = Some(children);
+        }
+    }
+
     /// Tears every process down, once each, and reports how each server ended.
     pub async fn stop(self) -> Vec<ServerEnd> {
         let mut ends = self.stopped;
@@ -533,6 +590,8 @@ impl ServerHandle {
             process,
             stdin_feeder,
             ready_after: Duration::ZERO,
+            census_at_ready: tree::Census::default(),
+            children: None,
             exits: plan.exits,
             transport: plan.transport,
             shared: plans
@@ -549,6 +608,7 @@ impl ServerHandle {
         };
         handle.wait_ready(plan).await?;
         handle.ready_after = launched.elapsed();
+        handle.census_at_ready = tree::census(handle.process.pid());
         Ok(handle)
     }
 
@@ -750,6 +810,7 @@ impl ServerHandle {
             memory_limit: self.process.memory_limit(),
             cpu_limit: self.process.cpu_limit(),
             disk_limit: self.process.disk_limit(),
+            children: self.children,
             process_of: None,
         };
         let shared = self
@@ -768,6 +829,7 @@ impl ServerHandle {
                     memory_limit: None,
                     cpu_limit: None,
                     disk_limit: None,
+                    children: None,
                     process_of: Some(self.name.clone()),
                     ..own.clone()
                 };

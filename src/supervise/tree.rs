@@ -19,9 +19,13 @@ pub fn become_subreaper() {
 
 /// Every live descendant of `root` (children, grandchildren, …), found through `/proc`.
 pub fn descendants_of(root: u32) -> Vec<u32> {
-    let parents = parent_links();
+    descendants_in(&live_links(&process_table()), root)
+}
+
+/// The descendants of `root` in a pid → parent table.
+fn descendants_in(parents: &HashMap<u32, u32>, root: u32) -> Vec<u32> {
     let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
-    for (&pid, &parent) in &parents {
+    for (&pid, &parent) in parents {
         children.entry(parent).or_default().push(pid);
     }
     let mut found = Vec::new();
@@ -99,6 +103,29 @@ pub fn sweep() {
     }
 }
 
+/// A server's processes at one moment, below its leader.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Census {
+    /// Live processes (not threads) descending from the leader.
+    pub live: u32,
+    /// Children of the leader or of those processes that ended and were never waited for.
+    pub zombies: u32,
+}
+
+/// Counts the live descendants of `root` and the zombies among their children and its own.
+pub fn census(root: u32) -> Census {
+    let table = process_table();
+    let tree: HashSet<u32> = descendants_in(&live_links(&table), root).into_iter().collect();
+    let zombies = table
+        .iter()
+        .filter(|(_, stat)| stat.zombie && (stat.parent == root || tree.contains(&stat.parent)))
+        .count();
+    Census {
+        live: tree.len() as u32,
+        zombies: zombies as u32,
+    }
+}
+
 /// The fields of `/proc/<pid>/stat` teardown needs.
 struct Stat {
     zombie: bool,
@@ -122,15 +149,23 @@ fn stat(pid: u32) -> Option<Stat> {
 
 /// pid → parent pid for every live process (zombies are dead already; they only wait to be
 /// reaped).
-fn parent_links() -> HashMap<u32, u32> {
+fn live_links(table: &[(u32, Stat)]) -> HashMap<u32, u32> {
+    table
+        .iter()
+        .filter(|(_, stat)| !stat.zombie)
+        .map(|(pid, stat)| (*pid, stat.parent))
+        .collect()
+}
+
+/// Every process in `/proc` with its stat fields, zombies included.
+fn process_table() -> Vec<(u32, Stat)> {
     let Ok(entries) = fs::read_dir("/proc") else {
-        return HashMap::new();
+        return Vec::new();
     };
     entries
         .filter_map(|entry| {
             let pid: u32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
-            let stat = stat(pid)?;
-            (!stat.zombie).then_some((pid, stat.parent))
+            Some((pid, stat(pid)?))
         })
         .collect()
 }
@@ -138,6 +173,32 @@ fn parent_links() -> HashMap<u32, u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_zombies_and_live_children() {
+        // Three children that exit unwaited, one that lives on.
+        let mut parent = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import os, subprocess, time\n\
+                 for _ in range(3):\n    if os.fork() == 0:\n        os._exit(0)\n\
+                 subprocess.Popen(['sleep', '30'])\ntime.sleep(30)\n",
+            ])
+            .spawn()
+            .expect("python3 runs");
+        let mut seen = Census::default();
+        for _ in 0..200 {
+            seen = census(parent.id());
+            if seen == (Census { live: 1, zombies: 3 }) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        signal_all(&descendants_of(parent.id()), Signal::KILL);
+        let _ = parent.kill();
+        let _ = parent.wait();
+        assert_eq!(seen, Census { live: 1, zombies: 3 });
+    }
 
     #[test]
     fn finds_grandchildren() {

@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use crate::metrics::GroupFigures;
 use crate::scenario::{EchoExpectation, ExitPolicy, LatencyView, Plan, Transport, WorkloadKind};
-use crate::supervise::{EventRecord, ServerEnd};
+use crate::supervise::{Children, EventRecord, ServerEnd};
 use crate::units;
 use crate::workload::probe::ProbeOutcome;
 use crate::workload::{ClientEnd, ClientErrorKind, ClientRecord};
@@ -849,5 +849,66 @@ fn check_servers(evidence: &Evidence, verdict: &mut Verdict) {
             passed,
             summary,
         });
+        if let Some(children) = &server.children {
+            check_children(evidence, &server.name, children, verdict);
+        }
     }
+}
+
+/// `expect.reaps`: once its clients left, a server's processes are back where they started.
+fn check_children(evidence: &Evidence, server: &str, children: &Children, verdict: &mut Verdict) {
+    let name = per_server("reaps", server, evidence.plan);
+    let end = children.after_clients;
+    let extra = end.live.saturating_sub(children.at_ready.live);
+    let passed = children.reaped();
+    let summary = match passed {
+        true => format!(
+            "its children were reaped: {} process{} after the clients left, as at the start",
+            end.live + 1,
+            if end.live == 0 { "" } else { "es" }
+        ),
+        false => {
+            let mut parts = Vec::new();
+            if end.zombies > crate::supervise::MAX_UNREAPED {
+                parts.push(format!(
+                    "{} zombie{} (children that ended and were never waited for)",
+                    end.zombies,
+                    units::plural(u64::from(end.zombies))
+                ));
+            }
+            if extra > 0 {
+                parts.push(format!(
+                    "{extra} more process{} than at the start",
+                    if extra == 1 { "" } else { "es" }
+                ));
+            }
+            format!(
+                "{} after every client had left, server `{server}` still had {}",
+                units::duration(children.waited),
+                parts.join(" and ")
+            )
+        }
+    };
+    if !passed {
+        let hint = match extra {
+            0 => {
+                "a server that forks per client must wait for its children: os.waitpid(-1, \
+                 os.WNOHANG) in a loop (or a SIGCHLD handler that does), else each finished child \
+                 stays a zombie"
+            }
+            _ => {
+                "a child forked for one client must end when that client leaves (os._exit(0) \
+                 after serving it); one that falls back into the accept loop lives on beside its \
+                 parent"
+            }
+        };
+        verdict
+            .findings
+            .push(Finding::whole_run(&name, "unreaped", summary.clone(), hint));
+    }
+    verdict.checks.push(Check {
+        name,
+        passed,
+        summary,
+    });
 }

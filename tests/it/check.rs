@@ -55,7 +55,7 @@ fn correct_servers_of_every_style_pass_the_threaded_battery() {
         let (run, failed, took) = check("echo-threaded", &["python3", &program, "{port}"]);
         assert!(failed.is_empty(), "{program} failed {failed:?}:\n{}", run.stdout);
         run.expect_code(0)
-            .stdout_has("PASS echo-threaded: 10 of 10 phases passed");
+            .stdout_has("PASS echo-threaded: 11 of 11 phases passed");
         assert!(
             took < Duration::from_secs(30),
             "{program}: the battery took {took:?}"
@@ -97,6 +97,12 @@ fn each_bug_is_caught_by_its_own_phases() {
             "echo_iterative_bug_reset_in_sendall.py",
             &["reset-in-sendall"][..],
         ),
+        ("echo-threaded", "echo_fork_bug_zombies.py", &["children"][..]),
+        (
+            "echo-threaded",
+            "echo_fork_bug_child_lives_on.py",
+            &["children"][..],
+        ),
     ];
     for (lab, bug, caught_by) in fixtures {
         let (run, failed, _) = check(lab, &[&fixture(bug)]);
@@ -123,7 +129,7 @@ fn an_uppercasing_server_and_a_one_client_server_are_named() {
     let (run, failed, _) = check("echo-threaded", &[&example("echo_bug_uppercase.py")]);
     run.expect_code(1)
         .stdout_has("FAIL  echo  ")
-        .stdout_has("FAIL echo-threaded: 0 of 10 phases passed; failed: text, boundaries");
+        .stdout_has("FAIL echo-threaded: 0 of 11 phases passed; failed: text, boundaries");
     assert!(failed.contains(&"text".to_owned()), "{failed:?}");
     let (run, failed, _) = check("echo-iterative", &[&example("echo_server_iterative_once.py")]);
     run.expect_code(1)
@@ -290,17 +296,17 @@ fn a_lab_battery_grades_a_class_with_or_without_a_suite_file() {
     );
     run.expect_code(0);
     let csv = std::fs::read_to_string(out.join("grades.csv")).expect("grades.csv");
-    let header = "submission,text,boundaries,large,utf8,binary,half-close,conversation,concurrent,resets,reset-in-sendall,total,max";
+    let header = "submission,text,boundaries,large,utf8,binary,half-close,conversation,concurrent,resets,reset-in-sendall,children,total,max";
     assert!(csv.starts_with(header), "{csv}");
     // alice is correct; carol joins each client's thread (concurrent fails); grace reads one
     // recv(1024) per client (every echo phase fails; resets and concurrency with tiny
     // messages are none of her bug).
     assert!(
-        csv.contains("\nalice,10,10,10,10,10,10,10,10,10,10,100,100,"),
+        csv.contains("\nalice,10,10,10,10,10,10,10,10,10,10,10,110,110,"),
         "{csv}"
     );
     assert!(
-        csv.contains("\ncarol,10,10,10,10,10,10,10,0,10,10,90,100,"),
+        csv.contains("\ncarol,10,10,10,10,10,10,10,0,10,10,10,100,110,"),
         "{csv}"
     );
     let grace = csv
@@ -333,6 +339,6 @@ fn a_lab_battery_grades_a_class_with_or_without_a_suite_file() {
     );
     run.expect_code(0);
     let csv = std::fs::read_to_string(out.join("grades.csv")).expect("grades.csv");
-    assert!(csv.contains("\nalice,5,5,5,5,5,5,5,5,5,5,10,60,60,"), "{csv}");
+    assert!(csv.contains("\nalice,5,5,5,5,5,5,5,5,5,5,5,10,65,65,"), "{csv}");
     scratch.assert_nothing_left();
 }
