@@ -406,12 +406,15 @@ static BROADCAST: [Phase; 3] = [
     },
     Phase {
         name: "departures",
-        catches: "members leaving while others talk, with a quiet member joined right after \
-                  them: it must still get every message (a relay that prunes the departed from \
-                  the list it is iterating, and skips the member after each)",
+        catches: "members leaving while others talk, two by closing and two killed (a reset), \
+                  with a quiet member joined right after them: it must still get every message \
+                  (a relay that prunes the departed from the list it is iterating and skips the \
+                  member after each, or one that a member's reset ends)",
         scenario: "timeout = \"20s\"\n[[server]]\nname = \"room\"\n@SERVER@\n\
-                   [[clients]]\nname = \"leavers\"\ncount = 4\nworkload = \"broadcast\"\nmessages = 30\n\
+                   [[clients]]\nname = \"leavers\"\ncount = 2\nworkload = \"broadcast\"\nmessages = 30\n\
                    leave_after = 12\nthink = \"30ms\"\n\
+                   [[clients]]\nname = \"killed\"\ncount = 2\nworkload = \"broadcast\"\nmessages = 30\n\
+                   leave_after = 12\nleave = \"reset\"\nthink = \"30ms\"\n\
                    [[clients]]\nname = \"quiet\"\ncount = 1\nworkload = \"broadcast\"\nmessages = 1\n\
                    start_after = \"100ms\"\n\
                    [[clients]]\nname = \"talkers\"\ncount = 6\nworkload = \"broadcast\"\nmessages = 40\n\

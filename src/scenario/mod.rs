@@ -30,8 +30,8 @@ pub use programs::{
     TypedLine, Typing,
 };
 pub use raw::{
-    ConnectMode, EchoExpectation, ExitPolicy, FanoutExpectation, FaultKind, PayloadKind, PlayedRole,
-    TracebackPolicy, Transport, WorkloadKind,
+    ConnectMode, EchoExpectation, ExitPolicy, FanoutExpectation, FaultKind, LeaveMode, PayloadKind,
+    PlayedRole, TracebackPolicy, Transport, WorkloadKind,
 };
 pub use values::{ByteCount, ConcurrencyExpectation, DurationValue, PortChoice, SizeRange};
 
@@ -236,6 +236,14 @@ mod tests {
         assert_eq!(plan.groups[0].start_after, std::time::Duration::from_secs(1));
         assert!(error_of(&format!("{ROOM}size = 1000\n")).contains("at most 900 bytes"));
         assert!(error_of(&format!("{ROOM}leave_after = 6\n")).contains("`leave_after` must be from 1"));
+        let killed = parse(
+            Path::new("t.toml"),
+            &format!("{ROOM}leave_after = 2\nleave = \"reset\"\n"),
+        )
+        .unwrap();
+        assert_eq!(killed.groups[0].leave, LeaveMode::Reset);
+        assert_eq!(plan.groups[0].leave, LeaveMode::Close);
+        assert!(error_of(&format!("{ROOM}leave = \"reset\"\n")).contains("it needs `leave_after`"));
         assert!(error_of(&ROOM.replace("count = 3", "count = 1")).contains("has only 1 client"));
         let mixed = format!("{ROOM}[[clients]]\nname = \"e\"\ncount = 1\n");
         assert!(error_of(&mixed).contains("every client group aimed at it must use"));
@@ -415,6 +423,10 @@ mod tests {
         let half = |text: &str| parse(Path::new("t.toml"), text).unwrap().groups[0].half_close;
         assert!(!half(MINIMAL));
         assert!(half(&format!("{MINIMAL}half_close = true\n")));
+        assert!(
+            error_of(&format!("{MINIMAL}leave = \"reset\"\n"))
+                .contains("`leave` is for `workload = \"broadcast\"`")
+        );
         let udp = MINIMAL.replace(
             "builtin = \"echo-async\"",
             "builtin = \"udp-echo\"\ntransport = \"udp\"",

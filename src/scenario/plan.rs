@@ -14,9 +14,9 @@ use serde::Serialize;
 use super::diagnostic::Diagnostic;
 use super::programs::{PlayedServerPlan, ProgramPlan};
 use super::raw::{
-    ConnectMode, EchoExpectation, ExitPolicy, FanoutExpectation, FaultKind, PayloadKind, RawClients,
-    RawEvent, RawExpect, RawFault, RawLimits, RawReady, RawScenario, RawServer, RawStdin, StartKind,
-    Transport, WorkloadKind,
+    ConnectMode, EchoExpectation, ExitPolicy, FanoutExpectation, FaultKind, LeaveMode, PayloadKind,
+    RawClients, RawEvent, RawExpect, RawFault, RawLimits, RawReady, RawScenario, RawServer, RawStdin,
+    StartKind, Transport, WorkloadKind,
 };
 use super::values::{ConcurrencyExpectation, MessagesValue, PortChoice, SizeRange};
 use crate::servers::Builtin;
@@ -336,6 +336,8 @@ pub struct GroupPlan {
     pub start_after: Duration,
     /// Broadcast: each client leaves the room after sending this many messages.
     pub leave_after: Option<u32>,
+    /// Broadcast: how a member with `leave_after` leaves.
+    pub leave: LeaveMode,
     /// Broadcast: messages are meant to reach their sender too.
     pub include_sender: bool,
     /// Broadcast load mode: senders wait only until the relay has taken each message, and
@@ -1298,6 +1300,7 @@ fn resolve_group(raw: RawClients, servers: &[ServerPlan], at: &Locator) -> Resul
     let fault = resolve_fault(raw.faulty, raw.fault, count, messages, &name, at)?;
     let broadcast_only = [
         ("leave_after", raw.leave_after.as_ref().map(toml::Spanned::span)),
+        ("leave", raw.leave.as_ref().map(toml::Spanned::span)),
         (
             "include_sender",
             raw.include_sender.as_ref().map(toml::Spanned::span),
@@ -1339,6 +1342,15 @@ fn resolve_group(raw: RawClients, servers: &[ServerPlan], at: &Locator) -> Resul
         }
         other => other.map(toml::Spanned::into_inner),
     };
+    let leave = match (&raw.leave, leave_after) {
+        (Some(mode), None) => {
+            return Err(at.error(
+                mode.span(),
+                "`leave` says how a member leaves the room: it needs `leave_after`",
+            ));
+        }
+        (mode, _) => mode.as_ref().map_or(LeaveMode::Close, |m| *m.get_ref()),
+    };
     let reply_timeout = raw.timeout.map_or(DEFAULT_REPLY_TIMEOUT, |t| t.0);
     if reply_timeout.is_zero() {
         return Err(at.error(
@@ -1361,6 +1373,7 @@ fn resolve_group(raw: RawClients, servers: &[ServerPlan], at: &Locator) -> Resul
         fault,
         start_after: raw.start_after.map_or(Duration::ZERO, |d| d.0),
         leave_after,
+        leave,
         include_sender: raw.include_sender.is_some_and(toml::Spanned::into_inner),
         load: raw.load.is_some_and(toml::Spanned::into_inner),
         transport: server_transport,

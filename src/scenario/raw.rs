@@ -246,6 +246,7 @@ pub struct RawClients {
     pub fault: Option<Spanned<RawFault>>,
     pub start_after: Option<DurationValue>,
     pub leave_after: Option<Spanned<u32>>,
+    pub leave: Option<Spanned<LeaveMode>>,
     pub include_sender: Option<Spanned<bool>>,
     pub load: Option<Spanned<bool>>,
     pub transport: Option<Spanned<Transport>>,
@@ -405,6 +406,17 @@ impl WorkloadKind {
             WorkloadKind::Broadcast => "broadcast",
         }
     }
+}
+
+/// How a broadcast member with `leave_after` leaves the room (`leave = "..."`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LeaveMode {
+    /// Closes its connection: the relay's recv() returns b''.
+    #[default]
+    Close,
+    /// Resets it (RST), like a killed client: the relay's recv() or send() raises.
+    Reset,
 }
 
 /// How a TCP group's clients connect (`connect = "..."`).

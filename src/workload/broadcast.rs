@@ -38,6 +38,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::client::{ClientContext, Interruption, failed, interrupted_end};
 use super::record::{ClientEnd, ClientErrorKind, ClientRecord, Timeline};
+use crate::scenario::LeaveMode;
 use crate::verify::frame::{self, FrameReader, Tag};
 use crate::verify::ledger::Room;
 
@@ -257,7 +258,17 @@ async fn write_room(
     if ctx.group.leave_after.is_some() {
         room.left(member.id, ctx.since_start());
         leave.cancel();
-        let _ = writer.shutdown().await;
+        match ctx.group.leave {
+            LeaveMode::Close => {
+                let _ = writer.shutdown().await;
+            }
+            // SO_LINGER 0: the close, once the reader half is gone too, sends RST; the
+            // write half must not send its FIN on drop first, or the relay reads b''.
+            LeaveMode::Reset => {
+                let _ = writer.as_ref().set_zero_linger();
+                writer.forget();
+            }
+        }
     } else {
         // Stay in the room, reading, until every sender is done.
         room.finished_sending(LINGER);

@@ -208,6 +208,11 @@ fn the_other_labs_catch_each_bug_in_its_own_phases() {
             example("broadcast_bug_prunes_while_iterating.py"),
             &["departures"][..],
         ),
+        (
+            "broadcast",
+            fixture("broadcast_select_bug_dies_on_reset.py"),
+            &["departures"][..],
+        ),
         ("udp-echo", fixture("udp_echo_recvfrom_16k.py"), &["large"][..]),
         (
             "udp-echo",
