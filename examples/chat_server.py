@@ -1,11 +1,13 @@
-"""Lab 2: single-client chat server, turn by turn.
+"""Lab 2: chat server, turn by turn, one client at a time.
 
 Usage: python3 chat_server.py PORT
 
-Accepts ONE client. Then, in turns: receive a message (one recv(1024)), print it as
+Accepts a client. Then, in turns: receive a message (one recv(1024)), print it as
 "Client: <text>", and send back the reply the operator types on standard input
 (input() with a "You: " prompt; empty lines are skipped). When the client sends
-`exit` (or disconnects, or standard input ends) the server closes and ends.
+`exit`, disconnects or resets, the session ends and the server goes back to accept()
+for the next client. When standard input ends (the operator leaves) the server closes
+and ends.
 
 Protocol: each turn is one message of plain UTF-8 text, no newline added; the reply
 to `exit` is nothing (the connection is closed).
@@ -14,6 +16,36 @@ import socket
 import sys
 
 HOST = "127.0.0.1"
+
+
+def chat(conn):
+    """One session; returns False when the operator has left (end of standard input)."""
+    while True:
+        try:
+            data = conn.recv(1024)
+        except ConnectionResetError:
+            print("Client reset the connection", flush=True)
+            return True
+        if not data:
+            print("Client disconnected", flush=True)
+            return True
+        message = data.decode(errors="replace")
+        print("Client:", message, flush=True)
+        if message.strip() == "exit":
+            print("Client ended the chat", flush=True)
+            return True
+        try:
+            reply = input("You: ")
+            while not reply:  # an empty send would leave the client waiting
+                reply = input("You: ")
+        except EOFError:
+            print("No more input, closing", flush=True)
+            return False
+        try:
+            conn.sendall(reply.encode())
+        except OSError as e:  # the client left while the operator was typing
+            print("Client error:", e, flush=True)
+            return True
 
 
 def main():
@@ -27,27 +59,13 @@ def main():
     server.listen(1)
     print(f"Chat server waiting on {HOST}:{port}", flush=True)
 
-    conn, addr = server.accept()
-    print("Client connected:", addr, flush=True)
-    with conn:
-        while True:
-            data = conn.recv(1024)
-            if not data:
-                print("Client disconnected", flush=True)
-                break
-            message = data.decode(errors="replace")
-            print("Client:", message, flush=True)
-            if message.strip() == "exit":
-                print("Client ended the chat", flush=True)
-                break
-            try:
-                reply = input("You: ")
-                while not reply:  # an empty send would leave the client waiting
-                    reply = input("You: ")
-            except EOFError:
-                print("No more input, closing", flush=True)
-                break
-            conn.sendall(reply.encode())
+    operator_here = True
+    while operator_here:
+        conn, addr = server.accept()
+        print("Client connected:", addr, flush=True)
+        with conn:
+            operator_here = chat(conn)
+        print("Session over", flush=True)
     server.close()
 
 

@@ -316,7 +316,7 @@ static THREADED: [Phase; 4] = [
 ];
 
 /// Lab 2: the server reads a client's message, prints it, and sends what its operator types.
-static CHAT: [Phase; 2] = [
+static CHAT: [Phase; 3] = [
     Phase {
         name: "turns",
         catches: "each reply is the operator's next line, nothing comes before it is typed, and \
@@ -338,6 +338,25 @@ static CHAT: [Phase; 2] = [
                    0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-0123456789abcdefghijklmnopqrstuvw fin\" }\n\
                    [[clients]]\nname = \"student\"\nworkload = \"chat\"\nmessages = 6\n\
                    size = { min = 1, max = 200 }\npayload = \"utf8\"\nthink = \"20ms\"\ntimeout = \"3s\"\n\
+                   [expect]\nerrors = 0\n",
+    },
+    Phase {
+        name: "sessions",
+        catches: "four clients one after another, ending by `exit`, by closing, by a reset, and \
+                  by `exit` again: the server goes back to accept() after each and the \
+                  operator's next line answers the next client (a server that ends after one \
+                  chat, or that a reset ends)",
+        scenario: "timeout = \"20s\"\n[[server]]\nname = \"server\"\n@SERVER@\n\
+                   stdin = { reply = \"Line {n} from the operator\" }\n\
+                   [[clients]]\nname = \"says-exit\"\nworkload = \"chat\"\n\
+                   messages = [\"hello\", \"how are you?\", \"exit\"]\nthink = \"20ms\"\ntimeout = \"3s\"\n\
+                   [[clients]]\nname = \"closes\"\nworkload = \"chat\"\n\
+                   messages = [\"hi, me again\", \"bye\"]\nthink = \"20ms\"\ntimeout = \"3s\"\n\
+                   [[clients]]\nname = \"is-killed\"\nworkload = \"chat\"\n\
+                   messages = [\"third client here\", \"about to crash\"]\nleave = \"reset\"\n\
+                   think = \"20ms\"\ntimeout = \"3s\"\n\
+                   [[clients]]\nname = \"last\"\nworkload = \"chat\"\n\
+                   messages = [\"still there?\", \"exit\"]\nthink = \"20ms\"\ntimeout = \"3s\"\n\
                    [expect]\nerrors = 0\n",
     },
 ];

@@ -214,7 +214,21 @@ mod tests {
         let no_operator = CHAT.replace("stdin = { lines = [\"hi\", \"\", \"bye\"] }\n", "");
         assert!(error_of(&no_operator).contains("needs its server's operator"));
         let too_few = CHAT.replace("\"\", \"bye\"", "\"\"");
-        assert!(error_of(&too_few).contains("has 1 non-empty operator line(s) but chat group `c` expects 2"));
+        assert!(
+            error_of(&too_few)
+                .contains("has 1 non-empty operator line(s) but its chat sessions up to group `c` expect 2")
+        );
+        // Sessions one after another share the operator's lines, in turn; one that ends
+        // without `exit` may end by a reset.
+        let sessions = CHAT.replace("\"\", \"bye\"", "\"bye\", \"later\"")
+            + "[[clients]]\nname = \"d\"\nworkload = \"chat\"\nmessages = [\"again\"]\nleave = \"reset\"\n";
+        let plan = parse(Path::new("t.toml"), &sessions).unwrap();
+        assert_eq!(plan.groups[1].chat_replies(), 1);
+        assert_eq!(plan.groups[1].leave, LeaveMode::Reset);
+        let one_line_short = sessions.replace(", \"later\"", "");
+        assert!(error_of(&one_line_short).contains("up to group `d` expect 3"));
+        let reset_after_exit = format!("{CHAT}leave = \"reset\"\n");
+        assert!(error_of(&reset_after_exit).contains("without `exit` last"));
         let crowd = format!("{CHAT}count = 2\n");
         assert!(error_of(&crowd).contains("use count = 1"));
         let early_exit = CHAT.replace("[\"hello\", \"see you\", \"exit\"]", "[\"exit\", \"hello\"]");
@@ -425,7 +439,7 @@ mod tests {
         assert!(half(&format!("{MINIMAL}half_close = true\n")));
         assert!(
             error_of(&format!("{MINIMAL}leave = \"reset\"\n"))
-                .contains("`leave` is for `workload = \"broadcast\"`")
+                .contains("`leave` is for broadcast members and chat sessions")
         );
         let udp = MINIMAL.replace(
             "builtin = \"echo-async\"",

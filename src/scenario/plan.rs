@@ -362,6 +362,21 @@ pub struct GroupPlan {
 }
 
 impl GroupPlan {
+    /// Chat: the operator's replies this group's session asks for (every turn but `exit`).
+    pub fn chat_replies(&self) -> usize {
+        match &self.texts {
+            Some(texts) => texts.iter().filter(|t| *t != "exit").count(),
+            None => self.messages.saturating_sub(1) as usize,
+        }
+    }
+
+    /// Chat: whether the session ends with `exit` (else the client closes or resets).
+    pub fn chat_ends_with_exit(&self) -> bool {
+        self.texts
+            .as_ref()
+            .is_none_or(|texts| texts.last().is_some_and(|t| t == "exit"))
+    }
+
     /// Whether client `index` of this group is one of its faulty ones (the first `clients`).
     pub fn is_faulty(&self, index: u32) -> bool {
         self.fault.is_some_and(|fault| index < fault.clients)
@@ -1300,7 +1315,6 @@ fn resolve_group(raw: RawClients, servers: &[ServerPlan], at: &Locator) -> Resul
     let fault = resolve_fault(raw.faulty, raw.fault, count, messages, &name, at)?;
     let broadcast_only = [
         ("leave_after", raw.leave_after.as_ref().map(toml::Spanned::span)),
-        ("leave", raw.leave.as_ref().map(toml::Spanned::span)),
         (
             "include_sender",
             raw.include_sender.as_ref().map(toml::Spanned::span),
@@ -1311,6 +1325,15 @@ fn resolve_group(raw: RawClients, servers: &[ServerPlan], at: &Locator) -> Resul
         && let Some((key, span)) = broadcast_only.into_iter().find_map(|(k, s)| s.map(|s| (k, s)))
     {
         return Err(at.error(span, format!("`{key}` is for `workload = \"broadcast\"`")));
+    }
+    if let Some(mode) = &raw.leave
+        && workload == WorkloadKind::Echo
+    {
+        return Err(at.error(
+            mode.span(),
+            "`leave` is for broadcast members and chat sessions; an echo client that resets is \
+             a `fault`",
+        ));
     }
     if workload == WorkloadKind::Broadcast {
         if size.max > crate::verify::frame::MAX_BODY_BYTES {
@@ -1343,10 +1366,22 @@ fn resolve_group(raw: RawClients, servers: &[ServerPlan], at: &Locator) -> Resul
         other => other.map(toml::Spanned::into_inner),
     };
     let leave = match (&raw.leave, leave_after) {
-        (Some(mode), None) => {
+        (Some(mode), None) if workload == WorkloadKind::Broadcast => {
             return Err(at.error(
                 mode.span(),
                 "`leave` says how a member leaves the room: it needs `leave_after`",
+            ));
+        }
+        (Some(mode), _)
+            if workload == WorkloadKind::Chat
+                && texts
+                    .as_ref()
+                    .is_none_or(|t| t.last().is_some_and(|last| last == "exit")) =>
+        {
+            return Err(at.error(
+                mode.span(),
+                "`leave` says how a chat session ends without `exit`: list the messages, \
+                 without `exit` last",
             ));
         }
         (mode, _) => mode.as_ref().map_or(LeaveMode::Close, |m| *m.get_ref()),
@@ -1436,8 +1471,10 @@ fn check_rooms(
     Ok(())
 }
 
-/// A lab chat server talks to one client and answers from its operator's lines, so a chat
-/// group needs a server with a `stdin` script, alone, with enough lines for its turns.
+/// A lab chat server talks to one client at a time and answers from its operator's lines,
+/// so a chat group is one client of a server with a `stdin` script. Several chat groups of
+/// one server are sessions, run one after another in the order they are written, each
+/// answered by the lines after those of the sessions before; the lines must cover them all.
 fn check_chat(
     group: &GroupPlan,
     servers: &[ServerPlan],
@@ -1454,14 +1491,10 @@ fn check_chat(
             group.name, server.name
         ));
     }
-    if group.count != 1
-        || earlier
-            .iter()
-            .any(|g| g.server == group.server && g.workload == WorkloadKind::Chat)
-    {
+    if group.count != 1 {
         return fail(format!(
             "a chat is one client talking to server `{}` (its operator's lines answer one \
-             conversation): use count = 1 and one chat group per server",
+             conversation at a time): use count = 1, and one chat group per session",
             server.name
         ));
     }
@@ -1481,16 +1514,18 @@ fn check_chat(
             texts.len()
         ));
     }
-    let turns = match &group.texts {
-        Some(texts) => texts.iter().filter(|t| *t != "exit").count(),
-        None => group.messages as usize - 1,
-    };
+    let turns: usize = earlier
+        .iter()
+        .filter(|g| g.server == group.server && g.workload == WorkloadKind::Chat)
+        .chain([group])
+        .map(GroupPlan::chat_replies)
+        .sum();
     if let Some(StdinScript::Lines(_)) = &server.stdin {
         let lines = server.operator_lines().len();
         if lines < turns {
             return fail(format!(
-                "server `{}` has {lines} non-empty operator line(s) but chat group `{}` expects {turns} \
-                 replies; add lines or use stdin = {{ reply = \"reply {{n}}\" }}",
+                "server `{}` has {lines} non-empty operator line(s) but its chat sessions up to \
+                 group `{}` expect {turns} replies; add lines or use stdin = {{ reply = \"reply {{n}}\" }}",
                 server.name, group.name
             ));
         }

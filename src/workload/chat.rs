@@ -17,7 +17,9 @@ use tokio::time::Instant;
 use super::client::{ClientContext, Interruption, interrupted_end, is_reset, socket_failure};
 use super::payload::PayloadGenerator;
 use super::record::{ClientEnd, ClientRecord, Timeline};
+use crate::scenario::{GroupPlan, LeaveMode};
 use crate::verify::chat::{self, ChatIssue};
+use tokio_util::sync::CancellationToken;
 
 /// The message that ends a lab chat.
 pub const EXIT: &str = "exit";
@@ -29,8 +31,54 @@ const UNSOLICITED_WINDOW: Duration = Duration::from_millis(50);
 /// Most bytes of one reply kept.
 const REPLY_CAP: usize = 64 * 1024;
 
-/// Runs one chat client; `operator` holds the server's operator lines, in order.
-pub async fn run(ctx: ClientContext, operator: Arc<Vec<String>>) -> ClientRecord {
+/// One chat session's place among its server's sessions, which run one after another: a
+/// lab chat server talks to one client at a time, and its operator's lines answer them in
+/// turn.
+pub struct Seat {
+    /// Every operator line of the server.
+    operator: Arc<Vec<String>>,
+    /// The line that answers this session's first message.
+    first_line: usize,
+    /// Done when the session before this one on the server ended.
+    after: Option<CancellationToken>,
+    /// Done when this one ends.
+    done: CancellationToken,
+}
+
+/// Hands out the seats of the sessions this run drives, server by server, in the order the
+/// scenario lists them (a shard runs its own server, which answers only its own sessions).
+pub struct Sessions {
+    /// Per server: the operator lines taken by the sessions so far, and the last session.
+    lines_taken: Vec<usize>,
+    last: Vec<Option<CancellationToken>>,
+}
+
+impl Sessions {
+    pub fn new(servers: usize) -> Sessions {
+        Sessions {
+            lines_taken: vec![0; servers],
+            last: vec![None; servers],
+        }
+    }
+
+    /// The seat of `group`'s one client, after the sessions handed out before it.
+    pub fn seat(&mut self, group: &GroupPlan, operator: &Arc<Vec<String>>) -> Seat {
+        let done = CancellationToken::new();
+        let seat = Seat {
+            operator: Arc::clone(operator),
+            first_line: self.lines_taken[group.server],
+            after: self.last[group.server].replace(done.clone()),
+            done,
+        };
+        self.lines_taken[group.server] += group.chat_replies();
+        seat
+    }
+}
+
+/// Runs one chat session once the one before it on its server ended.
+pub async fn run(ctx: ClientContext, seat: Seat) -> ClientRecord {
+    // However this session ends, the next one may start.
+    let _done = seat.done.drop_guard();
     let mut session = Session {
         timeline: Timeline::default(),
         completed: 0,
@@ -38,9 +86,17 @@ pub async fn run(ctx: ClientContext, operator: Arc<Vec<String>>) -> ClientRecord
         bytes_received: 0,
         issues: Vec::new(),
     };
-    let end = match ctx.connect(&mut session.timeline).await {
-        Ok(stream) => session.converse(&ctx, stream, &operator).await,
-        Err(end) => end,
+    let operator = seat.operator.get(seat.first_line..).unwrap_or_default();
+    let waited = match &seat.after {
+        Some(before) => ctx.bounded(None, before.cancelled()).await,
+        None => Ok(()),
+    };
+    let end = match waited {
+        Err(interruption) => interrupted_end(interruption, Some(0), &ctx.group),
+        Ok(()) => match ctx.connect(&mut session.timeline).await {
+            Ok(stream) => session.converse(&ctx, stream, operator).await,
+            Err(end) => end,
+        },
     };
     if session.timeline.closed.is_none() {
         session.timeline.closed = Some(ctx.since_start());
@@ -175,7 +231,14 @@ impl Session {
                 return end;
             }
         }
-        // No `exit` in the script: end by closing our side, still watching for stray bytes.
+        // No `exit` in the script: a killed client resets; any other closes its side and
+        // still watches for stray bytes.
+        if ctx.group.leave == LeaveMode::Reset {
+            let _ = stream.set_zero_linger();
+            drop(stream);
+            self.timeline.closed = Some(ctx.since_start());
+            return ClientEnd::Completed;
+        }
         let _ = stream.shutdown().await;
         self.timeline.closed = Some(ctx.since_start());
         let turns = texts.len() as u32;

@@ -97,7 +97,7 @@ struct Job {
 enum JobKind {
     Echo,
     Datagrams,
-    Chat(Arc<Vec<String>>),
+    Chat(chat::Seat),
     Broadcast(broadcast::Membership),
 }
 
@@ -154,6 +154,7 @@ pub async fn drive(setup: DriveSetup<'_>) -> io::Result<Drive> {
                 .map(Arc::new)
         })
         .collect();
+    let mut sessions = chat::Sessions::new(plan.servers.len());
     let mut jobs = Vec::new();
     let mut well_behaved = 0u64;
     for (group_index, group) in plan.groups.iter().enumerate() {
@@ -165,7 +166,7 @@ pub async fn drive(setup: DriveSetup<'_>) -> io::Result<Drive> {
             let kind = match group.workload {
                 WorkloadKind::Echo if group.transport == Transport::Udp => JobKind::Datagrams,
                 WorkloadKind::Echo => JobKind::Echo,
-                WorkloadKind::Chat => JobKind::Chat(Arc::clone(&operators[group.server])),
+                WorkloadKind::Chat => JobKind::Chat(sessions.seat(group, &operators[group.server])),
                 WorkloadKind::Broadcast => {
                     let open = rooms[group.server]
                         .as_ref()
@@ -300,7 +301,7 @@ fn run_worker(jobs: Vec<Job>, shared: Shared) -> io::Result<WorkerOutcome> {
             match job.kind {
                 JobKind::Datagrams => tasks.spawn_local(datagram::run(ctx)),
                 JobKind::Echo => tasks.spawn_local(echo::run(ctx)),
-                JobKind::Chat(operator) => tasks.spawn_local(chat::run(ctx, operator)),
+                JobKind::Chat(seat) => tasks.spawn_local(chat::run(ctx, seat)),
                 JobKind::Broadcast(membership) => tasks.spawn_local(broadcast::run(ctx, membership)),
             };
         }

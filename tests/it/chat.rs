@@ -23,11 +23,21 @@ fn run_python_chat(program: &str) -> (Option<i32>, Value) {
     )
 }
 
+/// The built-in server ends with its one chat, as it may; the lab's Python one goes back
+/// to accept() for the next client.
 #[test]
 fn the_builtin_and_the_python_chat_server_pass() {
-    for (scenario, report_name) in [
-        ("scenarios/chat.toml", "chat"),
-        ("scenarios/python/chat.toml", "python-chat"),
+    for (scenario, report_name, server_end) in [
+        (
+            "scenarios/chat.toml",
+            "chat",
+            "exited with status 0 after its clients, as allowed",
+        ),
+        (
+            "scenarios/python/chat.toml",
+            "python-chat",
+            "stayed up (it was allowed to exit)",
+        ),
     ] {
         let scratch = Scratch::new();
         scratch
@@ -35,7 +45,7 @@ fn the_builtin_and_the_python_chat_server_pass() {
             .expect_code(0)
             .stdout_has("PASS  chat")
             .stdout_has("4 turn(s) in 1 chat(s) answered with the operator's lines, in order")
-            .stdout_has("exited with status 0 after its clients, as allowed");
+            .stdout_has(server_end);
         scratch.assert_nothing_left();
         let report = read_report(&scratch.reports().join(format!("{report_name}.json")));
         assert_eq!(report["total"]["messages"], 4);

@@ -161,7 +161,7 @@ fn the_labs_are_listed_and_a_missing_program_is_a_usage_error() {
 #[test]
 fn the_other_labs_pass_their_correct_programs() {
     for (lab, program, phases) in [
-        ("chat", example("chat_server.py"), 2),
+        ("chat", example("chat_server.py"), 3),
         ("two-servers", example("two_servers.py"), 3),
         ("two-servers", fixture("two_servers_selectors.py"), 3),
         ("broadcast", example("broadcast_server.py"), 3),
@@ -186,7 +186,12 @@ fn the_other_labs_catch_each_bug_in_its_own_phases() {
         (
             "chat",
             example("chat_bug_ignores_exit.py"),
-            &["turns", "long-replies"][..],
+            &["turns", "long-replies", "sessions"][..],
+        ),
+        (
+            "chat",
+            fixture("chat_one_session.py"),
+            &["sessions"][..],
         ),
         (
             "two-servers",
