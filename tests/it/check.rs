@@ -188,11 +188,7 @@ fn the_other_labs_catch_each_bug_in_its_own_phases() {
             example("chat_bug_ignores_exit.py"),
             &["turns", "long-replies", "sessions"][..],
         ),
-        (
-            "chat",
-            fixture("chat_one_session.py"),
-            &["sessions"][..],
-        ),
+        ("chat", fixture("chat_one_session.py"), &["sessions"][..]),
         (
             "two-servers",
             fixture("two_servers_dies_on_reset.py"),
