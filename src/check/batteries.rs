@@ -135,18 +135,19 @@ macro_rules! single_client_phases {
             Phase {
                 name: "text",
                 catches: "every ASCII letter, digit and punctuation mark back exactly, in messages \
-                          of up to 3,000 bytes (a server that changes case, strips or reads once)",
+                          of up to 1,000 bytes (a server that changes case or strips)",
                 scenario: concat!(
                     "timeout = \"20s\"\n[[server]]\nname = \"server\"\n",
                     $server,
-                    "\n[[clients]]\nname = \"text\"\nmessages = 20\nsize = { min = 1, max = 3000 }\n\
+                    "\n[[clients]]\nname = \"text\"\nmessages = 20\nsize = { min = 1, max = 1000 }\n\
                      payload = \"ascii\"\ntimeout = \"3s\"\n[expect]\necho = \"exact\"\nerrors = 0\n"
                 ),
             },
             Phase {
                 name: "boundaries",
                 catches: "messages of 1,023, 1,024 and 1,025 bytes, one recv(1024) and a byte \
-                          either side (a server that assumes a message fits one read)",
+                          either side (a server that assumes a message fits one read, or takes a \
+                          full 1,024-byte read to mean that more is coming)",
                 scenario: concat!(
                     "timeout = \"20s\"\n[[server]]\nname = \"server\"\n",
                     $server,
@@ -157,23 +158,23 @@ macro_rules! single_client_phases {
             },
             Phase {
                 name: "large",
-                catches: "messages of 64 KiB, more than the kernel's buffers hold at once (a server \
-                          that uses send() where sendall() is needed)",
+                catches: "messages just over 64 KiB, more than the kernel's buffers hold at once (a \
+                          server that uses send() where sendall() is needed)",
                 scenario: concat!(
                     "timeout = \"20s\"\n[[server]]\nname = \"server\"\n",
                     $server,
-                    "\n[[clients]]\nname = \"large\"\nmessages = 4\nsize = \"64KiB\"\n\
+                    "\n[[clients]]\nname = \"large\"\nmessages = 4\nsize = { min = 65537, max = 66500 }\n\
                      payload = \"binary\"\ntimeout = \"5s\"\n[expect]\necho = \"exact\"\nerrors = 0\n"
                 ),
             },
             Phase {
                 name: "utf8",
-                catches: "text with 2-, 3- and 4-byte characters, some split across byte 1024 (a \
-                          server that decodes each chunk)",
+                catches: "text of 1,025 to 2,047 bytes with 2-, 3- and 4-byte characters, some split \
+                          across byte 1024 (a server that decodes each chunk)",
                 scenario: concat!(
                     "timeout = \"20s\"\n[[server]]\nname = \"server\"\n",
                     $server,
-                    "\n[[clients]]\nname = \"utf8\"\nmessages = 20\nsize = { min = 1, max = 4096 }\n\
+                    "\n[[clients]]\nname = \"utf8\"\nmessages = 20\nsize = { min = 1025, max = 2047 }\n\
                      payload = \"utf8\"\ntimeout = \"3s\"\n[expect]\necho = \"exact\"\nerrors = 0\n"
                 ),
             },
@@ -185,7 +186,7 @@ macro_rules! single_client_phases {
                     "timeout = \"20s\"\n[[server]]\nname = \"server\"\n",
                     $server,
                     "\n[[clients]]\nname = \"binary\"\nmessages = 20\n\
-                     size = { min = 256, max = 4096 }\npayload = \"binary\"\ntimeout = \"3s\"\n\
+                     size = { min = 256, max = 1000 }\npayload = \"binary\"\ntimeout = \"3s\"\n\
                      [expect]\necho = \"exact\"\nerrors = 0\n"
                 ),
             },
@@ -198,7 +199,7 @@ macro_rules! single_client_phases {
                     "timeout = \"20s\"\n[[server]]\nname = \"server\"\n",
                     $server,
                     "\n[[clients]]\nname = \"half-closer\"\nmessages = 3\n\
-                     size = { min = 1, max = 3000 }\nhalf_close = true\ntimeout = \"3s\"\n\
+                     size = { min = 1, max = 1000 }\nhalf_close = true\ntimeout = \"3s\"\n\
                      [expect]\necho = \"exact\"\nerrors = 0\n"
                 ),
             },
@@ -235,9 +236,9 @@ macro_rules! reset_in_sendall_phase {
             scenario: "timeout = \"20s\"\n[[server]]\nname = \"server\"\n@SERVER@\n\
                        [[clients]]\nname = \"killed\"\ncount = 1\nmessages = 2\nfaulty = 1\n\
                        fault = { kind = \"abort-in-sendall\", after = 1 }\n\
-                       size = { min = 1000, max = 4000 }\ntimeout = \"3s\"\n\
+                       size = { min = 1100, max = 2000 }\ntimeout = \"3s\"\n\
                        [[clients]]\nname = \"after\"\ncount = 2\nmessages = 5\n\
-                       start_after = \"1500ms\"\ntimeout = \"3s\"\n\
+                       start_after = \"1s\"\ntimeout = \"3s\"\n\
                        [expect]\necho = \"exact\"\nerrors = 0\nsurvives = true\n",
         }
     };
@@ -251,7 +252,7 @@ static ITERATIVE: [Phase; 3] = [
                       still there for a fourth (a server that ends after its first client)",
         scenario: "timeout = \"20s\"\n[[server]]\nname = \"server\"\n@SERVER@\n\
                        [[clients]]\nname = \"queued\"\ncount = 3\nmessages = 5\n\
-                       size = { min = 1, max = 2000 }\nstart = \"together\"\ntimeout = \"3s\"\n\
+                       size = { min = 1, max = 1000 }\nstart = \"together\"\ntimeout = \"3s\"\n\
                        [expect]\necho = \"exact\"\nerrors = 0\nsurvives = true\n",
     },
     Phase {
@@ -263,7 +264,7 @@ static ITERATIVE: [Phase; 3] = [
                        [[clients]]\nname = \"killed\"\ncount = 1\nmessages = 3\nfaulty = 1\n\
                        fault = { kind = \"abort-idle\", after = 2 }\ntimeout = \"3s\"\n\
                        [[clients]]\nname = \"after\"\ncount = 2\nmessages = 5\n\
-                       start_after = \"1s\"\ntimeout = \"3s\"\n\
+                       start_after = \"500ms\"\ntimeout = \"3s\"\n\
                        [expect]\necho = \"exact\"\nerrors = 0\nsurvives = true\n",
     },
     reset_in_sendall_phase!(
@@ -281,7 +282,7 @@ static THREADED: [Phase; 4] = [
                       each client's thread, or a pool that holds clients back)",
         scenario: "timeout = \"20s\"\n[[server]]\nname = \"server\"\n@SERVER@\n\
                        [[clients]]\nname = \"together\"\ncount = 8\nmessages = 5\n\
-                       size = { min = 1, max = 2000 }\nthink = \"50ms\"\nstart = \"together\"\n\
+                       size = { min = 1, max = 1000 }\nthink = \"50ms\"\nstart = \"together\"\n\
                        timeout = \"5s\"\n[expect]\necho = \"exact\"\nerrors = 0\n\
                        concurrency = \"concurrent\"\n",
     },
@@ -293,7 +294,7 @@ static THREADED: [Phase; 4] = [
                        [[clients]]\nname = \"mixed\"\ncount = 4\nmessages = 5\nfaulty = 2\n\
                        fault = { kind = \"abort-idle\", after = 2 }\ntimeout = \"3s\"\n\
                        [[clients]]\nname = \"after\"\ncount = 2\nmessages = 5\n\
-                       start_after = \"1s\"\ntimeout = \"3s\"\n\
+                       start_after = \"500ms\"\ntimeout = \"3s\"\n\
                        [expect]\necho = \"exact\"\nerrors = 0\nsurvives = true\n",
     },
     reset_in_sendall_phase!(
@@ -307,10 +308,10 @@ static THREADED: [Phase; 4] = [
                   the server has as many processes as when it started, with no zombie (a \
                   fork server that never calls waitpid(), or whose child returns to accept())",
         scenario: "timeout = \"20s\"\n[[server]]\nname = \"server\"\n@SERVER@\n\
-                   [[clients]]\nname = \"one-by-one\"\ncount = 6\nmessages = 3\nramp = \"600ms\"\n\
+                   [[clients]]\nname = \"one-by-one\"\ncount = 6\nmessages = 3\nramp = \"300ms\"\n\
                    timeout = \"3s\"\n\
                    [[clients]]\nname = \"together\"\ncount = 3\nmessages = 3\n\
-                   start_after = \"800ms\"\ntimeout = \"3s\"\n\
+                   start_after = \"400ms\"\ntimeout = \"3s\"\n\
                    [expect]\necho = \"exact\"\nerrors = 0\nreaps = true\n",
     },
 ];
@@ -370,9 +371,9 @@ static TWO_SERVERS: [Phase; 3] = [
         scenario: "timeout = \"20s\"\n[[server]]\nname = \"first\"\n@SERVER@\n\
                    [[server]]\nname = \"second\"\nprocess = \"first\"\n\
                    [[clients]]\nname = \"to-first\"\nserver = \"first\"\ncount = 2\nmessages = 30\n\
-                   size = { min = 1, max = \"2KiB\" }\nthink = \"10ms\"\ntimeout = \"3s\"\n\
+                   size = { min = 1, max = 1000 }\nthink = \"10ms\"\ntimeout = \"3s\"\n\
                    [[clients]]\nname = \"to-second\"\nserver = \"second\"\ncount = 2\nmessages = 30\n\
-                   size = { min = 1, max = \"2KiB\" }\nthink = \"10ms\"\ntimeout = \"3s\"\n\
+                   size = { min = 1, max = 1000 }\nthink = \"10ms\"\ntimeout = \"3s\"\n\
                    [expect]\necho = \"exact\"\nerrors = 0\n",
     },
     Phase {
@@ -400,9 +401,9 @@ static TWO_SERVERS: [Phase; 3] = [
                    [[clients]]\nname = \"killed\"\nserver = \"first\"\ncount = 1\nmessages = 3\n\
                    faulty = 1\nfault = { kind = \"abort-idle\", after = 2 }\ntimeout = \"3s\"\n\
                    [[clients]]\nname = \"after-first\"\nserver = \"first\"\ncount = 1\nmessages = 5\n\
-                   start_after = \"1s\"\ntimeout = \"3s\"\n\
+                   start_after = \"500ms\"\ntimeout = \"3s\"\n\
                    [[clients]]\nname = \"after-second\"\nserver = \"second\"\ncount = 1\nmessages = 5\n\
-                   start_after = \"1s\"\ntimeout = \"3s\"\n\
+                   start_after = \"500ms\"\ntimeout = \"3s\"\n\
                    [expect]\necho = \"exact\"\nerrors = 0\nsurvives = true\n",
     },
 ];
