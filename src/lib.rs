@@ -170,7 +170,9 @@ fn check_program(args: cli::CheckArgs) -> Result<Outcome, Error> {
         format: args.format,
         shard: None,
         workers: None,
-        isolate_network: false,
+        // A network of its own where the machine allows: the program's ports then clash
+        // with nothing on the machine, nor with another check running beside this one.
+        isolate_network: grade::isolation_available(),
         shared_network: false,
         json: args.json,
         sandbox: args.sandbox,
