@@ -251,10 +251,11 @@ async fn hang_up(mut stream: TcpStream, buffer: &mut [u8]) {
 /// Binds the server's port on loopback; a taken port names who holds it. A listening server
 /// sets `SO_REUSEADDR`, so a port the previous session just closed is free again; a `down`
 /// one first tries without, since Linux would let another `SO_REUSEADDR` socket bind and
-/// listen on a port that is bound but not listening, and the port would not be held. Only
-/// when a connection of an earlier phase still lingers in `TIME_WAIT` on the port (a played
-/// server hung up first) does it bind with `SO_REUSEADDR`, which still fails if anything
-/// listens there.
+/// listen on a port that is bound but not listening, and the port would not be held. When
+/// that bind finds the port in use (most often by a connection of an earlier phase still in
+/// `TIME_WAIT` after a played server hung up first) it binds with `SO_REUSEADDR`, which
+/// still fails if anything listens there; the port is then held less firmly, which matters
+/// only on a shared loopback.
 fn bind(plan: &PlayedServerPlan) -> Result<TcpSocket, ProgramError> {
     let port = match plan.port {
         PortChoice::Auto => 0,

@@ -370,13 +370,6 @@ impl GroupPlan {
         }
     }
 
-    /// Chat: whether the session ends with `exit` (else the client closes or resets).
-    pub fn chat_ends_with_exit(&self) -> bool {
-        self.texts
-            .as_ref()
-            .is_none_or(|texts| texts.last().is_some_and(|t| t == "exit"))
-    }
-
     /// Whether client `index` of this group is one of its faulty ones (the first `clients`).
     pub fn is_faulty(&self, index: u32) -> bool {
         self.fault.is_some_and(|fault| index < fault.clients)
@@ -443,8 +436,8 @@ pub struct Expectations {
     pub concurrency: Option<ConcurrencyExpectation>,
     /// Whether every server must still serve a fresh client after the run.
     pub survives: bool,
-    /// Whether every server's processes must be back to their count at the start once the
-    /// clients left: no zombie children, no children still running.
+    /// Whether every server's processes must be back to (at most) their count at ready once
+    /// the clients left, with at most one zombie child (see `supervise::Children`).
     pub reaps: bool,
     /// How broadcast deliveries are judged.
     pub fanout: FanoutExpectation,

@@ -112,13 +112,23 @@ pub struct Census {
     pub zombies: u32,
 }
 
-/// Counts the live descendants of `root` and the zombies among their children and its own.
+/// Counts the live processes of the server whose leader is `root` (its descendants, and
+/// the members of its process group, which a double fork leaves there after re-parenting
+/// the grandchild to labrun) and the zombies among their children, its own and the group's.
 pub fn census(root: u32) -> Census {
     let table = process_table();
-    let tree: HashSet<u32> = descendants_in(&live_links(&table), root).into_iter().collect();
+    let mut tree: HashSet<u32> = descendants_in(&live_links(&table), root).into_iter().collect();
+    tree.extend(
+        table
+            .iter()
+            .filter(|(pid, stat)| !stat.zombie && stat.group == root && *pid != root)
+            .map(|(pid, _)| *pid),
+    );
     let zombies = table
         .iter()
-        .filter(|(_, stat)| stat.zombie && (stat.parent == root || tree.contains(&stat.parent)))
+        .filter(|(_, stat)| {
+            stat.zombie && (stat.parent == root || stat.group == root || tree.contains(&stat.parent))
+        })
         .count();
     Census {
         live: tree.len() as u32,

@@ -1,6 +1,8 @@
 //! The chat workload (lab 2): one client takes turns with a server whose operator answers
 //! each message with `input()`. labrun plays both people: this client sends the messages,
-//! and the server's `stdin` script is the operator, so reply *k* must be line *k*.
+//! and the server's `stdin` script is the operator, so reply *k* must be line *k*. Several
+//! chat groups of one server are sessions, one after another (see [`Sessions`]); each is
+//! answered by the lines after those of the sessions before it.
 //!
 //! Lab chat messages carry no framing (plain text, no newline), so a reply is read until it
 //! is as long as the expected line, or until it matches another of the operator's lines and
@@ -13,13 +15,13 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::client::{ClientContext, Interruption, interrupted_end, is_reset, socket_failure};
 use super::payload::PayloadGenerator;
 use super::record::{ClientEnd, ClientRecord, Timeline};
 use crate::scenario::{GroupPlan, LeaveMode};
 use crate::verify::chat::{self, ChatIssue};
-use tokio_util::sync::CancellationToken;
 
 /// The message that ends a lab chat.
 pub const EXIT: &str = "exit";
@@ -41,8 +43,8 @@ pub struct Seat {
     first_line: usize,
     /// Done when the session before this one on the server ended.
     after: Option<CancellationToken>,
-    /// Done when this one ends.
-    done: CancellationToken,
+    /// Marks this one done when dropped: when the session ends, or if it never runs.
+    done: DropGuard,
 }
 
 /// Hands out the seats of the sessions this run drives, server by server, in the order the
@@ -54,6 +56,7 @@ pub struct Sessions {
 }
 
 impl Sessions {
+    /// No session handed out yet, for a plan of `servers` servers.
     pub fn new(servers: usize) -> Sessions {
         Sessions {
             lines_taken: vec![0; servers],
@@ -68,7 +71,7 @@ impl Sessions {
             operator: Arc::clone(operator),
             first_line: self.lines_taken[group.server],
             after: self.last[group.server].replace(done.clone()),
-            done,
+            done: done.drop_guard(),
         };
         self.lines_taken[group.server] += group.chat_replies();
         seat
@@ -78,7 +81,7 @@ impl Sessions {
 /// Runs one chat session once the one before it on its server ended.
 pub async fn run(ctx: ClientContext, seat: Seat) -> ClientRecord {
     // However this session ends, the next one may start.
-    let _done = seat.done.drop_guard();
+    let _done = seat.done;
     let mut session = Session {
         timeline: Timeline::default(),
         completed: 0,

@@ -14,7 +14,10 @@
 //!
 //! A group's faulty clients run the same exchange for their first `after` messages, then
 //! misbehave ([`FaultKind`]) the way real clients do to a lab server: die mid-message,
+//! between messages or while the server is stuck writing an echo they do not read,
 //! half-close, send bytes that are not text, or go silent while holding the connection.
+//! A `half_close` group's clients shut down their sending side right after their last
+//! message and then want every echo and the server's close.
 
 use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
