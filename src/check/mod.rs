@@ -158,8 +158,10 @@ mod tests {
             assert_eq!(plans.len(), lab.phases().len());
             for plan in &plans {
                 assert!(plan.name.starts_with(lab.name()), "{}", plan.name);
+                // The broadcast load alone may take longer: a deadline must not cut it short.
+                let bound = if plan.name == "broadcast-load" { 60 } else { 20 };
                 assert!(
-                    plan.timeout.as_secs() <= 20,
+                    plan.timeout.as_secs() <= bound,
                     "{} may take {:?}",
                     plan.name,
                     plan.timeout

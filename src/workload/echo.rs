@@ -147,12 +147,8 @@ impl Session {
         }
         match self.fault {
             Some(kind) => self.misbehave(kind, ctx, stream, &mut receive_buffer).await,
-            None if half_close => {
-                self.await_server_close(ctx, &mut stream, &mut receive_buffer)
-                    .await
-            }
             None => {
-                self.check_trailing_bytes(ctx, &mut stream, &mut receive_buffer)
+                self.after_last_echo(ctx, &mut stream, &mut receive_buffer, half_close)
                     .await
             }
         }
@@ -497,43 +493,6 @@ impl Session {
         }
     }
 
-    /// After a half-close with every echo back, the server owes one thing more: its own
-    /// close, once `recv()` has told it the client is done. Bytes before it are judged like
-    /// any others; a reset also ends the connection, which is all that is asked here.
-    async fn await_server_close(
-        &mut self,
-        ctx: &ClientContext,
-        stream: &mut TcpStream,
-        receive_buffer: &mut [u8],
-    ) -> ClientEnd {
-        // Already done after the last message; a client with no messages half-closes here.
-        let _ = stream.shutdown().await;
-        let timeout = ctx.group.reply_timeout;
-        let until = Instant::now() + timeout;
-        loop {
-            match ctx.bounded(Some(until), stream.read(receive_buffer)).await {
-                Ok(Ok(0) | Err(_)) => return ClientEnd::Completed,
-                Ok(Ok(received)) => {
-                    if let Err(fault) = self.matcher.accept(&receive_buffer[..received]) {
-                        return ClientEnd::EchoFault(fault);
-                    }
-                }
-                Err(Interruption::ReplyTimeout) => {
-                    return failed(
-                        ClientErrorKind::KeptOpen,
-                        None,
-                        format!(
-                            "the server kept the connection open {} after the client shut down its \
-                             sending side with every echo received",
-                            crate::units::duration(timeout)
-                        ),
-                    );
-                }
-                Err(other) => return interrupted_end(other, None, &ctx.group),
-            }
-        }
-    }
-
     /// Writes message after message and reads nothing, until the socket has taken nothing
     /// for [`STUCK_WINDOW`]: an echo server is then blocked in `sendall()` on an echo
     /// nobody reads, with its own receive buffer full. Bounded by [`MAX_UNREAD_BYTES`].
@@ -568,25 +527,49 @@ impl Session {
         Ok(())
     }
 
-    /// Half-closes and watches briefly for bytes that were never sent, such as a reply
-    /// sent twice. A server that keeps the connection open after our FIN is not at fault.
-    async fn check_trailing_bytes(
+    /// After the last echo: half-closes (a `half_close` client did already, right after its
+    /// last message) and reads what the server still sends; bytes nobody sent, such as a
+    /// reply sent twice, are judged like any others. A plain client watches briefly and does
+    /// not mind a server that keeps the connection open after its FIN; a `half_close` one
+    /// waits a reply timeout for the server's own close, owed once `recv()` has told it the
+    /// client is done (a reset ends the connection too, which is all that is asked).
+    async fn after_last_echo(
         &mut self,
         ctx: &ClientContext,
         stream: &mut TcpStream,
         receive_buffer: &mut [u8],
+        wants_close: bool,
     ) -> ClientEnd {
         let _ = stream.shutdown().await;
-        self.timeline.closed = Some(ctx.since_start());
-        let window = Instant::now() + TRAILING_BYTES_WINDOW.min(ctx.group.reply_timeout);
+        if !wants_close {
+            self.timeline.closed = Some(ctx.since_start());
+        }
+        let timeout = ctx.group.reply_timeout;
+        let window = match wants_close {
+            true => timeout,
+            false => TRAILING_BYTES_WINDOW.min(timeout),
+        };
+        let until = Instant::now() + window;
         loop {
-            match ctx.bounded(Some(window), stream.read(receive_buffer)).await {
-                Ok(Ok(0)) | Ok(Err(_)) | Err(Interruption::ReplyTimeout) => return ClientEnd::Completed,
+            match ctx.bounded(Some(until), stream.read(receive_buffer)).await {
+                Ok(Ok(0) | Err(_)) => return ClientEnd::Completed,
                 Ok(Ok(received)) => {
                     if let Err(fault) = self.matcher.accept(&receive_buffer[..received]) {
                         return ClientEnd::EchoFault(fault);
                     }
                 }
+                Err(Interruption::ReplyTimeout) if wants_close => {
+                    return failed(
+                        ClientErrorKind::KeptOpen,
+                        None,
+                        format!(
+                            "the server kept the connection open {} after the client shut down its \
+                             sending side with every echo received",
+                            crate::units::duration(timeout)
+                        ),
+                    );
+                }
+                Err(Interruption::ReplyTimeout) => return ClientEnd::Completed,
                 Err(other) => return interrupted_end(other, None, &ctx.group),
             }
         }
