@@ -118,7 +118,7 @@ async fn test_servers(
     let run_deadline = run_start + plan.timeout;
 
     let mut servers = tokio::select! {
-        started = Servers::start(&plan.servers) => started?,
+        started = Servers::start(&plan.servers, plan.expect.reaps) => started?,
         () = cancel.cancelled() => return Err(Error::Interrupted),
     };
     if std::env::var(PANIC_INJECTION_VARIABLE).is_ok_and(|v| v == "after-ready") {

@@ -214,12 +214,13 @@ pub struct ServerHandle {
     /// The other servers whose ports this process serves (`process = "…"`).
     shared: Vec<SharedPort>,
     /// Its processes when it became ready, and once its clients had left, when asked.
-    census_at_ready: tree::Census,
+    census_at_ready: Option<tree::Census>,
     children: Option<Children>,
 }
 
 /// A server's processes when it became ready and once every client had left: a server that
-/// forks per client must be back where it started, with no zombie and no child left running.
+/// forks per client must be back where it started, with no child left running and at most
+/// [`MAX_UNREAPED`] zombie.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Children {
     /// When it became ready: a pre-forked pool counts here, and may stay.
@@ -374,6 +375,9 @@ pub struct Servers {
     handles: Vec<Option<ServerHandle>>,
     /// How a server stopped by an event ended.
     stopped: Vec<Option<ServerEnd>>,
+    /// Whether each server's processes are counted when it becomes ready, as the baseline
+    /// of [`Servers::count_children`] (`expect.reaps`); a scan of `/proc` otherwise spared.
+    census: bool,
 }
 
 impl Servers {
@@ -381,7 +385,7 @@ impl Servers {
     /// already started are torn down (by drop), and so is anything a failed program
     /// daemonized out of its process group, before the error returns. Every port is chosen
     /// first, so a program serving several servers (`process = "…"`) is given all of them.
-    pub async fn start(plans: &[ServerPlan]) -> Result<Servers, SuperviseError> {
+    pub async fn start(plans: &[ServerPlan], census: bool) -> Result<Servers, SuperviseError> {
         let ports = choose_ports(plans)?;
         let mut handles = Vec::with_capacity(plans.len());
         for (index, plan) in plans.iter().enumerate() {
@@ -389,7 +393,7 @@ impl Servers {
                 handles.push(None);
                 continue;
             }
-            match ServerHandle::start(plans, index, &ports).await {
+            match ServerHandle::start(plans, index, &ports, census).await {
                 Ok(handle) => handles.push(Some(handle)),
                 Err(err) => {
                     drop(handles);
@@ -403,6 +407,7 @@ impl Servers {
             ports,
             handles,
             stopped: vec![None; plans.len()],
+            census,
         })
     }
 
@@ -489,7 +494,7 @@ impl Servers {
             record_ends(end);
             return (true, ended);
         }
-        match ServerHandle::start(&self.plans, index, &self.ports).await {
+        match ServerHandle::start(&self.plans, index, &self.ports, self.census).await {
             Ok(handle) => {
                 let ready = crate::units::duration(handle.ready_after);
                 self.handles[index] = Some(handle);
@@ -512,12 +517,15 @@ impl Servers {
     pub async fn count_children(&mut self) {
         let started = Instant::now();
         for handle in self.handles.iter_mut().flatten() {
+            let Some(at_ready) = handle.census_at_ready else {
+                continue;
+            };
             if handle.process.exit_status().is_some() {
                 continue;
             }
             let leader = handle.process.pid();
             let mut children = Children {
-                at_ready: handle.census_at_ready,
+                at_ready,
                 after_clients: tree::census(leader),
                 waited: Duration::ZERO,
             };
@@ -557,6 +565,7 @@ impl ServerHandle {
         plans: &[ServerPlan],
         index: usize,
         ports: &[u16],
+        census: bool,
     ) -> Result<ServerHandle, SuperviseError> {
         let plan = &plans[index];
         let port = ports[index];
@@ -590,7 +599,7 @@ impl ServerHandle {
             process,
             stdin_feeder,
             ready_after: Duration::ZERO,
-            census_at_ready: tree::Census::default(),
+            census_at_ready: None,
             children: None,
             exits: plan.exits,
             transport: plan.transport,
@@ -608,7 +617,9 @@ impl ServerHandle {
         };
         handle.wait_ready(plan).await?;
         handle.ready_after = launched.elapsed();
-        handle.census_at_ready = tree::census(handle.process.pid());
+        if census {
+            handle.census_at_ready = Some(tree::census(handle.process.pid()));
+        }
         Ok(handle)
     }
 

@@ -106,7 +106,7 @@ pub fn sweep() {
 /// A server's processes at one moment, below its leader.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Census {
-    /// Live processes (not threads) descending from the leader.
+    /// Live processes (not threads) descending from the leader or in its process group.
     pub live: u32,
     /// Children of the leader or of those processes that ended and were never waited for.
     pub zombies: u32,
