@@ -336,7 +336,8 @@ pub struct GroupPlan {
     pub start_after: Duration,
     /// Broadcast: each client leaves the room after sending this many messages.
     pub leave_after: Option<u32>,
-    /// Broadcast: how a member with `leave_after` leaves.
+    /// How a broadcast member with `leave_after`, or a chat session that does not end in
+    /// `exit`, leaves: by closing or by a reset.
     pub leave: LeaveMode,
     /// Broadcast: messages are meant to reach their sender too.
     pub include_sender: bool,
