@@ -168,10 +168,14 @@ pub const SMALL_BACKLOG: u32 = 16;
 /// Holds the statistics to the probe: `bounded (k)` stands only if the probe, holding at
 /// least `k` silent connections, found no free worker for a new client. Otherwise the waits
 /// were not a cap of the server's (the kernel's retransmissions, a loaded machine), and
-/// the server served as many clients as it was given.
+/// the server served as many clients as it was given. A cap beyond the probe's
+/// [`MAX_HOLDERS`](crate::workload::probe::MAX_HOLDERS) is no cap a lab can tell from a
+/// thread per client, so a probe holding that many refutes any `k`.
 pub fn reconcile(verdict: ConcurrencyVerdict, probe: Option<&ProbeOutcome>) -> ConcurrencyVerdict {
     match (verdict, probe) {
-        (ConcurrencyVerdict::Bounded(k), Some(probe)) if probe.served && probe.holders >= k => {
+        (ConcurrencyVerdict::Bounded(k), Some(probe))
+            if probe.served && probe.holders >= k.min(crate::workload::probe::MAX_HOLDERS) =>
+        {
             ConcurrencyVerdict::Concurrent(k)
         }
         (verdict, _) => verdict,
@@ -513,6 +517,13 @@ mod tests {
         // Too few silent connections to say anything about a cap of 18.
         assert_eq!(reconcile(bounded, Some(&probe(7, true))), bounded);
         assert_eq!(reconcile(bounded, None), bounded);
+        // A cap beyond what the probe holds: a probe holding its most refutes it.
+        let huge = ConcurrencyVerdict::Bounded(crate::workload::probe::MAX_HOLDERS + 500);
+        assert_eq!(
+            reconcile(huge, Some(&probe(crate::workload::probe::MAX_HOLDERS, true))),
+            ConcurrencyVerdict::Concurrent(crate::workload::probe::MAX_HOLDERS + 500)
+        );
+        assert_eq!(reconcile(huge, Some(&probe(64, true))), huge);
         let iterative = ConcurrencyVerdict::Iterative;
         assert_eq!(reconcile(iterative, Some(&probe(1, true))), iterative);
     }

@@ -26,8 +26,17 @@ use crate::scenario::ConcurrencyExpectation;
 
 /// How long the probing client waits for its echo.
 pub const PROBE_DEADLINE: Duration = Duration::from_secs(2);
-/// Most silent connections the concurrency probe holds open.
-pub const MAX_HOLDERS: u32 = 64;
+/// Most silent connections the concurrency probe holds open. The statistics of a run of
+/// many clients on a loaded machine can look like `bounded (96)`, and only a probe holding
+/// 96 can refute that; a server that answers a new client while this many others sit
+/// silent has no cap a lab can tell from a thread per client (see
+/// `verify::concurrency::reconcile`). The run opened at least `k` clients already, so
+/// labrun's file budget covers the holders.
+pub const MAX_HOLDERS: u32 = 1024;
+/// Time each silent connection adds to the probe's connect deadline: a `listen(1)` server
+/// has its holders connected one accept at a time, and a Python accept loop that starts a
+/// thread per client takes a millisecond or so for each on a loaded 2-CPU machine.
+const CONNECT_ALLOWANCE_PER_HOLDER: Duration = Duration::from_millis(5);
 /// Silent connections the concurrency probe holds for `expected`, for a server that the
 /// scenario gives `clients` clients: one for an iterative server (which must then not answer),
 /// up to 7 for "concurrent" (a pool smaller than the scenario's load gets caught), N - 1 for
@@ -64,7 +73,8 @@ pub async fn concurrency(
     holders: u32,
     cancel: &CancellationToken,
 ) -> Option<ProbeOutcome> {
-    let deadline = Instant::now() + PROBE_DEADLINE;
+    let connect_window = PROBE_DEADLINE + CONNECT_ALLOWANCE_PER_HOLDER * holders;
+    let deadline = Instant::now() + connect_window;
     let pacer = ConnectPacer::open(address);
     let mut silent = Vec::with_capacity(holders as usize);
     for held in 0..holders {
@@ -94,7 +104,7 @@ pub async fn concurrency(
                     detail: format!(
                         "silent connection {} of {holders} was not accepted within {}",
                         held + 1,
-                        humantime::format_duration(PROBE_DEADLINE)
+                        crate::units::duration(connect_window)
                     ),
                 });
             }
