@@ -72,6 +72,8 @@ struct Member {
     /// Bytes owed to it that another receiver has read (so the relay has taken them) and it
     /// has not: what the relay holds for it.
     backlog_bytes: u64,
+    /// Load mode: it has paused at least once.
+    paused_once: bool,
 }
 
 struct Sent {
@@ -96,6 +98,8 @@ struct RoomState {
     pausing: Option<u32>,
     /// Where the search for the next member to pause starts.
     pause_next: usize,
+    /// No pause starts before this time since the start of the run.
+    pauses_resume_at: Duration,
     load: LoadOutcome,
 }
 
@@ -214,6 +218,7 @@ impl Room {
                 load: spec.load,
                 untaken_bytes: 0,
                 backlog_bytes: 0,
+                paused_once: false,
             })
             .collect();
         Room {
@@ -480,12 +485,16 @@ impl Room {
     /// Whether load member `id` should stop reading now: nobody else is paused, messages are
     /// flowing, and it is the next member in turn that is still in the room and has drained
     /// its last pause (less than `drained_bytes` waiting for it; one that never drains, having
-    /// lost messages, is passed over). Taking the turn starts its pause; [`Room::end_pause`]
-    /// passes it on.
-    pub fn take_pause_turn(&self, id: u32, drained_bytes: u64) -> bool {
+    /// lost messages, is passed over). A member that has paused before waits, besides, until
+    /// `now` (since the start of the run) is no earlier than the last pause asked: every
+    /// member gets its first pause at once. Taking the turn starts its pause;
+    /// [`Room::end_pause`] passes it on.
+    pub fn take_pause_turn(&self, id: u32, drained_bytes: u64, now: Duration) -> bool {
         let mut state = self.lock();
-        if !state.members[id as usize].load
+        let member = &state.members[id as usize];
+        if !member.load
             || state.pausing.is_some()
+            || (member.paused_once && now < state.pauses_resume_at)
             || state.first_send.is_none()
             || self.done.is_cancelled()
         {
@@ -506,6 +515,7 @@ impl Room {
         }
         state.pausing = Some(id);
         state.pause_next = id as usize + 1;
+        state.members[id as usize].paused_once = true;
         true
     }
 
@@ -516,12 +526,14 @@ impl Room {
     }
 
     /// Member `id` reads again after a pause in which up to `peak_bytes` waited for it; the
-    /// pause aimed for `target_bytes`.
-    pub fn end_pause(&self, id: u32, peak_bytes: u64, target_bytes: u64) {
+    /// pause aimed for `target_bytes`. The next pause may start at `next_at` (since the start
+    /// of the run).
+    pub fn end_pause(&self, id: u32, peak_bytes: u64, target_bytes: u64, next_at: Duration) {
         let mut state = self.lock();
         if state.pausing == Some(id) {
             state.pausing = None;
         }
+        state.pauses_resume_at = next_at;
         let load = &mut state.load;
         load.pauses += 1;
         load.full_pauses += u32::from(peak_bytes >= target_bytes);
@@ -745,35 +757,67 @@ mod tests {
     }
 
     #[test]
+    fn every_member_gets_its_first_pause_without_a_rest() {
+        const DRAINED: u64 = 1000;
+        let room = joined_room(true);
+        room.sent(1, 1, 100, Duration::ZERO);
+        let rest_until = Duration::from_secs(1);
+        for id in 0..3 {
+            assert!(
+                room.take_pause_turn(id, DRAINED, Duration::ZERO),
+                "member {id}: its first pause"
+            );
+            room.end_pause(id, 100, 4000, rest_until);
+        }
+        assert!(
+            !room.take_pause_turn(0, DRAINED, Duration::ZERO),
+            "second round rests"
+        );
+        assert!(room.take_pause_turn(0, DRAINED, rest_until));
+    }
+
+    #[test]
     fn members_pause_one_at_a_time_in_turn() {
         const DRAINED: u64 = 1000;
         let room = joined_room(true);
         assert!(
-            !room.take_pause_turn(0, DRAINED),
+            !room.take_pause_turn(0, DRAINED, Duration::ZERO),
             "nothing sent yet, nothing to pause for"
         );
         room.sent(1, 1, 100, Duration::ZERO);
-        assert!(!room.take_pause_turn(1, DRAINED), "member 0 goes first");
-        assert!(room.take_pause_turn(0, DRAINED));
-        assert!(!room.take_pause_turn(1, DRAINED), "one pause at a time");
-        room.end_pause(0, 5000, 4000);
+        assert!(
+            !room.take_pause_turn(1, DRAINED, Duration::ZERO),
+            "member 0 goes first"
+        );
+        assert!(room.take_pause_turn(0, DRAINED, Duration::ZERO));
+        assert!(
+            !room.take_pause_turn(1, DRAINED, Duration::ZERO),
+            "one pause at a time"
+        );
+        room.end_pause(0, 5000, 4000, Duration::ZERO);
         // Member 2 reads message 2 of member 1; member 0, still owed it, is now behind.
         room.sent(1, 2, 2000, Duration::ZERO);
         deliver(&room, 2, 1, 2);
         assert_eq!(room.backlog(0), 2000);
-        assert!(room.take_pause_turn(1, DRAINED));
-        room.end_pause(1, 3000, 4000);
+        assert!(room.take_pause_turn(1, DRAINED, Duration::ZERO));
+        // A pause that asks for a rest before the next one.
+        let rested = Duration::from_secs(1);
+        room.end_pause(1, 3000, 4000, rested);
         room.left(2, Duration::from_millis(2));
-        assert!(!room.take_pause_turn(0, DRAINED), "not drained yet");
+        assert!(!room.take_pause_turn(0, DRAINED, rested), "not drained yet");
         deliver(&room, 0, 1, 2);
         assert!(
-            room.take_pause_turn(0, DRAINED),
-            "drained; a member that left is skipped"
+            !room.take_pause_turn(0, DRAINED, rested - Duration::from_millis(1)),
+            "drained, but resting after its first pause"
         );
-        room.end_pause(0, 100, 4000);
+        assert!(
+            room.take_pause_turn(0, DRAINED, rested),
+            "drained and rested; a member that left is skipped"
+        );
+        room.end_pause(0, 100, 4000, Duration::ZERO);
         room.done.cancel();
         assert!(
-            !room.take_pause_turn(1, DRAINED),
+            !room.take_pause_turn(1, DRAINED, Duration::ZERO),
             "no pause once the room is done"
         );
         let load = room.finish("s").load.expect("a room with load members");

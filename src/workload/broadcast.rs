@@ -26,12 +26,20 @@
 //!   `sendall()` is waiting for this receiver: correct, and nothing more will come), or a
 //!   limit of half the shortest reply timeout. Then it drains. A lossy relay has by then
 //!   dropped bytes; a correct one queued them or waited.
+//!
+//! The limit is needed: a relay whose threads share one lock, the holder blocked in
+//! `sendall()` to the paused member, can starve one sender's thread of the lock for
+//! seconds while the others' messages still flow, so the backlog grows and that sender
+//! waits. And it must not let a lossy relay through on a slow machine, where the backlog
+//! grows slowly: members are shaped like clients across a real network (see
+//! [`shape_load_socket`]), so that a relay's kernel buffers a few hundred kilobytes for
+//! them, which even a machine running at a third of its speed piles up within the limit.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::TcpSocket;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -48,12 +56,19 @@ const MARKER_INTERVAL: Duration = Duration::from_millis(100);
 pub const LINGER: Duration = Duration::from_millis(300);
 /// Load mode: a member's receive buffer, small so that a pause fills the relay's side soon.
 const LOAD_RECEIVE_BUFFER_BYTES: usize = 64 * 1024;
+/// Load mode: a member's segment size, Ethernet's (see [`shape_load_socket`]).
+const LOAD_SEGMENT_BYTES: u32 = 1460;
 /// Load mode: how often a paused reader looks at its backlog.
 const PAUSE_POLL: Duration = Duration::from_millis(10);
 /// Load mode: a member pauses again only once less than this waits for it in the relay.
 const DRAINED_BYTES: u64 = 512 * 1024;
 /// Load mode: a pause ends once the backlog has not grown for this long.
 const PAUSE_STALL: Duration = Duration::from_millis(300);
+/// Load mode: after a pause that ended because the relay stopped sending to the paused
+/// member (it blocks on that member: correct), no member pauses for this long. Blocking
+/// again at once would teach nothing new and stall the whole room every few hundred
+/// milliseconds.
+const REST_AFTER_STALL: Duration = Duration::from_secs(1);
 /// Load mode: the longest pause, whatever the reply timeout.
 const MAX_PAUSE: Duration = Duration::from_secs(5);
 /// Load mode: the kernel's largest TCP send buffer when `/proc` does not say (Linux's default).
@@ -79,7 +94,8 @@ pub struct Membership {
 #[derive(Debug, Clone, Copy)]
 pub struct LoadPause {
     /// The longest pause: half the room's shortest reply timeout (at most [`MAX_PAUSE`]), so
-    /// a sender waiting for a paused relay never times out and stops pacing.
+    /// a sender starved by a relay blocked on the paused member never times out and stops
+    /// pacing.
     limit: Duration,
     /// The kernel's largest TCP send buffer: what a relay's socket can hold for a receiver.
     send_buffer_max_bytes: u64,
@@ -107,13 +123,14 @@ pub async fn run(ctx: ClientContext, member: Membership) -> ClientRecord {
     let mut sent = 0u32;
     let (mut bytes_sent, mut bytes_received) = (0u64, 0u64);
     let mut signalled_done = false;
-    let end = match ctx.connect(&mut timeline).await {
+    let connected = match member.load {
+        Some(_) => ctx.connect_shaped(&mut timeline, shape_load_socket).await,
+        None => ctx.connect(&mut timeline).await,
+    };
+    let end = match connected {
         Err(end) => end,
         Ok(stream) => {
             member.room.connected(member.id);
-            if member.load.is_some() {
-                shrink_receive_buffer(&stream);
-            }
             let (reader, writer) = stream.into_split();
             let leave = CancellationToken::new();
             let reading = read_room(&ctx, &member, reader, &leave, &mut timeline, &mut bytes_received);
@@ -328,7 +345,9 @@ async fn read_room(
         tokio::pin!(turn_passed);
         turn_passed.as_mut().enable();
         if let Some(load) = &member.load
-            && member.room.take_pause_turn(member.id, DRAINED_BYTES)
+            && member
+                .room
+                .take_pause_turn(member.id, DRAINED_BYTES, ctx.since_start())
         {
             // No `continue`: the select below, which ends the session when the room is done
             // or the run is over, must be reached after every pause.
@@ -365,11 +384,21 @@ async fn read_room(
     end
 }
 
-/// Load mode: a small, fixed receive buffer (no autotuning up to `tcp_rmem`'s tens of
-/// megabytes), so that what a pause must pile up is mostly the relay's side. Best effort: a
-/// larger buffer only makes the pause's target larger.
-fn shrink_receive_buffer(stream: &TcpStream) {
-    let _ = rustix::net::sockopt::set_socket_recv_buffer_size(stream, LOAD_RECEIVE_BUFFER_BYTES);
+/// Load mode: a load member's socket is shaped like a client's across a real network
+/// before it connects, so that what a relay's kernel can buffer for it, and hence what a
+/// pause must pile up, is hundreds of kilobytes rather than loopback's megabytes:
+///
+/// - a small, fixed receive buffer (no autotuning up to `tcp_rmem`'s tens of megabytes);
+/// - Ethernet's segment size ([`LOAD_SEGMENT_BYTES`]) instead of loopback's 64 KiB. Linux
+///   grows a sender's buffer to twice its congestion window in segments, so with 64 KiB
+///   segments a relay's socket holds `tcp_wmem`'s 4 MiB for this member, and with 1,460-byte
+///   ones about 800 KiB. A lossy relay then drops bytes five times sooner, which a slow
+///   machine (a CI runner with other tests beside it) reaches within a pause.
+///
+/// Best effort: a socket that refuses only makes pauses longer.
+fn shape_load_socket(socket: &TcpSocket) {
+    let _ = socket.set_recv_buffer_size(LOAD_RECEIVE_BUFFER_BYTES as u32);
+    let _ = socket2::SockRef::from(socket).set_tcp_mss(LOAD_SEGMENT_BYTES);
 }
 
 /// Load mode: acknowledges what was read at once rather than after the kernel's delayed-ACK
@@ -418,7 +447,9 @@ async fn pause_reading(
             break;
         }
     }
-    room.end_pause(member.id, peak, target);
+    let stalled = peak < target && Instant::now() - grew_at >= PAUSE_STALL;
+    let rest = if stalled { REST_AFTER_STALL } else { Duration::ZERO };
+    room.end_pause(member.id, peak, target, ctx.since_start() + rest);
 }
 
 fn closed_by_server(ctx: &ClientContext) -> ClientEnd {
@@ -441,4 +472,41 @@ fn not_joined(waited: Duration) -> ClientEnd {
             humantime::format_duration(waited)
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Bytes a non-blocking sender gets into the kernel for a peer that reads nothing, the
+    /// way a lossy relay's `send()` does before `EAGAIN`: sent in rounds with short gaps, so
+    /// that ACKs come back and the send buffer grows as far as Linux lets it.
+    async fn buffered_for(shaped: bool) -> usize {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let socket = TcpSocket::new_v4().unwrap();
+        if shaped {
+            shape_load_socket(&socket);
+        }
+        let _member = socket.connect(listener.local_addr().unwrap()).await.unwrap();
+        let (relay, _) = listener.accept().await.unwrap();
+        let chunk = [b'x'; 900];
+        let mut buffered = 0;
+        for _ in 0..100 {
+            while let Ok(n) = relay.try_write(&chunk) {
+                buffered += n;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        buffered
+    }
+
+    #[tokio::test]
+    async fn a_load_member_gets_a_relay_to_buffer_hundreds_of_kilobytes_not_megabytes() {
+        let plain = buffered_for(false).await;
+        let shaped = buffered_for(true).await;
+        // Loopback's 64 KiB segments let the relay's buffer grow to tcp_wmem's maximum (4
+        // MiB by default); Ethernet's segments keep it to some 800 KiB.
+        assert!(shaped < 1536 * 1024, "shaped: {shaped} bytes (plain: {plain})");
+        assert!(shaped <= plain, "shaped: {shaped} bytes, plain: {plain}");
+    }
 }

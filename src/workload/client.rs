@@ -12,7 +12,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -100,6 +100,16 @@ impl ClientContext {
     /// Waits for the client's start time, then connects within the reply timeout, noting
     /// both milestones. `Err` is how the session ended instead.
     pub async fn connect(&self, timeline: &mut Timeline) -> Result<TcpStream, ClientEnd> {
+        self.connect_shaped(timeline, |_| {}).await
+    }
+
+    /// [`connect`](Self::connect), with `shape` setting options on the socket before its SYN
+    /// leaves: the receive buffer and the segment size are settled in the handshake.
+    pub async fn connect_shaped(
+        &self,
+        timeline: &mut Timeline,
+        shape: impl FnOnce(&TcpSocket),
+    ) -> Result<TcpStream, ClientEnd> {
         if let Err(interruption) = self.bounded(None, tokio::time::sleep_until(self.start_at)).await {
             // A start scheduled past the run's deadline is a deadline failure, not silence.
             return Err(interrupted_end(interruption, None, &self.group));
@@ -141,8 +151,20 @@ impl ClientContext {
             None => None,
         };
         timeline.connect_start = Some(self.since_start());
+        let socket = match self.address {
+            SocketAddr::V4(_) => TcpSocket::new_v4(),
+            SocketAddr::V6(_) => TcpSocket::new_v6(),
+        };
+        let socket = socket.map_err(|err| {
+            failed(
+                ClientErrorKind::Connect,
+                None,
+                format!("cannot open a socket for {}: {err}", self.address),
+            )
+        })?;
+        shape(&socket);
         let connect = self
-            .bounded(Some(Instant::now() + timeout), TcpStream::connect(self.address))
+            .bounded(Some(Instant::now() + timeout), socket.connect(self.address))
             .await;
         let stream = match connect {
             Ok(Ok(stream)) => stream,

@@ -198,7 +198,7 @@ fn load_figures(report: &Value) -> (u64, u64) {
 }
 
 #[test]
-fn the_builtin_room_passes_under_load_with_megabytes_waiting_for_a_paused_receiver() {
+fn the_builtin_room_passes_under_load_with_a_paused_receivers_buffers_full() {
     let scratch = Scratch::new();
     scratch
         .run_shipped("scenarios/broadcast-load.toml")
@@ -210,8 +210,11 @@ fn the_builtin_room_passes_under_load_with_megabytes_waiting_for_a_paused_receiv
     let (pauses, backlog) = load_figures(&report);
     assert!(pauses >= 1, "{:#}", report["rooms"]);
     // The built-in room blocks in write_all() once a paused member's buffers are full: the
-    // kernel held at least a megabyte for it by then.
-    assert!(backlog >= 1 << 20, "{:#}", report["rooms"]);
+    // kernel held over half a megabyte for it by then (load members ask for Ethernet's
+    // segments, which keeps a relay's send buffer near 800 KiB).
+    assert!(backlog >= 512 * 1024, "{:#}", report["rooms"]);
+    // Every member of the four paused at least once.
+    assert!(pauses >= 4, "{:#}", report["rooms"]);
     assert_eq!(report["rooms"][0]["owed"], report["rooms"][0]["delivered"]);
 }
 
