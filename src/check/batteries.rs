@@ -167,7 +167,7 @@ macro_rules! single_client_phases {
                     "timeout = \"20s\"\n[[server]]\nname = \"server\"\n",
                     $server,
                     "\n[[clients]]\nname = \"large\"\nmessages = 4\nsize = { min = 65537, max = 66500 }\n\
-                     payload = \"binary\"\ntimeout = \"5s\"\n[expect]\necho = \"exact\"\nerrors = 0\n"
+                     timeout = \"5s\"\n[expect]\necho = \"exact\"\nerrors = 0\n"
                 ),
             },
             Phase {
@@ -184,7 +184,7 @@ macro_rules! single_client_phases {
             Phase {
                 name: "binary",
                 catches: "all 256 byte values, NUL and newlines included (a server that assumes \
-                          text or lines)",
+                          text, lines or C strings)",
                 scenario: concat!(
                     "timeout = \"20s\"\n[[server]]\nname = \"server\"\n",
                     $server,
@@ -418,15 +418,16 @@ static BROADCAST: [Phase; 3] = [
     Phase {
         name: "room",
         catches: "members staying, leaving and joining late each get every other member's \
-                  messages exactly once and never their own (a relay that echoes to the sender, \
-                  registers twice or keeps writing to the departed)",
+                  messages exactly once, never their own and nothing said before they joined (a \
+                  relay that echoes to the sender, registers twice, keeps writing to the \
+                  departed or replays its history to newcomers)",
         scenario: "timeout = \"20s\"\n[[server]]\nname = \"room\"\n@SERVER@\n\
                    [[clients]]\nname = \"stayers\"\ncount = 6\nworkload = \"broadcast\"\nmessages = 20\n\
                    size = { min = 10, max = 300 }\nthink = \"5ms\"\n\
                    [[clients]]\nname = \"leavers\"\ncount = 2\nworkload = \"broadcast\"\nmessages = 20\n\
                    leave_after = 5\nthink = \"5ms\"\n\
                    [[clients]]\nname = \"latecomers\"\ncount = 2\nworkload = \"broadcast\"\nmessages = 10\n\
-                   start_after = \"300ms\"\nthink = \"5ms\"\n\
+                   start_after = \"1500ms\"\nthink = \"5ms\"\n\
                    [expect]\nfanout = \"exactly-once\"\nerrors = 0\n",
     },
     Phase {
@@ -475,7 +476,7 @@ static UDP_ECHO: [Phase; 3] = [
                   small buffer truncates them)",
         scenario: "timeout = \"20s\"\n[[server]]\nname = \"server\"\n@SERVER@\ntransport = \"udp\"\n\
                    [[clients]]\nname = \"large\"\ncount = 2\nmessages = 10\n\
-                   size = { min = 30000, max = 65443 }\npayload = \"binary\"\ntimeout = \"1s\"\n\
+                   size = { min = 30000, max = 65443 }\ntimeout = \"1s\"\n\
                    [expect]\necho = \"exact\"\nloss = \"<= 5%\"\n",
     },
     Phase {

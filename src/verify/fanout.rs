@@ -37,7 +37,7 @@ pub fn check(evidence: &Evidence, verdict: &mut Verdict) {
             });
         }
         let faults = &room.faults;
-        let kinds: [(&Tally, &str, &str, &'static str); 7] = [
+        let kinds: [(&Tally, &str, &str, &'static str); 8] = [
             (
                 &faults.lost,
                 "lost",
@@ -65,6 +65,13 @@ pub fn check(evidence: &Evidence, verdict: &mut Verdict) {
                 "not-to-sender",
                 "messages did not go back to their sender (include_sender = true)",
                 NOT_TO_SENDER_HINT,
+            ),
+            (
+                &faults.replayed,
+                "replayed",
+                "messages reached a member that had not begun to connect when everyone else had \
+                 them",
+                REPLAYED_HINT,
             ),
             (
                 &faults.out_of_order,
@@ -145,6 +152,7 @@ fn summary(room: &RoomOutcome, passed: bool, evidence: &Evidence) -> String {
         (f.duplicated.count, "duplicated"),
         (f.to_sender.count, "back to sender"),
         (f.not_to_sender.count, "not back to sender"),
+        (f.replayed.count, "replayed to latecomers"),
         (f.out_of_order.count, "out of order"),
         (f.corrupted.count, "corrupted"),
         (f.garbled.count, "garbled"),
@@ -177,6 +185,8 @@ const LOST_UNDER_LOAD_HINT: &str = "a member that read slowly missed messages: a
                                     use blocking sockets and sendall()";
 const DUPLICATED_HINT: &str =
     "a member got the same message twice: is a client in the list twice, or is a chunk relayed twice?";
+const REPLAYED_HINT: &str = "a member that joins gets only what is said from then on: relay each message to \
+                              the clients connected when it arrives, and keep no history to replay";
 const TO_SENDER_HINT: &str = "a broadcast goes to every *other* client: skip the sender in the relay loop \
                               (or set include_sender = true if the lab asks for it)";
 const NOT_TO_SENDER_HINT: &str =

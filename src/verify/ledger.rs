@@ -30,6 +30,12 @@ use super::frame::{MAX_UNSETTLED_BYTES, Piece, Tag};
 use crate::escape::escape_bytes;
 use crate::metrics::Latency;
 
+/// How long before a member began to connect a message must have reached everyone it was
+/// owed to for its arrival at that member to be a replay. A relay that walks its live list
+/// of clients without a lock can add a newcomer while it is still relaying; a thread
+/// descheduled in that loop on a loaded machine can take a while to get there.
+const REPLAY_MARGIN: Duration = Duration::from_secs(1);
+
 /// Examples of each kind of fault kept for the report; the rest are counted.
 pub const EXAMPLES_KEPT: usize = 10;
 
@@ -53,6 +59,8 @@ struct Member {
     group: usize,
     in_barrier: bool,
     connected: bool,
+    /// When it began to connect (since the start of the run).
+    connect_started_at: Option<Duration>,
     joined_at: Option<Duration>,
     left_at: Option<Duration>,
     /// `seen_by[r]`: member `r` has read this member's marker.
@@ -81,6 +89,8 @@ struct Sent {
     bytes: usize,
     owed: Vec<u32>,
     received: Vec<u32>,
+    /// When the last member it was owed to read it, if every one of them did.
+    reached_everyone_at: Option<Duration>,
 }
 
 #[derive(Default)]
@@ -129,6 +139,9 @@ pub struct Faults {
     pub not_to_sender: Tally,
     /// Messages read after a later one from the same sender.
     pub out_of_order: Tally,
+    /// Messages a member read that had reached everyone they were owed to well before it
+    /// began to connect: a relay that replays what was said before a member joined.
+    pub replayed: Tally,
     /// Frames whose body failed its checksum.
     pub corrupted: Tally,
     /// Bytes that were no frame: cut, merged or invented by the server.
@@ -208,6 +221,7 @@ impl Room {
                 group: spec.group,
                 in_barrier: spec.in_barrier,
                 connected: false,
+                connect_started_at: None,
                 joined_at: None,
                 left_at: None,
                 seen_by: vec![false; count],
@@ -250,8 +264,13 @@ impl Room {
     }
 
     /// Member `id` is connected.
-    pub fn connected(&self, id: u32) {
-        self.lock().members[id as usize].connected = true;
+    /// Member `id`, which began to connect at `started_at` (since the start of the run), is
+    /// connected.
+    pub fn connected(&self, id: u32, started_at: Duration) {
+        let mut state = self.lock();
+        let member = &mut state.members[id as usize];
+        member.connected = true;
+        member.connect_started_at = Some(started_at);
     }
 
     /// Whether member `id` has joined (deciding it now if every connected member read its
@@ -350,6 +369,7 @@ impl Room {
                 bytes,
                 owed,
                 received: Vec::new(),
+                reached_everyone_at: None,
             },
         );
         if !settled_now {
@@ -429,8 +449,31 @@ impl Room {
             });
             return;
         }
+        // A correct relay sends a member only what it reads while that member is in its
+        // list. One that had relayed a message to everyone a whole second before this member
+        // even began to connect cannot send it here unless it kept it to replay.
+        if let Some(everywhere) = sent.reached_everyone_at
+            && !sent.owed.contains(&receiver)
+            && state.members[r]
+                .connect_started_at
+                .is_some_and(|started| started > everywhere + REPLAY_MARGIN)
+        {
+            state.faults.replayed.add(|| {
+                format!(
+                    "{receiver_name} read message {} of {sender_name}, which had reached everyone \
+                     it was owed to before {receiver_name} connected",
+                    tag.seq,
+                    receiver_name = state.members[r].name,
+                    sender_name = state.members[from].name
+                )
+            });
+            return;
+        }
         let first_read = sent.received.is_empty();
         sent.received.push(receiver);
+        if sent.owed.iter().all(|owed| sent.received.contains(owed)) {
+            sent.reached_everyone_at.get_or_insert(now);
+        }
         take(&mut state.members, sent, tag.sender, receiver, first_read);
         if first_read {
             self.settled[tag.sender as usize].notify_waiters();
@@ -717,7 +760,7 @@ mod tests {
             .collect();
         let room = Room::new(members, 1, false);
         for id in 0..3 {
-            room.connected(id);
+            room.connected(id, Duration::ZERO);
         }
         for (sender, receiver) in (0..3).flat_map(|s| (0..3).map(move |r| (s, r))) {
             if sender != receiver {
@@ -754,6 +797,46 @@ mod tests {
             assert_eq!(room.backlog(2), 0);
             assert_eq!(room.finish("s").faults.lost.count, 0);
         }
+    }
+
+    #[test]
+    fn what_was_said_well_before_a_member_connected_is_a_replay_if_it_reaches_it() {
+        let at = Duration::from_millis;
+        let members = (1..=3)
+            .map(|n| MemberSpec {
+                name: format!("m#{n}"),
+                group: 0,
+                in_barrier: false,
+                load: false,
+            })
+            .collect();
+        let room = Room::new(members, 1, false);
+        room.connected(0, at(0));
+        room.connected(1, at(0));
+        deliver(&room, 0, 1, 0);
+        deliver(&room, 1, 0, 0);
+        assert!(room.try_join(0, at(10)) && room.try_join(1, at(10)));
+        let frame = |seq| Piece::Frame {
+            tag: Tag { sender: 0, seq },
+            intact: true,
+        };
+        // Message 1 reaches member 1, its only receiver, at 100 ms; message 2 at 4.5 s.
+        room.sent(0, 1, 100, at(50));
+        room.read(1, frame(1), at(100));
+        room.sent(0, 2, 100, at(4400));
+        room.read(1, frame(2), at(4500));
+        // Member 2 begins to connect at 5 s and gets both: message 1 had reached everyone
+        // long before, message 2 could still have been on its way through the relay.
+        room.connected(2, at(5000));
+        room.read(2, frame(1), at(5100));
+        room.read(2, frame(2), at(5100));
+        let outcome = room.finish("s");
+        assert_eq!(outcome.faults.replayed.count, 1);
+        assert_eq!(
+            outcome.faults.replayed.examples,
+            ["m#3 read message 1 of m#1, which had reached everyone it was owed to before m#3 connected"]
+        );
+        assert_eq!(outcome.faults.lost.count + outcome.faults.duplicated.count, 0);
     }
 
     #[test]

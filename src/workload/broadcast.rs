@@ -130,7 +130,9 @@ pub async fn run(ctx: ClientContext, member: Membership) -> ClientRecord {
     let end = match connected {
         Err(end) => end,
         Ok(stream) => {
-            member.room.connected(member.id);
+            member
+                .room
+                .connected(member.id, timeline.connect_start.unwrap_or_default());
             let (reader, writer) = stream.into_split();
             let leave = CancellationToken::new();
             let reading = read_room(&ctx, &member, reader, &leave, &mut timeline, &mut bytes_received);
