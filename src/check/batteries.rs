@@ -427,7 +427,7 @@ static BROADCAST: [Phase; 3] = [
                    [[clients]]\nname = \"leavers\"\ncount = 2\nworkload = \"broadcast\"\nmessages = 20\n\
                    leave_after = 5\nthink = \"5ms\"\n\
                    [[clients]]\nname = \"latecomers\"\ncount = 2\nworkload = \"broadcast\"\nmessages = 10\n\
-                   start_after = \"1500ms\"\nthink = \"5ms\"\n\
+                   start_after = \"2500ms\"\nthink = \"5ms\"\n\
                    [expect]\nfanout = \"exactly-once\"\nerrors = 0\n",
     },
     Phase {

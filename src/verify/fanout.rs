@@ -69,8 +69,8 @@ pub fn check(evidence: &Evidence, verdict: &mut Verdict) {
             (
                 &faults.replayed,
                 "replayed",
-                "messages reached a member that had not begun to connect when everyone else had \
-                 them",
+                "messages reached a member that began to connect over a second after everyone \
+                 else had them",
                 REPLAYED_HINT,
             ),
             (

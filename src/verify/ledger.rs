@@ -263,7 +263,6 @@ impl Room {
         &self.settled[id as usize]
     }
 
-    /// Member `id` is connected.
     /// Member `id`, which began to connect at `started_at` (since the start of the run), is
     /// connected.
     pub fn connected(&self, id: u32, started_at: Duration) {
@@ -461,8 +460,9 @@ impl Room {
             state.faults.replayed.add(|| {
                 format!(
                     "{receiver_name} read message {} of {sender_name}, which had reached everyone \
-                     it was owed to before {receiver_name} connected",
+                     it was owed to more than {} before {receiver_name} began to connect",
                     tag.seq,
+                    crate::units::duration(REPLAY_MARGIN),
                     receiver_name = state.members[r].name,
                     sender_name = state.members[from].name
                 )
@@ -471,8 +471,8 @@ impl Room {
         }
         let first_read = sent.received.is_empty();
         sent.received.push(receiver);
-        if sent.owed.iter().all(|owed| sent.received.contains(owed)) {
-            sent.reached_everyone_at.get_or_insert(now);
+        if sent.reached_everyone_at.is_none() && sent.owed.iter().all(|owed| sent.received.contains(owed)) {
+            sent.reached_everyone_at = Some(now);
         }
         take(&mut state.members, sent, tag.sender, receiver, first_read);
         if first_read {
@@ -834,7 +834,9 @@ mod tests {
         assert_eq!(outcome.faults.replayed.count, 1);
         assert_eq!(
             outcome.faults.replayed.examples,
-            ["m#3 read message 1 of m#1, which had reached everyone it was owed to before m#3 connected"]
+            [
+                "m#3 read message 1 of m#1, which had reached everyone it was owed to more than 1.00 s before m#3 began to connect"
+            ]
         );
         assert_eq!(outcome.faults.lost.count + outcome.faults.duplicated.count, 0);
     }

@@ -21,8 +21,8 @@
 //!   but nothing waits for a slow receiver any more.
 //! - Receivers pause reading in turn, one at a time (someone must keep reading, or senders
 //!   would stop). A pause lasts until the relay holds more for the receiver than the kernel
-//!   can buffer (its largest send buffer, `net.ipv4.tcp_wmem`, plus the receiver's own
-//!   receive buffer, set small), or until that backlog stops growing (a relay that blocks in
+//!   could ever buffer (its largest send buffer, `net.ipv4.tcp_wmem`, plus the receiver's
+//!   own receive buffer, set small), or until that backlog stops growing (a relay that blocks in
 //!   `sendall()` is waiting for this receiver: correct, and nothing more will come), or a
 //!   limit of half the shortest reply timeout. Then it drains. A lossy relay has by then
 //!   dropped bytes; a correct one queued them or waited.
@@ -65,9 +65,9 @@ const DRAINED_BYTES: u64 = 512 * 1024;
 /// Load mode: a pause ends once the backlog has not grown for this long.
 const PAUSE_STALL: Duration = Duration::from_millis(300);
 /// Load mode: after a pause that ended because the relay stopped sending to the paused
-/// member (it blocks on that member: correct), no member pauses for this long. Blocking
-/// again at once would teach nothing new and stall the whole room every few hundred
-/// milliseconds.
+/// member (it blocks on that member: correct), no member that has paused before pauses
+/// again for this long (the first round goes on at once). Blocking again at once would
+/// teach nothing new and stall the whole room every few hundred milliseconds.
 const REST_AFTER_STALL: Duration = Duration::from_secs(1);
 /// Load mode: the longest pause, whatever the reply timeout.
 const MAX_PAUSE: Duration = Duration::from_secs(5);

@@ -131,9 +131,11 @@ fn a_slow_starting_thread_per_client_server_is_concurrent_under_200_clients() {
             report["checks"]
         );
         assert!(verdict(&report).starts_with("concurrent"), "{server:#}");
-        // The case this test is about: the statistics saw held clients and a cap above 64.
+        // The case this test is about: the statistics saw held clients and a cap below the
+        // clients connected together (bounded), which the probe, holding that many, refuted.
         let served_together = server["served_together"].as_u64().unwrap();
-        if server["held_long"].as_u64().unwrap() > 0 {
+        let connected_together = server["connected_together"].as_u64().unwrap();
+        if server["held_long"].as_u64().unwrap() > 0 && served_together < connected_together {
             assert_eq!(server["probe"]["holders"], served_together, "{server:#}");
         }
     }
