@@ -427,7 +427,8 @@ async fn pause_reading(
     let started = Instant::now();
     let mut peak = room.backlog(member.id);
     let mut grew_at = started;
-    loop {
+    // Whether the pause ended because the relay stopped sending to this member.
+    let stalled = loop {
         let wait = async {
             tokio::select! {
                 biased;
@@ -437,7 +438,7 @@ async fn pause_reading(
             }
         };
         if !matches!(ctx.bounded(None, wait).await, Ok(true)) {
-            break;
+            break false;
         }
         let backlog = room.backlog(member.id);
         let now = Instant::now();
@@ -445,11 +446,16 @@ async fn pause_reading(
             peak = backlog;
             grew_at = now;
         }
-        if peak >= target || now - grew_at >= PAUSE_STALL || now - started >= load.limit {
-            break;
+        if peak >= target {
+            break false;
         }
-    }
-    let stalled = peak < target && Instant::now() - grew_at >= PAUSE_STALL;
+        if now - grew_at >= PAUSE_STALL {
+            break true;
+        }
+        if now - started >= load.limit {
+            break false;
+        }
+    };
     let rest = if stalled { REST_AFTER_STALL } else { Duration::ZERO };
     room.end_pause(member.id, peak, target, ctx.since_start() + rest);
 }
