@@ -137,25 +137,16 @@ macro_rules! single_client_phases {
         [
             Phase {
                 name: "text",
-                catches: "every ASCII letter, digit and punctuation mark back exactly, in messages \
-                          of up to 1,000 bytes (a server that changes case or strips)",
+                catches: "every ASCII letter, digit and punctuation mark back exactly, in \
+                          messages of 1,023, 1,024 and 1,025 bytes: one recv(1024) and a byte \
+                          either side (a server that changes case or strips, assumes a message \
+                          fits one read, or takes a full 1,024-byte read to mean that more is \
+                          coming)",
                 scenario: concat!(
                     "timeout = \"20s\"\n[[server]]\nname = \"server\"\n",
                     $server,
-                    "\n[[clients]]\nname = \"text\"\nmessages = 20\nsize = { min = 1, max = 1000 }\n\
-                     payload = \"ascii\"\ntimeout = \"3s\"\n[expect]\necho = \"exact\"\nerrors = 0\n"
-                ),
-            },
-            Phase {
-                name: "boundaries",
-                catches: "messages of 1,023, 1,024 and 1,025 bytes, one recv(1024) and a byte \
-                          either side (a server that assumes a message fits one read, or takes a \
-                          full 1,024-byte read to mean that more is coming)",
-                scenario: concat!(
-                    "timeout = \"20s\"\n[[server]]\nname = \"server\"\n",
-                    $server,
-                    "\n[[clients]]\nname = \"boundaries\"\nmessages = 30\n\
-                     size = { min = 1023, max = 1025 }\ntimeout = \"3s\"\n\
+                    "\n[[clients]]\nname = \"text\"\nmessages = 30\n\
+                     size = { min = 1023, max = 1025 }\npayload = \"ascii\"\ntimeout = \"3s\"\n\
                      [expect]\necho = \"exact\"\nerrors = 0\n"
                 ),
             },
@@ -225,10 +216,10 @@ macro_rules! single_client_phases {
 }
 
 /// The echo phases of a server that may end after its one client (lab 1).
-static ECHO_ONCE: [Phase; 7] = single_client_phases!("@SERVER@\nexits = \"after-clients\"");
+static ECHO_ONCE: [Phase; 6] = single_client_phases!("@SERVER@\nexits = \"after-clients\"");
 
 /// The echo phases of a server that goes on.
-static ECHO: [Phase; 7] = single_client_phases!("@SERVER@");
+static ECHO: [Phase; 6] = single_client_phases!("@SERVER@");
 
 /// A client that sends without reading until the server blocks in `sendall()`, then dies;
 /// fresh clients must be served after it. `$catches` says it in the terms of the lab.
@@ -242,7 +233,7 @@ macro_rules! reset_in_sendall_phase {
                        fault = { kind = \"abort-in-sendall\", after = 1 }\n\
                        size = { min = 1100, max = 2000 }\ntimeout = \"3s\"\n\
                        [[clients]]\nname = \"after\"\ncount = 2\nmessages = 5\n\
-                       start_after = \"1s\"\ntimeout = \"3s\"\n\
+                       start_after = \"1s\"\nramp = \"400ms\"\ntimeout = \"3s\"\n\
                        [expect]\necho = \"exact\"\nerrors = 0\nsurvives = true\n",
         }
     };
@@ -253,7 +244,8 @@ static ITERATIVE: [Phase; 3] = [
     Phase {
         name: "queue",
         catches: "three clients arriving together, each served in its turn, and the server \
-                      still there for a fourth (a server that ends after its first client)",
+                  still there for a fourth (a server that ends after its first client, or opens \
+                  a listening socket per client and resets those queued on the old one)",
         scenario: "timeout = \"20s\"\n[[server]]\nname = \"server\"\n@SERVER@\n\
                        [[clients]]\nname = \"queued\"\ncount = 3\nmessages = 5\n\
                        size = { min = 1, max = 1000 }\nstart = \"together\"\ntimeout = \"3s\"\n\
@@ -268,7 +260,7 @@ static ITERATIVE: [Phase; 3] = [
                        [[clients]]\nname = \"killed\"\ncount = 1\nmessages = 3\nfaulty = 1\n\
                        fault = { kind = \"abort-idle\", after = 2 }\ntimeout = \"3s\"\n\
                        [[clients]]\nname = \"after\"\ncount = 2\nmessages = 5\n\
-                       start_after = \"500ms\"\ntimeout = \"3s\"\n\
+                       start_after = \"500ms\"\nramp = \"400ms\"\ntimeout = \"3s\"\n\
                        [expect]\necho = \"exact\"\nerrors = 0\nsurvives = true\n",
     },
     reset_in_sendall_phase!(
@@ -325,19 +317,22 @@ static THREADED: [Phase; 4] = [
 static CHAT: [Phase; 3] = [
     Phase {
         name: "turns",
-        catches: "each reply is the operator's next line, nothing comes before it is typed, and \
-                  `exit` ends the session (a server that lags a turn, or ignores exit)",
+        catches: "each reply is the operator's next line, nothing comes before it is typed, an \
+                  operator's empty line (Enter pressed by mistake) is asked again rather than \
+                  sent, and `exit` ends the session (a server that lags a turn, sends an empty \
+                  reply the client waits on for ever, or ignores exit)",
         scenario: "timeout = \"20s\"\n[[server]]\nname = \"server\"\n@SERVER@\n\
                    exits = \"after-clients\"\n\
-                   stdin = { lines = [\"Hi, who is this?\", \"Nice to meet you.\", \"Fine, and you?\", \"Bye!\"] }\n\
+                   stdin = { lines = [\"Hi, who is this?\", \"\", \"Nice to meet you.\", \"Fine, and you?\", \"Bye!\"] }\n\
                    [[clients]]\nname = \"student\"\nworkload = \"chat\"\n\
                    messages = [\"hello\", \"it's the lab client\", \"how are you?\", \"see you\", \"exit\"]\n\
                    think = \"20ms\"\ntimeout = \"3s\"\n[expect]\nerrors = 0\n",
     },
     Phase {
         name: "long-replies",
-        catches: "operator replies longer than one send can carry and accented text, each \
-                  whole and in its turn (a server that uses send() for a long reply)",
+        catches: "operator replies of over 1,100 bytes, longer than one recv(1024), with \
+                  accented text, each whole and in its turn (a server that cuts a reply to fit \
+                  the client's recv(1024), or sends it in another encoding than UTF-8)",
         scenario: "timeout = \"20s\"\n[[server]]\nname = \"server\"\n@SERVER@\n\
                    exits = \"after-clients\"\nstdin = { reply = \"réponse {n}: « une ligne plus longue qu'un seul recv(1024) » \
                    0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-0123456789abcdefghijklmnopqrstuvw\
@@ -463,8 +458,9 @@ static BROADCAST: [Phase; 3] = [
 static UDP_ECHO: [Phase; 3] = [
     Phase {
         name: "datagrams",
-        catches: "1,000 datagrams of up to 8 KiB from ten clients, each back once and whole, \
-                  under 1% lost (a server that reads recvfrom(1024))",
+        catches: "1,000 datagrams of up to 8 KiB from ten clients at once, each back once, \
+                  whole and to its sender, under 1% lost (a server that reads recvfrom(1024), or \
+                  answers only its first client)",
         scenario: "timeout = \"20s\"\n[[server]]\nname = \"server\"\n@SERVER@\ntransport = \"udp\"\n\
                    [[clients]]\nname = \"senders\"\ncount = 10\nmessages = 100\n\
                    size = { min = 1, max = \"8KiB\" }\ntimeout = \"1s\"\n\
@@ -472,18 +468,19 @@ static UDP_ECHO: [Phase; 3] = [
     },
     Phase {
         name: "large",
-        catches: "datagrams up to the largest UDP allows (65,507 bytes with labrun's tag; a server with a fixed \
+        catches: "datagrams up to the largest UDP allows, from one client (65,507 bytes with labrun's tag; a server with a fixed \
                   small buffer truncates them)",
         scenario: "timeout = \"20s\"\n[[server]]\nname = \"server\"\n@SERVER@\ntransport = \"udp\"\n\
-                   [[clients]]\nname = \"large\"\ncount = 2\nmessages = 10\n\
+                   [[clients]]\nname = \"large\"\ncount = 1\nmessages = 20\n\
                    size = { min = 30000, max = 65443 }\ntimeout = \"1s\"\n\
                    [expect]\necho = \"exact\"\nloss = \"<= 5%\"\n",
     },
     Phase {
         name: "binary",
-        catches: "all 256 byte values in every datagram (a server that decodes or strips)",
+        catches: "all 256 byte values in every datagram, from one client (a server that \
+                  decodes or strips)",
         scenario: "timeout = \"20s\"\n[[server]]\nname = \"server\"\n@SERVER@\ntransport = \"udp\"\n\
-                   [[clients]]\nname = \"binary\"\ncount = 4\nmessages = 50\n\
+                   [[clients]]\nname = \"binary\"\ncount = 1\nmessages = 200\n\
                    size = { min = 256, max = 2048 }\npayload = \"binary\"\ntimeout = \"1s\"\n\
                    [expect]\necho = \"exact\"\nloss = \"<= 1%\"\n",
     },

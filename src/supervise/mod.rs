@@ -49,6 +49,9 @@ pub const TERMINATION_GRACE: Duration = Duration::from_secs(2);
 pub const TAIL_LINES: usize = 15;
 /// How long a server allowed to exit after its clients gets to do so before teardown.
 const EXIT_BY_ITSELF_WAIT: Duration = Duration::from_secs(1);
+/// How long a server not listening at the end of the run has to listen again before it
+/// counts as having stopped (see [`ServerHandle::listens_again`]).
+const RELISTEN_GRACE: Duration = Duration::from_millis(500);
 /// How long, at most, a server's children have to exit and be reaped once its clients left.
 const SETTLE_LIMIT: Duration = Duration::from_secs(3);
 const SETTLE_POLL: Duration = Duration::from_millis(100);
@@ -773,6 +776,27 @@ impl ServerHandle {
         }
     }
 
+    /// Whether the server listens on `address` at the end of the run, or again within
+    /// [`RELISTEN_GRACE`]: a server that opens a listening socket per client is between two
+    /// for a moment after each, and is not a server that stopped listening (the clients
+    /// queued on the socket it closed are judged by the echo checks). Gives up early when
+    /// the process has exited.
+    async fn listens_again(&self, address: SocketAddr, transport: Transport) -> bool {
+        let until = Instant::now() + RELISTEN_GRACE;
+        loop {
+            if self
+                .listens_on(address, transport, Instant::now(), &mut Vec::new())
+                .await
+            {
+                return true;
+            }
+            if Instant::now() >= until || self.process.exit_status().is_some() {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// SIGTERM, grace, SIGKILL to the group, reap; reports what happened, for this server
     /// and for each server whose port the process also served.
     async fn stop(mut self, grace: Duration) -> ProcessEnd {
@@ -787,11 +811,9 @@ impl ServerHandle {
         let mut still_listening = true;
         let mut shared_listening = vec![true; self.shared.len()];
         if self.process.exit_status().is_none() {
-            still_listening = self.listens_on_its_port(Instant::now(), &mut Vec::new()).await;
+            still_listening = self.listens_again(self.address, self.transport).await;
             for (shared, listening) in self.shared.iter().zip(&mut shared_listening) {
-                *listening = self
-                    .listens_on(shared.address, shared.transport, Instant::now(), &mut Vec::new())
-                    .await;
+                *listening = self.listens_again(shared.address, shared.transport).await;
             }
             if !still_listening || shared_listening.contains(&false) {
                 // It closed its listener, most likely on its way out (a server that ends after

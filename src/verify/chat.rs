@@ -120,7 +120,7 @@ impl ChatIssue {
             }
             ChatIssue::Wrong { .. } => {
                 "the reply is not what the operator typed: send exactly the line input() returned, \
-                 encoded, without adding text"
+                 whole (sendall()) and encoded as UTF-8, without adding text"
             }
             ChatIssue::Unsolicited { .. } => {
                 "the server sent something nobody asked for: a reply sent twice, or a message longer \
@@ -158,12 +158,27 @@ impl fmt::Display for ChatIssue {
                 turn,
                 expected,
                 received,
-            } => write!(
-                f,
-                "the reply to message {turn} should be \"{}\" but was \"{}\"",
-                excerpt(expected),
-                excerpt(received)
-            ),
+            } => {
+                let same = expected.iter().zip(received).take_while(|(e, r)| e == r).count();
+                if same == received.len() && received.len() < expected.len() {
+                    write!(
+                        f,
+                        "the reply to message {turn} was cut short: {} of the operator's {} bytes \
+                         came, ending \"{}\"",
+                        received.len(),
+                        expected.len(),
+                        excerpt_around(received, received.len())
+                    )
+                } else {
+                    write!(
+                        f,
+                        "the reply to message {turn} differs at byte {same}: the operator's line \
+                         has \"{}\", the reply \"{}\"",
+                        excerpt_around(expected, same),
+                        excerpt_around(received, same)
+                    )
+                }
+            }
             ChatIssue::Unsolicited { after_turn, bytes } => write!(
                 f,
                 "{} unsolicited byte(s) after the reply to message {after_turn}: \"{}\"",
@@ -241,6 +256,18 @@ fn excerpt(bytes: &[u8]) -> String {
     }
 }
 
+/// An excerpt of `bytes` that shows byte `at`: from a little before it on, after `…` where
+/// bytes are left out, so that two texts alike for their first hundred bytes are told apart
+/// where they differ.
+fn excerpt_around(bytes: &[u8], at: usize) -> String {
+    let start = at.saturating_sub(EXCERPT_BYTES / 4).min(bytes.len());
+    let shown = excerpt(&bytes[start..]);
+    match start {
+        0 => shown,
+        _ => format!("…{shown}"),
+    }
+}
+
 /// Names a reply that is not the expected line: one of the operator's other lines (lagging
 /// or out of turn), or simply wrong. `lines` are the operator's lines, `turn` is 1-based.
 pub fn classify(turn: u32, expected: &[u8], received: &[u8], lines: &[String]) -> ChatIssue {
@@ -282,6 +309,30 @@ mod tests {
         );
         let wrong = classify(3, b"three", b"THREE\x1b", &lines);
         assert_eq!(wrong.class(), "wrong-reply");
-        assert!(wrong.to_string().ends_with("but was \"THREE\\x1b\""), "{wrong}");
+        assert_eq!(
+            wrong.to_string(),
+            "the reply to message 3 differs at byte 0: the operator's line has \"three\", the reply \"THREE\\x1b\""
+        );
+    }
+
+    /// A long reply that differs only past what an excerpt shows, or that stops short, is
+    /// shown where it goes wrong, not as two excerpts that look the same.
+    #[test]
+    fn long_replies_are_shown_where_they_go_wrong() {
+        let line = format!("{}{}", "a".repeat(1024), "tail of the line");
+        let cut = classify(1, line.as_bytes(), &line.as_bytes()[..1024], &[]);
+        assert_eq!(
+            cut.to_string(),
+            format!(
+                "the reply to message 1 was cut short: 1024 of the operator's 1040 bytes came, ending \"…{}\"",
+                "a".repeat(20)
+            )
+        );
+        let changed = line.replace("tail", "TAIL");
+        let wrong = classify(1, line.as_bytes(), changed.as_bytes(), &[]);
+        assert!(
+            wrong.to_string().starts_with("the reply to message 1 differs at byte 1024: the operator's line has \"…aaaaaaaaaaaaaaaaaaaatail of the line\""),
+            "{wrong}"
+        );
     }
 }

@@ -429,6 +429,10 @@ fn echo_hint(fault: &EchoFault) -> &'static str {
             "the echo differs from what was sent: send back exactly the bytes recv() returned \
              (no decode/encode per chunk, no strip(), no added text)"
         }
+        EchoFault::Skipped { .. } => {
+            "part of the data never came back but what followed it did: send() may write only \
+             part of a buffer (it returns how much); reply with sendall()"
+        }
         EchoFault::Truncated {
             end: StreamEnd::Reset,
             ..

@@ -168,6 +168,21 @@ impl Judge<'_> {
                 ),
                 HINT_SENT_CORRUPTED,
             ),
+            EchoFault::Skipped {
+                message,
+                offset,
+                skipped,
+            } => (
+                "skipped",
+                format!(
+                    "the server never received {} of message {} (\"{}\") from its byte {offset} on, \
+                     but what was typed after them arrived",
+                    units::bytes(*skipped),
+                    message + 1,
+                    quote(*message)
+                ),
+                HINT_SENT_TRUNCATED,
+            ),
             EchoFault::Extra {
                 after_message,
                 excerpt,

@@ -89,6 +89,17 @@ pub enum EchoFault {
         /// Bytes received from that offset on (at most [`EXCERPT_BYTES`]).
         received: Vec<u8>,
     },
+    /// Bytes never came back but the echo went on with the bytes sent after them: the
+    /// server dropped part of the stream (most often a `send()` that wrote only part of
+    /// its buffer, its return value ignored).
+    Skipped {
+        /// Index of the message (0-based) where the gap starts.
+        message: u32,
+        /// Offset inside that message of the first byte that never came back.
+        offset: u64,
+        /// How many bytes were left out.
+        skipped: u64,
+    },
     /// Part of a message came back, then the stream ended.
     Truncated {
         /// Index of the message.
@@ -133,6 +144,7 @@ impl EchoFault {
     pub fn class(&self) -> &'static str {
         match self {
             EchoFault::Corrupted { .. } => "corrupted",
+            EchoFault::Skipped { .. } => "skipped",
             EchoFault::Truncated { .. } => "truncated",
             EchoFault::Missing { .. } => "missing",
             EchoFault::Extra { .. } => "extra",
@@ -144,6 +156,7 @@ impl EchoFault {
     pub fn message(&self) -> Option<u32> {
         match self {
             EchoFault::Corrupted { message, .. }
+            | EchoFault::Skipped { message, .. }
             | EchoFault::Truncated { message, .. }
             | EchoFault::Missing { message, .. } => Some(*message),
             // Extra bytes belong to no message; the text says which one they followed.
@@ -167,6 +180,17 @@ impl fmt::Display for EchoFault {
                 message + 1,
                 escape_bytes(expected),
                 escape_bytes(received)
+            ),
+            EchoFault::Skipped {
+                message,
+                offset,
+                skipped,
+            } => write!(
+                f,
+                "skipped: {} never came back from byte {offset} of message {} on, and the echo \
+                 went on with the bytes sent after them",
+                crate::units::bytes(*skipped),
+                message + 1
             ),
             EchoFault::Truncated {
                 message,
@@ -323,6 +347,13 @@ impl StreamMatcher {
             .find(|m| m.start + m.length > stream_offset)
             .copied()
             .expect("a differing byte lies inside a pending message");
+        if let Some(skipped) = self.resumes_after_gap(at, received_from_there) {
+            return EchoFault::Skipped {
+                message: span.index,
+                offset: stream_offset - span.start,
+                skipped,
+            };
+        }
         EchoFault::Corrupted {
             message: span.index,
             offset: stream_offset - span.start,
@@ -336,7 +367,22 @@ impl StreamMatcher {
             received: received_from_there[..received_from_there.len().min(EXCERPT_BYTES)].to_vec(),
         }
     }
+
+    /// How many owed bytes, from `at` on, the server left out when what it sent from there
+    /// (`received_from_there`, its first [`RESUME_PROOF`] bytes) is what was sent after
+    /// them; `None` when too little arrived to tell, or it is not a later part of the stream.
+    fn resumes_after_gap(&self, at: usize, received_from_there: &[u8]) -> Option<u64> {
+        let proof = received_from_there.get(..RESUME_PROOF)?;
+        let later: Vec<u8> = self.pending.iter().skip(at + 1).copied().collect();
+        let gap = later.windows(RESUME_PROOF).position(|window| window == proof)?;
+        Some(gap as u64 + 1)
+    }
 }
+
+/// Bytes that must match a later part of the stream for a difference to count as a gap:
+/// enough that payload bytes do not line up by chance (a 16-byte run of a shuffled pool
+/// recurs nowhere in it).
+const RESUME_PROOF: usize = 16;
 
 /// Index of the first byte where `chunk` differs from the front of `pending`.
 fn first_difference(pending: &VecDeque<u8>, chunk: &[u8]) -> Option<usize> {
@@ -394,6 +440,34 @@ mod tests {
             offset -= m.len();
         }
         unreachable!()
+    }
+
+    /// An echo that leaves bytes out and goes on with what was sent after them (a `send()`
+    /// that wrote part of its buffer) is a gap of exactly that many bytes, found where it
+    /// starts, even across messages; too little after the gap to prove it stays a plain
+    /// corruption.
+    #[test]
+    fn a_gap_in_the_echo_is_measured_where_it_starts() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        let messages: Vec<Vec<u8>> = (0..70).map(|_| (0..1000).map(|_| rng.u8(..)).collect()).collect();
+        let stream = messages.concat();
+        for (at, gap) in [(0, 1), (500, 100), (990, 20), (32_768, 32_768)] {
+            let echo = [&stream[..at], &stream[at + gap..]].concat();
+            let mut matcher = sent(&messages);
+            let (message, offset) = locate(&messages, at);
+            assert_eq!(
+                matcher.accept(&echo),
+                Err(EchoFault::Skipped {
+                    message,
+                    offset,
+                    skipped: gap as u64
+                }),
+                "a gap of {gap} at {at}"
+            );
+        }
+        let mut matcher = sent(&messages);
+        let short = [&stream[..500], &stream[600..610]].concat();
+        assert!(matches!(matcher.accept(&short), Err(EchoFault::Corrupted { .. })));
     }
 
     proptest! {
