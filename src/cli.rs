@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::check::Lab;
 use crate::report::Format;
 use crate::report::compare::Tolerance;
-use crate::scenario::Shard;
+use crate::scenario::{AimedServer, Shard, Target};
 use crate::servers::Builtin;
 
 /// Test harness and load tester for the socket servers of a computer-networks lab.
@@ -151,8 +151,13 @@ pub struct CheckArgs {
     pub json: bool,
     /// Run the program in the sandbox (see `labrun run --sandbox`): for checking someone
     /// else's code.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "targets")]
     pub sandbox: bool,
+    /// Check a server already running at HOST:PORT instead of launching a program (twice for
+    /// the two-servers lab: the first port, then the second). Every phase then meets the
+    /// same server, as the earlier phases left it.
+    #[arg(long = "target", value_name = "HOST:PORT", conflicts_with_all = ["file", "program"])]
+    pub targets: Vec<Target>,
 }
 
 /// Options of a run.
@@ -181,6 +186,11 @@ pub struct RunArgs {
     /// join the reports with `labrun merge`). Echo workloads only.
     #[arg(long, value_name = "K/N")]
     pub shard: Option<Shard>,
+    /// Aim a server of the scenario at a server already running at HOST:PORT instead of
+    /// launching it (NAME may be left out when the scenario has one server); repeatable.
+    /// labrun connects to it, judges it as any other, and never signals it.
+    #[arg(long = "target", value_name = "[NAME=]HOST:PORT")]
+    pub targets: Vec<AimedServer>,
     /// Threads that drive the simulated clients, each an event loop of its own (default: half
     /// the CPUs, at least 1, leaving the rest to the servers; never more than there are
     /// clients).

@@ -152,9 +152,19 @@ fn check_program(args: cli::CheckArgs) -> Result<Outcome, Error> {
         let _ = check::list(&mut std::io::stdout().lock());
         return Ok(Outcome::Pass);
     };
-    let program: Vec<String> = args.file.into_iter().chain(args.program).collect();
-    let command = check::command_of(lab, &program)?;
-    let plans = check::plans(lab, &command)?;
+    let plans = match args.targets.as_slice() {
+        [] => {
+            let program: Vec<String> = args.file.into_iter().chain(args.program).collect();
+            check::plans(lab, &check::command_of(lab, &program)?)?
+        }
+        targets => {
+            let battery = check::aimed_plans(lab, targets)?;
+            for (phase, why) in &battery.skipped {
+                eprintln!("SKIP {}-{phase}: {why}", lab.name());
+            }
+            battery.plans
+        }
+    };
     let display = match (args.json, args.verbose) {
         (true, _) => run::Display::Nothing,
         (false, true) => run::Display::Full,
@@ -170,9 +180,11 @@ fn check_program(args: cli::CheckArgs) -> Result<Outcome, Error> {
         format: args.format,
         shard: None,
         workers: None,
+        targets: Vec::new(),
         // A network of its own where the machine allows: the program's ports then clash
-        // with nothing on the machine, nor with another check running beside this one.
-        isolate_network: grade::isolation_available(),
+        // with nothing on the machine, nor with another check running beside this one. Not
+        // when checking a running server, which is out there.
+        isolate_network: args.targets.is_empty() && grade::isolation_available(),
         shared_network: false,
         json: args.json,
         sandbox: args.sandbox,
@@ -224,6 +236,13 @@ fn run_plans(
             plan.source.display()
         );
     }
+    if !args.targets.is_empty() && (sandbox || args.isolate_network) {
+        return Err(Error::Usage(
+            "--target aims at a server out on the network, which the sandbox's private network \
+             cannot reach: leave out --sandbox (there is no program of yours to sandbox)"
+                .into(),
+        ));
+    }
     // Before any thread exists: every thread and child started later inherits the namespace.
     if sandbox {
         supervise::sandbox::enable(args.sandbox_owns_workdir)?;
@@ -241,6 +260,14 @@ fn run_plans(
     }
     if let Some(seed) = args.seed {
         plans.iter_mut().for_each(|plan| plan.seed = seed);
+    }
+    if !args.targets.is_empty() {
+        for plan in &mut plans {
+            for aimed in &args.targets {
+                plan.aim_at(aimed).map_err(Error::Usage)?;
+            }
+            plan.check_aims().map_err(Error::Usage)?;
+        }
     }
     if let Some(shard) = args.shard {
         for plan in &mut plans {

@@ -83,6 +83,11 @@ impl Lab {
         }
     }
 
+    /// Whether its program is a client (labrun plays the servers).
+    pub fn tests_a_client(self) -> bool {
+        matches!(self, Lab::EchoClient | Lab::ChatClient | Lab::ChooseClient)
+    }
+
     /// The ports a lab gives its program beyond `{port}`, as a student writes them.
     pub fn extra_ports(self) -> &'static [&'static str] {
         match self {

@@ -51,6 +51,10 @@ pub enum CheckError {
         /// The placeholder missing.
         port: &'static str,
     },
+    /// `--target` was given a number of times the lab's servers do not match, or for a lab
+    /// whose program is a client.
+    #[error("{0}")]
+    Targets(String),
     /// A phase did not validate: a defect of labrun's, or a command the scenario refuses.
     #[error("phase `{phase}` of the {lab} battery: {source}")]
     Phase {
@@ -111,6 +115,80 @@ pub fn plans(lab: Lab, command: &[String]) -> Result<Vec<Plan>, CheckError> {
             })
         })
         .collect()
+}
+
+/// A battery aimed at running servers: the phases that can run, and those that cannot
+/// (they need a process labrun launched), each with why.
+pub struct AimedBattery {
+    /// The phases to run.
+    pub plans: Vec<Plan>,
+    /// The phases left out: name and reason.
+    pub skipped: Vec<(&'static str, String)>,
+}
+
+/// The plans of `lab`'s battery aimed at servers already running at `targets` (the lab's
+/// servers in order: the first port, then the second), launching nothing. A phase that
+/// needs the server's process (its operator's stdin, a count of its children) is left out
+/// and said why; a lab with no phase left is an error.
+pub fn aimed_plans(lab: Lab, targets: &[crate::scenario::Target]) -> Result<AimedBattery, CheckError> {
+    let wanted = 1 + lab.extra_ports().len();
+    if lab.tests_a_client() {
+        return Err(CheckError::Targets(format!(
+            "the {} lab tests a client program, which labrun runs against servers it plays: \
+             --target aims at a running server; name the client instead",
+            lab.name()
+        )));
+    }
+    if targets.len() != wanted {
+        return Err(CheckError::Targets(format!(
+            "the {} lab has {wanted} server port(s): give --target {wanted} time(s), in order, \
+             where {} given",
+            lab.name(),
+            match targets.len() {
+                1 => "1 was".to_owned(),
+                n => format!("{n} were"),
+            }
+        )));
+    }
+    let command = lab
+        .python_command("labrun-aims-at-a-running-server")
+        .iter()
+        .map(|word| lab.scenario_word(word))
+        .collect::<Vec<_>>();
+    let mut battery = AimedBattery {
+        plans: Vec::new(),
+        skipped: Vec::new(),
+    };
+    for (mut plan, phase) in plans(lab, &command)?.into_iter().zip(lab.phases()) {
+        let launched: Vec<String> = plan
+            .servers
+            .iter()
+            .filter(|s| s.process_owner().is_none())
+            .map(|s| s.name.clone())
+            .collect();
+        let shared: Vec<String> = plan
+            .servers
+            .iter()
+            .filter(|s| s.process_owner().is_some())
+            .map(|s| s.name.clone())
+            .collect();
+        // The program is the first server's; a second port is the next server's, in order.
+        for (name, target) in launched.iter().chain(&shared).zip(targets) {
+            plan.aim(name, target.clone()).map_err(CheckError::Targets)?;
+        }
+        match plan.needs_a_process() {
+            Some((_, why)) => battery.skipped.push((phase.name, why)),
+            None => battery.plans.push(plan),
+        }
+    }
+    if battery.plans.is_empty() {
+        let (_, why) = &battery.skipped[0];
+        return Err(CheckError::Targets(format!(
+            "no phase of the {} battery can run against a server labrun does not launch: {why}",
+            lab.name()
+        )));
+    }
+    Ok(battery)
 }
 
 /// The scenario of `phase` of `lab`'s battery running `command` (in the words of scenarios),

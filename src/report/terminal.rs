@@ -30,16 +30,17 @@ pub fn render(report: &Report, saved: &[PathBuf], styles: &Styles, out: &mut imp
         None => writeln!(out, "{title}")?,
     }
     for server in &report.servers {
+        let whose = match (&server.addressed, server.pid, &server.process_of) {
+            (Some(target), _, _) => format!("addressed as {target}, not launched by labrun"),
+            (None, Some(pid), Some(process)) => format!("pid {pid}, the process of server {process}"),
+            (None, Some(pid), None) => format!("pid {pid}"),
+            (None, None, _) => "no process".to_owned(),
+        };
         writeln!(
             out,
-            "  server {} on {} (pid {}{}), ready after {}",
+            "  server {} on {} ({whose}), ready after {}",
             server.name,
             server.address,
-            server.pid,
-            match &server.process_of {
-                Some(process) => format!(", the process of server {process}"),
-                None => String::new(),
-            },
             units::micros((server.ready_after.as_micros()) as u64)
         )?;
     }
@@ -441,7 +442,8 @@ concurrency = "concurrent"
         let servers = vec![ServerEnd {
             name: "echo".into(),
             address: "127.0.0.1:6000".parse().expect("address"),
-            pid: 4242,
+            pid: Some(4242),
+            addressed: None,
             ready_after: Duration::from_micros(3_100),
             exited_during_run: None,
             still_listening: true,

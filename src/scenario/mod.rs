@@ -21,9 +21,9 @@ pub use diagnostic::Diagnostic;
 pub use paths::Anchor;
 pub use placeholders::substitute_ports;
 pub use plan::{
-    DEFAULT_REPLY_TIMEOUT, EventAction, EventPlan, Expectations, FaultPlan, GroupPlan, LatencyBound,
-    LatencyView, Launch, Limits, MAX_CLIENTS, Percentile, Plan, ReadySignal, ServerPlan, Shard,
-    StartSchedule, StdinScript,
+    AimedServer, DEFAULT_REPLY_TIMEOUT, EventAction, EventPlan, Expectations, FaultPlan, GroupPlan,
+    LatencyBound, LatencyView, Launch, Limits, MAX_CLIENTS, Percentile, Plan, ProcessNeed, ReadySignal,
+    ServerPlan, Shard, StartSchedule, StdinScript, Target,
 };
 pub use programs::{
     DEFAULT_PROGRAM_TIMEOUT, PlayedServerPlan, PrintedPattern, ProgramExpectations, ProgramPlan, Replies,
@@ -90,6 +90,35 @@ mod tests {
     }
 
     const MINIMAL: &str = "name = \"t\"\n[[server]]\nname = \"echo\"\nbuiltin = \"echo-async\"\n[[clients]]\nname = \"c\"\ncount = 3\n";
+
+    /// Addresses are host:port, with IPv6 in brackets, and say what is wrong otherwise;
+    /// they print back as written.
+    #[test]
+    fn addresses_read_as_host_and_port() {
+        for (text, host, port) in [
+            ("127.0.0.1:7000", "127.0.0.1", 7000),
+            ("echo.lab:80", "echo.lab", 80),
+            ("[::1]:7000", "::1", 7000),
+        ] {
+            let target = Target::parse(text).expect(text);
+            assert_eq!((target.host.as_str(), target.port), (host, port));
+            assert_eq!(target.to_string(), text);
+        }
+        for (text, why) in [
+            ("localhost", "has no port"),
+            ("::1:7000", "an IPv6 address goes in brackets"),
+            ("[nonsense]:7000", "is not an IPv6 address"),
+            (":7000", "names no host"),
+            ("host:0", "is not a port"),
+            ("host:70000", "is not a port"),
+        ] {
+            let err = Target::parse(text).expect_err(text);
+            assert!(err.contains(why), "{text}: {err}");
+        }
+        let aimed: AimedServer = "echo=127.0.0.1:7000".parse().expect("aimed");
+        assert_eq!(aimed.server.as_deref(), Some("echo"));
+        assert!("=127.0.0.1:7000".parse::<AimedServer>().is_err());
+    }
 
     #[test]
     fn minimal_scenario_gets_defaults() {

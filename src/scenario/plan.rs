@@ -174,6 +174,127 @@ impl Plan {
             .map(|g| u64::from(g.count))
             .sum()
     }
+
+    /// Points server `name` at a server already running at `target` (`--target`), in place
+    /// of the one the scenario launches: what only a launched process has (its command,
+    /// environment, working directory, stdin, limits, exit policy and readiness line) no
+    /// longer applies. Fails when there is no such server; once every server is aimed,
+    /// [`Plan::check_aims`] says whether the scenario still holds.
+    pub fn aim(&mut self, name: &str, target: Target) -> Result<(), String> {
+        let Some(server) = self.servers.iter_mut().find(|s| s.name == name) else {
+            return Err(format!(
+                "`{}` has no server named `{name}` to aim at {target}; its servers: {}",
+                self.source.display(),
+                list_names(&self.servers)
+            ));
+        };
+        *server = ServerPlan::without_process(
+            std::mem::take(&mut server.name),
+            Launch::Address(target.clone()),
+            PortChoice::Fixed(target.port),
+            server.ready_timeout,
+            server.transport,
+        );
+        Ok(())
+    }
+
+    /// Fails when the scenario needs what only a launched server has, from a server it now
+    /// only aims at (see [`Plan::needs_a_process`]).
+    pub fn check_aims(&self) -> Result<(), String> {
+        match self.needs_a_process() {
+            Some((_, why)) => Err(format!("`{}`: {why}", self.source.display())),
+            None => Ok(()),
+        }
+    }
+
+    /// What in this scenario needs a process labrun launched, but names a server it only
+    /// aims at (`address`, `--target`): a chat (its operator types at the server's stdin),
+    /// an event (labrun never signals what it did not start), `expect.reaps` (it counts the
+    /// server's processes), or a server whose port the addressed one's program was to
+    /// serve (`process`). Says which, and why.
+    pub fn needs_a_process(&self) -> Option<(ProcessNeed, String)> {
+        let addressed = |index: usize| self.servers[index].target();
+        let not_launched = |index: usize, target: &Target| {
+            format!(
+                "server `{}` is addressed ({target}), not launched by labrun",
+                self.servers[index].name
+            )
+        };
+        if let Some((group, target)) = self
+            .groups
+            .iter()
+            .enumerate()
+            .filter(|(_, g)| g.workload == WorkloadKind::Chat)
+            .find_map(|(i, g)| addressed(g.server).map(|t| (i, t)))
+        {
+            let group_plan = &self.groups[group];
+            return Some((
+                ProcessNeed::Group(group),
+                format!(
+                    "{}, so labrun cannot be its operator: chat group `{}` needs the operator's \
+                     lines typed at the server's stdin",
+                    not_launched(group_plan.server, target),
+                    group_plan.name
+                ),
+            ));
+        }
+        if let Some((event, target)) = self
+            .events
+            .iter()
+            .enumerate()
+            .find_map(|(i, e)| addressed(e.server).map(|t| (i, t)))
+        {
+            let server = self.events[event].server;
+            return Some((
+                ProcessNeed::Event(event),
+                format!(
+                    "{}, and labrun never stops, kills or restarts what it did not start: drop \
+                     this event, or let labrun launch the server",
+                    not_launched(server, target)
+                ),
+            ));
+        }
+        if let Some((index, target)) = (0..self.servers.len()).find_map(|i| addressed(i).map(|t| (i, t)))
+            && self.expect.reaps
+        {
+            return Some((
+                ProcessNeed::Reaps,
+                format!(
+                    "{}, so its processes cannot be counted: `expect.reaps` needs every server \
+                     launched by labrun",
+                    not_launched(index, target)
+                ),
+            ));
+        }
+        self.servers.iter().enumerate().find_map(|(index, server)| {
+            let owner = server.process_owner()?;
+            let owner_index = self.servers.iter().position(|s| s.name == owner)?;
+            let target = addressed(owner_index)?;
+            Some((
+                ProcessNeed::Server(index),
+                format!(
+                    "{}, so it has no program to serve server `{}`'s port too: aim `{}` at its \
+                     own address as well (another --target)",
+                    not_launched(owner_index, target),
+                    server.name,
+                    server.name
+                ),
+            ))
+        })
+    }
+}
+
+/// What needs a process of a server labrun only aims at (see [`Plan::needs_a_process`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcessNeed {
+    /// Chat group (index into [`Plan::groups`]).
+    Group(usize),
+    /// Event (index into [`Plan::events`]).
+    Event(usize),
+    /// `expect.reaps`.
+    Reaps,
+    /// Server (index into [`Plan::servers`]) served by an addressed server's process.
+    Server(usize),
 }
 
 /// How to launch one server and when it counts as ready.
@@ -228,7 +349,39 @@ impl ServerPlan {
     pub fn process_owner(&self) -> Option<&str> {
         match &self.launch {
             Launch::Process(owner) => Some(owner),
-            Launch::Builtin(_) | Launch::Command(_) => None,
+            Launch::Builtin(_) | Launch::Command(_) | Launch::Address(_) => None,
+        }
+    }
+
+    /// A server with no process of its own to describe (`process`, `address`): nothing to
+    /// set up, type at or limit.
+    fn without_process(
+        name: String,
+        launch: Launch,
+        port: PortChoice,
+        ready_timeout: Duration,
+        transport: Transport,
+    ) -> ServerPlan {
+        ServerPlan {
+            name,
+            launch,
+            port,
+            ready_timeout,
+            env: Vec::new(),
+            cwd: None,
+            exits: ExitPolicy::default(),
+            ready: ReadySignal::Listening,
+            stdin: None,
+            limits: Limits::default(),
+            transport,
+        }
+    }
+
+    /// Where it runs when labrun does not launch it (`address`, `--target`).
+    pub fn target(&self) -> Option<&Target> {
+        match &self.launch {
+            Launch::Address(target) => Some(target),
+            Launch::Builtin(_) | Launch::Command(_) | Launch::Process(_) => None,
         }
     }
 
@@ -300,6 +453,126 @@ pub enum Launch {
     /// No process of its own: the program of the server named here listens on this
     /// server's port too (`process = "NAME"`, lab 4 written as one program).
     Process(String),
+    /// Not launched at all: a server already running at this address (`address =
+    /// "host:port"`, or `--target NAME=HOST:PORT`). labrun connects to it and never signals
+    /// it.
+    Address(Target),
+}
+
+/// Where a server labrun does not launch listens: a host (a name, or an IPv4 or IPv6
+/// address) and a port. The name is looked up when the run starts, not when the scenario is
+/// read, so a scenario can name a service that is not up yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// A host name or an IP address (an IPv6 one without its brackets).
+    pub host: String,
+    /// The port.
+    pub port: u16,
+}
+
+impl Target {
+    /// Reads `host:port` (`[v6]:port` for an IPv6 address).
+    pub fn parse(text: &str) -> Result<Target, String> {
+        let form = "an address is host:port, like \"127.0.0.1:7000\", \"echo.lab:7000\" or \"[::1]:7000\"";
+        let Some((host, port)) = text.rsplit_once(':') else {
+            return Err(format!("`{text}` has no port: {form}"));
+        };
+        let host = match host.strip_prefix('[') {
+            Some(v6) => v6
+                .strip_suffix(']')
+                .filter(|inner| inner.parse::<std::net::Ipv6Addr>().is_ok())
+                .ok_or_else(|| format!("`{text}`: `{host}` is not an IPv6 address in brackets: {form}"))?,
+            None if host.contains(':') => {
+                return Err(format!("`{text}`: an IPv6 address goes in brackets: {form}"));
+            }
+            None => host,
+        };
+        if host.is_empty() || host.contains(char::is_whitespace) || host.contains('/') {
+            return Err(format!("`{text}` names no host: {form}"));
+        }
+        match port.parse::<u16>() {
+            Ok(port) if port > 0 => Ok(Target {
+                host: host.to_owned(),
+                port,
+            }),
+            _ => Err(format!("`{text}`: `{port}` is not a port (1 to 65535): {form}")),
+        }
+    }
+}
+
+impl std::str::FromStr for Target {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Target, String> {
+        Target::parse(text)
+    }
+}
+
+/// `--target [NAME=]HOST:PORT`: a server of a scenario, by name (or its only one), and the
+/// running server to aim it at instead of launching it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AimedServer {
+    /// The scenario's server; `None`: its only one.
+    pub server: Option<String>,
+    /// Where the running server is.
+    pub target: Target,
+}
+
+impl std::str::FromStr for AimedServer {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<AimedServer, String> {
+        let (server, address) = match text.split_once('=') {
+            Some((name, address)) if !name.is_empty() => (Some(name.to_owned()), address),
+            Some(_) => {
+                return Err(format!(
+                    "`{text}`: name the server before `=`, like echo=127.0.0.1:7000"
+                ));
+            }
+            None => (None, text),
+        };
+        Ok(AimedServer {
+            server,
+            target: Target::parse(address)?,
+        })
+    }
+}
+
+impl Plan {
+    /// Aims the server `aimed` names (or the only server) at its running server; see
+    /// [`Plan::aim`].
+    pub fn aim_at(&mut self, aimed: &AimedServer) -> Result<(), String> {
+        let name = match (&aimed.server, self.servers.as_slice()) {
+            (Some(name), _) => name.clone(),
+            (None, [only]) => only.name.clone(),
+            (None, servers) => {
+                return Err(format!(
+                    "`{}` has {} servers ({}): say which to aim at {}, as --target NAME={}",
+                    self.source.display(),
+                    servers.len(),
+                    list_names(servers),
+                    aimed.target,
+                    aimed.target
+                ));
+            }
+        };
+        self.aim(&name, aimed.target.clone())
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.host.contains(':') {
+            true => write!(f, "[{}]:{}", self.host, self.port),
+            false => write!(f, "{}:{}", self.host, self.port),
+        }
+    }
+}
+
+impl Serialize for Target {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
 }
 
 /// A group of identical simulated clients.
@@ -638,8 +911,10 @@ pub fn resolve(raw: RawScenario, path: &Path, source: &str) -> Result<Plan, Diag
         .map(|table| Sibling::of(table.get_ref()))
         .collect();
     let mut servers = Vec::with_capacity(raw.server.len());
+    let mut server_spans = Vec::with_capacity(raw.server.len());
     for table in raw.server {
         let span = table.span();
+        server_spans.push(span.clone());
         let server = resolve_server(table.into_inner(), span.clone(), &siblings, &at)?;
         if servers.iter().any(|s: &ServerPlan| s.name == server.name) {
             return Err(at.error(span, format!("two servers are named `{}`", server.name)));
@@ -650,8 +925,10 @@ pub fn resolve(raw: RawScenario, path: &Path, source: &str) -> Result<Plan, Diag
     let mut groups: Vec<GroupPlan> = Vec::with_capacity(raw.clients.len());
     let mut total_clients = 0u64;
     let mut in_flight_bytes = 0u64;
+    let mut group_spans = Vec::with_capacity(raw.clients.len());
     for table in raw.clients {
         let span = table.span();
+        group_spans.push(span.clone());
         let group = resolve_group(table.into_inner(), &servers, &at)?;
         if groups.iter().any(|g| g.name == group.name) {
             return Err(at.error(span, format!("two client groups are named `{}`", group.name)));
@@ -730,14 +1007,32 @@ pub fn resolve(raw: RawScenario, path: &Path, source: &str) -> Result<Plan, Diag
     let mut events = Vec::with_capacity(raw.events.len());
     for table in raw.events {
         let span = table.span();
-        events.push(resolve_event(table.into_inner(), span, &servers, timeout, &at)?);
+        events.push((
+            resolve_event(table.into_inner(), span.clone(), &servers, timeout, &at)?,
+            span,
+        ));
     }
-    events.sort_by_key(|e| e.at);
+    events.sort_by_key(|(event, _)| event.at);
+    let (events, event_spans): (Vec<EventPlan>, Vec<Range<usize>>) = events.into_iter().unzip();
+    let reaps_span = raw
+        .expect
+        .as_ref()
+        .and_then(|e| e.reaps.as_ref())
+        .map(toml::Spanned::span);
 
     plan.servers = servers;
     plan.groups = groups;
     plan.events = events;
     plan.expect = resolve_expect(raw.expect);
+    if let Some((need, why)) = plan.needs_a_process() {
+        let span = match need {
+            ProcessNeed::Group(index) => group_spans[index].clone(),
+            ProcessNeed::Event(index) => event_spans[index].clone(),
+            ProcessNeed::Reaps => reaps_span.unwrap_or(name_span),
+            ProcessNeed::Server(index) => server_spans[index].clone(),
+        };
+        return Err(at.error(span, why));
+    }
     Ok(plan)
 }
 
@@ -817,6 +1112,7 @@ struct Sibling {
     name: String,
     process: Option<String>,
     builtin: bool,
+    addressed: bool,
     fixed_port: bool,
 }
 
@@ -826,6 +1122,7 @@ impl Sibling {
             name: raw.name.get_ref().clone(),
             process: raw.process.as_ref().map(|p| p.get_ref().clone()),
             builtin: raw.builtin.is_some(),
+            addressed: raw.address.is_some(),
             fixed_port: matches!(raw.port, Some(PortChoice::Fixed(_))),
         }
     }
@@ -837,8 +1134,21 @@ fn resolve_server(
     siblings: &[Sibling],
     at: &Locator,
 ) -> Result<ServerPlan, Diagnostic> {
+    if let (Some(_), Some(address)) = (&raw.process, &raw.address) {
+        return Err(at.error(
+            address.span(),
+            format!(
+                "server `{}` has both `process` (its port served by another server's program) and \
+                 `address` (a server already running elsewhere); keep one",
+                raw.name.get_ref()
+            ),
+        ));
+    }
     if let Some(owner) = raw.process.take() {
         return resolve_shared_server(raw, owner, siblings, at);
+    }
+    if let Some(address) = raw.address.take() {
+        return resolve_addressed_server(raw, address, at);
     }
     check_placeholders(&raw, siblings, at)?;
     let name = raw.name.into_inner();
@@ -932,6 +1242,79 @@ fn resolve_server(
     })
 }
 
+/// The first key of `raw` that describes a process of its own, with where it is written
+/// (`None` for a key whose value carries no span): what a server without a process of its
+/// own (`process`, `address`) cannot have. `with_ready`: whether `ready` counts as one (an
+/// addressed server keeps `ready = { timeout }`, the time it gets to answer).
+fn first_process_key(raw: &RawServer, with_ready: bool) -> Option<(&'static str, Option<Range<usize>>)> {
+    let spanned = |value: Option<Range<usize>>| (value.is_some(), value);
+    let keys = [
+        ("builtin", (raw.builtin.is_some(), None)),
+        ("command", spanned(raw.command.as_ref().map(toml::Spanned::span))),
+        ("env", spanned(raw.env.as_ref().map(toml::Spanned::span))),
+        ("cwd", (raw.cwd.is_some(), None)),
+        ("stdin", spanned(raw.stdin.as_ref().map(toml::Spanned::span))),
+        ("limits", (raw.limits.is_some(), None)),
+        ("exits", (raw.exits.is_some(), None)),
+        ("address", spanned(raw.address.as_ref().map(toml::Spanned::span))),
+        ("ready", (with_ready && raw.ready.is_some(), None)),
+    ];
+    keys.into_iter()
+        .find(|(_, (given, _))| *given)
+        .map(|(key, (_, span))| (key, span))
+}
+
+/// A server with `address = "host:port"`: one already running, that labrun aims at and
+/// never launches, so nothing about a process (command, environment, stdin, limits, exit,
+/// a readiness line, a port to choose) can be given; its readiness is a connection (for
+/// UDP, an answered datagram) within `ready.timeout`.
+fn resolve_addressed_server(
+    raw: RawServer,
+    address: toml::Spanned<String>,
+    at: &Locator,
+) -> Result<ServerPlan, Diagnostic> {
+    let address_span = address.span();
+    let name = raw.name.get_ref().clone();
+    let target = Target::parse(address.get_ref()).map_err(|why| at.error(address_span.clone(), why))?;
+    let refusal = |key: &str| {
+        format!(
+            "server `{name}` is a running server labrun does not launch (`address`), so it cannot \
+             have `{key}`: labrun has no process of it to run, type at, limit or watch"
+        )
+    };
+    if let Some((key, key_span)) = first_process_key(&raw, false) {
+        return Err(at.error(key_span.unwrap_or_else(|| address_span.clone()), refusal(key)));
+    }
+    if raw.port.is_some() {
+        return Err(at.error(
+            address_span,
+            format!("{}; its port is the address's", refusal("port")),
+        ));
+    }
+    if let Some(pattern) = raw
+        .ready
+        .as_ref()
+        .and_then(|r| r.stdout.as_ref().or(r.stderr.as_ref()))
+    {
+        return Err(at.error(
+            pattern.span(),
+            format!(
+                "{}; it is ready when it answers",
+                refusal("a readiness line (`ready.stdout`, `ready.stderr`)")
+            ),
+        ));
+    }
+    let (ready_timeout, _) = resolve_ready(raw.ready, at)?;
+    let port = PortChoice::Fixed(target.port);
+    Ok(ServerPlan::without_process(
+        name,
+        Launch::Address(target),
+        port,
+        ready_timeout,
+        raw.transport.unwrap_or_default(),
+    ))
+}
+
 /// A server with `process = "OWNER"`: its port is served by OWNER's program, so everything
 /// about a process (command, environment, stdin, limits, readiness, exit) is OWNER's, and
 /// OWNER must be a program of its own (not a built-in, which listens on one port).
@@ -943,33 +1326,10 @@ fn resolve_shared_server(
 ) -> Result<ServerPlan, Diagnostic> {
     let owner_span = owner.span();
     let owner = owner.into_inner();
-    let name = raw.name.into_inner();
-    let span = |spanned: Option<Range<usize>>| spanned.unwrap_or_else(|| owner_span.clone());
-    let process_keys = [
-        ("builtin", raw.builtin.is_some(), None),
-        (
-            "command",
-            raw.command.is_some(),
-            raw.command.as_ref().map(toml::Spanned::span),
-        ),
-        (
-            "env",
-            raw.env.is_some(),
-            raw.env.as_ref().map(toml::Spanned::span),
-        ),
-        ("cwd", raw.cwd.is_some(), None),
-        (
-            "stdin",
-            raw.stdin.is_some(),
-            raw.stdin.as_ref().map(toml::Spanned::span),
-        ),
-        ("limits", raw.limits.is_some(), None),
-        ("ready", raw.ready.is_some(), None),
-        ("exits", raw.exits.is_some(), None),
-    ];
-    if let Some((key, _, key_span)) = process_keys.into_iter().find(|(_, given, _)| *given) {
+    let name = raw.name.get_ref().clone();
+    if let Some((key, key_span)) = first_process_key(&raw, true) {
         return Err(at.error(
-            span(key_span),
+            key_span.unwrap_or_else(|| owner_span.clone()),
             format!(
                 "server `{name}` is served by server `{owner}`'s process (`process = \"{owner}\"`), \
                  so `{key}` belongs to `{owner}`: one process has one command, environment, working \
@@ -1005,6 +1365,15 @@ fn resolve_shared_server(
             ),
         ));
     }
+    if sibling.addressed {
+        return Err(at.error(
+            owner_span,
+            format!(
+                "server `{owner}` is a running server labrun does not launch (`address`), so it has \
+                 no process to serve another port: give server `{name}` an `address` of its own"
+            ),
+        ));
+    }
     if sibling.builtin {
         return Err(at.error(
             owner_span,
@@ -1014,19 +1383,13 @@ fn resolve_shared_server(
             ),
         ));
     }
-    Ok(ServerPlan {
+    Ok(ServerPlan::without_process(
         name,
-        launch: Launch::Process(owner),
-        port: raw.port.unwrap_or_default(),
-        ready_timeout: DEFAULT_READY_TIMEOUT,
-        env: Vec::new(),
-        cwd: None,
-        exits: ExitPolicy::default(),
-        ready: ReadySignal::Listening,
-        stdin: None,
-        limits: Limits::default(),
-        transport: raw.transport.unwrap_or_default(),
-    })
+        Launch::Process(owner),
+        raw.port.unwrap_or_default(),
+        DEFAULT_READY_TIMEOUT,
+        raw.transport.unwrap_or_default(),
+    ))
 }
 
 /// Every placeholder in a server's `command` and `env` must be one labrun substitutes, and
@@ -1477,6 +1840,11 @@ fn check_chat(
     at: &Locator,
 ) -> Result<(), Diagnostic> {
     let server = &servers[group.server];
+    if server.target().is_some() {
+        // No operator to type for: refused with its reason once the plan is whole (see
+        // `Plan::needs_a_process`), like every other use of a process labrun did not start.
+        return Ok(());
+    }
     let fail = |message: String| Err(at.error(span.clone(), message));
     if server.stdin.is_none() {
         return fail(format!(

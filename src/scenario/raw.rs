@@ -164,6 +164,8 @@ pub struct RawServer {
     pub transport: Option<Transport>,
     /// Served by the process of the server named here (one program, several ports).
     pub process: Option<Spanned<String>>,
+    /// A server already running, that labrun aims at instead of launching (`host:port`).
+    pub address: Option<Spanned<String>>,
 }
 
 /// Which protocol a server speaks.

@@ -16,6 +16,7 @@ pub mod capture;
 mod cgroup;
 mod exit;
 pub mod process;
+mod reach;
 pub mod registry;
 pub mod sandbox;
 mod sockets;
@@ -145,6 +146,23 @@ pub enum SuperviseError {
         /// The tail of its output, escaped.
         output: String,
     },
+    /// A server labrun does not launch (`address`) did not answer within its ready timeout.
+    #[error(
+        "server `{server}`: nothing answered at {target} ({transport}) within {}: {reason}",
+        humantime::format_duration(*waited)
+    )]
+    Unreachable {
+        /// Server name.
+        server: String,
+        /// Where it was to be, as written.
+        target: String,
+        /// `tcp` or `udp`.
+        transport: &'static str,
+        /// How long labrun tried.
+        waited: Duration,
+        /// The last attempt's failure.
+        reason: String,
+    },
     /// A program serving several servers' ports (`process = "…"`) never listened on one of
     /// them.
     #[error(
@@ -266,8 +284,11 @@ pub struct ServerEnd {
     pub name: String,
     /// Where it listened.
     pub address: SocketAddr,
-    /// Process id of the group leader.
-    pub pid: u32,
+    /// Process id of the group leader; `None` for a server labrun did not launch.
+    pub pid: Option<u32>,
+    /// Where labrun aimed at a server it did not launch (`address`, `--target`), as
+    /// written; `None` for a server it launched.
+    pub addressed: Option<String>,
     /// Time from launch until it accepted the first connection.
     #[serde(rename = "ready_after_ms", serialize_with = "crate::units::serialize_millis")]
     pub ready_after: Duration,
@@ -366,6 +387,8 @@ pub enum Teardown {
     Terminated,
     /// It ignored SIGTERM and was killed.
     Killed,
+    /// labrun did not launch it (`address`), so it was left running as it was.
+    NotLaunched,
 }
 
 /// All servers of a run, started in plan order.
@@ -378,6 +401,8 @@ pub struct Servers {
     handles: Vec<Option<ServerHandle>>,
     /// How a server stopped by an event ended.
     stopped: Vec<Option<ServerEnd>>,
+    /// Each server labrun aims at without launching it (`address`): where it answered.
+    addressed: Vec<Option<Addressed>>,
     /// Whether each server's processes are counted when it becomes ready, as the baseline
     /// of [`Servers::count_children`] (`expect.reaps`); a scan of `/proc` otherwise spared.
     census: bool,
@@ -391,8 +416,22 @@ impl Servers {
     pub async fn start(plans: &[ServerPlan], census: bool) -> Result<Servers, SuperviseError> {
         let ports = choose_ports(plans)?;
         let mut handles = Vec::with_capacity(plans.len());
+        let mut addressed = Vec::with_capacity(plans.len());
         for (index, plan) in plans.iter().enumerate() {
-            if plan.process_owner().is_some() {
+            let reached = match plan.target() {
+                Some(target) => match Addressed::reach(plan, target).await {
+                    Ok(reached) => Some(reached),
+                    Err(err) => {
+                        drop(handles);
+                        tree::sweep();
+                        return Err(err);
+                    }
+                },
+                None => None,
+            };
+            let launched = reached.is_none() && plan.process_owner().is_none();
+            addressed.push(reached);
+            if !launched {
                 handles.push(None);
                 continue;
             }
@@ -410,21 +449,30 @@ impl Servers {
             ports,
             handles,
             stopped: vec![None; plans.len()],
+            addressed,
             census,
         })
     }
 
-    /// Each server's address, in plan order (a stopped server keeps its address).
+    /// Each server's address, in plan order (a stopped server keeps its address): where a
+    /// server labrun aims at answered, and loopback for those it launched.
     pub fn addresses(&self) -> Vec<SocketAddr> {
         self.ports
             .iter()
-            .map(|port| SocketAddr::from((Ipv4Addr::LOCALHOST, *port)))
+            .zip(&self.addressed)
+            .map(|(port, addressed)| match addressed {
+                Some(reached) => reached.address,
+                None => SocketAddr::from((Ipv4Addr::LOCALHOST, *port)),
+            })
             .collect()
     }
 
     /// Whether server `index` is still running (an event may have stopped it, or the
     /// process that serves it).
     pub fn running(&self, index: usize) -> bool {
+        if self.addressed[index].is_some() {
+            return true;
+        }
         let process = self.plans[index]
             .process_owner()
             .and_then(|owner| self.plans.iter().position(|p| p.name == owner))
@@ -480,6 +528,7 @@ impl Servers {
             (None, Teardown::Terminated) => "it exited on SIGTERM".to_owned(),
             (None, Teardown::Killed) => "it was killed".to_owned(),
             (None, Teardown::AlreadyExited) => "it had already exited".to_owned(),
+            (None, Teardown::NotLaunched) => "labrun did not launch it".to_owned(),
         };
         end.stopped_by_event = Some(format!(
             "{} at {}",
@@ -544,6 +593,11 @@ impl Servers {
     /// Tears every process down, once each, and reports how each server ended.
     pub async fn stop(self) -> Vec<ServerEnd> {
         let mut ends = self.stopped;
+        for ((end, reached), plan) in ends.iter_mut().zip(&self.addressed).zip(&self.plans) {
+            if let Some(reached) = reached {
+                *end = Some(reached.end(plan).await);
+            }
+        }
         for (index, handle) in self.handles.into_iter().enumerate() {
             if let Some(handle) = handle {
                 let ProcessEnd { own, shared } = handle.stop(TERMINATION_GRACE).await;
@@ -556,8 +610,61 @@ impl Servers {
         // Anything a server daemonized away from its tree was re-parented to labrun.
         tree::sweep();
         ends.into_iter()
-            .map(|end| end.expect("each server has a process, its own or another's, and each process ended"))
+            .map(|end| {
+                end.expect("each server has a process, its own or another's, or an address, and each ended")
+            })
             .collect()
+    }
+}
+
+/// A server labrun aims at without launching it: where it answered, and how long it took.
+struct Addressed {
+    address: SocketAddr,
+    ready_after: Duration,
+}
+
+impl Addressed {
+    /// Waits until the server at `target` answers, within its ready timeout.
+    async fn reach(plan: &ServerPlan, target: &crate::scenario::Target) -> Result<Addressed, SuperviseError> {
+        let started = Instant::now();
+        match reach::reach(target, plan.transport, started + plan.ready_timeout).await {
+            reach::Reached::At(address) => Ok(Addressed {
+                address,
+                ready_after: started.elapsed(),
+            }),
+            reach::Reached::Not(reason) => Err(SuperviseError::Unreachable {
+                server: plan.name.clone(),
+                target: target.to_string(),
+                transport: plan.transport.label(),
+                waited: plan.ready_timeout,
+                reason,
+            }),
+        }
+    }
+
+    /// How it ended, as far as labrun can know: whether it still answers. It is left
+    /// running, never signalled.
+    async fn end(&self, plan: &ServerPlan) -> ServerEnd {
+        ServerEnd {
+            name: plan.name.clone(),
+            address: self.address,
+            pid: None,
+            addressed: plan.target().map(ToString::to_string),
+            ready_after: self.ready_after,
+            exited_during_run: None,
+            still_listening: reach::answers(self.address, plan.transport).await,
+            teardown: Teardown::NotLaunched,
+            stdout_bytes: 0,
+            stderr_bytes: 0,
+            output_tail: String::new(),
+            stopped_by_event: None,
+            process_limit: None,
+            memory_limit: None,
+            cpu_limit: None,
+            disk_limit: None,
+            children: None,
+            process_of: None,
+        }
     }
 }
 
@@ -830,7 +937,8 @@ impl ServerHandle {
         let own = ServerEnd {
             name: self.name.clone(),
             address: self.address,
-            pid: self.process.pid(),
+            pid: Some(self.process.pid()),
+            addressed: None,
             ready_after: self.ready_after,
             exited_during_run,
             still_listening,
@@ -932,6 +1040,9 @@ fn choose_ports(plans: &[ServerPlan]) -> Result<Vec<u16>, SuperviseError> {
 /// Picks the port: a free one for `"auto"`, or checks that a fixed one is free; returns the
 /// socket bound to it, if any, for the caller to release.
 fn choose_port(plan: &ServerPlan) -> Result<(u16, Option<OwnedFd>), SuperviseError> {
+    if let Some(target) = plan.target() {
+        return Ok((target.port, None));
+    }
     let bind = |port: u16| -> io::Result<(u16, Option<OwnedFd>)> {
         match plan.transport {
             Transport::Tcp => {
@@ -987,6 +1098,7 @@ fn server_spec<'a>(plans: &'a [ServerPlan], index: usize, ports: &[u16]) -> io::
         ],
         Launch::Command(argv) => argv.iter().map(|arg| substitute(arg)).collect(),
         Launch::Process(owner) => unreachable!("server `{}` is started as part of `{owner}`", plan.name),
+        Launch::Address(target) => unreachable!("server `{}` runs at {target}, not launched", plan.name),
     };
     let pattern = |text: &str| Some(regex::Regex::new(text).expect("the plan validated the pattern"));
     let (watch_stdout, watch_stderr) = match &plan.ready {

@@ -423,6 +423,21 @@ fn check_echo(evidence: &Evidence, verdict: &mut Verdict) {
     });
 }
 
+/// A server check that fails because the server no longer listens: its finding, and the
+/// check's result.
+fn stopped_listening(verdict: &mut Verdict, check: &str, text: String, hint: &'static str) -> (bool, String) {
+    verdict.findings.push(Finding {
+        check: check.to_owned(),
+        class: "stopped-listening".into(),
+        client: None,
+        message: None,
+        at_ms: None,
+        text: text.clone(),
+        hint,
+    });
+    (false, text)
+}
+
 fn echo_hint(fault: &EchoFault) -> &'static str {
     match fault {
         EchoFault::Corrupted { .. } => {
@@ -780,27 +795,43 @@ fn check_servers(evidence: &Evidence, verdict: &mut Verdict) {
             });
             continue;
         }
+        if let Some(target) = &server.addressed {
+            // Not launched: no exit status to read, only whether it still answers.
+            let (passed, summary) = match server.still_listening {
+                true => (true, format!("still answered at {target} after the run")),
+                false => stopped_listening(
+                    verdict,
+                    &name,
+                    format!(
+                        "server `{}` no longer answered at {target} after the run",
+                        server.name
+                    ),
+                    "the server stopped accepting connections during the run: it crashed, or \
+                     closed its listening socket (labrun did not launch it, so its exit status \
+                     and output are for you to read where it runs)",
+                ),
+            };
+            verdict.checks.push(Check {
+                name,
+                passed,
+                summary,
+            });
+            continue;
+        }
         let (passed, summary) = match (server.exited_during_run, plan.exits) {
             (None, ExitPolicy::Never) if server.still_listening => {
                 (true, "stayed up for the whole run".to_owned())
             }
-            (None, ExitPolicy::Never) => {
-                let text = format!(
+            (None, ExitPolicy::Never) => stopped_listening(
+                verdict,
+                &name,
+                format!(
                     "server `{}` stopped listening on its port during the run",
                     server.name
-                );
-                verdict.findings.push(Finding {
-                    check: name.clone(),
-                    class: "stopped-listening".into(),
-                    client: None,
-                    message: None,
-                    at_ms: None,
-                    text: text.clone(),
-                    hint: "the listening socket was closed while the program kept running: new \
-                           clients can no longer connect",
-                });
-                (false, text)
-            }
+                ),
+                "the listening socket was closed while the program kept running: new clients can \
+                 no longer connect",
+            ),
             (None, ExitPolicy::AfterClients) => (true, "stayed up (it was allowed to exit)".to_owned()),
             (Some(status), ExitPolicy::AfterClients) if status.code == Some(0) => (
                 true,

@@ -25,6 +25,7 @@ mod runs;
 mod sandbox;
 mod schema;
 mod shards;
+mod targets;
 mod teardown;
 mod thresholds;
 mod udp;

@@ -1,0 +1,98 @@
+//! Servers labrun does not launch (`address = "host:port"`, `--target`): finding where one
+//! runs and whether it answers. There is no process to watch, so readiness is the first
+//! answer — a TCP connection accepted, or a UDP datagram echoed — and "still up" at the end
+//! is the same question asked again. Nothing here ever signals anything.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::time::Instant;
+
+use crate::scenario::{Target, Transport};
+
+/// Longest wait for one connection attempt or one datagram's answer, so that a dropped SYN
+/// or datagram is retried well before the ready timeout runs out.
+const ATTEMPT_LIMIT: Duration = Duration::from_secs(1);
+/// Pause between attempts after a refusal (nothing listening yet) or a failed lookup.
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
+/// What a readiness datagram carries: an echo server sends it back, and no client of the
+/// run sends it, so it cannot be mistaken for one of theirs.
+const READY_DATAGRAM: &[u8] = b"labrun: are you there?";
+
+/// How reaching a server went.
+pub enum Reached {
+    /// It answered at this address.
+    At(SocketAddr),
+    /// Nothing answered before the deadline; the last reason.
+    Not(String),
+}
+
+/// Looks `target` up and waits until it answers over `transport`, trying again until
+/// `deadline`: a server (or its DNS name) may come up after labrun starts, as a service
+/// container or a Deployment does.
+pub async fn reach(target: &Target, transport: Transport, deadline: Instant) -> Reached {
+    loop {
+        let reason = match attempt(target, transport, deadline).await {
+            Ok(address) => return Reached::At(address),
+            Err(reason) => reason,
+        };
+        if Instant::now() + RETRY_PAUSE >= deadline {
+            return Reached::Not(reason);
+        }
+        tokio::time::sleep(RETRY_PAUSE).await;
+    }
+}
+
+/// Whether the server at `address` still answers, within one attempt (the end-of-run "is it
+/// still up" of a server labrun did not start).
+pub async fn answers(address: SocketAddr, transport: Transport) -> bool {
+    tokio::time::timeout(ATTEMPT_LIMIT, answer(address, transport))
+        .await
+        .is_ok_and(|answered| answered.is_ok())
+}
+
+/// One lookup and one answer from each address it gives, in order; the first that answers.
+async fn attempt(target: &Target, transport: Transport, deadline: Instant) -> Result<SocketAddr, String> {
+    let name = (target.host.as_str(), target.port);
+    let addresses: Vec<SocketAddr> =
+        match tokio::time::timeout_at(deadline, tokio::net::lookup_host(name)).await {
+            Ok(Ok(found)) => found.collect(),
+            Ok(Err(err)) => return Err(format!("cannot look up `{}`: {err}", target.host)),
+            Err(_) => return Err(format!("looking up `{}` took too long", target.host)),
+        };
+    let mut last = format!("`{}` has no address", target.host);
+    for address in addresses {
+        let limit = deadline.min(Instant::now() + ATTEMPT_LIMIT);
+        match tokio::time::timeout_at(limit, answer(address, transport)).await {
+            Ok(Ok(())) => return Ok(address),
+            Ok(Err(err)) => last = format!("{address}: {err}"),
+            Err(_) => {
+                last = format!(
+                    "{address}: no answer within {}",
+                    crate::units::duration(ATTEMPT_LIMIT)
+                )
+            }
+        }
+    }
+    Err(last)
+}
+
+/// A connection accepted (TCP), or a datagram echoed (UDP).
+async fn answer(address: SocketAddr, transport: Transport) -> io::Result<()> {
+    match transport {
+        Transport::Tcp => TcpStream::connect(address).await.map(drop),
+        Transport::Udp => {
+            let unspecified: SocketAddr = match address {
+                SocketAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
+                SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+            };
+            let socket = UdpSocket::bind(unspecified).await?;
+            socket.connect(address).await?;
+            socket.send(READY_DATAGRAM).await?;
+            let mut buffer = [0u8; 64];
+            socket.recv(&mut buffer).await.map(drop)
+        }
+    }
+}

@@ -1,0 +1,277 @@
+//! Servers labrun does not launch (`address = "host:port"`, `--target`): judged like any
+//! other, and left running exactly as they were.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::util::{Run, Scratch, fixture, read_report};
+
+/// A server started by hand, outside labrun (it carries no test marker), killed when the
+/// test ends.
+struct ByHand {
+    child: Child,
+    port: u16,
+}
+
+impl ByHand {
+    /// `labrun serve BUILTIN --port 0`, which prints the port it took.
+    fn builtin(name: &str) -> ByHand {
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("labrun"))
+            .args(["serve", name, "--port", "0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("labrun serve starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("it says where it listens");
+        let port = line
+            .trim()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {line:?}"));
+        ByHand { child, port }
+    }
+
+    /// A Python lab server from the fixtures, on a free port, once it accepts connections.
+    fn python(name: &str) -> ByHand {
+        let port = free_port();
+        let child = std::process::Command::new("python3")
+            .arg(fixture(name))
+            .arg(port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 starts");
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{name} never listened"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        ByHand { child, port }
+    }
+
+    fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Still running, and still accepting connections.
+    fn assert_untouched(&mut self) {
+        assert!(
+            self.child.try_wait().expect("wait").is_none(),
+            "the server labrun only aimed at has ended"
+        );
+        assert!(
+            TcpStream::connect(("127.0.0.1", self.port)).is_ok(),
+            "the server no longer accepts connections"
+        );
+    }
+}
+
+impl Drop for ByHand {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port nothing listens on (taken, then let go).
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("address").port()
+}
+
+/// A scenario whose only server is the one at `address`.
+fn aimed_scenario(address: &str, extra_server_keys: &str, clients: &str, expect: &str) -> String {
+    format!(
+        "name = \"aimed\"\ntimeout = \"30s\"\n\n[[server]]\nname = \"echo\"\naddress = \"{address}\"\n\
+         {extra_server_keys}\n\n[[clients]]\nname = \"c\"\n{clients}\n\n[expect]\n{expect}\n"
+    )
+}
+
+/// A built-in started by hand is reached at its address, judged on echo, concurrency and
+/// survival like a launched one, reported as addressed (no pid, not torn down), and left
+/// running and serving.
+#[test]
+fn a_scenario_aimed_at_a_running_builtin_passes_and_leaves_it_running() {
+    let scratch = Scratch::new();
+    let mut server = ByHand::builtin("echo-threaded");
+    let scenario = scratch.file(
+        "aimed.toml",
+        &aimed_scenario(
+            &server.address(),
+            "",
+            "count = 20\nmessages = 20\nsize = { min = 1, max = 2000 }\nstart = \"together\"",
+            "echo = \"exact\"\nerrors = 0\nconcurrency = \"concurrent\"\nsurvives = true",
+        ),
+    );
+    let run = scratch.run(&scenario);
+    run.expect_code(0)
+        .stdout_has(&format!(
+            "addressed as {}, not launched by labrun",
+            server.address()
+        ))
+        .stdout_has(&format!("still answered at {} after the run", server.address()));
+    let report = read_report(&scratch.reports().join("aimed.json"));
+    let end = &report["servers"][0];
+    assert_eq!(end["addressed"], server.address(), "{end}");
+    assert!(end["pid"].is_null(), "{end}");
+    assert_eq!(end["teardown"], "not-launched", "{end}");
+    let verdict = report["concurrency"][0]["verdict"].as_str().unwrap_or_default();
+    assert!(verdict.starts_with("concurrent"), "{verdict}");
+    server.assert_untouched();
+    scratch.assert_nothing_left();
+}
+
+/// The same for UDP: ready once a datagram comes back, every datagram judged.
+#[test]
+fn a_running_udp_server_is_reached_by_a_datagram() {
+    let scratch = Scratch::new();
+    let server = ByHand::builtin("udp-echo");
+    let scenario = scratch.file(
+        "aimed.toml",
+        &aimed_scenario(
+            &server.address(),
+            "transport = \"udp\"",
+            "count = 4\nmessages = 50\nsize = { min = 1, max = 4000 }",
+            "echo = \"exact\"\nloss = \"<= 1%\"",
+        ),
+    );
+    scratch.run(&scenario).expect_code(0).stdout_has("addressed as");
+    drop(server);
+    scratch.assert_nothing_left();
+}
+
+/// `--target` puts a running Python server in place of a shipped scenario's built-in, and
+/// `labrun check --target` runs a lab battery against it, leaving out the phase that counts
+/// processes it did not start; the program is untouched afterwards.
+#[test]
+fn target_swaps_a_shipped_scenarios_server_and_checks_a_running_one() {
+    let scratch = Scratch::new();
+    let mut server = ByHand::python("echo_threads.py");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let target = format!("echo={}", server.address());
+    let run = scratch.run_with(&root.join("scenarios/threaded.toml"), &["--target", &target]);
+    run.expect_code(0).stdout_has("addressed as");
+    server.assert_untouched();
+
+    let checked = Run::from(
+        scratch
+            .labrun()
+            .args(["check", "echo-threaded", "--quiet", "--no-report", "--target"])
+            .arg(server.address())
+            .output()
+            .expect("labrun runs"),
+    );
+    checked
+        .expect_code(0)
+        .stdout_has("PASS echo-threaded: 9 of 9 phases passed")
+        .stderr_has("SKIP echo-threaded-children: server `server` is addressed");
+    server.assert_untouched();
+    scratch.assert_nothing_left();
+}
+
+/// Nothing at the address within the ready timeout is exit 3, naming the address and why.
+#[test]
+fn a_dead_address_is_exit_3_naming_it() {
+    let scratch = Scratch::new();
+    let address = format!("127.0.0.1:{}", free_port());
+    let scenario = scratch.file(
+        "dead.toml",
+        &aimed_scenario(
+            &address,
+            "ready = { timeout = \"1s\" }",
+            "count = 1\nmessages = 1",
+            "errors = 0",
+        ),
+    );
+    let started = Instant::now();
+    scratch
+        .run(&scenario)
+        .expect_code(3)
+        .stderr_has(&format!(
+            "server `echo`: nothing answered at {address} (tcp) within 1s"
+        ))
+        .stderr_has("Connection refused");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+/// What needs a process labrun launched is refused where it is written, for a scenario's
+/// `address` and for `--target` alike.
+#[test]
+fn what_needs_a_launched_process_is_refused_with_its_place() {
+    let scratch = Scratch::new();
+    let clients = "count = 1\nmessages = 2";
+    let cases = [
+        (
+            aimed_scenario(
+                "127.0.0.1:7000",
+                "command = [\"python3\", \"s.py\", \"{port}\"]",
+                clients,
+                "errors = 0",
+            ),
+            "refused.toml:7:11: server `echo` is a running server labrun does not launch (`address`), so it cannot have `command`",
+        ),
+        (
+            aimed_scenario(
+                "127.0.0.1:7000",
+                "stdin = { lines = [\"hi\"] }",
+                clients,
+                "errors = 0",
+            ),
+            "refused.toml:7:9: server `echo` is a running server labrun does not launch (`address`), so it cannot have `stdin`",
+        ),
+        (
+            aimed_scenario("localhost", "", clients, "errors = 0"),
+            "refused.toml:6:11: `localhost` has no port",
+        ),
+        (
+            aimed_scenario("127.0.0.1:7000", "", clients, "errors = 0")
+                + "\n[[events]]\nat = \"1s\"\nkill = \"echo\"\n",
+            "refused.toml:17:1: server `echo` is addressed (127.0.0.1:7000), not launched by labrun, and labrun never stops",
+        ),
+        (
+            aimed_scenario(
+                "127.0.0.1:7000",
+                "",
+                "workload = \"chat\"\nmessages = [\"hi\"]",
+                "errors = 0",
+            ),
+            "refused.toml:9:1: server `echo` is addressed (127.0.0.1:7000), not launched by labrun, so labrun cannot be its operator",
+        ),
+    ];
+    for (text, error) in cases {
+        let scenario = scratch.file("refused.toml", &text);
+        scratch.validate(&scenario).expect_code(2).stderr_has(error);
+    }
+    let chat = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/chat.toml");
+    let aimed_chat = Run::from(
+        scratch
+            .labrun()
+            .arg("run")
+            .arg(&chat)
+            .args(["--target", "127.0.0.1:7000", "--no-report"])
+            .output()
+            .expect("labrun runs"),
+    );
+    aimed_chat
+        .expect_code(2)
+        .stderr_has("so labrun cannot be its operator");
+    let unknown = Run::from(
+        scratch
+            .labrun()
+            .arg("run")
+            .arg(chat)
+            .args(["--target", "nosuch=127.0.0.1:7000", "--no-report"])
+            .output()
+            .expect("labrun runs"),
+    );
+    unknown.expect_code(2).stderr_has("has no server named `nosuch`");
+}
