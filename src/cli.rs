@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::check::Lab;
 use crate::report::Format;
 use crate::report::compare::Tolerance;
-use crate::scenario::{AimedServer, Shard, Target};
+use crate::scenario::{AimedServer, Shard, StartAt, Target};
 use crate::servers::Builtin;
 
 /// Test harness and load tester for the socket servers of a computer-networks lab.
@@ -191,6 +191,11 @@ pub struct RunArgs {
     /// labrun connects to it, judges it as any other, and never signals it.
     #[arg(long = "target", value_name = "[NAME=]HOST:PORT")]
     pub targets: Vec<AimedServer>,
+    /// Start the clients at this instant (RFC 3339, like 2026-12-01T10:00:00Z) rather than
+    /// as soon as the servers are ready: shards launched at different times on several
+    /// machines then load one server together. The report's `started_at` is this instant.
+    #[arg(long, value_name = "INSTANT")]
+    pub start_at: Option<StartAt>,
     /// Threads that drive the simulated clients, each an event loop of its own (default: half
     /// the CPUs, at least 1, leaving the rest to the servers; never more than there are
     /// clients).

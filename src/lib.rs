@@ -29,6 +29,7 @@ pub mod verify;
 pub mod workload;
 
 use std::io::Write;
+use std::time::Duration;
 
 pub use error::Error;
 pub use report::Outcome;
@@ -43,6 +44,9 @@ pub const SCENARIO_SCHEMA: &str = include_str!("../docs/scenario.schema.json");
 
 /// Descriptors kept free beside the clients' sockets: server pipes, the runtime, reports.
 const OPEN_FILES_RESERVE: u64 = 64;
+/// How far ahead `--start-at` may be: shards wait for it with servers up, so a date a day
+/// off is a typo, not a plan.
+const MAX_START_AHEAD: Duration = Duration::from_secs(24 * 3600);
 
 /// Carries out the command line. Returns the overall outcome, or why there is none.
 pub fn run(cli: Cli) -> Result<Outcome, Error> {
@@ -181,6 +185,7 @@ fn check_program(args: cli::CheckArgs) -> Result<Outcome, Error> {
         shard: None,
         workers: None,
         targets: Vec::new(),
+        start_at: None,
         // A network of its own where the machine allows: the program's ports then clash
         // with nothing on the machine, nor with another check running beside this one. Not
         // when checking a running server, which is out there.
@@ -260,6 +265,19 @@ fn run_plans(
     }
     if let Some(seed) = args.seed {
         plans.iter_mut().for_each(|plan| plan.seed = seed);
+    }
+    if let Some(at) = args.start_at {
+        let ahead =
+            at.0.duration_since(std::time::SystemTime::now())
+                .unwrap_or_default();
+        if ahead > MAX_START_AHEAD {
+            return Err(Error::Usage(format!(
+                "--start-at {at} is {} from now; the most is {} (a typo in the date?)",
+                humantime::format_duration(Duration::from_secs(ahead.as_secs())),
+                humantime::format_duration(MAX_START_AHEAD)
+            )));
+        }
+        plans.iter_mut().for_each(|plan| plan.start_at = Some(at));
     }
     if !args.targets.is_empty() {
         for plan in &mut plans {

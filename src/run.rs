@@ -113,14 +113,24 @@ async fn test_servers(
     options: &RunOptions,
     cancel: &CancellationToken,
 ) -> Result<Report, Error> {
-    let started_at = SystemTime::now();
-    let run_start = Instant::now();
-    let run_deadline = run_start + plan.timeout;
+    let mut started_at = SystemTime::now();
+    let mut run_start = Instant::now();
+    let mut run_deadline = run_start + plan.timeout;
 
     let mut servers = tokio::select! {
         started = Servers::start(&plan.servers, plan.expect.reaps) => started?,
         () = cancel.cancelled() => return Err(Error::Interrupted),
     };
+    if let Some(at) = plan.start_at {
+        // The run, its timeout and its report's `started_at` begin at the agreed instant,
+        // so every shard's timeline lines up.
+        tokio::select! {
+            () = wait_until(at) => {}
+            () = cancel.cancelled() => return Err(Error::Interrupted),
+        }
+        (started_at, run_start) = (SystemTime::now(), Instant::now());
+        run_deadline = run_start + plan.timeout;
+    }
     if std::env::var(PANIC_INJECTION_VARIABLE).is_ok_and(|v| v == "after-ready") {
         panic!("{PANIC_INJECTION_VARIABLE}=after-ready: injected panic with servers running");
     }
@@ -211,6 +221,18 @@ async fn test_servers(
         interrupted: cancel.is_cancelled(),
     });
     Ok(report)
+}
+
+/// Sleeps until wall-clock instant `at` (`--start-at`); one already past is said on stderr
+/// and not waited for.
+async fn wait_until(at: crate::scenario::StartAt) {
+    match at.0.duration_since(SystemTime::now()) {
+        Ok(ahead) => tokio::time::sleep(ahead).await,
+        Err(late) => eprintln!(
+            "warning: --start-at {at} passed {} before the servers were ready: the clients start now",
+            crate::units::duration(late.duration())
+        ),
+    }
 }
 
 /// What the probes found, per server.

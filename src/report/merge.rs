@@ -4,6 +4,12 @@
 //! percentiles are those of all the samples, never an average of percentiles. Shards run
 //! at the same time, so their throughputs add up too. Every shard's checks are kept, named
 //! by the report they came from; the merged outcome is the worst one.
+//!
+//! A merge stands for one whole run, so it takes exactly the shards 1..N of one scenario,
+//! each once, aimed at the same servers: a shard given twice would count its clients
+//! twice, a missing one would pass a run that never happened, an unsharded report mixed in
+//! would be a second run, and shards aimed at different servers are different tests. Each
+//! of these is refused, naming the file.
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -29,12 +35,22 @@ struct ShardReport {
     groups: Vec<Group>,
     checks: Vec<ShardCheck>,
     findings: Vec<serde::de::IgnoredAny>,
+    #[serde(default)]
+    servers: Vec<ShardServer>,
 }
 
 #[derive(Debug, Deserialize)]
 struct ShardScenario {
     name: String,
     shard: Option<String>,
+}
+
+/// A server of a shard's run: where it was aimed, when labrun did not launch it.
+#[derive(Debug, Deserialize, PartialEq, Eq)]
+struct ShardServer {
+    name: String,
+    #[serde(default)]
+    addressed: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -140,6 +156,7 @@ pub fn merge(paths: &[PathBuf]) -> Result<MergedReport, ReadError> {
             ),
         });
     }
+    check_whole_run(&parts)?;
     let mut groups: Vec<Group> = Vec::new();
     let mut checks = Vec::new();
     let (mut outcome, mut complete, mut findings) = (Outcome::Pass, true, 0);
@@ -185,6 +202,92 @@ pub fn merge(paths: &[PathBuf]) -> Result<MergedReport, ReadError> {
         checks,
         findings,
     })
+}
+
+/// Refuses anything but the shards 1..N of one run, each once, against the same servers.
+fn check_whole_run(parts: &[(&PathBuf, ShardReport)]) -> Result<(), ReadError> {
+    let refuse = |path: &Path, reason: String| ReadError {
+        path: path.to_owned(),
+        reason,
+    };
+    let mut slices: Vec<(crate::scenario::Shard, &Path)> = Vec::with_capacity(parts.len());
+    for (path, part) in parts {
+        let slice: crate::scenario::Shard = match &part.scenario.shard {
+            None => {
+                return Err(refuse(
+                    path,
+                    "it is not a shard (its run had no --shard K/N): merge joins the shards of \
+                     one run, and a whole run needs no merging"
+                        .into(),
+                ));
+            }
+            Some(text) => text
+                .parse()
+                .map_err(|why| refuse(path, format!("its shard `{text}` is unreadable: {why}")))?,
+        };
+        if let Some((first, first_path)) = slices.first()
+            && first.of != slice.of
+        {
+            return Err(refuse(
+                path,
+                format!(
+                    "it is shard {slice} of a run split {} ways, {} is shard {first} of one split {} \
+                     ways: merge the shards of one run",
+                    slice.of,
+                    first_path.display(),
+                    first.of
+                ),
+            ));
+        }
+        if let Some((_, earlier)) = slices.iter().find(|(seen, _)| seen.index == slice.index) {
+            return Err(refuse(
+                path,
+                format!(
+                    "it is shard {slice} again ({} is that shard too): each shard's clients would \
+                     be counted twice",
+                    earlier.display()
+                ),
+            ));
+        }
+        let (_, first) = &parts[0];
+        if part.servers != first.servers {
+            return Err(refuse(
+                path,
+                format!(
+                    "its servers are {}, those of {} are {}: shards of one run aim at the same \
+                     servers",
+                    describe_servers(&part.servers),
+                    parts[0].0.display(),
+                    describe_servers(&first.servers)
+                ),
+            ));
+        }
+        slices.push((slice, path));
+    }
+    let of = slices[0].0.of;
+    if let Some(missing) = (1..=of).find(|k| !slices.iter().any(|(s, _)| s.index == *k)) {
+        return Err(refuse(
+            slices[0].1,
+            format!(
+                "shard {missing}/{of} is missing: the run was split {of} ways and {} of its reports \
+                 were given; a merge of part of a run would pass clients that never ran",
+                slices.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The servers of a shard's report, for an error: each with where it was aimed, or launched.
+fn describe_servers(servers: &[ShardServer]) -> String {
+    let described: Vec<String> = servers
+        .iter()
+        .map(|s| match &s.addressed {
+            Some(target) => format!("`{}` at {target}", s.name),
+            None => format!("`{}` (launched by labrun)", s.name),
+        })
+        .collect();
+    described.join(", ")
 }
 
 fn read(path: &Path) -> Result<ShardReport, ReadError> {

@@ -23,7 +23,7 @@ pub use placeholders::substitute_ports;
 pub use plan::{
     AimedServer, DEFAULT_REPLY_TIMEOUT, EventAction, EventPlan, Expectations, FaultPlan, GroupPlan,
     LatencyBound, LatencyView, Launch, Limits, MAX_CLIENTS, Percentile, Plan, ProcessNeed, ReadySignal,
-    ServerPlan, Shard, StartSchedule, StdinScript, Target,
+    ServerPlan, Shard, StartAt, StartSchedule, StdinScript, Target,
 };
 pub use programs::{
     DEFAULT_PROGRAM_TIMEOUT, PlayedServerPlan, PrintedPattern, ProgramExpectations, ProgramPlan, Replies,
@@ -115,6 +115,17 @@ mod tests {
             let err = Target::parse(text).expect_err(text);
             assert!(err.contains(why), "{text}: {err}");
         }
+        let utc: StartAt = "2026-12-01T10:00:00Z".parse().expect("UTC");
+        let offset: StartAt = "2026-12-01T11:30:00+01:30".parse().expect("an offset");
+        let behind: StartAt = "2026-12-01T05:00:00-05:00".parse().expect("a negative offset");
+        assert_eq!((utc, behind), (offset, offset));
+        assert_eq!(utc.to_string(), "2026-12-01T10:00:00.000Z");
+        assert!(
+            "tomorrow"
+                .parse::<StartAt>()
+                .expect_err("a word")
+                .contains("RFC 3339")
+        );
         let aimed: AimedServer = "echo=127.0.0.1:7000".parse().expect("aimed");
         assert_eq!(aimed.server.as_deref(), Some("echo"));
         assert!("=127.0.0.1:7000".parse::<AimedServer>().is_err());

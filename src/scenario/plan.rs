@@ -62,6 +62,10 @@ pub struct Plan {
     /// The slice of the clients this process runs (`--shard K/N`), or all of them.
     #[serde(serialize_with = "shard_as_text")]
     pub shard: Option<Shard>,
+    /// When the clients start (`--start-at`), so that shards on several machines load one
+    /// server together; `None`: as soon as the servers are ready.
+    #[serde(serialize_with = "start_at_as_text")]
+    pub start_at: Option<StartAt>,
     /// Servers to launch, in file order.
     pub servers: Vec<ServerPlan>,
     /// Client groups to drive, in file order.
@@ -139,6 +143,55 @@ impl std::str::FromStr for Shard {
 impl std::fmt::Display for Shard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{}", self.index, self.of)
+    }
+}
+
+/// `--start-at`: an instant of wall-clock time, read as RFC 3339 (`2026-12-01T10:00:00Z`,
+/// or with an offset, `2026-12-01T11:00:00+01:00`). Every shard given the same one starts its
+/// clients then, whenever it was launched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StartAt(pub std::time::SystemTime);
+
+impl std::str::FromStr for StartAt {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<StartAt, String> {
+        let form = "an RFC 3339 instant, like 2026-12-01T10:00:00Z or 2026-12-01T11:00:00+01:00 \
+                    (date -u -d '+1 min' +%FT%TZ)";
+        // humantime reads UTC (`Z`) alone: an offset is taken off and applied here.
+        let (utc, offset_seconds) = match text.len().checked_sub(6).map(|at| text.split_at(at)) {
+            Some((time, offset))
+                if (offset.starts_with('+') || offset.starts_with('-')) && offset.as_bytes()[3] == b':' =>
+            {
+                let hours: i64 = offset[1..3].parse().map_err(|_| format!("`{text}`: {form}"))?;
+                let minutes: i64 = offset[4..6].parse().map_err(|_| format!("`{text}`: {form}"))?;
+                let sign = if offset.starts_with('-') { -1 } else { 1 };
+                (format!("{time}Z"), sign * (hours * 3600 + minutes * 60))
+            }
+            _ => (text.to_owned(), 0),
+        };
+        let local = humantime::parse_rfc3339(&utc).map_err(|err| format!("`{text}`: {err}; {form}"))?;
+        let shift = std::time::Duration::from_secs(offset_seconds.unsigned_abs());
+        let instant = match offset_seconds >= 0 {
+            true => local.checked_sub(shift),
+            false => local.checked_add(shift),
+        };
+        instant
+            .map(StartAt)
+            .ok_or_else(|| format!("`{text}`: out of range"))
+    }
+}
+
+impl std::fmt::Display for StartAt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", humantime::format_rfc3339_millis(self.0))
+    }
+}
+
+fn start_at_as_text<S: serde::Serializer>(at: &Option<StartAt>, s: S) -> Result<S::Ok, S::Error> {
+    match at {
+        Some(at) => s.collect_str(at),
+        None => s.serialize_none(),
     }
 }
 
@@ -857,6 +910,7 @@ pub fn resolve(raw: RawScenario, path: &Path, source: &str) -> Result<Plan, Diag
         seed: raw.seed.unwrap_or(0),
         sandbox: raw.sandbox.unwrap_or(false),
         shard: None,
+        start_at: None,
         servers: Vec::new(),
         groups: Vec::new(),
         events: Vec::new(),

@@ -1,6 +1,8 @@
 //! `--shard K/N` and `labrun merge`: a load split over processes reports as one run.
 
-use crate::util::{Run, Scratch, echo_scenario, fixture, read_report};
+use std::time::{Duration, SystemTime};
+
+use crate::util::{ByHand, Run, Scratch, echo_scenario, fixture, read_report};
 
 /// Seven clients, each sending a 3,000-byte message first: a single-recv server truncates
 /// every one of them, so every client yields exactly one finding.
@@ -117,4 +119,139 @@ fn shards_and_merges_refuse_what_they_cannot_do() {
     labrun(&scratch, &["merge".as_ref(), bogus.as_os_str()])
         .expect_code(2)
         .stderr_has("not a labrun run report");
+}
+
+/// Two shards aimed at one running server, launched 1.5 s apart with one `--start-at`,
+/// start their clients within 100 ms of each other, and their merge equals one unsharded
+/// run against the same server in clients, messages, bytes and histogram counts. A merge of
+/// a shard twice, of one shard alone, of a shard with an unsharded run, or of shards aimed
+/// at different servers is refused, naming the file.
+#[test]
+fn shards_started_at_one_instant_drive_one_server_as_one_run() {
+    let scratch = Scratch::new();
+    let mut server = ByHand::builtin("echo-threaded");
+    let other = ByHand::builtin("echo-threaded");
+    let scenario = |address: &str| {
+        format!(
+            "name = \"spread\"\ntimeout = \"30s\"\n[[server]]\nname = \"echo\"\naddress = \"{address}\"\n\
+             [[clients]]\nname = \"c\"\ncount = 9\nmessages = 30\nsize = {{ min = 1, max = 3000 }}\n\
+             [expect]\necho = \"exact\"\nerrors = 0\n"
+        )
+    };
+    let path = scratch.file("spread.toml", &scenario(&server.address()));
+    let elsewhere = scratch.file("elsewhere.toml", &scenario(&other.address()));
+    let dir = scratch.dir.path();
+    let start_at = humantime::format_rfc3339_millis(SystemTime::now() + Duration::from_secs(4)).to_string();
+    let shard = |scenario: &std::path::Path, k: &str, out: &str| {
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("labrun"))
+            .env(crate::util::MARKER, &scratch.marker)
+            .env("CI", "true")
+            .arg("run")
+            .arg(scenario)
+            .args(["--shard", k, "--start-at", &start_at, "--quiet", "--out"])
+            .arg(dir.join(out))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("labrun starts")
+    };
+    let first = shard(&path, "1/2", "one");
+    std::thread::sleep(Duration::from_millis(1500));
+    let second = shard(&path, "2/2", "two");
+    for child in [first, second] {
+        let output = child.wait_with_output().expect("labrun ends");
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let (one, two) = (
+        read_report(&dir.join("one/spread.json")),
+        read_report(&dir.join("two/spread.json")),
+    );
+    let started = |report: &serde_json::Value| {
+        humantime::parse_rfc3339(report["started_at"].as_str().expect("started_at")).expect("an instant")
+    };
+    let (a, b) = (started(&one), started(&two));
+    let apart = a
+        .duration_since(b)
+        .or_else(|_| b.duration_since(a))
+        .expect("ordered");
+    assert!(
+        apart < Duration::from_millis(100),
+        "the shards started {apart:?} apart"
+    );
+    assert_eq!(one["scenario"]["start_at"], start_at.as_str());
+
+    labrun(
+        &scratch,
+        &[
+            "run".as_ref(),
+            path.as_os_str(),
+            "--quiet".as_ref(),
+            "--out".as_ref(),
+            dir.join("whole").as_os_str(),
+        ],
+    )
+    .expect_code(0);
+    labrun(
+        &scratch,
+        &[
+            "merge".as_ref(),
+            dir.join("one/spread.json").as_os_str(),
+            dir.join("two/spread.json").as_os_str(),
+            "--out".as_ref(),
+            dir.as_os_str(),
+        ],
+    )
+    .expect_code(0);
+    let merged = read_report(&dir.join("spread.merged.json"));
+    let whole = read_report(&dir.join("whole/spread.json"));
+    for figure in [
+        "clients",
+        "clients_completed",
+        "messages",
+        "bytes_sent",
+        "bytes_received",
+    ] {
+        assert_eq!(merged["total"][figure], whole["total"][figure], "{figure}");
+    }
+    for latency in ["connect", "wait", "rtt"] {
+        assert_eq!(
+            merged["total"]["latency"][latency]["count"], whole["total"]["latency"][latency]["count"],
+            "{latency}"
+        );
+    }
+
+    labrun(
+        &scratch,
+        &[
+            "run".as_ref(),
+            elsewhere.as_os_str(),
+            "--shard".as_ref(),
+            "2/2".as_ref(),
+            "--quiet".as_ref(),
+            "--out".as_ref(),
+            dir.join("other").as_os_str(),
+        ],
+    )
+    .expect_code(0);
+    let report = |name: &str| dir.join(name).join("spread.json");
+    for (parts, why) in [
+        (vec![report("one"), report("one")], "it is shard 1/2 again"),
+        (vec![report("one")], "shard 2/2 is missing"),
+        (vec![report("one"), report("whole")], "it is not a shard"),
+        (
+            vec![report("one"), report("other")],
+            "shards of one run aim at the same servers",
+        ),
+    ] {
+        let mut args: Vec<&std::ffi::OsStr> = vec!["merge".as_ref(), "--no-report".as_ref()];
+        args.extend(parts.iter().map(|p| p.as_os_str()));
+        labrun(&scratch, &args).expect_code(2).stderr_has(why);
+    }
+    server.assert_untouched();
+    scratch.assert_nothing_left();
 }

@@ -1,92 +1,9 @@
 //! Servers labrun does not launch (`address = "host:port"`, `--target`): judged like any
 //! other, and left running exactly as they were.
 
-use std::io::{BufRead, BufReader};
-use std::net::TcpStream;
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::util::{Run, Scratch, fixture, read_report};
-
-/// A server started by hand, outside labrun (it carries no test marker), killed when the
-/// test ends.
-struct ByHand {
-    child: Child,
-    port: u16,
-}
-
-impl ByHand {
-    /// `labrun serve BUILTIN --port 0`, which prints the port it took.
-    fn builtin(name: &str) -> ByHand {
-        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("labrun"))
-            .args(["serve", name, "--port", "0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("labrun serve starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("it says where it listens");
-        let port = line
-            .trim()
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("no port in {line:?}"));
-        ByHand { child, port }
-    }
-
-    /// A Python lab server from the fixtures, on a free port, once it accepts connections.
-    fn python(name: &str) -> ByHand {
-        let port = free_port();
-        let child = std::process::Command::new("python3")
-            .arg(fixture(name))
-            .arg(port.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3 starts");
-        let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "{name} never listened"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        ByHand { child, port }
-    }
-
-    fn address(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// Still running, and still accepting connections.
-    fn assert_untouched(&mut self) {
-        assert!(
-            self.child.try_wait().expect("wait").is_none(),
-            "the server labrun only aimed at has ended"
-        );
-        assert!(
-            TcpStream::connect(("127.0.0.1", self.port)).is_ok(),
-            "the server no longer accepts connections"
-        );
-    }
-}
-
-impl Drop for ByHand {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A port nothing listens on (taken, then let go).
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("address").port()
-}
+use crate::util::{ByHand, Run, Scratch, free_port, read_report};
 
 /// A scenario whose only server is the one at `address`.
 fn aimed_scenario(address: &str, extra_server_keys: &str, clients: &str, expect: &str) -> String {

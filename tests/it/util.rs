@@ -1,6 +1,7 @@
 //! Helpers: run labrun with a scenario, capture everything, and find leftover processes.
 
 use std::collections::BTreeMap;
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -423,4 +424,84 @@ pub fn kernel_drops_since(before: &BTreeMap<String, u64>) -> BTreeMap<String, u6
             (name, now.saturating_sub(was))
         })
         .collect()
+}
+
+/// A server started by hand, outside labrun (it carries no test marker), killed when the
+/// test ends.
+pub struct ByHand {
+    child: std::process::Child,
+    pub port: u16,
+}
+
+impl ByHand {
+    /// `labrun serve BUILTIN --port 0`, which prints the port it took.
+    pub fn builtin(name: &str) -> ByHand {
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("labrun"))
+            .args(["serve", name, "--port", "0"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("labrun serve starts");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("it says where it listens");
+        let port = line
+            .trim()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {line:?}"));
+        ByHand { child, port }
+    }
+
+    /// A Python lab server from the fixtures, on a free port, once it accepts connections.
+    pub fn python(name: &str) -> ByHand {
+        let port = free_port();
+        let child = std::process::Command::new("python3")
+            .arg(fixture(name))
+            .arg(port.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 starts");
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{name} never listened"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        ByHand { child, port }
+    }
+
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Still running, and still accepting connections.
+    pub fn assert_untouched(&mut self) {
+        assert!(
+            self.child.try_wait().expect("wait").is_none(),
+            "the server labrun only aimed at has ended"
+        );
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok(),
+            "the server no longer accepts connections"
+        );
+    }
+}
+
+impl Drop for ByHand {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port nothing listens on (taken, then let go).
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("address").port()
 }
