@@ -1,6 +1,9 @@
 """Lab 3: concurrent echo server, one thread per client.
 
-Usage: python3 echo_server_threaded.py PORT
+Usage: python3 echo_server_threaded.py PORT [HOST]
+
+HOST is the address to listen on: 127.0.0.1 (the default) serves this machine only;
+0.0.0.0 serves other machines too, as a server in a container must.
 
 The main thread only accepts; each client gets its own thread that echoes until the
 client closes. Many clients are served at the same time, and a client that crashes
@@ -29,15 +32,16 @@ def handle(conn, addr):
 
 
 def main():
-    if len(sys.argv) != 2:
-        sys.exit("usage: python3 echo_server_threaded.py PORT")
+    if len(sys.argv) not in (2, 3):
+        sys.exit("usage: python3 echo_server_threaded.py PORT [HOST]")
     port = int(sys.argv[1])
+    host = sys.argv[2] if len(sys.argv) == 3 else HOST
 
     server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    server.bind((HOST, port))
+    server.bind((host, port))
     server.listen()
-    print(f"Threaded echo server listening on {HOST}:{port}", flush=True)
+    print(f"Threaded echo server listening on {host}:{port}", flush=True)
 
     while True:
         conn, addr = server.accept()

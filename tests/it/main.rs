@@ -17,6 +17,7 @@ mod examples;
 mod formats;
 mod grade;
 mod hostile;
+mod kubernetes;
 mod load;
 mod paths;
 mod ports;
