@@ -132,6 +132,14 @@ pub struct AimedBattery {
 /// and said why; a lab with no phase left is an error.
 pub fn aimed_plans(lab: Lab, targets: &[crate::scenario::Target]) -> Result<AimedBattery, CheckError> {
     let wanted = 1 + lab.extra_ports().len();
+    if lab == Lab::EchoOnce {
+        return Err(CheckError::Targets(
+            "the echo-once lab's server serves one client and may end: labrun's readiness \
+             connection would be that client, and every phase needs a fresh server; check a \
+             running server with echo-iterative or echo-threaded, or let labrun launch it"
+                .into(),
+        ));
+    }
     if lab.tests_a_client() {
         return Err(CheckError::Targets(format!(
             "the {} lab tests a client program, which labrun runs against servers it plays: \

@@ -126,6 +126,13 @@ mod tests {
                 .expect_err("a word")
                 .contains("RFC 3339")
         );
+        for bad in [
+            "aé12345",
+            "2026-12-01T10:00:00+-1:00",
+            "2026-12-01T10:00:00+99:99",
+        ] {
+            assert!(bad.parse::<StartAt>().is_err(), "{bad}");
+        }
         let aimed: AimedServer = "echo=127.0.0.1:7000".parse().expect("aimed");
         assert_eq!(aimed.server.as_deref(), Some("echo"));
         assert!("=127.0.0.1:7000".parse::<AimedServer>().is_err());

@@ -158,13 +158,24 @@ impl std::str::FromStr for StartAt {
     fn from_str(text: &str) -> Result<StartAt, String> {
         let form = "an RFC 3339 instant, like 2026-12-01T10:00:00Z or 2026-12-01T11:00:00+01:00 \
                     (date -u -d '+1 min' +%FT%TZ)";
+        if !text.is_ascii() {
+            return Err(format!("`{text}`: {form}"));
+        }
         // humantime reads UTC (`Z`) alone: an offset is taken off and applied here.
         let (utc, offset_seconds) = match text.len().checked_sub(6).map(|at| text.split_at(at)) {
             Some((time, offset))
                 if (offset.starts_with('+') || offset.starts_with('-')) && offset.as_bytes()[3] == b':' =>
             {
-                let hours: i64 = offset[1..3].parse().map_err(|_| format!("`{text}`: {form}"))?;
-                let minutes: i64 = offset[4..6].parse().map_err(|_| format!("`{text}`: {form}"))?;
+                let digits = |range: std::ops::Range<usize>, most: i64| {
+                    offset[range]
+                        .parse::<u8>()
+                        .ok()
+                        .map(i64::from)
+                        .filter(|n| *n <= most)
+                        .ok_or_else(|| format!("`{text}`: {form}"))
+                };
+                let hours = digits(1..3, 23)?;
+                let minutes = digits(4..6, 59)?;
                 let sign = if offset.starts_with('-') { -1 } else { 1 };
                 (format!("{time}Z"), sign * (hours * 3600 + minutes * 60))
             }

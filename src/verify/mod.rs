@@ -446,7 +446,8 @@ fn echo_hint(fault: &EchoFault) -> &'static str {
         }
         EchoFault::Skipped { .. } => {
             "part of the data never came back but what followed it did: send() may write only \
-             part of a buffer (it returns how much); reply with sendall()"
+             part of a buffer (it returns how much), so reply with sendall(); a strip() or a \
+             decode that drops bytes does the same"
         }
         EchoFault::Truncated {
             end: StreamEnd::Reset,

@@ -203,7 +203,11 @@ fn the_jobs_command_and_the_readmes_merge_run_as_written() {
             std::process::Command::new("sh")
                 .arg("-c")
                 // A pod's log is its stdout and stderr together, as `kubectl logs` shows it.
-                .arg(format!("( {script} ) 2>&1 | {collect} > shard-{k}.json"))
+                // Each pod has a /tmp of its own.
+                .arg(format!(
+                    "( {} ) 2>&1 | {collect} > shard-{k}.json",
+                    script.replace("/tmp/reports", &format!("pod-{k}/reports"))
+                ))
                 .env("JOB_COMPLETION_INDEX", k.to_string())
                 .env("START_AT", &start_at)
                 .env("PATH", &path)
