@@ -21,6 +21,19 @@ fn scenario(scratch: &Scratch) -> std::path::PathBuf {
     )
 }
 
+/// A merge's totals are the whole run's in clients, messages and bytes.
+fn assert_same_counts(merged: &serde_json::Value, whole: &serde_json::Value) {
+    for figure in [
+        "clients",
+        "clients_completed",
+        "messages",
+        "bytes_sent",
+        "bytes_received",
+    ] {
+        assert_eq!(merged["total"][figure], whole["total"][figure], "{figure}");
+    }
+}
+
 fn labrun(scratch: &Scratch, args: &[&std::ffi::OsStr]) -> Run {
     Run::from(scratch.labrun().args(args).output().expect("labrun runs"))
 }
@@ -69,15 +82,7 @@ fn two_halves_merged_equal_the_whole_run() {
     .stdout_has("split: 2 reports merged");
     let merged = read_report(&dir.join("split.merged.json"));
     let whole = read_report(&dir.join("whole/split.json"));
-    for figure in [
-        "clients",
-        "clients_completed",
-        "messages",
-        "bytes_sent",
-        "bytes_received",
-    ] {
-        assert_eq!(merged["total"][figure], whole["total"][figure], "{figure}");
-    }
+    assert_same_counts(&merged, &whole);
     assert_eq!(merged["total"]["errors"], whole["total"]["errors"]);
     assert_eq!(
         merged["findings"].as_u64(),
@@ -209,15 +214,7 @@ fn shards_started_at_one_instant_drive_one_server_as_one_run() {
     .expect_code(0);
     let merged = read_report(&dir.join("spread.merged.json"));
     let whole = read_report(&dir.join("whole/spread.json"));
-    for figure in [
-        "clients",
-        "clients_completed",
-        "messages",
-        "bytes_sent",
-        "bytes_received",
-    ] {
-        assert_eq!(merged["total"][figure], whole["total"][figure], "{figure}");
-    }
+    assert_same_counts(&merged, &whole);
     for latency in ["connect", "wait", "rtt"] {
         assert_eq!(
             merged["total"]["latency"][latency]["count"], whole["total"]["latency"][latency]["count"],
