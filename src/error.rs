@@ -87,6 +87,9 @@ pub enum Error {
     /// A report given to `compare` could not be read.
     #[error(transparent)]
     ReadReport(#[from] crate::report::compare::ReadError),
+    /// Reports given to `merge` are unreadable or are not the shards of one run.
+    #[error(transparent)]
+    Merge(#[from] crate::report::merge::MergeError),
     /// Ctrl-C arrived before the run produced anything to report.
     #[error("interrupted before the run started")]
     Interrupted,
@@ -99,6 +102,7 @@ impl Error {
             Error::Scenario(_)
             | Error::ScenariosInvalid { .. }
             | Error::ReadReport(_)
+            | Error::Merge(_)
             | Error::Usage(_)
             | Error::Suite(_)
             | Error::Check(_) => EXIT_BAD_INPUT,

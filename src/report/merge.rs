@@ -43,6 +43,27 @@ struct ShardReport {
 struct ShardScenario {
     name: String,
     shard: Option<String>,
+    /// The run's seed: shards of one run draw their clients' payloads from one seed.
+    seed: u64,
+    /// The `--start-at` instant the shards waited for, if any.
+    #[serde(default)]
+    start_at: Option<String>,
+}
+
+/// Why shard reports cannot be merged: one is unreadable, or together they are not one run.
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    /// A report could not be read.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// The reports are readable but do not make up one whole run.
+    #[error("cannot merge `{}`: {reason}", path.display())]
+    NotOneRun {
+        /// The report that does not fit.
+        path: PathBuf,
+        /// How it differs from the others.
+        reason: String,
+    },
 }
 
 /// A server of a shard's run: where it was aimed, when labrun did not launch it.
@@ -141,14 +162,14 @@ pub struct MergedReport {
 }
 
 /// Reads and merges the reports at `paths` (all of one scenario).
-pub fn merge(paths: &[PathBuf]) -> Result<MergedReport, ReadError> {
+pub fn merge(paths: &[PathBuf]) -> Result<MergedReport, MergeError> {
     let mut parts = Vec::with_capacity(paths.len());
     for path in paths {
         parts.push((path, read(path)?));
     }
     let name = parts[0].1.scenario.name.clone();
     if let Some((path, other)) = parts.iter().find(|(_, r)| r.scenario.name != name) {
-        return Err(ReadError {
+        return Err(MergeError::NotOneRun {
             path: path.to_path_buf(),
             reason: format!(
                 "it reports scenario `{}`, the first report `{name}`; merge the parts of one scenario",
@@ -205,8 +226,8 @@ pub fn merge(paths: &[PathBuf]) -> Result<MergedReport, ReadError> {
 }
 
 /// Refuses anything but the shards 1..N of one run, each once, against the same servers.
-fn check_whole_run(parts: &[(&PathBuf, ShardReport)]) -> Result<(), ReadError> {
-    let refuse = |path: &Path, reason: String| ReadError {
+fn check_whole_run(parts: &[(&PathBuf, ShardReport)]) -> Result<(), MergeError> {
+    let refuse = |path: &Path, reason: String| MergeError::NotOneRun {
         path: path.to_owned(),
         reason,
     };
@@ -262,6 +283,33 @@ fn check_whole_run(parts: &[(&PathBuf, ShardReport)]) -> Result<(), ReadError> {
                 ),
             ));
         }
+        if part.scenario.seed != first.scenario.seed {
+            return Err(refuse(
+                path,
+                format!(
+                    "its seed is {}, that of {} is {}: shards of one run share one --seed, or \
+                     their clients would not be the slices of one run",
+                    part.scenario.seed,
+                    parts[0].0.display(),
+                    first.scenario.seed
+                ),
+            ));
+        }
+        if part.scenario.start_at != first.scenario.start_at {
+            let describe = |start: &Option<String>| match start {
+                Some(instant) => format!("--start-at {instant}"),
+                None => "no --start-at".to_owned(),
+            };
+            return Err(refuse(
+                path,
+                format!(
+                    "it ran with {}, {} with {}: shards of one run start at one instant",
+                    describe(&part.scenario.start_at),
+                    parts[0].0.display(),
+                    describe(&first.scenario.start_at)
+                ),
+            ));
+        }
         slices.push((slice, path));
     }
     let of = slices[0].0.of;
@@ -269,9 +317,10 @@ fn check_whole_run(parts: &[(&PathBuf, ShardReport)]) -> Result<(), ReadError> {
         return Err(refuse(
             slices[0].1,
             format!(
-                "shard {missing}/{of} is missing: the run was split {of} ways and {} of its reports \
-                 were given; a merge of part of a run would pass clients that never ran",
-                slices.len()
+                "shard {missing}/{of} is missing: the run was split {of} ways and {given} of its \
+                 reports {verb} given; a merge of part of a run would pass clients that never ran",
+                given = slices.len(),
+                verb = if slices.len() == 1 { "was" } else { "were" }
             ),
         ));
     }

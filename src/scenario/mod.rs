@@ -106,6 +106,7 @@ mod tests {
         }
         for (text, why) in [
             ("localhost", "has no port"),
+            ("[::1]", "has no port"),
             ("::1:7000", "an IPv6 address goes in brackets"),
             ("[nonsense]:7000", "is not an IPv6 address"),
             (":7000", "names no host"),
@@ -136,6 +137,32 @@ mod tests {
         let aimed: AimedServer = "echo=127.0.0.1:7000".parse().expect("aimed");
         assert_eq!(aimed.server.as_deref(), Some("echo"));
         assert!("=127.0.0.1:7000".parse::<AimedServer>().is_err());
+    }
+
+    /// `--target` aims each server once, and never a port whose program labrun would still
+    /// launch (`process`): that program would listen on it too.
+    #[test]
+    fn aiming_refuses_a_server_twice_and_a_port_of_a_launched_program() {
+        let two = "name = \"t\"\n[[server]]\nname = \"a\"\ncommand = [\"prog\", \"{port}\", \"{port:b}\"]\n\
+                   [[server]]\nname = \"b\"\nprocess = \"a\"\n[[clients]]\nname = \"c\"\nserver = \"a\"\ncount = 1\n";
+        let plan = parse(Path::new("t.toml"), two).expect("two servers, one program");
+        let aimed =
+            |texts: &[&str]| -> Vec<AimedServer> { texts.iter().map(|t| t.parse().expect(t)).collect() };
+        let refused = |texts: &[&str]| plan.clone().aim_all(&aimed(texts)).expect_err("refused");
+        let twice = refused(&["a=127.0.0.1:7000", "a=127.0.0.1:7001"]);
+        assert!(twice.contains("server `a` of `t.toml` twice"), "{twice}");
+        let owned = refused(&["b=127.0.0.1:7001"]);
+        assert!(
+            owned.contains("server `b`'s port is served by server `a`'s program"),
+            "{owned}"
+        );
+        let unnamed = refused(&["127.0.0.1:7000"]);
+        assert!(unnamed.contains("has 2 servers"), "{unnamed}");
+        let mut both = plan.clone();
+        both.aim_all(&aimed(&["b=127.0.0.1:7001", "a=127.0.0.1:7000"]))
+            .expect("both aimed");
+        assert!(both.servers.iter().all(|s| s.target().is_some()));
+        both.check_aims().expect("nothing needs a process");
     }
 
     #[test]

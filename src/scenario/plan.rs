@@ -538,7 +538,7 @@ impl Target {
     /// Reads `host:port` (`[v6]:port` for an IPv6 address).
     pub fn parse(text: &str) -> Result<Target, String> {
         let form = "an address is host:port, like \"127.0.0.1:7000\", \"echo.lab:7000\" or \"[::1]:7000\"";
-        let Some((host, port)) = text.rsplit_once(':') else {
+        let Some((host, port)) = text.rsplit_once(':').filter(|_| !text.ends_with(']')) else {
             return Err(format!("`{text}` has no port: {form}"));
         };
         let host = match host.strip_prefix('[') {
@@ -603,24 +603,60 @@ impl std::str::FromStr for AimedServer {
 }
 
 impl Plan {
-    /// Aims the server `aimed` names (or the only server) at its running server; see
-    /// [`Plan::aim`].
-    pub fn aim_at(&mut self, aimed: &AimedServer) -> Result<(), String> {
-        let name = match (&aimed.server, self.servers.as_slice()) {
-            (Some(name), _) => name.clone(),
-            (None, [only]) => only.name.clone(),
-            (None, servers) => {
+    /// Aims the servers `aimed` names (an unnamed one: the only server) at their running
+    /// servers; see [`Plan::aim`]. Refused before anything changes: a server aimed twice
+    /// (which address would it be?), and a server whose port another server's program
+    /// serves (`process`) while that program is still launched: it would listen on the
+    /// port itself, so the run would test it, or fail to bind beside the running server.
+    pub fn aim_all(&mut self, aimed: &[AimedServer]) -> Result<(), String> {
+        let mut names: Vec<String> = Vec::with_capacity(aimed.len());
+        for one in aimed {
+            let name = self.aimed_name(one)?;
+            if names.contains(&name) {
                 return Err(format!(
-                    "`{}` has {} servers ({}): say which to aim at {}, as --target NAME={}",
-                    self.source.display(),
-                    servers.len(),
-                    list_names(servers),
-                    aimed.target,
-                    aimed.target
+                    "--target aims server `{name}` of `{}` twice: give each server one address",
+                    self.source.display()
                 ));
             }
-        };
-        self.aim(&name, aimed.target.clone())
+            names.push(name);
+        }
+        for name in &names {
+            let owner = self
+                .servers
+                .iter()
+                .find(|s| &s.name == name)
+                .and_then(ServerPlan::process_owner);
+            if let Some(owner) = owner
+                && !names.iter().any(|n| n == owner)
+            {
+                return Err(format!(
+                    "`{}`: server `{name}`'s port is served by server `{owner}`'s program \
+                     (process = \"{owner}\"), which labrun would still launch: aim `{owner}` \
+                     at its running server too, or leave `{name}` to it",
+                    self.source.display()
+                ));
+            }
+        }
+        for (one, name) in aimed.iter().zip(&names) {
+            self.aim(name, one.target.clone())?;
+        }
+        Ok(())
+    }
+
+    /// The server `aimed` names, or the only one when it names none.
+    fn aimed_name(&self, aimed: &AimedServer) -> Result<String, String> {
+        match (&aimed.server, self.servers.as_slice()) {
+            (Some(name), _) => Ok(name.clone()),
+            (None, [only]) => Ok(only.name.clone()),
+            (None, servers) => Err(format!(
+                "`{}` has {} servers ({}): say which to aim at {}, as --target NAME={}",
+                self.source.display(),
+                servers.len(),
+                list_names(servers),
+                aimed.target,
+                aimed.target
+            )),
+        }
     }
 }
 

@@ -45,12 +45,22 @@ pub async fn reach(target: &Target, transport: Transport, deadline: Instant) -> 
     }
 }
 
-/// Whether the server at `address` still answers, within one attempt (the end-of-run "is it
-/// still up" of a server labrun did not start).
+/// Attempts the end-of-run check makes before calling a server down: one lost datagram, or
+/// one SYN dropped by a backlog still full from the load, must not fail a server that is up.
+const STILL_UP_ATTEMPTS: u32 = 3;
+
+/// Whether the server at `address` still answers (the end-of-run "is it still up" of a
+/// server labrun did not start), within a few attempts.
 pub async fn answers(address: SocketAddr, transport: Transport) -> bool {
-    tokio::time::timeout(ATTEMPT_LIMIT, answer(address, transport))
-        .await
-        .is_ok_and(|answered| answered.is_ok())
+    for attempt in 1..=STILL_UP_ATTEMPTS {
+        if let Ok(Ok(())) = tokio::time::timeout(ATTEMPT_LIMIT, answer(address, transport)).await {
+            return true;
+        }
+        if attempt < STILL_UP_ATTEMPTS {
+            tokio::time::sleep(RETRY_PAUSE).await;
+        }
+    }
+    false
 }
 
 /// One lookup and one answer from each address it gives, in order; the first that answers.
@@ -94,5 +104,41 @@ async fn answer(address: SocketAddr, transport: Transport) -> io::Result<()> {
             let mut buffer = [0u8; 64];
             socket.recv(&mut buffer).await.map(drop)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A UDP echo server that ignores its first `drop_first` datagrams, then echoes.
+    async fn udp_echo_losing(drop_first: usize) -> SocketAddr {
+        let socket = UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("bind a loopback UDP socket");
+        let address = socket.local_addr().expect("its address");
+        tokio::spawn(async move {
+            let mut buffer = [0u8; 64];
+            let mut seen = 0;
+            while let Ok((n, from)) = socket.recv_from(&mut buffer).await {
+                seen += 1;
+                if seen > drop_first {
+                    let _ = socket.send_to(&buffer[..n], from).await;
+                }
+            }
+        });
+        address
+    }
+
+    #[tokio::test]
+    async fn a_lost_datagram_does_not_make_a_server_down() {
+        let address = udp_echo_losing(1).await;
+        assert!(answers(address, Transport::Udp).await);
+    }
+
+    #[tokio::test]
+    async fn a_server_that_never_answers_is_down() {
+        let address = udp_echo_losing(usize::MAX).await;
+        assert!(!answers(address, Transport::Udp).await);
     }
 }

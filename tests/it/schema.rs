@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::util::{Run, Scratch, read_report};
+use crate::util::{ByHand, Run, Scratch, read_report};
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -173,7 +173,39 @@ fn reports_conform_to_the_report_schema() {
     scratch
         .run_shipped("scenarios/clients/echo-server-closes.toml")
         .expect_code(0);
+    // A server labrun did not launch, driven as one shard of a run given a start instant
+    // (`launch.address`, a numeric `port`, `addressed`, `shard`, `start_at`).
+    let running = ByHand::builtin("echo-threaded");
+    let aimed_out = scratch.dir.path().join("aimed");
+    let target = format!("echo={}", running.address());
+    let aimed = Run::from(
+        scratch
+            .labrun()
+            .arg("run")
+            .arg(root().join("scenarios/threaded.toml"))
+            .args([
+                "--target",
+                &target,
+                "--shard",
+                "1/2",
+                "--start-at",
+                "2026-01-01T00:00:00Z",
+                "--out",
+            ])
+            .arg(&aimed_out)
+            .output()
+            .expect("labrun runs"),
+    );
+    aimed.expect_code(0);
+    drop(running);
     scratch.assert_nothing_left();
+    let aimed_report = read_report(&aimed_out.join("threaded.json"));
+    assert!(
+        aimed_report["scenario"]["servers"][0]["port"].is_u64(),
+        "{aimed_report}"
+    );
+    let found = violations(&schema, &schema, &aimed_report, "$");
+    assert!(found.is_empty(), "aimed: {found:#?}");
     for name in [
         "kitchen-sink",
         "kitchen-sink-clients",

@@ -130,7 +130,8 @@ fn shards_and_merges_refuse_what_they_cannot_do() {
 /// start their clients within 100 ms of each other, and their merge equals one unsharded
 /// run against the same server in clients, messages, bytes and histogram counts. A merge of
 /// a shard twice, of one shard alone, of a shard with an unsharded run, or of shards aimed
-/// at different servers is refused, naming the file.
+/// at different servers, drawn from different seeds or started at different instants is
+/// refused, naming the file.
 #[test]
 fn shards_started_at_one_instant_drive_one_server_as_one_run() {
     let scratch = Scratch::new();
@@ -235,10 +236,34 @@ fn shards_started_at_one_instant_drive_one_server_as_one_run() {
         ],
     )
     .expect_code(0);
+    let second_shard = |out: &str, extra: &[&str]| {
+        let mut args: Vec<&std::ffi::OsStr> = vec![
+            "run".as_ref(),
+            path.as_os_str(),
+            "--shard".as_ref(),
+            "2/2".as_ref(),
+            "--quiet".as_ref(),
+        ];
+        args.extend(extra.iter().map(std::ffi::OsStr::new));
+        let out = dir.join(out);
+        args.extend(["--out".as_ref(), out.as_os_str()]);
+        labrun(&scratch, &args).expect_code(0);
+    };
+    // The instant is past by now: the shard starts at once, but its report still names it.
+    second_shard("reseeded", &["--start-at", &start_at, "--seed", "7"]);
+    second_shard("unsynchronised", &[]);
     let report = |name: &str| dir.join(name).join("spread.json");
     for (parts, why) in [
+        (vec![report("one"), report("reseeded")], "its seed is 7, that of"),
+        (
+            vec![report("one"), report("unsynchronised")],
+            "it ran with no --start-at",
+        ),
         (vec![report("one"), report("one")], "it is shard 1/2 again"),
-        (vec![report("one")], "shard 2/2 is missing"),
+        (
+            vec![report("one")],
+            "shard 2/2 is missing: the run was split 2 ways and 1 of its reports was given",
+        ),
         (vec![report("one"), report("whole")], "it is not a shard"),
         (
             vec![report("one"), report("other")],

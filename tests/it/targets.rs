@@ -89,7 +89,7 @@ fn target_swaps_a_shipped_scenarios_server_and_checks_a_running_one() {
     );
     checked
         .expect_code(0)
-        .stdout_has("PASS echo-threaded: 9 of 9 phases passed")
+        .stdout_has("PASS echo-threaded: 9 of 9 phases passed, 1 not run against a running server (children)")
         .stderr_has("SKIP echo-threaded-children: server `server` is addressed");
     server.assert_untouched();
     scratch.assert_nothing_left();
@@ -191,4 +191,74 @@ fn what_needs_a_launched_process_is_refused_with_its_place() {
             .expect("labrun runs"),
     );
     unknown.expect_code(2).stderr_has("has no server named `nosuch`");
+}
+
+/// Aiming that cannot mean what it says is refused before anything starts: a client-program
+/// scenario has no server to aim, the sandbox's private network reaches no address, one
+/// server aimed twice is ambiguous, and a port served by a program labrun still launches
+/// cannot be elsewhere.
+#[test]
+fn aiming_that_cannot_hold_is_refused_before_anything_starts() {
+    let scratch = Scratch::new();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let refused = |scenario: &std::path::Path, flags: &[&str], error: &str| {
+        let run = Run::from(
+            scratch
+                .labrun()
+                .arg("run")
+                .arg(scenario)
+                .args(flags)
+                .arg("--no-report")
+                .output()
+                .expect("labrun runs"),
+        );
+        run.expect_code(2).stderr_has(error);
+        assert!(
+            !run.stdout.contains("PASS") && !run.stdout.contains("FAIL"),
+            "nothing ran: {}",
+            run.stdout
+        );
+    };
+    refused(
+        &root.join("scenarios/clients/echo.toml"),
+        &["--target", "127.0.0.1:7000"],
+        "tests client programs against servers labrun plays",
+    );
+    let aimed = scratch.file(
+        "aimed.toml",
+        &aimed_scenario("127.0.0.1:7000", "", "count = 1\nmessages = 1", "errors = 0"),
+    );
+    refused(
+        &aimed,
+        &["--sandbox"],
+        "which the sandbox's private network cannot reach",
+    );
+    refused(
+        &root.join("scenarios/threaded.toml"),
+        &["--sandbox", "--target", "127.0.0.1:7000"],
+        "which the sandbox's private network cannot reach",
+    );
+    refused(
+        &root.join("scenarios/threaded.toml"),
+        &[
+            "--target",
+            "echo=127.0.0.1:7000",
+            "--target",
+            "echo=127.0.0.1:7001",
+        ],
+        "aims server `echo` of",
+    );
+    let one_program = scratch.file(
+        "one-program.toml",
+        "name = \"one-program\"\n\n[[server]]\nname = \"first\"\n\
+         command = [\"python3\", \"s.py\", \"{port}\", \"{port:second}\"]\n\n\
+         [[server]]\nname = \"second\"\nprocess = \"first\"\n\n\
+         [[clients]]\nname = \"c\"\nserver = \"second\"\ncount = 1\nmessages = 1\n",
+    );
+    refused(
+        &one_program,
+        &["--target", "second=127.0.0.1:7000"],
+        "server `second`'s port is served by server `first`'s program",
+    );
+    scratch.assert_nothing_left();
 }
