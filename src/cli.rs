@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::check::Lab;
-use crate::report::Format;
 use crate::report::compare::Tolerance;
+use crate::scenario::Format;
 use crate::scenario::{AimedServer, Shard, StartAt, Target};
 use crate::servers::Builtin;
 

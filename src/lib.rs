@@ -4,9 +4,14 @@
 //! # Layout
 //!
 //! Data flows one way: `scenario` (TOML → [`scenario::Plan`]) → `supervise` (launch servers,
-//! readiness, teardown) → `workload` (simulated clients → [`workload::ClientRecord`]s) →
-//! `metrics` (histograms) and `verify` (checks and findings) → `report` (terminal, JSON).
-//! `servers` holds the built-in reference servers that `labrun serve` runs as child processes.
+//! readiness, teardown) and `clientprog` (client programs under test) → `workload`
+//! (simulated clients → [`workload::ClientRecord`]s) → `metrics` (figures) and `verify`
+//! (checks and findings, from records only) → `report` (terminal, files). Three leaves sit
+//! under them: `wire` (what goes over a client's socket and how each returning byte is
+//! checked), `histogram` (the latency histogram) and `units`/`escape` (how numbers and bytes
+//! are written). `check` and `grade` build plans and read reports on top; `servers` holds
+//! the built-in reference servers that `labrun serve` runs as child processes. The test
+//! `architecture` in the suite fails on any import cycle among these modules.
 //! [`run`] dispatches the command line; `run.rs` wires the stages for one scenario.
 
 #![warn(missing_docs)]
@@ -17,6 +22,7 @@ pub mod clientprog;
 pub mod error;
 pub mod escape;
 pub mod grade;
+pub mod histogram;
 mod interrupt;
 pub mod metrics;
 pub mod report;
@@ -26,6 +32,7 @@ pub mod servers;
 pub mod supervise;
 pub mod units;
 pub mod verify;
+pub mod wire;
 pub mod workload;
 
 use std::io::Write;

@@ -18,8 +18,8 @@ use crate::error::Error;
 use crate::metrics::GroupFigures;
 use crate::report::progress::Progress;
 use crate::report::style::Styles;
-use crate::report::{self, Format, Report, RunResult};
-use crate::scenario::Plan;
+use crate::report::{self, Report, RunResult};
+use crate::scenario::{Format, Plan};
 use crate::supervise::{ServerEnd, Servers};
 use crate::verify::concurrency::{self, ConcurrencyVerdict, Overlap, ServerConcurrency};
 use crate::verify::{self, Evidence, Survival};
@@ -345,7 +345,7 @@ fn save_reports(report: &Report, dir: &Path, formats: &[Format]) -> Result<Vec<P
         .iter()
         .map(|format| {
             let path = dir.join(format!("{stem}.{}", format.extension()));
-            report::writer::write_atomically(&path, &format.render(report))
+            report::writer::write_atomically(&path, &report::render(*format, report))
                 .map(|()| path.clone())
                 .map_err(|source| Error::WriteReport { path, source })
         })

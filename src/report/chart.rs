@@ -4,7 +4,7 @@
 //! latency spans orders of magnitude: an iterative server's waits run from microseconds for
 //! the first client to seconds for the last, and a linear scale would show one bar.
 
-use crate::metrics::Latency;
+use crate::histogram::Latency;
 use crate::units;
 
 const BUCKETS: usize = 12;

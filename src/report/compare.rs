@@ -17,7 +17,8 @@ use tabled::settings::object::Columns;
 use tabled::settings::{Alignment, Style};
 
 use super::SCHEMA_VERSION;
-use crate::metrics::{Latency, LatencySet};
+use crate::histogram::Latency;
+use crate::metrics::LatencySet;
 use crate::scenario::{LatencyView, Percentile};
 use crate::units;
 

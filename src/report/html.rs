@@ -6,7 +6,7 @@
 use std::fmt::Write;
 
 use super::{ClientSpan, Outcome, Report, chart, escape_markup as escape};
-use crate::metrics::Latency;
+use crate::histogram::Latency;
 use crate::units;
 
 /// Client rows drawn in the timeline; beyond it, evenly spaced clients stand for the rest.

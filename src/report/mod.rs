@@ -25,50 +25,24 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use crate::metrics::{GroupFigures, LatencySet};
-use crate::scenario::Plan;
+use crate::scenario::{Format, Plan};
 use crate::supervise::{EventRecord, ServerEnd};
 use crate::units;
 use crate::verify::concurrency::ServerConcurrency;
-use crate::verify::ledger::RoomOutcome;
 use crate::verify::{Check, Finding, Survival, Verdict};
+use crate::workload::room::RoomOutcome;
 use crate::workload::{ClientEnd, ClientRecord};
 
 /// Most client timelines a report keeps; beyond it, evenly spaced clients stand for the rest.
 pub const MAX_TIMELINES: usize = 1000;
 
-/// A report file format (`--format json,md,junit`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Format {
-    /// The whole report, versioned, histograms lossless: `NAME.json`.
-    Json,
-    /// A summary for pull requests and `$GITHUB_STEP_SUMMARY`: `NAME.md`.
-    Md,
-    /// One test case per check, for CI test views: `NAME.junit.xml`.
-    Junit,
-    /// One self-contained page with SVG charts, to read and share: `NAME.html`.
-    Html,
-}
-
-impl Format {
-    /// The file name ending, after the scenario name.
-    pub fn extension(self) -> &'static str {
-        match self {
-            Format::Json => "json",
-            Format::Md => "md",
-            Format::Junit => "junit.xml",
-            Format::Html => "html",
-        }
-    }
-
-    /// The report in this format.
-    pub fn render(self, report: &Report) -> Vec<u8> {
-        match self {
-            Format::Json => json::render(report),
-            Format::Md => markdown::render(report),
-            Format::Junit => junit::render(report),
-            Format::Html => html::render(report),
-        }
+/// The report in `format`.
+pub fn render(format: Format, report: &Report) -> Vec<u8> {
+    match format {
+        Format::Json => json::render(report),
+        Format::Md => markdown::render(report),
+        Format::Junit => junit::render(report),
+        Format::Html => html::render(report),
     }
 }
 

@@ -10,7 +10,7 @@ use tabled::settings::{Alignment, Style};
 
 use super::style::{Styles, Tone};
 use super::{Outcome, Report, chart};
-use crate::metrics::Latency;
+use crate::histogram::Latency;
 use crate::units;
 
 /// Writes the comparison of `reports` (in the order they ran).

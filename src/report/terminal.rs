@@ -96,7 +96,7 @@ fn write_histograms(report: &Report, styles: &Styles, out: &mut impl Write) -> i
         ("round-trip time", &latency.rtt),
         ("fan-out: send to each receiver", &latency.fanout),
     ];
-    let filled: Vec<(&str, &crate::metrics::Latency)> =
+    let filled: Vec<(&str, &crate::histogram::Latency)> =
         all.iter().copied().filter(|(_, l)| l.count() > 0).collect();
     let views = if filled.is_empty() {
         all[..2].to_vec()
@@ -372,8 +372,8 @@ mod tests {
     use crate::report::{Report, RunResult};
     use crate::supervise::{ServerEnd, Teardown};
     use crate::verify::concurrency::{self, ServerConcurrency};
-    use crate::verify::stream::EchoFault;
     use crate::verify::{self, Evidence};
+    use crate::wire::stream::EchoFault;
     use crate::workload::{ClientEnd, ClientRecord, Timeline};
 
     const SCENARIO: &str = r#"

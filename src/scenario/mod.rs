@@ -33,7 +33,7 @@ pub use raw::{
     ConnectMode, EchoExpectation, ExitPolicy, FanoutExpectation, FaultKind, LeaveMode, PayloadKind,
     PlayedRole, TracebackPolicy, Transport, WorkloadKind,
 };
-pub use values::{ByteCount, ConcurrencyExpectation, DurationValue, PortChoice, SizeRange};
+pub use values::{ByteCount, ConcurrencyExpectation, DurationValue, Format, PortChoice, SizeRange};
 
 /// Why a scenario could not be turned into a plan.
 #[derive(Debug, thiserror::Error)]

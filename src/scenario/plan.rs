@@ -75,7 +75,7 @@ pub struct Plan {
     /// What must hold for the run to pass.
     pub expect: Expectations,
     /// Report files to write, from `[report]` (empty: the command line's or JSON).
-    pub formats: Vec<crate::report::Format>,
+    pub formats: Vec<crate::scenario::Format>,
     /// Servers labrun plays for the client programs (empty when servers are under test).
     pub played: Vec<PlayedServerPlan>,
     /// Client programs under test, run one after another (empty when servers are).
@@ -1794,13 +1794,13 @@ fn resolve_group(raw: RawClients, servers: &[ServerPlan], at: &Locator) -> Resul
         ));
     }
     if workload == WorkloadKind::Broadcast {
-        if size.max > crate::verify::frame::MAX_BODY_BYTES {
+        if size.max > crate::wire::frame::MAX_BODY_BYTES {
             return Err(at.error(
                 name_span,
                 format!(
                     "broadcast messages are at most {} bytes, so that one always fits a lab recv(1024) \
                      with its tag; lower `size`",
-                    crate::verify::frame::MAX_BODY_BYTES
+                    crate::wire::frame::MAX_BODY_BYTES
                 ),
             ));
         }

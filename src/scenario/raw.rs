@@ -134,7 +134,7 @@ pub enum TracebackPolicy {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawReport {
-    pub formats: Option<Vec<crate::report::Format>>,
+    pub formats: Option<Vec<crate::scenario::Format>>,
 }
 
 /// One `[[events]]` table: something done to a server while the clients run.

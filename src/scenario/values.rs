@@ -537,3 +537,30 @@ mod tests {
         assert!(parse("c = \"parallel\"").unwrap_err().contains("\"at-least N\""));
     }
 }
+
+/// A report file format (`--format json,md,junit`, `[report] formats`). The scenario names
+/// the formats it wants; rendering them is the report stage's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// The whole report, versioned, histograms lossless: `NAME.json`.
+    Json,
+    /// A summary for pull requests and `$GITHUB_STEP_SUMMARY`: `NAME.md`.
+    Md,
+    /// One test case per check, for CI test views: `NAME.junit.xml`.
+    Junit,
+    /// One self-contained page with SVG charts, to read and share: `NAME.html`.
+    Html,
+}
+
+impl Format {
+    /// The file name ending, after the scenario name.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Json => "json",
+            Format::Md => "md",
+            Format::Junit => "junit.xml",
+            Format::Html => "html",
+        }
+    }
+}

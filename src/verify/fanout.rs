@@ -3,10 +3,10 @@
 //! Each kind of fault is one finding, with its count and the first occurrences in words
 //! (a room of 50 that loses everything would otherwise bury the report in 245,000 lines).
 
-use super::ledger::{RoomOutcome, Tally};
 use super::{Check, Evidence, Finding, Verdict, per_server};
 use crate::scenario::FanoutExpectation;
 use crate::units;
+use crate::workload::room::{RoomOutcome, Tally};
 
 /// Occurrences of one fault spelled out in its finding.
 const EXAMPLES_SHOWN: usize = 5;

@@ -9,10 +9,7 @@ pub mod chat;
 pub mod concurrency;
 pub mod datagrams;
 pub mod fanout;
-pub mod frame;
-pub mod ledger;
 pub mod program;
-pub mod stream;
 
 use serde::Serialize;
 
@@ -20,10 +17,10 @@ use crate::metrics::GroupFigures;
 use crate::scenario::{EchoExpectation, ExitPolicy, LatencyView, Plan, Transport, WorkloadKind};
 use crate::supervise::{Children, EventRecord, ServerEnd};
 use crate::units;
+use crate::wire::stream::{EchoFault, StreamEnd};
 use crate::workload::probe::ProbeOutcome;
 use crate::workload::{ClientEnd, ClientErrorKind, ClientRecord};
 use concurrency::ServerConcurrency;
-use stream::{EchoFault, StreamEnd};
 
 /// One verdict line.
 #[derive(Debug, Clone, Serialize)]
@@ -103,7 +100,7 @@ pub struct Evidence<'a> {
     /// The survival probe of each server, when `expect.survives` asked for it.
     pub survival: &'a [Survival],
     /// The ledger of each broadcast room.
-    pub rooms: &'a [ledger::RoomOutcome],
+    pub rooms: &'a [crate::workload::room::RoomOutcome],
     /// What the scenario's events did, in order.
     pub events: &'a [EventRecord],
 }

@@ -20,13 +20,13 @@
 
 use std::time::Duration;
 
-use super::stream::{EchoFault, StreamEnd, StreamMatcher};
 use super::{Check, Finding, Verdict};
 use crate::clientprog::{Ending, ProgramRecord};
 use crate::escape::escape_bytes;
 use crate::scenario::{Plan, PlayedRole, PrintedPattern, ProgramPlan, TracebackPolicy};
 use crate::supervise::capture::find_bytes;
 use crate::units;
+use crate::wire::stream::{EchoFault, StreamEnd, StreamMatcher};
 
 /// Most characters of a message or reply quoted in a finding.
 const QUOTE_CHARS: usize = 40;

@@ -5,8 +5,8 @@
 //! the room's [`Room`] ledger; its writer first *joins* (repeats its join marker until every
 //! connected member has read it), waits for the others that started with it (the join
 //! barrier), then sends its messages. A sender never has more than
-//! [`MAX_UNSETTLED_BYTES`](crate::verify::frame::MAX_UNSETTLED_BYTES) on their way, so no
-//! relay can cut a message (see `verify::frame`). A client with `leave_after` leaves once its
+//! [`MAX_UNSETTLED_BYTES`](crate::wire::frame::MAX_UNSETTLED_BYTES) on their way, so no
+//! relay can cut a message (see `wire::frame`). A client with `leave_after` leaves once its
 //! last message has reached everyone; the others stay until every sender is done.
 //!
 //! Load mode (`load = true`) is there to overflow a relay's per-receiver buffers, which the
@@ -16,7 +16,7 @@
 //!
 //! - A sender waits only until *some* receiver has read each message (the relay has taken
 //!   it), not every receiver. The relay still never has more than
-//!   [`MAX_UNSETTLED_BYTES`](crate::verify::frame::MAX_UNSETTLED_BYTES) of one sender to
+//!   [`MAX_UNSETTLED_BYTES`](crate::wire::frame::MAX_UNSETTLED_BYTES) of one sender to
 //!   read, so it still reads whole frames and no relay, prefixing ones included, can cut one;
 //!   but nothing waits for a slow receiver any more.
 //! - Receivers pause reading in turn, one at a time (someone must keep reading, or senders
@@ -47,8 +47,8 @@ use tokio_util::sync::CancellationToken;
 use super::client::{ClientContext, Interruption, failed, interrupted_end};
 use super::record::{ClientEnd, ClientErrorKind, ClientRecord, Timeline};
 use crate::scenario::LeaveMode;
-use crate::verify::frame::{self, FrameReader, Tag};
-use crate::verify::ledger::Room;
+use crate::wire::frame::{self, FrameReader, Tag};
+use crate::workload::room::Room;
 
 /// How often a joining client repeats its marker.
 const MARKER_INTERVAL: Duration = Duration::from_millis(100);

@@ -21,7 +21,7 @@ use super::client::{ClientContext, Interruption, interrupted_end, is_reset, sock
 use super::payload::PayloadGenerator;
 use super::record::{ClientEnd, ClientRecord, Timeline};
 use crate::scenario::{GroupPlan, LeaveMode};
-use crate::verify::chat::{self, ChatIssue};
+use crate::wire::chat::{self, ChatIssue};
 
 /// The message that ends a lab chat.
 pub const EXIT: &str = "exit";

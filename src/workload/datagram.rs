@@ -21,7 +21,7 @@ use super::client::{ClientContext, Interruption, failed, interrupted_end, socket
 use super::payload::PayloadGenerator;
 use super::record::{ClientEnd, ClientErrorKind, ClientRecord, DatagramTally, Timeline};
 use super::schedule::SendSchedule;
-use crate::verify::frame::checksum;
+use crate::wire::frame::checksum;
 
 /// Largest datagram a reply can be.
 const MAX_DATAGRAM: usize = 65_507;

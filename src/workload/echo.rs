@@ -35,7 +35,7 @@ use super::payload::PayloadGenerator;
 use super::record::{ClientEnd, ClientErrorKind, ClientRecord, Timeline};
 use super::schedule::SendSchedule;
 use crate::scenario::FaultKind;
-use crate::verify::stream::{EXCERPT_BYTES, EchoFault, StreamEnd, StreamMatcher};
+use crate::wire::stream::{EXCERPT_BYTES, EchoFault, StreamEnd, StreamMatcher};
 
 /// The buffer for a client's reads outside the conversation (trailing bytes, faults): small,
 /// since ten thousand clients may hold one at once. The conversation reads into its

@@ -16,6 +16,7 @@ mod pacer;
 mod payload;
 pub mod probe;
 pub mod record;
+pub mod room;
 mod schedule;
 mod tally;
 
@@ -35,9 +36,9 @@ pub use pacer::PacingFigures;
 pub use payload::PayloadGenerator;
 pub use record::{ClientEnd, ClientError, ClientErrorKind, ClientRecord, DatagramTally, Timeline};
 
-use crate::metrics::Latency;
+use crate::histogram::Latency;
 use crate::scenario::{GroupPlan, Plan, Transport, WorkloadKind};
-use crate::verify::ledger::{MemberSpec, Room, RoomOutcome};
+use crate::workload::room::{MemberSpec, Room, RoomOutcome};
 use pacer::ConnectPacer;
 use tally::WorkerTally;
 

@@ -36,7 +36,7 @@ use tokio::time::Instant;
 use super::accept_queue::{AcceptQueue, ServerSide, SockDiag};
 use super::activity::ServerActivity;
 use super::record::{ClientEnd, ClientErrorKind, ClientRecord};
-use crate::verify::stream::EchoFault;
+use crate::wire::stream::EchoFault;
 
 /// How stale a reading of the accept queue may be.
 const POLL_INTERVAL: Duration = Duration::from_millis(1);

@@ -8,8 +8,8 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::scenario::FaultKind;
-use crate::verify::chat::ChatIssue;
-use crate::verify::stream::EchoFault;
+use crate::wire::chat::ChatIssue;
+use crate::wire::stream::EchoFault;
 
 /// Milestones of one client's connection, as offsets from the start of the run.
 #[derive(Debug, Clone, Copy, Default)]

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::metrics::Latency;
+use crate::histogram::Latency;
 
 /// Messages a worker counts locally before publishing them to the progress display.
 const PROGRESS_BATCH: u64 = 256;

@@ -3,6 +3,7 @@
 //! One test binary (modules below) so it links once. Every test bounds its own run time and
 //! checks that no process it caused to exist outlives it.
 
+mod architecture;
 mod backlog;
 mod broadcast;
 mod chat;

@@ -1,4 +1,7 @@
-//! The broadcast ledger: who was in the room, what each member sent, and who received it.
+//! The broadcast room's ledger: who was in the room, what each member sent, and who
+//! received it. Live state shared by the room's clients while they run (it paces senders and
+//! wakes them), so it lives with the broadcast driver; the `fanout` judge reads only the
+//! [`RoomOutcome`] it leaves.
 //!
 //! Every simulated client of a broadcast room reports here: when it connected, each frame it
 //! sent, each frame it read, when it left. Because labrun plays every member, the ledger
@@ -10,7 +13,7 @@
 //! member has read its marker, which proves the server relays its messages to all of them.
 //! A member that leaves is owed nothing it had not received by then.
 //!
-//! Pacing, which keeps a relay from ever cutting a frame (see `verify::frame`): a sender may
+//! Pacing, which keeps a relay from ever cutting a frame (see `wire::frame`): a sender may
 //! have at most [`MAX_UNSETTLED_BYTES`] that the relay may still have to read. Normally that
 //! is every byte not yet delivered *everywhere*. A load-mode member counts only the bytes no
 //! receiver has read yet: once one receiver has read a message, the relay has taken it, and
@@ -26,9 +29,9 @@ use serde::Serialize;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::frame::{MAX_UNSETTLED_BYTES, Piece, Tag};
 use crate::escape::escape_bytes;
-use crate::metrics::Latency;
+use crate::histogram::Latency;
+use crate::wire::frame::{MAX_UNSETTLED_BYTES, Piece, Tag};
 
 /// How long before a member began to connect a message must have reached everyone it was
 /// owed to for its arrival at that member to be a replay. A relay that walks its live list
