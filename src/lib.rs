@@ -250,6 +250,27 @@ fn run_plans(
     // One scenario that asks for the sandbox puts every program of this run in it: the
     // sandbox and the private network are the process's, set before anything starts.
     let sandbox = args.sandbox || plans.iter().any(|plan| plan.sandbox);
+    apply_run_options(&mut plans, args, sandbox)?;
+    prepare_process(&plans, args, sandbox)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(Error::Runtime)?;
+    let options = run::RunOptions {
+        report_dir: (!args.no_report).then(|| args.out.clone()),
+        formats: args.format.clone(),
+        display,
+        styles: Styles::resolve(Environment::detect(), args.quiet || args.json),
+        workers: args.workers.map_or_else(default_workers, usize::from),
+    };
+    let outcome = runtime.block_on(run_in_turn(&plans, &options));
+    supervise::sandbox::clean_up();
+    outcome
+}
+
+/// The command line's options over the scenarios' own (`--target`, `--seed`, `--start-at`,
+/// `--shard`), each refused where it cannot mean what it says, before anything starts.
+fn apply_run_options(plans: &mut [scenario::Plan], args: &RunArgs, sandbox: bool) -> Result<(), Error> {
     if let Some(plan) = plans.iter().find(|plan| plan.sandbox && args.shared_network) {
         eprintln!(
             "warning: `{}` asks for the sandbox (sandbox = true), whose network is private: \
@@ -257,7 +278,7 @@ fn run_plans(
             plan.source.display()
         );
     }
-    for plan in &mut plans {
+    for plan in plans.iter_mut() {
         if !plan.programs.is_empty() && (!args.targets.is_empty() || args.start_at.is_some()) {
             return Err(Error::Usage(format!(
                 "`{}` tests client programs against servers labrun plays: --target and \
@@ -283,21 +304,6 @@ fn run_plans(
             plan.source.display()
         )));
     }
-    // Before any thread exists: every thread and child started later inherits the namespace.
-    if sandbox {
-        supervise::sandbox::enable(args.sandbox_owns_workdir)?;
-        if args.sandbox_owns_workdir {
-            let workdir = std::env::current_dir().map_err(Error::Runtime)?;
-            supervise::sandbox::hand_over(&workdir).map_err(Error::Runtime)?;
-        }
-    }
-    // A sandboxed program shares labrun's network namespace (its clients must reach it), so
-    // that namespace is a private one: nothing on the host's loopback is reachable.
-    if args.isolate_network || sandbox {
-        grade::isolate::enter_private_network().map_err(Error::Isolation)?;
-    } else if !args.shared_network {
-        isolate_fixed_played_ports(&plans);
-    }
     if let Some(seed) = args.seed {
         plans.iter_mut().for_each(|plan| plan.seed = seed);
     }
@@ -315,28 +321,56 @@ fn run_plans(
         plans.iter_mut().for_each(|plan| plan.start_at = Some(at));
     }
     if let Some(shard) = args.shard {
-        for plan in &mut plans {
-            if !plan.programs.is_empty() {
-                return Err(Error::Usage(format!(
-                    "--shard splits simulated clients; `{}` tests client programs",
-                    plan.source.display()
-                )));
-            }
-            if let Some(group) = plan
-                .groups
-                .iter()
-                .find(|g| g.workload != scenario::WorkloadKind::Echo)
-            {
-                return Err(Error::Usage(format!(
-                    "--shard splits echo clients only; `{}` has {} group `{}` (a chat or a \
-                     broadcast room must run in one process)",
-                    plan.source.display(),
-                    group.workload.label(),
-                    group.name
-                )));
-            }
+        for plan in plans.iter_mut() {
+            shardable(plan)?;
             plan.shard = Some(shard);
         }
+    }
+    Ok(())
+}
+
+/// Whether `plan` can be split by `--shard`: only echo clients can, as a chat or a broadcast
+/// room is one conversation.
+fn shardable(plan: &scenario::Plan) -> Result<(), Error> {
+    if !plan.programs.is_empty() {
+        return Err(Error::Usage(format!(
+            "--shard splits simulated clients; `{}` tests client programs",
+            plan.source.display()
+        )));
+    }
+    match plan
+        .groups
+        .iter()
+        .find(|g| g.workload != scenario::WorkloadKind::Echo)
+    {
+        Some(group) => Err(Error::Usage(format!(
+            "--shard splits echo clients only; `{}` has {} group `{}` (a chat or a broadcast \
+             room must run in one process)",
+            plan.source.display(),
+            group.workload.label(),
+            group.name
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// This process made ready to launch and drive `plans`: the sandbox and the network
+/// namespace entered, before any thread exists (every thread and child started later
+/// inherits them); then the reaper, the panic hook and the open-files limit.
+fn prepare_process(plans: &[scenario::Plan], args: &RunArgs, sandbox: bool) -> Result<(), Error> {
+    if sandbox {
+        supervise::sandbox::enable(args.sandbox_owns_workdir)?;
+        if args.sandbox_owns_workdir {
+            let workdir = std::env::current_dir().map_err(Error::Runtime)?;
+            supervise::sandbox::hand_over(&workdir).map_err(Error::Runtime)?;
+        }
+    }
+    // A sandboxed program shares labrun's network namespace (its clients must reach it), so
+    // that namespace is a private one: nothing on the host's loopback is reachable.
+    if args.isolate_network || sandbox {
+        grade::isolate::enter_private_network().map_err(Error::Isolation)?;
+    } else if !args.shared_network {
+        isolate_fixed_played_ports(plans);
     }
     supervise::registry::install_panic_hook();
     supervise::tree::become_subreaper();
@@ -347,67 +381,61 @@ fn run_plans(
     {
         return Err(Error::TooManyClients { clients, open_files });
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(Error::Runtime)?;
-    let options = run::RunOptions {
-        report_dir: (!args.no_report).then(|| args.out.clone()),
-        formats: args.format.clone(),
-        display,
-        styles: Styles::resolve(Environment::detect(), args.quiet || args.json),
-        workers: args.workers.map_or_else(default_workers, usize::from),
-    };
-    let outcome = runtime.block_on(async {
-        let cancel = interrupt::watch().map_err(Error::Runtime)?;
-        let mut overall = Outcome::Pass;
-        let mut reports = Vec::with_capacity(plans.len());
-        for (i, plan) in plans.iter().enumerate() {
-            if i > 0 && display == run::Display::Full {
-                let _ = writeln!(std::io::stdout());
-            }
-            let report = run::run_scenario(plan, &options, &cancel).await?;
-            overall = match (overall, report.outcome) {
-                (_, Outcome::Interrupted) => Outcome::Interrupted,
-                (Outcome::Fail, _) | (_, Outcome::Fail) => Outcome::Fail,
-                _ => Outcome::Pass,
+    Ok(())
+}
+
+/// Runs `plans` one after another until the end or Ctrl-C, then shows what comes after
+/// them all: the JSON reports (`--json`), or the side-by-side of several loads.
+async fn run_in_turn(
+    plans: &[scenario::Plan],
+    options: &run::RunOptions,
+) -> Result<(Outcome, Vec<Outcome>), Error> {
+    let cancel = interrupt::watch().map_err(Error::Runtime)?;
+    let mut overall = Outcome::Pass;
+    let mut reports = Vec::with_capacity(plans.len());
+    for (i, plan) in plans.iter().enumerate() {
+        if i > 0 && options.display == run::Display::Full {
+            let _ = writeln!(std::io::stdout());
+        }
+        let report = run::run_scenario(plan, options, &cancel).await?;
+        overall = match (overall, report.outcome) {
+            (_, Outcome::Interrupted) => Outcome::Interrupted,
+            (Outcome::Fail, _) | (_, Outcome::Fail) => Outcome::Fail,
+            _ => Outcome::Pass,
+        };
+        reports.push(report);
+        if overall == Outcome::Interrupted {
+            break;
+        }
+    }
+    let mut rendered = Vec::new();
+    match options.display {
+        run::Display::Nothing => {
+            let json = match reports.as_slice() {
+                [only] => serde_json::to_vec_pretty(only),
+                all => serde_json::to_vec_pretty(all),
             };
-            reports.push(report);
-            if overall == Outcome::Interrupted {
-                break;
-            }
+            rendered = json.expect("a report always serializes");
+            rendered.push(b'\n');
         }
-        let mut rendered = Vec::new();
-        match display {
-            run::Display::Nothing => {
-                let json = match reports.as_slice() {
-                    [only] => serde_json::to_vec_pretty(only),
-                    all => serde_json::to_vec_pretty(all),
-                };
-                rendered = json.expect("a report always serializes");
+        run::Display::Full if overall != Outcome::Interrupted => {
+            // Load figures compare servers; runs of client programs have none.
+            let loads: Vec<report::Report> = reports
+                .iter()
+                .filter(|r| r.client_programs.is_empty())
+                .cloned()
+                .collect();
+            if loads.len() > 1 {
                 rendered.push(b'\n');
+                report::side_by_side::render(&loads, &options.styles, &mut rendered)
+                    .expect("rendering into memory cannot fail");
             }
-            run::Display::Full if overall != Outcome::Interrupted => {
-                // Load figures compare servers; runs of client programs have none.
-                let loads: Vec<report::Report> = reports
-                    .iter()
-                    .filter(|r| r.client_programs.is_empty())
-                    .cloned()
-                    .collect();
-                if loads.len() > 1 {
-                    rendered.push(b'\n');
-                    report::side_by_side::render(&loads, &options.styles, &mut rendered)
-                        .expect("rendering into memory cannot fail");
-                }
-            }
-            run::Display::Full | run::Display::Verdict | run::Display::VerdictAndHints => {}
         }
-        // A closed stdout (`| head`) is not an error.
-        let _ = std::io::stdout().lock().write_all(&rendered);
-        Ok((overall, reports.iter().map(|report| report.outcome).collect()))
-    });
-    supervise::sandbox::clean_up();
-    outcome
+        run::Display::Full | run::Display::Verdict | run::Display::VerdictAndHints => {}
+    }
+    // A closed stdout (`| head`) is not an error.
+    let _ = std::io::stdout().lock().write_all(&rendered);
+    Ok((overall, reports.iter().map(|report| report.outcome).collect()))
 }
 
 /// Client programs often hard-code their ports (6000, 6001): a scenario playing servers on

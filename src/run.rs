@@ -107,6 +107,26 @@ async fn test_client_programs(plan: &Plan, cancel: &CancellationToken) -> Result
     }))
 }
 
+/// The figures of each group and of the whole run, from the client records plus what is
+/// tallied apart from them: round trips per worker, fan-out per delivery by the rooms.
+fn figures(plan: &Plan, drive: &workload::Drive) -> (Vec<GroupFigures>, GroupFigures) {
+    let mut groups: Vec<GroupFigures> = (0..plan.groups.len())
+        .map(|g| GroupFigures::from_records(drive.records.iter().filter(|r| r.group == g)))
+        .collect();
+    let mut total = GroupFigures::from_records(&drive.records);
+    for (figures, rtt) in groups.iter_mut().zip(&drive.rtt) {
+        figures.latency.rtt.merge(rtt);
+        total.latency.rtt.merge(rtt);
+    }
+    for room in &drive.rooms {
+        for (figures, fanout) in groups.iter_mut().zip(&room.fanout) {
+            figures.latency.fanout.merge(fanout);
+            total.latency.fanout.merge(fanout);
+        }
+    }
+    (groups, total)
+}
+
 /// The servers under test, driven by the simulated clients, probed, judged.
 async fn test_servers(
     plan: &Plan,
@@ -176,22 +196,7 @@ async fn test_servers(
     }
     let server_ends = servers.stop().await;
 
-    let mut groups: Vec<GroupFigures> = (0..plan.groups.len())
-        .map(|g| GroupFigures::from_records(drive.records.iter().filter(|r| r.group == g)))
-        .collect();
-    let mut total = GroupFigures::from_records(&drive.records);
-    // Round trips are tallied per worker, not per client record.
-    for (figures, rtt) in groups.iter_mut().zip(&drive.rtt) {
-        figures.latency.rtt.merge(rtt);
-        total.latency.rtt.merge(rtt);
-    }
-    // Fan-out is measured per delivery by the rooms, not per client record.
-    for room in &drive.rooms {
-        for (figures, fanout) in groups.iter_mut().zip(&room.fanout) {
-            figures.latency.fanout.merge(fanout);
-            total.latency.fanout.merge(fanout);
-        }
-    }
+    let (groups, total) = figures(plan, &drive);
     let concurrency = judge_concurrency(plan, overlaps, probes.concurrency, &drive.pacing, &server_ends);
     let verdict = verify::evaluate(&Evidence {
         plan,

@@ -93,17 +93,14 @@ async fn run_one(
     let ports = servers.ports().to_vec();
     let spec = program_spec(plan, program, &ports);
     let argv = spec.argv.clone();
-    let mut process = Supervised::spawn(spec).map_err(|source| ProgramError::Spawn {
+    let spawn_failed = |source| ProgramError::Spawn {
         program: program.name.clone(),
         command: argv[0].clone(),
         source,
-    })?;
+    };
+    let mut process = Supervised::spawn(spec).map_err(spawn_failed)?;
     let deadline = (launched + program.timeout).min(run_deadline);
-    let stdin = process.take_stdin().map_err(|source| ProgramError::Spawn {
-        program: program.name.clone(),
-        command: argv[0].clone(),
-        source,
-    })?;
+    let stdin = process.take_stdin().map_err(spawn_failed)?;
     let mut keyboard = typist::Keyboard {
         stdin: Some(stdin),
         stdout: process.stdout().clone(),
@@ -134,12 +131,10 @@ async fn run_one(
     let (ended_after, typing_finished) = ended_after;
     if !typing_finished && typing.stopped.is_none() && typing.typed < program.stdin.lines.len() {
         let line = typing.typed;
-        typing.stopped = Some(if process.exit_status().is_some() {
-            TypingStop::ProgramEnded { line }
-        } else if cancel.is_cancelled() {
-            TypingStop::Interrupted { line }
-        } else {
-            TypingStop::TimeRanOut { line }
+        typing.stopped = Some(match process.exit_status() {
+            Some(_) => TypingStop::ProgramEnded { line },
+            None if cancel.is_cancelled() => TypingStop::Interrupted { line },
+            None => TypingStop::TimeRanOut { line },
         });
     }
     let open_stdin = keyboard.stdin.take();

@@ -139,20 +139,12 @@ pub struct Grades {
     pub submissions: Vec<SubmissionResult>,
 }
 
-/// Grades every submission; `progress` is told after each finished test. Each finished test
-/// is appended to the journal at once, so an interrupted run can `resume`.
-pub fn grade(options: &GradeOptions, progress: &(dyn Fn(usize, usize) + Sync)) -> std::io::Result<Grades> {
-    let isolated = isolation_available();
-    let workspaces = Workspaces::open()?;
-    let confinement = Confinement {
-        isolated,
-        sandboxed: options.sandboxed,
-    };
-    let suite = &options.suite;
+/// The submissions this run grades, in name order, once each: all, or this shard's slice.
+fn this_shards_submissions(options: &GradeOptions) -> Vec<PathBuf> {
     let mut submissions: Vec<PathBuf> = options.submissions.clone();
     submissions.sort();
     submissions.dedup();
-    let submissions: Vec<PathBuf> = submissions
+    submissions
         .into_iter()
         .enumerate()
         .filter(|(i, _)| {
@@ -161,24 +153,17 @@ pub fn grade(options: &GradeOptions, progress: &(dyn Fn(usize, usize) + Sync)) -
                 .is_none_or(|s| *i as u64 % u64::from(s.of) == u64::from(s.index - 1))
         })
         .map(|(_, p)| p)
-        .collect();
-    // Without private namespaces, programs that share a fixed port cannot run side by side.
-    let jobs = if isolated || !options.suite.uses_fixed_ports() {
-        options.jobs.max(1)
-    } else {
-        if options.jobs > 1 {
-            eprintln!(
-                "warning: no private network namespace here (needs root or user namespaces): \
-                 submissions share fixed ports, so they run one at a time"
-            );
-        }
-        1
-    };
-    let work: Vec<(usize, usize)> = (0..submissions.len())
-        .flat_map(|s| (0..suite.tests.len()).map(move |t| (s, t)))
-        .collect();
+        .collect()
+}
+
+/// The journal of this run, opened for appending: with `--resume`, the intact entries of
+/// the last run are kept and returned; otherwise it starts empty.
+fn restart_journal(
+    options: &GradeOptions,
+    suite: &str,
+) -> std::io::Result<(Vec<JournalEntry>, Mutex<std::fs::File>)> {
     let previous = if options.resume {
-        read_journal(&options.journal, &suite.name)
+        read_journal(&options.journal, suite)
     } else {
         Vec::new()
     };
@@ -194,6 +179,36 @@ pub fn grade(options: &GradeOptions, progress: &(dyn Fn(usize, usize) + Sync)) -
     }
     std::fs::write(&options.journal, kept)?;
     let journal = Mutex::new(std::fs::OpenOptions::new().append(true).open(&options.journal)?);
+    Ok((previous, journal))
+}
+
+/// Grades every submission; `progress` is told after each finished test. Each finished test
+/// is appended to the journal at once, so an interrupted run can `resume`.
+pub fn grade(options: &GradeOptions, progress: &(dyn Fn(usize, usize) + Sync)) -> std::io::Result<Grades> {
+    let isolated = isolation_available();
+    let workspaces = Workspaces::open()?;
+    let confinement = Confinement {
+        isolated,
+        sandboxed: options.sandboxed,
+    };
+    let suite = &options.suite;
+    let submissions = this_shards_submissions(options);
+    // Without private namespaces, programs that share a fixed port cannot run side by side.
+    let jobs = if isolated || !options.suite.uses_fixed_ports() {
+        options.jobs.max(1)
+    } else {
+        if options.jobs > 1 {
+            eprintln!(
+                "warning: no private network namespace here (needs root or user namespaces): \
+                 submissions share fixed ports, so they run one at a time"
+            );
+        }
+        1
+    };
+    let work: Vec<(usize, usize)> = (0..submissions.len())
+        .flat_map(|s| (0..suite.tests.len()).map(move |t| (s, t)))
+        .collect();
+    let (previous, journal) = restart_journal(options, &suite.name)?;
     let mut known: Vec<Option<TestResult>> = work
         .iter()
         .map(|&(s, t)| {

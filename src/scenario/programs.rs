@@ -294,21 +294,13 @@ fn resolve_played(
     })
 }
 
-fn resolve_program(
-    raw: RawClientProgram,
-    span: Range<usize>,
+/// The played server a client program's `reaches` names (its index), or the only one.
+fn resolve_reaches(
+    reaches: Option<toml::Spanned<String>>,
     played: &[PlayedServerPlan],
     at: &Locator,
-) -> Result<ProgramPlan, Diagnostic> {
-    let name_span = raw.name.span();
-    let name = raw.name.into_inner();
-    if name.is_empty() || name.contains(char::is_whitespace) {
-        return Err(at.error(
-            name_span,
-            "a client program's `name` must be one word, like \"student\"",
-        ));
-    }
-    let reaches = match raw.reaches {
+) -> Result<Option<usize>, Diagnostic> {
+    Ok(match reaches {
         Some(reference) => Some(
             played
                 .iter()
@@ -326,7 +318,24 @@ fn resolve_program(
         ),
         None if played.len() == 1 => Some(0),
         None => None,
-    };
+    })
+}
+
+fn resolve_program(
+    raw: RawClientProgram,
+    span: Range<usize>,
+    played: &[PlayedServerPlan],
+    at: &Locator,
+) -> Result<ProgramPlan, Diagnostic> {
+    let name_span = raw.name.span();
+    let name = raw.name.into_inner();
+    if name.is_empty() || name.contains(char::is_whitespace) {
+        return Err(at.error(
+            name_span,
+            "a client program's `name` must be one word, like \"student\"",
+        ));
+    }
+    let reaches = resolve_reaches(raw.reaches, played, at)?;
     let command_span = raw.command.span();
     let command = raw.command.into_inner();
     if command.first().is_none_or(|program| program.is_empty()) {

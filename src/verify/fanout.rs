@@ -36,63 +36,7 @@ pub fn check(evidence: &Evidence, verdict: &mut Verdict) {
                        connected sockets in the list and relay each recv() to all of them",
             });
         }
-        let faults = &room.faults;
-        let kinds: [(&Tally, &str, &str, &'static str); 8] = [
-            (
-                &faults.lost,
-                "lost",
-                "owed deliveries never happened",
-                if room.load.is_some() {
-                    LOST_UNDER_LOAD_HINT
-                } else {
-                    LOST_HINT
-                },
-            ),
-            (
-                &faults.duplicated,
-                "duplicated",
-                "messages were read twice",
-                DUPLICATED_HINT,
-            ),
-            (
-                &faults.to_sender,
-                "to-sender",
-                "messages went back to their sender",
-                TO_SENDER_HINT,
-            ),
-            (
-                &faults.not_to_sender,
-                "not-to-sender",
-                "messages did not go back to their sender (include_sender = true)",
-                NOT_TO_SENDER_HINT,
-            ),
-            (
-                &faults.replayed,
-                "replayed",
-                "messages reached a member that began to connect over a second after everyone \
-                 else had them",
-                REPLAYED_HINT,
-            ),
-            (
-                &faults.out_of_order,
-                "out-of-order",
-                "messages overtook an earlier one from the same sender",
-                ORDER_HINT,
-            ),
-            (
-                &faults.corrupted,
-                "corrupted",
-                "messages arrived with changed bytes",
-                CORRUPTED_HINT,
-            ),
-            (
-                &faults.garbled,
-                "garbled",
-                "runs of bytes were no message at all",
-                GARBLED_HINT,
-            ),
-        ];
-        for (tally, class, what, hint) in kinds {
+        for (tally, class, what, hint) in fault_kinds(room) {
             if tally.count == 0 {
                 continue;
             }
@@ -114,6 +58,66 @@ pub fn check(evidence: &Evidence, verdict: &mut Verdict) {
             summary: summary(room, passed, evidence),
         });
     }
+}
+
+/// Each kind of delivery fault of `room`: its tally, class, what it means and its hint.
+fn fault_kinds(room: &RoomOutcome) -> [(&Tally, &'static str, &'static str, &'static str); 8] {
+    let faults = &room.faults;
+    [
+        (
+            &faults.lost,
+            "lost",
+            "owed deliveries never happened",
+            if room.load.is_some() {
+                LOST_UNDER_LOAD_HINT
+            } else {
+                LOST_HINT
+            },
+        ),
+        (
+            &faults.duplicated,
+            "duplicated",
+            "messages were read twice",
+            DUPLICATED_HINT,
+        ),
+        (
+            &faults.to_sender,
+            "to-sender",
+            "messages went back to their sender",
+            TO_SENDER_HINT,
+        ),
+        (
+            &faults.not_to_sender,
+            "not-to-sender",
+            "messages did not go back to their sender (include_sender = true)",
+            NOT_TO_SENDER_HINT,
+        ),
+        (
+            &faults.replayed,
+            "replayed",
+            "messages reached a member that began to connect over a second after everyone \
+             else had them",
+            REPLAYED_HINT,
+        ),
+        (
+            &faults.out_of_order,
+            "out-of-order",
+            "messages overtook an earlier one from the same sender",
+            ORDER_HINT,
+        ),
+        (
+            &faults.corrupted,
+            "corrupted",
+            "messages arrived with changed bytes",
+            CORRUPTED_HINT,
+        ),
+        (
+            &faults.garbled,
+            "garbled",
+            "runs of bytes were no message at all",
+            GARBLED_HINT,
+        ),
+    ]
 }
 
 fn summary(room: &RoomOutcome, passed: bool, evidence: &Evidence) -> String {

@@ -762,6 +762,64 @@ fn limits_reached(server: &ServerEnd) -> Vec<(&'static str, String, &'static str
     reached
 }
 
+/// How a launched server ended against its `exits` policy: its check's verdict and
+/// summary, with a finding when it ended when it must not have.
+fn judge_exit(
+    plan: &crate::scenario::ServerPlan,
+    server: &ServerEnd,
+    name: &str,
+    verdict: &mut Verdict,
+) -> (bool, String) {
+    match (server.exited_during_run, plan.exits) {
+        (None, ExitPolicy::Never) if server.still_listening => {
+            (true, "stayed up for the whole run".to_owned())
+        }
+        (None, ExitPolicy::Never) => stopped_listening(
+            verdict,
+            name,
+            format!(
+                "server `{}` stopped listening on its port during the run",
+                server.name
+            ),
+            "the listening socket was closed while the program kept running: new clients can \
+             no longer connect",
+        ),
+        (None, ExitPolicy::AfterClients) => (true, "stayed up (it was allowed to exit)".to_owned()),
+        (Some(status), ExitPolicy::AfterClients) if status.code == Some(0) => (
+            true,
+            "exited with status 0 after its clients, as allowed".to_owned(),
+        ),
+        (Some(status), policy) => {
+            let text = format!("server `{}` {status} during the run", server.name);
+            let hint = match policy {
+                ExitPolicy::Never => {
+                    "a server must keep running between clients: catch per-client errors \
+                     (ConnectionResetError, BrokenPipeError) instead of letting them end the \
+                     program; if it is meant to exit after its client, set exits = \"after-clients\""
+                }
+                ExitPolicy::AfterClients => {
+                    "the server may end after its clients, but only cleanly (status 0): read its \
+                     last output for the error"
+                }
+            };
+            verdict.findings.push(Finding {
+                check: name.to_owned(),
+                class: "server-exit".into(),
+                client: None,
+                message: None,
+                at_ms: None,
+                text: if server.output_tail.is_empty() {
+                    text.clone()
+                } else {
+                    format!("{text}; its last output:\n{}", server.output_tail)
+                },
+                hint,
+            });
+            (false, text)
+        }
+    }
+}
+
 fn check_servers(evidence: &Evidence, verdict: &mut Verdict) {
     for (plan, server) in evidence.plan.servers.iter().zip(evidence.servers) {
         let name = format!("server {}", server.name);
@@ -816,54 +874,7 @@ fn check_servers(evidence: &Evidence, verdict: &mut Verdict) {
             });
             continue;
         }
-        let (passed, summary) = match (server.exited_during_run, plan.exits) {
-            (None, ExitPolicy::Never) if server.still_listening => {
-                (true, "stayed up for the whole run".to_owned())
-            }
-            (None, ExitPolicy::Never) => stopped_listening(
-                verdict,
-                &name,
-                format!(
-                    "server `{}` stopped listening on its port during the run",
-                    server.name
-                ),
-                "the listening socket was closed while the program kept running: new clients can \
-                 no longer connect",
-            ),
-            (None, ExitPolicy::AfterClients) => (true, "stayed up (it was allowed to exit)".to_owned()),
-            (Some(status), ExitPolicy::AfterClients) if status.code == Some(0) => (
-                true,
-                "exited with status 0 after its clients, as allowed".to_owned(),
-            ),
-            (Some(status), policy) => {
-                let text = format!("server `{}` {status} during the run", server.name);
-                let hint = match policy {
-                    ExitPolicy::Never => {
-                        "a server must keep running between clients: catch per-client errors \
-                         (ConnectionResetError, BrokenPipeError) instead of letting them end the \
-                         program; if it is meant to exit after its client, set exits = \"after-clients\""
-                    }
-                    ExitPolicy::AfterClients => {
-                        "the server may end after its clients, but only cleanly (status 0): read its \
-                         last output for the error"
-                    }
-                };
-                verdict.findings.push(Finding {
-                    check: name.clone(),
-                    class: "server-exit".into(),
-                    client: None,
-                    message: None,
-                    at_ms: None,
-                    text: if server.output_tail.is_empty() {
-                        text.clone()
-                    } else {
-                        format!("{text}; its last output:\n{}", server.output_tail)
-                    },
-                    hint,
-                });
-                (false, text)
-            }
-        };
+        let (passed, summary) = judge_exit(plan, server, &name, verdict);
         let mut passed = passed;
         let mut summary = summary;
         for (class, text, hint) in limits_reached(server) {

@@ -144,10 +144,41 @@ impl Judge<'_> {
         self.push(verdict, "sent", result);
     }
 
+    /// Where expected message `message` starts in the stream of everything typed, for
+    /// offsets across messages.
+    fn start_of(&self, message: u32) -> usize {
+        self.program.expect.sent[..message as usize]
+            .iter()
+            .map(String::len)
+            .sum()
+    }
+
+    /// Bytes the server received that nobody typed, `after_message` (or before the first).
+    fn sent_extra(&self, after_message: Option<u32>, excerpt: &[u8]) -> (&'static str, String, &'static str) {
+        let expected = &self.program.expect.sent;
+        let after = match after_message {
+            Some(m) => format!(
+                "after message {} (\"{}\"), at byte {}",
+                m + 1,
+                quote(expected[m as usize].as_bytes()),
+                self.start_of(m + 1)
+            ),
+            None => "before the first expected message, at byte 0".to_owned(),
+        };
+        let hint = match excerpt.starts_with(b"exit") {
+            true => HINT_SENT_EXIT,
+            false => HINT_SENT_EXTRA,
+        };
+        let text = format!(
+            "the server received bytes nobody typed {after}: \"{}\"",
+            escape_bytes(excerpt)
+        );
+        ("extra", text, hint)
+    }
+
     fn sent_failure(&self, fault: &EchoFault, received: usize) -> Failure {
         let expected = &self.program.expect.sent;
-        // Where each expected message starts in the stream, for offsets across messages.
-        let start_of = |message: u32| -> usize { expected[..message as usize].iter().map(String::len).sum() };
+        let start_of = |message: u32| self.start_of(message);
         let quote = |message: u32| quote(expected[message as usize].as_bytes());
         let (class, summary, hint) = match fault {
             EchoFault::Corrupted {
@@ -186,25 +217,7 @@ impl Judge<'_> {
             EchoFault::Extra {
                 after_message,
                 excerpt,
-            } => {
-                let at = after_message.map_or(0, |m| start_of(m + 1));
-                let after = match after_message {
-                    Some(m) => format!("after message {} (\"{}\")", m + 1, quote(*m)),
-                    None => "before the first expected message".to_owned(),
-                };
-                (
-                    "extra",
-                    format!(
-                        "the server received bytes nobody typed {after}, at byte {at}: \"{}\"",
-                        escape_bytes(excerpt)
-                    ),
-                    if excerpt.starts_with(b"exit") {
-                        HINT_SENT_EXIT
-                    } else {
-                        HINT_SENT_EXTRA
-                    },
-                )
-            }
+            } => self.sent_extra(*after_message, excerpt),
             // The stream matcher never judges a flood; should it ever, it reads as extra bytes.
             EchoFault::Unsolicited { excerpt, .. } => (
                 "extra",
@@ -237,10 +250,9 @@ impl Judge<'_> {
                     message,
                     expected.len()
                 ),
-                if expected[*message as usize] == "exit" {
-                    HINT_SENT_NO_EXIT
-                } else {
-                    HINT_SENT_MISSING
+                match expected[*message as usize] == "exit" {
+                    true => HINT_SENT_NO_EXIT,
+                    false => HINT_SENT_MISSING,
                 },
             ),
         };

@@ -143,54 +143,15 @@ pub async fn drive(setup: DriveSetup<'_>) -> io::Result<Drive> {
         .iter()
         .map(|_| Arc::new(activity::ServerActivity::new(setup.run_start)))
         .collect();
-    let pacers: Vec<Option<Arc<ConnectPacer>>> = (0..plan.servers.len())
-        .map(|server| {
-            let tcp_clients = plan
-                .groups
-                .iter()
-                .any(|g| g.server == server && g.transport == Transport::Tcp);
-            tcp_clients
-                .then(|| ConnectPacer::open(setup.addresses[server]))
-                .flatten()
-                .map(Arc::new)
-        })
-        .collect();
-    let mut sessions = chat::Sessions::new(plan.servers.len());
-    let mut jobs = Vec::new();
-    let mut well_behaved = 0u64;
-    for (group_index, group) in plan.groups.iter().enumerate() {
-        let shared_group = Arc::new(group.clone());
-        for index in (0..group.count).filter(|&i| plan.runs(group_index, i)) {
-            if !group.is_faulty(index) {
-                well_behaved += 1;
-            }
-            let kind = match group.workload {
-                WorkloadKind::Echo if group.transport == Transport::Udp => JobKind::Datagrams,
-                WorkloadKind::Echo => JobKind::Echo,
-                WorkloadKind::Chat => JobKind::Chat(sessions.seat(group, &operators[group.server])),
-                WorkloadKind::Broadcast => {
-                    let open = rooms[group.server]
-                        .as_ref()
-                        .expect("a room for every broadcast server");
-                    JobKind::Broadcast(broadcast::Membership {
-                        room: Arc::clone(&open.room),
-                        id: open.first_ids[group_index] + index,
-                        load: group.load.then_some(open.pause),
-                    })
-                }
-            };
-            jobs.push(Job {
-                group: Arc::clone(&shared_group),
-                group_index,
-                index,
-                address: setup.addresses[group.server],
-                server_activity: Arc::clone(&activities[group.server]),
-                start_at: started + group.start_after + group.start.offset(index, group.count),
-                kind,
-                pacer: pacers[group.server].clone(),
-            });
-        }
-    }
+    let pacers = connect_pacers(plan, setup.addresses);
+    let places = Places {
+        addresses: setup.addresses,
+        activities: &activities,
+        pacers: &pacers,
+        rooms: &rooms,
+        operators: &operators,
+    };
+    let (jobs, well_behaved) = jobs(plan, &places, started);
     let shared = Shared {
         seed: plan.seed,
         run_start: setup.run_start,
@@ -205,48 +166,7 @@ pub async fn drive(setup: DriveSetup<'_>) -> io::Result<Drive> {
         // A shard may hold only faulty clients: nobody is left for stalled ones to wait for.
         shared.well_behaved_done.cancel();
     }
-
-    let workers = setup.workers.clamp(1, jobs.len().max(1));
-    let mut dealt: Vec<Vec<Job>> = (0..workers).map(|_| Vec::new()).collect();
-    for (i, job) in jobs.into_iter().enumerate() {
-        dealt[i % workers].push(job);
-    }
-    let mut running = Vec::with_capacity(workers);
-    for (number, jobs) in dealt.into_iter().enumerate() {
-        let (sender, receiver) = tokio::sync::oneshot::channel();
-        let shared = shared.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("labrun-clients-{number}"))
-            .spawn(move || {
-                let outcome = run_worker(jobs, shared);
-                let _ = sender.send(outcome);
-            })?;
-        running.push((thread, receiver));
-    }
-    let mut records = Vec::new();
-    let mut rtt = vec![Latency::default(); plan.groups.len()];
-    // Every worker is waited for, even after one failed to start, so none is left running.
-    let mut failure = None;
-    for (thread, receiver) in running {
-        match receiver.await {
-            Ok(Ok(outcome)) => {
-                records.extend(outcome.records);
-                for (total, part) in rtt.iter_mut().zip(&outcome.rtt) {
-                    total.merge(part);
-                }
-            }
-            Ok(Err(err)) => failure = Some(err),
-            // The worker dropped its sender without answering: it panicked. Carry the panic
-            // to the caller, whose guards tear the servers down on the way out.
-            Err(_) => match thread.join() {
-                Err(panic) => std::panic::resume_unwind(panic),
-                Ok(()) => unreachable!("a worker that returns always answers"),
-            },
-        }
-    }
-    if let Some(err) = failure {
-        return Err(err);
-    }
+    let WorkerOutcome { mut records, rtt } = run_workers(jobs, shared, setup.workers).await?;
     let pacing: Vec<Option<PacingFigures>> = pacers.iter().map(|p| p.as_ref().map(|p| p.figures())).collect();
     for record in &mut records {
         if let Some(figures) = pacing[plan.groups[record.group].server] {
@@ -266,6 +186,125 @@ pub async fn drive(setup: DriveSetup<'_>) -> io::Result<Drive> {
         rooms,
         pacing,
     })
+}
+
+/// Where each server's clients go and what they share: its address, its activity, its
+/// connect pacer, its broadcast room and its operator's lines, indexed by server.
+struct Places<'a> {
+    addresses: &'a [SocketAddr],
+    activities: &'a [Arc<activity::ServerActivity>],
+    pacers: &'a [Option<Arc<ConnectPacer>>],
+    rooms: &'a [Option<OpenRoom>],
+    operators: &'a [Arc<Vec<String>>],
+}
+
+/// A connect pacer for each server that TCP clients connect to (none where the accept
+/// queue cannot be watched).
+fn connect_pacers(plan: &Plan, addresses: &[SocketAddr]) -> Vec<Option<Arc<ConnectPacer>>> {
+    (0..plan.servers.len())
+        .map(|server| {
+            let tcp_clients = plan
+                .groups
+                .iter()
+                .any(|g| g.server == server && g.transport == Transport::Tcp);
+            tcp_clients
+                .then(|| ConnectPacer::open(addresses[server]))
+                .flatten()
+                .map(Arc::new)
+        })
+        .collect()
+}
+
+/// Every client of this process's share of the run as a job, and how many of them are
+/// well-behaved (the ones a stalled faulty client waits for).
+fn jobs(plan: &Plan, places: &Places, started: Instant) -> (Vec<Job>, u64) {
+    let mut sessions = chat::Sessions::new(plan.servers.len());
+    let mut jobs = Vec::new();
+    let mut well_behaved = 0u64;
+    for (group_index, group) in plan.groups.iter().enumerate() {
+        let shared_group = Arc::new(group.clone());
+        for index in (0..group.count).filter(|&i| plan.runs(group_index, i)) {
+            if !group.is_faulty(index) {
+                well_behaved += 1;
+            }
+            let kind = match group.workload {
+                WorkloadKind::Echo if group.transport == Transport::Udp => JobKind::Datagrams,
+                WorkloadKind::Echo => JobKind::Echo,
+                WorkloadKind::Chat => JobKind::Chat(sessions.seat(group, &places.operators[group.server])),
+                WorkloadKind::Broadcast => {
+                    let open = places.rooms[group.server]
+                        .as_ref()
+                        .expect("a room for every broadcast server");
+                    JobKind::Broadcast(broadcast::Membership {
+                        room: Arc::clone(&open.room),
+                        id: open.first_ids[group_index] + index,
+                        load: group.load.then_some(open.pause),
+                    })
+                }
+            };
+            jobs.push(Job {
+                group: Arc::clone(&shared_group),
+                group_index,
+                index,
+                address: places.addresses[group.server],
+                server_activity: Arc::clone(&places.activities[group.server]),
+                start_at: started + group.start_after + group.start.offset(index, group.count),
+                kind,
+                pacer: places.pacers[group.server].clone(),
+            });
+        }
+    }
+    (jobs, well_behaved)
+}
+
+/// Deals `jobs` round-robin to up to `workers` threads, waits for every one of them, and
+/// gathers their records and round-trip histograms (one per group).
+async fn run_workers(jobs: Vec<Job>, shared: Shared, workers: usize) -> io::Result<WorkerOutcome> {
+    let groups = shared.groups;
+    let workers = workers.clamp(1, jobs.len().max(1));
+    let mut dealt: Vec<Vec<Job>> = (0..workers).map(|_| Vec::new()).collect();
+    for (i, job) in jobs.into_iter().enumerate() {
+        dealt[i % workers].push(job);
+    }
+    let mut running = Vec::with_capacity(workers);
+    for (number, jobs) in dealt.into_iter().enumerate() {
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let shared = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("labrun-clients-{number}"))
+            .spawn(move || {
+                let outcome = run_worker(jobs, shared);
+                let _ = sender.send(outcome);
+            })?;
+        running.push((thread, receiver));
+    }
+    let mut gathered = WorkerOutcome {
+        records: Vec::new(),
+        rtt: vec![Latency::default(); groups],
+    };
+    // Every worker is waited for, even after one failed to start, so none is left running.
+    let mut failure = None;
+    for (thread, receiver) in running {
+        match receiver.await {
+            Ok(Ok(outcome)) => {
+                gathered.records.extend(outcome.records);
+                for (total, part) in gathered.rtt.iter_mut().zip(&outcome.rtt) {
+                    total.merge(part);
+                }
+            }
+            Ok(Err(err)) => failure = Some(err),
+            // The worker dropped its sender without answering: it panicked. Carry the panic
+            // to the caller, whose guards tear the servers down on the way out.
+            Err(_) => match thread.join() {
+                Err(panic) => std::panic::resume_unwind(panic),
+                Ok(()) => unreachable!("a worker that returns always answers"),
+            },
+        }
+    }
+    match failure {
+        Some(err) => Err(err),
+        None => Ok(gathered),
+    }
 }
 
 /// One worker thread: a single-threaded runtime running its share of the clients.
