@@ -936,10 +936,93 @@ impl Locator<'_> {
     }
 }
 
+/// A scenario of client programs has no servers under test: their tables and `[expect]`
+/// are refused where they are written.
+fn refuse_server_tables(raw: &RawScenario, name_span: Range<usize>, at: &Locator) -> Result<(), Diagnostic> {
+    let server_tables = [
+        ("[[server]]", raw.server.first().map(toml::Spanned::span)),
+        ("[[clients]]", raw.clients.first().map(toml::Spanned::span)),
+        ("[[events]]", raw.events.first().map(toml::Spanned::span)),
+    ];
+    if let Some((table, span)) = server_tables.into_iter().find_map(|(t, s)| s.map(|s| (t, s))) {
+        return Err(at.error(
+            span,
+            format!(
+                "a scenario tests either servers ([[server]] with [[clients]]) or client programs \
+                 ([[client_program]] with [[played_server]]), not both: move {table} to a scenario of its own"
+            ),
+        ));
+    }
+    if raw.expect.is_some() {
+        return Err(at.error(
+            name_span,
+            "[expect] judges servers under test; a client program's expectations go in its own \
+             `expect = { sent = [...], printed = [...] }`",
+        ));
+    }
+    Ok(())
+}
+
+/// The servers, named once each, with each one's span.
+fn resolve_servers(
+    tables: Vec<toml::Spanned<RawServer>>,
+    at: &Locator,
+) -> Result<(Vec<ServerPlan>, Vec<Range<usize>>), Diagnostic> {
+    let siblings: Vec<Sibling> = tables.iter().map(|table| Sibling::of(table.get_ref())).collect();
+    let mut servers = Vec::with_capacity(tables.len());
+    let mut server_spans = Vec::with_capacity(tables.len());
+    for table in tables {
+        let span = table.span();
+        server_spans.push(span.clone());
+        let server = resolve_server(table.into_inner(), span.clone(), &siblings, at)?;
+        if servers.iter().any(|s: &ServerPlan| s.name == server.name) {
+            return Err(at.error(span, format!("two servers are named `{}`", server.name)));
+        }
+        servers.push(server);
+    }
+    Ok((servers, server_spans))
+}
+
+/// A `stdin = { reply = … }` server is typed one line per message its clients send.
+fn count_reply_lines(servers: &mut [ServerPlan], groups: &[GroupPlan]) {
+    for (index, server) in servers.iter_mut().enumerate() {
+        if let Some(StdinScript::Reply { lines, .. }) = &mut server.stdin {
+            *lines = groups
+                .iter()
+                .filter(|g| g.server == index)
+                .map(|g| u64::from(g.count) * u64::from(g.messages))
+                .sum();
+        }
+    }
+}
+
+/// The events in the order they happen, with each one's span.
+fn resolve_events(
+    tables: Vec<toml::Spanned<RawEvent>>,
+    servers: &[ServerPlan],
+    timeout: Duration,
+    at: &Locator,
+) -> Result<(Vec<EventPlan>, Vec<Range<usize>>), Diagnostic> {
+    let mut events = Vec::with_capacity(tables.len());
+    for table in tables {
+        let span = table.span();
+        events.push((
+            resolve_event(table.into_inner(), span.clone(), servers, timeout, at)?,
+            span,
+        ));
+    }
+    events.sort_by_key(|(event, _)| event.at);
+    Ok(events.into_iter().unzip())
+}
+
 /// Applies defaults and checks everything that spans more than one value.
 pub fn resolve(raw: RawScenario, path: &Path, source: &str) -> Result<Plan, Diagnostic> {
     let at = Locator { path, source };
     let name_span = raw.name.span();
+    let tests_programs = !raw.client_program.is_empty() || !raw.played_server.is_empty();
+    if tests_programs {
+        refuse_server_tables(&raw, name_span.clone(), &at)?;
+    }
     let name = raw.name.into_inner();
     if name.trim().is_empty() {
         return Err(at.error(name_span, "scenario `name` must not be empty"));
@@ -966,28 +1049,7 @@ pub fn resolve(raw: RawScenario, path: &Path, source: &str) -> Result<Plan, Diag
         played: Vec::new(),
         programs: Vec::new(),
     };
-    if !raw.client_program.is_empty() || !raw.played_server.is_empty() {
-        let server_tables = [
-            ("[[server]]", raw.server.first().map(toml::Spanned::span)),
-            ("[[clients]]", raw.clients.first().map(toml::Spanned::span)),
-            ("[[events]]", raw.events.first().map(toml::Spanned::span)),
-        ];
-        if let Some((table, span)) = server_tables.into_iter().find_map(|(t, s)| s.map(|s| (t, s))) {
-            return Err(at.error(
-                span,
-                format!(
-                    "a scenario tests either servers ([[server]] with [[clients]]) or client programs \
-                     ([[client_program]] with [[played_server]]), not both: move {table} to a scenario of its own"
-                ),
-            ));
-        }
-        if raw.expect.is_some() {
-            return Err(at.error(
-                name_span,
-                "[expect] judges servers under test; a client program's expectations go in its own \
-                 `expect = { sent = [...], printed = [...] }`",
-            ));
-        }
+    if tests_programs {
         (plan.played, plan.programs) =
             super::programs::resolve(raw.played_server, raw.client_program, timeout, name_span, &at)?;
         return Ok(plan);
@@ -1006,36 +1068,80 @@ pub fn resolve(raw: RawScenario, path: &Path, source: &str) -> Result<Plan, Diag
         ));
     }
 
-    let siblings: Vec<Sibling> = raw
-        .server
-        .iter()
-        .map(|table| Sibling::of(table.get_ref()))
-        .collect();
-    let mut servers = Vec::with_capacity(raw.server.len());
-    let mut server_spans = Vec::with_capacity(raw.server.len());
-    for table in raw.server {
-        let span = table.span();
-        server_spans.push(span.clone());
-        let server = resolve_server(table.into_inner(), span.clone(), &siblings, &at)?;
-        if servers.iter().any(|s: &ServerPlan| s.name == server.name) {
-            return Err(at.error(span, format!("two servers are named `{}`", server.name)));
-        }
-        servers.push(server);
+    let (mut servers, server_spans) = resolve_servers(raw.server, &at)?;
+    let (groups, group_spans) = resolve_groups(raw.clients, &servers, &at)?;
+
+    check_rooms(&servers, &groups, name_span.clone(), &at)?;
+
+    count_reply_lines(&mut servers, &groups);
+
+    if let Some(latency) = raw.expect.as_ref().and_then(|e| e.latency.as_ref())
+        && let Some(group) = groups.iter().find(|g| g.messages < 2)
+    {
+        return Err(at.error(
+            latency.span(),
+            format!(
+                "latency bounds apply to round trips after each client's first message (the first is \
+                 its wait), but client group `{}` sends only 1 message per client; send at least 2",
+                group.name
+            ),
+        ));
     }
 
-    let mut groups: Vec<GroupPlan> = Vec::with_capacity(raw.clients.len());
+    if let Some(expect) = &raw.expect {
+        check_probe_expectations(expect, &servers, &groups, &at)?;
+    }
+    if groups.iter().all(|g| g.well_behaved() == 0) {
+        return Err(at.error(
+            name_span,
+            "every client of this scenario is `faulty`; keep at least one well-behaved client, \
+             on whom the run is judged",
+        ));
+    }
+
+    let (events, event_spans) = resolve_events(raw.events, &servers, timeout, &at)?;
+    let reaps_span = raw
+        .expect
+        .as_ref()
+        .and_then(|e| e.reaps.as_ref())
+        .map(toml::Spanned::span);
+
+    plan.servers = servers;
+    plan.groups = groups;
+    plan.events = events;
+    plan.expect = resolve_expect(raw.expect);
+    if let Some((need, why)) = plan.needs_a_process() {
+        let span = match need {
+            ProcessNeed::Group(index) => group_spans[index].clone(),
+            ProcessNeed::Event(index) => event_spans[index].clone(),
+            ProcessNeed::Reaps => reaps_span.unwrap_or(name_span),
+            ProcessNeed::Server(index) => server_spans[index].clone(),
+        };
+        return Err(at.error(span, why));
+    }
+    Ok(plan)
+}
+
+/// The client groups, each checked against the groups before it and against the
+/// scenario's limits on clients and on memory held in flight; with each group's span.
+fn resolve_groups(
+    tables: Vec<toml::Spanned<RawClients>>,
+    servers: &[ServerPlan],
+    at: &Locator,
+) -> Result<(Vec<GroupPlan>, Vec<Range<usize>>), Diagnostic> {
+    let mut groups: Vec<GroupPlan> = Vec::with_capacity(tables.len());
     let mut total_clients = 0u64;
     let mut in_flight_bytes = 0u64;
-    let mut group_spans = Vec::with_capacity(raw.clients.len());
-    for table in raw.clients {
+    let mut group_spans = Vec::with_capacity(tables.len());
+    for table in tables {
         let span = table.span();
         group_spans.push(span.clone());
-        let group = resolve_group(table.into_inner(), &servers, &at)?;
+        let group = resolve_group(table.into_inner(), servers, at)?;
         if groups.iter().any(|g| g.name == group.name) {
             return Err(at.error(span, format!("two client groups are named `{}`", group.name)));
         }
         if group.workload == WorkloadKind::Chat {
-            check_chat(&group, &servers, &groups, span.clone(), &at)?;
+            check_chat(&group, servers, &groups, span.clone(), at)?;
         }
         total_clients += u64::from(group.count);
         if total_clients > MAX_CLIENTS {
@@ -1068,73 +1174,7 @@ pub fn resolve(raw: RawScenario, path: &Path, source: &str) -> Result<Plan, Diag
         }
         groups.push(group);
     }
-
-    check_rooms(&servers, &groups, name_span.clone(), &at)?;
-
-    for (index, server) in servers.iter_mut().enumerate() {
-        if let Some(StdinScript::Reply { lines, .. }) = &mut server.stdin {
-            *lines = groups
-                .iter()
-                .filter(|g| g.server == index)
-                .map(|g| u64::from(g.count) * u64::from(g.messages))
-                .sum();
-        }
-    }
-
-    if let Some(latency) = raw.expect.as_ref().and_then(|e| e.latency.as_ref())
-        && let Some(group) = groups.iter().find(|g| g.messages < 2)
-    {
-        return Err(at.error(
-            latency.span(),
-            format!(
-                "latency bounds apply to round trips after each client's first message (the first is \
-                 its wait), but client group `{}` sends only 1 message per client; send at least 2",
-                group.name
-            ),
-        ));
-    }
-
-    if let Some(expect) = &raw.expect {
-        check_probe_expectations(expect, &servers, &groups, &at)?;
-    }
-    if groups.iter().all(|g| g.well_behaved() == 0) {
-        return Err(at.error(
-            name_span,
-            "every client of this scenario is `faulty`; keep at least one well-behaved client, \
-             on whom the run is judged",
-        ));
-    }
-
-    let mut events = Vec::with_capacity(raw.events.len());
-    for table in raw.events {
-        let span = table.span();
-        events.push((
-            resolve_event(table.into_inner(), span.clone(), &servers, timeout, &at)?,
-            span,
-        ));
-    }
-    events.sort_by_key(|(event, _)| event.at);
-    let (events, event_spans): (Vec<EventPlan>, Vec<Range<usize>>) = events.into_iter().unzip();
-    let reaps_span = raw
-        .expect
-        .as_ref()
-        .and_then(|e| e.reaps.as_ref())
-        .map(toml::Spanned::span);
-
-    plan.servers = servers;
-    plan.groups = groups;
-    plan.events = events;
-    plan.expect = resolve_expect(raw.expect);
-    if let Some((need, why)) = plan.needs_a_process() {
-        let span = match need {
-            ProcessNeed::Group(index) => group_spans[index].clone(),
-            ProcessNeed::Event(index) => event_spans[index].clone(),
-            ProcessNeed::Reaps => reaps_span.unwrap_or(name_span),
-            ProcessNeed::Server(index) => server_spans[index].clone(),
-        };
-        return Err(at.error(span, why));
-    }
-    Ok(plan)
+    Ok((groups, group_spans))
 }
 
 fn resolve_event(
@@ -1229,6 +1269,93 @@ impl Sibling {
     }
 }
 
+/// A server's transport: its `transport`, or the one its built-in speaks.
+fn resolve_transport(
+    builtin: Option<Builtin>,
+    transport: Option<Transport>,
+    name: &str,
+    span: Range<usize>,
+    at: &Locator,
+) -> Result<Transport, Diagnostic> {
+    Ok(match (builtin, transport) {
+        (Some(Builtin::UdpEcho), None | Some(Transport::Udp)) => Transport::Udp,
+        (Some(Builtin::UdpEcho), Some(Transport::Tcp)) => {
+            return Err(at.error(
+                span,
+                format!("server `{name}`: built-in `udp-echo` speaks UDP, not TCP"),
+            ));
+        }
+        (Some(builtin), Some(Transport::Udp)) => {
+            return Err(at.error(
+                span,
+                format!(
+                    "server `{name}`: built-in `{}` speaks TCP; the UDP one is `udp-echo`",
+                    builtin.name()
+                ),
+            ));
+        }
+        (_, transport) => transport.unwrap_or_default(),
+    })
+}
+
+/// How a server is launched: exactly one of `builtin` and `command`.
+fn resolve_launch(
+    builtin: Option<Builtin>,
+    command: Option<toml::Spanned<Vec<String>>>,
+    name: &str,
+    span: Range<usize>,
+    at: &Locator,
+) -> Result<Launch, Diagnostic> {
+    Ok(match (builtin, command) {
+        (Some(builtin), None) => Launch::Builtin(builtin),
+        (None, Some(command)) => {
+            let command_span = command.span();
+            let argv = command.into_inner();
+            if argv.first().is_none_or(|program| program.is_empty()) {
+                return Err(at.error(
+                    command_span,
+                    "`command` must name a program, like [\"python3\", \"server.py\", \"{port}\"]",
+                ));
+            }
+            Launch::Command(argv)
+        }
+        (Some(_), Some(command)) => {
+            return Err(at.error(
+                command.span(),
+                format!("server `{name}` has both `builtin` and `command`; keep one"),
+            ));
+        }
+        (None, None) => {
+            return Err(at.error(
+                span,
+                format!("server `{name}` needs `builtin = \"...\"` or `command = [...]`"),
+            ));
+        }
+    })
+}
+
+/// A server's `stdin` script: fixed lines, or a reply per client message.
+fn resolve_stdin(table: toml::Spanned<RawStdin>, at: &Locator) -> Result<StdinScript, Diagnostic> {
+    let span = table.span();
+    Ok(match table.into_inner() {
+        RawStdin {
+            lines: Some(lines),
+            reply: None,
+        } => StdinScript::Lines(lines),
+        // The line count depends on the client groups; `resolve` fills it in.
+        RawStdin {
+            lines: None,
+            reply: Some(template),
+        } => StdinScript::Reply { template, lines: 0 },
+        _ => {
+            return Err(at.error(
+                span,
+                "`stdin` needs exactly one of `lines = [\"...\", ...]` or `reply = \"... {n} ...\"`",
+            ));
+        }
+    })
+}
+
 fn resolve_server(
     mut raw: RawServer,
     span: Range<usize>,
@@ -1254,75 +1381,10 @@ fn resolve_server(
     check_placeholders(&raw, siblings, at)?;
     let name = raw.name.into_inner();
     let port = raw.port.unwrap_or_default();
-    let transport = match (raw.builtin, raw.transport) {
-        (Some(Builtin::UdpEcho), None | Some(Transport::Udp)) => Transport::Udp,
-        (Some(Builtin::UdpEcho), Some(Transport::Tcp)) => {
-            return Err(at.error(
-                span,
-                format!("server `{name}`: built-in `udp-echo` speaks UDP, not TCP"),
-            ));
-        }
-        (Some(builtin), Some(Transport::Udp)) => {
-            return Err(at.error(
-                span,
-                format!(
-                    "server `{name}`: built-in `{}` speaks TCP; the UDP one is `udp-echo`",
-                    builtin.name()
-                ),
-            ));
-        }
-        (_, transport) => transport.unwrap_or_default(),
-    };
-    let launch = match (raw.builtin, raw.command) {
-        (Some(builtin), None) => Launch::Builtin(builtin),
-        (None, Some(command)) => {
-            let command_span = command.span();
-            let argv = command.into_inner();
-            if argv.first().is_none_or(|program| program.is_empty()) {
-                return Err(at.error(
-                    command_span,
-                    "`command` must name a program, like [\"python3\", \"server.py\", \"{port}\"]",
-                ));
-            }
-            Launch::Command(argv)
-        }
-        (Some(_), Some(command)) => {
-            return Err(at.error(
-                command.span(),
-                format!("server `{name}` has both `builtin` and `command`; keep one"),
-            ));
-        }
-        (None, None) => {
-            return Err(at.error(
-                span,
-                format!("server `{name}` needs `builtin = \"...\"` or `command = [...]`"),
-            ));
-        }
-    };
+    let transport = resolve_transport(raw.builtin, raw.transport, &name, span.clone(), at)?;
+    let launch = resolve_launch(raw.builtin, raw.command, &name, span, at)?;
     let (ready_timeout, ready) = resolve_ready(raw.ready, at)?;
-    let stdin = match raw.stdin {
-        None => None,
-        Some(table) => {
-            let span = table.span();
-            match table.into_inner() {
-                RawStdin {
-                    lines: Some(lines),
-                    reply: None,
-                } => Some(StdinScript::Lines(lines)),
-                // The line count depends on the client groups; `resolve` fills it in.
-                RawStdin {
-                    lines: None,
-                    reply: Some(template),
-                } => Some(StdinScript::Reply { template, lines: 0 }),
-                _ => {
-                    return Err(at.error(
-                        span,
-                        "`stdin` needs exactly one of `lines = [\"...\", ...]` or `reply = \"... {n} ...\"`",
-                    ));
-                }
-            }
-        }
-    };
+    let stdin = raw.stdin.map(|table| resolve_stdin(table, at)).transpose()?;
     Ok(ServerPlan {
         name,
         launch,

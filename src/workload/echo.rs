@@ -22,6 +22,7 @@
 use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
 use std::io;
+use std::ops::ControlFlow;
 use std::pin::{Pin, pin};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -194,95 +195,16 @@ impl Session {
                 }
                 conversation.queue(&mut self.payloads, &mut self.matcher, intended, now);
             }
-            while conversation.written < conversation.outgoing.len() {
-                let unwritten = &conversation.outgoing[conversation.written..];
-                match Pin::new(&mut *stream).poll_write(cx, unwritten) {
-                    Poll::Ready(Ok(0)) => {
-                        return Poll::Ready(Err(ExchangeError::Socket(io::ErrorKind::WriteZero.into())));
-                    }
-                    Poll::Ready(Ok(n)) => {
-                        conversation.wrote(n, now);
-                        self.written += n as u64;
-                    }
-                    Poll::Ready(Err(err)) => return Poll::Ready(Err(ExchangeError::Socket(err))),
-                    Poll::Pending => break,
-                }
-            }
-            if conversation.written == conversation.outgoing.len() {
-                conversation.outgoing.clear();
-                conversation.written = 0;
-                if conversation.half_close
-                    && !conversation.sending_closed
-                    && conversation.queued == conversation.total
-                {
-                    // The last message is out: say so with a FIN at once, before its echo.
-                    match Pin::new(&mut *stream).poll_shutdown(cx) {
-                        Poll::Ready(Ok(())) => conversation.sending_closed = true,
-                        Poll::Ready(Err(err)) => return Poll::Ready(Err(ExchangeError::Socket(err))),
-                        Poll::Pending => {}
-                    }
-                }
+            if let Err(err) = self.write_queued(cx, conversation, stream, now) {
+                return Poll::Ready(Err(err));
             }
             if conversation.peer_closed && !conversation.in_flight.is_empty() {
                 return Poll::Ready(Err(ExchangeError::Closed));
             }
             let slots_before = conversation.free_slots();
-            while !conversation.peer_closed {
-                let mut filled = ReadBuf::new(receive_buffer);
-                match Pin::new(&mut *stream).poll_read(cx, &mut filled) {
-                    Poll::Ready(Ok(())) if filled.filled().is_empty() => {
-                        if !conversation.in_flight.is_empty() {
-                            return Poll::Ready(Err(ExchangeError::Closed));
-                        }
-                        // Closed between messages: the next one will find out, and its
-                        // finding then names a message, as it would for a real client.
-                        conversation.peer_closed = true;
-                    }
-                    Poll::Ready(Ok(())) => {
-                        let chunk = filled.filled();
-                        let now = Instant::now();
-                        self.arrived += chunk.len() as u64;
-                        if self.timeline.first_reply.is_none() {
-                            self.timeline.first_reply = Some(ctx.since_start());
-                            let activity = &ctx.server_activity;
-                            let written = conversation.oldest_written_at();
-                            let queued = written.is_some() && activity.busy_since(written);
-                            conversation.first_reply(now, queued);
-                            // A faulty client about to stall is not service that others
-                            // may wait behind without limit.
-                            if self.fault.is_none() {
-                                activity.began_service();
-                                self.in_service = true;
-                            }
-                        }
-                        ctx.server_activity.answered(now);
-                        conversation.piece_arrived(now);
-                        let echoed = match self.matcher.accept(chunk) {
-                            Ok(echoed) => echoed,
-                            Err(fault) => return Poll::Ready(Err(ExchangeError::Fault(fault))),
-                        };
-                        conversation.last_progress = now;
-                        for _ in 0..echoed {
-                            let left_at = conversation.answered(now);
-                            ctx.message_done(
-                                (self.completed > 0).then(|| now.saturating_duration_since(left_at)),
-                            );
-                            self.completed += 1;
-                        }
-                        if echoed > 0 {
-                            self.timeline.last_reply = Some(ctx.since_start());
-                            if self.matcher.front_received() > 0 {
-                                // The chunk's tail already began the next message's echo.
-                                conversation.piece_arrived(now);
-                            }
-                        }
-                        if conversation.all_answered() {
-                            return Poll::Ready(Ok(()));
-                        }
-                    }
-                    Poll::Ready(Err(err)) => return Poll::Ready(Err(ExchangeError::Socket(err))),
-                    Poll::Pending => break,
-                }
+            if let ControlFlow::Break(end) = self.read_arrived(cx, ctx, conversation, stream, receive_buffer)
+            {
+                return Poll::Ready(end);
             }
             // An echo that freed a slot may make the next message due at once.
             if conversation.free_slots() > slots_before && conversation.next_due(Instant::now()).is_some() {
@@ -292,32 +214,10 @@ impl Session {
             if now >= ctx.run_deadline {
                 return Poll::Ready(Err(ExchangeError::Interrupted(Interruption::RunDeadline)));
             }
-            let timeout = ctx.group.reply_timeout;
-            let mut watchdog = conversation.reply_deadline(timeout);
-            if self.timeline.first_reply.is_none()
-                && let Some(own) = watchdog
-            {
-                // Not served yet while the server is busy with others: queued, not silent.
-                // The timeout waits, and is looked at again a timeout from now.
-                let activity = &ctx.server_activity;
-                watchdog = Some(match activity.busy(now, timeout) {
-                    true => own.max(now + timeout),
-                    false => own.max(activity.last_answer().map_or(own, |last| last + timeout)),
-                });
-            }
-            if watchdog.is_some_and(|at| now >= at) {
-                let end = match self.timeline.first_send {
-                    // Kept waiting well past its timeout (it was queued), then answered by nobody: say
-                    // the whole wait.
-                    Some(sent)
-                        if self.timeline.first_reply.is_none() && ctx.since_start() > sent + timeout * 2 =>
-                    {
-                        StreamEnd::TimedOut(tenths(ctx.since_start().saturating_sub(sent)))
-                    }
-                    _ => conversation.timed_out(now, timeout),
-                };
-                return Poll::Ready(Err(ExchangeError::ReplyTimedOut(end)));
-            }
+            let watchdog = match self.reply_watchdog(ctx, conversation, now) {
+                Ok(watchdog) => watchdog,
+                Err(timed_out) => return Poll::Ready(Err(timed_out)),
+            };
             let wake_at = [watchdog, conversation.next_send_time(now)]
                 .into_iter()
                 .flatten()
@@ -332,6 +232,157 @@ impl Session {
                 return Poll::Pending;
             }
         }
+    }
+
+    /// Writes what is queued until the socket would block; once everything is out and the
+    /// last message was queued, half-closes when the group asks for it.
+    #[inline]
+    fn write_queued(
+        &mut self,
+        cx: &mut Context<'_>,
+        conversation: &mut Conversation,
+        stream: &mut TcpStream,
+        now: Instant,
+    ) -> Result<(), ExchangeError> {
+        while conversation.written < conversation.outgoing.len() {
+            let unwritten = &conversation.outgoing[conversation.written..];
+            match Pin::new(&mut *stream).poll_write(cx, unwritten) {
+                Poll::Ready(Ok(0)) => {
+                    return Err(ExchangeError::Socket(io::ErrorKind::WriteZero.into()));
+                }
+                Poll::Ready(Ok(n)) => {
+                    conversation.wrote(n, now);
+                    self.written += n as u64;
+                }
+                Poll::Ready(Err(err)) => return Err(ExchangeError::Socket(err)),
+                Poll::Pending => break,
+            }
+        }
+        if conversation.written == conversation.outgoing.len() {
+            conversation.outgoing.clear();
+            conversation.written = 0;
+            if conversation.half_close
+                && !conversation.sending_closed
+                && conversation.queued == conversation.total
+            {
+                // The last message is out: say so with a FIN at once, before its echo.
+                match Pin::new(&mut *stream).poll_shutdown(cx) {
+                    Poll::Ready(Ok(())) => conversation.sending_closed = true,
+                    Poll::Ready(Err(err)) => return Err(ExchangeError::Socket(err)),
+                    Poll::Pending => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads and verifies what has arrived until the socket would block: breaks with the
+    /// exchange's end when every message is answered or something went wrong.
+    #[inline]
+    fn read_arrived(
+        &mut self,
+        cx: &mut Context<'_>,
+        ctx: &ClientContext,
+        conversation: &mut Conversation,
+        stream: &mut TcpStream,
+        receive_buffer: &mut [u8],
+    ) -> ControlFlow<Result<(), ExchangeError>> {
+        while !conversation.peer_closed {
+            let mut filled = ReadBuf::new(receive_buffer);
+            match Pin::new(&mut *stream).poll_read(cx, &mut filled) {
+                Poll::Ready(Ok(())) if filled.filled().is_empty() => {
+                    if !conversation.in_flight.is_empty() {
+                        return ControlFlow::Break(Err(ExchangeError::Closed));
+                    }
+                    // Closed between messages: the next one will find out, and its
+                    // finding then names a message, as it would for a real client.
+                    conversation.peer_closed = true;
+                }
+                Poll::Ready(Ok(())) => {
+                    let chunk = filled.filled();
+                    let now = Instant::now();
+                    self.arrived += chunk.len() as u64;
+                    if self.timeline.first_reply.is_none() {
+                        self.timeline.first_reply = Some(ctx.since_start());
+                        let activity = &ctx.server_activity;
+                        let written = conversation.oldest_written_at();
+                        let queued = written.is_some() && activity.busy_since(written);
+                        conversation.first_reply(now, queued);
+                        // A faulty client about to stall is not service that others
+                        // may wait behind without limit.
+                        if self.fault.is_none() {
+                            activity.began_service();
+                            self.in_service = true;
+                        }
+                    }
+                    ctx.server_activity.answered(now);
+                    conversation.piece_arrived(now);
+                    let echoed = match self.matcher.accept(chunk) {
+                        Ok(echoed) => echoed,
+                        Err(fault) => return ControlFlow::Break(Err(ExchangeError::Fault(fault))),
+                    };
+                    conversation.last_progress = now;
+                    for _ in 0..echoed {
+                        let left_at = conversation.answered(now);
+                        ctx.message_done(
+                            (self.completed > 0).then(|| now.saturating_duration_since(left_at)),
+                        );
+                        self.completed += 1;
+                    }
+                    if echoed > 0 {
+                        self.timeline.last_reply = Some(ctx.since_start());
+                        if self.matcher.front_received() > 0 {
+                            // The chunk's tail already began the next message's echo.
+                            conversation.piece_arrived(now);
+                        }
+                    }
+                    if conversation.all_answered() {
+                        return ControlFlow::Break(Ok(()));
+                    }
+                }
+                Poll::Ready(Err(err)) => return ControlFlow::Break(Err(ExchangeError::Socket(err))),
+                Poll::Pending => break,
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// When the oldest unanswered message runs out of time (none when nothing is awaited),
+    /// or the timeout if it already has.
+    #[inline]
+    fn reply_watchdog(
+        &self,
+        ctx: &ClientContext,
+        conversation: &Conversation,
+        now: Instant,
+    ) -> Result<Option<Instant>, ExchangeError> {
+        let timeout = ctx.group.reply_timeout;
+        let mut watchdog = conversation.reply_deadline(timeout);
+        if self.timeline.first_reply.is_none()
+            && let Some(own) = watchdog
+        {
+            // Not served yet while the server is busy with others: queued, not silent.
+            // The timeout waits, and is looked at again a timeout from now.
+            let activity = &ctx.server_activity;
+            watchdog = Some(match activity.busy(now, timeout) {
+                true => own.max(now + timeout),
+                false => own.max(activity.last_answer().map_or(own, |last| last + timeout)),
+            });
+        }
+        if watchdog.is_some_and(|at| now >= at) {
+            let end = match self.timeline.first_send {
+                // Kept waiting well past its timeout (it was queued), then answered by nobody: say
+                // the whole wait.
+                Some(sent)
+                    if self.timeline.first_reply.is_none() && ctx.since_start() > sent + timeout * 2 =>
+                {
+                    StreamEnd::TimedOut(tenths(ctx.since_start().saturating_sub(sent)))
+                }
+                _ => conversation.timed_out(now, timeout),
+            };
+            return Err(ExchangeError::ReplyTimedOut(end));
+        }
+        Ok(watchdog)
     }
 
     /// Turns a failed exchange into how the session ended.

@@ -386,44 +386,11 @@ impl Room {
     pub fn read(&self, receiver: u32, piece: Piece, now: Duration) {
         let mut state = self.lock();
         let state = &mut *state;
-        // Names are looked up only when a fault is described: no allocation per delivery.
-        let r = receiver as usize;
-        let (tag, intact) = match piece {
-            Piece::Garbled(bytes) => {
-                state.faults.garbled.add(|| {
-                    let shown = escape_bytes(&bytes[..bytes.len().min(60)]);
-                    format!(
-                        "{receiver_name} read {} byte(s) that are no message: \"{shown}\"",
-                        bytes.len(),
-                        receiver_name = state.members[r].name
-                    )
-                });
-                return;
-            }
-            Piece::Frame { tag, intact } => (tag, intact),
+        let Some(tag) = intact_frame(state, receiver, piece) else {
+            return;
         };
-        if state.members.get(tag.sender as usize).is_none() {
-            state.faults.garbled.add(|| {
-                format!(
-                    "{receiver_name} read a message from sender {} who does not exist",
-                    tag.sender,
-                    receiver_name = state.members[r].name
-                )
-            });
-            return;
-        }
-        let from = tag.sender as usize;
-        if !intact {
-            state.faults.corrupted.add(|| {
-                format!(
-                    "{receiver_name} read message {} of {sender_name} with its bytes changed",
-                    tag.seq,
-                    receiver_name = state.members[r].name,
-                    sender_name = state.members[from].name
-                )
-            });
-            return;
-        }
+        // Names are looked up only when a fault is described: no allocation per delivery.
+        let (r, from) = (receiver as usize, tag.sender as usize);
         if tag.seq == 0 {
             state.members[tag.sender as usize].seen_by[receiver as usize] = true;
             self.markers.notify_waiters();
@@ -502,22 +469,7 @@ impl Room {
         state.fanout[sender_group].record(latency);
         state.deliveries += 1;
         state.last_delivery = Some(now);
-        let previous = state.members[receiver as usize]
-            .last_from
-            .insert(tag.sender, tag.seq);
-        if let Some(previous) = previous.filter(|&p| p > tag.seq) {
-            state.members[receiver as usize]
-                .last_from
-                .insert(tag.sender, previous);
-            state.faults.out_of_order.add(|| {
-                format!(
-                    "{receiver_name} read message {} of {sender_name} after its message {previous}",
-                    tag.seq,
-                    receiver_name = state.members[r].name,
-                    sender_name = state.members[from].name
-                )
-            });
-        }
+        note_order(state, receiver, tag);
         if all_in {
             let member = &mut state.members[tag.sender as usize];
             if let Some(position) = member.unsettled.iter().position(|&s| s == tag.seq) {
@@ -728,6 +680,72 @@ impl Room {
             },
             fanout: state.fanout.clone(),
         }
+    }
+}
+
+/// The tag of `piece` if it is an intact frame from a member that exists; otherwise the
+/// fault is tallied and there is nothing to deliver.
+fn intact_frame(state: &mut RoomState, receiver: u32, piece: Piece) -> Option<Tag> {
+    // Names are looked up only when a fault is described: no allocation per delivery.
+    let r = receiver as usize;
+    let (tag, intact) = match piece {
+        Piece::Garbled(bytes) => {
+            state.faults.garbled.add(|| {
+                let shown = escape_bytes(&bytes[..bytes.len().min(60)]);
+                format!(
+                    "{receiver_name} read {} byte(s) that are no message: \"{shown}\"",
+                    bytes.len(),
+                    receiver_name = state.members[r].name
+                )
+            });
+            return None;
+        }
+        Piece::Frame { tag, intact } => (tag, intact),
+    };
+    if state.members.get(tag.sender as usize).is_none() {
+        state.faults.garbled.add(|| {
+            format!(
+                "{receiver_name} read a message from sender {} who does not exist",
+                tag.sender,
+                receiver_name = state.members[r].name
+            )
+        });
+        return None;
+    }
+    let from = tag.sender as usize;
+    if !intact {
+        state.faults.corrupted.add(|| {
+            format!(
+                "{receiver_name} read message {} of {sender_name} with its bytes changed",
+                tag.seq,
+                receiver_name = state.members[r].name,
+                sender_name = state.members[from].name
+            )
+        });
+        return None;
+    }
+    Some(tag)
+}
+
+/// Records that `receiver` read message `tag`, tallying it out of order when it read a
+/// later message of the same sender before.
+fn note_order(state: &mut RoomState, receiver: u32, tag: Tag) {
+    let (r, from) = (receiver as usize, tag.sender as usize);
+    let previous = state.members[receiver as usize]
+        .last_from
+        .insert(tag.sender, tag.seq);
+    if let Some(previous) = previous.filter(|&p| p > tag.seq) {
+        state.members[receiver as usize]
+            .last_from
+            .insert(tag.sender, previous);
+        state.faults.out_of_order.add(|| {
+            format!(
+                "{receiver_name} read message {} of {sender_name} after its message {previous}",
+                tag.seq,
+                receiver_name = state.members[r].name,
+                sender_name = state.members[from].name
+            )
+        });
     }
 }
 
