@@ -1634,16 +1634,67 @@ fn resolve_ready(raw: Option<RawReady>, at: &Locator) -> Result<(Duration, Ready
     Ok((timeout, signal))
 }
 
-fn resolve_group(raw: RawClients, servers: &[ServerPlan], at: &Locator) -> Result<GroupPlan, Diagnostic> {
+fn resolve_group(mut raw: RawClients, servers: &[ServerPlan], at: &Locator) -> Result<GroupPlan, Diagnostic> {
     let name_span = raw.name.span();
-    let name = raw.name.into_inner();
+    let name = raw.name.get_ref().clone();
     if name.is_empty() || name.contains(char::is_whitespace) {
         return Err(at.error(
             name_span,
             "a client group `name` must be one word, like \"echoers\"",
         ));
     }
-    let server = match raw.server {
+    let server = group_server(&raw, &name, name_span.clone(), servers, at)?;
+    let server_transport = group_transport(&raw, &name, name_span.clone(), &servers[server], at)?;
+    let workload = raw.workload.unwrap_or(WorkloadKind::Echo);
+    let (pipeline, half_close, connect) = group_sending(&raw, server_transport, workload, at)?;
+    let (count, size, start) = group_shape(&raw, at)?;
+    let (messages, texts) = group_messages(raw.messages.take(), workload, at)?;
+    let fault = resolve_fault(raw.faulty.take(), raw.fault.take(), count, messages, &name, at)?;
+    check_workload_keys(&raw, workload, size, fault.is_some(), name_span.clone(), at)?;
+    let (leave_after, leave) = group_leaving(&raw, messages, workload, texts.as_ref(), at)?;
+    let reply_timeout = raw.timeout.map_or(DEFAULT_REPLY_TIMEOUT, |t| t.0);
+    if reply_timeout.is_zero() {
+        return Err(at.error(
+            name_span,
+            format!("client group `{name}` has a zero reply `timeout`"),
+        ));
+    }
+    Ok(GroupPlan {
+        name,
+        server,
+        count,
+        workload,
+        messages,
+        texts,
+        size,
+        payload: raw.payload.unwrap_or_default(),
+        think: raw.think.map_or(Duration::ZERO, |t| t.0),
+        start,
+        reply_timeout,
+        fault,
+        start_after: raw.start_after.map_or(Duration::ZERO, |d| d.0),
+        leave_after,
+        leave,
+        include_sender: raw.include_sender.is_some_and(toml::Spanned::into_inner),
+        load: raw.load.is_some_and(toml::Spanned::into_inner),
+        transport: server_transport,
+        rate: raw.rate.map(|r| r.into_inner().0),
+        rate_ramp: raw.rate_ramp.map_or(Duration::ZERO, |r| r.into_inner().0),
+        pipeline,
+        connect,
+        half_close,
+    })
+}
+
+/// The server a client group talks to: the one it names, or the only one.
+fn group_server(
+    raw: &RawClients,
+    name: &str,
+    name_span: Range<usize>,
+    servers: &[ServerPlan],
+    at: &Locator,
+) -> Result<usize, Diagnostic> {
+    Ok(match &raw.server {
         Some(reference) => {
             let wanted = reference.get_ref();
             servers.iter().position(|s| &s.name == wanted).ok_or_else(|| {
@@ -1663,9 +1714,19 @@ fn resolve_group(raw: RawClients, servers: &[ServerPlan], at: &Locator) -> Resul
                 format!("client group `{name}` must say which server it talks to (`server = \"...\"`); servers: {}", list_names(servers)),
             ));
         }
-    };
+    })
+}
 
-    let server_transport = servers[server].transport;
+/// The group's transport, its server's: a group that says another is refused, and so is
+/// what a UDP group cannot do.
+fn group_transport(
+    raw: &RawClients,
+    name: &str,
+    name_span: Range<usize>,
+    server: &ServerPlan,
+    at: &Locator,
+) -> Result<Transport, Diagnostic> {
+    let server_transport = server.transport;
     if let Some(wanted) = &raw.transport
         && *wanted.get_ref() != server_transport
     {
@@ -1674,7 +1735,7 @@ fn resolve_group(raw: RawClients, servers: &[ServerPlan], at: &Locator) -> Resul
             format!(
                 "client group `{name}` says {} but server `{}` speaks {}",
                 wanted.get_ref().label(),
-                servers[server].name,
+                server.name,
                 server_transport.label()
             ),
         ));
@@ -1703,7 +1764,17 @@ fn resolve_group(raw: RawClients, servers: &[ServerPlan], at: &Locator) -> Resul
             ));
         }
     }
-    let workload = raw.workload.unwrap_or(WorkloadKind::Echo);
+    Ok(server_transport)
+}
+
+/// How the group's clients send: the open loop's keys checked, the pipeline depth, whether
+/// they half-close, how they connect.
+fn group_sending(
+    raw: &RawClients,
+    server_transport: Transport,
+    workload: WorkloadKind,
+    at: &Locator,
+) -> Result<(u32, bool, ConnectMode), Diagnostic> {
     if let Some(rate) = &raw.rate
         && workload != WorkloadKind::Echo
     {
@@ -1756,24 +1827,67 @@ fn resolve_group(raw: RawClients, servers: &[ServerPlan], at: &Locator) -> Resul
         }
         half => half.as_ref().is_some_and(|h| *h.get_ref()),
     };
-    let connect = match raw.connect {
+    let connect = match &raw.connect {
         Some(mode) if server_transport == Transport::Udp => {
             return Err(at.error(
                 mode.span(),
                 "`connect` paces TCP connects; a UDP server has no connections",
             ));
         }
-        Some(mode) => mode.into_inner(),
+        Some(mode) => *mode.get_ref(),
         None => ConnectMode::Paced,
     };
-    let count = match raw.count {
+    Ok((pipeline, half_close, connect))
+}
+
+/// How many clients, how large their messages, and how they start.
+fn group_shape(raw: &RawClients, at: &Locator) -> Result<(u32, SizeRange, StartSchedule), Diagnostic> {
+    let count = match &raw.count {
         Some(count) if *count.get_ref() == 0 => {
             return Err(at.error(count.span(), "`count` must be at least 1"));
         }
-        Some(count) => count.into_inner(),
+        Some(count) => *count.get_ref(),
         None => 1,
     };
-    let (messages, texts) = match raw.messages.map(|m| (m.span(), m.into_inner())) {
+    let size = match &raw.size {
+        Some(size) => {
+            let range = *size.get_ref();
+            if range.min == 0 {
+                return Err(at.error(size.span(), "message size must be at least 1 byte"));
+            }
+            if range.max > MAX_MESSAGE_BYTES {
+                return Err(at.error(
+                    size.span(),
+                    format!("message size is limited to {MAX_MESSAGE_BYTES} bytes (64 MiB)"),
+                ));
+            }
+            range
+        }
+        None => SizeRange { min: 64, max: 64 },
+    };
+    let start = match (raw.start.as_ref().map(|s| (s.span(), *s.get_ref())), raw.ramp) {
+        (None | Some((_, StartKind::Together)), None) => StartSchedule::Together,
+        (None | Some((_, StartKind::Ramp)), Some(ramp)) => StartSchedule::Ramp(ramp.0),
+        (Some((span, StartKind::Together)), Some(_)) => {
+            return Err(at.error(span, "`start = \"together\"` contradicts `ramp`; remove one"));
+        }
+        (Some((span, StartKind::Ramp)), None) => {
+            return Err(at.error(
+                span,
+                "`start = \"ramp\"` needs a `ramp` duration, like ramp = \"2s\"",
+            ));
+        }
+    };
+    Ok((count, size, start))
+}
+
+/// How many messages each client sends, and a chat's texts.
+fn group_messages(
+    messages: Option<toml::Spanned<MessagesValue>>,
+    workload: WorkloadKind,
+    at: &Locator,
+) -> Result<(u32, Option<Vec<String>>), Diagnostic> {
+    Ok(match messages.map(|m| (m.span(), m.into_inner())) {
         Some((span, MessagesValue::Count(n))) if n == 0 || n > MAX_MESSAGES => {
             return Err(at.error(span, format!("`messages` must be from 1 to {MAX_MESSAGES}")));
         }
@@ -1802,37 +1916,18 @@ fn resolve_group(raw: RawClients, servers: &[ServerPlan], at: &Locator) -> Resul
             (texts.len() as u32, Some(texts))
         }
         None => (10, None),
-    };
-    let size = match raw.size {
-        Some(size) => {
-            let range = *size.get_ref();
-            if range.min == 0 {
-                return Err(at.error(size.span(), "message size must be at least 1 byte"));
-            }
-            if range.max > MAX_MESSAGE_BYTES {
-                return Err(at.error(
-                    size.span(),
-                    format!("message size is limited to {MAX_MESSAGE_BYTES} bytes (64 MiB)"),
-                ));
-            }
-            range
-        }
-        None => SizeRange { min: 64, max: 64 },
-    };
-    let start = match (raw.start.map(|s| (s.span(), s.into_inner())), raw.ramp) {
-        (None | Some((_, StartKind::Together)), None) => StartSchedule::Together,
-        (None | Some((_, StartKind::Ramp)), Some(ramp)) => StartSchedule::Ramp(ramp.0),
-        (Some((span, StartKind::Together)), Some(_)) => {
-            return Err(at.error(span, "`start = \"together\"` contradicts `ramp`; remove one"));
-        }
-        (Some((span, StartKind::Ramp)), None) => {
-            return Err(at.error(
-                span,
-                "`start = \"ramp\"` needs a `ramp` duration, like ramp = \"2s\"",
-            ));
-        }
-    };
-    let fault = resolve_fault(raw.faulty, raw.fault, count, messages, &name, at)?;
+    })
+}
+
+/// Keys of one workload given to a group of another, and what a broadcast group cannot be.
+fn check_workload_keys(
+    raw: &RawClients,
+    workload: WorkloadKind,
+    size: SizeRange,
+    faulty: bool,
+    name_span: Range<usize>,
+    at: &Locator,
+) -> Result<(), Diagnostic> {
     let broadcast_only = [
         ("leave_after", raw.leave_after.as_ref().map(toml::Spanned::span)),
         (
@@ -1872,18 +1967,29 @@ fn resolve_group(raw: RawClients, servers: &[ServerPlan], at: &Locator) -> Resul
                 "broadcast messages are tagged ASCII text; remove `payload`",
             ));
         }
-        if fault.is_some() {
+        if faulty {
             return Err(at.error(name_span, "`faulty` clients are for the echo workload"));
         }
     }
-    let leave_after = match raw.leave_after {
+    Ok(())
+}
+
+/// When and how a member leaves a room, or a chat session ends without `exit`.
+fn group_leaving(
+    raw: &RawClients,
+    messages: u32,
+    workload: WorkloadKind,
+    texts: Option<&Vec<String>>,
+    at: &Locator,
+) -> Result<(Option<u32>, LeaveMode), Diagnostic> {
+    let leave_after = match &raw.leave_after {
         Some(n) if *n.get_ref() == 0 || *n.get_ref() > messages => {
             return Err(at.error(
                 n.span(),
                 format!("`leave_after` must be from 1 to the group's {messages} message(s)"),
             ));
         }
-        other => other.map(toml::Spanned::into_inner),
+        other => other.as_ref().map(|n| *n.get_ref()),
     };
     let leave = match (&raw.leave, leave_after) {
         (Some(mode), None) if workload == WorkloadKind::Broadcast => {
@@ -1894,9 +2000,7 @@ fn resolve_group(raw: RawClients, servers: &[ServerPlan], at: &Locator) -> Resul
         }
         (Some(mode), _)
             if workload == WorkloadKind::Chat
-                && texts
-                    .as_ref()
-                    .is_none_or(|t| t.last().is_some_and(|last| last == "exit")) =>
+                && texts.is_none_or(|t| t.last().is_some_and(|last| last == "exit")) =>
         {
             return Err(at.error(
                 mode.span(),
@@ -1906,38 +2010,7 @@ fn resolve_group(raw: RawClients, servers: &[ServerPlan], at: &Locator) -> Resul
         }
         (mode, _) => mode.as_ref().map_or(LeaveMode::Close, |m| *m.get_ref()),
     };
-    let reply_timeout = raw.timeout.map_or(DEFAULT_REPLY_TIMEOUT, |t| t.0);
-    if reply_timeout.is_zero() {
-        return Err(at.error(
-            name_span,
-            format!("client group `{name}` has a zero reply `timeout`"),
-        ));
-    }
-    Ok(GroupPlan {
-        name,
-        server,
-        count,
-        workload,
-        messages,
-        texts,
-        size,
-        payload: raw.payload.unwrap_or_default(),
-        think: raw.think.map_or(Duration::ZERO, |t| t.0),
-        start,
-        reply_timeout,
-        fault,
-        start_after: raw.start_after.map_or(Duration::ZERO, |d| d.0),
-        leave_after,
-        leave,
-        include_sender: raw.include_sender.is_some_and(toml::Spanned::into_inner),
-        load: raw.load.is_some_and(toml::Spanned::into_inner),
-        transport: server_transport,
-        rate: raw.rate.map(|r| r.into_inner().0),
-        rate_ramp: raw.rate_ramp.map_or(Duration::ZERO, |r| r.into_inner().0),
-        pipeline,
-        connect,
-        half_close,
-    })
+    Ok((leave_after, leave))
 }
 
 /// A broadcast room needs at least two members (three under `load`), one opinion on
