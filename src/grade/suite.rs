@@ -196,6 +196,108 @@ pub enum UnderTest {
     ClientPrograms,
 }
 
+/// A test per phase of `lab`'s battery, each worth `points` and its scenario from labrun
+/// itself, checked with a stand-in program (each run puts the submission's in).
+fn battery_tests(lab: crate::check::Lab, points: f64) -> impl Iterator<Item = (RawTest, Source)> {
+    let stand_in = crate::check::command_of(lab, &["submission.py".to_owned()]).unwrap_or_default();
+    lab.phases().into_iter().map(move |phase| {
+        let test = RawTest {
+            name: phase.name.to_owned(),
+            scenario: PathBuf::from(format!("{}-{}.toml", lab.name(), phase.name)),
+            points,
+            // A phase is there for one bug: passing it whole is what it is worth.
+            partial: false,
+            hidden: false,
+            server: None,
+            timeout: None,
+            feedback: BTreeMap::new(),
+            command: None,
+            files: None,
+        };
+        let text = crate::check::scenario_text(lab, phase, &stand_in);
+        (test, Source::Battery { lab, text })
+    })
+}
+
+/// One test of the suite: its scenario loaded, what it replaces with the submission's
+/// program, and how that program is launched.
+fn resolve_test(
+    test: RawTest,
+    source: Source,
+    submission: &RawSubmission,
+    default_timeout: Duration,
+    invalid: &dyn Fn(Option<std::ops::Range<usize>>, String) -> SuiteError,
+) -> Result<Test, SuiteError> {
+    let plan = match &source {
+        Source::File(path) => scenario::load(path),
+        Source::Battery { text, .. } => scenario::parse(&test.scenario, text),
+    };
+    let plan = plan.map_err(|source| SuiteError::Scenario {
+        test: test.name.clone(),
+        source,
+    })?;
+    let under_test = if plan.programs.is_empty() {
+        UnderTest::Servers
+    } else {
+        UnderTest::ClientPrograms
+    };
+    if under_test == UnderTest::ClientPrograms && test.server.is_some() {
+        return Err(invalid(
+            None,
+            format!(
+                "test `{}`: `server` picks a server to replace, but its scenario tests client \
+                 programs",
+                test.name
+            ),
+        ));
+    }
+    // A test's own command and files, else its role's, else the submission's.
+    let role = match under_test {
+        UnderTest::Servers => None,
+        UnderTest::ClientPrograms => submission.client.as_ref(),
+    };
+    let mut launch = Launch {
+        command: test
+            .command
+            .or_else(|| role.and_then(|r| r.command.clone()))
+            .unwrap_or_else(|| submission.command.clone()),
+        files: test
+            .files
+            .or_else(|| role.and_then(|r| r.files.clone()))
+            .unwrap_or_else(|| submission.files.clone()),
+    };
+    // A battery's scenarios name a lab's second port their own way (`{port2}` is
+    // `{port:second}`), and its command must have one where the lab gives it.
+    if let Source::Battery { lab, .. } = &source {
+        launch.command = crate::check::command_of(*lab, &launch.command)
+            .map_err(|err| invalid(None, format!("`lab = \"{}\"`: {err}", lab.name())))?;
+    }
+    if launch.command.first().is_none_or(String::is_empty) {
+        return Err(invalid(
+            None,
+            format!("test `{}`: its `command` must name a program", test.name),
+        ));
+    }
+    let fixed = |port: &crate::scenario::PortChoice| matches!(port, crate::scenario::PortChoice::Fixed(_));
+    let fixed_ports = match under_test {
+        UnderTest::Servers => submission.port.is_some() || plan.servers.iter().any(|s| fixed(&s.port)),
+        UnderTest::ClientPrograms => plan.played.iter().any(|s| fixed(&s.port)),
+    };
+    Ok(Test {
+        name: test.name,
+        scenario: source,
+        points: test.points,
+        partial: test.partial,
+        hidden: test.hidden,
+        server: test.server,
+        feedback: test.feedback,
+        timeout: test.timeout.map_or(default_timeout, |t| t.0),
+        under_test,
+        launch,
+        fixed_ports,
+    })
+}
+
 /// Points of each phase of a suite's `lab` battery when it says nothing else.
 const DEFAULT_PHASE_POINTS: f64 = 10.0;
 
@@ -320,32 +422,8 @@ impl Suite {
         let base = path.parent().unwrap_or(Path::new("."));
         // A lab's battery comes first, a test per phase, each scenario from labrun itself;
         // the suite's own tests follow, each from its file.
-        let battery = raw.lab.map(|lab| {
-            // The scenario is checked with a stand-in program; each run puts the submission's in.
-            let stand_in = crate::check::command_of(lab, &["submission.py".to_owned()]).unwrap_or_default();
-            lab.phases().into_iter().map(move |phase| {
-                let test = RawTest {
-                    name: phase.name.to_owned(),
-                    scenario: PathBuf::from(format!("{}-{}.toml", lab.name(), phase.name)),
-                    points: raw.lab_points.unwrap_or(DEFAULT_PHASE_POINTS),
-                    // A phase is there for one bug: passing it whole is what it is worth.
-                    partial: false,
-                    hidden: false,
-                    server: None,
-                    timeout: None,
-                    feedback: BTreeMap::new(),
-                    command: None,
-                    files: None,
-                };
-                (
-                    test,
-                    Source::Battery {
-                        lab,
-                        text: crate::check::scenario_text(lab, phase, &stand_in),
-                    },
-                )
-            })
-        });
+        let lab_points = raw.lab_points.unwrap_or(DEFAULT_PHASE_POINTS);
+        let battery = raw.lab.map(|lab| battery_tests(lab, lab_points));
         let files = raw.tests.into_iter().map(|test| {
             let path = base.join(&test.scenario);
             (test, Source::File(path))
@@ -376,83 +454,14 @@ impl Suite {
                 };
                 return Err(invalid(None, why));
             }
-            let plan = match &source {
-                Source::File(path) => scenario::load(path),
-                Source::Battery { text, .. } => scenario::parse(&test.scenario, text),
-            };
-            let plan = plan.map_err(|source| SuiteError::Scenario {
-                test: test.name.clone(),
-                source,
-            })?;
-            let under_test = if plan.programs.is_empty() {
-                UnderTest::Servers
-            } else {
-                UnderTest::ClientPrograms
-            };
-            if under_test == UnderTest::ClientPrograms && test.server.is_some() {
-                return Err(invalid(
-                    None,
-                    format!(
-                        "test `{}`: `server` picks a server to replace, but its scenario tests client \
-                         programs",
-                        test.name
-                    ),
-                ));
-            }
-            // A test's own command and files, else its role's, else the submission's.
-            let role = match under_test {
-                UnderTest::Servers => None,
-                UnderTest::ClientPrograms => raw.submission.client.as_ref(),
-            };
-            if under_test == UnderTest::ClientPrograms
-                && test.files.is_none()
-                && role.and_then(|r| r.files.as_ref()).is_none()
-            {
+            // Client tests with no files of their own (nor their role's) launch the main files.
+            let own_files =
+                test.files.is_some() || raw.submission.client.as_ref().is_some_and(|r| r.files.is_some());
+            let test = resolve_test(test, source, &raw.submission, default_timeout, &invalid)?;
+            if test.under_test == UnderTest::ClientPrograms && !own_files {
                 clients_on_the_main_command.push(test.name.clone());
             }
-            let mut launch = Launch {
-                command: test
-                    .command
-                    .or_else(|| role.and_then(|r| r.command.clone()))
-                    .unwrap_or_else(|| raw.submission.command.clone()),
-                files: test
-                    .files
-                    .or_else(|| role.and_then(|r| r.files.clone()))
-                    .unwrap_or_else(|| raw.submission.files.clone()),
-            };
-            // A battery's scenarios name a lab's second port their own way (`{port2}` is
-            // `{port:second}`), and its command must have one where the lab gives it.
-            if let Source::Battery { lab, .. } = &source {
-                launch.command = crate::check::command_of(*lab, &launch.command)
-                    .map_err(|err| invalid(None, format!("`lab = \"{}\"`: {err}", lab.name())))?;
-            }
-            if launch.command.first().is_none_or(String::is_empty) {
-                return Err(invalid(
-                    None,
-                    format!("test `{}`: its `command` must name a program", test.name),
-                ));
-            }
-            let fixed =
-                |port: &crate::scenario::PortChoice| matches!(port, crate::scenario::PortChoice::Fixed(_));
-            let fixed_ports = match under_test {
-                UnderTest::Servers => {
-                    raw.submission.port.is_some() || plan.servers.iter().any(|s| fixed(&s.port))
-                }
-                UnderTest::ClientPrograms => plan.played.iter().any(|s| fixed(&s.port)),
-            };
-            tests.push(Test {
-                name: test.name,
-                scenario: source,
-                points: test.points,
-                partial: test.partial,
-                hidden: test.hidden,
-                server: test.server,
-                feedback: test.feedback,
-                timeout: test.timeout.map_or(default_timeout, |t| t.0),
-                under_test,
-                launch,
-                fixed_ports,
-            });
+            tests.push(test);
         }
         if tests.iter().any(|t| t.under_test == UnderTest::Servers)
             && let Some(name) = clients_on_the_main_command.first()
