@@ -37,10 +37,10 @@ fn container(template: &Yaml) -> &Yaml {
     &template["spec"]["containers"][0]
 }
 
-/// Deployment, Service and Job are what a cluster would accept, and agree with each other
-/// and with the scenario the shards run.
+/// The Deployment and the Service are what a cluster would accept, agree with each other,
+/// and run a program of the examples on the port the Service targets.
 #[test]
-fn the_manifests_fit_together_and_match_the_scenario() {
+fn the_server_manifests_fit_together() {
     let server = documents("server.yaml");
     let [deployment, service] = server.as_slice() else {
         panic!("server.yaml holds a Deployment and a Service");
@@ -102,7 +102,15 @@ fn the_manifests_fit_together_and_match_the_scenario() {
         container_port.to_string(),
         "the program listens on the container port"
     );
+}
 
+/// The scenario aims at the Service and validates; the Job runs every shard at once with
+/// the scenario its ConfigMap mounts, split as many ways as it has completions.
+#[test]
+fn the_job_matches_the_scenario_and_the_service() {
+    let server = documents("server.yaml");
+    let service = &server[1];
+    let port = &service["spec"]["ports"][0];
     let scratch = Scratch::new();
     let scenario = std::fs::read_to_string(example("spread.toml")).expect("scenario");
     let service_address = format!(

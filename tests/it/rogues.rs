@@ -196,38 +196,33 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     files
 }
 
-#[test]
-fn a_class_of_rogues_harms_nobody_and_learns_nothing() {
-    let scratch = Scratch::new();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let class = scratch.dir.path().join("class");
-    let marker = format!("ROGUE-{}", scratch.marker);
-    let secret = format!("grader-secret-{}", scratch.marker);
-
+/// A suite in `dir` whose one test is hidden; its scenario carries `HIDDEN-{marker}`, a text
+/// that must never reach any output.
+fn hidden_suite(dir: &Path, marker: &str) -> std::path::PathBuf {
     // The suite, with a hidden test whose text must never reach any output.
-    let suite_dir = scratch.dir.path().join("suite");
-    std::fs::create_dir_all(&suite_dir).expect("suite folder");
+    std::fs::create_dir_all(dir).expect("suite folder");
     let hidden = format!(
         "# HIDDEN-{marker}\n{}",
-        std::fs::read_to_string(root.join("tests/fixtures/suites/echo.toml")).expect("echo")
+        std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/suites/echo.toml")
+        )
+        .expect("echo")
     );
-    std::fs::write(suite_dir.join("hidden.toml"), &hidden).expect("hidden");
+    std::fs::write(dir.join("hidden.toml"), &hidden).expect("hidden");
     std::fs::write(
-        suite_dir.join("suite.toml"),
+        dir.join("suite.toml"),
         "name = \"rogues\"\n[submission]\ncommand = [\"python3\", \"{file}\", \"{port}\"]\nfiles = [\"server.py\"]\n\
          port = 6000\nlimits = { memory = \"1GiB\", processes = 64, file_size = \"16MiB\" }\ntimeout = \"30s\"\n\n\
          [[test]]\nname = \"echo\"\nscenario = \"hidden.toml\"\npoints = 10\npartial = false\nhidden = true\n",
     )
     .expect("suite");
+    dir.to_owned()
+}
 
-    let host_tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("host listener");
-    host_tcp.set_nonblocking(true).expect("nonblocking");
-    let host_port = host_tcp.local_addr().expect("address").port();
-    let host_socket = scratch.dir.path().join("host.sock");
-    let host_unix = std::os::unix::net::UnixListener::bind(&host_socket).expect("unix");
-    host_unix.set_nonblocking(true).expect("nonblocking");
-
-    let honest = root.join("tests/fixtures/submissions/alice/server.py");
+/// The class: two honest students (the fixture Alice's server) and every rogue, each
+/// aiming its attack at the host's `host_port` and `host_socket`.
+fn write_class(class: &Path, host_port: u16, host_socket: &Path, marker: &str) {
+    let honest = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/submissions/alice/server.py");
     for name in ["honest-a", "honest-b"] {
         std::fs::create_dir_all(class.join(name)).expect("folder");
         std::fs::copy(&honest, class.join(name).join("server.py")).expect("copy");
@@ -236,17 +231,61 @@ fn a_class_of_rogues_harms_nobody_and_learns_nothing() {
         std::fs::create_dir_all(class.join(name)).expect("folder");
         std::fs::write(
             class.join(name).join("server.py"),
-            program(attack, server, host_port, &host_socket, &marker),
+            program(attack, server, host_port, host_socket, marker),
         )
         .expect("rogue");
     }
+}
+
+/// Waits for `grader` (within a bound its timeouts must keep), noting every process of its
+/// tree and its peak memory in KiB as it runs.
+fn watch_to_the_end(
+    mut grader: std::process::Child,
+) -> (crate::util::Run, Vec<crate::util::SeenProcess>, u64) {
+    let started = Instant::now();
+    let mut tree = Vec::new();
+    let mut peak = 0;
+    while grader.try_wait().expect("wait").is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(240),
+            "grading ran past its timeouts"
+        );
+        peak = peak.max(crate::util::status_number(grader.id(), "VmHWM:").unwrap_or(0));
+        for process in descendants_of(grader.id()) {
+            if !tree.contains(&process) {
+                tree.push(process);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = grader.wait_with_output().expect("grader ends");
+    (crate::util::Run::from(output), tree, peak)
+}
+
+#[test]
+fn a_class_of_rogues_harms_nobody_and_learns_nothing() {
+    let scratch = Scratch::new();
+    let class = scratch.dir.path().join("class");
+    let marker = format!("ROGUE-{}", scratch.marker);
+    let secret = format!("grader-secret-{}", scratch.marker);
+
+    let suite_dir = hidden_suite(&scratch.dir.path().join("suite"), &marker);
+
+    let host_tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("host listener");
+    host_tcp.set_nonblocking(true).expect("nonblocking");
+    let host_port = host_tcp.local_addr().expect("address").port();
+    let host_socket = scratch.dir.path().join("host.sock");
+    let host_unix = std::os::unix::net::UnixListener::bind(&host_socket).expect("unix");
+    host_unix.set_nonblocking(true).expect("nonblocking");
+
+    write_class(&class, host_port, &host_socket, &marker);
     let out = scratch.dir.path().join("out");
     let before_suite = snapshot(&suite_dir);
     let before_class = snapshot(&class);
     let labrun = assert_cmd::cargo::cargo_bin("labrun");
     let labrun_bytes = std::fs::read(&labrun).expect("binary");
 
-    let mut grader = std::process::Command::new(&labrun)
+    let grader = std::process::Command::new(&labrun)
         .env(crate::util::MARKER, &scratch.marker)
         .env("GRADER_SECRET", &secret)
         .env("CI", "true")
@@ -263,25 +302,7 @@ fn a_class_of_rogues_harms_nobody_and_learns_nothing() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("grader starts");
-    let started = Instant::now();
-    let mut tree = Vec::new();
-    let mut peak = 0;
-    while grader.try_wait().expect("wait").is_none() {
-        assert!(
-            started.elapsed() < Duration::from_secs(240),
-            "grading ran past its timeouts"
-        );
-        // The grader's peak memory, in KiB, read while it runs.
-        peak = peak.max(crate::util::status_number(grader.id(), "VmHWM:").unwrap_or(0));
-        for process in descendants_of(grader.id()) {
-            if !tree.contains(&process) {
-                tree.push(process);
-            }
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let output = grader.wait_with_output().expect("grader ends");
-    let run = crate::util::Run::from(output);
+    let (run, tree, peak) = watch_to_the_end(grader);
     run.expect_code(0);
 
     // Scores: the honest students as alone, each rogue as its server deserves.

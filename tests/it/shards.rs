@@ -126,6 +126,69 @@ fn shards_and_merges_refuse_what_they_cannot_do() {
         .stderr_has("not a labrun run report");
 }
 
+/// Merging shard 1/2 of the run in `scratch`'s `one/` with anything but its own shard 2/2
+/// is refused, naming why: itself again, nothing, an unsharded run, a shard aimed at another
+/// server (`elsewhere`), drawn from another seed or started at another instant.
+fn merges_of_other_runs_are_refused(
+    scratch: &Scratch,
+    path: &std::path::Path,
+    elsewhere: &std::path::Path,
+    start_at: &str,
+) {
+    let dir = scratch.dir.path();
+    labrun(
+        scratch,
+        &[
+            "run".as_ref(),
+            elsewhere.as_os_str(),
+            "--shard".as_ref(),
+            "2/2".as_ref(),
+            "--quiet".as_ref(),
+            "--out".as_ref(),
+            dir.join("other").as_os_str(),
+        ],
+    )
+    .expect_code(0);
+    let second_shard = |out: &str, extra: &[&str]| {
+        let mut args: Vec<&std::ffi::OsStr> = vec![
+            "run".as_ref(),
+            path.as_os_str(),
+            "--shard".as_ref(),
+            "2/2".as_ref(),
+            "--quiet".as_ref(),
+        ];
+        args.extend(extra.iter().map(std::ffi::OsStr::new));
+        let out = dir.join(out);
+        args.extend(["--out".as_ref(), out.as_os_str()]);
+        labrun(scratch, &args).expect_code(0);
+    };
+    // The instant is past by now: the shard starts at once, but its report still names it.
+    second_shard("reseeded", &["--start-at", start_at, "--seed", "7"]);
+    second_shard("unsynchronised", &[]);
+    let report = |name: &str| dir.join(name).join("spread.json");
+    for (parts, why) in [
+        (vec![report("one"), report("reseeded")], "its seed is 7, that of"),
+        (
+            vec![report("one"), report("unsynchronised")],
+            "it ran with no --start-at",
+        ),
+        (vec![report("one"), report("one")], "it is shard 1/2 again"),
+        (
+            vec![report("one")],
+            "shard 2/2 is missing: the run was split 2 ways and 1 of its reports was given",
+        ),
+        (vec![report("one"), report("whole")], "it is not a shard"),
+        (
+            vec![report("one"), report("other")],
+            "shards of one run aim at the same servers",
+        ),
+    ] {
+        let mut args: Vec<&std::ffi::OsStr> = vec!["merge".as_ref(), "--no-report".as_ref()];
+        args.extend(parts.iter().map(|p| p.as_os_str()));
+        labrun(scratch, &args).expect_code(2).stderr_has(why);
+    }
+}
+
 /// Two shards aimed at one running server, launched 1.5 s apart with one `--start-at`,
 /// start their clients within 100 ms of each other, and their merge equals one unsharded
 /// run against the same server in clients, messages, bytes and histogram counts. A merge of
@@ -223,57 +286,7 @@ fn shards_started_at_one_instant_drive_one_server_as_one_run() {
         );
     }
 
-    labrun(
-        &scratch,
-        &[
-            "run".as_ref(),
-            elsewhere.as_os_str(),
-            "--shard".as_ref(),
-            "2/2".as_ref(),
-            "--quiet".as_ref(),
-            "--out".as_ref(),
-            dir.join("other").as_os_str(),
-        ],
-    )
-    .expect_code(0);
-    let second_shard = |out: &str, extra: &[&str]| {
-        let mut args: Vec<&std::ffi::OsStr> = vec![
-            "run".as_ref(),
-            path.as_os_str(),
-            "--shard".as_ref(),
-            "2/2".as_ref(),
-            "--quiet".as_ref(),
-        ];
-        args.extend(extra.iter().map(std::ffi::OsStr::new));
-        let out = dir.join(out);
-        args.extend(["--out".as_ref(), out.as_os_str()]);
-        labrun(&scratch, &args).expect_code(0);
-    };
-    // The instant is past by now: the shard starts at once, but its report still names it.
-    second_shard("reseeded", &["--start-at", &start_at, "--seed", "7"]);
-    second_shard("unsynchronised", &[]);
-    let report = |name: &str| dir.join(name).join("spread.json");
-    for (parts, why) in [
-        (vec![report("one"), report("reseeded")], "its seed is 7, that of"),
-        (
-            vec![report("one"), report("unsynchronised")],
-            "it ran with no --start-at",
-        ),
-        (vec![report("one"), report("one")], "it is shard 1/2 again"),
-        (
-            vec![report("one")],
-            "shard 2/2 is missing: the run was split 2 ways and 1 of its reports was given",
-        ),
-        (vec![report("one"), report("whole")], "it is not a shard"),
-        (
-            vec![report("one"), report("other")],
-            "shards of one run aim at the same servers",
-        ),
-    ] {
-        let mut args: Vec<&std::ffi::OsStr> = vec!["merge".as_ref(), "--no-report".as_ref()];
-        args.extend(parts.iter().map(|p| p.as_os_str()));
-        labrun(&scratch, &args).expect_code(2).stderr_has(why);
-    }
+    merges_of_other_runs_are_refused(&scratch, &path, &elsewhere, &start_at);
     server.assert_untouched();
     scratch.assert_nothing_left();
 }
