@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::util::{Scratch, check, read_report, run_text, shipped_with_example};
+use crate::util::{Scratch, check, fixture, read_report, run_text, shipped_with_example};
 
 fn total_datagrams(report: &Value) -> &Value {
     &report["total"]["datagrams"]
@@ -57,10 +57,10 @@ fn a_recvfrom_1024_server_is_caught_truncating() {
 }
 
 #[test]
-fn an_overloaded_udp_server_loses_datagrams_and_the_run_still_passes() {
+fn the_shipped_tcp_versus_udp_scenario_passes() {
     let scratch = Scratch::new();
-    // The same load over TCP and, open loop far above what the Python server can take, UDP:
-    // two client threads, since one sends about as fast as the server echoes.
+    // Open loop far above what the Python server can take: whether the kernel drops datagrams
+    // here depends on the machine, so this asserts only what holds on every machine.
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let run = scratch
         .labrun()
@@ -73,46 +73,53 @@ fn an_overloaded_udp_server_loses_datagrams_and_the_run_still_passes() {
     assert_eq!(run.status.code(), Some(0));
     scratch.assert_nothing_left();
     let report = read_report(&scratch.reports().join("tcp-vs-udp.json"));
-    let over_udp = report["groups"]
-        .as_array()
-        .expect("groups")
-        .iter()
-        .find(|g| g["name"] == "over-udp")
-        .expect("udp group");
-    assert!(
-        over_udp["datagrams"]["lost"].as_u64().expect("lost") > 0,
-        "{:#}",
-        over_udp["datagrams"]
+    assert_eq!(group(&report, "over-tcp")["messages"], 3000, "TCP loses nothing");
+    let datagrams = &group(&report, "over-udp")["datagrams"];
+    assert_eq!(datagrams["sent"], 3000, "{datagrams:#}");
+    assert_eq!(
+        datagrams["echoed"].as_u64().expect("echoed") + datagrams["lost"].as_u64().expect("lost"),
+        3000,
+        "every datagram is either echoed or counted lost: {datagrams:#}"
     );
-    let over_tcp = report["groups"]
-        .as_array()
-        .expect("groups")
-        .iter()
-        .find(|g| g["name"] == "over-tcp")
-        .expect("tcp group");
-    assert_eq!(over_tcp["messages"], 3000, "TCP loses nothing");
+    assert!(check(&report, "echo")["passed"] == true && check(&report, "datagrams")["passed"] == true);
+}
+
+#[test]
+fn an_overloaded_udp_server_loses_datagrams_and_the_run_still_passes() {
+    // The shipped scenario with a UDP server that spends 2 ms per datagram behind an 8 KiB
+    // receive buffer: 3000 datagrams offered within milliseconds cannot all fit, on any machine.
+    let scenario = shipped_with_example(
+        "scenarios/tcp-vs-udp.toml",
+        "echo_server_threaded.py",
+        "echo_server_threaded.py",
+    )
+    .replace(
+        "\"../examples/udp_echo_server.py\"",
+        &format!("\"{}\"", fixture("udp_echo_slow_reader.py")),
+    );
+    let (code, report) = run_text("tcp-vs-udp", &scenario);
+    assert_eq!(code, Some(0));
+    let datagrams = &group(&report, "over-udp")["datagrams"];
+    assert!(datagrams["lost"].as_u64().expect("lost") > 0, "{datagrams:#}");
+    assert!(datagrams["echoed"].as_u64().expect("echoed") > 0, "{datagrams:#}");
+    assert_eq!(group(&report, "over-tcp")["messages"], 3000, "TCP loses nothing");
     assert!(check(&report, "echo")["passed"] == true && check(&report, "datagrams")["passed"] == true);
     // With a bound on loss, the same run fails that check alone.
-    let root = env!("CARGO_MANIFEST_DIR");
-    let strict = std::fs::read_to_string(format!("{root}/scenarios/tcp-vs-udp.toml"))
-        .expect("scenario")
-        .replace("\"../examples/", &format!("\"{root}/examples/"))
-        .replace("errors = 0", "errors = 0\nloss = \"<= 1%\"");
-    let scratch = Scratch::new();
-    let path = scratch.file("tcp-vs-udp.toml", &strict);
-    let run = scratch
-        .labrun()
-        .arg("run")
-        .arg(&path)
-        .args(["--workers", "2", "--out"])
-        .arg(scratch.reports())
-        .output()
-        .expect("labrun runs");
-    scratch.assert_nothing_left();
-    let (code, report) = (
-        run.status.code(),
-        read_report(&scratch.reports().join("tcp-vs-udp.json")),
+    let (code, report) = run_text(
+        "tcp-vs-udp",
+        &scenario.replace("errors = 0", "errors = 0\nloss = \"<= 1%\""),
     );
     assert_eq!(code, Some(1));
     assert_eq!(check(&report, "loss")["passed"], false);
+    assert_eq!(check(&report, "echo")["passed"], true);
+}
+
+/// The group called `name` in a report.
+fn group<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    report["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .find(|g| g["name"] == name)
+        .unwrap_or_else(|| panic!("no group `{name}`"))
 }
