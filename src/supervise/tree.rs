@@ -8,13 +8,38 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
+use std::sync::OnceLock;
 
 use rustix::process::{Pid, Signal, WaitOptions, kill_process, waitpid};
 
-/// Makes orphaned descendants re-parent to this process, so teardown can still find them.
+/// Processes that were labrun's children before it launched anything, each with its start
+/// time (so a reused pid is not taken for one): a server started with `server & exec labrun`
+/// is one. labrun did not start them, so no sweep ever signals them or their descendants.
+static INHERITED: OnceLock<HashSet<(u32, u64)>> = OnceLock::new();
+
+/// Makes orphaned descendants re-parent to this process, so teardown can still find them,
+/// after noting the children labrun inherited (see [`INHERITED`]). Called before anything
+/// is launched.
 pub fn become_subreaper() {
+    let inherited = descendants_of(std::process::id())
+        .into_iter()
+        .filter_map(|pid| Some((pid, start_time(pid)?)))
+        .collect();
+    let _ = INHERITED.set(inherited);
     // Best effort: without it, teardown still kills everything that kept a parent link.
     let _ = rustix::process::set_child_subreaper(Some(rustix::process::getpid()));
+}
+
+/// Every live descendant of labrun that it launched (or that descends from what it
+/// launched): the inherited ones and their trees are left out.
+fn launched_descendants() -> Vec<u32> {
+    let own = std::process::id();
+    let Some(inherited) = INHERITED.get().filter(|set| !set.is_empty()) else {
+        return descendants_of(own);
+    };
+    let mut links = live_links(&process_table());
+    links.retain(|pid, _| start_time(*pid).is_none_or(|started| !inherited.contains(&(*pid, started))));
+    descendants_in(&links, own)
 }
 
 /// Every live descendant of `root` (children, grandchildren, …), found through `/proc`.
@@ -85,15 +110,14 @@ pub fn reap_adopted(pids: &[u32]) {
 /// Sends SIGKILL to every descendant of labrun itself (its servers and anything they left
 /// behind), without reaping: safe from a panic hook or a signal handler task.
 pub fn kill_descendants_of_labrun() {
-    signal_all(&descendants_of(std::process::id()), Signal::KILL);
+    signal_all(&launched_descendants(), Signal::KILL);
 }
 
 /// The final sweep after all servers are stopped: kills whatever a server daemonized away
 /// from its tree (the subreaper setting brought it back under labrun) and reaps it.
 pub fn sweep() {
-    let own = std::process::id();
     for _ in 0..50 {
-        let left = descendants_of(own);
+        let left = launched_descendants();
         if left.is_empty() {
             return;
         }
@@ -155,6 +179,16 @@ fn stat(pid: u32) -> Option<Stat> {
         parent,
         group,
     })
+}
+
+/// When `pid` started, in clock ticks since boot (`/proc/<pid>/stat` field 22).
+fn start_time(pid: u32) -> Option<u64> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    text[text.rfind(')')? + 1..]
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()
 }
 
 /// pid → parent pid for every live process (zombies are dead already; they only wait to be

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::util::{ByHand, Run, Scratch, free_port, read_report};
+use crate::util::{ByHand, MARKER, Run, Scratch, fixture, free_port, read_report};
 
 /// A scenario whose only server is the one at `address`.
 fn aimed_scenario(address: &str, extra_server_keys: &str, clients: &str, expect: &str) -> String {
@@ -260,5 +260,52 @@ fn aiming_that_cannot_hold_is_refused_before_anything_starts() {
         &["--target", "second=127.0.0.1:7000"],
         "server `second`'s port is served by server `first`'s program",
     );
+    scratch.assert_nothing_left();
+}
+
+/// A server that is labrun's own child without labrun having started it (`server & exec
+/// labrun …`, as a container entry script might do) is left alone: neither the final sweep
+/// nor teardown signals it.
+#[test]
+fn a_server_labrun_inherited_as_a_child_outlives_the_run() {
+    let scratch = Scratch::new();
+    let port = free_port();
+    let scenario = scratch.file(
+        "aimed.toml",
+        &aimed_scenario(
+            &format!("127.0.0.1:{port}"),
+            "",
+            "count = 3\nmessages = 5",
+            "echo = \"exact\"\nerrors = 0",
+        ),
+    );
+    let pid_file = scratch.dir.path().join("server.pid");
+    let script = format!(
+        "env -u {MARKER} python3 \"$1\" {port} >/dev/null 2>&1 & echo $! > \"$2\"; exec \"$3\" run \"$4\" --out \"$5\""
+    );
+    let run = Run::from(
+        std::process::Command::new("sh")
+            .args(["-c", &script, "sh"])
+            .arg(fixture("echo_threads.py"))
+            .arg(&pid_file)
+            .arg(assert_cmd::cargo::cargo_bin("labrun"))
+            .arg(&scenario)
+            .arg(scratch.reports())
+            .env(MARKER, &scratch.marker)
+            .env("CI", "true")
+            .current_dir(scratch.dir.path())
+            .output()
+            .expect("sh runs"),
+    );
+    run.expect_code(0).stdout_has("addressed as");
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .expect("pid file")
+        .trim()
+        .parse()
+        .expect("a pid");
+    let alive = std::path::Path::new(&format!("/proc/{pid}")).exists();
+    let answers = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+    let _ = std::process::Command::new("kill").arg(pid.to_string()).status();
+    assert!(alive && answers, "the inherited server was stopped by labrun");
     scratch.assert_nothing_left();
 }
