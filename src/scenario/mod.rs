@@ -131,9 +131,13 @@ mod tests {
             "aé12345",
             "2026-12-01T10:00:00+-1:00",
             "2026-12-01T10:00:00+99:99",
+            "1970-01-01T00:30:00+01:00",
+            "9999-12-31T23:30:00-01:00",
         ] {
             assert!(bad.parse::<StartAt>().is_err(), "{bad}");
         }
+        let first: StartAt = "1970-01-01T01:00:00+01:00".parse().expect("the epoch");
+        assert_eq!(first.to_string(), "1970-01-01T00:00:00.000Z");
         let aimed: AimedServer = "echo=127.0.0.1:7000".parse().expect("aimed");
         assert_eq!(aimed.server.as_deref(), Some("echo"));
         assert!("=127.0.0.1:7000".parse::<AimedServer>().is_err());

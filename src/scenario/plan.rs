@@ -187,9 +187,13 @@ impl std::str::FromStr for StartAt {
             true => local.checked_sub(shift),
             false => local.checked_add(shift),
         };
+        // RFC 3339 timestamps are written from 1970 to 9999: an offset can carry a parsed one
+        // past either end, and such an instant could not be written in a report.
+        let last = std::time::UNIX_EPOCH + std::time::Duration::from_secs(253_402_300_799);
         instant
+            .filter(|at| (std::time::UNIX_EPOCH..=last).contains(at))
             .map(StartAt)
-            .ok_or_else(|| format!("`{text}`: out of range"))
+            .ok_or_else(|| format!("`{text}`: outside 1970-01-01T00:00:00Z to 9999-12-31T23:59:59Z"))
     }
 }
 
