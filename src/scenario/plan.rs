@@ -249,13 +249,25 @@ impl Plan {
     /// longer applies. Fails when there is no such server; once every server is aimed,
     /// [`Plan::check_aims`] says whether the scenario still holds.
     pub fn aim(&mut self, name: &str, target: Target) -> Result<(), String> {
-        let Some(server) = self.servers.iter_mut().find(|s| s.name == name) else {
+        let Some(index) = self.servers.iter().position(|s| s.name == name) else {
             return Err(format!(
                 "`{}` has no server named `{name}` to aim at {target}; its servers: {}",
                 self.source.display(),
                 list_names(&self.servers)
             ));
         };
+        let transport = self.servers[index].transport;
+        if let Some(other) = self.servers.iter().enumerate().find_map(|(i, s)| {
+            let here = s.target().is_some_and(|t| t.is_same_place(&target));
+            (i != index && here && s.transport == transport).then_some(&s.name)
+        }) {
+            return Err(format!(
+                "`{}`: servers `{other}` and `{name}` would both be {target}: each server \
+                 under test needs its own address, or one server would be tested twice",
+                self.source.display()
+            ));
+        }
+        let server = &mut self.servers[index];
         *server = ServerPlan::without_process(
             std::mem::take(&mut server.name),
             Launch::Address(target.clone()),
@@ -565,6 +577,14 @@ impl Target {
             }),
             _ => Err(format!("`{text}`: `{port}` is not a port (1 to 65535): {form}")),
         }
+    }
+}
+
+impl Target {
+    /// Whether both name one place: the same port on the same host (host names are not
+    /// case-sensitive). Two servers under test at one place would test one server twice.
+    pub fn is_same_place(&self, other: &Target) -> bool {
+        self.port == other.port && self.host.eq_ignore_ascii_case(&other.host)
     }
 }
 
@@ -981,6 +1001,23 @@ fn resolve_servers(
         let server = resolve_server(table.into_inner(), span.clone(), &siblings, at)?;
         if servers.iter().any(|s: &ServerPlan| s.name == server.name) {
             return Err(at.error(span, format!("two servers are named `{}`", server.name)));
+        }
+        if let Some((other, target)) = servers.iter().find_map(|s: &ServerPlan| {
+            let both = s
+                .target()
+                .zip(server.target())
+                .filter(|(a, b)| a.is_same_place(b));
+            both.filter(|_| s.transport == server.transport)
+                .map(|(_, b)| (&s.name, b))
+        }) {
+            return Err(at.error(
+                span,
+                format!(
+                    "servers `{other}` and `{}` are both at {target}: each server under test \
+                     needs its own address, or one server would be tested twice",
+                    server.name
+                ),
+            ));
         }
         servers.push(server);
     }

@@ -248,6 +248,43 @@ fn aiming_that_cannot_hold_is_refused_before_anything_starts() {
         ],
         "aims server `echo` of",
     );
+    refused(
+        &root.join("scenarios/two-servers.toml"),
+        &[
+            "--target",
+            "first=localhost:7000",
+            "--target",
+            "second=LocalHost:7000",
+        ],
+        "servers `first` and `second` would both be LocalHost:7000",
+    );
+    let twice = scratch.file(
+        "twice.toml",
+        "name = \"twice\"\n\n[[server]]\nname = \"a\"\naddress = \"127.0.0.1:7000\"\n\n\
+         [[server]]\nname = \"b\"\naddress = \"127.0.0.1:7000\"\n\n\
+         [[clients]]\nname = \"c\"\nserver = \"b\"\ncount = 1\nmessages = 1\n",
+    );
+    refused(
+        &twice,
+        &[],
+        "twice.toml:7:1: servers `a` and `b` are both at 127.0.0.1:7000",
+    );
+    let checked = Run::from(
+        scratch
+            .labrun()
+            .args([
+                "check",
+                "two-servers",
+                "--no-report",
+                "--target",
+                "127.0.0.1:7000",
+                "--target",
+            ])
+            .arg("127.0.0.1:7000")
+            .output()
+            .expect("labrun runs"),
+    );
+    checked.expect_code(2).stderr_has("would both be 127.0.0.1:7000");
     let one_program = scratch.file(
         "one-program.toml",
         "name = \"one-program\"\n\n[[server]]\nname = \"first\"\n\
