@@ -1403,6 +1403,17 @@ fn resolve_server(
     siblings: &[Sibling],
     at: &Locator,
 ) -> Result<ServerPlan, Diagnostic> {
+    let name = raw.name.get_ref();
+    // `--target NAME=HOST:PORT` and `{port:NAME}` must be able to name every server.
+    if name.is_empty() || name.contains(|c: char| c.is_whitespace() || "=:{}".contains(c)) {
+        return Err(at.error(
+            raw.name.span(),
+            format!(
+                "server name `{name}` must be one word without `=`, `:`, `{{` or `}}`, like \"echo\", \
+                 so that --target NAME=HOST:PORT and {{port:NAME}} can name it"
+            ),
+        ));
+    }
     if let (Some(_), Some(address)) = (&raw.process, &raw.address) {
         return Err(at.error(
             address.span(),
@@ -1614,6 +1625,25 @@ fn check_placeholders(raw: &RawServer, siblings: &[Sibling], at: &Locator) -> Re
         if let Some((placeholder, why)) = super::placeholders::first_unknown(text, true, &names, "server") {
             return Err(at.error_within(within.clone(), placeholder, why));
         }
+    }
+    let addressed = texts.iter().find_map(|(text, within)| {
+        let placeholders = super::placeholders::placeholders(text);
+        let found = placeholders.into_iter().find(|p| {
+            siblings
+                .iter()
+                .any(|s| s.addressed && p.port_of() == Some(Some(s.name.as_str())))
+        })?;
+        Some((found.text, within.clone()))
+    });
+    if let Some((placeholder, within)) = addressed {
+        return Err(at.error_within(
+            within,
+            placeholder,
+            format!(
+                "`{placeholder}` names a server labrun does not launch (it has an `address`): the \
+                 port alone does not say where it is; write its address itself"
+            ),
+        ));
     }
     let name = raw.name.get_ref();
     let passed = |other: &str| {

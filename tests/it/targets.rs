@@ -163,6 +163,17 @@ fn what_needs_a_launched_process_is_refused_with_its_place() {
             ),
             "refused.toml:9:1: server `echo` is addressed (127.0.0.1:7000), not launched by labrun, so labrun cannot be its operator",
         ),
+        (
+            aimed_scenario("127.0.0.1:7000", "", clients, "errors = 0")
+                .replace("name = \"c\"", "name = \"c\"\nserver = \"near\"")
+                + "\n[[server]]\nname = \"near\"\ncommand = [\"python3\", \"proxy.py\", \"{port}\", \"{port:echo}\"]\n",
+            "refused.toml:20:46: `{port:echo}` names a server labrun does not launch (it has an `address`)",
+        ),
+        (
+            aimed_scenario("127.0.0.1:7000", "", clients, "errors = 0")
+                .replace("name = \"echo\"", "name = \"ec=ho\""),
+            "refused.toml:5:8: server name `ec=ho` must be one word without `=`",
+        ),
     ];
     for (text, error) in cases {
         let scenario = scratch.file("refused.toml", &text);
