@@ -1079,7 +1079,7 @@ pub fn resolve(raw: RawScenario, path: &Path, source: &str) -> Result<Plan, Diag
         source: path.to_owned(),
         timeout,
         seed: raw.seed.unwrap_or(0),
-        sandbox: raw.sandbox.unwrap_or(false),
+        sandbox: raw.sandbox.as_ref().is_some_and(|on| *on.get_ref()),
         shard: None,
         start_at: None,
         servers: Vec::new(),
@@ -1110,6 +1110,19 @@ pub fn resolve(raw: RawScenario, path: &Path, source: &str) -> Result<Plan, Diag
     }
 
     let (mut servers, server_spans) = resolve_servers(raw.server, &at)?;
+    if let Some(on) = raw.sandbox.as_ref().filter(|on| *on.get_ref())
+        && let Some(server) = servers.iter().find(|s| s.target().is_some())
+    {
+        return Err(at.error(
+            on.span(),
+            format!(
+                "server `{}` is a running server at an `address`, which the sandbox's private \
+                 network cannot reach: leave out `sandbox = true`; there is no program of yours \
+                 to sandbox",
+                server.name
+            ),
+        ));
+    }
     let (groups, group_spans) = resolve_groups(raw.clients, &servers, &at)?;
 
     check_rooms(&servers, &groups, name_span.clone(), &at)?;

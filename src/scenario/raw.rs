@@ -22,7 +22,7 @@ pub struct RawScenario {
     pub description: Option<String>,
     pub timeout: Option<DurationValue>,
     pub seed: Option<u64>,
-    pub sandbox: Option<bool>,
+    pub sandbox: Option<toml::Spanned<bool>>,
     #[serde(default)]
     pub server: Vec<Spanned<RawServer>>,
     #[serde(default)]

@@ -174,6 +174,13 @@ fn what_needs_a_launched_process_is_refused_with_its_place() {
                 .replace("name = \"echo\"", "name = \"ec=ho\""),
             "refused.toml:5:8: server name `ec=ho` must be one word without `=`",
         ),
+        (
+            format!(
+                "sandbox = true\n{}",
+                aimed_scenario("127.0.0.1:7000", "", clients, "errors = 0")
+            ),
+            "refused.toml:1:11: server `echo` is a running server at an `address`, which the sandbox's private network cannot reach",
+        ),
     ];
     for (text, error) in cases {
         let scenario = scratch.file("refused.toml", &text);
