@@ -322,7 +322,7 @@ fn apply_run_options(plans: &mut [scenario::Plan], args: &RunArgs, sandbox: bool
     }
     if let Some(shard) = args.shard {
         for plan in plans.iter_mut() {
-            shardable(plan)?;
+            shardable(plan, shard)?;
             plan.shard = Some(shard);
         }
     }
@@ -330,8 +330,9 @@ fn apply_run_options(plans: &mut [scenario::Plan], args: &RunArgs, sandbox: bool
 }
 
 /// Whether `plan` can be split by `--shard`: only echo clients can, as a chat or a broadcast
-/// room is one conversation.
-fn shardable(plan: &scenario::Plan) -> Result<(), Error> {
+/// room is one conversation, and only into as many slices as it has clients (an empty slice
+/// would pass having tested nothing).
+fn shardable(plan: &scenario::Plan, shard: scenario::Shard) -> Result<(), Error> {
     if !plan.programs.is_empty() {
         return Err(Error::Usage(format!(
             "--shard splits simulated clients; `{}` tests client programs",
@@ -349,6 +350,14 @@ fn shardable(plan: &scenario::Plan) -> Result<(), Error> {
             plan.source.display(),
             group.workload.label(),
             group.name
+        ))),
+        None if plan.total_clients() < u64::from(shard.of) => Err(Error::Usage(format!(
+            "--shard {shard}: `{}` has {} client(s), so some of {} shards would run none; use \
+             at most {} shards",
+            plan.source.display(),
+            plan.total_clients(),
+            shard.of,
+            plan.total_clients()
         ))),
         None => Ok(()),
     }

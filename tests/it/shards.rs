@@ -120,6 +120,22 @@ fn shards_and_merges_refuse_what_they_cannot_do() {
     )
     .expect_code(2)
     .stderr_has("expected K/N with 1 <= K <= N");
+    let two_clients = scratch.file(
+        "two.toml",
+        "name = \"two\"\n\n[[server]]\nname = \"e\"\nbuiltin = \"echo-threaded\"\n\n\
+         [[clients]]\nname = \"c\"\ncount = 2\nmessages = 1\n",
+    );
+    labrun(
+        &scratch,
+        &[
+            "run".as_ref(),
+            two_clients.as_os_str(),
+            "--shard".as_ref(),
+            "3/3".as_ref(),
+        ],
+    )
+    .expect_code(2)
+    .stderr_has("has 2 client(s), so some of 3 shards would run none; use at most 2 shards");
     let bogus = scratch.file("bogus.json", "{\"hello\": 1}");
     labrun(&scratch, &["merge".as_ref(), bogus.as_os_str()])
         .expect_code(2)
