@@ -9,7 +9,8 @@
 //! each once, aimed at the same servers: a shard given twice would count its clients
 //! twice, a missing one would pass a run that never happened, an unsharded report mixed in
 //! would be a second run, and shards aimed at different servers are different tests. Each
-//! of these is refused, naming the file.
+//! of these is refused, naming the file, as are shards of a changed scenario and a shard
+//! that started its clients well after the `--start-at` instant the others kept.
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -37,6 +38,8 @@ struct ShardReport {
     findings: Vec<serde::de::IgnoredAny>,
     #[serde(default)]
     servers: Vec<ShardServer>,
+    /// When its clients started (RFC 3339).
+    started_at: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -48,7 +51,18 @@ struct ShardScenario {
     /// The `--start-at` instant the shards waited for, if any.
     #[serde(default)]
     start_at: Option<String>,
+    /// The rest of the scenario as run (servers, groups, expectations, …): equal in every
+    /// shard of one run, but for where the file was read from and which reports it wrote.
+    #[serde(flatten)]
+    rest: serde_json::Map<String, serde_json::Value>,
 }
+
+/// Keys of a report's `scenario` that may differ between shards of one run.
+const MAY_DIFFER: [&str; 2] = ["source", "formats"];
+
+/// How long after `--start-at` a shard may start its clients and still count as loading the
+/// server together with the others (its servers were slow to get ready, or its clock is off).
+const LATE_START_TOLERANCE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Why shard reports cannot be merged: one is unreadable, or together they are not one run.
 #[derive(Debug, thiserror::Error)]
@@ -107,14 +121,16 @@ pub struct Group {
 }
 
 impl Group {
+    /// Adds `other`'s figures; counts saturate, as a report is a file anyone could edit.
     fn absorb(&mut self, other: &Group) {
-        self.clients += other.clients;
-        self.clients_completed += other.clients_completed;
-        self.messages += other.messages;
-        self.bytes_sent += other.bytes_sent;
-        self.bytes_received += other.bytes_received;
+        self.clients = self.clients.saturating_add(other.clients);
+        self.clients_completed = self.clients_completed.saturating_add(other.clients_completed);
+        self.messages = self.messages.saturating_add(other.messages);
+        self.bytes_sent = self.bytes_sent.saturating_add(other.bytes_sent);
+        self.bytes_received = self.bytes_received.saturating_add(other.bytes_received);
         for (kind, n) in &other.errors {
-            *self.errors.entry(kind.clone()).or_default() += n;
+            let count = self.errors.entry(kind.clone()).or_default();
+            *count = count.saturating_add(*n);
         }
         self.messages_per_second += other.messages_per_second;
         self.latency.merge(&other.latency);
@@ -310,6 +326,8 @@ fn check_whole_run(parts: &[(&PathBuf, ShardReport)]) -> Result<(), MergeError> 
                 ),
             ));
         }
+        same_scenario(part, parts[0].0, first).map_err(|reason| refuse(path, reason))?;
+        started_on_time(part).map_err(|reason| refuse(path, reason))?;
         slices.push((slice, path));
     }
     let of = slices[0].0.of;
@@ -325,6 +343,45 @@ fn check_whole_run(parts: &[(&PathBuf, ShardReport)]) -> Result<(), MergeError> 
         ));
     }
     Ok(())
+}
+
+/// Fails, naming the first key that differs, when `part` ran another scenario than `first`
+/// (read from `first_path`).
+fn same_scenario(part: &ShardReport, first_path: &Path, first: &ShardReport) -> Result<(), String> {
+    let (ours, theirs) = (&part.scenario.rest, &first.scenario.rest);
+    let differing = ours
+        .keys()
+        .chain(theirs.keys())
+        .filter(|key| !MAY_DIFFER.contains(&key.as_str()))
+        .find(|key| ours.get(*key) != theirs.get(*key));
+    match differing {
+        Some(key) => Err(format!(
+            "its scenario's `{key}` differs from that of {} (though both are `{}`): shards of \
+             one run run one scenario file with the same options",
+            first_path.display(),
+            part.scenario.name,
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Fails when `part` started its clients well after the `--start-at` it was given: its load
+/// did not overlap the other shards', so together they are not one run.
+fn started_on_time(part: &ShardReport) -> Result<(), String> {
+    let Some(start_at) = &part.scenario.start_at else {
+        return Ok(());
+    };
+    let read =
+        |text: &str| humantime::parse_rfc3339(text).map_err(|why| format!("`{text}` is no instant: {why}"));
+    let (planned, started) = (read(start_at)?, read(&part.started_at)?);
+    match started.duration_since(planned) {
+        Ok(late) if late > LATE_START_TOLERANCE => Err(format!(
+            "it started its clients {} after --start-at {start_at} (its servers were not ready \
+             by then, or its clock is off): its load did not overlap the other shards'",
+            units::duration(late)
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// The servers of a shard's report, for an error: each with where it was aimed, or launched.

@@ -144,7 +144,8 @@ fn shards_and_merges_refuse_what_they_cannot_do() {
 
 /// Merging shard 1/2 of the run in `scratch`'s `one/` with anything but its own shard 2/2
 /// is refused, naming why: itself again, nothing, an unsharded run, a shard aimed at another
-/// server (`elsewhere`), drawn from another seed or started at another instant.
+/// server (`elsewhere`), drawn from another seed, started at another instant or well after
+/// the instant, or run from a changed scenario.
 fn merges_of_other_runs_are_refused(
     scratch: &Scratch,
     path: &std::path::Path,
@@ -181,6 +182,34 @@ fn merges_of_other_runs_are_refused(
     // The instant is past by now: the shard starts at once, but its report still names it.
     second_shard("reseeded", &["--start-at", start_at, "--seed", "7"]);
     second_shard("unsynchronised", &[]);
+    // A shard that starts its clients more than a second after the instant.
+    let instant = humantime::parse_rfc3339(start_at).expect("an instant");
+    let late_by = instant + Duration::from_millis(1500);
+    if let Ok(ahead) = late_by.duration_since(SystemTime::now()) {
+        std::thread::sleep(ahead);
+    }
+    second_shard("late", &["--start-at", start_at]);
+    let changed = scratch.file(
+        "changed.toml",
+        &std::fs::read_to_string(path)
+            .expect("scenario")
+            .replace("messages = 30", "messages = 31"),
+    );
+    labrun(
+        scratch,
+        &[
+            "run".as_ref(),
+            changed.as_os_str(),
+            "--shard".as_ref(),
+            "2/2".as_ref(),
+            "--start-at".as_ref(),
+            start_at.as_ref(),
+            "--quiet".as_ref(),
+            "--out".as_ref(),
+            dir.join("changed").as_os_str(),
+        ],
+    )
+    .expect_code(0);
     let report = |name: &str| dir.join(name).join("spread.json");
     for (parts, why) in [
         (vec![report("one"), report("reseeded")], "its seed is 7, that of"),
@@ -189,6 +218,11 @@ fn merges_of_other_runs_are_refused(
             "it ran with no --start-at",
         ),
         (vec![report("one"), report("one")], "it is shard 1/2 again"),
+        (vec![report("one"), report("late")], "after --start-at"),
+        (
+            vec![report("one"), report("changed")],
+            "its scenario's `groups` differs from that of",
+        ),
         (
             vec![report("one")],
             "shard 2/2 is missing: the run was split 2 ways and 1 of its reports was given",
