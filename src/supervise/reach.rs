@@ -65,13 +65,11 @@ pub async fn answers(address: SocketAddr, transport: Transport) -> bool {
 
 /// One lookup and one answer from each address it gives, in order; the first that answers.
 async fn attempt(target: &Target, transport: Transport, deadline: Instant) -> Result<SocketAddr, String> {
-    let name = (target.host.as_str(), target.port);
-    let addresses: Vec<SocketAddr> =
-        match tokio::time::timeout_at(deadline, tokio::net::lookup_host(name)).await {
-            Ok(Ok(found)) => found.collect(),
-            Ok(Err(err)) => return Err(format!("cannot look up `{}`: {err}", target.host)),
-            Err(_) => return Err(format!("looking up `{}` took too long", target.host)),
-        };
+    let addresses: Vec<SocketAddr> = match tokio::time::timeout_at(deadline, look_up(target)).await {
+        Ok(Ok(found)) => found,
+        Ok(Err(err)) => return Err(format!("cannot look up `{}`: {err}", target.host)),
+        Err(_) => return Err(format!("looking up `{}` took too long", target.host)),
+    };
     let mut last = format!("`{}` has no address", target.host);
     for address in addresses {
         let limit = deadline.min(Instant::now() + ATTEMPT_LIMIT);
@@ -87,6 +85,23 @@ async fn attempt(target: &Target, transport: Transport, deadline: Instant) -> Re
         }
     }
     Err(last)
+}
+
+/// The addresses `target`'s host name resolves to. The system resolver blocks, and a lookup
+/// that hangs cannot be cancelled: it runs on a thread of its own that nothing waits for, so
+/// a stuck resolver holds labrun neither past the ready timeout nor at exit (tokio's blocking
+/// pool would be waited for when the runtime shuts down).
+async fn look_up(target: &Target) -> io::Result<Vec<SocketAddr>> {
+    let (tell, told) = tokio::sync::oneshot::channel();
+    let name = (target.host.clone(), target.port);
+    std::thread::Builder::new()
+        .name("labrun-lookup".into())
+        .spawn(move || {
+            let found = std::net::ToSocketAddrs::to_socket_addrs(&name).map(Iterator::collect);
+            let _ = tell.send(found);
+        })?;
+    told.await
+        .unwrap_or_else(|_| Err(io::Error::other("the lookup thread ended without an answer")))
 }
 
 /// A connection accepted (TCP), or a datagram echoed (UDP).

@@ -364,3 +364,50 @@ fn a_server_labrun_inherited_as_a_child_outlives_the_run() {
     assert!(alive && answers, "the inherited server was stopped by labrun");
     scratch.assert_nothing_left();
 }
+
+/// A host name whose lookup never comes back (a resolver that does not answer) ends at the
+/// ready timeout, exit 3, instead of when the system resolver gives up: labrun runs in a
+/// mount namespace of its own whose `/etc/resolv.conf` names a silent nameserver.
+#[test]
+fn a_lookup_that_hangs_ends_at_the_ready_timeout() {
+    let scratch = Scratch::new();
+    let silent = std::net::UdpSocket::bind("127.0.0.53:53")
+        .or_else(|_| std::net::UdpSocket::bind("127.0.0.54:53"))
+        .expect("a silent nameserver");
+    let nameserver = silent.local_addr().expect("address").ip();
+    let resolv = scratch.file(
+        "resolv.conf",
+        &format!("nameserver {nameserver}\noptions timeout:30 attempts:1\n"),
+    );
+    let scenario = scratch.file(
+        "lookup.toml",
+        &aimed_scenario(
+            "server.lab.invalid:7000",
+            "ready = { timeout = \"1s\" }",
+            "count = 1\nmessages = 1",
+            "errors = 0",
+        ),
+    );
+    let started = Instant::now();
+    let run = Run::from(
+        std::process::Command::new("unshare")
+            .args(["--mount", "sh", "-c"])
+            .arg("mount --bind \"$1\" /etc/resolv.conf && exec \"$2\" run \"$3\" --no-report")
+            .arg("sh")
+            .arg(&resolv)
+            .arg(assert_cmd::cargo::cargo_bin("labrun"))
+            .arg(&scenario)
+            .env(MARKER, &scratch.marker)
+            .env("CI", "true")
+            .output()
+            .expect("unshare runs"),
+    );
+    run.expect_code(3)
+        .stderr_has("nothing answered at server.lab.invalid:7000 (tcp) within 1s: looking up `server.lab.invalid` took too long");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "labrun waited for the resolver: {:?}",
+        started.elapsed()
+    );
+    scratch.assert_nothing_left();
+}
