@@ -1024,6 +1024,30 @@ fn resolve_servers(
     Ok((servers, server_spans))
 }
 
+/// `sandbox = true` runs the scenario in a private network, from which no server at an
+/// `address` can be reached.
+fn refuse_sandboxed_address(
+    sandbox: Option<&toml::Spanned<bool>>,
+    servers: &[ServerPlan],
+    at: &Locator,
+) -> Result<(), Diagnostic> {
+    match (
+        sandbox.filter(|on| *on.get_ref()),
+        servers.iter().find(|s| s.target().is_some()),
+    ) {
+        (Some(on), Some(server)) => Err(at.error(
+            on.span(),
+            format!(
+                "server `{}` is a running server at an `address`, which the sandbox's private \
+                 network cannot reach: leave out `sandbox = true`; there is no program of yours \
+                 to sandbox",
+                server.name
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// A `stdin = { reply = … }` server is typed one line per message its clients send.
 fn count_reply_lines(servers: &mut [ServerPlan], groups: &[GroupPlan]) {
     for (index, server) in servers.iter_mut().enumerate() {
@@ -1110,19 +1134,7 @@ pub fn resolve(raw: RawScenario, path: &Path, source: &str) -> Result<Plan, Diag
     }
 
     let (mut servers, server_spans) = resolve_servers(raw.server, &at)?;
-    if let Some(on) = raw.sandbox.as_ref().filter(|on| *on.get_ref())
-        && let Some(server) = servers.iter().find(|s| s.target().is_some())
-    {
-        return Err(at.error(
-            on.span(),
-            format!(
-                "server `{}` is a running server at an `address`, which the sandbox's private \
-                 network cannot reach: leave out `sandbox = true`; there is no program of yours \
-                 to sandbox",
-                server.name
-            ),
-        ));
-    }
+    refuse_sandboxed_address(raw.sandbox.as_ref(), &servers, &at)?;
     let (groups, group_spans) = resolve_groups(raw.clients, &servers, &at)?;
 
     check_rooms(&servers, &groups, name_span.clone(), &at)?;
