@@ -84,8 +84,17 @@ pub fn read_saved<T: serde::de::DeserializeOwned>(
         reason,
     };
     let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| fail(format!("not JSON ({e})")))?;
+    if value["kind"] == "merged" {
+        return Err(fail(
+            "it is a merged report (the output of `labrun merge`), not one run's: give the \
+             reports of the runs themselves"
+                .into(),
+        ));
+    }
     let report: T =
-        serde_json::from_str(&text).map_err(|e| fail(format!("not a labrun run report ({e})")))?;
+        serde_json::from_value(value).map_err(|e| fail(format!("not a labrun run report ({e})")))?;
     let version = schema_version(&report);
     if version != SCHEMA_VERSION {
         return Err(fail(format!(

@@ -229,6 +229,10 @@ fn merges_of_other_runs_are_refused(
         ),
         (vec![report("one"), report("whole")], "it is not a shard"),
         (
+            vec![dir.join("spread.merged.json"), report("one")],
+            "it is a merged report (the output of `labrun merge`), not one run's",
+        ),
+        (
             vec![report("one"), report("other")],
             "shards of one run aim at the same servers",
         ),
