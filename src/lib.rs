@@ -16,24 +16,24 @@
 
 #![warn(missing_docs)]
 
-pub mod check;
+pub(crate) mod check;
 pub mod cli;
-pub mod clientprog;
+pub(crate) mod clientprog;
 pub mod error;
-pub mod escape;
-pub mod grade;
-pub mod histogram;
+pub(crate) mod escape;
+pub(crate) mod grade;
+pub(crate) mod histogram;
 mod interrupt;
-pub mod metrics;
-pub mod report;
+pub(crate) mod metrics;
+pub(crate) mod report;
 mod run;
-pub mod scenario;
-pub mod servers;
-pub mod supervise;
-pub mod units;
-pub mod verify;
-pub mod wire;
-pub mod workload;
+pub(crate) mod scenario;
+pub(crate) mod servers;
+pub(crate) mod supervise;
+pub(crate) mod units;
+pub(crate) mod verify;
+pub(crate) mod wire;
+pub(crate) mod workload;
 
 use std::io::Write;
 use std::time::Duration;
@@ -47,7 +47,7 @@ use report::style::{Environment, Styles};
 
 /// The JSON Schema of scenario files, kept in `docs/` and checked against every shipped
 /// scenario by the test suite.
-pub const SCENARIO_SCHEMA: &str = include_str!("../docs/scenario.schema.json");
+const SCENARIO_SCHEMA: &str = include_str!("../docs/scenario.schema.json");
 
 /// Descriptors kept free beside the clients' sockets: server pipes, the runtime, reports.
 const OPEN_FILES_RESERVE: u64 = 64;

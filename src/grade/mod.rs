@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::scenario::Shard;
-pub use suite::{Launch, Suite, SuiteError, Test, UnderTest};
+pub use suite::{Suite, SuiteError, Test, UnderTest};
 use workspaces::Workspaces;
 
 /// Most bytes of a child's stderr kept for a failing test's output.

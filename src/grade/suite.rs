@@ -142,16 +142,10 @@ pub struct Suite {
 /// How a submission is started.
 #[derive(Debug, Clone)]
 pub struct Submission {
-    /// The program and its arguments; `{file}`, `{dir}` and `{port}` are substituted.
-    pub command: Vec<String>,
-    /// File-name patterns (`*` and `?`), tried in order in the submission's folder.
-    pub files: Vec<String>,
     /// The port its servers use, as in a scenario (`6000` or `"auto"`), when given.
     pub port: Option<toml::Value>,
     /// Resource limits for its servers, as in a scenario.
     pub limits: Option<toml::Value>,
-    /// Time one test may take, unless the test says otherwise.
-    pub timeout: Duration,
     /// The most a submission's folder may hold to be copied and graded: bytes (as the files
     /// say, holes of sparse files included) and files.
     pub copy_limit: CopyLimit,
@@ -477,11 +471,8 @@ impl Suite {
         Ok(Suite {
             name: raw.name,
             submission: Submission {
-                command: raw.submission.command,
-                files: raw.submission.files,
                 port: raw.submission.port,
                 limits: raw.submission.limits,
-                timeout: default_timeout,
                 copy_limit: CopyLimit {
                     bytes: raw
                         .submission

@@ -130,11 +130,6 @@ impl GroupFigures {
         }
     }
 
-    /// All connection errors.
-    pub fn error_count(&self) -> u64 {
-        self.errors.iter().map(|(_, n)| n).sum()
-    }
-
     /// Echoed messages per second over the group's active time.
     pub fn messages_per_second(&self) -> f64 {
         let seconds = self.active.as_secs_f64();

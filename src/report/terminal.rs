@@ -374,7 +374,8 @@ mod tests {
     use crate::verify::concurrency::{self, ServerConcurrency};
     use crate::verify::{self, Evidence};
     use crate::wire::stream::EchoFault;
-    use crate::workload::{ClientEnd, ClientRecord, Timeline};
+    use crate::workload::record::Timeline;
+    use crate::workload::{ClientEnd, ClientRecord};
 
     const SCENARIO: &str = r#"
 name = "snapshot"

@@ -21,14 +21,10 @@ pub use diagnostic::Diagnostic;
 pub use paths::Anchor;
 pub use placeholders::substitute_ports;
 pub use plan::{
-    AimedServer, DEFAULT_REPLY_TIMEOUT, EventAction, EventPlan, Expectations, FaultPlan, GroupPlan,
-    LatencyBound, LatencyView, Launch, Limits, MAX_CLIENTS, Percentile, Plan, ProcessNeed, ReadySignal,
-    ServerPlan, Shard, StartAt, StartSchedule, StdinScript, Target,
+    AimedServer, EventAction, EventPlan, GroupPlan, LatencyView, Launch, Limits, Percentile, Plan,
+    ReadySignal, ServerPlan, Shard, StartAt, StdinScript, Target,
 };
-pub use programs::{
-    DEFAULT_PROGRAM_TIMEOUT, PlayedServerPlan, PrintedPattern, ProgramExpectations, ProgramPlan, Replies,
-    TypedLine, Typing,
-};
+pub use programs::{PlayedServerPlan, PrintedPattern, ProgramPlan, Replies, Typing};
 pub use raw::{
     ConnectMode, EchoExpectation, ExitPolicy, FanoutExpectation, FaultKind, LeaveMode, PayloadKind,
     PlayedRole, TracebackPolicy, Transport, WorkloadKind,

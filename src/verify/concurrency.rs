@@ -357,7 +357,8 @@ fn most_at_once(intervals: &[(Duration, Duration)]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::workload::{ClientEnd, Timeline};
+    use crate::workload::ClientEnd;
+    use crate::workload::record::Timeline;
 
     fn ms(n: u64) -> Option<Duration> {
         Some(Duration::from_millis(n))

@@ -33,8 +33,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 pub use pacer::PacingFigures;
-pub use payload::PayloadGenerator;
-pub use record::{ClientEnd, ClientError, ClientErrorKind, ClientRecord, DatagramTally, Timeline};
+pub use record::{ClientEnd, ClientErrorKind, ClientRecord, DatagramTally};
 
 use crate::histogram::Latency;
 use crate::scenario::{GroupPlan, Plan, Transport, WorkloadKind};
@@ -55,8 +54,6 @@ pub struct Drive {
     pub records: Vec<ClientRecord>,
     /// Round-trip times of each group, merged from every worker.
     pub rtt: Vec<Latency>,
-    /// From the first client's start to the last client's end.
-    pub elapsed: Duration,
     /// The ledger of each broadcast room.
     pub rooms: Vec<RoomOutcome>,
     /// How each server's connects were paced to its accept queue (indexed like
@@ -182,7 +179,6 @@ pub async fn drive(setup: DriveSetup<'_>) -> io::Result<Drive> {
     Ok(Drive {
         records,
         rtt,
-        elapsed: started.elapsed(),
         rooms,
         pacing,
     })

@@ -298,3 +298,18 @@ fn the_cycle_finder_sees_what_the_code_names_and_only_that() {
         Some(["b", "c", "d", "b"].map(String::from).to_vec())
     );
 }
+
+/// The library's public face is what `main.rs` needs: the command line and the errors. Every
+/// other module is `pub(crate)`, so rustc reports what nothing uses.
+#[test]
+fn only_cli_and_error_are_public_modules() {
+    let lib =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/lib.rs")).expect("lib.rs");
+    let code = code_only(&lib);
+    let public: Vec<&str> = code
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("pub mod "))
+        .map(|rest| rest.trim_end_matches(';').trim())
+        .collect();
+    assert_eq!(public, ["cli", "error"], "public modules of src/lib.rs");
+}
