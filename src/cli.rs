@@ -60,36 +60,7 @@ pub enum Command {
         shell: clap_complete::Shell,
     },
     /// Grade student submissions: every folder through every test of a suite.
-    Grade {
-        /// The suite file (TOML); with --lab, none: every argument is a submission.
-        #[arg(value_name = "SUITE")]
-        suite: Option<PathBuf>,
-        /// Submission folders.
-        #[arg(value_name = "SUBMISSION")]
-        submissions: Vec<PathBuf>,
-        /// Grade with a lab's battery (see `labrun check --list`) instead of a suite file:
-        /// each phase a test worth 10 points.
-        #[arg(long)]
-        lab: Option<Lab>,
-        /// Tests run at the same time.
-        #[arg(short = 'j', long, default_value_t = 1)]
-        jobs: usize,
-        /// Folder for grades.csv, results/ and feedback/.
-        #[arg(long, value_name = "DIR", default_value = "reports")]
-        out: PathBuf,
-        /// Grade only slice K of N of the submissions (sorted by path).
-        #[arg(long, value_name = "K/N")]
-        shard: Option<Shard>,
-        /// Continue an interrupted grading run: tests already in --out's journal are not
-        /// run again.
-        #[arg(long)]
-        resume: bool,
-        /// Run submissions without the sandbox, with labrun's own rights and a view of the
-        /// whole machine: for trusted code only (grading refuses to start when the sandbox
-        /// does not work here, unless this is given).
-        #[arg(long)]
-        unsandboxed: bool,
-    },
+    Grade(GradeArgs),
     /// Merge the JSON reports of one scenario's shards (`--shard K/N`) into one.
     Merge {
         /// The shards' reports (JSON).
@@ -113,6 +84,39 @@ pub enum Command {
         #[arg(long, value_delimiter = ',', value_name = "GATES")]
         max_regress: Vec<Tolerance>,
     },
+}
+
+/// What `labrun grade` grades, with what, and where the grades go.
+#[derive(Debug, Args)]
+pub struct GradeArgs {
+    /// The suite file (TOML); with --lab, none: every argument is a submission.
+    #[arg(value_name = "SUITE")]
+    pub suite: Option<PathBuf>,
+    /// Submission folders.
+    #[arg(value_name = "SUBMISSION")]
+    pub submissions: Vec<PathBuf>,
+    /// Grade with a lab's battery (see `labrun check --list`) instead of a suite file:
+    /// each phase a test worth 10 points.
+    #[arg(long)]
+    pub lab: Option<Lab>,
+    /// Tests run at the same time.
+    #[arg(short = 'j', long, default_value_t = 1)]
+    pub jobs: usize,
+    /// Folder for grades.csv, results/ and feedback/.
+    #[arg(long, value_name = "DIR", default_value = "reports")]
+    pub out: PathBuf,
+    /// Grade only slice K of N of the submissions (sorted by path).
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<Shard>,
+    /// Continue an interrupted grading run: tests already in --out's journal are not
+    /// run again.
+    #[arg(long)]
+    pub resume: bool,
+    /// Run submissions without the sandbox, with labrun's own rights and a view of the
+    /// whole machine: for trusted code only (grading refuses to start when the sandbox
+    /// does not work here, unless this is given).
+    #[arg(long)]
+    pub unsandboxed: bool,
 }
 
 /// What `labrun check` checks, and how it reports.

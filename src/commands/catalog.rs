@@ -1,0 +1,106 @@
+//! What labrun knows, printed: its built-ins, workloads, faults and played roles (`list`),
+//! the scenario schema (`schema`), shell completions, and whether scenario files are valid
+//! (`validate`).
+
+use std::io::Write;
+
+use crate::cli::Cli;
+use crate::error::Error;
+use crate::report::Outcome;
+use crate::{scenario, servers};
+
+/// The JSON Schema of scenario files, kept in `docs/` and checked against every shipped
+/// scenario by the test suite.
+const SCENARIO_SCHEMA: &str = include_str!("../../docs/scenario.schema.json");
+
+pub(crate) fn validate(files: &[std::path::PathBuf]) -> Result<Outcome, Error> {
+    let mut invalid = 0;
+    for path in files {
+        match scenario::load(path) {
+            Ok(plan) if !plan.programs.is_empty() => {
+                let _ = writeln!(
+                    std::io::stdout(),
+                    "ok {}: `{}`, {} client program(s), {} played server(s)",
+                    path.display(),
+                    plan.name,
+                    plan.programs.len(),
+                    plan.played.len()
+                );
+            }
+            Ok(plan) => {
+                let clients = plan.total_clients();
+                // A closed stdout (`| head`) is not an error worth a panic.
+                let _ = writeln!(
+                    std::io::stdout(),
+                    "ok {}: `{}`, {} server(s), {} client group(s), {clients} client(s)",
+                    path.display(),
+                    plan.name,
+                    plan.servers.len(),
+                    plan.groups.len()
+                );
+            }
+            Err(err) => {
+                invalid += 1;
+                eprintln!("error: {err}");
+            }
+        }
+    }
+    match invalid {
+        0 => Ok(Outcome::Pass),
+        _ => Err(Error::ScenariosInvalid {
+            invalid,
+            total: files.len(),
+        }),
+    }
+}
+
+fn write_list(out: &mut impl Write) {
+    let _ = writeln!(
+        out,
+        "built-in servers (builtin = \"...\", or `labrun serve NAME --port P`):"
+    );
+    for builtin in servers::Builtin::ALL {
+        let _ = writeln!(out, "  {:<16} {}", builtin.name(), builtin.summary());
+    }
+    let _ = writeln!(out, "\nworkloads (workload = \"...\"):");
+    for workload in scenario::WorkloadKind::ALL {
+        let _ = writeln!(out, "  {:<16} {}", workload.label(), workload.summary());
+    }
+    let _ = writeln!(
+        out,
+        "\nclient faults (faulty = N, fault = {{ kind = \"...\", after = N }}, echo workload):"
+    );
+    for kind in scenario::FaultKind::ALL {
+        let _ = writeln!(out, "  {:<16} {}", kind.label(), kind.summary());
+    }
+    let _ = writeln!(
+        out,
+        "\nplayed servers for client programs under test ([[played_server]] role = \"...\"):"
+    );
+    for role in scenario::PlayedRole::ALL {
+        let _ = writeln!(out, "  {:<16} {}", role.label(), role.summary());
+    }
+}
+
+/// `labrun list`.
+pub(crate) fn list() -> Outcome {
+    write_list(&mut std::io::stdout().lock());
+    Outcome::Pass
+}
+
+/// `labrun schema`: the JSON Schema of scenario files.
+pub(crate) fn schema() -> Outcome {
+    // A closed stdout (`| head`) is not an error.
+    let _ = std::io::stdout().lock().write_all(SCENARIO_SCHEMA.as_bytes());
+    Outcome::Pass
+}
+
+/// `labrun completions SHELL`: a completion script for that shell.
+pub(crate) fn completions(shell: clap_complete::Shell) -> Outcome {
+    use clap::CommandFactory;
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "labrun", &mut script);
+    // A closed stdout (`| head`) is not an error.
+    let _ = std::io::stdout().lock().write_all(&script);
+    Outcome::Pass
+}

@@ -1,0 +1,141 @@
+//! `labrun grade`: submission folders through a suite (or a lab's battery) in the sandbox,
+//! grades written as files; and the merge of a sharded grading run's grades.
+
+use std::io::Write;
+
+use crate::cli::GradeArgs;
+use crate::error::Error;
+use crate::report::style::{Environment, Styles};
+use crate::report::{self, Outcome};
+use crate::{grade, scenario, supervise};
+
+/// `labrun grade`: the suite (a file, or a lab's battery with `--lab`) and the submissions
+/// resolved from the command line, then graded.
+pub(crate) fn grade(args: GradeArgs) -> Result<Outcome, Error> {
+    // With --lab there is no suite file: the first folder was read as one.
+    let (suite, submissions) = match (args.lab, args.suite) {
+        (Some(lab), first) => (
+            grade::Suite::for_lab(lab)?,
+            first.into_iter().chain(args.submissions).collect(),
+        ),
+        (None, Some(path)) => (grade::Suite::load(&path)?, args.submissions),
+        (None, None) => {
+            return Err(Error::Usage(
+                "name a suite file, or a lab with --lab: labrun grade SUITE SUBMISSION... \
+                 or labrun grade --lab LAB SUBMISSION..."
+                    .into(),
+            ));
+        }
+    };
+    if submissions.is_empty() {
+        return Err(Error::Usage(
+            "name at least one submission folder to grade".into(),
+        ));
+    }
+    grade_submissions(
+        suite,
+        submissions,
+        args.jobs,
+        &args.out,
+        args.shard,
+        args.resume,
+        args.unsandboxed,
+    )
+}
+
+fn grade_submissions(
+    suite: grade::Suite,
+    submissions: Vec<std::path::PathBuf>,
+    jobs: usize,
+    out: &std::path::Path,
+    shard: Option<scenario::Shard>,
+    resume: bool,
+    unsandboxed: bool,
+) -> Result<Outcome, Error> {
+    if let Some(missing) = submissions.iter().find(|p| !p.is_dir()) {
+        return Err(Error::Usage(format!(
+            "submission `{}` is not a folder",
+            missing.display()
+        )));
+    }
+    // Fail closed: untrusted code runs in the sandbox or not at all.
+    if unsandboxed {
+        eprintln!(
+            "warning: --unsandboxed: submissions run with labrun's own rights and see the whole \
+             machine (the suite, the other submissions, the grades); for trusted code only"
+        );
+    } else {
+        supervise::sandbox::check()?;
+    }
+    supervise::registry::install_panic_hook();
+    let options = grade::GradeOptions {
+        suite,
+        submissions,
+        jobs,
+        shard,
+        journal: out.join("grade-journal.jsonl"),
+        resume,
+        sandboxed: !unsandboxed,
+    };
+    // A bar over the tests on a terminal only, like a run's progress bar.
+    let bar = Styles::resolve(Environment::detect(), false).progress.then(|| {
+        indicatif::ProgressBar::new(0).with_style(
+            indicatif::ProgressStyle::with_template("grading {bar:30} {pos}/{len} tests, {elapsed}")
+                .expect("constant template is valid"),
+        )
+    });
+    let progress = |done: usize, total: usize| {
+        if let Some(bar) = &bar {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        }
+    };
+    let grades = grade::grade(&options, &progress).map_err(|source| Error::WriteReport {
+        path: options.journal.clone(),
+        source,
+    })?;
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    let written =
+        grade::outputs::write_all(&grades, &options.suite, out).map_err(|source| Error::WriteReport {
+            path: out.to_owned(),
+            source,
+        })?;
+    let mut rendered = Vec::new();
+    grade::outputs::render_summary(&grades, &options.suite, &mut rendered)
+        .expect("rendering into memory cannot fail");
+    let _ = writeln!(rendered, "grades in {}", written[0].display());
+    let _ = std::io::stdout().lock().write_all(&rendered);
+    Ok(Outcome::Pass)
+}
+
+/// `labrun merge shard-*/grades.csv`: the grades of a sharded grading run as one file.
+pub(crate) fn merge_grades(
+    paths: &[std::path::PathBuf],
+    out: Option<&std::path::Path>,
+) -> Result<Outcome, Error> {
+    let mut parts = Vec::with_capacity(paths.len());
+    for path in paths {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::ReadReport(report::compare::ReadError {
+                path: path.clone(),
+                reason: e.to_string(),
+            })
+        })?;
+        parts.push((path.clone(), text));
+    }
+    let merged = grade::outputs::merge_csv(&parts).map_err(Error::Usage)?;
+    let rows = merged.lines().count().saturating_sub(1);
+    let mut said = format!("{rows} submissions from {} grade files", paths.len());
+    if let Some(dir) = out {
+        let path = dir.join("grades.csv");
+        report::writer::write_atomically(&path, merged.as_bytes()).map_err(|source| Error::WriteReport {
+            path: path.clone(),
+            source,
+        })?;
+        said.push_str(&format!(" · {}", path.display()));
+    }
+    let _ = writeln!(std::io::stdout(), "{said}");
+    Ok(Outcome::Pass)
+}

@@ -1,0 +1,57 @@
+//! `labrun merge` and `labrun compare`: saved reports read back, joined or compared, and
+//! the result printed (and, for a merge, written).
+
+use std::io::Write;
+
+use crate::error::Error;
+use crate::report::{self, Outcome};
+
+use super::grade::merge_grades;
+
+pub(crate) fn merge(paths: &[std::path::PathBuf], out: Option<&std::path::Path>) -> Result<Outcome, Error> {
+    if paths.iter().all(|p| p.extension().is_some_and(|e| e == "csv")) {
+        return merge_grades(paths, out);
+    }
+    let merged = report::merge::merge(paths)?;
+    let saved_to = match out {
+        Some(dir) => {
+            let path = dir.join(format!(
+                "{}.merged.json",
+                report::writer::file_stem(&merged.scenario)
+            ));
+            let mut bytes = serde_json::to_vec_pretty(&merged).expect("a merged report always serializes");
+            bytes.push(b'\n');
+            report::writer::write_atomically(&path, &bytes).map_err(|source| Error::WriteReport {
+                path: path.clone(),
+                source,
+            })?;
+            Some(path)
+        }
+        None => None,
+    };
+    let mut rendered = Vec::new();
+    report::merge::render(&merged, saved_to.as_deref(), &mut rendered)
+        .expect("rendering into memory cannot fail");
+    let _ = std::io::stdout().lock().write_all(&rendered);
+    Ok(merged.outcome)
+}
+
+pub(crate) fn compare(
+    baseline: &std::path::Path,
+    current: &std::path::Path,
+    gates: Vec<report::compare::Tolerance>,
+) -> Result<Outcome, Error> {
+    use report::compare::{self, SavedReport};
+    let (baseline, current) = (SavedReport::read(baseline)?, SavedReport::read(current)?);
+    let gates = if gates.is_empty() {
+        compare::default_tolerances()
+    } else {
+        gates
+    };
+    let rows = compare::compare(&baseline, &current, &gates);
+    let mut rendered = Vec::new();
+    let regressed = compare::render(&baseline, &current, &rows, &mut rendered)
+        .expect("rendering into memory cannot fail");
+    let _ = std::io::stdout().lock().write_all(&rendered);
+    Ok(if regressed { Outcome::Fail } else { Outcome::Pass })
+}
