@@ -86,7 +86,7 @@ pub enum Error {
     Check(#[from] crate::check::CheckError),
     /// A report given to `compare` could not be read.
     #[error(transparent)]
-    ReadReport(#[from] crate::report::compare::ReadError),
+    ReadReport(#[from] crate::report::saved::ReadError),
     /// Reports given to `merge` are unreadable or are not the shards of one run.
     #[error(transparent)]
     Merge(#[from] crate::report::merge::MergeError),

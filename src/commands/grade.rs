@@ -118,7 +118,7 @@ pub(crate) fn merge_grades(
     let mut parts = Vec::with_capacity(paths.len());
     for path in paths {
         let text = std::fs::read_to_string(path).map_err(|e| {
-            Error::ReadReport(report::compare::ReadError {
+            Error::ReadReport(report::saved::ReadError {
                 path: path.clone(),
                 reason: e.to_string(),
             })

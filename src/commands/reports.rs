@@ -41,7 +41,8 @@ pub(crate) fn compare(
     current: &std::path::Path,
     gates: Vec<report::compare::Tolerance>,
 ) -> Result<Outcome, Error> {
-    use report::compare::{self, SavedReport};
+    use report::compare;
+    use report::saved::SavedReport;
     let (baseline, current) = (SavedReport::read(baseline)?, SavedReport::read(current)?);
     let gates = if gates.is_empty() {
         compare::default_tolerances()

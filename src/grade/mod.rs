@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::report::saved::SavedCheck;
 use crate::scenario::Shard;
 pub use suite::{Suite, SuiteError, Test, UnderTest};
 use workspaces::Workspaces;
@@ -74,17 +75,6 @@ fn read_journal(path: &Path, suite: &str) -> Vec<JournalEntry> {
         .collect()
 }
 
-/// One check of a test run, as the child reported it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct CheckResult {
-    /// Check name.
-    pub name: String,
-    /// Whether it held.
-    pub passed: bool,
-    /// Its summary line.
-    pub summary: String,
-}
-
 /// The graded result of one test for one submission.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct TestResult {
@@ -95,7 +85,7 @@ pub struct TestResult {
     /// Points possible.
     pub max_score: f64,
     /// Every check of the deciding run (empty when the run produced no report).
-    pub checks: Vec<CheckResult>,
+    pub checks: Vec<SavedCheck>,
     /// Why there is no report, when there is none (the child's own words).
     pub error: Option<String>,
     /// Runs made (1 to 3, see the retry policy).
@@ -378,7 +368,7 @@ fn score_of(test: &Test, run: &Run) -> f64 {
 
 /// One child run's result.
 struct Run {
-    checks: Vec<CheckResult>,
+    checks: Vec<SavedCheck>,
     error: Option<String>,
 }
 
@@ -473,7 +463,7 @@ fn run_once(
     // partial report after the test's timeout judges clients that never finished as if
     // nothing were wrong with them.
     let judged = matches!(status, ChildEnd::Exited(0 | 1));
-    match serde_json::from_slice::<ChildReport>(&stdout) {
+    match crate::report::saved::SavedReport::parse(&stdout) {
         Ok(report) if judged => Run {
             checks: report.checks,
             error: None,
@@ -494,29 +484,6 @@ fn run_once(
 fn hand_to_sandbox(workspace: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(workspace, std::fs::Permissions::from_mode(0o711))
-}
-
-/// The part of the child's JSON report grading needs.
-#[derive(serde::Deserialize)]
-struct ChildReport {
-    checks: Vec<CheckResult>,
-}
-
-impl<'de> serde::Deserialize<'de> for CheckResult {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(serde::Deserialize)]
-        struct Raw {
-            name: String,
-            passed: bool,
-            summary: String,
-        }
-        let raw = Raw::deserialize(deserializer)?;
-        Ok(CheckResult {
-            name: raw.name,
-            passed: raw.passed,
-            summary: raw.summary,
-        })
-    }
 }
 
 /// How a child labrun ended.

@@ -5,104 +5,22 @@
 //! change; the figures named by `--max-regress` (or, without it, RTT p99, throughput and
 //! errors) are gates, and a gate that regresses beyond its limit makes the command exit 1.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use serde::Deserialize;
 use tabled::builder::Builder;
 use tabled::settings::object::Columns;
 use tabled::settings::{Alignment, Style};
 
-use super::SCHEMA_VERSION;
+use super::saved::SavedReport;
 use crate::histogram::Latency;
-use crate::metrics::LatencySet;
 use crate::scenario::{LatencyView, Percentile};
 use crate::units;
 
 /// A latency must also grow by at least this much to count as a regression: a 20 µs round
 /// trip becoming 30 µs is +50% and means nothing.
 const LATENCY_NOISE_US: u64 = 100;
-
-/// Why a report could not be read.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot read report `{}`: {reason}", path.display())]
-pub struct ReadError {
-    /// The file.
-    pub path: PathBuf,
-    /// Why.
-    pub reason: String,
-}
-
-/// The parts of a JSON report a comparison needs.
-#[derive(Debug, Deserialize)]
-pub struct SavedReport {
-    /// Layout version.
-    pub schema_version: u32,
-    /// The scenario.
-    pub scenario: SavedScenario,
-    /// Figures over all groups.
-    pub total: SavedFigures,
-}
-
-/// The scenario's name.
-#[derive(Debug, Deserialize)]
-pub struct SavedScenario {
-    /// Its name.
-    pub name: String,
-}
-
-/// Headline figures of a run.
-#[derive(Debug, Deserialize)]
-pub struct SavedFigures {
-    /// Messages completed.
-    pub messages: u64,
-    /// Messages per second.
-    pub messages_per_second: f64,
-    /// Connection errors by class.
-    pub errors: BTreeMap<String, u64>,
-    /// The histograms.
-    pub latency: LatencySet,
-}
-
-impl SavedReport {
-    /// Reads a JSON report written by labrun.
-    pub fn read(path: &Path) -> Result<SavedReport, ReadError> {
-        read_saved(path, |r: &SavedReport| r.schema_version)
-    }
-}
-
-/// Reads the parts `T` of a run's JSON report, refusing other layouts than this labrun's.
-pub fn read_saved<T: serde::de::DeserializeOwned>(
-    path: &Path,
-    schema_version: impl Fn(&T) -> u32,
-) -> Result<T, ReadError> {
-    let fail = |reason: String| ReadError {
-        path: path.to_owned(),
-        reason,
-    };
-    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
-    let value: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| fail(format!("not JSON ({e})")))?;
-    if value["kind"] == "merged" {
-        return Err(fail(
-            "it is a merged report (the output of `labrun merge`), not one run's: give the \
-             reports of the runs themselves"
-                .into(),
-        ));
-    }
-    let report: T =
-        serde_json::from_value(value).map_err(|e| fail(format!("not a labrun run report ({e})")))?;
-    let version = schema_version(&report);
-    if version != SCHEMA_VERSION {
-        return Err(fail(format!(
-            "schema version {version} (this labrun reads version {SCHEMA_VERSION})"
-        )));
-    }
-    Ok(report)
-}
 
 /// A figure a comparison can gate on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

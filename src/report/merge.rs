@@ -12,50 +12,17 @@
 //! of these is refused, naming the file, as are shards of a changed scenario and a shard
 //! that started its clients well after the `--start-at` instant the others kept.
 
-use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tabled::builder::Builder;
 use tabled::settings::object::Columns;
 use tabled::settings::{Alignment, Style};
 
-use super::compare::{ReadError, read_saved};
+use super::saved::{ReadError, SavedGroup, SavedReport, SavedServer};
 use super::{Outcome, SCHEMA_VERSION};
-use crate::metrics::LatencySet;
 use crate::units;
-
-/// What merging needs from each shard's JSON report.
-#[derive(Debug, Deserialize)]
-struct ShardReport {
-    schema_version: u32,
-    scenario: ShardScenario,
-    outcome: Outcome,
-    complete: bool,
-    groups: Vec<Group>,
-    checks: Vec<ShardCheck>,
-    findings: Vec<serde::de::IgnoredAny>,
-    #[serde(default)]
-    servers: Vec<ShardServer>,
-    /// When its clients started (RFC 3339).
-    started_at: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct ShardScenario {
-    name: String,
-    shard: Option<String>,
-    /// The run's seed: shards of one run draw their clients' payloads from one seed.
-    seed: u64,
-    /// The `--start-at` instant the shards waited for, if any.
-    #[serde(default)]
-    start_at: Option<String>,
-    /// The rest of the scenario as run (servers, groups, expectations, …): equal in every
-    /// shard of one run, but for where the file was read from and which reports it wrote.
-    #[serde(flatten)]
-    rest: serde_json::Map<String, serde_json::Value>,
-}
 
 /// Keys of a report's `scenario` that may differ between shards of one run.
 const MAY_DIFFER: [&str; 2] = ["source", "formats"];
@@ -80,49 +47,9 @@ pub enum MergeError {
     },
 }
 
-/// A server of a shard's run: where it was aimed, when labrun did not launch it.
-#[derive(Debug, Deserialize, PartialEq, Eq)]
-struct ShardServer {
-    name: String,
-    #[serde(default)]
-    addressed: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct ShardCheck {
-    name: String,
-    passed: bool,
-    summary: String,
-}
-
-/// Figures of one client group, as a report stores them; merged ones have the same shape.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Group {
-    /// Group name.
-    pub name: String,
-    /// Its server.
-    pub server: String,
-    /// Clients.
-    pub clients: u32,
-    /// Clients that finished.
-    pub clients_completed: u32,
-    /// Messages completed.
-    pub messages: u64,
-    /// Bytes sent.
-    pub bytes_sent: u64,
-    /// Bytes received.
-    pub bytes_received: u64,
-    /// Connection errors by class.
-    pub errors: BTreeMap<String, u64>,
-    /// Messages per second.
-    pub messages_per_second: f64,
-    /// Latency distributions.
-    pub latency: LatencySet,
-}
-
-impl Group {
+impl SavedGroup {
     /// Adds `other`'s figures; counts saturate, as a report is a file anyone could edit.
-    fn absorb(&mut self, other: &Group) {
+    fn absorb(&mut self, other: &SavedGroup) {
         self.clients = self.clients.saturating_add(other.clients);
         self.clients_completed = self.clients_completed.saturating_add(other.clients_completed);
         self.messages = self.messages.saturating_add(other.messages);
@@ -168,9 +95,9 @@ pub struct MergedReport {
     /// False when any part was interrupted.
     pub complete: bool,
     /// Groups, merged by name.
-    pub groups: Vec<Group>,
+    pub groups: Vec<SavedGroup>,
     /// All groups together.
-    pub total: Group,
+    pub total: SavedGroup,
     /// Every part's checks.
     pub checks: Vec<MergedCheck>,
     /// How many findings the parts reported (they stay in the parts' reports).
@@ -194,7 +121,7 @@ pub fn merge(paths: &[PathBuf]) -> Result<MergedReport, MergeError> {
         });
     }
     check_whole_run(&parts)?;
-    let mut groups: Vec<Group> = Vec::new();
+    let mut groups: Vec<SavedGroup> = Vec::new();
     let mut checks = Vec::new();
     let (mut outcome, mut complete, mut findings) = (Outcome::Pass, true, 0);
     for (path, part) in &parts {
@@ -242,7 +169,7 @@ pub fn merge(paths: &[PathBuf]) -> Result<MergedReport, MergeError> {
 }
 
 /// Refuses anything but the shards 1..N of one run, each once, against the same servers.
-fn check_whole_run(parts: &[(&PathBuf, ShardReport)]) -> Result<(), MergeError> {
+fn check_whole_run(parts: &[(&PathBuf, SavedReport)]) -> Result<(), MergeError> {
     let refuse = |path: &Path, reason: String| MergeError::NotOneRun {
         path: path.to_owned(),
         reason,
@@ -347,7 +274,7 @@ fn check_whole_run(parts: &[(&PathBuf, ShardReport)]) -> Result<(), MergeError> 
 
 /// Fails, naming the first key that differs, when `part` ran another scenario than `first`
 /// (read from `first_path`).
-fn same_scenario(part: &ShardReport, first_path: &Path, first: &ShardReport) -> Result<(), String> {
+fn same_scenario(part: &SavedReport, first_path: &Path, first: &SavedReport) -> Result<(), String> {
     let (ours, theirs) = (&part.scenario.rest, &first.scenario.rest);
     let differing = ours
         .keys()
@@ -367,7 +294,7 @@ fn same_scenario(part: &ShardReport, first_path: &Path, first: &ShardReport) -> 
 
 /// Fails when `part` started its clients well after the `--start-at` it was given: its load
 /// did not overlap the other shards', so together they are not one run.
-fn started_on_time(part: &ShardReport) -> Result<(), String> {
+fn started_on_time(part: &SavedReport) -> Result<(), String> {
     let Some(start_at) = &part.scenario.start_at else {
         return Ok(());
     };
@@ -385,7 +312,7 @@ fn started_on_time(part: &ShardReport) -> Result<(), String> {
 }
 
 /// The servers of a shard's report, for an error: each with where it was aimed, or launched.
-fn describe_servers(servers: &[ShardServer]) -> String {
+fn describe_servers(servers: &[SavedServer]) -> String {
     let described: Vec<String> = servers
         .iter()
         .map(|s| match &s.addressed {
@@ -396,8 +323,8 @@ fn describe_servers(servers: &[ShardServer]) -> String {
     described.join(", ")
 }
 
-fn read(path: &Path) -> Result<ShardReport, ReadError> {
-    let report = read_saved(path, |r: &ShardReport| r.schema_version)?;
+fn read(path: &Path) -> Result<SavedReport, ReadError> {
+    let report = SavedReport::read(path)?;
     if report.groups.is_empty() {
         return Err(ReadError {
             path: path.to_owned(),

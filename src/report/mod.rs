@@ -13,6 +13,7 @@ pub mod markdown;
 pub mod merge;
 pub mod programs;
 pub mod progress;
+pub mod saved;
 pub mod side_by_side;
 pub mod style;
 pub mod terminal;

@@ -1,6 +1,8 @@
 //! Scenario files: reading TOML, validating it, and producing a [`Plan`].
 //!
-//! This is the only module that knows TOML exists. `raw` mirrors the file with spans,
+//! Every plan is made here, from scenario text: `check` and `grade` write scenario text (a
+//! lab battery's phases, a submission's test with its command filled in) and it is read
+//! here like any file, so one validator stands behind every run. `raw` mirrors the file with spans,
 //! `values` parses scalar values, `plan` applies defaults and cross-checks (`programs` for
 //! scenarios whose programs under test are clients), `placeholders` finds `{port}` and
 //! `{port:NAME}` in commands, `paths` anchors relative paths at the scenario's folder,

@@ -482,9 +482,14 @@ pub enum ReadySignal {
     /// Its process group listens on its port.
     Listening,
     /// A line of its stdout matches this regular expression.
-    Stdout(String),
+    Stdout(#[serde(serialize_with = "regex_as_text")] regex::Regex),
     /// A line of its stderr matches this regular expression.
-    Stderr(String),
+    Stderr(#[serde(serialize_with = "regex_as_text")] regex::Regex),
+}
+
+/// A compiled regular expression, written as the text it was compiled from.
+fn regex_as_text<S: serde::Serializer>(regex: &regex::Regex, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(regex.as_str())
 }
 
 /// Lines typed at a server's standard input, for programs whose operator answers with
@@ -1716,7 +1721,6 @@ fn resolve_ready(raw: Option<RawReady>, at: &Locator) -> Result<(Duration, Ready
     let timeout = raw.timeout.map_or(DEFAULT_READY_TIMEOUT, |t| t.0);
     let compiled = |pattern: &toml::Spanned<String>| {
         regex::Regex::new(pattern.get_ref())
-            .map(|_| pattern.get_ref().clone())
             .map_err(|err| at.error(pattern.span(), format!("invalid regular expression: {err}")))
     };
     let signal = match (&raw.stdout, &raw.stderr) {

@@ -136,8 +136,13 @@ pub struct ProgramExpectations {
 pub enum PrintedPattern {
     /// These characters.
     Text(String),
-    /// A match of this regular expression (validated).
-    Regex(String),
+    /// A match of this regular expression, written as the text it was compiled from.
+    Regex(#[serde(serialize_with = "regex_as_text")] regex::bytes::Regex),
+}
+
+/// A compiled regular expression, written as the text it was compiled from.
+fn regex_as_text<S: serde::Serializer>(regex: &regex::bytes::Regex, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(regex.as_str())
 }
 
 impl ProgramPlan {
@@ -536,10 +541,9 @@ fn resolve_program_expect(
                 printed.push(match pattern.into_inner() {
                     PrintedValue::Text(text) => PrintedPattern::Text(text),
                     PrintedValue::Regex(text) => {
-                        regex::bytes::Regex::new(&text).map_err(|err| {
+                        PrintedPattern::Regex(regex::bytes::Regex::new(&text).map_err(|err| {
                             at.error(pattern_span, format!("invalid regular expression: {err}"))
-                        })?;
-                        PrintedPattern::Regex(text)
+                        })?)
                     }
                 });
             }

@@ -1,6 +1,7 @@
 //! Launching servers under test, knowing when they are ready, and always tearing them down.
 //!
-//! The only module that spawns or signals processes. [`process`] owns the mechanics shared
+//! Every program under test is spawned and signalled here (`grade` spawns only labrun
+//! itself, one child run per test). [`process`] owns the mechanics shared
 //! by every supervised program (a server here, a client program under test in
 //! `clientprog`); this file adds what is particular to servers: ports, readiness, stdin
 //! scripts, scenario events. Each program runs in its own process
@@ -796,7 +797,7 @@ impl ServerHandle {
                             } else {
                                 "stderr"
                             },
-                            pattern: pattern.clone(),
+                            pattern: pattern.as_str().to_owned(),
                             waited: timeout,
                             output,
                         }
@@ -1100,11 +1101,10 @@ fn server_spec<'a>(plans: &'a [ServerPlan], index: usize, ports: &[u16]) -> io::
         Launch::Process(owner) => unreachable!("server `{}` is started as part of `{owner}`", plan.name),
         Launch::Address(target) => unreachable!("server `{}` runs at {target}, not launched", plan.name),
     };
-    let pattern = |text: &str| Some(regex::Regex::new(text).expect("the plan validated the pattern"));
     let (watch_stdout, watch_stderr) = match &plan.ready {
         ReadySignal::Listening => (None, None),
-        ReadySignal::Stdout(text) => (pattern(text), None),
-        ReadySignal::Stderr(text) => (None, pattern(text)),
+        ReadySignal::Stdout(pattern) => (Some(pattern.clone()), None),
+        ReadySignal::Stderr(pattern) => (None, Some(pattern.clone())),
     };
     let env = std::iter::once(("PORT".to_owned(), port_text.clone()))
         .chain(

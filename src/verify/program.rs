@@ -294,7 +294,10 @@ impl Judge<'_> {
                     .then(|| format!("; it printed only its first {longest} of {} bytes", text.len()));
                 (format!("\"{}\"", quote(text.as_bytes())), partial)
             }
-            PrintedPattern::Regex(text) => (format!("a match of /{}/", escape_bytes(text.as_bytes())), None),
+            PrintedPattern::Regex(regex) => (
+                format!("a match of /{}/", escape_bytes(regex.as_str().as_bytes())),
+                None,
+            ),
         };
         let dropped = match self.record.stdout_dropped {
             0 => String::new(),
@@ -547,10 +550,7 @@ struct Failure {
 fn find_pattern(pattern: &PrintedPattern, output: &[u8]) -> Option<usize> {
     match pattern {
         PrintedPattern::Text(text) => find_bytes(output, text.as_bytes()).map(|at| at + text.len()),
-        PrintedPattern::Regex(text) => regex::bytes::Regex::new(text)
-            .expect("the plan validated the pattern")
-            .find(output)
-            .map(|m| m.end()),
+        PrintedPattern::Regex(regex) => regex.find(output).map(|m| m.end()),
     }
 }
 

@@ -1,4 +1,6 @@
-//! Client behaviours and the driver that runs them: the only module that opens client sockets.
+//! Client behaviours and the driver that runs them: every simulated client's socket is
+//! opened here (readiness and still-up probes are `supervise::reach`'s; the servers labrun
+//! plays for client programs are `clientprog`'s).
 //!
 //! [`drive`] deals the simulated clients to worker threads, runs each as a tokio task on its
 //! worker's single-threaded runtime, starts them on the group's schedule and collects a

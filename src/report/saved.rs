@@ -1,0 +1,148 @@
+//! A run's JSON report read back: the one mirror of the report's schema, for `compare`,
+//! `merge` and `grade`.
+//!
+//! Only what those readers use is read; everything else in the file is ignored, so adding
+//! a key to the report changes nothing here. A report of another schema version, a merged
+//! report (the output of `labrun merge`) or anything else is refused with its file named.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::{Outcome, SCHEMA_VERSION};
+use crate::metrics::LatencySet;
+
+/// Why a report could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read report `{}`: {reason}", path.display())]
+pub struct ReadError {
+    /// The file.
+    pub path: PathBuf,
+    /// Why.
+    pub reason: String,
+}
+
+/// A run's report, as saved.
+#[derive(Debug, Deserialize)]
+pub struct SavedReport {
+    /// The scenario as it was run.
+    pub scenario: SavedScenario,
+    /// When its clients started (RFC 3339).
+    pub started_at: String,
+    /// PASS, FAIL or INTERRUPTED.
+    pub outcome: Outcome,
+    /// False when the run was interrupted.
+    pub complete: bool,
+    /// Its servers.
+    #[serde(default)]
+    pub servers: Vec<SavedServer>,
+    /// Figures of each client group.
+    pub groups: Vec<SavedGroup>,
+    /// Figures over all groups.
+    pub total: SavedGroup,
+    /// Its checks.
+    pub checks: Vec<SavedCheck>,
+    /// Its findings, counted only.
+    pub findings: Vec<serde::de::IgnoredAny>,
+}
+
+/// The scenario part of a saved report.
+#[derive(Debug, Deserialize)]
+pub struct SavedScenario {
+    /// Its name.
+    pub name: String,
+    /// Which shard the run was (`K/N`), if one.
+    pub shard: Option<String>,
+    /// The seed its clients' payloads were drawn from.
+    pub seed: u64,
+    /// The `--start-at` instant the run waited for, if any.
+    #[serde(default)]
+    pub start_at: Option<String>,
+    /// The rest of the scenario as run (servers, groups, expectations, …).
+    #[serde(flatten)]
+    pub rest: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A server of a saved run: where it was aimed, when labrun did not launch it.
+#[derive(Debug, Deserialize, PartialEq, Eq)]
+pub struct SavedServer {
+    /// Its name in the scenario.
+    pub name: String,
+    /// `host:port`, when it was addressed rather than launched.
+    #[serde(default)]
+    pub addressed: Option<String>,
+}
+
+/// One check of a saved run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedCheck {
+    /// Check name.
+    pub name: String,
+    /// Whether it held.
+    pub passed: bool,
+    /// Its summary line.
+    pub summary: String,
+}
+
+/// Figures of one client group (or of all, as `total`); a merge writes the same shape.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SavedGroup {
+    /// Group name.
+    pub name: String,
+    /// Its server.
+    pub server: String,
+    /// Clients.
+    pub clients: u32,
+    /// Clients that finished.
+    pub clients_completed: u32,
+    /// Messages completed.
+    pub messages: u64,
+    /// Bytes sent.
+    pub bytes_sent: u64,
+    /// Bytes received.
+    pub bytes_received: u64,
+    /// Connection errors by class.
+    pub errors: BTreeMap<String, u64>,
+    /// Messages per second.
+    pub messages_per_second: f64,
+    /// Latency distributions.
+    pub latency: LatencySet,
+}
+
+impl SavedReport {
+    /// Reads the JSON report at `path`.
+    pub fn read(path: &Path) -> Result<SavedReport, ReadError> {
+        let text = std::fs::read(path).map_err(|e| ReadError {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+        SavedReport::parse(&text).map_err(|reason| ReadError {
+            path: path.to_owned(),
+            reason,
+        })
+    }
+
+    /// Reads a JSON report from its bytes (a child run's stdout, for `grade`).
+    pub fn parse(bytes: &[u8]) -> Result<SavedReport, String> {
+        let value: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| format!("not JSON ({e})"))?;
+        if value["kind"] == "merged" {
+            return Err(
+                "it is a merged report (the output of `labrun merge`), not one run's: give \
+                        the reports of the runs themselves"
+                    .into(),
+            );
+        }
+        match value["schema_version"].as_u64() {
+            Some(version) if version == u64::from(SCHEMA_VERSION) => {}
+            Some(version) => {
+                return Err(format!(
+                    "schema version {version} (this labrun reads version {SCHEMA_VERSION})"
+                ));
+            }
+            None => return Err("not a labrun run report (it has no `schema_version`)".into()),
+        }
+        serde_json::from_value(value).map_err(|e| format!("not a labrun run report ({e})"))
+    }
+}
