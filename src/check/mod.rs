@@ -36,17 +36,13 @@ pub enum CheckError {
         "name the program to check: `labrun check {lab} -- python3 my_server.py {{port}}`, or a \
          lone Python file: `labrun check {lab} my_server.py`"
     )]
-    NoProgram {
-        /// The lab.
-        lab: &'static str,
-    },
+    NoProgram { lab: &'static str },
     /// The lab gives the program a port its command has no place for.
     #[error(
         "the {lab} lab gives your program two ports: put {port} in the command where the \
          second goes, e.g. `labrun check {lab} -- python3 two_servers.py {{port}} {port}`"
     )]
     MissingPort {
-        /// The lab.
         lab: &'static str,
         /// The placeholder missing.
         port: &'static str,
@@ -58,9 +54,7 @@ pub enum CheckError {
     /// A phase did not validate: a defect of labrun's, or a command the scenario refuses.
     #[error("phase `{phase}` of the {lab} battery: {source}")]
     Phase {
-        /// The lab.
         lab: &'static str,
-        /// The phase.
         phase: &'static str,
         /// What the scenario check said.
         #[source]

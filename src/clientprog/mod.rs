@@ -48,7 +48,6 @@ pub enum ProgramError {
     PortInUse {
         /// Played server name.
         server: String,
-        /// The port.
         port: u16,
         /// Who holds it (`pid N (command line)`), when the kernel tells.
         holder: Option<String>,

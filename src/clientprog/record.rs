@@ -49,7 +49,6 @@ pub struct ProgramRecord {
 pub enum Ending {
     /// It exited by itself (`after` its launch).
     Exited {
-        /// Its status.
         status: ExitDescription,
         /// When labrun saw it gone.
         after: Duration,
@@ -81,14 +80,12 @@ pub enum TypingStop {
     PromptNeverCame {
         /// The line (0-based) that waited.
         line: usize,
-        /// The prompt.
         prompt: String,
     },
     /// The program closed its stdout (it ended) before showing the prompt.
     OutputEnded {
         /// The line (0-based) that waited.
         line: usize,
-        /// The prompt.
         prompt: String,
     },
     /// Its stdin was closed (it ended) before the line could be written.

@@ -39,7 +39,6 @@ const TEARDOWN_GRACE: Duration = Duration::from_secs(8);
 
 /// What to grade and how.
 pub struct GradeOptions {
-    /// The suite.
     pub suite: Suite,
     /// Submission folders, in the order given.
     pub submissions: Vec<PathBuf>,
@@ -78,7 +77,6 @@ fn read_journal(path: &Path, suite: &str) -> Vec<JournalEntry> {
 /// The graded result of one test for one submission.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct TestResult {
-    /// The test.
     pub test: String,
     /// Points earned.
     pub score: f64,

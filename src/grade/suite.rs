@@ -63,7 +63,6 @@ pub enum SuiteError {
     /// A test's scenario is invalid.
     #[error("suite test `{test}`: {source}")]
     Scenario {
-        /// The test.
         test: String,
         /// Why.
         #[source]
@@ -311,7 +310,6 @@ pub enum Source {
 }
 
 impl Source {
-    /// Its text.
     pub fn text(&self) -> std::io::Result<String> {
         match self {
             Source::File(path) => std::fs::read_to_string(path),
@@ -334,7 +332,6 @@ impl Source {
 pub struct Test {
     /// Its name (a column of grades.csv).
     pub name: String,
-    /// Its scenario.
     pub scenario: Source,
     /// Points it is worth.
     pub points: f64,

@@ -63,7 +63,6 @@ pub struct GroupFigures {
     pub clients_misbehaved: u32,
     /// Messages sent and echoed.
     pub messages: u64,
-    /// Bytes sent.
     pub bytes_sent: u64,
     /// Bytes received and verified.
     pub bytes_received: u64,

@@ -123,7 +123,6 @@ pub fn default_tolerances() -> Vec<Tolerance> {
 /// One row of the comparison.
 #[derive(Debug, Clone)]
 pub struct Row {
-    /// The figure.
     pub figure: Figure,
     /// Its value in each report, as text.
     pub baseline: String,

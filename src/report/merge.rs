@@ -75,7 +75,6 @@ pub struct MergedCheck {
     pub name: String,
     /// Whether it held.
     pub passed: bool,
-    /// Its summary.
     pub summary: String,
 }
 

@@ -132,7 +132,6 @@ pub struct GroupReport {
     pub name: String,
     /// The server it talked to (empty for the total when several).
     pub server: String,
-    /// Clients.
     pub clients: u32,
     /// Clients that finished every message.
     pub clients_completed: u32,
@@ -140,7 +139,6 @@ pub struct GroupReport {
     pub clients_misbehaved: u32,
     /// Messages echoed.
     pub messages: u64,
-    /// Bytes sent.
     pub bytes_sent: u64,
     /// Bytes received and verified.
     pub bytes_received: u64,
@@ -222,7 +220,6 @@ pub struct ClientSpan {
     pub end: &'static str,
     /// Began connecting.
     pub connect_start_ms: Option<f64>,
-    /// Connected.
     pub connected_ms: Option<f64>,
     /// Sent its first message.
     pub first_send_ms: Option<f64>,

@@ -17,7 +17,6 @@ const RECEIVED_EXCERPT_BYTES: usize = 512;
 /// How one client program ran.
 #[derive(Debug, Clone, Serialize)]
 pub struct ProgramReport {
-    /// Its name.
     pub name: String,
     /// The command line it ran, ports substituted.
     pub argv: Vec<String>,
@@ -56,7 +55,6 @@ pub struct ProgramReport {
 pub struct ConnectionReport {
     /// The played server.
     pub server: String,
-    /// Its port.
     pub port: u16,
     /// Accepted, in milliseconds after the program's launch.
     pub accepted_ms: f64,
@@ -68,7 +66,6 @@ pub struct ConnectionReport {
     pub messages: u32,
     /// Answers the server sent.
     pub replies: u32,
-    /// Bytes received.
     pub received_bytes: u64,
     /// The first received bytes, escaped.
     pub received: String,

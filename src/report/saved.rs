@@ -41,7 +41,6 @@ pub struct SavedReport {
     pub groups: Vec<SavedGroup>,
     /// Figures over all groups.
     pub total: SavedGroup,
-    /// Its checks.
     pub checks: Vec<SavedCheck>,
     /// Its findings, counted only.
     pub findings: Vec<serde::de::IgnoredAny>,
@@ -50,7 +49,6 @@ pub struct SavedReport {
 /// The scenario part of a saved report.
 #[derive(Debug, Deserialize)]
 pub struct SavedScenario {
-    /// Its name.
     pub name: String,
     /// Which shard the run was (`K/N`), if one.
     pub shard: Option<String>,
@@ -90,21 +88,16 @@ pub struct SavedCheck {
 pub struct SavedGroup {
     /// Group name.
     pub name: String,
-    /// Its server.
     pub server: String,
-    /// Clients.
     pub clients: u32,
     /// Clients that finished.
     pub clients_completed: u32,
     /// Messages completed.
     pub messages: u64,
-    /// Bytes sent.
     pub bytes_sent: u64,
-    /// Bytes received.
     pub bytes_received: u64,
     /// Connection errors by class.
     pub errors: BTreeMap<String, u64>,
-    /// Messages per second.
     pub messages_per_second: f64,
     /// Latency distributions.
     pub latency: LatencySet,

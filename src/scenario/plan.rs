@@ -551,7 +551,6 @@ pub enum Launch {
 pub struct Target {
     /// A host name or an IP address (an IPv6 one without its brackets).
     pub host: String,
-    /// The port.
     pub port: u16,
 }
 

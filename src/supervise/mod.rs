@@ -83,7 +83,6 @@ pub enum SuperviseError {
     PortInUse {
         /// Server name.
         server: String,
-        /// The port.
         port: u16,
         /// The process holding it (`pid N (command line)`), when the kernel tells.
         holder: Option<String>,
@@ -178,7 +177,6 @@ pub enum SuperviseError {
     PortNotServed {
         /// The server whose port nothing listens on.
         server: String,
-        /// Its port.
         port: u16,
         /// The server whose process was to serve it.
         process: String,
@@ -370,7 +368,6 @@ pub struct EventRecord {
     pub at_ms: f64,
     /// `stop`, `kill` or `restart`.
     pub action: &'static str,
-    /// The server.
     pub server: String,
     /// Whether it did what it should (a restart can fail).
     pub ok: bool,

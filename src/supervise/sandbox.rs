@@ -62,7 +62,6 @@ pub struct BoundedSpace {
     pub name: String,
     /// Where it is mounted inside the sandbox.
     path: PathBuf,
-    /// Its size.
     pub size_bytes: u64,
 }
 

@@ -148,7 +148,6 @@ pub fn measure<'a>(records: impl IntoIterator<Item = &'a ClientRecord>) -> Overl
 /// the scenario expects a kind of server, the probe's answer.
 #[derive(Debug, Clone, Serialize)]
 pub struct ServerConcurrency {
-    /// The server.
     pub server: String,
     /// Overlap of its clients' timelines.
     #[serde(flatten)]

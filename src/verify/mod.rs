@@ -108,7 +108,6 @@ pub struct Evidence<'a> {
 /// What the survival probe found for one server.
 #[derive(Debug, Clone, Serialize)]
 pub struct Survival {
-    /// The server.
     pub server: String,
     /// What the fresh client saw.
     #[serde(flatten)]

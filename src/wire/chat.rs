@@ -20,28 +20,24 @@ const EXCERPT_BYTES: usize = 80;
 pub enum ChatIssue {
     /// Nothing came back within the reply timeout.
     NoReply {
-        /// The turn.
         turn: u32,
         /// How long labrun waited.
         waited: Duration,
     },
     /// The reply was the operator's line for an earlier turn.
     Lagging {
-        /// The turn.
         turn: u32,
         /// The line it was.
         line: u32,
     },
     /// The reply was the operator's line for a later turn.
     OutOfTurn {
-        /// The turn.
         turn: u32,
         /// The line it was.
         line: u32,
     },
     /// The reply was none of the operator's lines.
     Wrong {
-        /// The turn.
         turn: u32,
         /// The operator's line for the turn.
         expected: Vec<u8>,
@@ -52,7 +48,6 @@ pub enum ChatIssue {
     Unsolicited {
         /// The last turn answered before them (0: before the first message).
         after_turn: u32,
-        /// The bytes.
         bytes: Vec<u8>,
     },
     /// The server answered `exit`.

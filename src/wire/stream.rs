@@ -106,7 +106,6 @@ pub enum EchoFault {
         message: u32,
         /// Bytes of it that came back.
         received: u64,
-        /// Its length.
         length: u64,
         /// Why the rest will not come.
         end: StreamEnd,
@@ -115,7 +114,6 @@ pub enum EchoFault {
     Missing {
         /// Index of the message.
         message: u32,
-        /// Its length.
         length: u64,
         /// Why it will not come.
         end: StreamEnd,

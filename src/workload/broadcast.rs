@@ -82,7 +82,6 @@ const ALPHABET: &[u8] =
 
 /// Who a client is in its room.
 pub struct Membership {
-    /// The room.
     pub room: Arc<Room>,
     /// Its id in the room, which is also the sender number in its frames.
     pub id: u32,

@@ -65,7 +65,6 @@ pub struct Drive {
 
 /// Shared inputs of a drive.
 pub struct DriveSetup<'a> {
-    /// The plan.
     pub plan: &'a Plan,
     /// Address of each server, indexed like `plan.servers`.
     pub addresses: &'a [SocketAddr],

@@ -184,9 +184,7 @@ pub struct MemberSpec {
 /// The ledger's verdict material for one room.
 #[derive(Debug, Clone, Serialize)]
 pub struct RoomOutcome {
-    /// The server.
     pub server: String,
-    /// Members.
     pub members: usize,
     /// Members that joined.
     pub joined: usize,
