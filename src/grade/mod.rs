@@ -348,20 +348,48 @@ fn rescored(test: &Test, mut result: TestResult) -> TestResult {
     result
 }
 
+/// The points `run` earns on `test`: nothing unless its required checks passed (by default
+/// its main check, [`suite::MAIN_CHECKS`]); then all of them when every check passed, and
+/// otherwise, for a `partial` test, the passed checks' share by weight, rounded down to a
+/// hundredth so that shares never add up above the test's points.
 fn score_of(test: &Test, run: &Run) -> f64 {
     if run.checks.is_empty() {
         return 0.0;
     }
-    let passed = run.checks.iter().filter(|c| c.passed).count() as f64;
-    let share = passed / run.checks.len() as f64;
-    let points = if test.partial {
-        test.points * share
-    } else if run.fully_passed() {
-        test.points
-    } else {
-        0.0
+    let passed = |name: &str| run.checks.iter().any(|c| c.name == name && c.passed);
+    let gate_holds = match &test.requires {
+        Some(required) => required.iter().all(|name| passed(name)),
+        None => run
+            .checks
+            .iter()
+            .filter(|c| suite::is_main_check(&c.name))
+            .all(|c| c.passed),
     };
-    (points * 100.0).round() / 100.0
+    if !gate_holds {
+        return 0.0;
+    }
+    if run.fully_passed() {
+        return test.points;
+    }
+    if !test.partial {
+        return 0.0;
+    }
+    let weight = |name: &str| match test.weights.is_empty() {
+        true => 1.0,
+        false => test.weights.get(name).copied().unwrap_or(0.0),
+    };
+    let total: f64 = run.checks.iter().map(|c| weight(&c.name)).sum();
+    let earned: f64 = run
+        .checks
+        .iter()
+        .filter(|c| c.passed)
+        .map(|c| weight(&c.name))
+        .sum();
+    if total <= 0.0 {
+        return 0.0;
+    }
+    // A hair above the exact share keeps 2/3 of 9 at 6, not 5.99, after the float division.
+    (test.points * earned / total * 100.0 + 1e-9).floor() / 100.0
 }
 
 /// One child run's result.
@@ -752,7 +780,90 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::glob_match;
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn test(partial: bool, weights: &[(&str, f64)], requires: Option<&[&str]>) -> Test {
+        Test {
+            name: "echo".into(),
+            scenario: suite::Source::File(PathBuf::from("echo.toml")),
+            points: 10.0,
+            partial,
+            weights: weights.iter().map(|(n, w)| ((*n).to_owned(), *w)).collect(),
+            requires: requires.map(|r| r.iter().map(|n| (*n).to_owned()).collect()),
+            hidden: false,
+            server: None,
+            feedback: BTreeMap::new(),
+            timeout: Duration::from_secs(60),
+            under_test: UnderTest::Servers,
+            launch: suite::Launch {
+                command: vec!["python3".into()],
+                files: vec!["server.py".into()],
+            },
+            fixed_ports: false,
+        }
+    }
+
+    fn run(checks: &[(&str, bool)]) -> Run {
+        Run {
+            checks: checks
+                .iter()
+                .map(|(name, passed)| SavedCheck {
+                    name: (*name).to_owned(),
+                    passed: *passed,
+                    summary: String::new(),
+                })
+                .collect(),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn nothing_is_earned_while_the_main_check_fails() {
+        // A server that never replies: no connection errors, still up, nothing echoed.
+        let never_replies = run(&[("echo", false), ("errors", true), ("survives", true)]);
+        assert_eq!(score_of(&test(true, &[], None), &never_replies), 0.0);
+        let one_program_silent = run(&[
+            ("printed picks-1", false),
+            ("exit picks-1", true),
+            ("printed picks-2", true),
+        ]);
+        assert_eq!(score_of(&test(true, &[], None), &one_program_silent), 0.0);
+        // The per-server echo check is not a main one: the gate holds, the share counts it.
+        let slow = run(&[("echo", true), ("errors", true), ("server echo", false)]);
+        assert_eq!(score_of(&test(true, &[], None), &slow), 6.66);
+        assert_eq!(score_of(&test(false, &[], None), &slow), 0.0);
+    }
+
+    #[test]
+    fn weights_and_requires_decide_the_share_and_totals_never_exceed_the_points() {
+        let mixed = run(&[("echo", true), ("errors", false), ("concurrency", false)]);
+        let weighted = test(
+            true,
+            &[("echo", 8.0), ("errors", 1.0), ("concurrency", 1.0)],
+            None,
+        );
+        assert_eq!(score_of(&weighted, &mixed), 8.0);
+        let gated = test(true, &[], Some(&["concurrency"]));
+        assert_eq!(score_of(&gated, &mixed), 0.0);
+        let ungated = test(true, &[], Some(&[]));
+        let echo_failed = run(&[("echo", false), ("errors", true), ("survives", true)]);
+        assert_eq!(score_of(&ungated, &echo_failed), 6.66);
+        let thirds: f64 = [
+            run(&[("echo", true), ("a", false), ("b", false)]),
+            run(&[("echo", true), ("a", true), ("b", false)]),
+        ]
+        .iter()
+        .map(|r| score_of(&test(true, &[], None), r))
+        .sum();
+        assert_eq!(thirds, 3.33 + 6.66);
+        assert!(thirds <= 10.0);
+        assert_eq!(
+            score_of(&test(true, &[], None), &run(&[("echo", true), ("a", true)])),
+            10.0
+        );
+        assert_eq!(score_of(&test(true, &[], None), &run(&[])), 0.0);
+    }
 
     #[test]
     fn globs_match_the_way_shells_do() {

@@ -16,6 +16,8 @@
 //! name = "echo"
 //! scenario = "../scenarios/threaded.toml"      # relative to this file
 //! points = 10
+//! weights = { echo = 8, errors = 1, survives = 1 } # a partial score's share per check
+//! requires = ["echo"]                          # nothing earned unless these pass
 //! [[test]]
 //! name = "client"
 //! scenario = "echo-client.toml"                # has [[client_program]]: the client is graded
@@ -114,6 +116,9 @@ struct RawTest {
     #[serde(default = "yes")]
     partial: bool,
     #[serde(default)]
+    weights: BTreeMap<String, f64>,
+    requires: Option<Vec<String>>,
+    #[serde(default)]
     hidden: bool,
     server: Option<String>,
     timeout: Option<DurationValue>,
@@ -200,6 +205,8 @@ fn battery_tests(lab: crate::check::Lab, points: f64) -> impl Iterator<Item = (R
             points,
             // A phase is there for one bug: passing it whole is what it is worth.
             partial: false,
+            weights: BTreeMap::new(),
+            requires: None,
             hidden: false,
             server: None,
             timeout: None,
@@ -281,6 +288,8 @@ fn resolve_test(
         scenario: source,
         points: test.points,
         partial: test.partial,
+        weights: test.weights,
+        requires: test.requires,
         hidden: test.hidden,
         server: test.server,
         feedback: test.feedback,
@@ -289,6 +298,43 @@ fn resolve_test(
         launch,
         fixed_ports,
     })
+}
+
+/// The checks that say whether a run did its job at all: an echo, chat, broadcast or UDP
+/// scenario's correctness check, and whether a client program showed the server's replies
+/// (`printed`, or `printed NAME` with several programs). Unless a test says otherwise
+/// (`requires`), none of its points are earned while one of these fails: a server that
+/// never replies has "no connection errors" and "stayed up", and must still get nothing.
+pub const MAIN_CHECKS: [&str; 5] = ["echo", "chat", "fanout", "datagrams", "printed"];
+
+/// A test's `weights` and `requires` name checks and weigh them sensibly.
+fn check_scoring(test: &RawTest) -> Result<(), String> {
+    if let Some((check, weight)) = test.weights.iter().find(|(_, w)| !(w.is_finite() && **w >= 0.0)) {
+        return Err(format!(
+            "the weight of check `{check}` is {weight}; weights are 0 or more"
+        ));
+    }
+    if !test.weights.is_empty() && test.weights.values().all(|w| *w == 0.0) {
+        return Err("every check in `weights` weighs 0: nothing could earn its points".into());
+    }
+    if !test.weights.is_empty() && !test.partial {
+        return Err(
+            "`weights` share points out over checks, and `partial = false` gives all or \
+                    nothing: keep one"
+                .into(),
+        );
+    }
+    let named = test.weights.keys().chain(test.requires.iter().flatten());
+    if let Some(empty) = named.into_iter().find(|name| name.trim().is_empty()) {
+        return Err(format!("`{empty}` is no check name"));
+    }
+    Ok(())
+}
+
+/// Whether a check of a run is one of its main checks (see [`MAIN_CHECKS`]).
+pub fn is_main_check(name: &str) -> bool {
+    let base = name.split_once(' ').map_or(name, |(first, _)| first);
+    MAIN_CHECKS.contains(&base) && (base == name || base == "printed")
 }
 
 /// Points of each phase of a suite's `lab` battery when it says nothing else.
@@ -337,6 +383,11 @@ pub struct Test {
     pub points: f64,
     /// Points shared out over its checks (else all or nothing).
     pub partial: bool,
+    /// How much each check weighs in a partial score (`weights`); empty: one each.
+    pub weights: BTreeMap<String, f64>,
+    /// Checks that must pass for the test to earn anything (`requires`); `None`: its main
+    /// check (see [`MAIN_CHECKS`]).
+    pub requires: Option<Vec<String>>,
     /// Counted, but its details are withheld from the student's feedback.
     pub hidden: bool,
     /// Which of the scenario's servers the submission replaces (all when `None`).
@@ -432,6 +483,7 @@ impl Suite {
                     format!("test `{}`: `points` must be 0 or more", test.name),
                 ));
             }
+            check_scoring(&test).map_err(|why| invalid(None, format!("test `{}`: {why}", test.name)))?;
             if let Some(twin) = tests.iter().find(|t: &&Test| t.name == test.name) {
                 let why = match twin.scenario {
                     Source::Battery { lab, .. } => {

@@ -47,9 +47,9 @@ alice,10,10,20,20,
 bob,10,10,20,20,
 carol,10,0,10,20,
 dave,0,0,0,20,
-erin,6.67,0,6.67,20,
+erin,0,0,0,20,
 frank,10,0,10,20,
-grace,6.67,0,6.67,20,
+grace,0,0,0,20,
 heidi,10,0,10,20,
 ";
 
@@ -252,7 +252,7 @@ fn a_suite_grades_the_server_and_the_client_of_each_submission() {
         "submission,echo,client,total,max,flags
 ana,10,10,20,20,
 ben,10,5,15,20,
-cleo,6.67,10,16.67,20,
+cleo,0,10,10,20,
 "
     );
     let ben = std::fs::read_to_string(out.join("feedback/ben.md")).expect("feedback");

@@ -296,7 +296,7 @@ fn the_memory_limit_holds_for_the_whole_submission() {
     let (csv, out) = grade(&scratch, &suite, &class, &["-j", "2"]);
     assert!(csv.contains("honest,10,10,10,"), "{csv}");
     assert!(
-        csv.contains("hoarder,6.67,6.67,10,"),
+        csv.contains("hoarder,6.66,6.66,10,"),
         "the limit held per process only, or was not a finding:\n{csv}"
     );
     let feedback = std::fs::read_to_string(out.join("feedback/hoarder.md")).expect("feedback");
