@@ -92,6 +92,22 @@ pub struct TestResult {
     pub unstable: bool,
     /// Seconds the runs took together.
     pub seconds: f64,
+    /// The file of the submission the test ran, when it names files.
+    #[serde(default)]
+    pub file: Option<FileChoice>,
+    /// No file of the submission matched the test's patterns (run once: it is no accident).
+    #[serde(default)]
+    pub no_file: bool,
+}
+
+/// The file a test runs from a submission, and the others its pattern matched too.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct FileChoice {
+    /// The file graded, by its name in the submission's folder.
+    pub graded: String,
+    /// Other files the same pattern matched: the submission is ambiguous, and the first by
+    /// name was graded.
+    pub also_matched: Vec<String>,
 }
 
 /// Everything about one submission.
@@ -300,7 +316,8 @@ fn grade_test(
 ) -> TestResult {
     let started = Instant::now();
     let mut runs = vec![run_once(suite, test, submission, confinement, workspaces)];
-    if !runs[0].fully_passed() {
+    // A missing file stays missing: running again would only hide the cause.
+    if !runs[0].fully_passed() && !runs[0].no_file {
         runs.push(run_once(suite, test, submission, confinement, workspaces));
         if runs[1].failed_checks() != runs[0].failed_checks() {
             runs.push(run_once(suite, test, submission, confinement, workspaces));
@@ -331,6 +348,8 @@ fn grade_test(
         runs: runs.len() as u32,
         unstable,
         seconds: started.elapsed().as_secs_f64(),
+        file: decided.file.clone(),
+        no_file: decided.no_file,
     }
 }
 
@@ -340,6 +359,8 @@ fn rescored(test: &Test, mut result: TestResult) -> TestResult {
     let run = Run {
         checks: std::mem::take(&mut result.checks),
         error: result.error.take(),
+        file: None,
+        no_file: result.no_file,
     };
     result.score = score_of(test, &run);
     result.max_score = test.points;
@@ -396,6 +417,10 @@ fn score_of(test: &Test, run: &Run) -> f64 {
 struct Run {
     checks: Vec<SavedCheck>,
     error: Option<String>,
+    /// The file it ran, when the test names files.
+    file: Option<FileChoice>,
+    /// No file matched: nothing ran.
+    no_file: bool,
 }
 
 impl Run {
@@ -428,6 +453,8 @@ fn run_once(
     let failed = |error: String| Run {
         checks: Vec::new(),
         error: Some(error),
+        file: None,
+        no_file: false,
     };
     let Ok(workspace) = workspaces.workspace() else {
         return failed("labrun could not create a temporary folder".into());
@@ -441,9 +468,25 @@ fn run_once(
     {
         return failed(format!("could not prepare the submission's sandbox: {err}"));
     }
-    let scenario = match derive_scenario(suite, test, &copy) {
+    let file = match test.launch.files.is_empty() {
+        true => None,
+        false => match find_file(&copy, &test.launch.files) {
+            Some(choice) => Some(choice),
+            None => {
+                return Run {
+                    no_file: true,
+                    ..failed(format!(
+                        "no file in the submission matches {} (letter case aside)",
+                        test.launch.files.join(", ")
+                    ))
+                };
+            }
+        },
+    };
+    let graded = file.as_ref().map(|choice| copy.join(&choice.graded));
+    let scenario = match derive_scenario(suite, test, &copy, graded.as_deref()) {
         Ok(text) => text,
-        Err(why) => return failed(why),
+        Err(why) => return Run { file, ..failed(why) },
     };
     let scenario_path = workspace.path().join("scenario.toml");
     if let Err(err) = std::fs::write(&scenario_path, scenario) {
@@ -493,13 +536,18 @@ fn run_once(
         Ok(report) if judged => Run {
             checks: report.checks,
             error: None,
+            file,
+            no_file: false,
         },
         _ => {
             let words = crate::escape::escape_lines(&stderr[..stderr.len().min(STDERR_KEPT)]);
-            failed(format!(
-                "the run could not be judged ({status}): {}",
-                words.trim()
-            ))
+            Run {
+                file,
+                ..failed(format!(
+                    "the run could not be judged ({status}): {}",
+                    words.trim()
+                ))
+            }
         }
     }
 }
@@ -587,7 +635,7 @@ fn run_bounded(mut command: Command, timeout: Duration) -> Result<(ChildEnd, Vec
 
 /// The test's scenario with what it tests (its servers, or its client programs) launching
 /// the submission instead.
-fn derive_scenario(suite: &Suite, test: &Test, copy: &Path) -> Result<String, String> {
+fn derive_scenario(suite: &Suite, test: &Test, copy: &Path, file: Option<&Path>) -> Result<String, String> {
     let text = test
         .scenario
         .text()
@@ -596,13 +644,6 @@ fn derive_scenario(suite: &Suite, test: &Test, copy: &Path) -> Result<String, St
         toml::from_str(&text).map_err(|e| format!("the scenario does not parse: {e}"))?;
     let submission = &suite.submission;
     let launch = &test.launch;
-    let file = match launch.files.is_empty() {
-        true => None,
-        false => Some(
-            find_file(copy, &launch.files)
-                .ok_or_else(|| format!("no file in the submission matches {}", launch.files.join(", ")))?,
-        ),
-    };
     let argv: Vec<toml::Value> = launch
         .command
         .iter()
@@ -687,8 +728,10 @@ fn anchor_kept(program: &mut toml::Table, anchor: &crate::scenario::Anchor) {
     }
 }
 
-/// The first file in `dir` (top level) whose name matches a pattern, patterns in order.
-fn find_file(dir: &Path, patterns: &[String]) -> Option<PathBuf> {
+/// The file in `dir` (top level) a test runs: the first pattern that matches anything
+/// decides, and of its matches the first by name is graded, the others recorded (students
+/// name their files `Server.py` and keep `server_old.py` beside them).
+fn find_file(dir: &Path, patterns: &[String]) -> Option<FileChoice> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .ok()?
         .filter_map(|e| e.ok())
@@ -696,17 +739,21 @@ fn find_file(dir: &Path, patterns: &[String]) -> Option<PathBuf> {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    patterns
-        .iter()
-        .find_map(|pattern| {
-            names
-                .iter()
-                .find(|name| glob_match(pattern.as_bytes(), name.as_bytes()))
+    patterns.iter().find_map(|pattern| {
+        let mut matching = names
+            .iter()
+            .filter(|name| glob_match(pattern.as_bytes(), name.as_bytes()))
+            .cloned();
+        let graded = matching.next()?;
+        Some(FileChoice {
+            graded,
+            also_matched: matching.collect(),
         })
-        .map(|name| dir.join(name))
+    })
 }
 
-/// `*` matches any run of characters, `?` any one; nothing else is special.
+/// `*` matches any run of characters, `?` any one; letters match in either case; nothing
+/// else is special.
 fn glob_match(pattern: &[u8], name: &[u8]) -> bool {
     match (pattern.first(), name.first()) {
         (None, None) => true,
@@ -714,7 +761,7 @@ fn glob_match(pattern: &[u8], name: &[u8]) -> bool {
             glob_match(&pattern[1..], name) || (!name.is_empty() && glob_match(pattern, &name[1..]))
         }
         (Some(b'?'), Some(_)) => glob_match(&pattern[1..], &name[1..]),
-        (Some(p), Some(n)) if p == n => glob_match(&pattern[1..], &name[1..]),
+        (Some(p), Some(n)) if p.eq_ignore_ascii_case(n) => glob_match(&pattern[1..], &name[1..]),
         _ => false,
     }
 }
@@ -815,6 +862,8 @@ mod tests {
                 })
                 .collect(),
             error: None,
+            file: None,
+            no_file: false,
         }
     }
 
@@ -872,5 +921,7 @@ mod tests {
         assert!(glob_match(b"lab?.py", b"lab3.py"));
         assert!(!glob_match(b"*.py", b"server.pyc"));
         assert!(!glob_match(b"server.py", b"myserver.py"));
+        assert!(glob_match(b"server.py", b"Server.PY"));
+        assert!(glob_match(b"*server*.py", b"Echo_Server.py"));
     }
 }

@@ -51,12 +51,7 @@ pub fn csv_text(grades: &Grades, suite: &Suite) -> String {
         for test in &submission.tests {
             let _ = write!(csv, ",{}", number(test.score));
         }
-        let flags: Vec<String> = submission
-            .tests
-            .iter()
-            .filter(|t| t.unstable)
-            .map(|t| format!("unstable:{}", t.test))
-            .collect();
+        let flags = flags_of(submission);
         let _ = writeln!(
             csv,
             ",{},{},{}",
@@ -66,6 +61,25 @@ pub fn csv_text(grades: &Grades, suite: &Suite) -> String {
         );
     }
     csv
+}
+
+/// What a TA should look at in a submission's results, one word per test and cause:
+/// `no-file:TEST` (nothing matched its file patterns), `ambiguous:TEST` (several files
+/// matched; the first by name was graded), `unstable:TEST` (runs disagreed).
+fn flags_of(submission: &SubmissionResult) -> Vec<String> {
+    let mut flags = Vec::new();
+    for test in &submission.tests {
+        if test.no_file {
+            flags.push(format!("no-file:{}", test.test));
+        }
+        if test.file.as_ref().is_some_and(|f| !f.also_matched.is_empty()) {
+            flags.push(format!("ambiguous:{}", test.test));
+        }
+        if test.unstable {
+            flags.push(format!("unstable:{}", test.test));
+        }
+    }
+    flags
 }
 
 /// Joins the `grades.csv` files of a sharded grading run into one: the headers must agree;
@@ -206,6 +220,18 @@ fn gradescope(submission: &SubmissionResult, suite: &Suite) -> GradescopeResults
 /// What a student reads about one test: each check, and the suite's advice for the failed.
 fn test_text(result: &TestResult, test: &super::Test) -> String {
     let mut text = String::new();
+    if let Some(file) = &result.file {
+        let _ = writeln!(text, "File graded: {}", file.graded);
+        if !file.also_matched.is_empty() {
+            let _ = writeln!(
+                text,
+                "Note: {} matched too; the first by name was graded. Keep one file that \
+                 matches {}.",
+                file.also_matched.join(", "),
+                test.launch.files.join(" or ")
+            );
+        }
+    }
     if let Some(error) = &result.error {
         let program = match test.under_test {
             super::UnderTest::Servers => "server",
@@ -285,13 +311,17 @@ pub fn render_summary(grades: &Grades, suite: &Suite, out: &mut impl Write) -> i
             .tests
             .iter()
             .map(|t| {
-                format!(
-                    "{} {}/{}{}",
-                    t.test,
-                    number(t.score),
-                    number(t.max_score),
-                    if t.unstable { " (unstable)" } else { "" }
-                )
+                let ambiguous = t.file.as_ref().is_some_and(|f| !f.also_matched.is_empty());
+                let flag = if t.no_file {
+                    " (no file)"
+                } else if ambiguous {
+                    " (ambiguous)"
+                } else if t.unstable {
+                    " (unstable)"
+                } else {
+                    ""
+                };
+                format!("{} {}/{}{flag}", t.test, number(t.score), number(t.max_score))
             })
             .collect();
         writeln!(

@@ -369,3 +369,74 @@ fn a_submission_too_big_to_copy_gets_zero_with_the_reason() {
     );
     scratch.assert_nothing_left();
 }
+
+/// File patterns match whatever the letter case (`Server.py`); two files matching one pattern
+/// are graded by the first name and flagged `ambiguous` with both named in the feedback; a
+/// submission with no matching file is flagged `no-file` and run once, not retried.
+#[test]
+fn files_are_found_in_any_case_and_ambiguity_and_absence_are_flagged() {
+    let scratch = Scratch::new();
+    let class = scratch.dir.path().join("class");
+    let server = root().join("tests/fixtures/servers/echo_threads.py");
+    for (student, files) in [
+        ("capital", &["Server.py"][..]),
+        ("twice", &["server_a.py", "server_b.py"][..]),
+        ("none", &["notes.txt"][..]),
+    ] {
+        std::fs::create_dir_all(class.join(student)).expect("folder");
+        for file in files {
+            std::fs::copy(&server, class.join(student).join(file)).expect("copy");
+        }
+    }
+    let suite = scratch.file(
+        "suite.toml",
+        &format!(
+            "name = \"files\"\n[submission]\ncommand = [\"python3\", \"{{file}}\", \"{{port}}\"]\n\
+             files = [\"*server*.py\"]\nport = 6000\n\n[[test]]\nname = \"echo\"\nscenario = \"{}\"\npoints = 10\n",
+            root().join("tests/fixtures/suites/echo.toml").display()
+        ),
+    );
+    let out = scratch.dir.path().join("out");
+    let run = Run::from(
+        scratch
+            .labrun()
+            .timeout(Duration::from_secs(180))
+            .arg("grade")
+            .arg(&suite)
+            .args(["capital", "twice", "none"].map(|s| class.join(s)))
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .expect("labrun runs"),
+    );
+    run.expect_code(0)
+        .stdout_has("echo 0/10 (no file)")
+        .stdout_has("echo 10/10 (ambiguous)");
+    scratch.assert_nothing_left();
+    let csv = std::fs::read_to_string(out.join("grades.csv")).expect("grades.csv");
+    assert_eq!(
+        csv,
+        "submission,echo,total,max,flags\ncapital,10,10,10,\nnone,0,0,10,no-file:echo\ntwice,10,10,10,ambiguous:echo\n"
+    );
+    let twice = std::fs::read_to_string(out.join("feedback/twice.md")).expect("feedback");
+    assert!(twice.contains("File graded: server_a.py"), "{twice}");
+    assert!(twice.contains("Note: server_b.py matched too"), "{twice}");
+    let capital = std::fs::read_to_string(out.join("feedback/capital.md")).expect("feedback");
+    assert!(capital.contains("File graded: Server.py"), "{capital}");
+    let none = std::fs::read_to_string(out.join("feedback/none.md")).expect("feedback");
+    assert!(
+        none.contains("no file in the submission matches *server*.py"),
+        "{none}"
+    );
+    let grades: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("grades.json")).expect("grades.json"))
+            .expect("JSON");
+    let none = grades["submissions"]
+        .as_array()
+        .expect("submissions")
+        .iter()
+        .find(|s| s["name"] == "none")
+        .expect("none");
+    assert_eq!(none["tests"][0]["runs"], 1, "{none:#}");
+    assert_eq!(none["tests"][0]["no_file"], true, "{none:#}");
+}
