@@ -117,6 +117,15 @@ pub struct GradeArgs {
     /// does not work here, unless this is given).
     #[arg(long)]
     pub unsandboxed: bool,
+    /// Grade as a Gradescope autograder: the one submission in AUTOGRADER/submission, with
+    /// the suite given (or AUTOGRADER/source/suite.toml), the result written to exactly
+    /// AUTOGRADER/results/results.json. Where the container cannot run the sandbox, grading
+    /// goes on without it and the result says so (Gradescope isolates each submission).
+    #[arg(long)]
+    pub gradescope: bool,
+    /// The autograder folder `--gradescope` reads and writes.
+    #[arg(long, value_name = "DIR", default_value = "/autograder")]
+    pub autograder: PathBuf,
 }
 
 /// What `labrun check` checks, and how it reports.

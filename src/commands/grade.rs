@@ -12,6 +12,9 @@ use crate::{grade, scenario, supervise};
 /// `labrun grade`: the suite (a file, or a lab's battery with `--lab`) and the submissions
 /// resolved from the command line, then graded.
 pub(crate) fn grade(args: GradeArgs) -> Result<Outcome, Error> {
+    if args.gradescope {
+        return gradescope(args);
+    }
     // With --lab there is no suite file: the first folder was read as one.
     let (suite, submissions) = match (args.lab, args.suite) {
         (Some(lab), first) => (
@@ -107,6 +110,80 @@ fn grade_submissions(
         .expect("rendering into memory cannot fail");
     let _ = writeln!(rendered, "grades in {}", written[0].display());
     let _ = std::io::stdout().lock().write_all(&rendered);
+    Ok(Outcome::Pass)
+}
+
+/// `labrun grade --gradescope`: the one submission of a Gradescope autograder run, graded
+/// into exactly `results/results.json` of the autograder folder.
+fn gradescope(args: GradeArgs) -> Result<Outcome, Error> {
+    if !args.submissions.is_empty() || args.shard.is_some() || args.resume {
+        return Err(Error::Usage(
+            "--gradescope grades the one submission in the autograder folder: name no \
+             submission folders, --shard or --resume"
+                .into(),
+        ));
+    }
+    let suite = match (args.lab, args.suite) {
+        (Some(lab), None) => grade::Suite::for_lab(lab)?,
+        (None, Some(path)) => grade::Suite::load(&path)?,
+        (None, None) => grade::Suite::load(&args.autograder.join("source/suite.toml"))?,
+        (Some(_), Some(path)) => {
+            return Err(Error::Usage(format!(
+                "--gradescope with --lab grades the lab's battery: `{}` would be a second suite",
+                path.display()
+            )));
+        }
+    };
+    let submission = args.autograder.join("submission");
+    if !submission.is_dir() {
+        return Err(Error::Usage(format!(
+            "--gradescope: `{}` is not a folder (is this a Gradescope autograder container? \
+             --autograder DIR names another folder)",
+            submission.display()
+        )));
+    }
+    // Gradescope runs each submission in a container of its own, often without the
+    // privileges the sandbox needs: there, grading goes on without it, and says so.
+    let unsandboxed_because = match args.unsandboxed {
+        true => Some("--unsandboxed was given".to_owned()),
+        false => supervise::sandbox::check().err().map(|why| why.to_string()),
+    };
+    if let Some(why) = &unsandboxed_because {
+        eprintln!("warning: grading without the sandbox: {why}");
+    }
+    supervise::registry::install_panic_hook();
+    let journal = tempfile::tempdir().map_err(Error::Runtime)?;
+    let options = grade::GradeOptions {
+        suite,
+        submissions: vec![submission],
+        jobs: args.jobs,
+        shard: None,
+        journal: journal.path().join("grade-journal.jsonl"),
+        resume: false,
+        sandboxed: unsandboxed_because.is_none(),
+    };
+    let grades = grade::grade(&options, &|_, _| {}).map_err(|source| Error::WriteReport {
+        path: options.journal.clone(),
+        source,
+    })?;
+    let Some(graded) = grades.submissions.first() else {
+        return Err(Error::Usage("--gradescope: the submission was not graded".into()));
+    };
+    let results = args.autograder.join("results/results.json");
+    let note = unsandboxed_because.map(|why| format!("Graded without labrun's sandbox ({why})."));
+    grade::outputs::write_gradescope(graded, &options.suite, note.as_deref(), &results).map_err(
+        |source| Error::WriteReport {
+            path: results.clone(),
+            source,
+        },
+    )?;
+    let _ = writeln!(
+        std::io::stdout(),
+        "score {} / {} · {}",
+        graded.score(),
+        grades.max_score,
+        results.display()
+    );
     Ok(Outcome::Pass)
 }
 

@@ -20,9 +20,7 @@ pub fn write_all(grades: &Grades, suite: &Suite, dir: &Path) -> io::Result<Vec<P
     let names: Vec<&str> = grades.submissions.iter().map(|s| s.name.as_str()).collect();
     for (submission, stem) in grades.submissions.iter().zip(unique_stems(&names)) {
         let results = dir.join("results").join(&stem).join("results.json");
-        let mut json = serde_json::to_vec_pretty(&gradescope(submission, suite)).expect("serializes");
-        json.push(b'\n');
-        write_atomically(&results, &json)?;
+        write_gradescope(submission, suite, None, &results)?;
         written.push(results);
         let feedback = dir.join("feedback").join(format!("{stem}.md"));
         write_atomically(
@@ -167,13 +165,14 @@ fn number(n: f64) -> String {
     text.trim_end_matches('0').trim_end_matches('.').to_owned()
 }
 
-/// Gradescope's autograder results format.
+/// Gradescope's autograder results (`results.json`), with only keys its specification
+/// defines; outputs are Markdown.
 #[derive(Serialize)]
 struct GradescopeResults {
     score: f64,
-    max_score: f64,
     execution_time: f64,
     output: String,
+    output_format: &'static str,
     tests: Vec<GradescopeTest>,
 }
 
@@ -184,19 +183,40 @@ struct GradescopeTest {
     max_score: f64,
     status: &'static str,
     output: String,
+    output_format: &'static str,
     visibility: &'static str,
 }
 
-fn gradescope(submission: &SubmissionResult, suite: &Suite) -> GradescopeResults {
+/// Writes `submission`'s results in Gradescope's format to `path`, atomically; `note` (why
+/// the sandbox was not used, say) is added to the overall output.
+pub fn write_gradescope(
+    submission: &SubmissionResult,
+    suite: &Suite,
+    note: Option<&str>,
+    path: &Path,
+) -> io::Result<()> {
+    let mut json = serde_json::to_vec_pretty(&gradescope(submission, suite, note)).expect("serializes");
+    json.push(b'\n');
+    write_atomically(path, &json)
+}
+
+fn gradescope(submission: &SubmissionResult, suite: &Suite, note: Option<&str>) -> GradescopeResults {
+    let mut output = format!(
+        "Graded by labrun {} with suite `{}`: {} / {}.",
+        env!("CARGO_PKG_VERSION"),
+        suite.name,
+        number(submission.score()),
+        number(suite.max_score())
+    );
+    if let Some(note) = note {
+        output.push_str("\n\n");
+        output.push_str(note);
+    }
     GradescopeResults {
         score: submission.score(),
-        max_score: suite.max_score(),
         execution_time: submission.tests.iter().map(|t| t.seconds).sum(),
-        output: format!(
-            "Graded by labrun {} with suite `{}`.",
-            env!("CARGO_PKG_VERSION"),
-            suite.name
-        ),
+        output,
+        output_format: "md",
         tests: submission
             .tests
             .iter()
@@ -210,7 +230,11 @@ fn gradescope(submission: &SubmissionResult, suite: &Suite) -> GradescopeResults
                 } else {
                     "failed"
                 },
-                output: test_text(result, test),
+                output: match test.hidden {
+                    true => "This is a hidden test: its details are withheld.".to_owned(),
+                    false => format!("```\n{}```\n", test_text(result, test).replace("```", "'''")),
+                },
+                output_format: "md",
                 visibility: if test.hidden { "after_published" } else { "visible" },
             })
             .collect(),

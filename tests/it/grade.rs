@@ -93,7 +93,11 @@ fn a_class_grades_to_the_expected_scores_twice_and_in_shards() {
     )
     .expect("json");
     assert_eq!(results["score"], 10.0);
-    assert_eq!(results["max_score"], 20.0);
+    assert!(
+        results.get("max_score").is_none(),
+        "not a key of Gradescope's: {results:#}"
+    );
+    assert_eq!(results["tests"][1]["max_score"], 10.0);
     assert_eq!(results["tests"][1]["status"], "failed");
     assert_eq!(results["tests"][1]["visibility"], "visible");
     let feedback =
@@ -439,4 +443,146 @@ fn files_are_found_in_any_case_and_ambiguity_and_absence_are_flagged() {
         .expect("none");
     assert_eq!(none["tests"][0]["runs"], 1, "{none:#}");
     assert_eq!(none["tests"][0]["no_file"], true, "{none:#}");
+}
+
+/// The keys of Gradescope's `results.json` (its autograder specification), top level and per
+/// test: nothing else may appear.
+const GRADESCOPE_TOP: [&str; 11] = [
+    "score",
+    "execution_time",
+    "output",
+    "output_format",
+    "test_output_format",
+    "test_name_format",
+    "visibility",
+    "stdout_visibility",
+    "extra_data",
+    "tests",
+    "leaderboard",
+];
+const GRADESCOPE_TEST: [&str; 11] = [
+    "score",
+    "max_score",
+    "status",
+    "name",
+    "name_format",
+    "number",
+    "output",
+    "output_format",
+    "tags",
+    "visibility",
+    "extra_data",
+];
+
+/// An `/autograder`-shaped folder in `scratch`: `server` (a fixture) as the submission's
+/// `server.py`, a one-test echo suite in `source/`, an empty `results/`.
+fn autograder_folder(scratch: &Scratch, server: &str) -> PathBuf {
+    let autograder = scratch.dir.path().join("autograder");
+    std::fs::create_dir_all(autograder.join("source")).expect("source");
+    std::fs::create_dir_all(autograder.join("submission")).expect("submission");
+    std::fs::create_dir_all(autograder.join("results")).expect("results");
+    std::fs::copy(
+        root().join("tests/fixtures/servers").join(server),
+        autograder.join("submission/server.py"),
+    )
+    .expect("copy");
+    std::fs::write(
+        autograder.join("source/suite.toml"),
+        format!(
+            "name = \"lab\"\n[submission]\ncommand = [\"python3\", \"{{file}}\", \"{{port}}\"]\n\
+             files = [\"server.py\"]\n\n[[test]]\nname = \"echo\"\nscenario = \"{}\"\npoints = 10\n",
+            root().join("tests/fixtures/suites/echo.toml").display()
+        ),
+    )
+    .expect("suite");
+    autograder
+}
+
+/// `--gradescope` grades an `/autograder`-shaped folder: the submission in `submission/`,
+/// the suite in `source/`, and writes exactly `results/results.json` with only the keys of
+/// Gradescope's specification, Markdown output, and the exact score; a never-replying
+/// server scores 0, and grading without the sandbox says so. The shipped `run_autograder`
+/// runs that command.
+#[test]
+fn gradescope_mode_writes_exactly_the_results_gradescope_reads() {
+    // The second as in a container without the sandbox: graded all the same, and said so.
+    for (server, score, flags) in [
+        ("echo_threads.py", 10.0, &[][..]),
+        ("never_replies.py", 0.0, &["--unsandboxed"][..]),
+    ] {
+        let scratch = Scratch::new();
+        let autograder = autograder_folder(&scratch, server);
+        let run = Run::from(
+            scratch
+                .labrun()
+                .timeout(Duration::from_secs(120))
+                .args(["grade", "--gradescope", "--autograder"])
+                .arg(&autograder)
+                .args(flags)
+                .output()
+                .expect("labrun runs"),
+        );
+        run.expect_code(0).stdout_has(&format!("score {score} / 10"));
+        scratch.assert_nothing_left();
+        let written: Vec<String> = std::fs::read_dir(autograder.join("results"))
+            .expect("results")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(written, ["results.json"]);
+        let results: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(autograder.join("results/results.json")).expect("results.json"),
+        )
+        .expect("JSON");
+        let top = results.as_object().expect("an object");
+        assert!(
+            top.keys().all(|k| GRADESCOPE_TOP.contains(&k.as_str())),
+            "{results:#}"
+        );
+        assert_eq!(results["score"], score);
+        assert_eq!(results["output_format"], "md");
+        let overall = results["output"].as_str().expect("output");
+        assert_eq!(
+            overall.contains("Graded without labrun's sandbox (--unsandboxed was given)"),
+            !flags.is_empty(),
+            "{overall}"
+        );
+        let tests = results["tests"].as_array().expect("tests");
+        assert_eq!(tests.len(), 1);
+        let test = tests[0].as_object().expect("a test");
+        assert!(
+            test.keys().all(|k| GRADESCOPE_TEST.contains(&k.as_str())),
+            "{results:#}"
+        );
+        assert_eq!(test["max_score"], 10.0);
+        assert_eq!(test["status"], if score > 0.0 { "passed" } else { "failed" });
+        assert_eq!(test["output_format"], "md");
+        assert!(
+            test["output"]
+                .as_str()
+                .expect("output")
+                .contains("File graded: server.py")
+        );
+    }
+    let run_autograder =
+        std::fs::read_to_string(root().join("examples/gradescope/run_autograder")).expect("script");
+    assert!(
+        run_autograder.contains("exec labrun grade --gradescope"),
+        "{run_autograder}"
+    );
+    for script in ["setup.sh", "run_autograder"] {
+        let parsed = std::process::Command::new("bash")
+            .arg("-n")
+            .arg(root().join("examples/gradescope").join(script))
+            .status()
+            .expect("bash runs");
+        assert!(parsed.success(), "examples/gradescope/{script} does not parse");
+    }
+    let refused = Run::from(
+        Scratch::new()
+            .labrun()
+            .args(["grade", "--gradescope", "suite.toml", "student"])
+            .output()
+            .expect("labrun runs"),
+    );
+    refused.expect_code(2).stderr_has("name no submission folders");
 }
