@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::util::{Scratch, check, fixture, run_text};
+use crate::util::{Scratch, check, fixture, group, run_text};
 
 /// Two servers, one program: `first` runs `program` with both ports, `second` is served by
 /// its process; a client group aimed at each. `ready` and `clients` are TOML appended to
@@ -16,15 +16,6 @@ fn one_program(name: &str, program: &str, ready: &str, clients: &str) -> String 
          [[clients]]\nname = \"to-first\"\nserver = \"first\"\n{clients}\n\n\
          [[clients]]\nname = \"to-second\"\nserver = \"second\"\n{clients}\n"
     )
-}
-
-fn group<'a>(report: &'a Value, name: &str) -> &'a Value {
-    report["groups"]
-        .as_array()
-        .expect("groups")
-        .iter()
-        .find(|g| g["name"] == name)
-        .unwrap_or_else(|| panic!("no group `{name}`"))
 }
 
 #[test]

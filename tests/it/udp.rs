@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::util::{Scratch, check, fixture, read_report, run_text, shipped_with_example};
+use crate::util::{Scratch, check, fixture, group, read_report, run_text, shipped_with_example};
 
 fn total_datagrams(report: &Value) -> &Value {
     &report["total"]["datagrams"]
@@ -112,14 +112,4 @@ fn an_overloaded_udp_server_loses_datagrams_and_the_run_still_passes() {
     assert_eq!(code, Some(1));
     assert_eq!(check(&report, "loss")["passed"], false);
     assert_eq!(check(&report, "echo")["passed"], true);
-}
-
-/// The group called `name` in a report.
-fn group<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    report["groups"]
-        .as_array()
-        .expect("groups")
-        .iter()
-        .find(|g| g["name"] == name)
-        .unwrap_or_else(|| panic!("no group `{name}`"))
 }

@@ -235,6 +235,16 @@ pub fn check<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::V
         .unwrap_or_else(|| panic!("no check `{name}` in {:#}", report["checks"]))
 }
 
+/// The client group called `name` in a report.
+pub fn group<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    report["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .find(|g| g["name"] == name)
+        .unwrap_or_else(|| panic!("no group `{name}`"))
+}
+
 /// Reads a JSON report.
 pub fn read_report(path: &Path) -> serde_json::Value {
     let text =
