@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::report::saved::SavedCheck;
+use crate::report::saved::{SavedCheck, SavedFinding};
 use crate::scenario::Shard;
 pub use suite::{Suite, SuiteError, Test, UnderTest};
 use workspaces::Workspaces;
@@ -98,6 +98,9 @@ pub struct TestResult {
     /// No file of the submission matched the test's patterns (run once: it is no accident).
     #[serde(default)]
     pub no_file: bool,
+    /// The first finding of each check and class of the deciding run, for the feedback.
+    #[serde(default)]
+    pub findings: Vec<SavedFinding>,
 }
 
 /// The file a test runs from a submission, and the others its pattern matched too.
@@ -350,7 +353,27 @@ fn grade_test(
         seconds: started.elapsed().as_secs_f64(),
         file: decided.file.clone(),
         no_file: decided.no_file,
+        findings: for_feedback(&decided.findings),
     }
+}
+
+/// Most findings of one class of one check kept for the feedback: a student learns from the
+/// first example of each kind of mistake, not from the hundredth.
+const FINDINGS_PER_CLASS: usize = 1;
+
+/// The findings worth showing a student: the first of each check and class.
+fn for_feedback(findings: &[SavedFinding]) -> Vec<SavedFinding> {
+    let mut kept: Vec<SavedFinding> = Vec::new();
+    for finding in findings {
+        let same = kept
+            .iter()
+            .filter(|k| k.check == finding.check && k.class == finding.class)
+            .count();
+        if same < FINDINGS_PER_CLASS {
+            kept.push(finding.clone());
+        }
+    }
+    kept
 }
 
 /// A result read back from the journal, its points recomputed from its checks and the
@@ -358,6 +381,7 @@ fn grade_test(
 fn rescored(test: &Test, mut result: TestResult) -> TestResult {
     let run = Run {
         checks: std::mem::take(&mut result.checks),
+        findings: Vec::new(),
         error: result.error.take(),
         file: None,
         no_file: result.no_file,
@@ -416,6 +440,8 @@ fn score_of(test: &Test, run: &Run) -> f64 {
 /// One child run's result.
 struct Run {
     checks: Vec<SavedCheck>,
+    /// What went wrong, with the lab-terms hints, as the child's report found it.
+    findings: Vec<SavedFinding>,
     error: Option<String>,
     /// The file it ran, when the test names files.
     file: Option<FileChoice>,
@@ -452,6 +478,7 @@ fn run_once(
 ) -> Run {
     let failed = |error: String| Run {
         checks: Vec::new(),
+        findings: Vec::new(),
         error: Some(error),
         file: None,
         no_file: false,
@@ -535,18 +562,23 @@ fn run_once(
     match crate::report::saved::SavedReport::parse(&stdout) {
         Ok(report) if judged => Run {
             checks: report.checks,
+            findings: report.findings,
             error: None,
             file,
             no_file: false,
         },
         _ => {
             let words = crate::escape::escape_lines(&stderr[..stderr.len().min(STDERR_KEPT)]);
+            // The student reads this: their own file names, not the grader's copy of them.
+            let words = words.replace(&format!("{}/", copy.display()), "");
+            let words = words.trim().trim_start_matches("error: ");
             Run {
                 file,
-                ..failed(format!(
-                    "the run could not be judged ({status}): {}",
-                    words.trim()
-                ))
+                ..failed(match status {
+                    ChildEnd::Exited(3) => format!("it could not be started or reached: {words}"),
+                    ChildEnd::TimedOut(_) => format!("the test {status}: {words}"),
+                    _ => format!("the test could not finish ({status}): {words}"),
+                })
             }
         }
     }
@@ -573,8 +605,8 @@ enum ChildEnd {
 impl std::fmt::Display for ChildEnd {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ChildEnd::Exited(code) => write!(f, "labrun exit code {code}"),
-            ChildEnd::Killed => f.write_str("labrun was killed"),
+            ChildEnd::Exited(code) => write!(f, "the test run ended with code {code}"),
+            ChildEnd::Killed => f.write_str("the test run was killed"),
             ChildEnd::TimedOut(timeout) => write!(
                 f,
                 "stopped after the test's timeout of {}",
@@ -861,6 +893,7 @@ mod tests {
                     summary: String::new(),
                 })
                 .collect(),
+            findings: Vec::new(),
             error: None,
             file: None,
             no_file: false,

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::{Grades, SubmissionResult, Suite, TestResult};
+use crate::report::saved::{SavedCheck, SavedFinding};
 use crate::report::writer::{file_stem, write_atomically};
 
 /// Writes every output under `dir`; returns the paths written.
@@ -256,20 +257,18 @@ fn test_text(result: &TestResult, test: &super::Test) -> String {
             );
         }
     }
+    let program = match test.under_test {
+        super::UnderTest::Servers => "server",
+        super::UnderTest::ClientPrograms => "client",
+    };
     if let Some(error) = &result.error {
-        let program = match test.under_test {
-            super::UnderTest::Servers => "server",
-            super::UnderTest::ClientPrograms => "client",
-        };
         let _ = writeln!(text, "The test could not judge your {program}: {error}");
     }
     for check in &result.checks {
         let mark = if check.passed { "PASS" } else { "FAIL" };
         let _ = writeln!(text, "{mark} {}: {}", check.name, check.summary);
-        if !check.passed
-            && let Some(advice) = test.feedback.get(&check.name)
-        {
-            let _ = writeln!(text, "     → {advice}");
+        if !check.passed {
+            failure_text(check, result, test, &mut text);
         }
     }
     if result.unstable {
@@ -279,7 +278,63 @@ fn test_text(result: &TestResult, test: &super::Test) -> String {
             result.runs
         );
     }
+    let failed = result.error.is_some() || result.checks.iter().any(|c| !c.passed);
+    if failed && let Some(command) = reproduction(result, test) {
+        let _ = writeln!(text, "Run it yourself: {command}");
+    }
     text
+}
+
+/// Under a failed check: each kind of fault found (its first example and what usually
+/// causes it, in the lab's terms), then the suite's advice: `feedback."CHECK.CLASS"` for a
+/// fault of that class, else `feedback.CHECK`. Advice meant for one cause never reaches a
+/// student whose check failed for another.
+fn failure_text(check: &SavedCheck, result: &TestResult, test: &super::Test, text: &mut String) {
+    let findings: Vec<&SavedFinding> = result.findings.iter().filter(|f| f.check == check.name).collect();
+    for finding in &findings {
+        // A whole-server finding ("server `srv`: bounded (2) …") or the first example often
+        // is the check's summary already: said once is enough.
+        let said = finding
+            .text
+            .split_once("`: ")
+            .filter(|(server, _)| server.starts_with("server `"))
+            .map_or(finding.text.as_str(), |(_, rest)| rest);
+        if !check.summary.contains(said) {
+            let _ = writeln!(text, "     found: {}", finding.text);
+        }
+        if !finding.hint.is_empty() {
+            let _ = writeln!(text, "     why: {}", finding.hint);
+        }
+    }
+    let by_class = findings
+        .iter()
+        .find_map(|f| test.feedback.get(&format!("{}.{}", check.name, f.class)));
+    if let Some(advice) = by_class.or_else(|| test.feedback.get(&check.name)) {
+        let _ = writeln!(text, "     → {advice}");
+    }
+}
+
+/// A command the student can run to see the test's result on their own machine: a lab's
+/// `labrun check` battery, or the course's scenario file (hidden tests give none).
+fn reproduction(result: &TestResult, test: &super::Test) -> Option<String> {
+    if test.hidden {
+        return None;
+    }
+    let file = result.file.as_ref().map_or("server.py", |f| f.graded.as_str());
+    match &test.scenario {
+        super::suite::Source::Battery { lab, .. } => Some(format!("labrun check {} {file}", lab.name())),
+        super::suite::Source::File(path) => path.file_name().map(|name| {
+            format!(
+                "labrun run {} (the course's scenario, with `{}` as the {} it launches)",
+                name.to_string_lossy(),
+                test.launch.command.join(" ").replace("{file}", file),
+                match test.under_test {
+                    super::UnderTest::Servers => "server",
+                    super::UnderTest::ClientPrograms => "client program",
+                }
+            )
+        }),
+    }
 }
 
 fn feedback_text(submission: &SubmissionResult, suite: &Suite, max: f64) -> String {

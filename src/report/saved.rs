@@ -42,8 +42,21 @@ pub struct SavedReport {
     /// Figures over all groups.
     pub total: SavedGroup,
     pub checks: Vec<SavedCheck>,
-    /// Its findings, counted only.
-    pub findings: Vec<serde::de::IgnoredAny>,
+    /// What went wrong, one finding per fault.
+    pub findings: Vec<SavedFinding>,
+}
+
+/// One finding of a saved run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedFinding {
+    /// The check it belongs to.
+    pub check: String,
+    /// Its fault class (`truncated`, `bounded`, …).
+    pub class: String,
+    /// What was expected and what was seen.
+    pub text: String,
+    /// What usually causes it, in the lab's terms.
+    pub hint: String,
 }
 
 /// The scenario part of a saved report.

@@ -43,6 +43,19 @@ pub enum ConcurrencyVerdict {
     Bounded(u32),
 }
 
+impl ConcurrencyVerdict {
+    /// The verdict's kind without its count: a finding's class, so that a suite's advice can
+    /// be meant for one kind (`concurrency.bounded`) and not another.
+    pub fn kind(self) -> &'static str {
+        match self {
+            ConcurrencyVerdict::Undetermined => "undetermined",
+            ConcurrencyVerdict::Iterative => "iterative",
+            ConcurrencyVerdict::Concurrent(_) => "concurrent",
+            ConcurrencyVerdict::Bounded(_) => "bounded",
+        }
+    }
+}
+
 impl fmt::Display for ConcurrencyVerdict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -319,7 +332,7 @@ pub fn judge(
     let summary = format!("{} (expected {expected})", server.describe());
     let finding = failure.map(|hint| Finding {
         check: check_name.to_owned(),
-        class: "concurrency".into(),
+        class: verdict.kind().into(),
         client: None,
         message: None,
         at_ms: None,

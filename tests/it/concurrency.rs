@@ -71,7 +71,7 @@ fn a_fake_threaded_server_is_caught_as_iterative() {
     assert_check(&report, "concurrency", false);
     assert_check(&report, "echo", true);
     let first = &report["findings"][0];
-    assert_eq!(first["class"], "concurrency", "{:#}", report["findings"]);
+    assert_eq!(first["class"], "iterative", "{:#}", report["findings"]);
     assert!(
         first["hint"].as_str().unwrap().contains("iterative server"),
         "{first:#}"

@@ -113,6 +113,35 @@ fn a_class_grades_to_the_expected_scores_twice_and_in_shards() {
         dave.contains("AttributeError"),
         "the crash's own words reach the student: {dave}"
     );
+    assert!(
+        dave.contains("File \"server.py\", line") && !dave.contains("/tmp/") && !dave.contains("exit code 3"),
+        "the student's own file names, no grader paths or exit codes: {dave}"
+    );
+    feedback_is_for_the_student(&scratch.dir.path().join("first/feedback"));
+}
+
+/// What the class's feedback says: the lab-terms hint of a single-recv server's fault and a
+/// command to run the test again; advice keyed by a concurrency class reaches only a
+/// server that failed for that class (a pool of two gets the pool advice, a server that
+/// drops its clients gets none of the two).
+fn feedback_is_for_the_student(feedback: &Path) {
+    let read =
+        |student: &str| std::fs::read_to_string(feedback.join(format!("{student}.md"))).expect("feedback");
+    let grace = read("grace");
+    assert!(
+        grace.contains("why: the server reset the connection mid-echo")
+            && grace.contains("keep calling recv() until it returns b''"),
+        "{grace}"
+    );
+    assert!(grace.contains("Run it yourself: labrun run echo.toml"), "{grace}");
+    assert!(!grace.contains("→"), "no advice meant for another cause: {grace}");
+    let heidi = read("heidi");
+    assert!(heidi.contains("FAIL concurrency: bounded (2)"), "{heidi}");
+    assert!(heidi.contains("→ A pool of workers serves only"), "{heidi}");
+    assert!(
+        !heidi.contains("→ Start a thread for each accepted client"),
+        "{heidi}"
+    );
 }
 
 #[test]
