@@ -2,6 +2,7 @@
 //! grades written as files; and the merge of a sharded grading run's grades.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::cli::GradeArgs;
 use crate::error::Error;
@@ -87,19 +88,41 @@ fn grade_submissions(
                 .expect("constant template is valid"),
         )
     });
-    let progress = |done: usize, total: usize| {
-        if let Some(bar) = &bar {
-            bar.set_length(total as u64);
-            bar.set_position(done as u64);
+    // Each finished test is a line as it finishes (above the bar on a terminal), so a long
+    // run shows who got what while it goes on, and a CI log has them without a terminal.
+    let progress = |finished: grade::Finished| {
+        let line = finished_line(&finished);
+        match &bar {
+            Some(bar) => {
+                bar.set_length(finished.total as u64);
+                bar.set_position(finished.done as u64);
+                bar.println(line);
+            }
+            None => {
+                let _ = writeln!(std::io::stdout(), "{line}");
+            }
         }
     };
-    let grades = grade::grade(&options, &progress).map_err(|source| Error::WriteReport {
-        path: options.journal.clone(),
-        source,
-    })?;
+    let graded =
+        grade::grade(&options, &progress, stop_on_signals()).map_err(|source| Error::WriteReport {
+            path: options.journal.clone(),
+            source,
+        })?;
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
+    let grades = match graded {
+        grade::Graded::Complete(grades) => grades,
+        grade::Graded::Interrupted { saved, total } => {
+            eprintln!(
+                "labrun: interrupted: {saved} of {total} tests graded and saved in {}; the \
+                 tests that were running will run again. To go on: {}",
+                options.journal.display(),
+                resume_command()
+            );
+            return Ok(Outcome::Interrupted);
+        }
+    };
     let written =
         grade::outputs::write_all(&grades, &options.suite, out).map_err(|source| Error::WriteReport {
             path: out.to_owned(),
@@ -112,6 +135,68 @@ fn grade_submissions(
     let _ = std::io::stdout().lock().write_all(&rendered);
     Ok(Outcome::Pass)
 }
+
+/// Raised by Ctrl-C (or SIGTERM, or a closed terminal) during a grading run.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn raise_stop(_signal: libc::c_int) {
+    STOP.store(true, Ordering::Relaxed);
+}
+
+/// Makes Ctrl-C, SIGTERM and SIGHUP stop the grading run (its running tests' children are
+/// told to tear down, nothing new starts) instead of killing labrun without a word.
+fn stop_on_signals() -> &'static AtomicBool {
+    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe {
+            libc::signal(signal, raise_stop as *const () as libc::sighandler_t);
+        }
+    }
+    &STOP
+}
+
+/// This command line with `--resume`, as a user would type it again.
+fn resume_command() -> String {
+    let mut words: Vec<String> = std::env::args().collect();
+    if !words.iter().any(|w| w == "--resume") {
+        words.push("--resume".into());
+    }
+    let quoted: Vec<String> = words
+        .iter()
+        .map(|word| {
+            match word
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@".contains(c))
+            {
+                true => word.clone(),
+                false => format!("'{}'", word.replace('\'', "'\\''")),
+            }
+        })
+        .collect();
+    quoted.join(" ")
+}
+
+/// One finished test as a line: progress, student, test, points, and the first reason it
+/// lost points.
+fn finished_line(finished: &grade::Finished) -> String {
+    let result = finished.result;
+    let why = match (&result.error, result.checks.iter().find(|c| !c.passed)) {
+        (Some(error), _) => error.lines().next().unwrap_or_default().to_owned(),
+        (None, Some(check)) => format!("{}: {}", check.name, check.summary),
+        (None, None) => "every check passed".to_owned(),
+    };
+    let why: String = match why.chars().count() > WHY_CHARS {
+        true => why.chars().take(WHY_CHARS).chain(['…']).collect(),
+        false => why,
+    };
+    format!(
+        "[{}/{}] {} · {} {}/{} · {why}",
+        finished.done, finished.total, finished.submission, result.test, result.score, result.max_score
+    )
+}
+
+/// How much of the reason a finished test's line shows.
+const WHY_CHARS: usize = 100;
 
 /// `labrun grade --gradescope`: the one submission of a Gradescope autograder run, graded
 /// into exactly `results/results.json` of the autograder folder.
@@ -162,10 +247,13 @@ fn gradescope(args: GradeArgs) -> Result<Outcome, Error> {
         resume: false,
         sandboxed: unsandboxed_because.is_none(),
     };
-    let grades = grade::grade(&options, &|_, _| {}).map_err(|source| Error::WriteReport {
+    let graded = grade::grade(&options, &|_| {}, stop_on_signals()).map_err(|source| Error::WriteReport {
         path: options.journal.clone(),
         source,
     })?;
+    let grade::Graded::Complete(grades) = graded else {
+        return Ok(Outcome::Interrupted);
+    };
     let Some(graded) = grades.submissions.first() else {
         return Err(Error::Usage("--gradescope: the submission was not graded".into()));
     };

@@ -22,7 +22,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -189,9 +189,40 @@ fn restart_journal(
     Ok((previous, journal))
 }
 
+/// A test that just finished, for whoever shows progress.
+pub struct Finished<'a> {
+    /// Tests finished so far (those a resumed run took from its journal included).
+    pub done: usize,
+    /// Tests in this run.
+    pub total: usize,
+    /// The submission's name.
+    pub submission: &'a str,
+    /// Its result.
+    pub result: &'a TestResult,
+}
+
+/// How a grading run ended.
+pub enum Graded {
+    /// Every test of every submission ran.
+    Complete(Grades),
+    /// `stop` was raised: the tests that finished before are in the journal, the others
+    /// were stopped and not recorded (a resumed run runs them).
+    Interrupted {
+        /// Tests recorded in the journal.
+        saved: usize,
+        /// Tests in the run.
+        total: usize,
+    },
+}
+
 /// Grades every submission; `progress` is told after each finished test. Each finished test
-/// is appended to the journal at once, so an interrupted run can `resume`.
-pub fn grade(options: &GradeOptions, progress: &(dyn Fn(usize, usize) + Sync)) -> std::io::Result<Grades> {
+/// is appended to the journal at once, so an interrupted run can `resume`. Raising `stop`
+/// (Ctrl-C) stops the running tests' children and takes no new test.
+pub fn grade(
+    options: &GradeOptions,
+    progress: &(dyn Fn(Finished) + Sync),
+    stop: &AtomicBool,
+) -> std::io::Result<Graded> {
     let isolated = isolation_available();
     let workspaces = Workspaces::open()?;
     let confinement = Confinement {
@@ -200,18 +231,7 @@ pub fn grade(options: &GradeOptions, progress: &(dyn Fn(usize, usize) + Sync)) -
     };
     let suite = &options.suite;
     let submissions = this_shards_submissions(options);
-    // Without private namespaces, programs that share a fixed port cannot run side by side.
-    let jobs = if isolated || !options.suite.uses_fixed_ports() {
-        options.jobs.max(1)
-    } else {
-        if options.jobs > 1 {
-            eprintln!(
-                "warning: no private network namespace here (needs root or user namespaces): \
-                 submissions share fixed ports, so they run one at a time"
-            );
-        }
-        1
-    };
+    let jobs = jobs_here(options, isolated);
     let work: Vec<(usize, usize)> = (0..submissions.len())
         .flat_map(|s| (0..suite.tests.len()).map(move |t| (s, t)))
         .collect();
@@ -233,9 +253,21 @@ pub fn grade(options: &GradeOptions, progress: &(dyn Fn(usize, usize) + Sync)) -
         for _ in 0..jobs.min(todo.len().max(1)) {
             scope.spawn(|| {
                 while let Some(&i) = todo.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
                     let (s, t) = work[i];
-                    let result =
-                        grade_test(suite, &suite.tests[t], &submissions[s], confinement, &workspaces);
+                    let place = Place {
+                        submission: &submissions[s],
+                        confinement,
+                        workspaces: &workspaces,
+                        stop,
+                    };
+                    let result = grade_test(suite, &suite.tests[t], &place);
+                    // A test cut short by the interruption is no result: it runs on resume.
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
                     let entry = JournalEntry {
                         suite: suite.name.clone(),
                         submission: submissions[s].clone(),
@@ -249,12 +281,23 @@ pub fn grade(options: &GradeOptions, progress: &(dyn Fn(usize, usize) + Sync)) -
                         // One write per line: a line is in the journal whole or not at all.
                         let _ = file.write_all(&line).and_then(|()| file.sync_data());
                     }
+                    progress(Finished {
+                        done: done.fetch_add(1, Ordering::Relaxed) + 1,
+                        total: work.len(),
+                        submission: &submission_name(&submissions[s]),
+                        result: &entry.result,
+                    });
                     results.lock().unwrap_or_else(std::sync::PoisonError::into_inner)[i] = Some(entry.result);
-                    progress(done.fetch_add(1, Ordering::Relaxed) + 1, work.len());
                 }
             });
         }
     });
+    if stop.load(Ordering::Relaxed) {
+        return Ok(Graded::Interrupted {
+            saved: done.load(Ordering::Relaxed),
+            total: work.len(),
+        });
+    }
     let mut results = results
         .into_inner()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -269,13 +312,37 @@ pub fn grade(options: &GradeOptions, progress: &(dyn Fn(usize, usize) + Sync)) -
                 .collect(),
         })
         .collect();
-    Ok(Grades {
+    Ok(Graded::Complete(Grades {
         suite: suite.name.clone(),
         max_score: suite.max_score(),
         isolated,
         shard: options.shard.map(|s| s.to_string()),
         submissions,
-    })
+    }))
+}
+
+/// Tests run at once: as asked, but one at a time without private network namespaces when
+/// the suite's programs share a fixed port (they could not run side by side).
+fn jobs_here(options: &GradeOptions, isolated: bool) -> usize {
+    if isolated || !options.suite.uses_fixed_ports() {
+        return options.jobs.max(1);
+    }
+    if options.jobs > 1 {
+        eprintln!(
+            "warning: no private network namespace here (needs root or user namespaces): \
+             submissions share fixed ports, so they run one at a time"
+        );
+    }
+    1
+}
+
+/// Where one test runs: which submission, how confined, in which workspaces, and the flag
+/// that stops it.
+struct Place<'a> {
+    submission: &'a Path,
+    confinement: Confinement,
+    workspaces: &'a Workspaces,
+    stop: &'a AtomicBool,
 }
 
 /// A submission's name: its folder's name, escaped, since students choose it: a newline, a
@@ -310,20 +377,14 @@ struct Confinement {
 }
 
 /// One test of one submission, with the retry policy.
-fn grade_test(
-    suite: &Suite,
-    test: &Test,
-    submission: &Path,
-    confinement: Confinement,
-    workspaces: &Workspaces,
-) -> TestResult {
+fn grade_test(suite: &Suite, test: &Test, place: &Place) -> TestResult {
     let started = Instant::now();
-    let mut runs = vec![run_once(suite, test, submission, confinement, workspaces)];
+    let mut runs = vec![run_once(suite, test, place)];
     // A missing file stays missing: running again would only hide the cause.
     if !runs[0].fully_passed() && !runs[0].no_file {
-        runs.push(run_once(suite, test, submission, confinement, workspaces));
+        runs.push(run_once(suite, test, place));
         if runs[1].failed_checks() != runs[0].failed_checks() {
-            runs.push(run_once(suite, test, submission, confinement, workspaces));
+            runs.push(run_once(suite, test, place));
         }
     }
     let unstable = runs
@@ -469,13 +530,13 @@ impl Run {
 }
 
 /// Runs one test once: copy, derive the scenario, run a child labrun, read its report.
-fn run_once(
-    suite: &Suite,
-    test: &Test,
-    submission: &Path,
-    confinement: Confinement,
-    workspaces: &Workspaces,
-) -> Run {
+fn run_once(suite: &Suite, test: &Test, place: &Place) -> Run {
+    let Place {
+        submission,
+        confinement,
+        workspaces,
+        stop,
+    } = *place;
     let failed = |error: String| Run {
         checks: Vec::new(),
         findings: Vec::new(),
@@ -519,37 +580,10 @@ fn run_once(
     if let Err(err) = std::fs::write(&scenario_path, scenario) {
         return failed(format!("could not write the scenario: {err}"));
     }
-    let Ok(labrun) = std::env::current_exe() else {
+    let Some(command) = child_run(&scenario_path, &copy, confinement) else {
         return failed("labrun cannot find its own executable".into());
     };
-    let mut command = Command::new(labrun);
-    command
-        .arg("run")
-        .arg(&scenario_path)
-        .args(["--json", "--no-report"])
-        .current_dir(&copy)
-        .env_remove("NO_COLOR")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    if confinement.sandboxed {
-        command.args(["--sandbox", "--sandbox-owns-workdir"]);
-    } else if confinement.isolated {
-        command.arg("--isolate-network");
-    }
-    // If the grader dies (SIGKILL, a crash), the child is told to stop as on Ctrl-C: it
-    // tears down the submission's processes and exits. Tied to this worker thread, which
-    // outlives the child.
-    // SAFETY: between fork and exec the closure makes one system call (prctl).
-    unsafe {
-        command.pre_exec(|| {
-            crate::supervise::process::close_inherited_descriptors();
-            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM))
-                .map_err(std::io::Error::from)
-        });
-    }
-    let outcome = run_bounded(command, test.timeout);
+    let outcome = run_bounded(command, test.timeout, stop);
     let (status, stdout, stderr) = match outcome {
         Ok(output) => output,
         Err(why) => return failed(why),
@@ -584,6 +618,39 @@ fn run_once(
     }
 }
 
+/// The child `labrun run --json` of one test: in the submission's copy, in its own process
+/// group, confined as `confinement` says; `None` when labrun cannot find its own executable.
+fn child_run(scenario: &Path, copy: &Path, confinement: Confinement) -> Option<Command> {
+    let mut command = Command::new(std::env::current_exe().ok()?);
+    command
+        .arg("run")
+        .arg(scenario)
+        .args(["--json", "--no-report"])
+        .current_dir(copy)
+        .env_remove("NO_COLOR")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    if confinement.sandboxed {
+        command.args(["--sandbox", "--sandbox-owns-workdir"]);
+    } else if confinement.isolated {
+        command.arg("--isolate-network");
+    }
+    // If the grader dies (SIGKILL, a crash), the child is told to stop as on Ctrl-C: it
+    // tears down the submission's processes and exits. Tied to this worker thread, which
+    // outlives the child.
+    // SAFETY: between fork and exec the closure makes one system call (prctl).
+    unsafe {
+        command.pre_exec(|| {
+            crate::supervise::process::close_inherited_descriptors();
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM))
+                .map_err(std::io::Error::from)
+        });
+    }
+    Some(command)
+}
+
 /// Lets the sandbox's unprivileged user pass through the workspace to its working copy,
 /// without listing it: the scenario beside the copy stays unreadable. (The child labrun,
 /// which knows the sandbox's user, hands it the copy: `--sandbox-owns-workdir`.)
@@ -616,9 +683,14 @@ impl std::fmt::Display for ChildEnd {
     }
 }
 
-/// Runs the child to completion within `timeout`; past it, SIGTERM (the child tears its
-/// servers down and reports) and, after a grace period, SIGKILL to its process group.
-fn run_bounded(mut command: Command, timeout: Duration) -> Result<(ChildEnd, Vec<u8>, Vec<u8>), String> {
+/// Runs the child to completion within `timeout`; past it, or once `stop` is raised,
+/// SIGTERM (the child tears its servers down and reports) and, after a grace period,
+/// SIGKILL to its process group.
+fn run_bounded(
+    mut command: Command,
+    timeout: Duration,
+    stop: &AtomicBool,
+) -> Result<(ChildEnd, Vec<u8>, Vec<u8>), String> {
     let mut child = command
         .spawn()
         .map_err(|e| format!("could not start labrun: {e}"))?;
@@ -644,7 +716,7 @@ fn run_bounded(mut command: Command, timeout: Duration) -> Result<(ChildEnd, Vec
         }
         let now = Instant::now();
         match terminated_at {
-            None if now >= deadline => {
+            None if now >= deadline || stop.load(Ordering::Relaxed) => {
                 let _ = rustix::process::kill_process_group(group, rustix::process::Signal::TERM);
                 terminated_at = Some(now);
             }

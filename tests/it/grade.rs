@@ -615,3 +615,65 @@ fn gradescope_mode_writes_exactly_the_results_gradescope_reads() {
     );
     refused.expect_code(2).stderr_has("name no submission folders");
 }
+
+/// Each finished test is a line as it finishes; Ctrl-C stops the run (exit 130), says how
+/// many tests were saved and the command that goes on with `--resume`, leaves nothing
+/// running, and that command finishes the class.
+#[test]
+fn ctrl_c_on_grade_says_what_was_saved_and_how_to_resume() {
+    use std::io::BufRead;
+    let scratch = Scratch::new();
+    let out = scratch.dir.path().join("grades");
+    let class = ["alice", "carol", "heidi"].map(|s| root().join("tests/fixtures/submissions").join(s));
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("labrun"))
+        .env(crate::util::MARKER, &scratch.marker)
+        .env("CI", "true")
+        .arg("grade")
+        .arg(root().join("tests/fixtures/suites/lab3.toml"))
+        .args(&class)
+        .arg("--out")
+        .arg(&out)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("labrun starts");
+    let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut first = String::new();
+    stdout.read_line(&mut first).expect("a line");
+    assert!(first.starts_with("[1/6] alice · echo 10/10"), "{first:?}");
+    let run = crate::util::ctrl_c(child);
+    run.expect_code(130)
+        .stderr_has("labrun: interrupted: ")
+        .stderr_has("tests graded and saved in")
+        .stderr_has("--resume");
+    scratch.assert_nothing_left();
+    let saved = std::fs::read_to_string(out.join("grade-journal.jsonl")).expect("journal");
+    assert!(
+        (1..6).contains(&saved.lines().count()),
+        "the finished tests and no other: {saved}"
+    );
+    assert!(
+        run.stderr
+            .contains(&format!("{} of 6 tests", saved.lines().count())),
+        "{}",
+        run.stderr
+    );
+    let resumed = Run::from(
+        scratch
+            .labrun()
+            .timeout(Duration::from_secs(300))
+            .arg("grade")
+            .arg(root().join("tests/fixtures/suites/lab3.toml"))
+            .args(&class)
+            .arg("--out")
+            .arg(&out)
+            .arg("--resume")
+            .output()
+            .expect("labrun runs"),
+    );
+    resumed.expect_code(0);
+    assert_eq!(
+        std::fs::read_to_string(out.join("grades.csv")).expect("grades.csv"),
+        "submission,echo,concurrency,total,max,flags\nalice,10,10,20,20,\ncarol,10,0,10,20,\nheidi,10,0,10,20,\n"
+    );
+}
