@@ -12,6 +12,7 @@
 //! again; when the two runs disagree (different failed checks), a third run decides by
 //! majority and the result is flagged `unstable` in every output.
 
+mod class_page;
 pub mod isolate;
 pub mod outputs;
 pub mod suite;

@@ -19,8 +19,9 @@ pub fn write_all(grades: &Grades, suite: &Suite, dir: &Path) -> io::Result<Vec<P
     write_atomically(&csv, csv_text(grades, suite).as_bytes())?;
     written.push(csv);
     let names: Vec<&str> = grades.submissions.iter().map(|s| s.name.as_str()).collect();
-    for (submission, stem) in grades.submissions.iter().zip(unique_stems(&names)) {
-        let results = dir.join("results").join(&stem).join("results.json");
+    let stems = unique_stems(&names);
+    for (submission, stem) in grades.submissions.iter().zip(&stems) {
+        let results = dir.join("results").join(stem).join("results.json");
         write_gradescope(submission, suite, None, &results)?;
         written.push(results);
         let feedback = dir.join("feedback").join(format!("{stem}.md"));
@@ -30,6 +31,12 @@ pub fn write_all(grades: &Grades, suite: &Suite, dir: &Path) -> io::Result<Vec<P
         )?;
         written.push(feedback);
     }
+    let index = dir.join("index.html");
+    write_atomically(
+        &index,
+        super::class_page::render(grades, suite, &stems).as_bytes(),
+    )?;
+    written.push(index);
     let all = dir.join("grades.json");
     let mut json = serde_json::to_vec_pretty(grades).expect("serializes");
     json.push(b'\n');

@@ -111,20 +111,6 @@ fn without_a_terminal_there_are_no_escape_codes_or_progress_bars() {
     scratch.assert_nothing_left();
 }
 
-/// Where Debian's Chromium is, if installed (`.ci/run` installs it).
-fn chromium() -> Option<std::path::PathBuf> {
-    ["chromium", "chromium-browser", "google-chrome"]
-        .iter()
-        .filter_map(|name| {
-            std::env::var_os("PATH").and_then(|paths| {
-                std::env::split_paths(&paths)
-                    .map(|dir| dir.join(name))
-                    .find(|candidate| candidate.is_file())
-            })
-        })
-        .next()
-}
-
 #[test]
 fn the_html_report_is_self_contained_and_renders_in_a_headless_browser() {
     let scratch = Scratch::new();
@@ -157,50 +143,7 @@ fn the_html_report_is_self_contained_and_renders_in_a_headless_browser() {
     }
     assert!(page.contains("differs at byte"), "the findings are on the page");
 
-    let Some(browser) = chromium() else {
-        // CI installs Chromium (.ci/run), so there the render must happen.
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must have Chromium to render the HTML report"
-        );
-        eprintln!("note: chromium not installed; the HTML render check was skipped");
-        return;
-    };
-    let shot = scratch.dir.path().join("shot.png");
-    let rendered = std::process::Command::new(browser)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--hide-scrollbars",
-            "--window-size=1200,1600",
-        ])
-        .arg(format!("--screenshot={}", shot.display()))
-        .arg(format!("file://{}", page_path.display()))
-        .output()
-        .expect("chromium runs");
-    assert!(
-        rendered.status.success(),
-        "chromium failed: {}",
-        String::from_utf8_lossy(&rendered.stderr)
-    );
-    let decoder = png::Decoder::new(std::io::BufReader::new(
-        std::fs::File::open(&shot).expect("screenshot"),
-    ));
-    let mut reader = decoder.read_info().expect("a PNG");
-    let mut pixels = vec![0; reader.output_buffer_size().expect("size")];
-    let frame = reader.next_frame(&mut pixels).expect("a frame");
-    let pixels = &pixels[..frame.buffer_size()];
-    let inked = pixels
-        .chunks(frame.line_size / frame.width as usize)
-        .filter(|p| p.iter().take(3).any(|&c| c < 200))
-        .count();
-    let share = inked as f64 / f64::from(frame.width * frame.height);
-    assert!(
-        share > 0.02,
-        "the screenshot is (nearly) blank: {:.2}% of pixels inked",
-        share * 100.0
-    );
+    crate::util::assert_renders(&page_path, &scratch.dir.path().join("shot.png"), 0.02);
 }
 
 #[test]

@@ -472,6 +472,43 @@ fn files_are_found_in_any_case_and_ambiguity_and_absence_are_flagged() {
         .expect("none");
     assert_eq!(none["tests"][0]["runs"], 1, "{none:#}");
     assert_eq!(none["tests"][0]["no_file"], true, "{none:#}");
+    class_page_shows(
+        &out,
+        &["capital", "none", "twice"],
+        &["no-file: echo", "ambiguous: echo"],
+    );
+}
+
+/// `index.html` in `out` is one self-contained page that renders in a browser and shows
+/// every student, the score distribution and each of `flags`.
+fn class_page_shows(out: &Path, students: &[&str], flags: &[&str]) {
+    let page_path = out.join("index.html");
+    let page = std::fs::read_to_string(&page_path).expect("index.html");
+    let outside = page.replace("http://www.w3.org/2000/svg", "");
+    for external in ["http://", "https://", "src=", "<link", "<script"] {
+        assert!(
+            !outside.contains(external),
+            "the page loads nothing: found {external}"
+        );
+    }
+    let shown = crate::util::assert_renders(&page_path, &out.join("index.png"), 0.01).unwrap_or(page);
+    assert!(
+        shown.contains("Score distribution") && shown.contains("<svg"),
+        "{shown}"
+    );
+    for student in students {
+        assert!(
+            shown.contains(&format!("<td>{student}</td>")),
+            "{student} missing from the page"
+        );
+        assert!(
+            shown.contains(&format!("feedback/{student}.md")),
+            "{student}'s feedback link"
+        );
+    }
+    for flag in flags {
+        assert!(shown.contains(flag), "flag {flag} missing from the page");
+    }
 }
 
 /// The keys of Gradescope's `results.json` (its autograder specification), top level and per

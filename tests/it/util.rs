@@ -515,3 +515,76 @@ pub fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.local_addr().expect("address").port()
 }
+
+/// Where Debian's Chromium is, if installed (`.ci/run` installs it).
+pub fn chromium() -> Option<std::path::PathBuf> {
+    ["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .filter_map(|name| {
+            std::env::var_os("PATH").and_then(|paths| {
+                std::env::split_paths(&paths)
+                    .map(|dir| dir.join(name))
+                    .find(|candidate| candidate.is_file())
+            })
+        })
+        .next()
+}
+
+/// Renders the page at `page` in headless Chromium into a screenshot at `shot` and fails
+/// unless it rendered with at least `min_ink` of its pixels dark (not blank); returns the page's DOM as Chromium built it (no
+/// script runs in labrun's pages, so it holds what a reader sees). Without Chromium (CI
+/// always has it, `.ci/run` installs it) it says so and returns `None`.
+pub fn assert_renders(page: &Path, shot: &Path, min_ink: f64) -> Option<String> {
+    let Some(browser) = chromium() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have Chromium to render HTML pages"
+        );
+        eprintln!("note: chromium not installed; the HTML render check was skipped");
+        return None;
+    };
+    let headless = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--hide-scrollbars",
+        "--window-size=1200,1600",
+    ];
+    let url = format!("file://{}", page.display());
+    let rendered = std::process::Command::new(&browser)
+        .args(headless)
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(&url)
+        .output()
+        .expect("chromium runs");
+    assert!(
+        rendered.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&rendered.stderr)
+    );
+    let decoder = png::Decoder::new(std::io::BufReader::new(
+        std::fs::File::open(shot).expect("screenshot"),
+    ));
+    let mut reader = decoder.read_info().expect("a PNG");
+    let mut pixels = vec![0; reader.output_buffer_size().expect("size")];
+    let frame = reader.next_frame(&mut pixels).expect("a frame");
+    let pixels = &pixels[..frame.buffer_size()];
+    let inked = pixels
+        .chunks(frame.line_size / frame.width as usize)
+        .filter(|p| p.iter().take(3).any(|&c| c < 200))
+        .count();
+    let share = inked as f64 / f64::from(frame.width * frame.height);
+    assert!(
+        share > min_ink,
+        "the screenshot is (nearly) blank: {:.2}% of pixels inked",
+        share * 100.0
+    );
+    let dom = std::process::Command::new(&browser)
+        .args(headless)
+        .arg("--dump-dom")
+        .arg(&url)
+        .output()
+        .expect("chromium runs");
+    assert!(dom.status.success(), "chromium --dump-dom failed");
+    Some(String::from_utf8_lossy(&dom.stdout).into_owned())
+}
