@@ -381,8 +381,9 @@ struct Confinement {
 fn grade_test(suite: &Suite, test: &Test, place: &Place) -> TestResult {
     let started = Instant::now();
     let mut runs = vec![run_once(suite, test, place)];
-    // A missing file stays missing: running again would only hide the cause.
-    if !runs[0].fully_passed() && !runs[0].no_file {
+    // A missing file stays missing, and a typo's traceback comes back: running again would
+    // only take time.
+    if !runs[0].fully_passed() && !runs[0].no_file && !runs[0].crashed_at_start {
         runs.push(run_once(suite, test, place));
         if runs[1].failed_checks() != runs[0].failed_checks() {
             runs.push(run_once(suite, test, place));
@@ -447,6 +448,7 @@ fn rescored(test: &Test, mut result: TestResult) -> TestResult {
         error: result.error.take(),
         file: None,
         no_file: result.no_file,
+        crashed_at_start: false,
     };
     result.score = score_of(test, &run);
     result.max_score = test.points;
@@ -509,6 +511,8 @@ struct Run {
     file: Option<FileChoice>,
     /// No file matched: nothing ran.
     no_file: bool,
+    /// The program crashed before it listened, with an error no timing causes.
+    crashed_at_start: bool,
 }
 
 impl Run {
@@ -544,6 +548,7 @@ fn run_once(suite: &Suite, test: &Test, place: &Place) -> Run {
         error: Some(error),
         file: None,
         no_file: false,
+        crashed_at_start: false,
     };
     let Ok(workspace) = workspaces.workspace() else {
         return failed("labrun could not create a temporary folder".into());
@@ -601,6 +606,7 @@ fn run_once(suite: &Suite, test: &Test, place: &Place) -> Run {
             error: None,
             file,
             no_file: false,
+            crashed_at_start: false,
         },
         _ => {
             let words = crate::escape::escape_lines(&stderr[..stderr.len().min(STDERR_KEPT)]);
@@ -609,6 +615,7 @@ fn run_once(suite: &Suite, test: &Test, place: &Place) -> Run {
             let words = words.trim().trim_start_matches("error: ");
             Run {
                 file,
+                crashed_at_start: crashed_deterministically(&status, words),
                 ..failed(match status {
                     ChildEnd::Exited(3) => format!("it could not be started or reached: {words}"),
                     ChildEnd::TimedOut(_) => format!("the test {status}: {words}"),
@@ -650,6 +657,39 @@ fn child_run(scenario: &Path, copy: &Path, confinement: Confinement) -> Option<C
         });
     }
     Some(command)
+}
+
+/// Python errors a program may die of before it listens that timing or the machine can
+/// cause (a port still held, a descriptor limit): worth another run. Any other exception
+/// (an `AttributeError` from a typo, a `SyntaxError`, an `IndexError` from a missing
+/// argument) comes back every time.
+const TRANSIENT_ERRORS: [&str; 10] = [
+    "OSError",
+    "ConnectionError",
+    "ConnectionRefusedError",
+    "ConnectionResetError",
+    "BrokenPipeError",
+    "TimeoutError",
+    "PermissionError",
+    "BlockingIOError",
+    "InterruptedError",
+    "MemoryError",
+];
+
+/// Whether a child that could not start the submission's program saw it crash before it
+/// listened with a Python exception that would come back on every run.
+fn crashed_deterministically(status: &ChildEnd, stderr: &str) -> bool {
+    if !matches!(status, ChildEnd::Exited(3)) || !stderr.contains("before accepting connections") {
+        return false;
+    }
+    let last_error = stderr.lines().rev().find_map(|line| {
+        let line = line.trim_start().trim_start_matches('|').trim();
+        let (name, _) = line.split_once(':')?;
+        let name = name.rsplit('.').next()?;
+        let is_exception = name.ends_with("Error") || name.ends_with("Exception");
+        (is_exception && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')).then_some(name)
+    });
+    last_error.is_some_and(|name| !TRANSIENT_ERRORS.contains(&name))
 }
 
 /// Lets the sandbox's unprivileged user pass through the workspace to its working copy,
@@ -970,7 +1010,36 @@ mod tests {
             error: None,
             file: None,
             no_file: false,
+            crashed_at_start: false,
         }
+    }
+
+    #[test]
+    fn only_a_crash_no_timing_causes_is_not_run_again() {
+        let typo = "server `srv` exited with status 1 before accepting connections; its last output:\n  \
+                    | Traceback (most recent call last):\n  |   File \"server.py\", line 21, in main\n  \
+                    | AttributeError: 'socket' object has no attribute 'listne'";
+        assert!(crashed_deterministically(&ChildEnd::Exited(3), typo));
+        let busy = typo.replace(
+            "AttributeError: 'socket' object has no attribute 'listne'",
+            "OSError: [Errno 98] Address already in use",
+        );
+        assert!(!crashed_deterministically(&ChildEnd::Exited(3), &busy));
+        let syntax = typo.replace(
+            "AttributeError: 'socket' object has no attribute 'listne'",
+            "SyntaxError: invalid syntax",
+        );
+        assert!(crashed_deterministically(&ChildEnd::Exited(3), &syntax));
+        // Not a crash before listening, or no Python traceback: run again as before.
+        assert!(!crashed_deterministically(&ChildEnd::Exited(1), typo));
+        assert!(!crashed_deterministically(
+            &ChildEnd::Exited(3),
+            "server `srv` exited with status 139 before accepting connections; its last output:\n  | Segmentation fault"
+        ));
+        assert!(!crashed_deterministically(
+            &ChildEnd::Exited(3),
+            "server `srv` did not listen within 5s"
+        ));
     }
 
     #[test]

@@ -117,6 +117,20 @@ fn a_class_grades_to_the_expected_scores_twice_and_in_shards() {
         dave.contains("File \"server.py\", line") && !dave.contains("/tmp/") && !dave.contains("exit code 3"),
         "the student's own file names, no grader paths or exit codes: {dave}"
     );
+    let grades = std::fs::read_to_string(scratch.dir.path().join("first/grades.json")).expect("grades.json");
+    let grades: serde_json::Value = serde_json::from_str(&grades).expect("JSON");
+    let dave = grades["submissions"]
+        .as_array()
+        .expect("submissions")
+        .iter()
+        .find(|s| s["name"] == "dave")
+        .expect("dave");
+    for test in dave["tests"].as_array().expect("tests") {
+        assert_eq!(
+            test["runs"], 1,
+            "a crash at start with a typo's traceback runs once: {test:#}"
+        );
+    }
     feedback_is_for_the_student(&scratch.dir.path().join("first/feedback"));
 }
 
