@@ -220,3 +220,53 @@ fn student_row(submission: &SubmissionResult, max: f64, stem: &str, page: &mut S
         esc(stem)
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::saved::{SavedCheck, SavedFinding};
+
+    /// A folder name, a check summary and a finding are the students' words: on the page
+    /// they are text, never markup.
+    #[test]
+    fn what_students_chose_is_text_on_the_page() {
+        let suite = Suite::for_lab(crate::check::Lab::EchoThreaded).expect("the lab's suite");
+        let hostile = "<script>alert(1)</script>";
+        let result = |test: &str| TestResult {
+            test: test.to_owned(),
+            score: 0.0,
+            max_score: 10.0,
+            checks: vec![SavedCheck {
+                name: "echo".into(),
+                passed: false,
+                summary: hostile.into(),
+            }],
+            error: None,
+            runs: 1,
+            unstable: false,
+            seconds: 1.0,
+            file: None,
+            no_file: false,
+            findings: vec![SavedFinding {
+                check: "echo".into(),
+                class: "<img onerror=x>".into(),
+                text: hostile.into(),
+                hint: String::new(),
+            }],
+        };
+        let grades = Grades {
+            suite: suite.name.clone(),
+            max_score: suite.max_score(),
+            isolated: true,
+            shard: None,
+            submissions: vec![SubmissionResult {
+                name: hostile.into(),
+                path: hostile.into(),
+                tests: suite.tests.iter().map(|t| result(&t.name)).collect(),
+            }],
+        };
+        let page = render(&grades, &suite, &["student".to_owned()]);
+        assert!(!page.contains("<script") && !page.contains("<img"), "{page}");
+        assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{page}");
+    }
+}
