@@ -128,6 +128,9 @@ fn grade_submissions(
             path: out.to_owned(),
             source,
         })?;
+    for warning in grade::outputs::unknown_check_names(&grades, &options.suite) {
+        eprintln!("warning: {warning}");
+    }
     let mut rendered = Vec::new();
     grade::outputs::render_summary(&grades, &options.suite, &mut rendered)
         .expect("rendering into memory cannot fail");

@@ -371,6 +371,64 @@ fn feedback_text(submission: &SubmissionResult, suite: &Suite, max: f64) -> Stri
     md
 }
 
+/// The check names a test's `requires`, `weights` or `feedback` gives that no run of it had:
+/// most likely typos, which would give everyone 0 (`requires`), weigh nothing (`weights`)
+/// or never reach a student (`feedback`). One line each, for the TA.
+pub fn unknown_check_names(grades: &Grades, suite: &Suite) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for (index, test) in suite.tests.iter().enumerate() {
+        let seen: Vec<&str> = grades
+            .submissions
+            .iter()
+            .filter_map(|s| s.tests.get(index))
+            .flat_map(|r| r.checks.iter().map(|c| c.name.as_str()))
+            .collect();
+        if seen.is_empty() {
+            continue;
+        }
+        let named = [
+            (
+                "requires",
+                test.requires
+                    .iter()
+                    .flatten()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>(),
+            ),
+            ("weights", test.weights.keys().map(String::as_str).collect()),
+            (
+                "feedback",
+                test.feedback
+                    .keys()
+                    .map(|key| key.split_once('.').map_or(key.as_str(), |(check, _)| check))
+                    .collect(),
+            ),
+        ];
+        for (key, names) in named {
+            for name in names.into_iter().filter(|name| !seen.contains(name)) {
+                warnings.push(format!(
+                    "test `{}`: `{key}` names check `{name}`, which no run of it had (its checks: {})",
+                    test.name,
+                    distinct(&seen).join(", ")
+                ));
+            }
+        }
+    }
+    warnings.dedup();
+    warnings
+}
+
+/// `names` once each, in first-seen order.
+fn distinct<'a>(names: &[&'a str]) -> Vec<&'a str> {
+    let mut once: Vec<&str> = Vec::new();
+    for name in names {
+        if !once.contains(name) {
+            once.push(name);
+        }
+    }
+    once
+}
+
 /// The terminal summary: a row per submission, the score distribution and the most
 /// common failures.
 pub fn render_summary(grades: &Grades, suite: &Suite, out: &mut impl Write) -> io::Result<()> {

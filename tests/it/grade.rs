@@ -728,3 +728,40 @@ fn ctrl_c_on_grade_says_what_was_saved_and_how_to_resume() {
         "submission,echo,concurrency,total,max,flags\nalice,10,10,20,20,\ncarol,10,0,10,20,\nheidi,10,0,10,20,\n"
     );
 }
+
+/// A `requires`, `weights` or `feedback` key naming a check no run of its test had is
+/// most likely a typo (everyone would score 0, or the advice never reach anyone): the TA is
+/// told, naming the checks the test does have.
+#[test]
+fn a_check_name_no_run_had_is_reported_to_the_ta() {
+    let scratch = Scratch::new();
+    let suite = scratch.file(
+        "typo.toml",
+        &format!(
+            "name = \"typo\"\n[submission]\ncommand = [\"python3\", \"{{file}}\", \"{{port}}\"]\n\
+             files = [\"server.py\"]\n\n[[test]]\nname = \"echo\"\nscenario = \"{}\"\npoints = 10\n\
+             requires = [\"ecoh\"]\n[test.feedback]\nerors = \"x\"\n\"echo.truncated\" = \"y\"\n",
+            root().join("tests/fixtures/suites/echo.toml").display()
+        ),
+    );
+    let run = Run::from(
+        scratch
+            .labrun()
+            .arg("grade")
+            .arg(&suite)
+            .arg(root().join("tests/fixtures/submissions/alice"))
+            .arg("--out")
+            .arg(scratch.dir.path().join("out"))
+            .output()
+            .expect("labrun runs"),
+    );
+    run.expect_code(0)
+        .stderr_has("test `echo`: `requires` names check `ecoh`, which no run of it had (its checks: echo, errors, server srv)")
+        .stderr_has("`feedback` names check `erors`");
+    assert!(
+        !run.stderr.contains("`echo.truncated`") && !run.stderr.contains("check `echo`,"),
+        "{}",
+        run.stderr
+    );
+    scratch.assert_nothing_left();
+}
