@@ -186,6 +186,9 @@ fn finished_line(finished: &grade::Finished) -> String {
     let why = match (&result.error, result.checks.iter().find(|c| !c.passed)) {
         (Some(error), _) => error.lines().next().unwrap_or_default().to_owned(),
         (None, Some(check)) => format!("{}: {}", check.name, check.summary),
+        (None, None) if result.score < result.max_score => {
+            "a check its points require (`requires`) was not among its checks".to_owned()
+        }
         (None, None) => "every check passed".to_owned(),
     };
     let why: String = match why.chars().count() > WHY_CHARS {

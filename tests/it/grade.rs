@@ -756,6 +756,7 @@ fn a_check_name_no_run_had_is_reported_to_the_ta() {
             .expect("labrun runs"),
     );
     run.expect_code(0)
+        .stdout_has("alice · echo 0/10 · a check its points require (`requires`) was not among its checks")
         .stderr_has("test `echo`: `requires` names check `ecoh`, which no run of it had (its checks: echo, errors, server srv)")
         .stderr_has("`feedback` names check `erors`");
     assert!(
