@@ -298,8 +298,10 @@ pub fn judge(
             Some("the server must stay up to be judged: it exited during the run (see its check)")
         }
         (_, ConcurrencyVerdict::Undetermined) => Some(
-            "clients must overlap for concurrency to be judged: start several together and keep \
-             their connections busy with several messages and `think` time",
+            "the clients were never served side by side long enough to tell: a server that \
+             closes connections early or fails the echo (see the other failures) gives nothing \
+             to judge; a scenario author can start several clients together and keep them busy \
+             with several messages and `think` time",
         ),
         (ConcurrencyExpectation::Iterative, ConcurrencyVerdict::Iterative) => (probe_served == Some(true))
             .then_some(
