@@ -158,25 +158,47 @@ fn stop_on_signals() -> &'static AtomicBool {
     &STOP
 }
 
-/// This command line with `--resume`, as a user would type it again.
+/// This command line with `--resume`, as a user would type it again in a POSIX shell
+/// (bash's `$'…'` for bytes that are not printable UTF-8: folder names are students').
 fn resume_command() -> String {
-    let mut words: Vec<String> = std::env::args().collect();
+    let mut words: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if !words.iter().any(|w| w == "--resume") {
         words.push("--resume".into());
     }
-    let quoted: Vec<String> = words
-        .iter()
-        .map(|word| {
-            match word
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@".contains(c))
-            {
-                true => word.clone(),
-                false => format!("'{}'", word.replace('\'', "'\\''")),
-            }
-        })
-        .collect();
+    let quoted: Vec<String> = words.iter().map(|word| shell_word(word)).collect();
     quoted.join(" ")
+}
+
+/// `word` quoted for a POSIX shell: as is when plain, in single quotes when printable UTF-8,
+/// else as bash's `$'…'` with each other byte as `\xHH`.
+fn shell_word(word: &std::ffi::OsStr) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    match word.to_str() {
+        Some(text)
+            if !text.is_empty()
+                && text
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@".contains(c)) =>
+        {
+            text.to_owned()
+        }
+        Some(text) if !text.chars().any(char::is_control) => format!("'{}'", text.replace('\'', "'\\''")),
+        _ => {
+            let mut quoted = String::from("$'");
+            for &byte in word.as_bytes() {
+                match byte {
+                    b'\\' | b'\'' => {
+                        quoted.push('\\');
+                        quoted.push(char::from(byte));
+                    }
+                    0x20..=0x7e => quoted.push(char::from(byte)),
+                    _ => quoted.push_str(&format!("\\x{byte:02x}")),
+                }
+            }
+            quoted.push('\'');
+            quoted
+        }
+    }
 }
 
 /// One finished test as a line: progress, student, test, points, and the first reason it
@@ -309,4 +331,21 @@ pub(crate) fn merge_grades(
     }
     let _ = writeln!(std::io::stdout(), "{said}");
     Ok(Outcome::Pass)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shell_word;
+    use std::os::unix::ffi::OsStrExt;
+
+    #[test]
+    fn resume_words_are_quoted_for_a_shell() {
+        let word = |bytes: &[u8]| shell_word(std::ffi::OsStr::from_bytes(bytes));
+        assert_eq!(word(b"--out"), "--out");
+        assert_eq!(word(b"my class"), "'my class'");
+        assert_eq!(word(b"it's"), "'it'\\''s'");
+        assert_eq!(word(b"o\xffbad"), "$'o\\xffbad'");
+        assert_eq!(word(b"a\nb'c"), "$'a\\x0ab\\'c'");
+        assert_eq!(word(b""), "''");
+    }
 }

@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use super::outputs::number;
 use super::{Grades, SubmissionResult, Suite, TestResult};
 use crate::report::escape_markup as esc;
 
@@ -159,7 +160,8 @@ fn common_findings(grades: &Grades, page: &mut String) {
             "<tr><td>{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
             esc(kind),
             students.len(),
-            who.join(", ")
+            // One name a line: a folder called "alice, bob" must not read as two students.
+            who.join("<br>")
         );
     }
     page.push_str("</table>\n");
@@ -200,13 +202,14 @@ fn students(grades: &Grades, suite: &Suite, stems: &[String], page: &mut String)
 fn student_row(submission: &SubmissionResult, max: f64, stem: &str, page: &mut String) {
     let _ = write!(
         page,
-        "<tr><td>{}</td><td class=\"n\">{} / {max}</td>",
+        "<tr><td>{}</td><td class=\"n\">{} / {}</td>",
         esc(&submission.name),
-        submission.score()
+        number(submission.score()),
+        number(max)
     );
     let mut all_flags = Vec::new();
     for result in &submission.tests {
-        let _ = write!(page, "<td class=\"n\">{}</td>", result.score);
+        let _ = write!(page, "<td class=\"n\">{}</td>", number(result.score));
         all_flags.extend(
             flags(result)
                 .into_iter()

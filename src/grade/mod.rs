@@ -59,8 +59,45 @@ pub struct GradeOptions {
 #[derive(Serialize, serde::Deserialize)]
 struct JournalEntry {
     suite: String,
+    /// The submission's folder, as the bytes of its path: students name their folders, and
+    /// a name that is not UTF-8 must neither stop the journal nor be confused with another.
+    #[serde(with = "path_bytes")]
     submission: PathBuf,
     result: TestResult,
+}
+
+/// A path as text when it is UTF-8, else as the list of its bytes, so that every path
+/// round-trips through JSON.
+mod path_bytes {
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    use std::path::{Path, PathBuf};
+
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Written {
+        Text(String),
+        Bytes(Vec<u8>),
+    }
+
+    pub fn serialize<S: serde::Serializer>(path: &Path, s: S) -> Result<S::Ok, S::Error> {
+        match path.to_str() {
+            Some(text) => s.serialize_str(text),
+            None => s.collect_seq(path.as_os_str().as_bytes()),
+        }
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error> {
+        Ok(match serde::Deserialize::deserialize(d)? {
+            Written::Text(text) => PathBuf::from(text),
+            Written::Bytes(bytes) => PathBuf::from(std::ffi::OsString::from_vec(bytes)),
+        })
+    }
+}
+
+/// A path as text for people and reports, escaped where it is not printable UTF-8.
+fn path_as_text<S: serde::Serializer>(path: &Path, s: S) -> Result<S::Ok, S::Error> {
+    use std::os::unix::ffi::OsStrExt;
+    s.serialize_str(&crate::escape::escape_bytes(path.as_os_str().as_bytes()))
 }
 
 /// Results a previous, interrupted run of the same suite already recorded.
@@ -107,11 +144,15 @@ pub struct TestResult {
 /// The file a test runs from a submission, and the others its pattern matched too.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct FileChoice {
-    /// The file graded, by its name in the submission's folder.
+    /// The file graded, by its name in the submission's folder, escaped for reading (the
+    /// student chose it: a newline or a terminal escape in it must not forge feedback).
     pub graded: String,
-    /// Other files the same pattern matched: the submission is ambiguous, and the first by
-    /// name was graded.
+    /// Other files the same pattern matched (escaped): the submission is ambiguous, and the
+    /// first by name was graded.
     pub also_matched: Vec<String>,
+    /// The graded file's name as it is on disk.
+    #[serde(skip)]
+    pub name_on_disk: std::ffi::OsString,
 }
 
 /// Everything about one submission.
@@ -120,6 +161,7 @@ pub struct SubmissionResult {
     /// Its folder name.
     pub name: String,
     /// Its folder.
+    #[serde(serialize_with = "path_as_text")]
     pub path: PathBuf,
     /// One result per test, in suite order.
     pub tests: Vec<TestResult>,
@@ -577,7 +619,7 @@ fn run_once(suite: &Suite, test: &Test, place: &Place) -> Run {
             }
         },
     };
-    let graded = file.as_ref().map(|choice| copy.join(&choice.graded));
+    let graded = file.as_ref().map(|choice| copy.join(&choice.name_on_disk));
     let scenario = match derive_scenario(suite, test, &copy, graded.as_deref()) {
         Ok(text) => text,
         Err(why) => return Run { file, ..failed(why) },
@@ -689,7 +731,12 @@ fn crashed_deterministically(status: &ChildEnd, stderr: &str) -> bool {
         let is_exception = name.ends_with("Error") || name.ends_with("Exception");
         (is_exception && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')).then_some(name)
     });
-    last_error.is_some_and(|name| !TRANSIENT_ERRORS.contains(&name))
+    // An OSError anywhere in the output (re-raised as another exception, say) may be the
+    // real cause: run again.
+    let transient_anywhere = TRANSIENT_ERRORS
+        .iter()
+        .any(|name| stderr.contains(&format!("{name}:")));
+    !transient_anywhere && last_error.is_some_and(|name| !TRANSIENT_ERRORS.contains(&name))
 }
 
 /// Lets the sandbox's unprivileged user pass through the workspace to its working copy,
@@ -877,22 +924,24 @@ fn anchor_kept(program: &mut toml::Table, anchor: &crate::scenario::Anchor) {
 /// decides, and of its matches the first by name is graded, the others recorded (students
 /// name their files `Server.py` and keep `server_old.py` beside them).
 fn find_file(dir: &Path, patterns: &[String]) -> Option<FileChoice> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
+    use std::os::unix::ffi::OsStrExt;
+    let mut names: Vec<std::ffi::OsString> = std::fs::read_dir(dir)
         .ok()?
         .filter_map(|e| e.ok())
         .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .map(|e| e.file_name())
         .collect();
     names.sort();
+    let shown = |name: &std::ffi::OsString| crate::escape::escape_bytes(name.as_bytes());
     patterns.iter().find_map(|pattern| {
         let mut matching = names
             .iter()
-            .filter(|name| glob_match(pattern.as_bytes(), name.as_bytes()))
-            .cloned();
+            .filter(|name| glob_match(pattern.as_bytes(), name.as_bytes()));
         let graded = matching.next()?;
         Some(FileChoice {
-            graded,
-            also_matched: matching.collect(),
+            graded: shown(graded),
+            also_matched: matching.map(shown).collect(),
+            name_on_disk: graded.clone(),
         })
     })
 }
@@ -978,7 +1027,10 @@ mod tests {
     fn test(partial: bool, weights: &[(&str, f64)], requires: Option<&[&str]>) -> Test {
         Test {
             name: "echo".into(),
-            scenario: suite::Source::File(PathBuf::from("echo.toml")),
+            scenario: suite::Source::File {
+                path: PathBuf::from("echo.toml"),
+                text: String::new(),
+            },
             points: 10.0,
             partial,
             weights: weights.iter().map(|(n, w)| ((*n).to_owned(), *w)).collect(),
@@ -1030,6 +1082,11 @@ mod tests {
             "SyntaxError: invalid syntax",
         );
         assert!(crashed_deterministically(&ChildEnd::Exited(3), &syntax));
+        let wrapped = typo.replace(
+            "AttributeError: 'socket' object has no attribute 'listne'",
+            "OSError: [Errno 98] Address already in use\n  | The above exception was the direct cause of the following exception:\n  | ServerError: cannot start",
+        );
+        assert!(!crashed_deterministically(&ChildEnd::Exited(3), &wrapped));
         // Not a crash before listening, or no Python traceback: run again as before.
         assert!(!crashed_deterministically(&ChildEnd::Exited(1), typo));
         assert!(!crashed_deterministically(

@@ -134,6 +134,10 @@ fn first_field(row: &str) -> &str {
 
 /// A file name for each submission's outputs, never two alike: `x y` and `x-y` both make
 /// `x-y`, and two students must never share (and overwrite) one `results.json`.
+/// Longest file stem made from a submission's name (ASCII by then): room is left for a
+/// `-N` suffix and an extension within a file name's 255 bytes.
+const MAX_STEM_CHARS: usize = 100;
+
 fn unique_stems(names: &[&str]) -> Vec<String> {
     let mut taken = std::collections::HashSet::new();
     names
@@ -141,7 +145,9 @@ fn unique_stems(names: &[&str]) -> Vec<String> {
         .map(|name| {
             let base = match file_stem(name) {
                 stem if stem.is_empty() => "submission".to_owned(),
-                stem => stem,
+                // A file name is at most 255 bytes: a student's 253-character folder name
+                // must not stop every other student's feedback from being written.
+                stem => stem.chars().take(MAX_STEM_CHARS).collect(),
             };
             let mut stem = base.clone();
             let mut n = 2;
@@ -168,7 +174,8 @@ fn csv_field(text: &str) -> String {
     }
 }
 
-fn number(n: f64) -> String {
+/// A score as people write it: at most two decimals, no trailing zeros.
+pub(super) fn number(n: f64) -> String {
     let text = format!("{n:.2}");
     text.trim_end_matches('0').trim_end_matches('.').to_owned()
 }
@@ -233,7 +240,11 @@ fn gradescope(submission: &SubmissionResult, suite: &Suite, note: Option<&str>) 
                 name: test.name.clone(),
                 score: result.score,
                 max_score: result.max_score,
-                status: if result.score >= result.max_score {
+                // By the checks, not the points: a failed test worth 0 points still failed.
+                status: if result.error.is_none()
+                    && !result.checks.is_empty()
+                    && result.checks.iter().all(|c| c.passed)
+                {
                     "passed"
                 } else {
                     "failed"
@@ -330,7 +341,7 @@ fn reproduction(result: &TestResult, test: &super::Test) -> Option<String> {
     let file = result.file.as_ref().map_or("server.py", |f| f.graded.as_str());
     match &test.scenario {
         super::suite::Source::Battery { lab, .. } => Some(format!("labrun check {} {file}", lab.name())),
-        super::suite::Source::File(path) => path.file_name().map(|name| {
+        super::suite::Source::File { path, .. } => path.file_name().map(|name| {
             format!(
                 "labrun run {} (the course's scenario, with `{}` as the {} it launches)",
                 name.to_string_lossy(),

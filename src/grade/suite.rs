@@ -229,7 +229,7 @@ fn resolve_test(
     invalid: &dyn Fn(Option<std::ops::Range<usize>>, String) -> SuiteError,
 ) -> Result<Test, SuiteError> {
     let plan = match &source {
-        Source::File(path) => scenario::load(path),
+        Source::File { path, text } => scenario::parse(path, text),
         Source::Battery { text, .. } => scenario::parse(&test.scenario, text),
     };
     let plan = plan.map_err(|source| SuiteError::Scenario {
@@ -307,11 +307,16 @@ fn resolve_test(
 /// never replies has "no connection errors" and "stayed up", and must still get nothing.
 pub const MAIN_CHECKS: [&str; 5] = ["echo", "chat", "fanout", "datagrams", "printed"];
 
+/// The most a test's `points` or a check's weight may be: sums of such numbers stay exact
+/// enough and finite (a weight of 1e308 made shares NaN, which JSON writes as null).
+const MAX_NUMBER: f64 = 1_000_000.0;
+
 /// A test's `weights` and `requires` name checks and weigh them sensibly.
 fn check_scoring(test: &RawTest) -> Result<(), String> {
-    if let Some((check, weight)) = test.weights.iter().find(|(_, w)| !(w.is_finite() && **w >= 0.0)) {
+    let sensible = |w: f64| w.is_finite() && (0.0..=MAX_NUMBER).contains(&w);
+    if let Some((check, weight)) = test.weights.iter().find(|(_, w)| !sensible(**w)) {
         return Err(format!(
-            "the weight of check `{check}` is {weight}; weights are 0 or more"
+            "the weight of check `{check}` is {weight}; weights are from 0 to {MAX_NUMBER}"
         ));
     }
     if !test.weights.is_empty() && test.weights.values().all(|w| *w == 0.0) {
@@ -343,8 +348,15 @@ const DEFAULT_PHASE_POINTS: f64 = 10.0;
 /// Where a test's scenario comes from.
 #[derive(Debug, Clone)]
 pub enum Source {
-    /// A scenario file (relative paths in it are relative to it).
-    File(PathBuf),
+    /// A scenario file (relative paths in it are relative to it), read once when the suite
+    /// is loaded: every run of every submission uses that text, so a submission that gets
+    /// to write the file (without the sandbox) cannot change the test for the runs after it.
+    File {
+        /// Where it was read from.
+        path: PathBuf,
+        /// What it said then.
+        text: String,
+    },
     /// A phase of `lab`'s battery (see `labrun check`): its scenario, checked with a
     /// stand-in program that each run replaces with the submission's.
     Battery {
@@ -358,8 +370,7 @@ pub enum Source {
 impl Source {
     pub fn text(&self) -> std::io::Result<String> {
         match self {
-            Source::File(path) => std::fs::read_to_string(path),
-            Source::Battery { text, .. } => Ok(text.clone()),
+            Source::File { text, .. } | Source::Battery { text, .. } => Ok(text.clone()),
         }
     }
 
@@ -367,7 +378,7 @@ impl Source {
     /// name, so the folder labrun runs in).
     pub fn anchor(&self) -> crate::scenario::Anchor {
         match self {
-            Source::File(path) => crate::scenario::Anchor::of(path),
+            Source::File { path, .. } => crate::scenario::Anchor::of(path),
             Source::Battery { .. } => crate::scenario::Anchor::of(Path::new("battery.toml")),
         }
     }
@@ -466,10 +477,18 @@ impl Suite {
         // the suite's own tests follow, each from its file.
         let lab_points = raw.lab_points.unwrap_or(DEFAULT_PHASE_POINTS);
         let battery = raw.lab.map(|lab| battery_tests(lab, lab_points));
-        let files = raw.tests.into_iter().map(|test| {
+        let mut files = Vec::with_capacity(raw.tests.len());
+        for test in raw.tests {
             let path = base.join(&test.scenario);
-            (test, Source::File(path))
-        });
+            let text = std::fs::read_to_string(&path).map_err(|source| SuiteError::Scenario {
+                test: test.name.clone(),
+                source: scenario::ScenarioError::Read {
+                    path: path.clone(),
+                    source,
+                },
+            })?;
+            files.push((test, Source::File { path, text }));
+        }
         let all: Vec<(RawTest, Source)> = battery.into_iter().flatten().chain(files).collect();
         let default_timeout = raw.submission.timeout.map_or(DEFAULT_TEST_TIMEOUT, |t| t.0);
         let mut tests = Vec::with_capacity(all.len());
@@ -477,10 +496,10 @@ impl Suite {
         // tests only clients, wrong (the server graded as a client) beside servers.
         let mut clients_on_the_main_command = Vec::new();
         for (test, source) in all {
-            if !(test.points.is_finite() && test.points >= 0.0) {
+            if !(test.points.is_finite() && (0.0..=MAX_NUMBER).contains(&test.points)) {
                 return Err(invalid(
                     None,
-                    format!("test `{}`: `points` must be 0 or more", test.name),
+                    format!("test `{}`: `points` must be from 0 to {MAX_NUMBER}", test.name),
                 ));
             }
             check_scoring(&test).map_err(|why| invalid(None, format!("test `{}`: {why}", test.name)))?;
@@ -493,7 +512,7 @@ impl Suite {
                             lab.name()
                         )
                     }
-                    Source::File(_) => format!("two tests are named `{}`", test.name),
+                    Source::File { .. } => format!("two tests are named `{}`", test.name),
                 };
                 return Err(invalid(None, why));
             }

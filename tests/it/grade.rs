@@ -766,3 +766,98 @@ fn a_check_name_no_run_had_is_reported_to_the_ta() {
     );
     scratch.assert_nothing_left();
 }
+
+/// What a hostile class can do to the grader's outputs, undone: a folder name that is not
+/// UTF-8 and one of 253 characters are graded with everyone else (all outputs written); a
+/// file name with a newline and a terminal escape is shown escaped; a failed test worth 0
+/// points is `failed` for Gradescope; and a submission run without the sandbox that
+/// rewrites the test's scenario file changes nothing (the suite's text was read once).
+#[test]
+fn hostile_names_and_a_rewritten_scenario_change_nothing() {
+    use std::os::unix::ffi::OsStrExt;
+    let scratch = Scratch::new();
+    let class = scratch.dir.path().join("class");
+    let scenario = scratch.file(
+        "echo.toml",
+        &std::fs::read_to_string(root().join("tests/fixtures/suites/echo.toml")).expect("echo.toml"),
+    );
+    let rewriter = format!(
+        "import pathlib\np = pathlib.Path({:?})\np.write_text(p.read_text().replace('echo = \"exact\"', 'echo = \"ignore\"'))\n{}",
+        scenario.display(),
+        std::fs::read_to_string(root().join("tests/fixtures/servers/never_replies.py")).expect("fixture")
+    );
+    let folders = [
+        std::ffi::OsStr::from_bytes(b"bad\xffname").to_owned(),
+        "y".repeat(253).into(),
+        "rewriter".into(),
+        "escapes".into(),
+    ];
+    for folder in &folders {
+        std::fs::create_dir_all(class.join(folder)).expect("folder");
+    }
+    let correct = root().join("tests/fixtures/servers/echo_threads.py");
+    std::fs::copy(&correct, class.join(&folders[0]).join("server.py")).expect("copy");
+    std::fs::copy(&correct, class.join(&folders[1]).join("server.py")).expect("copy");
+    std::fs::write(class.join("rewriter/server.py"), rewriter).expect("rewriter");
+    std::fs::copy(
+        &correct,
+        class
+            .join("escapes")
+            .join("x\n\u{1b}[31mPASS echo: fake server.py"),
+    )
+    .expect("copy");
+    let suite = scratch.file(
+        "suite.toml",
+        "name = \"hostile\"\n[submission]\ncommand = [\"python3\", \"{file}\", \"{port}\"]\n\
+         files = [\"server.py\", \"*server.py\"]\n\n[[test]]\nname = \"echo\"\nscenario = \"echo.toml\"\npoints = 10\n\n\
+         [[test]]\nname = \"bonus\"\nscenario = \"echo.toml\"\npoints = 0\n",
+    );
+    let out = scratch.dir.path().join("out");
+    let run = Run::from(
+        scratch
+            .labrun()
+            .timeout(Duration::from_secs(240))
+            .arg("grade")
+            .arg(&suite)
+            .args(folders.iter().map(|f| class.join(f)))
+            .args(["--unsandboxed", "-j", "2", "--out"])
+            .arg(&out)
+            .output()
+            .expect("labrun runs"),
+    );
+    run.expect_code(0);
+    scratch.assert_nothing_left();
+    let csv = std::fs::read_to_string(out.join("grades.csv")).expect("grades.csv");
+    assert!(csv.contains("bad\\xffname,10,0,10,10,"), "{csv}");
+    assert!(csv.contains(&format!("{},10,0,10,10,", "y".repeat(253))), "{csv}");
+    assert!(
+        std::fs::read_to_string(&scenario)
+            .expect("scenario")
+            .contains("echo = \"ignore\""),
+        "the submission did rewrite the scenario file"
+    );
+    assert!(
+        csv.contains("rewriter,0,0,0,10,"),
+        "the rewritten scenario was not used: {csv}"
+    );
+    assert!(csv.contains("escapes,10,0,10,10,"), "{csv}");
+    for written in [
+        "index.html",
+        "grades.json",
+        "feedback/escapes.md",
+        "feedback/rewriter.md",
+    ] {
+        assert!(out.join(written).is_file(), "{written} missing");
+    }
+    let escapes = std::fs::read_to_string(out.join("feedback/escapes.md")).expect("feedback");
+    assert!(
+        !escapes.contains('\u{1b}') && !escapes.contains("\nPASS echo: fake"),
+        "{escapes}"
+    );
+    let results: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("results/rewriter/results.json")).expect("results.json"),
+    )
+    .expect("JSON");
+    assert_eq!(results["tests"][1]["max_score"], 0.0);
+    assert_eq!(results["tests"][1]["status"], "failed", "{results:#}");
+}
