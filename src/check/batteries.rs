@@ -454,7 +454,7 @@ static BROADCAST: [Phase; 3] = [
                   that ignores short or failed sends)",
         scenario: "timeout = \"60s\"\n[[server]]\nname = \"room\"\n@SERVER@\n\
                    [[clients]]\nname = \"members\"\ncount = 4\nworkload = \"broadcast\"\nmessages = 6000\n\
-                   size = { min = 500, max = 900 }\nload = true\ntimeout = \"6s\"\n\
+                   size = { min = 500, max = 900 }\nload = true\ntimeout = \"10s\"\n\
                    [expect]\nfanout = \"exactly-once\"\nerrors = 0\n",
     },
 ];
