@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use super::outputs::number;
+use super::outputs::{number, result_flags};
 use super::{Grades, SubmissionResult, Suite, TestResult};
 use crate::report::escape_markup as esc;
 
@@ -167,25 +167,6 @@ fn common_findings(grades: &Grades, page: &mut String) {
     page.push_str("</table>\n");
 }
 
-/// What a TA should look at in one result: no file, an ambiguous file, disagreeing runs, a
-/// resource limit reached.
-fn flags(result: &TestResult) -> Vec<&'static str> {
-    let mut flags = Vec::new();
-    if result.no_file {
-        flags.push("no-file");
-    }
-    if result.file.as_ref().is_some_and(|f| !f.also_matched.is_empty()) {
-        flags.push("ambiguous");
-    }
-    if result.unstable {
-        flags.push("unstable");
-    }
-    if result.findings.iter().any(|f| f.class.contains("limit")) {
-        flags.push("limits hit");
-    }
-    flags
-}
-
 /// A row per student: total, each test's points with its flags, and their feedback.
 fn students(grades: &Grades, suite: &Suite, stems: &[String], page: &mut String) {
     page.push_str("<h2>Students</h2>\n<table><tr><th>student</th><th>total</th>");
@@ -211,7 +192,7 @@ fn student_row(submission: &SubmissionResult, max: f64, stem: &str, page: &mut S
     for result in &submission.tests {
         let _ = write!(page, "<td class=\"n\">{}</td>", number(result.score));
         all_flags.extend(
-            flags(result)
+            result_flags(result)
                 .into_iter()
                 .map(|flag| format!("{flag}: {}", result.test)),
         );

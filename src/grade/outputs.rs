@@ -69,21 +69,36 @@ pub fn csv_text(grades: &Grades, suite: &Suite) -> String {
     csv
 }
 
-/// What a TA should look at in a submission's results, one word per test and cause:
-/// `no-file:TEST` (nothing matched its file patterns), `ambiguous:TEST` (several files
-/// matched; the first by name was graded), `unstable:TEST` (runs disagreed).
+/// What a TA should look at in a submission's results, as `FLAG:TEST` words (see
+/// [`result_flags`]).
 fn flags_of(submission: &SubmissionResult) -> Vec<String> {
+    submission
+        .tests
+        .iter()
+        .flat_map(|test| {
+            result_flags(test)
+                .into_iter()
+                .map(|flag| format!("{flag}:{}", test.test))
+        })
+        .collect()
+}
+
+/// What a TA should look at in one test's result: `no-file` (nothing matched its file
+/// patterns), `ambiguous` (several files matched; the first by name was graded), `unstable`
+/// (runs disagreed), `limits` (the submission reached a resource limit).
+pub(super) fn result_flags(result: &TestResult) -> Vec<&'static str> {
     let mut flags = Vec::new();
-    for test in &submission.tests {
-        if test.no_file {
-            flags.push(format!("no-file:{}", test.test));
-        }
-        if test.file.as_ref().is_some_and(|f| !f.also_matched.is_empty()) {
-            flags.push(format!("ambiguous:{}", test.test));
-        }
-        if test.unstable {
-            flags.push(format!("unstable:{}", test.test));
-        }
+    if result.no_file {
+        flags.push("no-file");
+    }
+    if result.file.as_ref().is_some_and(|f| !f.also_matched.is_empty()) {
+        flags.push("ambiguous");
+    }
+    if result.unstable {
+        flags.push("unstable");
+    }
+    if result.findings.iter().any(|f| f.class.contains("limit")) {
+        flags.push("limits");
     }
     flags
 }
@@ -132,12 +147,12 @@ fn first_field(row: &str) -> &str {
     }
 }
 
-/// A file name for each submission's outputs, never two alike: `x y` and `x-y` both make
-/// `x-y`, and two students must never share (and overwrite) one `results.json`.
 /// Longest file stem made from a submission's name (ASCII by then): room is left for a
 /// `-N` suffix and an extension within a file name's 255 bytes.
 const MAX_STEM_CHARS: usize = 100;
 
+/// A file name for each submission's outputs, never two alike: `x y` and `x-y` both make
+/// `x-y`, and two students must never share (and overwrite) one `results.json`.
 fn unique_stems(names: &[&str]) -> Vec<String> {
     let mut taken = std::collections::HashSet::new();
     names
@@ -466,15 +481,10 @@ pub fn render_summary(grades: &Grades, suite: &Suite, out: &mut impl Write) -> i
             .tests
             .iter()
             .map(|t| {
-                let ambiguous = t.file.as_ref().is_some_and(|f| !f.also_matched.is_empty());
-                let flag = if t.no_file {
-                    " (no file)"
-                } else if ambiguous {
-                    " (ambiguous)"
-                } else if t.unstable {
-                    " (unstable)"
-                } else {
-                    ""
+                let flags = result_flags(t);
+                let flag = match flags.is_empty() {
+                    true => String::new(),
+                    false => format!(" ({})", flags.join(", ")),
                 };
                 format!("{} {}/{}{flag}", t.test, number(t.score), number(t.max_score))
             })

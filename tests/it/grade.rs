@@ -457,7 +457,7 @@ fn files_are_found_in_any_case_and_ambiguity_and_absence_are_flagged() {
             .expect("labrun runs"),
     );
     run.expect_code(0)
-        .stdout_has("echo 0/10 (no file)")
+        .stdout_has("echo 0/10 (no-file)")
         .stdout_has("echo 10/10 (ambiguous)");
     scratch.assert_nothing_left();
     let csv = std::fs::read_to_string(out.join("grades.csv")).expect("grades.csv");
