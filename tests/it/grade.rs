@@ -417,6 +417,33 @@ fn a_submission_too_big_to_copy_gets_zero_with_the_reason() {
     scratch.assert_nothing_left();
 }
 
+/// A one-test suite (test `echo`, 10 points, tests/fixtures/suites/echo.toml) running
+/// `python3 FILE PORT` with FILE the first match of `files` (a TOML array); `test_extra`
+/// goes at the end of the test's table.
+fn echo_suite(files: &str, test_extra: &str) -> String {
+    format!(
+        "name = \"one\"\n[submission]\ncommand = [\"python3\", \"{{file}}\", \"{{port}}\"]\n\
+         files = {files}\nport = 6000\n\n[[test]]\nname = \"echo\"\nscenario = \"{}\"\npoints = 10\n{test_extra}\n",
+        root().join("tests/fixtures/suites/echo.toml").display()
+    )
+}
+
+/// `labrun grade SUITE FOLDERS... --out OUT` in `scratch`.
+fn grade_into(scratch: &Scratch, suite: &Path, folders: &[PathBuf], out: &Path) -> Run {
+    Run::from(
+        scratch
+            .labrun()
+            .timeout(Duration::from_secs(180))
+            .arg("grade")
+            .arg(suite)
+            .args(folders)
+            .arg("--out")
+            .arg(out)
+            .output()
+            .expect("labrun runs"),
+    )
+}
+
 /// File patterns match whatever the letter case (`Server.py`); two files matching one pattern
 /// are graded by the first name and flagged `ambiguous` with both named in the feedback; a
 /// submission with no matching file is flagged `no-file` and run once, not retried.
@@ -435,26 +462,13 @@ fn files_are_found_in_any_case_and_ambiguity_and_absence_are_flagged() {
             std::fs::copy(&server, class.join(student).join(file)).expect("copy");
         }
     }
-    let suite = scratch.file(
-        "suite.toml",
-        &format!(
-            "name = \"files\"\n[submission]\ncommand = [\"python3\", \"{{file}}\", \"{{port}}\"]\n\
-             files = [\"*server*.py\"]\nport = 6000\n\n[[test]]\nname = \"echo\"\nscenario = \"{}\"\npoints = 10\n",
-            root().join("tests/fixtures/suites/echo.toml").display()
-        ),
-    );
+    let suite = scratch.file("suite.toml", &echo_suite("[\"*server*.py\"]", ""));
     let out = scratch.dir.path().join("out");
-    let run = Run::from(
-        scratch
-            .labrun()
-            .timeout(Duration::from_secs(180))
-            .arg("grade")
-            .arg(&suite)
-            .args(["capital", "twice", "none"].map(|s| class.join(s)))
-            .arg("--out")
-            .arg(&out)
-            .output()
-            .expect("labrun runs"),
+    let run = grade_into(
+        &scratch,
+        &suite,
+        &["capital", "twice", "none"].map(|s| class.join(s)),
+        &out,
     );
     run.expect_code(0)
         .stdout_has("echo 0/10 (no-file)")
@@ -737,24 +751,13 @@ fn a_check_name_no_run_had_is_reported_to_the_ta() {
     let scratch = Scratch::new();
     let suite = scratch.file(
         "typo.toml",
-        &format!(
-            "name = \"typo\"\n[submission]\ncommand = [\"python3\", \"{{file}}\", \"{{port}}\"]\n\
-             files = [\"server.py\"]\n\n[[test]]\nname = \"echo\"\nscenario = \"{}\"\npoints = 10\n\
-             requires = [\"ecoh\"]\n[test.feedback]\nerors = \"x\"\n\"echo.truncated\" = \"y\"\n",
-            root().join("tests/fixtures/suites/echo.toml").display()
+        &echo_suite(
+            "[\"server.py\"]",
+            "requires = [\"ecoh\"]\n[test.feedback]\nerors = \"x\"\n\"echo.truncated\" = \"y\"",
         ),
     );
-    let run = Run::from(
-        scratch
-            .labrun()
-            .arg("grade")
-            .arg(&suite)
-            .arg(root().join("tests/fixtures/submissions/alice"))
-            .arg("--out")
-            .arg(scratch.dir.path().join("out"))
-            .output()
-            .expect("labrun runs"),
-    );
+    let alice = root().join("tests/fixtures/submissions/alice");
+    let run = grade_into(&scratch, &suite, &[alice], &scratch.dir.path().join("out"));
     run.expect_code(0)
         .stdout_has("alice · echo 0/10 · a check its points require (`requires`) was not among its checks")
         .stderr_has("test `echo`: `requires` names check `ecoh`, which no run of it had (its checks: echo, errors, server srv)")
