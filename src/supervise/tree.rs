@@ -38,7 +38,12 @@ fn launched_descendants() -> Vec<u32> {
         return descendants_of(own);
     };
     let mut links = live_links(&process_table());
-    links.retain(|pid, _| start_time(*pid).is_none_or(|started| !inherited.contains(&(*pid, started))));
+    // Only a pid labrun inherited needs its start time read: the others are not skipped.
+    let was_inherited = |pid: u32| {
+        inherited.iter().any(|(old, _)| *old == pid)
+            && start_time(pid).is_some_and(|started| inherited.contains(&(pid, started)))
+    };
+    links.retain(|pid, _| !was_inherited(*pid));
     descendants_in(&links, own)
 }
 
