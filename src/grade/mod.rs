@@ -167,6 +167,13 @@ pub struct SubmissionResult {
     pub tests: Vec<TestResult>,
 }
 
+impl TestResult {
+    /// Whether the deciding run was judged and every check of it held.
+    pub fn fully_passed(&self) -> bool {
+        self.error.is_none() && !self.checks.is_empty() && self.checks.iter().all(|c| c.passed)
+    }
+}
+
 impl SubmissionResult {
     /// Points earned over all tests.
     pub fn score(&self) -> f64 {

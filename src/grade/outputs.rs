@@ -256,14 +256,7 @@ fn gradescope(submission: &SubmissionResult, suite: &Suite, note: Option<&str>) 
                 score: result.score,
                 max_score: result.max_score,
                 // By the checks, not the points: a failed test worth 0 points still failed.
-                status: if result.error.is_none()
-                    && !result.checks.is_empty()
-                    && result.checks.iter().all(|c| c.passed)
-                {
-                    "passed"
-                } else {
-                    "failed"
-                },
+                status: if result.fully_passed() { "passed" } else { "failed" },
                 output: match test.hidden {
                     true => "This is a hidden test: its details are withheld.".to_owned(),
                     false => format!("```\n{}```\n", test_text(result, test).replace("```", "'''")),
@@ -311,8 +304,9 @@ fn test_text(result: &TestResult, test: &super::Test) -> String {
             result.runs
         );
     }
-    let failed = result.error.is_some() || result.checks.iter().any(|c| !c.passed);
-    if failed && let Some(command) = reproduction(result, test) {
+    if !result.fully_passed()
+        && let Some(command) = reproduction(result, test)
+    {
         let _ = writeln!(text, "Run it yourself: {command}");
     }
     text
