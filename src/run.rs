@@ -18,8 +18,8 @@ use crate::error::Error;
 use crate::metrics::GroupFigures;
 use crate::report::progress::Progress;
 use crate::report::style::Styles;
-use crate::report::{self, Report, RunResult};
-use crate::scenario::{Format, Plan};
+use crate::report::{self, Report, RunResult, ServersReport, ServersRun, Tested};
+use crate::scenario::{Format, Plan, ProgramsUnderTest, ServersUnderTest, UnderTest};
 use crate::supervise::{ServerEnd, Servers};
 use crate::verify::concurrency::{self, ConcurrencyVerdict, Overlap, ServerConcurrency};
 use crate::verify::{self, Evidence, Survival};
@@ -63,10 +63,9 @@ pub async fn run_scenario(
     options: &RunOptions,
     cancel: &CancellationToken,
 ) -> Result<Report, Error> {
-    let report = if plan.programs.is_empty() {
-        test_servers(plan, options, cancel).await?
-    } else {
-        test_client_programs(plan, cancel).await?
+    let report = match &plan.under_test {
+        UnderTest::Servers(under_test) => test_servers(plan, under_test, options, cancel).await?,
+        UnderTest::ClientPrograms(under_test) => test_client_programs(plan, under_test, cancel).await?,
     };
     let saved = match &options.report_dir {
         Some(dir) => {
@@ -83,24 +82,20 @@ pub async fn run_scenario(
 }
 
 /// The client programs under test, one after another, each against the servers labrun plays.
-async fn test_client_programs(plan: &Plan, cancel: &CancellationToken) -> Result<Report, Error> {
+async fn test_client_programs(
+    plan: &Plan,
+    under_test: &ProgramsUnderTest,
+    cancel: &CancellationToken,
+) -> Result<Report, Error> {
     let started_at = SystemTime::now();
     let run_start = Instant::now();
-    let records = crate::clientprog::run_all(plan, run_start + plan.timeout, cancel).await?;
-    let verdict = verify::program::evaluate(plan, &records);
-    let none = GroupFigures::from_records(&[]);
+    let records = crate::clientprog::run_all(under_test, run_start + plan.timeout, cancel).await?;
     Ok(Report::assemble(RunResult {
         plan,
-        groups: &[],
-        total: &none,
-        servers: Vec::new(),
-        records: &[],
-        concurrency: Vec::new(),
-        survival: Vec::new(),
-        rooms: Vec::new(),
-        events: Vec::new(),
-        programs: &records,
-        verdict,
+        tested: Tested::ClientPrograms(report::programs::ProgramReport::from_records(
+            under_test, &records,
+        )),
+        verdict: verify::program::evaluate(under_test, &records),
         started_at,
         duration: run_start.elapsed(),
         interrupted: cancel.is_cancelled(),
@@ -109,8 +104,8 @@ async fn test_client_programs(plan: &Plan, cancel: &CancellationToken) -> Result
 
 /// The figures of each group and of the whole run, from the client records plus what is
 /// tallied apart from them: round trips per worker, fan-out per delivery by the rooms.
-fn figures(plan: &Plan, drive: &workload::Drive) -> (Vec<GroupFigures>, GroupFigures) {
-    let mut groups: Vec<GroupFigures> = (0..plan.groups.len())
+fn figures(under_test: &ServersUnderTest, drive: &workload::Drive) -> (Vec<GroupFigures>, GroupFigures) {
+    let mut groups: Vec<GroupFigures> = (0..under_test.groups.len())
         .map(|g| GroupFigures::from_records(drive.records.iter().filter(|r| r.group == g)))
         .collect();
     let mut total = GroupFigures::from_records(&drive.records);
@@ -130,33 +125,18 @@ fn figures(plan: &Plan, drive: &workload::Drive) -> (Vec<GroupFigures>, GroupFig
 /// The servers under test, driven by the simulated clients, probed, judged.
 async fn test_servers(
     plan: &Plan,
+    under_test: &ServersUnderTest,
     options: &RunOptions,
     cancel: &CancellationToken,
 ) -> Result<Report, Error> {
-    let mut started_at = SystemTime::now();
-    let mut run_start = Instant::now();
-    let mut run_deadline = run_start + plan.timeout;
-
-    let mut servers = tokio::select! {
-        started = Servers::start(&plan.servers, plan.expect.reaps) => started?,
-        () = cancel.cancelled() => return Err(Error::Interrupted),
-    };
-    if let Some(at) = plan.start_at {
-        // The run, its timeout and its report's `started_at` begin at the agreed instant,
-        // so every shard's timeline lines up.
-        tokio::select! {
-            () = wait_until(at) => {}
-            () = cancel.cancelled() => return Err(Error::Interrupted),
-        }
-        (started_at, run_start) = (SystemTime::now(), Instant::now());
-        run_deadline = run_start + plan.timeout;
-    }
+    let (mut servers, started_at, run_start) = start_servers(under_test, plan.expect.reaps, cancel).await?;
+    let run_deadline = run_start + plan.timeout;
     if std::env::var(PANIC_INJECTION_VARIABLE).is_ok_and(|v| v == "after-ready") {
         panic!("{PANIC_INJECTION_VARIABLE}=after-ready: injected panic with servers running");
     }
 
     let completed = Arc::new(AtomicU64::new(0));
-    let total_messages = plan
+    let total_messages = under_test
         .groups
         .iter()
         .map(|g| u64::from(g.count) * u64::from(g.messages))
@@ -171,7 +151,8 @@ async fn test_servers(
     let clients_done = CancellationToken::new();
     let clients = async {
         let drive = workload::drive(DriveSetup {
-            plan,
+            under_test,
+            seed: plan.seed,
             addresses: &addresses,
             run_start,
             run_deadline,
@@ -183,23 +164,32 @@ async fn test_servers(
         clients_done.cancel();
         drive
     };
-    let events = servers.run_events(&plan.events, run_start, &clients_done, cancel);
+    let events = servers.run_events(&under_test.events, run_start, &clients_done, cancel);
     let (drive, events) = tokio::join!(clients, events);
     progress.finish();
     let drive = drive.map_err(Error::Runtime)?;
-    let running: Vec<bool> = (0..plan.servers.len()).map(|i| servers.running(i)).collect();
-    let overlaps = measure_overlaps(plan, &drive.records);
-    let probes = run_probes(plan, &addresses, &running, &overlaps, cancel).await;
+    let running: Vec<bool> = (0..under_test.servers.len())
+        .map(|i| servers.running(i))
+        .collect();
+    let overlaps = measure_overlaps(under_test, &drive.records);
+    let probes = run_probes(plan, under_test, &addresses, &running, &overlaps, cancel).await;
     // Counted last: the probes' connections are served by children too.
     if plan.expect.reaps && !cancel.is_cancelled() {
         servers.count_children().await;
     }
     let server_ends = servers.stop().await;
 
-    let (groups, total) = figures(plan, &drive);
-    let concurrency = judge_concurrency(plan, overlaps, probes.concurrency, &drive.pacing, &server_ends);
+    let (groups, total) = figures(under_test, &drive);
+    let concurrency = judge_concurrency(
+        under_test,
+        overlaps,
+        probes.concurrency,
+        &drive.pacing,
+        &server_ends,
+    );
     let verdict = verify::evaluate(&Evidence {
         plan,
+        under_test,
         records: &drive.records,
         groups: &groups,
         total: &total,
@@ -209,23 +199,50 @@ async fn test_servers(
         rooms: &drive.rooms,
         events: &events,
     });
+    let tested = ServersReport::new(
+        under_test,
+        ServersRun {
+            groups: &groups,
+            total: &total,
+            servers: server_ends,
+            records: &drive.records,
+            concurrency,
+            survival: probes.survival,
+            rooms: drive.rooms,
+            events,
+        },
+    );
     let report = Report::assemble(RunResult {
         plan,
-        groups: &groups,
-        total: &total,
-        servers: server_ends,
-        records: &drive.records,
-        concurrency,
-        survival: probes.survival,
-        rooms: drive.rooms,
-        events,
-        programs: &[],
+        tested: Tested::Servers(Box::new(tested)),
         verdict,
         started_at,
         duration: run_start.elapsed(),
         interrupted: cancel.is_cancelled(),
     });
     Ok(report)
+}
+
+/// The servers started, and when the run began: just before they started, or at
+/// `--start-at`, so that every shard's run, timeout and timeline begin at the agreed instant.
+async fn start_servers(
+    under_test: &ServersUnderTest,
+    census: bool,
+    cancel: &CancellationToken,
+) -> Result<(Servers, SystemTime, Instant), Error> {
+    let (started_at, run_start) = (SystemTime::now(), Instant::now());
+    let servers = tokio::select! {
+        started = Servers::start(&under_test.servers, census) => started?,
+        () = cancel.cancelled() => return Err(Error::Interrupted),
+    };
+    let Some(at) = under_test.start_at else {
+        return Ok((servers, started_at, run_start));
+    };
+    tokio::select! {
+        () = wait_until(at) => {}
+        () = cancel.cancelled() => return Err(Error::Interrupted),
+    }
+    Ok((servers, SystemTime::now(), Instant::now()))
 }
 
 /// Sleeps until wall-clock instant `at` (`--start-at`); one already past is said on stderr
@@ -242,7 +259,7 @@ async fn wait_until(at: crate::scenario::StartAt) {
 
 /// What the probes found, per server.
 struct Probes {
-    /// Concurrency probe per server (indexed like `plan.servers`), when expected.
+    /// Concurrency probe per server (indexed like `ServersUnderTest::servers`), when expected.
     concurrency: Vec<Option<ProbeOutcome>>,
     /// Survival probe of every server, when expected.
     survival: Vec<Survival>,
@@ -255,18 +272,19 @@ struct Probes {
 /// silent connections, so that it confirms or refutes the cap the statistics suggest.
 async fn run_probes(
     plan: &Plan,
+    under_test: &ServersUnderTest,
     addresses: &[std::net::SocketAddr],
     running: &[bool],
     overlaps: &[Overlap],
     cancel: &CancellationToken,
 ) -> Probes {
     let mut probes = Probes {
-        concurrency: vec![None; plan.servers.len()],
+        concurrency: vec![None; under_test.servers.len()],
         survival: Vec::new(),
     };
     if let Some(expected) = plan.expect.concurrency {
         for (index, address) in addresses.iter().enumerate() {
-            let clients = plan.clients_of(index);
+            let clients = under_test.clients_of(index);
             if clients > 0 && running[index] {
                 let holders = probe::holders_for(expected, clients)
                     .max(concurrency::holders_to_confirm(expected, overlaps[index].verdict))
@@ -276,7 +294,7 @@ async fn run_probes(
         }
     }
     if plan.expect.survives {
-        for ((server, address), _) in plan
+        for ((server, address), _) in under_test
             .servers
             .iter()
             .zip(addresses)
@@ -294,16 +312,16 @@ async fn run_probes(
     probes
 }
 
-/// Overlap of each server's well-behaved clients (indexed like `plan.servers`). Faulty
+/// Overlap of each server's well-behaved clients (indexed like `ServersUnderTest::servers`). Faulty
 /// clients leave early or go silent on purpose, so their timelines say nothing about how
 /// many clients the server can serve; their effect shows in the others' waits.
-fn measure_overlaps(plan: &Plan, records: &[ClientRecord]) -> Vec<Overlap> {
-    (0..plan.servers.len())
+fn measure_overlaps(under_test: &ServersUnderTest, records: &[ClientRecord]) -> Vec<Overlap> {
+    (0..under_test.servers.len())
         .map(|index| {
             concurrency::measure(
                 records
                     .iter()
-                    .filter(|r| r.fault.is_none() && plan.groups[r.group].server == index),
+                    .filter(|r| r.fault.is_none() && under_test.groups[r.group].server == index),
             )
         })
         .collect()
@@ -313,19 +331,20 @@ fn measure_overlaps(plan: &Plan, records: &[ClientRecord]) -> Vec<Overlap> {
 /// the probe (see [`concurrency::reconcile`]). A server that exited during the run is not
 /// judged: when it died decides what its clients saw.
 fn judge_concurrency(
-    plan: &Plan,
+    under_test: &ServersUnderTest,
     overlaps: Vec<Overlap>,
     probes: Vec<Option<ProbeOutcome>>,
     pacing: &[Option<workload::PacingFigures>],
     ends: &[ServerEnd],
 ) -> Vec<ServerConcurrency> {
-    plan.servers
+    under_test
+        .servers
         .iter()
         .zip(overlaps)
         .zip(probes)
         .zip(ends)
         .enumerate()
-        .filter(|(index, _)| plan.clients_of(*index) > 0)
+        .filter(|(index, _)| under_test.clients_of(*index) > 0)
         .map(|(index, (((server, mut overlap), probe), end))| {
             let exited = end.exited_during_run.is_some();
             overlap.verdict = match exited {

@@ -13,7 +13,7 @@ mod batteries;
 
 use std::path::PathBuf;
 
-use crate::scenario::{self, Plan, ScenarioError};
+use crate::scenario::{self, Plan, ScenarioError, ServerPlan, UnderTest};
 
 pub use batteries::Lab;
 
@@ -162,23 +162,22 @@ pub fn aimed_plans(lab: Lab, targets: &[crate::scenario::Target]) -> Result<Aime
         skipped: Vec::new(),
     };
     for (mut plan, phase) in plans(lab, &command)?.into_iter().zip(lab.phases()) {
-        let launched: Vec<String> = plan
-            .servers
-            .iter()
-            .filter(|s| s.process_owner().is_none())
-            .map(|s| s.name.clone())
-            .collect();
-        let shared: Vec<String> = plan
-            .servers
-            .iter()
-            .filter(|s| s.process_owner().is_some())
-            .map(|s| s.name.clone())
-            .collect();
+        let servers = match &plan.under_test {
+            UnderTest::Servers(under_test) => under_test.servers.as_slice(),
+            UnderTest::ClientPrograms(_) => &[],
+        };
+        let (launched, shared): (Vec<&ServerPlan>, Vec<&ServerPlan>) =
+            servers.iter().partition(|s| s.process_owner().is_none());
+        let names: Vec<String> = launched.iter().chain(&shared).map(|s| s.name.clone()).collect();
         // The program is the first server's; a second port is the next server's, in order.
-        for (name, target) in launched.iter().chain(&shared).zip(targets) {
+        for (name, target) in names.iter().zip(targets) {
             plan.aim(name, target.clone()).map_err(CheckError::Targets)?;
         }
-        match plan.needs_a_process() {
+        let needs_a_process = match &plan.under_test {
+            UnderTest::Servers(under_test) => under_test.needs_a_process(&plan.expect),
+            UnderTest::ClientPrograms(_) => None,
+        };
+        match needs_a_process {
             Some((_, why)) => battery.skipped.push((phase.name, why)),
             None => battery.plans.push(plan),
         }
@@ -279,7 +278,7 @@ mod tests {
             r#"echo "a\b" {port}"#.to_owned(),
         ];
         let plans = plans(Lab::EchoOnce, &command).expect("plans");
-        let crate::scenario::Launch::Command(argv) = &plans[0].servers[0].launch else {
+        let crate::scenario::Launch::Command(argv) = &plans[0].servers_side().servers[0].launch else {
             panic!("a command");
         };
         assert_eq!(argv[2], r#"echo "a\b" {port}"#);

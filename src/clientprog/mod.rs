@@ -16,7 +16,7 @@ mod typist;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::scenario::{Plan, ProgramPlan};
+use crate::scenario::{ProgramPlan, ProgramsUnderTest};
 use crate::supervise::capture::{self, CaptureLimits};
 use crate::supervise::process::{Spec, Supervised};
 use crate::supervise::{TAIL_LINES, TERMINATION_GRACE};
@@ -63,34 +63,34 @@ pub enum ProgramError {
     },
 }
 
-/// Runs every client program of the plan in turn; stops early on Ctrl-C.
+/// Runs every client program under test in turn; stops early on Ctrl-C.
 pub async fn run_all(
-    plan: &Plan,
+    under_test: &ProgramsUnderTest,
     run_deadline: Instant,
     cancel: &CancellationToken,
 ) -> Result<Vec<ProgramRecord>, ProgramError> {
-    let mut records = Vec::with_capacity(plan.programs.len());
-    for index in 0..plan.programs.len() {
+    let mut records = Vec::with_capacity(under_test.programs.len());
+    for index in 0..under_test.programs.len() {
         if cancel.is_cancelled() {
             break;
         }
-        records.push(run_one(plan, index, run_deadline, cancel).await?);
+        records.push(run_one(under_test, index, run_deadline, cancel).await?);
     }
     Ok(records)
 }
 
 /// One program's session, start to teardown.
 async fn run_one(
-    plan: &Plan,
+    under_test: &ProgramsUnderTest,
     index: usize,
     run_deadline: Instant,
     cancel: &CancellationToken,
 ) -> Result<ProgramRecord, ProgramError> {
-    let program = &plan.programs[index];
+    let program = &under_test.programs[index];
     let launched = Instant::now();
-    let servers = played::PlayedServers::start(&plan.played, launched)?;
+    let servers = played::PlayedServers::start(&under_test.played, launched)?;
     let ports = servers.ports().to_vec();
-    let spec = program_spec(plan, program, &ports);
+    let spec = program_spec(under_test, program, &ports);
     let argv = spec.argv.clone();
     let spawn_failed = |source| ProgramError::Spawn {
         program: program.name.clone(),
@@ -191,8 +191,8 @@ async fn run_one(
 /// The program's command line and environment, ports substituted. `PYTHONUNBUFFERED` is set
 /// (a scenario's `env` may override it) so that what a Python client printed before it was
 /// stopped is in the capture, not lost in its buffer; `PORT` is its target's port.
-fn program_spec<'a>(plan: &Plan, program: &'a ProgramPlan, ports: &[u16]) -> Spec<'a> {
-    let substitute = |text: &str| program.substitute(text, &plan.played, ports);
+fn program_spec<'a>(under_test: &ProgramsUnderTest, program: &'a ProgramPlan, ports: &[u16]) -> Spec<'a> {
+    let substitute = |text: &str| program.substitute(text, &under_test.played, ports);
     let mut env = vec![("PYTHONUNBUFFERED".to_owned(), "1".to_owned())];
     if let Some(target) = program.reaches {
         env.push(("PORT".to_owned(), ports[target].to_string()));

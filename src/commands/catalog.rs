@@ -7,6 +7,7 @@ use std::io::Write;
 use crate::cli::Cli;
 use crate::error::Error;
 use crate::report::Outcome;
+use crate::scenario::UnderTest;
 use crate::{scenario, servers};
 
 /// The JSON Schema of scenario files, kept in `docs/` and checked against every shipped
@@ -17,26 +18,26 @@ pub(crate) fn validate(files: &[std::path::PathBuf]) -> Result<Outcome, Error> {
     let mut invalid = 0;
     for path in files {
         match scenario::load(path) {
-            Ok(plan) if !plan.programs.is_empty() => {
-                let _ = writeln!(
-                    std::io::stdout(),
-                    "ok {}: `{}`, {} client program(s), {} played server(s)",
-                    path.display(),
-                    plan.name,
-                    plan.programs.len(),
-                    plan.played.len()
-                );
-            }
             Ok(plan) => {
-                let clients = plan.total_clients();
+                let contents = match &plan.under_test {
+                    UnderTest::ClientPrograms(under_test) => format!(
+                        "{} client program(s), {} played server(s)",
+                        under_test.programs.len(),
+                        under_test.played.len()
+                    ),
+                    UnderTest::Servers(under_test) => format!(
+                        "{} server(s), {} client group(s), {} client(s)",
+                        under_test.servers.len(),
+                        under_test.groups.len(),
+                        under_test.total_clients()
+                    ),
+                };
                 // A closed stdout (`| head`) is not an error worth a panic.
                 let _ = writeln!(
                     std::io::stdout(),
-                    "ok {}: `{}`, {} server(s), {} client group(s), {clients} client(s)",
+                    "ok {}: `{}`, {contents}",
                     path.display(),
-                    plan.name,
-                    plan.servers.len(),
-                    plan.groups.len()
+                    plan.name
                 );
             }
             Err(err) => {

@@ -9,6 +9,7 @@ use crate::cli::RunArgs;
 use crate::error::Error;
 use crate::report::style::{Environment, Styles};
 use crate::report::{self, Outcome};
+use crate::scenario::{ServersUnderTest, UnderTest};
 use crate::{grade, interrupt, run, scenario, supervise, workload};
 
 /// Descriptors kept free beside the clients' sockets: server pipes, the runtime, reports.
@@ -72,11 +73,18 @@ fn apply_run_options(plans: &mut [scenario::Plan], args: &RunArgs, sandbox: bool
             plan.source.display()
         );
     }
+    let server_options = [
+        (!args.targets.is_empty(), "--target"),
+        (args.start_at.is_some(), "--start-at"),
+        (args.shard.is_some(), "--shard"),
+    ];
     for plan in plans.iter_mut() {
-        if !plan.programs.is_empty() && (!args.targets.is_empty() || args.start_at.is_some()) {
+        if let (UnderTest::ClientPrograms(_), Some((_, option))) =
+            (&plan.under_test, server_options.iter().find(|(given, _)| *given))
+        {
             return Err(Error::Usage(format!(
-                "`{}` tests client programs against servers labrun plays: --target and \
-                 --start-at are for simulated clients aimed at a server",
+                "`{}` tests client programs against servers labrun plays: {option} is for \
+                 simulated clients aimed at a server",
                 plan.source.display()
             )));
         }
@@ -85,9 +93,10 @@ fn apply_run_options(plans: &mut [scenario::Plan], args: &RunArgs, sandbox: bool
             plan.check_aims().map_err(Error::Usage)?;
         }
     }
-    let aims_out = plans
-        .iter()
-        .find_map(|plan| Some((plan, plan.servers.iter().find_map(|s| s.target())?)));
+    let aims_out = plans.iter().find_map(|plan| match &plan.under_test {
+        UnderTest::Servers(under_test) => Some((plan, under_test.servers.iter().find_map(|s| s.target())?)),
+        UnderTest::ClientPrograms(_) => None,
+    });
     if let Some((plan, target)) = aims_out
         && (sandbox || args.isolate_network)
     {
@@ -112,12 +121,15 @@ fn apply_run_options(plans: &mut [scenario::Plan], args: &RunArgs, sandbox: bool
                 humantime::format_duration(MAX_START_AHEAD)
             )));
         }
-        plans.iter_mut().for_each(|plan| plan.start_at = Some(at));
     }
-    if let Some(shard) = args.shard {
-        for plan in plans.iter_mut() {
-            shardable(plan, shard)?;
-            plan.shard = Some(shard);
+    for plan in plans.iter_mut() {
+        let source = plan.source.display().to_string();
+        if let UnderTest::Servers(under_test) = &mut plan.under_test {
+            under_test.start_at = args.start_at;
+            if let Some(shard) = args.shard {
+                shardable(&source, under_test, shard)?;
+                under_test.shard = Some(shard);
+            }
         }
     }
     Ok(())
@@ -126,32 +138,24 @@ fn apply_run_options(plans: &mut [scenario::Plan], args: &RunArgs, sandbox: bool
 /// Whether `plan` can be split by `--shard`: only echo clients can, as a chat or a broadcast
 /// room is one conversation, and only into as many slices as it has clients (an empty slice
 /// would pass having tested nothing).
-fn shardable(plan: &scenario::Plan, shard: scenario::Shard) -> Result<(), Error> {
-    if !plan.programs.is_empty() {
-        return Err(Error::Usage(format!(
-            "--shard splits simulated clients; `{}` tests client programs",
-            plan.source.display()
-        )));
-    }
-    match plan
+fn shardable(source: &str, under_test: &ServersUnderTest, shard: scenario::Shard) -> Result<(), Error> {
+    match under_test
         .groups
         .iter()
         .find(|g| g.workload != scenario::WorkloadKind::Echo)
     {
         Some(group) => Err(Error::Usage(format!(
-            "--shard splits echo clients only; `{}` has {} group `{}` (a chat or a broadcast \
+            "--shard splits echo clients only; `{source}` has {} group `{}` (a chat or a broadcast \
              room must run in one process)",
-            plan.source.display(),
             group.workload.label(),
             group.name
         ))),
-        None if plan.total_clients() < u64::from(shard.of) => Err(Error::Usage(format!(
-            "--shard {shard}: `{}` has {} client(s), so some of {} shards would run none; use \
+        None if under_test.total_clients() < u64::from(shard.of) => Err(Error::Usage(format!(
+            "--shard {shard}: `{source}` has {} client(s), so some of {} shards would run none; use \
              at most {} shards",
-            plan.source.display(),
-            plan.total_clients(),
+            under_test.total_clients(),
             shard.of,
-            plan.total_clients()
+            under_test.total_clients()
         ))),
         None => Ok(()),
     }
@@ -178,7 +182,13 @@ fn prepare_process(plans: &[scenario::Plan], args: &RunArgs, sandbox: bool) -> R
     supervise::registry::install_panic_hook();
     supervise::tree::become_subreaper();
     let open_files = workload::raise_open_files_limit();
-    let most_clients = plans.iter().map(scenario::Plan::total_clients).max();
+    let most_clients = plans
+        .iter()
+        .filter_map(|plan| match &plan.under_test {
+            UnderTest::Servers(under_test) => Some(under_test.total_clients()),
+            UnderTest::ClientPrograms(_) => None,
+        })
+        .max();
     if let Some(clients) = most_clients
         && clients + OPEN_FILES_RESERVE > open_files
     {
@@ -223,10 +233,12 @@ async fn run_in_turn(
         }
         run::Display::Full if overall != Outcome::Interrupted => {
             // Load figures compare servers; runs of client programs have none.
-            let loads: Vec<report::Report> = reports
+            let loads: Vec<report::side_by_side::Load> = reports
                 .iter()
-                .filter(|r| r.client_programs.is_empty())
-                .cloned()
+                .filter_map(|r| match &r.tested {
+                    report::Tested::Servers(servers) => Some((r, &**servers)),
+                    report::Tested::ClientPrograms(_) => None,
+                })
                 .collect();
             if loads.len() > 1 {
                 rendered.push(b'\n');
@@ -248,7 +260,10 @@ async fn run_in_turn(
 fn isolate_fixed_played_ports(plans: &[scenario::Plan]) {
     let fixed: Vec<String> = plans
         .iter()
-        .flat_map(|plan| &plan.played)
+        .flat_map(|plan| match &plan.under_test {
+            UnderTest::ClientPrograms(under_test) => under_test.played.as_slice(),
+            UnderTest::Servers(_) => &[],
+        })
         .filter_map(|server| match server.port {
             scenario::PortChoice::Fixed(port) => Some(port.to_string()),
             scenario::PortChoice::Auto => None,

@@ -30,7 +30,7 @@ use serde::Serialize;
 
 use crate::report::saved::{SavedCheck, SavedFinding};
 use crate::scenario::Shard;
-pub use suite::{Suite, SuiteError, Test, UnderTest};
+pub use suite::{Suite, SuiteError, Test, TestedSide};
 use workspaces::Workspaces;
 
 /// Most bytes of a child's stderr kept for a failing test's output.
@@ -855,8 +855,8 @@ fn derive_scenario(suite: &Suite, test: &Test, copy: &Path, file: Option<&Path>)
         })
         .collect();
     let key = match test.under_test {
-        UnderTest::Servers => "server",
-        UnderTest::ClientPrograms => "client_program",
+        TestedSide::Servers => "server",
+        TestedSide::ClientPrograms => "client_program",
     };
     let Some(toml::Value::Array(programs)) = table.get_mut(key) else {
         return Err(format!("the scenario has no [[{key}]]"));
@@ -887,7 +887,7 @@ fn derive_scenario(suite: &Suite, test: &Test, copy: &Path, file: Option<&Path>)
         program.insert("command".into(), toml::Value::Array(argv.clone()));
         program.insert("cwd".into(), toml::Value::String(copy.display().to_string()));
         // The port is the server's to use; a client's ports are its played servers'.
-        if let (UnderTest::Servers, Some(port)) = (test.under_test, &submission.port) {
+        if let (TestedSide::Servers, Some(port)) = (test.under_test, &submission.port) {
             program.insert("port".into(), port.clone());
         }
         if let Some(limits) = &submission.limits {
@@ -1046,7 +1046,7 @@ mod tests {
             server: None,
             feedback: BTreeMap::new(),
             timeout: Duration::from_secs(60),
-            under_test: UnderTest::Servers,
+            under_test: TestedSide::Servers,
             launch: suite::Launch {
                 command: vec!["python3".into()],
                 files: vec!["server.py".into()],

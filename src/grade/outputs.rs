@@ -284,8 +284,8 @@ fn test_text(result: &TestResult, test: &super::Test) -> String {
         }
     }
     let program = match test.under_test {
-        super::UnderTest::Servers => "server",
-        super::UnderTest::ClientPrograms => "client",
+        super::TestedSide::Servers => "server",
+        super::TestedSide::ClientPrograms => "client",
     };
     if let Some(error) = &result.error {
         let _ = writeln!(text, "The test could not judge your {program}: {error}");
@@ -356,8 +356,8 @@ fn reproduction(result: &TestResult, test: &super::Test) -> Option<String> {
                 name.to_string_lossy(),
                 test.launch.command.join(" ").replace("{file}", file),
                 match test.under_test {
-                    super::UnderTest::Servers => "server",
-                    super::UnderTest::ClientPrograms => "client program",
+                    super::TestedSide::Servers => "server",
+                    super::TestedSide::ClientPrograms => "client program",
                 }
             )
         }),

@@ -187,7 +187,7 @@ pub struct Launch {
 
 /// Which programs of its scenario a test replaces with the submission's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UnderTest {
+pub enum TestedSide {
     /// The scenario's `[[server]]`s (all, or the test's `server`).
     Servers,
     /// The scenario's `[[client_program]]`s.
@@ -236,12 +236,11 @@ fn resolve_test(
         test: test.name.clone(),
         source,
     })?;
-    let under_test = if plan.programs.is_empty() {
-        UnderTest::Servers
-    } else {
-        UnderTest::ClientPrograms
+    let under_test = match &plan.under_test {
+        scenario::UnderTest::Servers(_) => TestedSide::Servers,
+        scenario::UnderTest::ClientPrograms(_) => TestedSide::ClientPrograms,
     };
-    if under_test == UnderTest::ClientPrograms && test.server.is_some() {
+    if under_test == TestedSide::ClientPrograms && test.server.is_some() {
         return Err(invalid(
             None,
             format!(
@@ -253,8 +252,8 @@ fn resolve_test(
     }
     // A test's own command and files, else its role's, else the submission's.
     let role = match under_test {
-        UnderTest::Servers => None,
-        UnderTest::ClientPrograms => submission.client.as_ref(),
+        TestedSide::Servers => None,
+        TestedSide::ClientPrograms => submission.client.as_ref(),
     };
     let mut launch = Launch {
         command: test
@@ -279,9 +278,11 @@ fn resolve_test(
         ));
     }
     let fixed = |port: &crate::scenario::PortChoice| matches!(port, crate::scenario::PortChoice::Fixed(_));
-    let fixed_ports = match under_test {
-        UnderTest::Servers => submission.port.is_some() || plan.servers.iter().any(|s| fixed(&s.port)),
-        UnderTest::ClientPrograms => plan.played.iter().any(|s| fixed(&s.port)),
+    let fixed_ports = match &plan.under_test {
+        scenario::UnderTest::Servers(tested) => {
+            submission.port.is_some() || tested.servers.iter().any(|s| fixed(&s.port))
+        }
+        scenario::UnderTest::ClientPrograms(tested) => tested.played.iter().any(|s| fixed(&s.port)),
     };
     Ok(Test {
         name: test.name,
@@ -408,7 +409,7 @@ pub struct Test {
     /// Time one run of this test may take (the submission's `timeout` unless set).
     pub timeout: Duration,
     /// What it replaces with the submission's program.
-    pub under_test: UnderTest,
+    pub under_test: TestedSide,
     /// What it launches from the submission.
     pub launch: Launch,
     /// Its scenario binds fixed ports (its servers' or, for client programs, its played
@@ -520,12 +521,12 @@ impl Suite {
             let own_files =
                 test.files.is_some() || raw.submission.client.as_ref().is_some_and(|r| r.files.is_some());
             let test = resolve_test(test, source, &raw.submission, default_timeout, &invalid)?;
-            if test.under_test == UnderTest::ClientPrograms && !own_files {
+            if test.under_test == TestedSide::ClientPrograms && !own_files {
                 clients_on_the_main_command.push(test.name.clone());
             }
             tests.push(test);
         }
-        if tests.iter().any(|t| t.under_test == UnderTest::Servers)
+        if tests.iter().any(|t| t.under_test == TestedSide::Servers)
             && let Some(name) = clients_on_the_main_command.first()
         {
             return Err(invalid(

@@ -5,9 +5,11 @@
 
 use std::fmt::Write;
 
-use super::{ClientSpan, Outcome, Report, chart, escape_markup as escape};
+use super::programs::ProgramReport;
+use super::{ClientSpan, Outcome, Report, ServersReport, Tested, chart, escape_markup as escape};
 use crate::histogram::Latency;
 use crate::units;
+use crate::verify::Check;
 
 /// Client rows drawn in the timeline; beyond it, evenly spaced clients stand for the rest.
 const TIMELINE_ROWS: usize = 120;
@@ -63,34 +65,35 @@ pub fn render(report: &Report) -> Vec<u8> {
         );
     }
     html.push_str("</table>");
-    if report.client_programs.is_empty() {
-        write_figures(report, &mut html);
-    } else {
-        write_programs(report, &mut html);
+    match &report.tested {
+        Tested::Servers(servers) => {
+            write_figures(servers, &mut html);
+            write_charts(servers, &mut html);
+            write_timeline(servers, &mut html);
+        }
+        Tested::ClientPrograms(programs) => write_programs(programs, &report.checks, &mut html),
     }
-    write_charts(report, &mut html);
-    write_timeline(report, &mut html);
     write_findings(report, &mut html);
     html.push_str("</body></html>\n");
     html.into_bytes()
 }
 
 /// One row per client program under test, then each one's last output.
-fn write_programs(report: &Report, html: &mut String) {
+fn write_programs(programs: &[ProgramReport], checks: &[Check], html: &mut String) {
     html.push_str("<h2>Client programs</h2><table><tr>");
     for title in super::programs::SUMMARY_TITLES {
         let _ = write!(html, "<th>{title}</th>");
     }
     html.push_str("</tr>");
-    for program in &report.client_programs {
+    for program in programs {
         html.push_str("<tr>");
-        for cell in program.summary_cells(report) {
+        for cell in program.summary_cells(programs, checks) {
             let _ = write!(html, "<td>{}</td>", escape(&cell));
         }
         html.push_str("</tr>");
     }
     html.push_str("</table>");
-    for program in &report.client_programs {
+    for program in programs {
         let _ = write!(
             html,
             "<p><b>{}</b> stdout:</p><pre>{}</pre><p>stderr:</p><pre>{}</pre>",
@@ -101,12 +104,12 @@ fn write_programs(report: &Report, html: &mut String) {
     }
 }
 
-fn write_figures(report: &Report, html: &mut String) {
+fn write_figures(servers: &ServersReport, html: &mut String) {
     html.push_str("<h2>Figures</h2><table><tr><th>group</th><th>server</th><th>clients</th><th>done</th><th>messages</th><th>sent</th><th>received</th><th>errors</th><th>msgs/s</th></tr>");
-    for group in report
+    for group in servers
         .groups
         .iter()
-        .chain((report.groups.len() > 1).then_some(&report.total))
+        .chain((servers.groups.len() > 1).then_some(&servers.total))
     {
         let cells = group.summary_cells();
         let _ = write!(
@@ -121,7 +124,7 @@ fn write_figures(report: &Report, html: &mut String) {
         html.push_str("</tr>");
     }
     html.push_str("</table><table><tr><th>latency</th><th>count</th><th>min</th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th></tr>");
-    for (name, latency) in report.total.latency.named() {
+    for (name, latency) in servers.total.latency.named() {
         if latency.count() == 0 {
             continue;
         }
@@ -137,7 +140,7 @@ fn write_figures(report: &Report, html: &mut String) {
         html.push_str("</tr>");
     }
     html.push_str("</table>");
-    for server in &report.concurrency {
+    for server in &servers.concurrency {
         let _ = write!(
             html,
             "<p><b>Concurrency of {}:</b> {}</p>",
@@ -148,8 +151,8 @@ fn write_figures(report: &Report, html: &mut String) {
 }
 
 /// A histogram (log buckets) and a percentile curve for every distribution with samples.
-fn write_charts(report: &Report, html: &mut String) {
-    let views: Vec<(&str, &Latency)> = report
+fn write_charts(servers: &ServersReport, html: &mut String) {
+    let views: Vec<(&str, &Latency)> = servers
         .total
         .latency
         .named()
@@ -298,8 +301,8 @@ fn percentile_svg(views: &[(&str, &Latency)]) -> String {
 }
 
 /// One row per client: connecting, waiting for the first reply, being served.
-fn write_timeline(report: &Report, html: &mut String) {
-    let spans: Vec<&ClientSpan> = report
+fn write_timeline(servers: &ServersReport, html: &mut String) {
+    let spans: Vec<&ClientSpan> = servers
         .timeline
         .shown
         .iter()
@@ -327,7 +330,7 @@ fn write_timeline(report: &Report, html: &mut String) {
         "<h2>Timeline</h2><p>{} of {} clients; light: waiting for the first reply, dark: being served, red: failed. 0 to {}.</p>\
          <svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" role=\"img\">",
         rows.len(),
-        report.timeline.clients,
+        servers.timeline.clients,
         units::micros(((end - start) * 1000.0) as u64)
     );
     for (i, span) in rows.iter().enumerate() {

@@ -6,7 +6,7 @@
 
 use std::fmt::Write;
 
-use super::{Outcome, Report};
+use super::{Outcome, Report, ServersReport, Tested};
 use crate::units;
 
 /// Findings listed in full; the rest are counted.
@@ -47,23 +47,20 @@ pub fn render(report: &Report) -> Vec<u8> {
             cell(&check.summary)
         );
     }
-    if report.client_programs.is_empty() {
-        write_figures(report, &mut md);
-    } else {
-        let titles = super::programs::SUMMARY_TITLES;
-        let _ = writeln!(md, "\n| {} |\n|---|--:|---|--:|--:|---|--:|", titles.join(" | "));
-        for program in &report.client_programs {
-            let cells: Vec<String> = program.summary_cells(report).iter().map(|c| cell(c)).collect();
-            let _ = writeln!(md, "| {} |", cells.join(" | "));
+    match &report.tested {
+        Tested::Servers(servers) => write_figures(servers, &mut md),
+        Tested::ClientPrograms(programs) => {
+            let titles = super::programs::SUMMARY_TITLES;
+            let _ = writeln!(md, "\n| {} |\n|---|--:|---|--:|--:|---|--:|", titles.join(" | "));
+            for program in programs {
+                let cells: Vec<String> = program
+                    .summary_cells(programs, &report.checks)
+                    .iter()
+                    .map(|c| cell(c))
+                    .collect();
+                let _ = writeln!(md, "| {} |", cells.join(" | "));
+            }
         }
-    }
-    for server in &report.concurrency {
-        let _ = writeln!(
-            md,
-            "\nConcurrency of `{}`: {}",
-            cell(&server.server),
-            cell(&server.describe())
-        );
     }
     if !report.findings.is_empty() {
         let _ = writeln!(md, "\n### Findings\n");
@@ -91,16 +88,17 @@ pub fn render(report: &Report) -> Vec<u8> {
     md.into_bytes()
 }
 
-/// The group and latency tables of a run with simulated clients.
-fn write_figures(report: &Report, md: &mut String) {
+/// The group and latency tables of a run with simulated clients, and each server's
+/// concurrency.
+fn write_figures(servers: &ServersReport, md: &mut String) {
     let _ = writeln!(
         md,
         "\n| group | server | clients | done | messages | sent | received | errors | msgs/s |\n|---|---|--:|--:|--:|--:|--:|--:|--:|"
     );
-    for group in report
+    for group in servers
         .groups
         .iter()
-        .chain((report.groups.len() > 1).then_some(&report.total))
+        .chain((servers.groups.len() > 1).then_some(&servers.total))
     {
         let cells: Vec<String> = group.summary_cells().iter().map(|c| cell(c)).collect();
         let _ = writeln!(md, "| {} |", cells.join(" | "));
@@ -109,7 +107,7 @@ fn write_figures(report: &Report, md: &mut String) {
         md,
         "\n| latency | count | p50 | p90 | p99 | max |\n|---|--:|--:|--:|--:|--:|"
     );
-    for (name, latency) in report.total.latency.named() {
+    for (name, latency) in servers.total.latency.named() {
         if latency.count() == 0 {
             continue;
         }
@@ -122,6 +120,14 @@ fn write_figures(report: &Report, md: &mut String) {
             units::micros(s.p90_us),
             units::micros(s.p99_us),
             units::micros(s.max_us)
+        );
+    }
+    for server in &servers.concurrency {
+        let _ = writeln!(
+            md,
+            "\nConcurrency of `{}`: {}",
+            cell(&server.server),
+            cell(&server.describe())
         );
     }
 }

@@ -26,7 +26,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use crate::metrics::{GroupFigures, LatencySet};
-use crate::scenario::{Format, Plan};
+use crate::scenario::{Format, Plan, ServersUnderTest};
 use crate::supervise::{EventRecord, ServerEnd};
 use crate::units;
 use crate::verify::concurrency::ServerConcurrency;
@@ -101,6 +101,27 @@ pub struct Report {
     pub outcome: Outcome,
     /// False when the run was interrupted and figures are partial.
     pub complete: bool,
+    /// What the servers, or the client programs, under test did.
+    #[serde(flatten)]
+    pub tested: Tested,
+    /// One verdict line per check.
+    pub checks: Vec<Check>,
+    /// Everything that went wrong.
+    pub findings: Vec<Finding>,
+}
+
+/// What the run measured of what it tested: the other side of [`crate::scenario::UnderTest`].
+#[derive(Debug, Clone)]
+pub enum Tested {
+    /// Servers: how they ran and ended, and what their clients measured.
+    Servers(Box<ServersReport>),
+    /// Client programs: how each one's session went.
+    ClientPrograms(Vec<programs::ProgramReport>),
+}
+
+/// What the simulated clients measured of the servers under test.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServersReport {
     /// How each server ran and ended.
     pub servers: Vec<ServerEnd>,
     /// Figures per client group.
@@ -117,12 +138,34 @@ pub struct Report {
     pub events: Vec<EventRecord>,
     /// Client timelines, for the timeline chart.
     pub timeline: TimelineReport,
-    /// One verdict line per check.
-    pub checks: Vec<Check>,
-    /// Everything that went wrong.
-    pub findings: Vec<Finding>,
-    /// How each client program under test ran (empty when servers were under test).
-    pub client_programs: Vec<programs::ProgramReport>,
+}
+
+/// Every saved report carries the keys of both sides (the other side's empty), so its
+/// shape, and `docs/report.schema.json`, do not depend on what was tested.
+impl Serialize for Tested {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct BothSides<'a> {
+            #[serde(flatten)]
+            servers: &'a ServersReport,
+            client_programs: &'a [programs::ProgramReport],
+        }
+        let no_servers;
+        let both = match self {
+            Tested::Servers(servers) => BothSides {
+                servers,
+                client_programs: &[],
+            },
+            Tested::ClientPrograms(programs) => {
+                no_servers = ServersReport::empty();
+                BothSides {
+                    servers: &no_servers,
+                    client_programs: programs,
+                }
+            }
+        };
+        both.serialize(serializer)
+    }
 }
 
 /// Figures of one client group (or of all of them).
@@ -232,7 +275,7 @@ pub struct ClientSpan {
 }
 
 impl TimelineReport {
-    fn from_records(plan: &Plan, records: &[ClientRecord]) -> Self {
+    fn from_records(under_test: &ServersUnderTest, records: &[ClientRecord]) -> Self {
         let step = records.len().div_ceil(MAX_TIMELINES).max(1);
         let millis = |t: Option<Duration>| t.map(|t| t.as_secs_f64() * 1000.0);
         let shown = records
@@ -241,7 +284,7 @@ impl TimelineReport {
             .map(|record| {
                 let t = &record.timeline;
                 ClientSpan {
-                    client: format!("{}#{}", plan.groups[record.group].name, record.index + 1),
+                    client: format!("{}#{}", under_test.groups[record.group].name, record.index + 1),
                     faulty: record.fault.is_some(),
                     end: match record.end {
                         ClientEnd::Completed => "completed",
@@ -267,11 +310,25 @@ impl TimelineReport {
     }
 }
 
-/// The parts a report is assembled from.
+/// The parts a report is assembled from, whatever was under test.
 pub struct RunResult<'a> {
     /// The plan that ran.
     pub plan: &'a Plan,
-    /// Figures per group, indexed like `plan.groups`.
+    /// What was measured of what was tested.
+    pub tested: Tested,
+    /// The judgement.
+    pub verdict: Verdict,
+    /// When the run started.
+    pub started_at: SystemTime,
+    /// How long it took.
+    pub duration: Duration,
+    /// Whether Ctrl-C stopped it.
+    pub interrupted: bool,
+}
+
+/// What the servers' run left to report.
+pub struct ServersRun<'a> {
+    /// Figures per group, indexed like [`ServersUnderTest::groups`].
     pub groups: &'a [GroupFigures],
     /// Figures over all groups.
     pub total: &'a GroupFigures,
@@ -287,38 +344,60 @@ pub struct RunResult<'a> {
     pub rooms: Vec<RoomOutcome>,
     /// Events carried out.
     pub events: Vec<EventRecord>,
-    /// Client programs' sessions.
-    pub programs: &'a [crate::clientprog::ProgramRecord],
-    /// The judgement.
-    pub verdict: Verdict,
-    /// When the run started.
-    pub started_at: SystemTime,
-    /// How long it took.
-    pub duration: Duration,
-    /// Whether Ctrl-C stopped it.
-    pub interrupted: bool,
 }
 
-impl Report {
-    /// Assembles the report of a finished (or interrupted) run.
-    pub fn assemble(run: RunResult) -> Report {
-        let plan = run.plan;
-        let groups = plan
+impl ServersReport {
+    /// The report's figures of the servers under test.
+    pub fn new(under_test: &ServersUnderTest, run: ServersRun) -> ServersReport {
+        let groups = under_test
             .groups
             .iter()
             .zip(run.groups)
             .map(|(group, figures)| {
                 GroupReport::new(
                     group.name.clone(),
-                    plan.servers[group.server].name.clone(),
+                    under_test.servers[group.server].name.clone(),
                     figures,
                 )
             })
             .collect();
-        let total_server = match plan.servers.as_slice() {
+        let total_server = match under_test.servers.as_slice() {
             [only] => only.name.clone(),
             _ => String::new(),
         };
+        ServersReport {
+            servers: run.servers,
+            groups,
+            total: GroupReport::new("all".into(), total_server, run.total),
+            concurrency: run.concurrency,
+            survival: run.survival,
+            rooms: run.rooms,
+            events: run.events,
+            timeline: TimelineReport::from_records(under_test, run.records),
+        }
+    }
+
+    /// No servers, no clients: the server side of a client programs' report.
+    fn empty() -> ServersReport {
+        ServersReport {
+            servers: Vec::new(),
+            groups: Vec::new(),
+            total: GroupReport::new("all".into(), String::new(), &GroupFigures::from_records(&[])),
+            concurrency: Vec::new(),
+            survival: Vec::new(),
+            rooms: Vec::new(),
+            events: Vec::new(),
+            timeline: TimelineReport {
+                clients: 0,
+                shown: Vec::new(),
+            },
+        }
+    }
+}
+
+impl Report {
+    /// Assembles the report of a finished (or interrupted) run.
+    pub fn assemble(run: RunResult) -> Report {
         let outcome = if run.interrupted {
             Outcome::Interrupted
         } else if run.verdict.passed() {
@@ -329,23 +408,15 @@ impl Report {
         Report {
             schema_version: SCHEMA_VERSION,
             labrun_version: env!("CARGO_PKG_VERSION"),
-            scenario: plan.clone(),
+            scenario: run.plan.clone(),
             started_at: humantime::format_rfc3339_millis(run.started_at).to_string(),
             duration_ms: run.duration.as_secs_f64() * 1000.0,
             labrun_peak_rss_bytes: crate::metrics::own_peak_rss_bytes(),
             outcome,
             complete: !run.interrupted,
-            servers: run.servers,
-            groups,
-            total: GroupReport::new("all".into(), total_server, run.total),
-            concurrency: run.concurrency,
-            survival: run.survival,
-            rooms: run.rooms,
-            events: run.events,
-            timeline: TimelineReport::from_records(plan, run.records),
+            tested: run.tested,
             checks: run.verdict.checks,
             findings: run.verdict.findings,
-            client_programs: programs::ProgramReport::from_records(plan, run.programs),
         }
     }
 }

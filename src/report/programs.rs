@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::clientprog::{ConnectionRecord, Ending, ProgramRecord};
 use crate::escape::escape_bytes;
-use crate::scenario::Plan;
+use crate::scenario::ProgramsUnderTest;
 use crate::supervise::{ExitDescription, Teardown};
 
 /// Most received bytes of a connection quoted in the report.
@@ -73,21 +73,21 @@ pub struct ConnectionReport {
 
 impl ProgramReport {
     /// The report of each session, in run order.
-    pub fn from_records(plan: &Plan, records: &[ProgramRecord]) -> Vec<ProgramReport> {
+    pub fn from_records(under_test: &ProgramsUnderTest, records: &[ProgramRecord]) -> Vec<ProgramReport> {
         records
             .iter()
-            .map(|record| Self::from_record(plan, record))
+            .map(|record| Self::from_record(under_test, record))
             .collect()
     }
 
-    fn from_record(plan: &Plan, record: &ProgramRecord) -> ProgramReport {
+    fn from_record(under_test: &ProgramsUnderTest, record: &ProgramRecord) -> ProgramReport {
         let millis = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
         let (ended, exit, duration_ms) = match record.ending {
             Ending::Exited { status, after } => ("exited", Some(status), millis(after)),
             Ending::TimedOut { after } => ("timed-out", None, millis(after)),
             Ending::Interrupted => ("interrupted", None, 0.0),
         };
-        let program = &plan.programs[record.program];
+        let program = &under_test.programs[record.program];
         ProgramReport {
             name: program.name.clone(),
             argv: record.argv.clone(),
@@ -107,7 +107,7 @@ impl ProgramReport {
             connections: record
                 .connections
                 .iter()
-                .map(|c| ConnectionReport::from_record(plan, record, c, millis))
+                .map(|c| ConnectionReport::from_record(under_test, record, c, millis))
                 .collect(),
         }
     }
@@ -137,11 +137,10 @@ pub const SUMMARY_TITLES: [&str; 7] = [
 impl ProgramReport {
     /// The summary table's cells, shared by the terminal, Markdown and HTML reports:
     /// program, pid, ended, time, typed, connections, checks passed.
-    pub fn summary_cells(&self, report: &super::Report) -> [String; 7] {
-        let mine: Vec<&crate::verify::Check> = report
-            .checks
+    pub fn summary_cells(&self, programs: &[ProgramReport], checks: &[crate::verify::Check]) -> [String; 7] {
+        let mine: Vec<&crate::verify::Check> = checks
             .iter()
-            .filter(|c| report.client_programs.len() == 1 || c.name.ends_with(&format!(" {}", self.name)))
+            .filter(|c| programs.len() == 1 || c.name.ends_with(&format!(" {}", self.name)))
             .collect();
         let mut connections: Vec<String> = Vec::new();
         for connection in &self.connections {
@@ -167,14 +166,14 @@ impl ProgramReport {
 
 impl ConnectionReport {
     fn from_record(
-        plan: &Plan,
+        under_test: &ProgramsUnderTest,
         record: &ProgramRecord,
         connection: &ConnectionRecord,
         millis: impl Fn(std::time::Duration) -> f64,
     ) -> ConnectionReport {
         let excerpt = &connection.received[..connection.received.len().min(RECEIVED_EXCERPT_BYTES)];
         ConnectionReport {
-            server: plan.played[connection.server].name.clone(),
+            server: under_test.played[connection.server].name.clone(),
             port: record.ports[connection.server],
             accepted_ms: millis(connection.accepted_at),
             ended_ms: connection.ended_at.map(&millis),

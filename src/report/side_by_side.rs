@@ -9,29 +9,32 @@ use tabled::settings::object::Columns;
 use tabled::settings::{Alignment, Style};
 
 use super::style::{Styles, Tone};
-use super::{Outcome, Report, chart};
+use super::{Outcome, Report, ServersReport, chart};
 use crate::histogram::Latency;
 use crate::units;
 
-/// Writes the comparison of `reports` (in the order they ran).
-pub fn render(reports: &[Report], styles: &Styles, out: &mut impl Write) -> io::Result<()> {
+/// One run of servers under test: its report and what its clients measured.
+pub type Load<'a> = (&'a Report, &'a ServersReport);
+
+/// Writes the comparison of `loads` (in the order they ran).
+pub fn render(loads: &[Load], styles: &Styles, out: &mut impl Write) -> io::Result<()> {
     writeln!(out, "{}", styles.paint(Tone::Bold, "side by side"))?;
-    write_table(reports, out)?;
+    write_table(loads, out)?;
     for (title, pick) in [
         (
             "wait for the first reply",
-            (|r: &Report| &r.total.latency.wait) as fn(&Report) -> &Latency,
+            (|r: &ServersReport| &r.total.latency.wait) as fn(&ServersReport) -> &Latency,
         ),
-        ("round-trip time", |r: &Report| &r.total.latency.rtt),
+        ("round-trip time", |r: &ServersReport| &r.total.latency.rtt),
     ] {
         writeln!(out)?;
         writeln!(out, "{}", styles.paint(Tone::Bold, title))?;
-        write_histograms(reports, pick, styles, out)?;
+        write_histograms(loads, pick, styles, out)?;
     }
     Ok(())
 }
 
-fn write_table(reports: &[Report], out: &mut impl Write) -> io::Result<()> {
+fn write_table(loads: &[Load], out: &mut impl Write) -> io::Result<()> {
     let mut table = Builder::default();
     table.push_record([
         "scenario",
@@ -44,10 +47,10 @@ fn write_table(reports: &[Report], out: &mut impl Write) -> io::Result<()> {
         "rtt p99",
         "concurrency",
     ]);
-    for report in reports {
-        let latency = &report.total.latency;
+    for (report, servers) in loads {
+        let latency = &servers.total.latency;
         let at = |l: &Latency, q| l.quantile(q).map_or_else(|| "—".to_owned(), units::duration);
-        let concurrency: Vec<String> = report
+        let concurrency: Vec<String> = servers
             .concurrency
             .iter()
             .map(|c| c.overlap.verdict.to_string())
@@ -60,8 +63,8 @@ fn write_table(reports: &[Report], out: &mut impl Write) -> io::Result<()> {
                 Outcome::Interrupted => "interrupted",
             }
             .to_owned(),
-            units::count(u64::from(report.total.clients)),
-            format!("{:.0}", report.total.messages_per_second),
+            units::count(u64::from(servers.total.clients)),
+            format!("{:.0}", servers.total.messages_per_second),
             at(&latency.wait, 0.5),
             at(&latency.wait, 0.99),
             at(&latency.rtt, 0.5),
@@ -78,22 +81,22 @@ fn write_table(reports: &[Report], out: &mut impl Write) -> io::Result<()> {
 
 /// Every scenario's histogram on shared buckets, one column each, titled by scenario.
 fn write_histograms(
-    reports: &[Report],
-    pick: fn(&Report) -> &Latency,
+    loads: &[Load],
+    pick: fn(&ServersReport) -> &Latency,
     styles: &Styles,
     out: &mut impl Write,
 ) -> io::Result<()> {
     const RANGE_WIDTH: usize = 22;
     const SHARE_WIDTH: usize = 8;
-    let bar_width = (styles.width.saturating_sub(2 + RANGE_WIDTH) / reports.len())
+    let bar_width = (styles.width.saturating_sub(2 + RANGE_WIDTH) / loads.len())
         .saturating_sub(SHARE_WIDTH)
         .clamp(4, 30);
-    let latencies: Vec<&Latency> = reports.iter().map(pick).collect();
+    let latencies: Vec<&Latency> = loads.iter().map(|(_, servers)| pick(servers)).collect();
     let lines = chart::comparison_lines(&latencies, bar_width);
     // Each column starts at a `│`; the scenario names go above them.
     let first_column = lines[0].chars().position(|c| c == '│').unwrap_or(RANGE_WIDTH);
     let mut heading = " ".repeat(first_column);
-    for report in reports {
+    for (report, _) in loads {
         let name: String = report.scenario.name.chars().take(bar_width + 5).collect();
         heading.push_str(&format!("│{name:<width$} ", width = bar_width + 6));
     }

@@ -12,9 +12,11 @@ use tabled::builder::Builder;
 use tabled::settings::object::Columns;
 use tabled::settings::{Alignment, Style};
 
+use super::programs::ProgramReport;
 use super::style::{Styles, Tone};
-use super::{GroupReport, Outcome, Report, chart, timeline};
+use super::{GroupReport, Outcome, Report, ServersReport, Tested, chart, timeline};
 use crate::units;
+use crate::verify::Check;
 
 /// Findings printed in full; the rest are counted (all are in the JSON report).
 const FINDINGS_SHOWN: usize = 10;
@@ -29,6 +31,45 @@ pub fn render(report: &Report, saved: &[PathBuf], styles: &Styles, out: &mut imp
         Some(description) => writeln!(out, "{title} — {description}")?,
         None => writeln!(out, "{title}")?,
     }
+    match &report.tested {
+        Tested::Servers(servers) => {
+            let concurrency_asked = report.scenario.expect.concurrency.is_some();
+            write_servers_run(servers, concurrency_asked, styles, out)?;
+        }
+        Tested::ClientPrograms(programs) => {
+            writeln!(out)?;
+            write_programs(programs, &report.checks, out)?;
+        }
+    }
+    write_findings(report, styles, out)?;
+    writeln!(out)?;
+    writeln!(out, "{}", styles.paint(Tone::Bold, "checks"))?;
+    let name_width = report
+        .checks
+        .iter()
+        .map(|c| c.name.chars().count())
+        .max()
+        .unwrap_or(0);
+    for check in &report.checks {
+        let mark = if check.passed {
+            styles.paint(Tone::Pass, "PASS")
+        } else {
+            styles.paint(Tone::Fail, "FAIL")
+        };
+        writeln!(out, "  {mark}  {:<name_width$}  {}", check.name, check.summary)?;
+    }
+    writeln!(out)?;
+    render_verdict(report, saved, styles, out)
+}
+
+/// How the servers ran and what their clients measured: each server and event, the
+/// summary table, percentiles, histograms, concurrency and the client timeline.
+fn write_servers_run(
+    report: &ServersReport,
+    concurrency_asked: bool,
+    styles: &Styles,
+    out: &mut impl Write,
+) -> io::Result<()> {
     for server in &report.servers {
         let whose = match (&server.addressed, server.pid, &server.process_of) {
             (Some(target), _, _) => format!("addressed as {target}, not launched by labrun"),
@@ -55,41 +96,18 @@ pub fn render(report: &Report, saved: &[PathBuf], styles: &Styles, out: &mut imp
         )?;
     }
     writeln!(out)?;
-    if report.client_programs.is_empty() {
-        write_summary(report, out)?;
-        writeln!(out)?;
-        write_percentiles(&report.total, out)?;
-        writeln!(out)?;
-        write_histograms(report, styles, out)?;
-        write_connect_note(report, styles, out)?;
-        write_concurrency(report, styles, out)?;
-    } else {
-        write_programs(report, out)?;
-    }
-    write_findings(report, styles, out)?;
+    write_summary(report, out)?;
     writeln!(out)?;
-    writeln!(out, "{}", styles.paint(Tone::Bold, "checks"))?;
-    let name_width = report
-        .checks
-        .iter()
-        .map(|c| c.name.chars().count())
-        .max()
-        .unwrap_or(0);
-    for check in &report.checks {
-        let mark = if check.passed {
-            styles.paint(Tone::Pass, "PASS")
-        } else {
-            styles.paint(Tone::Fail, "FAIL")
-        };
-        writeln!(out, "  {mark}  {:<name_width$}  {}", check.name, check.summary)?;
-    }
+    write_percentiles(&report.total, out)?;
     writeln!(out)?;
-    render_verdict(report, saved, styles, out)
+    write_histograms(report, styles, out)?;
+    write_connect_note(report, styles, out)?;
+    write_concurrency(report, concurrency_asked, styles, out)
 }
 
 /// Wait and round-trip histograms (and fan-out, in a broadcast run) next to each other when
 /// they fit, else one under the other. Views without samples are left out unless all are.
-fn write_histograms(report: &Report, styles: &Styles, out: &mut impl Write) -> io::Result<()> {
+fn write_histograms(report: &ServersReport, styles: &Styles, out: &mut impl Write) -> io::Result<()> {
     let latency = &report.total.latency;
     let all = [
         ("wait for the first reply", &latency.wait),
@@ -137,7 +155,7 @@ fn write_histograms(report: &Report, styles: &Styles, out: &mut impl Write) -> i
 const SYN_RETRY_US: u64 = 900_000;
 
 /// Names a pattern in the connect times that students meet and rarely recognise.
-fn write_connect_note(report: &Report, styles: &Styles, out: &mut impl Write) -> io::Result<()> {
+fn write_connect_note(report: &ServersReport, styles: &Styles, out: &mut impl Write) -> io::Result<()> {
     let connect = report.total.latency.connect.histogram();
     let retried = connect.count_between(SYN_RETRY_US, connect.max().max(SYN_RETRY_US));
     if retried == 0 {
@@ -155,8 +173,12 @@ fn write_connect_note(report: &Report, styles: &Styles, out: &mut impl Write) ->
 
 /// Each server's concurrency verdict (when its clients overlapped, or the scenario asks) and
 /// the client timeline.
-fn write_concurrency(report: &Report, styles: &Styles, out: &mut impl Write) -> io::Result<()> {
-    let asked = report.scenario.expect.concurrency.is_some();
+fn write_concurrency(
+    report: &ServersReport,
+    asked: bool,
+    styles: &Styles,
+    out: &mut impl Write,
+) -> io::Result<()> {
     for server in report
         .concurrency
         .iter()
@@ -188,11 +210,11 @@ fn write_concurrency(report: &Report, styles: &Styles, out: &mut impl Write) -> 
 
 /// One row per client program under test: how it ended, how long it ran, what was typed,
 /// where it connected, how many of its checks passed.
-fn write_programs(report: &Report, out: &mut impl Write) -> io::Result<()> {
+fn write_programs(programs: &[ProgramReport], checks: &[Check], out: &mut impl Write) -> io::Result<()> {
     let mut table = Builder::default();
     table.push_record(super::programs::SUMMARY_TITLES);
-    for program in &report.client_programs {
-        table.push_record(program.summary_cells(report));
+    for program in programs {
+        table.push_record(program.summary_cells(programs, checks));
     }
     let mut table = table.build();
     table
@@ -203,7 +225,7 @@ fn write_programs(report: &Report, out: &mut impl Write) -> io::Result<()> {
     writeln!(out, "{table}")
 }
 
-fn write_summary(report: &Report, out: &mut impl Write) -> io::Result<()> {
+fn write_summary(report: &ServersReport, out: &mut impl Write) -> io::Result<()> {
     let mut table = Builder::default();
     table.push_record([
         "group", "server", "clients", "done", "messages", "sent", "received", "errors", "msgs/s", "time",
@@ -369,7 +391,7 @@ mod tests {
 
     use super::*;
     use crate::metrics::GroupFigures;
-    use crate::report::{Report, RunResult};
+    use crate::report::{Report, RunResult, ServersRun};
     use crate::supervise::{ServerEnd, Teardown};
     use crate::verify::concurrency::{self, ServerConcurrency};
     use crate::verify::{self, Evidence};
@@ -469,6 +491,7 @@ concurrency = "concurrent"
         }];
         let verdict = verify::evaluate(&Evidence {
             plan: &plan,
+            under_test: plan.servers_side(),
             records: &records,
             groups: &groups,
             total: &total,
@@ -478,17 +501,22 @@ concurrency = "concurrent"
             rooms: &[],
             events: &[],
         });
+        let tested = ServersReport::new(
+            plan.servers_side(),
+            ServersRun {
+                groups: &groups,
+                total: &total,
+                servers,
+                records: &records,
+                concurrency,
+                survival: Vec::new(),
+                rooms: Vec::new(),
+                events: Vec::new(),
+            },
+        );
         Report::assemble(RunResult {
             plan: &plan,
-            groups: &groups,
-            total: &total,
-            servers,
-            records: &records,
-            concurrency,
-            survival: Vec::new(),
-            rooms: Vec::new(),
-            events: Vec::new(),
-            programs: &[],
+            tested: Tested::Servers(Box::new(tested)),
             verdict,
             started_at: SystemTime::UNIX_EPOCH,
             duration: Duration::from_millis(42),

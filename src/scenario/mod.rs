@@ -24,7 +24,8 @@ pub use paths::Anchor;
 pub use placeholders::substitute_ports;
 pub use plan::{
     AimedServer, EventAction, EventPlan, GroupPlan, LatencyView, Launch, Limits, Percentile, Plan,
-    ReadySignal, ServerPlan, Shard, StartAt, StdinScript, Target,
+    ProgramsUnderTest, ReadySignal, ServerPlan, ServersUnderTest, Shard, StartAt, StdinScript, Target,
+    UnderTest,
 };
 pub use programs::{PlayedServerPlan, PrintedPattern, ProgramPlan, Replies, Typing};
 pub use raw::{
@@ -163,16 +164,16 @@ mod tests {
         let mut both = plan.clone();
         both.aim_all(&aimed(&["b=127.0.0.1:7001", "a=127.0.0.1:7000"]))
             .expect("both aimed");
-        assert!(both.servers.iter().all(|s| s.target().is_some()));
+        assert!(both.servers_side().servers.iter().all(|s| s.target().is_some()));
         both.check_aims().expect("nothing needs a process");
     }
 
     #[test]
     fn minimal_scenario_gets_defaults() {
         let plan = parse(Path::new("t.toml"), MINIMAL).unwrap();
-        assert_eq!(plan.groups[0].count, 3);
-        assert_eq!(plan.groups[0].messages, 10);
-        assert_eq!(plan.groups[0].server, 0);
+        assert_eq!(plan.servers_side().groups[0].count, 3);
+        assert_eq!(plan.servers_side().groups[0].messages, 10);
+        assert_eq!(plan.servers_side().groups[0].server, 0);
         assert_eq!(plan.expect.max_errors, 0);
     }
 
@@ -209,7 +210,7 @@ mod tests {
             "command = [\"python3\", \"s.py\"]\nenv = { MODE = \"x\" }\ncwd = \"lab\"\nexits = \"after-clients\"",
         );
         let plan = parse(Path::new("t.toml"), &text).unwrap();
-        let server = &plan.servers[0];
+        let server = &plan.servers_side().servers[0];
         assert_eq!(server.env, vec![("MODE".to_owned(), "x".to_owned())]);
         let here = std::fs::canonicalize(".").unwrap();
         assert_eq!(
@@ -227,7 +228,7 @@ mod tests {
             &format!("{MINIMAL}faulty = 2\nfault = {{ kind = \"abort\", after = 3 }}\n"),
         )
         .unwrap();
-        let group = &plan.groups[0];
+        let group = &plan.servers_side().groups[0];
         assert!(group.is_faulty(1) && !group.is_faulty(2));
         assert_eq!(group.well_behaved(), 1);
         assert!(error_of(&format!("{MINIMAL}faulty = 1\n")).contains("`faulty` needs `fault"));
@@ -285,8 +286,8 @@ mod tests {
                             stdin = { lines = [\"hi\", \"\", \"bye\"] }\n[[clients]]\nname = \"c\"\n\
                             workload = \"chat\"\nmessages = [\"hello\", \"see you\", \"exit\"]\n";
         let plan = parse(Path::new("t.toml"), CHAT).unwrap();
-        assert_eq!(plan.groups[0].messages, 3);
-        assert_eq!(plan.servers[0].operator_lines(), ["hi", "bye"]);
+        assert_eq!(plan.servers_side().groups[0].messages, 3);
+        assert_eq!(plan.servers_side().servers[0].operator_lines(), ["hi", "bye"]);
         let no_operator = CHAT.replace("stdin = { lines = [\"hi\", \"\", \"bye\"] }\n", "");
         assert!(error_of(&no_operator).contains("needs its server's operator"));
         let too_few = CHAT.replace("\"\", \"bye\"", "\"\"");
@@ -299,8 +300,8 @@ mod tests {
         let sessions = CHAT.replace("\"\", \"bye\"", "\"bye\", \"later\"")
             + "[[clients]]\nname = \"d\"\nworkload = \"chat\"\nmessages = [\"again\"]\nleave = \"reset\"\n";
         let plan = parse(Path::new("t.toml"), &sessions).unwrap();
-        assert_eq!(plan.groups[1].chat_replies(), 1);
-        assert_eq!(plan.groups[1].leave, LeaveMode::Reset);
+        assert_eq!(plan.servers_side().groups[1].chat_replies(), 1);
+        assert_eq!(plan.servers_side().groups[1].leave, LeaveMode::Reset);
         let one_line_short = sessions.replace(", \"later\"", "");
         assert!(error_of(&one_line_short).contains("up to group `d` expect 3"));
         let reset_after_exit = format!("{CHAT}leave = \"reset\"\n");
@@ -322,8 +323,11 @@ mod tests {
             &format!("{ROOM}leave_after = 2\nstart_after = \"1s\"\n"),
         )
         .unwrap();
-        assert_eq!(plan.groups[0].leave_after, Some(2));
-        assert_eq!(plan.groups[0].start_after, std::time::Duration::from_secs(1));
+        assert_eq!(plan.servers_side().groups[0].leave_after, Some(2));
+        assert_eq!(
+            plan.servers_side().groups[0].start_after,
+            std::time::Duration::from_secs(1)
+        );
         assert!(error_of(&format!("{ROOM}size = 1000\n")).contains("at most 900 bytes"));
         assert!(error_of(&format!("{ROOM}leave_after = 6\n")).contains("`leave_after` must be from 1"));
         let killed = parse(
@@ -331,8 +335,8 @@ mod tests {
             &format!("{ROOM}leave_after = 2\nleave = \"reset\"\n"),
         )
         .unwrap();
-        assert_eq!(killed.groups[0].leave, LeaveMode::Reset);
-        assert_eq!(plan.groups[0].leave, LeaveMode::Close);
+        assert_eq!(killed.servers_side().groups[0].leave, LeaveMode::Reset);
+        assert_eq!(plan.servers_side().groups[0].leave, LeaveMode::Close);
         assert!(error_of(&format!("{ROOM}leave = \"reset\"\n")).contains("it needs `leave_after`"));
         assert!(error_of(&ROOM.replace("count = 3", "count = 1")).contains("has only 1 client"));
         let mixed = format!("{ROOM}[[clients]]\nname = \"e\"\ncount = 1\n");
@@ -343,7 +347,7 @@ mod tests {
         let text = error_of(&format!("{MINIMAL}include_sender = true\n"));
         assert!(text.starts_with("t.toml:8:18: `include_sender` is for"), "{text}");
         let loaded = parse(Path::new("t.toml"), &format!("{ROOM}load = true\n")).unwrap();
-        assert!(loaded.groups[0].load);
+        assert!(loaded.servers_side().groups[0].load);
         let pair = format!("{}load = true\n", ROOM.replace("count = 3", "count = 2"));
         assert!(error_of(&pair).contains("`load`, which needs at least 3 clients"));
         let text = error_of(&format!("{MINIMAL}load = true\n"));
@@ -357,7 +361,7 @@ mod tests {
             &format!("{MINIMAL}[[events]]\nat = \"2s\"\nkill = \"echo\"\n[[events]]\nat = \"1s\"\nstop = \"echo\"\n"),
         )
         .unwrap();
-        let order: Vec<EventAction> = plan.events.iter().map(|e| e.action).collect();
+        let order: Vec<EventAction> = plan.servers_side().events.iter().map(|e| e.action).collect();
         assert_eq!(order, [EventAction::Stop, EventAction::Kill]);
         let two = error_of(&format!(
             "{MINIMAL}[[events]]\nat = \"1s\"\nstop = \"echo\"\nkill = \"echo\"\n"
@@ -383,8 +387,8 @@ mod tests {
     #[test]
     fn a_server_may_be_served_by_another_servers_process() {
         let plan = parse(Path::new("t.toml"), SHARED).unwrap();
-        assert_eq!(plan.servers[1].process_owner(), Some("first"));
-        assert_eq!(plan.servers[0].process_owner(), None);
+        assert_eq!(plan.servers_side().servers[1].process_owner(), Some("first"));
+        assert_eq!(plan.servers_side().servers[0].process_owner(), None);
         let cases = [
             (
                 "process = \"first\"",
@@ -473,8 +477,13 @@ mod tests {
         let clients: Vec<(usize, u32)> = vec![(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2), (1, 3)];
         let mut seen = Vec::new();
         for index in 1..=3 {
-            plan.shard = Some(format!("{index}/3").parse().unwrap());
-            seen.extend(clients.iter().filter(|(g, i)| plan.runs(*g, *i)).copied());
+            plan.servers_side_mut().shard = Some(format!("{index}/3").parse().unwrap());
+            seen.extend(
+                clients
+                    .iter()
+                    .filter(|(g, i)| plan.servers_side().runs(*g, *i))
+                    .copied(),
+            );
         }
         seen.sort();
         assert_eq!(seen, clients);
@@ -485,9 +494,12 @@ mod tests {
     fn udp_servers_and_groups_are_checked() {
         const UDP: &str = "name = \"t\"\n[[server]]\nname = \"u\"\nbuiltin = \"udp-echo\"\n[[clients]]\nname = \"c\"\ncount = 2\n";
         let plan = parse(Path::new("t.toml"), &format!("{UDP}rate = \"1_000/s\"\n")).unwrap();
-        assert_eq!(plan.servers[0].transport, Transport::Udp);
+        assert_eq!(plan.servers_side().servers[0].transport, Transport::Udp);
         assert_eq!(
-            (plan.groups[0].transport, plan.groups[0].rate),
+            (
+                plan.servers_side().groups[0].transport,
+                plan.servers_side().groups[0].rate
+            ),
             (Transport::Udp, Some(1000.0))
         );
         assert!(error_of(&format!("{UDP}size = \"64KiB\"\n")).contains("at most 65,507 bytes"));
@@ -510,7 +522,7 @@ mod tests {
 
     #[test]
     fn half_close_is_for_tcp_echo_groups() {
-        let half = |text: &str| parse(Path::new("t.toml"), text).unwrap().groups[0].half_close;
+        let half = |text: &str| parse(Path::new("t.toml"), text).unwrap().servers_side().groups[0].half_close;
         assert!(!half(MINIMAL));
         assert!(half(&format!("{MINIMAL}half_close = true\n")));
         assert!(
@@ -530,7 +542,7 @@ mod tests {
 
     #[test]
     fn connects_are_paced_unless_a_storm_is_asked_for() {
-        let connect = |text: &str| parse(Path::new("t.toml"), text).unwrap().groups[0].connect;
+        let connect = |text: &str| parse(Path::new("t.toml"), text).unwrap().servers_side().groups[0].connect;
         assert_eq!(connect(MINIMAL), ConnectMode::Paced);
         assert_eq!(
             connect(&format!("{MINIMAL}connect = \"storm\"\n")),
@@ -555,12 +567,15 @@ mod tests {
             &format!("{MINIMAL}rate = \"2000/s\"\nrate_ramp = \"1s\"\npipeline = 8\n"),
         )
         .unwrap();
-        let group = &plan.groups[0];
+        let group = &plan.servers_side().groups[0];
         assert_eq!(
             (group.rate, group.rate_ramp, group.pipeline),
             (Some(2000.0), std::time::Duration::from_secs(1), 8)
         );
-        assert_eq!(parse(Path::new("t.toml"), MINIMAL).unwrap().groups[0].pipeline, 1);
+        assert_eq!(
+            parse(Path::new("t.toml"), MINIMAL).unwrap().servers_side().groups[0].pipeline,
+            1
+        );
         assert!(error_of(&format!("{MINIMAL}pipeline = 0\n")).contains("`pipeline` must be from 1 to 1024"));
         assert!(
             error_of(&format!("{MINIMAL}pipeline = 4\nthink = \"5ms\"\n")).contains("use `rate` to pace")
@@ -611,7 +626,7 @@ mod tests {
     #[test]
     fn client_programs_get_defaults_from_their_server() {
         let plan = parse(Path::new("t.toml"), CLIENT).unwrap();
-        let program = &plan.programs[0];
+        let program = &plan.programs_side().programs[0];
         assert_eq!(program.reaches, Some(0));
         assert_eq!(program.stdin.lines[2].text, "ababab");
         assert_eq!(program.stdin.lines[2].after.as_deref(), Some("> "));
@@ -621,7 +636,7 @@ mod tests {
             "echo: every non-empty line but exit"
         );
         assert_eq!(program.expect.printed.len(), 2);
-        assert!(plan.servers.is_empty() && plan.groups.is_empty());
+        assert!(matches!(plan.under_test, UnderTest::ClientPrograms(_)));
 
         let chat = CLIENT.replace(
             "name = \"echo\"\n",
@@ -629,18 +644,18 @@ mod tests {
         );
         let plan = parse(Path::new("t.toml"), &chat).unwrap();
         assert_eq!(
-            plan.programs[0].expect.sent,
+            plan.programs_side().programs[0].expect.sent,
             ["hello"],
             "a server closing after 1 hears 1"
         );
         let with_exit = chat.replace("close_after = 1\n", "");
         let plan = parse(Path::new("t.toml"), &with_exit).unwrap();
         assert_eq!(
-            plan.programs[0].expect.sent,
+            plan.programs_side().programs[0].expect.sent,
             ["hello", "ababab", "exit"],
             "chat: exit is sent"
         );
-        match &plan.programs[0].expect.printed[1] {
+        match &plan.programs_side().programs[0].expect.printed[1] {
             PrintedPattern::Text(text) => assert_eq!(text, "reply 2"),
             other => panic!("{other:?}"),
         }

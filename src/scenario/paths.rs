@@ -24,7 +24,7 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use super::plan::{Launch, Plan};
+use super::plan::{Launch, Plan, UnderTest};
 
 /// The folder a scenario's relative paths are resolved against.
 #[derive(Debug, Clone)]
@@ -80,15 +80,21 @@ impl Anchor {
 
     /// Resolves every path of `plan`'s programs, servers and client programs alike.
     pub(super) fn apply(&self, plan: &mut Plan) {
-        for server in &mut plan.servers {
-            server.cwd = server.cwd.as_deref().map(|cwd| self.cwd(cwd));
-            if let Launch::Command(argv) = &mut server.launch {
-                *argv = self.command(argv, server.cwd.as_deref());
+        match &mut plan.under_test {
+            UnderTest::Servers(under_test) => {
+                for server in &mut under_test.servers {
+                    server.cwd = server.cwd.as_deref().map(|cwd| self.cwd(cwd));
+                    if let Launch::Command(argv) = &mut server.launch {
+                        *argv = self.command(argv, server.cwd.as_deref());
+                    }
+                }
             }
-        }
-        for program in &mut plan.programs {
-            program.cwd = program.cwd.as_deref().map(|cwd| self.cwd(cwd));
-            program.command = self.command(&program.command, program.cwd.as_deref());
+            UnderTest::ClientPrograms(under_test) => {
+                for program in &mut under_test.programs {
+                    program.cwd = program.cwd.as_deref().map(|cwd| self.cwd(cwd));
+                    program.command = self.command(&program.command, program.cwd.as_deref());
+                }
+            }
         }
     }
 }

@@ -59,6 +59,29 @@ pub struct Plan {
     /// Whether the programs it starts run in the sandbox (`sandbox = true`): the file asks
     /// for what `--sandbox` gives, so whoever runs someone else's scenario cannot forget it.
     pub sandbox: bool,
+    /// What must hold for the run to pass.
+    pub expect: Expectations,
+    /// Report files to write, from `[report]` (empty: the command line's or JSON).
+    pub formats: Vec<crate::scenario::Format>,
+    /// Servers, or client programs: what the run tests.
+    #[serde(flatten)]
+    pub under_test: UnderTest,
+}
+
+/// What a scenario tests. A file tests servers (labrun plays their clients) or client
+/// programs (labrun plays their servers), never both: [`resolve`] refuses a mix, and each
+/// later stage matches on this, so the compiler finds every place the two differ.
+#[derive(Debug, Clone)]
+pub enum UnderTest {
+    /// Servers, loaded by simulated clients.
+    Servers(ServersUnderTest),
+    /// Client programs, each run against the servers labrun plays.
+    ClientPrograms(ProgramsUnderTest),
+}
+
+/// The servers a scenario tests and the simulated clients that load them.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServersUnderTest {
     /// The slice of the clients this process runs (`--shard K/N`), or all of them.
     #[serde(serialize_with = "shard_as_text")]
     pub shard: Option<Shard>,
@@ -66,20 +89,57 @@ pub struct Plan {
     /// server together; `None`: as soon as the servers are ready.
     #[serde(serialize_with = "start_at_as_text")]
     pub start_at: Option<StartAt>,
-    /// Servers to launch, in file order.
+    /// Servers to launch (or aim at), in file order.
     pub servers: Vec<ServerPlan>,
     /// Client groups to drive, in file order.
     pub groups: Vec<GroupPlan>,
     /// What is done to servers during the run, in time order.
     pub events: Vec<EventPlan>,
-    /// What must hold for the run to pass.
-    pub expect: Expectations,
-    /// Report files to write, from `[report]` (empty: the command line's or JSON).
-    pub formats: Vec<crate::scenario::Format>,
-    /// Servers labrun plays for the client programs (empty when servers are under test).
+}
+
+/// The client programs a scenario tests and the servers labrun plays for them.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProgramsUnderTest {
+    /// Servers labrun plays for the client programs.
     pub played: Vec<PlayedServerPlan>,
-    /// Client programs under test, run one after another (empty when servers are).
+    /// Client programs, run one after another.
     pub programs: Vec<ProgramPlan>,
+}
+
+/// Every saved report carries the keys of both sides (the other side's empty), so the
+/// report's shape, and `docs/report.schema.json`, do not depend on what was tested.
+impl Serialize for UnderTest {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct BothSides<'a> {
+            #[serde(flatten)]
+            servers: &'a ServersUnderTest,
+            #[serde(flatten)]
+            programs: &'a ProgramsUnderTest,
+        }
+        let no_servers = ServersUnderTest {
+            shard: None,
+            start_at: None,
+            servers: Vec::new(),
+            groups: Vec::new(),
+            events: Vec::new(),
+        };
+        let no_programs = ProgramsUnderTest {
+            played: Vec::new(),
+            programs: Vec::new(),
+        };
+        let both = match self {
+            UnderTest::Servers(servers) => BothSides {
+                servers,
+                programs: &no_programs,
+            },
+            UnderTest::ClientPrograms(programs) => BothSides {
+                servers: &no_servers,
+                programs,
+            },
+        };
+        both.serialize(serializer)
+    }
 }
 
 /// `[[events]]`: at `at` (from the start of the run), do `action` to a server.
@@ -90,7 +150,7 @@ pub struct EventPlan {
     pub at: Duration,
     /// What.
     pub action: EventAction,
-    /// Index into [`Plan::servers`].
+    /// Index into [`ServersUnderTest::servers`].
     pub server: usize,
 }
 
@@ -217,7 +277,7 @@ fn shard_as_text<S: serde::Serializer>(shard: &Option<Shard>, s: S) -> Result<S:
     }
 }
 
-impl Plan {
+impl ServersUnderTest {
     /// Whether this process runs client `index` of group `group`: all of them, or with a
     /// shard every N-th client counted across the groups in file order, so the slices of
     /// one scenario never overlap and together cover every client.
@@ -242,32 +302,34 @@ impl Plan {
             .map(|g| u64::from(g.count))
             .sum()
     }
+}
 
+impl Plan {
     /// Points server `name` at a server already running at `target` (`--target`), in place
     /// of the one the scenario launches: what only a launched process has (its command,
     /// environment, working directory, stdin, limits, exit policy and readiness line) no
     /// longer applies. Fails when there is no such server; once every server is aimed,
     /// [`Plan::check_aims`] says whether the scenario still holds.
     pub fn aim(&mut self, name: &str, target: Target) -> Result<(), String> {
-        let Some(index) = self.servers.iter().position(|s| s.name == name) else {
+        let source = self.source.display().to_string();
+        let servers = &mut self.servers_to_aim()?.servers;
+        let Some(index) = servers.iter().position(|s| s.name == name) else {
             return Err(format!(
-                "`{}` has no server named `{name}` to aim at {target}; its servers: {}",
-                self.source.display(),
-                list_names(&self.servers)
+                "`{source}` has no server named `{name}` to aim at {target}; its servers: {}",
+                list_names(servers)
             ));
         };
-        let transport = self.servers[index].transport;
-        if let Some(other) = self.servers.iter().enumerate().find_map(|(i, s)| {
+        let transport = servers[index].transport;
+        if let Some(other) = servers.iter().enumerate().find_map(|(i, s)| {
             let here = s.target().is_some_and(|t| t.is_same_place(&target));
             (i != index && here && s.transport == transport).then_some(&s.name)
         }) {
             return Err(format!(
-                "`{}`: servers `{other}` and `{name}` would both be {target}: each server \
-                 under test needs its own address, or one server would be tested twice",
-                self.source.display()
+                "`{source}`: servers `{other}` and `{name}` would both be {target}: each server \
+                 under test needs its own address, or one server would be tested twice"
             ));
         }
-        let server = &mut self.servers[index];
+        let server = &mut servers[index];
         *server = ServerPlan::without_process(
             std::mem::take(&mut server.name),
             Launch::Address(target.clone()),
@@ -279,20 +341,36 @@ impl Plan {
     }
 
     /// Fails when the scenario needs what only a launched server has, from a server it now
-    /// only aims at (see [`Plan::needs_a_process`]).
+    /// only aims at (see [`ServersUnderTest::needs_a_process`]).
     pub fn check_aims(&self) -> Result<(), String> {
-        match self.needs_a_process() {
+        let UnderTest::Servers(under_test) = &self.under_test else {
+            return Ok(());
+        };
+        match under_test.needs_a_process(&self.expect) {
             Some((_, why)) => Err(format!("`{}`: {why}", self.source.display())),
             None => Ok(()),
         }
     }
 
+    /// The servers `--target` aims at; a scenario of client programs has none.
+    fn servers_to_aim(&mut self) -> Result<&mut ServersUnderTest, String> {
+        match &mut self.under_test {
+            UnderTest::Servers(under_test) => Ok(under_test),
+            UnderTest::ClientPrograms(_) => Err(format!(
+                "`{}` tests client programs, so it has no server to aim --target at",
+                self.source.display()
+            )),
+        }
+    }
+}
+
+impl ServersUnderTest {
     /// What in this scenario needs a process labrun launched, but names a server it only
     /// aims at (`address`, `--target`): a chat (its operator types at the server's stdin),
     /// an event (labrun never signals what it did not start), `expect.reaps` (it counts the
     /// server's processes), or a server whose port the addressed one's program was to
     /// serve (`process`). Says which, and why.
-    pub fn needs_a_process(&self) -> Option<(ProcessNeed, String)> {
+    pub fn needs_a_process(&self, expect: &Expectations) -> Option<(ProcessNeed, String)> {
         let addressed = |index: usize| self.servers[index].target();
         let not_launched = |index: usize, target: &Target| {
             format!(
@@ -335,7 +413,7 @@ impl Plan {
             ));
         }
         if let Some((index, target)) = (0..self.servers.len()).find_map(|i| addressed(i).map(|t| (i, t)))
-            && self.expect.reaps
+            && expect.reaps
         {
             return Some((
                 ProcessNeed::Reaps,
@@ -364,16 +442,41 @@ impl Plan {
     }
 }
 
-/// What needs a process of a server labrun only aims at (see [`Plan::needs_a_process`]).
+/// The side a test's scenario is known to test; a panic is the test failing.
+#[cfg(test)]
+impl Plan {
+    pub(crate) fn servers_side(&self) -> &ServersUnderTest {
+        match &self.under_test {
+            UnderTest::Servers(under_test) => under_test,
+            UnderTest::ClientPrograms(_) => panic!("`{}` tests client programs", self.name),
+        }
+    }
+
+    pub(crate) fn servers_side_mut(&mut self) -> &mut ServersUnderTest {
+        match &mut self.under_test {
+            UnderTest::Servers(under_test) => under_test,
+            UnderTest::ClientPrograms(_) => panic!("the plan tests client programs"),
+        }
+    }
+
+    pub(crate) fn programs_side(&self) -> &ProgramsUnderTest {
+        match &self.under_test {
+            UnderTest::ClientPrograms(under_test) => under_test,
+            UnderTest::Servers(_) => panic!("`{}` tests servers", self.name),
+        }
+    }
+}
+
+/// What needs a process of a server labrun only aims at (see [`ServersUnderTest::needs_a_process`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProcessNeed {
-    /// Chat group (index into [`Plan::groups`]).
+    /// Chat group (index into [`ServersUnderTest::groups`]).
     Group(usize),
-    /// Event (index into [`Plan::events`]).
+    /// Event (index into [`ServersUnderTest::events`]).
     Event(usize),
     /// `expect.reaps`.
     Reaps,
-    /// Server (index into [`Plan::servers`]) served by an addressed server's process.
+    /// Server (index into [`ServersUnderTest::servers`]) served by an addressed server's process.
     Server(usize),
 }
 
@@ -637,9 +740,10 @@ impl Plan {
     /// serves (`process`) while that program is still launched: it would listen on the
     /// port itself, so the run would test it, or fail to bind beside the running server.
     pub fn aim_all(&mut self, aimed: &[AimedServer]) -> Result<(), String> {
+        let servers = self.servers_to_aim()?.servers.clone();
         let mut names: Vec<String> = Vec::with_capacity(aimed.len());
         for one in aimed {
-            let name = self.aimed_name(one)?;
+            let name = self.aimed_name(one, &servers)?;
             if names.contains(&name) {
                 return Err(format!(
                     "--target aims server `{name}` of `{}` twice: give each server one address",
@@ -649,8 +753,7 @@ impl Plan {
             names.push(name);
         }
         for name in &names {
-            let owner = self
-                .servers
+            let owner = servers
                 .iter()
                 .find(|s| &s.name == name)
                 .and_then(ServerPlan::process_owner);
@@ -672,8 +775,8 @@ impl Plan {
     }
 
     /// The server `aimed` names, or the only one when it names none.
-    fn aimed_name(&self, aimed: &AimedServer) -> Result<String, String> {
-        match (&aimed.server, self.servers.as_slice()) {
+    fn aimed_name(&self, aimed: &AimedServer, servers: &[ServerPlan]) -> Result<String, String> {
+        match (&aimed.server, servers) {
             (Some(name), _) => Ok(name.clone()),
             (None, [only]) => Ok(only.name.clone()),
             (None, servers) => Err(format!(
@@ -708,7 +811,7 @@ impl Serialize for Target {
 pub struct GroupPlan {
     /// Group name, used to name clients (`name#3`).
     pub name: String,
-    /// Index into [`Plan::servers`].
+    /// Index into [`ServersUnderTest::servers`].
     pub server: usize,
     /// How many clients.
     pub count: u32,
@@ -1100,28 +1203,23 @@ pub fn resolve(raw: RawScenario, path: &Path, source: &str) -> Result<Plan, Diag
     if timeout.is_zero() {
         return Err(at.error(name_span, "the scenario `timeout` must be longer than zero"));
     }
-    // What every plan has; the branches below fill in what is under test.
-    let mut plan = Plan {
+    // What every plan has; the branches below say what is under test.
+    let plan = |expect, under_test| Plan {
         name,
         description: raw.description,
         source: path.to_owned(),
         timeout,
         seed: raw.seed.unwrap_or(0),
         sandbox: raw.sandbox.as_ref().is_some_and(|on| *on.get_ref()),
-        shard: None,
-        start_at: None,
-        servers: Vec::new(),
-        groups: Vec::new(),
-        events: Vec::new(),
-        expect: resolve_expect(None),
+        expect,
         formats: raw.report.and_then(|r| r.formats).unwrap_or_default(),
-        played: Vec::new(),
-        programs: Vec::new(),
+        under_test,
     };
     if tests_programs {
-        (plan.played, plan.programs) =
+        let (played, programs) =
             super::programs::resolve(raw.played_server, raw.client_program, timeout, name_span, &at)?;
-        return Ok(plan);
+        let under_test = UnderTest::ClientPrograms(ProgramsUnderTest { played, programs });
+        return Ok(plan(resolve_expect(None), under_test));
     }
     if raw.server.is_empty() {
         return Err(at.error(
@@ -1176,11 +1274,15 @@ pub fn resolve(raw: RawScenario, path: &Path, source: &str) -> Result<Plan, Diag
         .and_then(|e| e.reaps.as_ref())
         .map(toml::Spanned::span);
 
-    plan.servers = servers;
-    plan.groups = groups;
-    plan.events = events;
-    plan.expect = resolve_expect(raw.expect);
-    if let Some((need, why)) = plan.needs_a_process() {
+    let under_test = ServersUnderTest {
+        shard: None,
+        start_at: None,
+        servers,
+        groups,
+        events,
+    };
+    let expect = resolve_expect(raw.expect);
+    if let Some((need, why)) = under_test.needs_a_process(&expect) {
         let span = match need {
             ProcessNeed::Group(index) => group_spans[index].clone(),
             ProcessNeed::Event(index) => event_spans[index].clone(),
@@ -1189,7 +1291,7 @@ pub fn resolve(raw: RawScenario, path: &Path, source: &str) -> Result<Plan, Diag
         };
         return Err(at.error(span, why));
     }
-    Ok(plan)
+    Ok(plan(expect, UnderTest::Servers(under_test)))
 }
 
 /// The client groups, each checked against the groups before it and against the

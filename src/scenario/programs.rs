@@ -89,7 +89,7 @@ pub struct ProgramPlan {
     pub timeout: Duration,
     /// What is typed at its standard input.
     pub stdin: Typing,
-    /// Index into [`super::Plan::played`]: the server it should connect to.
+    /// Index into [`super::ProgramsUnderTest::played`]: the server it should connect to.
     pub reaches: Option<usize>,
     /// Resource limits, as for servers.
     pub limits: Limits,

@@ -11,7 +11,7 @@ pub fn check(evidence: &Evidence, verdict: &mut Verdict) {
     let mut faulty = 0usize;
     let mut turns = 0u64;
     for record in evidence.records {
-        let group = &evidence.plan.groups[record.group];
+        let group = &evidence.under_test.groups[record.group];
         if group.workload != crate::scenario::WorkloadKind::Chat {
             continue;
         }
@@ -23,7 +23,7 @@ pub fn check(evidence: &Evidence, verdict: &mut Verdict) {
                 verdict.findings.push(Finding {
                     check: "chat".into(),
                     class: issue.class().into(),
-                    client: Some(client_name(evidence.plan, record)),
+                    client: Some(client_name(evidence.under_test, record)),
                     message: issue.turn(),
                     at_ms: at_ms(record),
                     text: issue.to_string(),

@@ -23,7 +23,7 @@ pub fn check(evidence: &Evidence, verdict: &mut Verdict) {
             verdict.findings.push(Finding {
                 check: "datagrams".into(),
                 class: if truncated { "truncated" } else { "corrupted" }.into(),
-                client: Some(client_name(evidence.plan, record)),
+                client: Some(client_name(evidence.under_test, record)),
                 message: None,
                 at_ms: at_ms(record),
                 text: example.clone(),

@@ -17,7 +17,7 @@ pub fn check(evidence: &Evidence, verdict: &mut Verdict) {
         return;
     }
     for room in evidence.rooms {
-        let name = per_server("fanout", &room.server, evidence.plan);
+        let name = per_server("fanout", &room.server, evidence.under_test);
         let before = verdict.findings.len();
         if !room.not_joined.is_empty() {
             verdict.findings.push(Finding {

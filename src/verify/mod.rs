@@ -14,7 +14,9 @@ pub mod program;
 use serde::Serialize;
 
 use crate::metrics::GroupFigures;
-use crate::scenario::{EchoExpectation, ExitPolicy, LatencyView, Plan, Transport, WorkloadKind};
+use crate::scenario::{
+    EchoExpectation, ExitPolicy, LatencyView, Plan, ServersUnderTest, Transport, WorkloadKind,
+};
 use crate::supervise::{Children, EventRecord, ServerEnd};
 use crate::units;
 use crate::wire::stream::{EchoFault, StreamEnd};
@@ -85,11 +87,13 @@ impl Verdict {
 
 /// What the judgement is based on.
 pub struct Evidence<'a> {
-    /// The plan, for expectations and names.
+    /// The plan, for expectations.
     pub plan: &'a Plan,
+    /// The servers and client groups of the plan, for names.
+    pub under_test: &'a ServersUnderTest,
     /// Every client's record.
     pub records: &'a [ClientRecord],
-    /// Figures per group, indexed like `plan.groups`.
+    /// Figures per group, indexed like `ServersUnderTest::groups`.
     pub groups: &'a [GroupFigures],
     /// Figures over all groups (errors and latencies merged).
     pub total: &'a GroupFigures,
@@ -119,7 +123,7 @@ pub fn evaluate(evidence: &Evidence) -> Verdict {
     let mut verdict = Verdict::default();
     let runs = |kind| {
         evidence
-            .plan
+            .under_test
             .groups
             .iter()
             .any(|g| g.workload == kind && g.transport == Transport::Tcp)
@@ -139,7 +143,7 @@ pub fn evaluate(evidence: &Evidence) -> Verdict {
     check_independence(evidence, &mut verdict);
     if let Some(expected) = evidence.plan.expect.concurrency {
         for server in evidence.concurrency {
-            let name = per_server("concurrency", &server.server, evidence.plan);
+            let name = per_server("concurrency", &server.server, evidence.under_test);
             let (check, finding) = concurrency::judge(expected, server, &name);
             verdict.checks.push(check);
             verdict.findings.extend(finding);
@@ -154,8 +158,8 @@ pub fn evaluate(evidence: &Evidence) -> Verdict {
 }
 
 /// `check` alone with one server, `check NAME` with several.
-pub fn per_server(check: &str, server: &str, plan: &Plan) -> String {
-    if plan.servers.len() == 1 {
+pub fn per_server(check: &str, server: &str, under_test: &ServersUnderTest) -> String {
+    if under_test.servers.len() == 1 {
         check.to_owned()
     } else {
         format!("{check} {server}")
@@ -169,7 +173,7 @@ fn check_independence(evidence: &Evidence, verdict: &mut Verdict) {
     }
     let touched: Vec<&str> = evidence.events.iter().map(|e| e.server.as_str()).collect();
     let server_of = |r: &ClientRecord| {
-        evidence.plan.servers[evidence.plan.groups[r.group].server]
+        evidence.under_test.servers[evidence.under_test.groups[r.group].server]
             .name
             .as_str()
     };
@@ -211,7 +215,7 @@ fn check_independence(evidence: &Evidence, verdict: &mut Verdict) {
             "{} of {} clients of the other servers were affected by the {what}; first: {}",
             affected.len(),
             others.len(),
-            client_name(evidence.plan, first)
+            client_name(evidence.under_test, first)
         )
     } else if !failed_events.is_empty() {
         format!("an event did not do what it should: {}", failed_events.join("; "))
@@ -244,7 +248,7 @@ fn check_independence(evidence: &Evidence, verdict: &mut Verdict) {
 /// With faulty clients in the scenario: were the well-behaved ones left alone?
 fn check_isolation(evidence: &Evidence, verdict: &mut Verdict) {
     let faults: Vec<String> = evidence
-        .plan
+        .under_test
         .groups
         .iter()
         .filter_map(|g| g.fault.map(|f| format!("{} {f}", f.clients)))
@@ -269,7 +273,7 @@ fn check_isolation(evidence: &Evidence, verdict: &mut Verdict) {
             "{} of {} well-behaved clients were affected by {cause}; first: {}",
             affected.len(),
             well_behaved.len(),
-            client_name(evidence.plan, first)
+            client_name(evidence.under_test, first)
         ),
     };
     if !affected.is_empty() {
@@ -294,7 +298,7 @@ fn check_isolation(evidence: &Evidence, verdict: &mut Verdict) {
 
 fn check_survival(evidence: &Evidence, verdict: &mut Verdict) {
     for survival in evidence.survival {
-        let name = per_server("survives", &survival.server, evidence.plan);
+        let name = per_server("survives", &survival.server, evidence.under_test);
         if !survival.outcome.served {
             verdict.findings.push(Finding {
                 check: name.clone(),
@@ -317,8 +321,8 @@ fn check_survival(evidence: &Evidence, verdict: &mut Verdict) {
 }
 
 /// `group#n`, 1-based, as clients are named everywhere.
-pub fn client_name(plan: &Plan, record: &ClientRecord) -> String {
-    format!("{}#{}", plan.groups[record.group].name, record.index + 1)
+pub fn client_name(under_test: &ServersUnderTest, record: &ClientRecord) -> String {
+    format!("{}#{}", under_test.groups[record.group].name, record.index + 1)
 }
 
 /// When the client left, in milliseconds since the start of the run.
@@ -335,7 +339,7 @@ pub fn cut_off(evidence: &Evidence, record: &ClientRecord) -> bool {
     ) {
         return false;
     }
-    let server = &evidence.plan.servers[evidence.plan.groups[record.group].server].name;
+    let server = &evidence.under_test.servers[evidence.under_test.groups[record.group].server].name;
     let ended_ms = at_ms(record).unwrap_or(f64::MAX);
     evidence
         .events
@@ -345,10 +349,9 @@ pub fn cut_off(evidence: &Evidence, record: &ClientRecord) -> bool {
 
 fn check_echo(evidence: &Evidence, verdict: &mut Verdict) {
     // TCP echo groups only: chats, rooms and UDP clients have checks of their own.
-    let plan = evidence.plan;
-    let is_tcp_echo = |g: usize| {
-        plan.groups[g].workload == WorkloadKind::Echo && plan.groups[g].transport == Transport::Tcp
-    };
+    let groups = &evidence.under_test.groups;
+    let is_tcp_echo =
+        |g: usize| groups[g].workload == WorkloadKind::Echo && groups[g].transport == Transport::Tcp;
     let records: Vec<&ClientRecord> = evidence.records.iter().filter(|r| is_tcp_echo(r.group)).collect();
     let groups: Vec<&GroupFigures> = evidence
         .groups
@@ -364,7 +367,7 @@ fn check_echo(evidence: &Evidence, verdict: &mut Verdict) {
             verdict.findings.push(Finding {
                 check: "echo".into(),
                 class: fault.class().into(),
-                client: Some(client_name(evidence.plan, record)),
+                client: Some(client_name(evidence.under_test, record)),
                 message: fault.message().map(|m| m + 1),
                 at_ms: at_ms(record),
                 text: fault.to_string(),
@@ -533,11 +536,11 @@ fn queued_behind(evidence: &Evidence, waiting: &ClientRecord) -> (String, &'stat
     let Some(until) = waiting.timeline.closed else {
         return (String::new(), NOT_SERVED_HINT);
     };
-    let server = evidence.plan.groups[waiting.group].server;
+    let server = evidence.under_test.groups[waiting.group].server;
     let served: Vec<String> = evidence
         .records
         .iter()
-        .filter(|other| evidence.plan.groups[other.group].server == server)
+        .filter(|other| evidence.under_test.groups[other.group].server == server)
         .filter(|other| {
             let t = &other.timeline;
             match (t.first_reply, t.last_reply.or(t.closed)) {
@@ -545,7 +548,7 @@ fn queued_behind(evidence: &Evidence, waiting: &ClientRecord) -> (String, &'stat
                 _ => false,
             }
         })
-        .map(|other| client_name(evidence.plan, other))
+        .map(|other| client_name(evidence.under_test, other))
         .collect();
     match served.len() {
         0 => (
@@ -557,7 +560,7 @@ fn queued_behind(evidence: &Evidence, waiting: &ClientRecord) -> (String, &'stat
             if n > 6 {
                 names.push_str(&format!(" and {} more", n - 6));
             }
-            let server_name = &evidence.plan.servers[server].name;
+            let server_name = &evidence.under_test.servers[server].name;
             let iterative = evidence.concurrency.iter().any(|c| {
                 &c.server == server_name && c.overlap.verdict == concurrency::ConcurrencyVerdict::Iterative
             });
@@ -593,7 +596,7 @@ fn check_errors(evidence: &Evidence, verdict: &mut Verdict) {
             verdict.findings.push(Finding {
                 check: "errors".into(),
                 class: error.kind.label().into(),
-                client: Some(client_name(evidence.plan, record)),
+                client: Some(client_name(evidence.under_test, record)),
                 message: error.message.map(|m| m + 1),
                 at_ms: at_ms(record),
                 text,
@@ -820,7 +823,7 @@ fn judge_exit(
 }
 
 fn check_servers(evidence: &Evidence, verdict: &mut Verdict) {
-    for (plan, server) in evidence.plan.servers.iter().zip(evidence.servers) {
+    for (plan, server) in evidence.under_test.servers.iter().zip(evidence.servers) {
         let name = format!("server {}", server.name);
         if let Some(event) = &server.stopped_by_event {
             verdict.checks.push(Check {
@@ -833,7 +836,7 @@ fn check_servers(evidence: &Evidence, verdict: &mut Verdict) {
         // A server served by another's process ended with it: the exit is one finding, the
         // process's, under that server's check; this one only points there.
         if let (Some(process), Some(status)) = (&server.process_of, server.exited_during_run) {
-            let owner = evidence.plan.servers.iter().find(|s| s.name == *process);
+            let owner = evidence.under_test.servers.iter().find(|s| s.name == *process);
             let allowed =
                 owner.is_some_and(|o| o.exits == ExitPolicy::AfterClients) && status.code == Some(0);
             verdict.checks.push(Check {
@@ -900,7 +903,7 @@ fn check_servers(evidence: &Evidence, verdict: &mut Verdict) {
 
 /// `expect.reaps`: once its clients left, a server's processes are back where they started.
 fn check_children(evidence: &Evidence, server: &str, children: &Children, verdict: &mut Verdict) {
-    let name = per_server("reaps", server, evidence.plan);
+    let name = per_server("reaps", server, evidence.under_test);
     let end = children.after_clients;
     let extra = end.live.saturating_sub(children.at_ready.live);
     let passed = children.reaped();

@@ -23,7 +23,7 @@ use std::time::Duration;
 use super::{Check, Finding, Verdict};
 use crate::clientprog::{Ending, ProgramRecord};
 use crate::escape::escape_bytes;
-use crate::scenario::{Plan, PlayedRole, PrintedPattern, ProgramPlan, TracebackPolicy};
+use crate::scenario::{PlayedRole, PrintedPattern, ProgramPlan, ProgramsUnderTest, TracebackPolicy};
 use crate::supervise::capture::find_bytes;
 use crate::units;
 use crate::wire::stream::{EchoFault, StreamEnd, StreamMatcher};
@@ -35,15 +35,15 @@ const QUOTE_CHARS: usize = 40;
 const PARTIAL_REPLY_BYTES: usize = 16;
 
 /// Judges every client program's session.
-pub fn evaluate(plan: &Plan, records: &[ProgramRecord]) -> Verdict {
+pub fn evaluate(under_test: &ProgramsUnderTest, records: &[ProgramRecord]) -> Verdict {
     let mut verdict = Verdict::default();
     for record in records {
         let judge = Judge {
-            plan,
-            program: &plan.programs[record.program],
+            under_test,
+            program: &under_test.programs[record.program],
             record,
         };
-        if let Some(target) = judge.program.target(&plan.played)
+        if let Some(target) = judge.program.target(&under_test.played)
             && target.role != PlayedRole::Down
         {
             judge.sent(&mut verdict);
@@ -67,7 +67,7 @@ enum Situation {
 }
 
 struct Judge<'a> {
-    plan: &'a Plan,
+    under_test: &'a ProgramsUnderTest,
     program: &'a ProgramPlan,
     record: &'a ProgramRecord,
 }
@@ -75,7 +75,7 @@ struct Judge<'a> {
 impl Judge<'_> {
     /// `check` alone with one program, `check NAME` with several.
     fn name(&self, check: &str) -> String {
-        if self.plan.programs.len() == 1 {
+        if self.under_test.programs.len() == 1 {
             check.to_owned()
         } else {
             format!("{check} {}", self.program.name)
@@ -110,7 +110,7 @@ impl Judge<'_> {
     }
 
     fn situation(&self) -> Situation {
-        match self.program.target(&self.plan.played) {
+        match self.program.target(&self.under_test.played) {
             Some(target) if target.role == PlayedRole::Down => Situation::ServerDown,
             Some(target) if target.close_after.is_some() => Situation::ServerClosed,
             _ => Situation::Exit,
@@ -330,7 +330,7 @@ impl Judge<'_> {
         let Some(target) = self.program.reaches else {
             return;
         };
-        let played = &self.plan.played;
+        let played = &self.under_test.played;
         let describe =
             |server: usize| format!("`{}` (port {})", played[server].name, self.record.ports[server]);
         let connections = &self.record.connections;

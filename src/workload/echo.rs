@@ -920,7 +920,7 @@ mod tests {
             Ok(plan) => plan,
             Err(err) => panic!("{err}"),
         };
-        Arc::new(plan.groups.into_iter().next().expect("one group"))
+        Arc::new(plan.servers_side().groups[0].clone())
     }
 
     /// Accepts one connection and plays `moves` on it, then echoes faithfully until the client

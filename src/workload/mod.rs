@@ -38,7 +38,7 @@ pub use pacer::PacingFigures;
 pub use record::{ClientEnd, ClientErrorKind, ClientRecord, DatagramTally};
 
 use crate::histogram::Latency;
-use crate::scenario::{GroupPlan, Plan, Transport, WorkloadKind};
+use crate::scenario::{GroupPlan, ServersUnderTest, Transport, WorkloadKind};
 use crate::workload::room::{MemberSpec, Room, RoomOutcome};
 use pacer::ConnectPacer;
 use tally::WorkerTally;
@@ -59,14 +59,17 @@ pub struct Drive {
     /// The ledger of each broadcast room.
     pub rooms: Vec<RoomOutcome>,
     /// How each server's connects were paced to its accept queue (indexed like
-    /// `plan.servers`); `None` where its listener could not be read, or it had no TCP clients.
+    /// `ServersUnderTest::servers`); `None` where its listener could not be read, or it had no TCP clients.
     pub pacing: Vec<Option<PacingFigures>>,
 }
 
 /// Shared inputs of a drive.
 pub struct DriveSetup<'a> {
-    pub plan: &'a Plan,
-    /// Address of each server, indexed like `plan.servers`.
+    /// The servers under test and the client groups to drive at them.
+    pub under_test: &'a ServersUnderTest,
+    /// Seed for payload generation.
+    pub seed: u64,
+    /// Address of each server, indexed like `ServersUnderTest::servers`.
     pub addresses: &'a [SocketAddr],
     /// Time zero of the run; timelines are offsets from it.
     pub run_start: Instant,
@@ -129,19 +132,19 @@ struct WorkerOutcome {
 /// stays free for the servers' events meanwhile.
 pub async fn drive(setup: DriveSetup<'_>) -> io::Result<Drive> {
     let started = Instant::now();
-    let plan = setup.plan;
-    let operators: Vec<Arc<Vec<String>>> = plan
+    let under_test = setup.under_test;
+    let operators: Vec<Arc<Vec<String>>> = under_test
         .servers
         .iter()
         .map(|server| Arc::new(server.operator_lines()))
         .collect();
-    let rooms = open_rooms(plan);
-    let activities: Vec<Arc<activity::ServerActivity>> = plan
+    let rooms = open_rooms(under_test);
+    let activities: Vec<Arc<activity::ServerActivity>> = under_test
         .servers
         .iter()
         .map(|_| Arc::new(activity::ServerActivity::new(setup.run_start)))
         .collect();
-    let pacers = connect_pacers(plan, setup.addresses);
+    let pacers = connect_pacers(under_test, setup.addresses);
     let places = Places {
         addresses: setup.addresses,
         activities: &activities,
@@ -149,16 +152,16 @@ pub async fn drive(setup: DriveSetup<'_>) -> io::Result<Drive> {
         rooms: &rooms,
         operators: &operators,
     };
-    let (jobs, well_behaved) = jobs(plan, &places, started);
+    let (jobs, well_behaved) = jobs(under_test, &places, started);
     let shared = Shared {
-        seed: plan.seed,
+        seed: setup.seed,
         run_start: setup.run_start,
         run_deadline: setup.run_deadline,
         cancel: setup.cancel.clone(),
         progress: Arc::clone(&setup.progress),
         well_behaved_done: CancellationToken::new(),
         well_behaved_left: Arc::new(AtomicU64::new(well_behaved)),
-        groups: plan.groups.len(),
+        groups: under_test.groups.len(),
     };
     if well_behaved == 0 {
         // A shard may hold only faulty clients: nobody is left for stalled ones to wait for.
@@ -167,14 +170,14 @@ pub async fn drive(setup: DriveSetup<'_>) -> io::Result<Drive> {
     let WorkerOutcome { mut records, rtt } = run_workers(jobs, shared, setup.workers).await?;
     let pacing: Vec<Option<PacingFigures>> = pacers.iter().map(|p| p.as_ref().map(|p| p.figures())).collect();
     for record in &mut records {
-        if let Some(figures) = pacing[plan.groups[record.group].server] {
+        if let Some(figures) = pacing[under_test.groups[record.group].server] {
             pacer::blame_the_kernel(record, figures.backlog);
         }
     }
     records.sort_by_key(|r| (r.group, r.index));
     let rooms = rooms
         .iter()
-        .zip(&plan.servers)
+        .zip(&under_test.servers)
         .filter_map(|(room, server)| room.as_ref().map(|open| open.room.finish(&server.name)))
         .collect();
     Ok(Drive {
@@ -197,10 +200,10 @@ struct Places<'a> {
 
 /// A connect pacer for each server that TCP clients connect to (none where the accept
 /// queue cannot be watched).
-fn connect_pacers(plan: &Plan, addresses: &[SocketAddr]) -> Vec<Option<Arc<ConnectPacer>>> {
-    (0..plan.servers.len())
+fn connect_pacers(under_test: &ServersUnderTest, addresses: &[SocketAddr]) -> Vec<Option<Arc<ConnectPacer>>> {
+    (0..under_test.servers.len())
         .map(|server| {
-            let tcp_clients = plan
+            let tcp_clients = under_test
                 .groups
                 .iter()
                 .any(|g| g.server == server && g.transport == Transport::Tcp);
@@ -214,13 +217,13 @@ fn connect_pacers(plan: &Plan, addresses: &[SocketAddr]) -> Vec<Option<Arc<Conne
 
 /// Every client of this process's share of the run as a job, and how many of them are
 /// well-behaved (the ones a stalled faulty client waits for).
-fn jobs(plan: &Plan, places: &Places, started: Instant) -> (Vec<Job>, u64) {
-    let mut sessions = chat::Sessions::new(plan.servers.len());
+fn jobs(under_test: &ServersUnderTest, places: &Places, started: Instant) -> (Vec<Job>, u64) {
+    let mut sessions = chat::Sessions::new(under_test.servers.len());
     let mut jobs = Vec::new();
     let mut well_behaved = 0u64;
-    for (group_index, group) in plan.groups.iter().enumerate() {
+    for (group_index, group) in under_test.groups.iter().enumerate() {
         let shared_group = Arc::new(group.clone());
-        for index in (0..group.count).filter(|&i| plan.runs(group_index, i)) {
+        for index in (0..group.count).filter(|&i| under_test.runs(group_index, i)) {
             if !group.is_faulty(index) {
                 well_behaved += 1;
             }
@@ -376,13 +379,13 @@ struct OpenRoom {
 }
 
 /// A room for each server that has broadcast clients.
-fn open_rooms(plan: &Plan) -> Vec<Option<OpenRoom>> {
-    (0..plan.servers.len())
+fn open_rooms(under_test: &ServersUnderTest) -> Vec<Option<OpenRoom>> {
+    (0..under_test.servers.len())
         .map(|server| {
             let mut members = Vec::new();
-            let mut first_ids = vec![0u32; plan.groups.len()];
+            let mut first_ids = vec![0u32; under_test.groups.len()];
             let mut shortest_timeout = Duration::MAX;
-            for (group_index, group) in plan.groups.iter().enumerate() {
+            for (group_index, group) in under_test.groups.iter().enumerate() {
                 if group.server != server || group.workload != WorkloadKind::Broadcast {
                     continue;
                 }
@@ -396,12 +399,12 @@ fn open_rooms(plan: &Plan) -> Vec<Option<OpenRoom>> {
                     load: group.load,
                 }));
             }
-            let include_sender = plan
+            let include_sender = under_test
                 .groups
                 .iter()
                 .any(|g| g.server == server && g.workload == WorkloadKind::Broadcast && g.include_sender);
             (!members.is_empty()).then(|| OpenRoom {
-                room: Arc::new(Room::new(members, plan.groups.len(), include_sender)),
+                room: Arc::new(Room::new(members, under_test.groups.len(), include_sender)),
                 first_ids,
                 pause: broadcast::LoadPause::new(shortest_timeout),
             })
