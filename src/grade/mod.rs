@@ -30,7 +30,7 @@ use serde::Serialize;
 
 use crate::report::saved::{SavedCheck, SavedFinding};
 use crate::scenario::Shard;
-pub use suite::{Suite, SuiteError, Test, TestedSide};
+pub use suite::{Suite, SuiteError, Test};
 use workspaces::Workspaces;
 
 /// Most bytes of a child's stderr kept for a failing test's output.
@@ -839,92 +839,30 @@ fn derive_scenario(suite: &Suite, test: &Test, copy: &Path, file: Option<&Path>)
         .scenario
         .text()
         .map_err(|e| format!("cannot read the scenario: {e}"))?;
-    let mut table: toml::Table =
-        toml::from_str(&text).map_err(|e| format!("the scenario does not parse: {e}"))?;
-    let submission = &suite.submission;
-    let launch = &test.launch;
-    let argv: Vec<toml::Value> = launch
+    let command: Vec<String> = test
+        .launch
         .command
         .iter()
         .map(|arg| {
-            let mut arg = arg.replace("{dir}", &copy.display().to_string());
-            if let Some(file) = &file {
-                arg = arg.replace("{file}", &file.display().to_string());
+            let arg = arg.replace("{dir}", &copy.display().to_string());
+            match file {
+                Some(file) => arg.replace("{file}", &file.display().to_string()),
+                None => arg,
             }
-            toml::Value::String(arg)
         })
         .collect();
-    let key = match test.under_test {
-        TestedSide::Servers => "server",
-        TestedSide::ClientPrograms => "client_program",
-    };
-    let Some(toml::Value::Array(programs)) = table.get_mut(key) else {
-        return Err(format!("the scenario has no [[{key}]]"));
-    };
-    let mut replaced = 0;
-    let anchor = test.scenario.anchor();
-    for program in programs.iter_mut().filter_map(toml::Value::as_table_mut) {
-        let name = program
-            .get("name")
-            .and_then(toml::Value::as_str)
-            .unwrap_or_default();
-        if test.server.as_deref().is_some_and(|wanted| wanted != name) {
-            anchor_kept(program, &anchor);
-            continue;
-        }
-        // A server served by another's process (`process = "…"`) has no program to replace:
-        // the submission replaces its owner's, and is given its port there.
-        if let Some(owner) = program.get("process").and_then(toml::Value::as_str) {
-            if test.server.is_some() {
-                return Err(format!(
-                    "server `{name}` is served by server `{owner}`'s process: name `{owner}` in the \
-                     test's `server`"
-                ));
-            }
-            continue;
-        }
-        program.remove("builtin");
-        program.insert("command".into(), toml::Value::Array(argv.clone()));
-        program.insert("cwd".into(), toml::Value::String(copy.display().to_string()));
-        // The port is the server's to use; a client's ports are its played servers'.
-        if let (TestedSide::Servers, Some(port)) = (test.under_test, &submission.port) {
-            program.insert("port".into(), port.clone());
-        }
-        if let Some(limits) = &submission.limits {
-            program.insert("limits".into(), limits.clone());
-        }
-        replaced += 1;
-    }
-    if replaced == 0 {
-        return Err(format!(
-            "the scenario has no server named `{}`",
-            test.server.as_deref().unwrap_or_default()
-        ));
-    }
-    toml::to_string(&table).map_err(|e| format!("cannot write the scenario: {e}"))
-}
-
-/// A program the test keeps (a reference server beside the submission's) runs from the
-/// derived scenario, which is written elsewhere: its paths are resolved against the
-/// original scenario's folder here, as `labrun run` on the original would resolve them.
-/// What the submission's command names is the submission's, relative to its copy.
-fn anchor_kept(program: &mut toml::Table, anchor: &crate::scenario::Anchor) {
-    let cwd = program
-        .get("cwd")
-        .and_then(toml::Value::as_str)
-        .map(|cwd| anchor.cwd(Path::new(cwd)));
-    let argv: Option<Vec<String>> = program
-        .get("command")
-        .and_then(toml::Value::as_array)
-        .and_then(|argv| argv.iter().map(|arg| arg.as_str().map(str::to_owned)).collect());
-    if let Some(argv) = argv {
-        let argv = anchor.command(&argv, cwd.as_deref());
-        let argv = argv.into_iter().map(toml::Value::String).collect();
-        program.insert("command".into(), toml::Value::Array(argv));
-    }
-    if let Some(cwd) = cwd.and_then(|cwd| cwd.into_os_string().into_string().ok()) {
-        program.insert("cwd".into(), toml::Value::String(cwd));
-    }
+    crate::scenario::replace_programs(
+        &text,
+        &crate::scenario::Replacement {
+            side: test.under_test,
+            only: test.server.as_deref(),
+            command: &command,
+            cwd: copy,
+            port: suite.submission.port.as_ref(),
+            limits: suite.submission.limits.as_ref(),
+            anchor: &test.scenario.anchor(),
+        },
+    )
 }
 
 /// The file in `dir` (top level) a test runs: the first pattern that matches anything
@@ -1046,7 +984,7 @@ mod tests {
             server: None,
             feedback: BTreeMap::new(),
             timeout: Duration::from_secs(60),
-            under_test: TestedSide::Servers,
+            under_test: crate::scenario::Side::Servers,
             launch: suite::Launch {
                 command: vec!["python3".into()],
                 files: vec!["server.py".into()],

@@ -11,6 +11,7 @@ use serde::Serialize;
 use super::{Grades, SubmissionResult, Suite, TestResult};
 use crate::report::saved::{SavedCheck, SavedFinding};
 use crate::report::writer::{file_stem, write_atomically};
+use crate::scenario::Side;
 
 /// Writes every output under `dir`; returns the paths written.
 pub fn write_all(grades: &Grades, suite: &Suite, dir: &Path) -> io::Result<Vec<PathBuf>> {
@@ -284,8 +285,8 @@ fn test_text(result: &TestResult, test: &super::Test) -> String {
         }
     }
     let program = match test.under_test {
-        super::TestedSide::Servers => "server",
-        super::TestedSide::ClientPrograms => "client",
+        Side::Servers => "server",
+        Side::ClientPrograms => "client",
     };
     if let Some(error) = &result.error {
         let _ = writeln!(text, "The test could not judge your {program}: {error}");
@@ -356,8 +357,8 @@ fn reproduction(result: &TestResult, test: &super::Test) -> Option<String> {
                 name.to_string_lossy(),
                 test.launch.command.join(" ").replace("{file}", file),
                 match test.under_test {
-                    super::TestedSide::Servers => "server",
-                    super::TestedSide::ClientPrograms => "client program",
+                    Side::Servers => "server",
+                    Side::ClientPrograms => "client program",
                 }
             )
         }),

@@ -42,7 +42,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::check::Lab;
-use crate::scenario::{self, ByteCount, Diagnostic, DurationValue};
+use crate::scenario::{self, ByteCount, Diagnostic, DurationValue, Side};
 
 /// The default time one test of one submission may take, start to teardown.
 pub const DEFAULT_TEST_TIMEOUT: Duration = Duration::from_secs(120);
@@ -185,15 +185,6 @@ pub struct Launch {
     pub files: Vec<String>,
 }
 
-/// Which programs of its scenario a test replaces with the submission's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TestedSide {
-    /// The scenario's `[[server]]`s (all, or the test's `server`).
-    Servers,
-    /// The scenario's `[[client_program]]`s.
-    ClientPrograms,
-}
-
 /// A test per phase of `lab`'s battery, each worth `points` and its scenario from labrun
 /// itself, checked with a stand-in program (each run puts the submission's in).
 fn battery_tests(lab: crate::check::Lab, points: f64) -> impl Iterator<Item = (RawTest, Source)> {
@@ -236,11 +227,8 @@ fn resolve_test(
         test: test.name.clone(),
         source,
     })?;
-    let under_test = match &plan.under_test {
-        scenario::UnderTest::Servers(_) => TestedSide::Servers,
-        scenario::UnderTest::ClientPrograms(_) => TestedSide::ClientPrograms,
-    };
-    if under_test == TestedSide::ClientPrograms && test.server.is_some() {
+    let under_test = plan.under_test.side();
+    if under_test == Side::ClientPrograms && test.server.is_some() {
         return Err(invalid(
             None,
             format!(
@@ -252,8 +240,8 @@ fn resolve_test(
     }
     // A test's own command and files, else its role's, else the submission's.
     let role = match under_test {
-        TestedSide::Servers => None,
-        TestedSide::ClientPrograms => submission.client.as_ref(),
+        Side::Servers => None,
+        Side::ClientPrograms => submission.client.as_ref(),
     };
     let mut launch = Launch {
         command: test
@@ -409,7 +397,7 @@ pub struct Test {
     /// Time one run of this test may take (the submission's `timeout` unless set).
     pub timeout: Duration,
     /// What it replaces with the submission's program.
-    pub under_test: TestedSide,
+    pub under_test: Side,
     /// What it launches from the submission.
     pub launch: Launch,
     /// Its scenario binds fixed ports (its servers' or, for client programs, its played
@@ -521,12 +509,12 @@ impl Suite {
             let own_files =
                 test.files.is_some() || raw.submission.client.as_ref().is_some_and(|r| r.files.is_some());
             let test = resolve_test(test, source, &raw.submission, default_timeout, &invalid)?;
-            if test.under_test == TestedSide::ClientPrograms && !own_files {
+            if test.under_test == Side::ClientPrograms && !own_files {
                 clients_on_the_main_command.push(test.name.clone());
             }
             tests.push(test);
         }
-        if tests.iter().any(|t| t.under_test == TestedSide::Servers)
+        if tests.iter().any(|t| t.under_test == Side::Servers)
             && let Some(name) = clients_on_the_main_command.first()
         {
             return Err(invalid(

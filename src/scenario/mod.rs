@@ -5,10 +5,12 @@
 //! here like any file, so one validator stands behind every run. `raw` mirrors the file with spans,
 //! `values` parses scalar values, `plan` applies defaults and cross-checks (`programs` for
 //! scenarios whose programs under test are clients), `placeholders` finds `{port}` and
-//! `{port:NAME}` in commands, `paths` anchors relative paths at the scenario's folder,
+//! `{port:NAME}` in commands, `paths` anchors relative paths at the scenario's folder, `derive`
+//! writes a scenario with its programs under test replaced (for `grade`),
 //! `diagnostic` renders located errors. The result is either a `Plan` or a `path:line:col`
 //! error.
 
+mod derive;
 mod diagnostic;
 mod paths;
 mod placeholders;
@@ -19,12 +21,13 @@ mod values;
 
 use std::path::{Path, PathBuf};
 
+pub use derive::{Replacement, replace_programs};
 pub use diagnostic::Diagnostic;
 pub use paths::Anchor;
 pub use placeholders::substitute_ports;
 pub use plan::{
     AimedServer, EventAction, EventPlan, GroupPlan, LatencyView, Launch, Limits, Percentile, Plan,
-    ProgramsUnderTest, ReadySignal, ServerPlan, ServersUnderTest, Shard, StartAt, StdinScript, Target,
+    ProgramsUnderTest, ReadySignal, ServerPlan, ServersUnderTest, Shard, Side, StartAt, StdinScript, Target,
     UnderTest,
 };
 pub use programs::{PlayedServerPlan, PrintedPattern, ProgramPlan, Replies, Typing};

@@ -79,6 +79,26 @@ pub enum UnderTest {
     ClientPrograms(ProgramsUnderTest),
 }
 
+/// Which side a scenario tests, without its plans: what a grading test replaces with the
+/// submission's program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The scenario's `[[server]]`s.
+    Servers,
+    /// The scenario's `[[client_program]]`s.
+    ClientPrograms,
+}
+
+impl UnderTest {
+    /// Which side this is.
+    pub fn side(&self) -> Side {
+        match self {
+            UnderTest::Servers(_) => Side::Servers,
+            UnderTest::ClientPrograms(_) => Side::ClientPrograms,
+        }
+    }
+}
+
 /// The servers a scenario tests and the simulated clients that load them.
 #[derive(Debug, Clone, Serialize)]
 pub struct ServersUnderTest {
