@@ -80,6 +80,7 @@ fn grade_submissions(
         journal: out.join("grade-journal.jsonl"),
         resume,
         sandboxed: !unsandboxed,
+        run_reports: Some(out.to_owned()),
     };
     // A bar over the tests on a terminal only, like a run's progress bar.
     let bar = Styles::resolve(Environment::detect(), false).progress.then(|| {
@@ -274,6 +275,7 @@ fn gradescope(args: GradeArgs) -> Result<Outcome, Error> {
         journal: journal.path().join("grade-journal.jsonl"),
         resume: false,
         sandboxed: unsandboxed_because.is_none(),
+        run_reports: None,
     };
     let graded = grade::grade(&options, &|_| {}, stop_on_signals()).map_err(|source| Error::WriteReport {
         path: options.journal.clone(),

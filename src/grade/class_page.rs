@@ -1,7 +1,7 @@
 //! `index.html` of a grading run: the class at a glance for the TA, one self-contained page
 //! (no script, no outside file): the score distribution as a chart, the pass rate of each
 //! test and check, the most common findings with the students they hit, the flags, and a
-//! row per student linking to their feedback.
+//! row per student linking to their feedback and to the HTML report of each of their runs.
 //!
 //! Everything a student chose (folder names, file names, their programs' output inside
 //! findings) is escaped: a submission named `<script>` is text on this page.
@@ -38,7 +38,7 @@ pub fn render(grades: &Grades, suite: &Suite, stems: &[String]) -> String {
 
 const STYLE: &str = "body{font-family:sans-serif;margin:2em;color:#222}\
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left}\
-td.n{text-align:right}.flag{color:#a40}.bar{fill:#47a}svg text{font-size:12px;fill:#222}";
+td.n{text-align:right}.flag{color:#a40}a.run{font-size:smaller;margin-left:.3em}.bar{fill:#47a}svg text{font-size:12px;fill:#222}";
 
 /// Tenths of the maximum (0-10 %, …, 100 %) as a bar chart, in SVG.
 fn distribution(grades: &Grades, page: &mut String) {
@@ -167,7 +167,8 @@ fn common_findings(grades: &Grades, page: &mut String) {
     page.push_str("</table>\n");
 }
 
-/// A row per student: total, each test's points with its flags, and their feedback.
+/// A row per student: total, each test's points with its runs' reports, the flags, and
+/// their feedback.
 fn students(grades: &Grades, suite: &Suite, stems: &[String], page: &mut String) {
     page.push_str("<h2>Students</h2>\n<table><tr><th>student</th><th>total</th>");
     for test in &suite.tests {
@@ -190,7 +191,16 @@ fn student_row(submission: &SubmissionResult, max: f64, stem: &str, page: &mut S
     );
     let mut all_flags = Vec::new();
     for result in &submission.tests {
-        let _ = write!(page, "<td class=\"n\">{}</td>", number(result.score));
+        let _ = write!(page, "<td class=\"n\">{}", number(result.score));
+        for (index, report) in result.reports.iter().enumerate() {
+            let _ = write!(
+                page,
+                " <a class=\"run\" href=\"{}\">run {}</a>",
+                esc(report),
+                index + 1
+            );
+        }
+        page.push_str("</td>");
         all_flags.extend(
             result_flags(result)
                 .into_iter()
@@ -237,6 +247,7 @@ mod tests {
                 text: hostile.into(),
                 hint: String::new(),
             }],
+            reports: vec!["runs/<b>-0/echo-run1.html".into()],
         };
         let grades = Grades {
             suite: suite.name.clone(),
@@ -252,5 +263,9 @@ mod tests {
         let page = render(&grades, &suite, &["student".to_owned()]);
         assert!(!page.contains("<script") && !page.contains("<img"), "{page}");
         assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{page}");
+        assert!(
+            page.contains("href=\"runs/&lt;b&gt;-0/echo-run1.html\">run 1</a>"),
+            "{page}"
+        );
     }
 }

@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::report::saved::{SavedCheck, SavedFinding};
+use crate::report::writer::{file_stem, write_atomically};
 use crate::scenario::Shard;
 pub use suite::{Suite, SuiteError, Test};
 use workspaces::Workspaces;
@@ -53,6 +54,9 @@ pub struct GradeOptions {
     pub resume: bool,
     /// Run every submission's programs in the sandbox (see `supervise::sandbox`).
     pub sandboxed: bool,
+    /// The grading's output folder, under whose `runs/` each run's HTML report is kept for
+    /// the class page to link; `None`: no run reports (Gradescope's results are one file).
+    pub run_reports: Option<PathBuf>,
 }
 
 /// One line of the journal.
@@ -139,6 +143,10 @@ pub struct TestResult {
     /// The first finding of each check and class of the deciding run, for the feedback.
     #[serde(default)]
     pub findings: Vec<SavedFinding>,
+    /// The HTML report of each run that wrote one, in run order, relative to the grading's
+    /// output folder.
+    #[serde(default)]
+    pub reports: Vec<String>,
 }
 
 /// The file a test runs from a submission, and the others its pattern matched too.
@@ -312,6 +320,7 @@ pub fn grade(
                         confinement,
                         workspaces: &workspaces,
                         stop,
+                        run_reports: options.run_reports.as_deref(),
                     };
                     let result = grade_test(suite, &suite.tests[t], &place);
                     // A test cut short by the interruption is no result: it runs on resume.
@@ -393,6 +402,8 @@ struct Place<'a> {
     confinement: Confinement,
     workspaces: &'a Workspaces,
     stop: &'a AtomicBool,
+    /// The output folder runs' reports are kept under, when they are.
+    run_reports: Option<&'a Path>,
 }
 
 /// A submission's name: its folder's name, escaped, since students choose it: a newline, a
@@ -454,6 +465,10 @@ fn grade_test(suite: &Suite, test: &Test, place: &Place) -> TestResult {
         [] => unreachable!("at least one run"),
     };
     let score = score_of(test, decided);
+    let reports = match place.run_reports {
+        Some(out) => keep_run_reports(out, place.submission, test, &runs),
+        None => Vec::new(),
+    };
     TestResult {
         test: test.name.clone(),
         score,
@@ -466,7 +481,39 @@ fn grade_test(suite: &Suite, test: &Test, place: &Place) -> TestResult {
         file: decided.file.clone(),
         no_file: decided.no_file,
         findings: for_feedback(&decided.findings),
+        reports,
     }
+}
+
+/// Saves each run's HTML report under `out/runs/`, in a folder of the submission's own
+/// (its name made safe, plus a hash of its path, so that `bob smith` and `bob-smith` never
+/// share one); returns their paths relative to `out`. A report that cannot be saved is
+/// left out: the grade does not depend on it.
+fn keep_run_reports(out: &Path, submission: &Path, test: &Test, runs: &[Run]) -> Vec<String> {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    submission.hash(&mut hasher);
+    let folder = format!(
+        "runs/{}-{:08x}",
+        file_stem(&submission_name(submission))
+            .chars()
+            .take(60)
+            .collect::<String>(),
+        hasher.finish() as u32
+    );
+    let test_stem: String = file_stem(&test.name).chars().take(60).collect();
+    let mut kept = Vec::new();
+    for (index, html) in runs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, run)| Some((i, run.html.as_ref()?)))
+    {
+        let relative = format!("{folder}/{test_stem}-run{}.html", index + 1);
+        if write_atomically(&out.join(&relative), html).is_ok() {
+            kept.push(relative);
+        }
+    }
+    kept
 }
 
 /// Most findings of one class of one check kept for the feedback: a student learns from the
@@ -498,6 +545,7 @@ fn rescored(test: &Test, mut result: TestResult) -> TestResult {
         file: None,
         no_file: result.no_file,
         crashed_at_start: false,
+        html: None,
     };
     result.score = score_of(test, &run);
     result.max_score = test.points;
@@ -562,6 +610,8 @@ struct Run {
     no_file: bool,
     /// The program crashed before it listened, with an error no timing causes.
     crashed_at_start: bool,
+    /// The child's HTML report, when it wrote one.
+    html: Option<Vec<u8>>,
 }
 
 impl Run {
@@ -590,6 +640,7 @@ fn run_once(suite: &Suite, test: &Test, place: &Place) -> Run {
         confinement,
         workspaces,
         stop,
+        run_reports,
     } = *place;
     let failed = |error: String| Run {
         checks: Vec::new(),
@@ -598,6 +649,7 @@ fn run_once(suite: &Suite, test: &Test, place: &Place) -> Run {
         file: None,
         no_file: false,
         crashed_at_start: false,
+        html: None,
     };
     let Ok(workspace) = workspaces.workspace() else {
         return failed("labrun could not create a temporary folder".into());
@@ -635,7 +687,11 @@ fn run_once(suite: &Suite, test: &Test, place: &Place) -> Run {
     if let Err(err) = std::fs::write(&scenario_path, scenario) {
         return failed(format!("could not write the scenario: {err}"));
     }
-    let Some(command) = child_run(&scenario_path, &copy, confinement) else {
+    // Outside the copy: the sandboxed program sees only its copy, so it cannot write here.
+    let report_dir = workspace.path().join("report");
+    let report_dir =
+        (run_reports.is_some() && std::fs::create_dir(&report_dir).is_ok()).then_some(report_dir);
+    let Some(command) = child_run(&scenario_path, &copy, confinement, report_dir.as_deref()) else {
         return failed("labrun cannot find its own executable".into());
     };
     let outcome = run_bounded(command, test.timeout, stop);
@@ -643,6 +699,7 @@ fn run_once(suite: &Suite, test: &Test, place: &Place) -> Run {
         Ok(output) => output,
         Err(why) => return failed(why),
     };
+    let html = report_dir.as_deref().and_then(read_html_report);
     // A report counts only from a child that finished its job: exit 0 (passed) or 1 (a check
     // failed). Whatever else its stdout holds was not written by a judge that finished: a
     // partial report after the test's timeout judges clients that never finished as if
@@ -656,6 +713,7 @@ fn run_once(suite: &Suite, test: &Test, place: &Place) -> Run {
             file,
             no_file: false,
             crashed_at_start: false,
+            html,
         },
         _ => {
             let words = crate::escape::escape_lines(&stderr[..stderr.len().min(STDERR_KEPT)]);
@@ -665,6 +723,7 @@ fn run_once(suite: &Suite, test: &Test, place: &Place) -> Run {
             Run {
                 file,
                 crashed_at_start: crashed_deterministically(&status, words),
+                html,
                 ..failed(match status {
                     ChildEnd::Exited(3) => format!("it could not be started or reached: {words}"),
                     ChildEnd::TimedOut(_) => format!("the test {status}: {words}"),
@@ -677,12 +736,19 @@ fn run_once(suite: &Suite, test: &Test, place: &Place) -> Run {
 
 /// The child `labrun run --json` of one test: in the submission's copy, in its own process
 /// group, confined as `confinement` says; `None` when labrun cannot find its own executable.
-fn child_run(scenario: &Path, copy: &Path, confinement: Confinement) -> Option<Command> {
+fn child_run(
+    scenario: &Path,
+    copy: &Path,
+    confinement: Confinement,
+    report_dir: Option<&Path>,
+) -> Option<Command> {
     let mut command = Command::new(std::env::current_exe().ok()?);
+    command.arg("run").arg(scenario).arg("--json");
+    match report_dir {
+        Some(dir) => command.arg("--out").arg(dir).args(["--format", "html"]),
+        None => command.arg("--no-report"),
+    };
     command
-        .arg("run")
-        .arg(scenario)
-        .args(["--json", "--no-report"])
         .current_dir(copy)
         .env_remove("NO_COLOR")
         .stdin(Stdio::null())
@@ -706,6 +772,25 @@ fn child_run(scenario: &Path, copy: &Path, confinement: Confinement) -> Option<C
         });
     }
     Some(command)
+}
+
+/// Most bytes of a run's HTML report kept: labrun's own renderer bounds what a report holds
+/// (timelines, findings), so a larger file is not one it wrote whole.
+const MAX_RUN_REPORT_BYTES: u64 = 32 * 1024 * 1024;
+
+/// The HTML report a child wrote into `dir`, when it wrote one.
+fn read_html_report(dir: &Path) -> Option<Vec<u8>> {
+    let entry = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .find(|e| e.path().extension().is_some_and(|x| x == "html"))?;
+    let mut html = Vec::new();
+    std::fs::File::open(entry.path())
+        .ok()?
+        .take(MAX_RUN_REPORT_BYTES + 1)
+        .read_to_end(&mut html)
+        .ok()?;
+    (html.len() as u64 <= MAX_RUN_REPORT_BYTES).then_some(html)
 }
 
 /// Python errors a program may die of before it listens that timing or the machine can
@@ -1008,6 +1093,7 @@ mod tests {
             file: None,
             no_file: false,
             crashed_at_start: false,
+            html: None,
         }
     }
 

@@ -500,6 +500,19 @@ fn files_are_found_in_any_case_and_ambiguity_and_absence_are_flagged() {
         .expect("none");
     assert_eq!(none["tests"][0]["runs"], 1, "{none:#}");
     assert_eq!(none["tests"][0]["no_file"], true, "{none:#}");
+    assert_eq!(
+        none["tests"][0]["reports"],
+        serde_json::json!([]),
+        "nothing ran: {none:#}"
+    );
+    let page = std::fs::read_to_string(out.join("index.html")).expect("index.html");
+    for student in ["capital", "twice"] {
+        let row = page
+            .lines()
+            .find(|line| line.contains(&format!("<td>{student}</td>")))
+            .expect("a row");
+        assert!(row.contains(&format!("href=\"runs/{student}-")), "{row}");
+    }
     class_page_shows(
         &out,
         &["capital", "none", "twice"],
@@ -519,7 +532,8 @@ fn class_page_shows(out: &Path, students: &[&str], flags: &[&str]) {
             "the page loads nothing: found {external}"
         );
     }
-    let shown = crate::util::assert_renders(&page_path, &out.join("index.png"), 0.01).unwrap_or(page);
+    let shown =
+        crate::util::assert_renders(&page_path, &out.join("index.png"), 0.01).unwrap_or_else(|| page.clone());
     assert!(
         shown.contains("Score distribution") && shown.contains("<svg"),
         "{shown}"
@@ -536,6 +550,25 @@ fn class_page_shows(out: &Path, students: &[&str], flags: &[&str]) {
     }
     for flag in flags {
         assert!(shown.contains(flag), "flag {flag} missing from the page");
+    }
+    run_reports_are_linked(out, &page);
+}
+
+/// Every run report `page` links to is an HTML report labrun wrote of that run, in `out`.
+fn run_reports_are_linked(out: &Path, page: &str) {
+    let links: Vec<&str> = page
+        .split("href=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .filter(|link| link.starts_with("runs/"))
+        .collect();
+    assert!(!links.is_empty(), "no run report linked from {page}");
+    for link in links {
+        let report = std::fs::read_to_string(out.join(link)).unwrap_or_else(|e| panic!("{link}: {e}"));
+        assert!(
+            report.starts_with("<!DOCTYPE html>") && report.contains("checks passed"),
+            "{link} is not a run report: {report}"
+        );
     }
 }
 

@@ -44,12 +44,20 @@ while True:
 /// and `MARKER` are defined for it), and the server it runs afterwards.
 fn rogues() -> Vec<(&'static str, &'static str, &'static str)> {
     vec![
-        // Forge a passing report into the supervising labrun's stdout and kill it, with a
-        // server that echoes nothing: it must score what a silent server scores.
+        // Forge a passing report into the supervising labrun's stdout and its HTML report
+        // beside the copy, and kill it, with a server that echoes nothing: it must score
+        // what a silent server scores, and the TA's page must link labrun's report.
         (
             "forger",
             r#"
 import glob, json
+for folder in ["../report", "../../report", "/tmp/report"]:
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, "a-forged.html"), "w") as out:
+            out.write("<!DOCTYPE html> 10 of 10 checks passed " + MARKER)
+    except OSError:
+        pass
 fake = json.dumps({"checks": [{"name": "echo", "passed": True, "summary": "forged"}]})
 for fd in glob.glob("/proc/*/fd/1") + [f"/proc/self/fd/{n}" for n in range(3, 64)]:
     try:
@@ -262,6 +270,17 @@ fn watch_to_the_end(
     (crate::util::Run::from(output), tree, peak)
 }
 
+/// Each run's report the grader kept in `out` is labrun's: the forger's page, which carries
+/// `marker`, is in none of them.
+fn no_run_report_is_forged(out: &Path, marker: &str) {
+    let runs = snapshot(&out.join("runs"));
+    assert!(runs.len() >= 6, "a report per run: {:?}", runs.keys());
+    for (path, bytes) in &runs {
+        let text = String::from_utf8_lossy(bytes);
+        assert!(!text.contains(marker), "{} was forged", path.display());
+    }
+}
+
 #[test]
 fn a_class_of_rogues_harms_nobody_and_learns_nothing() {
     let scratch = Scratch::new();
@@ -351,6 +370,8 @@ fn a_class_of_rogues_harms_nobody_and_learns_nothing() {
         host_unix.accept().map(|_| ()).map_err(|e| e.kind()),
         Err(std::io::ErrorKind::WouldBlock)
     );
+
+    no_run_report_is_forged(&out, &marker);
 
     // No secret and no hidden test in any output, nothing left running, the grader small.
     let mut outputs = vec![run.stdout.clone(), run.stderr.clone()];
