@@ -82,36 +82,14 @@ fn grade_submissions(
         sandboxed: !unsandboxed,
         run_reports: Some(out.to_owned()),
     };
-    // A bar over the tests on a terminal only, like a run's progress bar.
-    let bar = Styles::resolve(Environment::detect(), false).progress.then(|| {
-        indicatif::ProgressBar::new(0).with_style(
-            indicatif::ProgressStyle::with_template("grading {bar:30} {pos}/{len} tests, {elapsed}")
-                .expect("constant template is valid"),
-        )
-    });
-    // Each finished test is a line as it finishes (above the bar on a terminal), so a long
-    // run shows who got what while it goes on, and a CI log has them without a terminal.
-    let progress = |finished: grade::Finished| {
-        let line = finished_line(&finished);
-        match &bar {
-            Some(bar) => {
-                bar.set_length(finished.total as u64);
-                bar.set_position(finished.done as u64);
-                bar.println(line);
-            }
-            None => {
-                let _ = writeln!(std::io::stdout(), "{line}");
-            }
-        }
-    };
+    let shown = GradeProgress::new();
+    let progress = |event: grade::Progress| shown.show(event);
     let graded =
         grade::grade(&options, &progress, stop_on_signals()).map_err(|source| Error::WriteReport {
             path: options.journal.clone(),
             source,
         })?;
-    if let Some(bar) = &bar {
-        bar.finish_and_clear();
-    }
+    shown.finish();
     let grades = match graded {
         grade::Graded::Complete(grades) => grades,
         grade::Graded::Interrupted { saved, total } => {
@@ -198,6 +176,80 @@ fn shell_word(word: &std::ffi::OsStr) -> String {
             }
             quoted.push('\'');
             quoted
+        }
+    }
+}
+
+/// A grading run's progress: on a terminal a bar over the tests, naming those running now,
+/// like a run's progress bar; each finished test is a line as it finishes (above the bar on
+/// a terminal), so a long run shows who got what while it goes on, and a CI log has them
+/// without a terminal.
+struct GradeProgress {
+    bar: Option<indicatif::ProgressBar>,
+    /// `student · test` of each test running.
+    running: std::sync::Mutex<Vec<String>>,
+}
+
+impl GradeProgress {
+    fn new() -> GradeProgress {
+        let bar = Styles::resolve(Environment::detect(), false).progress.then(|| {
+            indicatif::ProgressBar::new(0).with_style(
+                indicatif::ProgressStyle::with_template(
+                    "grading {bar:30} {pos}/{len} tests, {elapsed}{wide_msg}",
+                )
+                .expect("constant template is valid"),
+            )
+        });
+        GradeProgress {
+            bar,
+            running: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    fn show(&self, event: grade::Progress) {
+        let mut running = self
+            .running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let finished = match event {
+            grade::Progress::Started {
+                submission,
+                test,
+                total,
+            } => {
+                running.push(format!("{submission} · {test}"));
+                if let Some(bar) = &self.bar {
+                    bar.set_length(total as u64);
+                }
+                None
+            }
+            grade::Progress::Finished(finished) => {
+                let label = format!("{} · {}", finished.submission, finished.result.test);
+                if let Some(at) = running.iter().position(|r| *r == label) {
+                    running.remove(at);
+                }
+                Some(finished)
+            }
+        };
+        let Some(bar) = &self.bar else {
+            if let Some(finished) = finished {
+                let _ = writeln!(std::io::stdout(), "{}", finished_line(&finished));
+            }
+            return;
+        };
+        bar.set_message(match running.is_empty() {
+            true => String::new(),
+            false => format!(" · running {}", running.join(", ")),
+        });
+        if let Some(finished) = finished {
+            bar.set_position(finished.done as u64);
+            bar.println(finished_line(&finished));
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
         }
     }
 }

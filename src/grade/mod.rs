@@ -247,6 +247,18 @@ fn restart_journal(
     Ok((previous, journal))
 }
 
+/// What a grading run tells whoever shows its progress.
+pub enum Progress<'a> {
+    /// A test started: which submission, which test, of how many tests in the run.
+    Started {
+        submission: &'a str,
+        test: &'a str,
+        total: usize,
+    },
+    /// A test finished.
+    Finished(Finished<'a>),
+}
+
 /// A test that just finished, for whoever shows progress.
 pub struct Finished<'a> {
     /// Tests finished so far (those a resumed run took from its journal included).
@@ -273,12 +285,12 @@ pub enum Graded {
     },
 }
 
-/// Grades every submission; `progress` is told after each finished test. Each finished test
+/// Grades every submission; `progress` is told as each test starts and finishes. Each finished test
 /// is appended to the journal at once, so an interrupted run can `resume`. Raising `stop`
 /// (Ctrl-C) stops the running tests' children and takes no new test.
 pub fn grade(
     options: &GradeOptions,
-    progress: &(dyn Fn(Finished) + Sync),
+    progress: &(dyn Fn(Progress) + Sync),
     stop: &AtomicBool,
 ) -> std::io::Result<Graded> {
     let isolated = isolation_available();
@@ -322,6 +334,12 @@ pub fn grade(
                         stop,
                         run_reports: options.run_reports.as_deref(),
                     };
+                    let name = submission_name(&submissions[s]);
+                    progress(Progress::Started {
+                        submission: &name,
+                        test: &suite.tests[t].name,
+                        total: work.len(),
+                    });
                     let result = grade_test(suite, &suite.tests[t], &place);
                     // A test cut short by the interruption is no result: it runs on resume.
                     if stop.load(Ordering::Relaxed) {
@@ -332,20 +350,13 @@ pub fn grade(
                         submission: submissions[s].clone(),
                         result,
                     };
-                    let mut line = serde_json::to_vec(&entry).expect("a journal entry serializes");
-                    line.push(b'\n');
-                    {
-                        use std::io::Write;
-                        let mut file = journal.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                        // One write per line: a line is in the journal whole or not at all.
-                        let _ = file.write_all(&line).and_then(|()| file.sync_data());
-                    }
-                    progress(Finished {
+                    append_to_journal(&journal, &entry);
+                    progress(Progress::Finished(Finished {
                         done: done.fetch_add(1, Ordering::Relaxed) + 1,
                         total: work.len(),
-                        submission: &submission_name(&submissions[s]),
+                        submission: &name,
                         result: &entry.result,
-                    });
+                    }));
                     results.lock().unwrap_or_else(std::sync::PoisonError::into_inner)[i] = Some(entry.result);
                 }
             });
@@ -378,6 +389,15 @@ pub fn grade(
         shard: options.shard.map(|s| s.to_string()),
         submissions,
     }))
+}
+
+/// Records `entry` in the journal, with one write: a line is in it whole or not at all.
+fn append_to_journal(journal: &Mutex<std::fs::File>, entry: &JournalEntry) {
+    use std::io::Write;
+    let mut line = serde_json::to_vec(entry).expect("a journal entry serializes");
+    line.push(b'\n');
+    let mut file = journal.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _ = file.write_all(&line).and_then(|()| file.sync_data());
 }
 
 /// Tests run at once: as asked, but one at a time without private network namespaces when

@@ -897,3 +897,50 @@ fn hostile_names_and_a_rewritten_scenario_change_nothing() {
     assert_eq!(results["tests"][1]["max_score"], 0.0);
     assert_eq!(results["tests"][1]["status"], "failed", "{results:#}");
 }
+
+/// On a terminal the bar names the tests running now (`alice · echo`), and each finished
+/// test is a line above it. Run under `script`, which gives labrun a terminal.
+#[test]
+fn the_progress_bar_names_the_running_submission_and_test() {
+    let scratch = Scratch::new();
+    let class = scratch.dir.path().join("class");
+    let server = root().join("tests/fixtures/servers/echo_threads.py");
+    for student in ["alice", "bob"] {
+        std::fs::create_dir_all(class.join(student)).expect("folder");
+        std::fs::copy(&server, class.join(student).join("server.py")).expect("copy");
+    }
+    let suite = scratch.file("suite.toml", &echo_suite("[\"server.py\"]", ""));
+    let out = scratch.dir.path().join("out");
+    let quoted = |path: &Path| format!("'{}'", path.display());
+    let command = format!(
+        "{} grade {} {} {} --out {}",
+        quoted(&assert_cmd::cargo::cargo_bin("labrun")),
+        quoted(&suite),
+        quoted(&class.join("alice")),
+        quoted(&class.join("bob")),
+        quoted(&out)
+    );
+    let output = std::process::Command::new("script")
+        .args(["-qfec", &command, "/dev/null"])
+        .env(crate::util::MARKER, &scratch.marker)
+        .env_remove("CI")
+        .env("TERM", "xterm")
+        .env("COLUMNS", "160")
+        .current_dir(scratch.dir.path())
+        .output()
+        .expect("script runs");
+    let shown = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{shown}");
+    // Tests run side by side, so the bar may name both at once.
+    for student in ["alice", "bob"] {
+        let named = shown.split(['\n', '\r']).any(|segment| {
+            segment
+                .split_once("running ")
+                .is_some_and(|(_, running)| running.contains(&format!("{student} · echo")))
+        });
+        assert!(named, "the bar never named {student}'s test:\n{shown}");
+    }
+    assert!(shown.contains("/2 tests"), "{shown}");
+    assert!(shown.contains("alice · echo 10/10"), "{shown}");
+    scratch.assert_nothing_left();
+}
