@@ -32,6 +32,30 @@ pub fn escape_lines(bytes: &[u8]) -> String {
         .join("\n")
 }
 
+/// For labrun's own output, which carries a program's bytes already escaped (a child
+/// `labrun run`'s error): like [`escape_lines`], but a backslash stays one, so what was
+/// escaped once is not escaped again; anything that should not be there still is.
+pub fn escape_lines_once(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for (index, line) in bytes.split(|&b| b == b'\n').enumerate() {
+        if index > 0 {
+            out.push('\n');
+        }
+        for chunk in line.utf8_chunks() {
+            for c in chunk.valid().chars() {
+                match c {
+                    '\\' => out.push(c),
+                    c => push_char(&mut out, c),
+                }
+            }
+            for byte in chunk.invalid() {
+                let _ = write!(out, "\\x{byte:02x}");
+            }
+        }
+    }
+    out
+}
+
 fn push_char(out: &mut String, c: char) {
     match c {
         '\n' => out.push_str("\\n"),
@@ -69,5 +93,13 @@ mod tests {
     #[test]
     fn lines_keep_breaks_but_nothing_else() {
         assert_eq!(escape_lines(b"one\ntwo\x07"), "one\ntwo\\x07");
+    }
+
+    #[test]
+    fn escaped_text_is_not_escaped_twice() {
+        let once = escape_lines(b"raise \"\\x1b\"\nbad \x1b[31m\xff");
+        assert_eq!(once, "raise \"\\\\x1b\"\nbad \\x1b[31m\\xff");
+        assert_eq!(escape_lines_once(once.as_bytes()), once);
+        assert_eq!(escape_lines_once(b"left \x1b[2J\xfe"), "left \\x1b[2J\\xfe");
     }
 }

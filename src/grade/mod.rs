@@ -736,7 +736,7 @@ fn run_once(suite: &Suite, test: &Test, place: &Place) -> Run {
             html,
         },
         _ => {
-            let words = crate::escape::escape_lines(&stderr[..stderr.len().min(STDERR_KEPT)]);
+            let words = crate::escape::escape_lines_once(&stderr[..stderr.len().min(STDERR_KEPT)]);
             // The student reads this: their own file names, not the grader's copy of them.
             let words = words.replace(&format!("{}/", copy.display()), "");
             let words = words.trim().trim_start_matches("error: ");

@@ -944,3 +944,24 @@ fn the_progress_bar_names_the_running_submission_and_test() {
     assert!(shown.contains("alice · echo 10/10"), "{shown}");
     scratch.assert_nothing_left();
 }
+
+/// A crash's output reaches the feedback escaped once, as the run printed it: a terminal
+/// escape the program printed is `\x1b`, a backslash in its source line `\\`, never more.
+#[test]
+fn crash_output_in_the_feedback_is_escaped_once() {
+    let scratch = Scratch::new();
+    let folder = scratch.dir.path().join("class/crasher");
+    std::fs::create_dir_all(&folder).expect("folder");
+    std::fs::write(
+        folder.join("server.py"),
+        "import sys\nprint('starting on', sys.argv[1])\nraise ValueError('bad \\x1b[31m port')\n",
+    )
+    .expect("server");
+    let suite = scratch.file("suite.toml", &echo_suite("[\"server.py\"]", ""));
+    let out = scratch.dir.path().join("out");
+    grade_into(&scratch, &suite, &[folder], &out).expect_code(0);
+    let feedback = std::fs::read_to_string(out.join("feedback/crasher.md")).expect("feedback");
+    assert!(feedback.contains("ValueError: bad \\x1b[31m port"), "{feedback}");
+    assert!(feedback.contains("raise ValueError('bad \\\\x1b[31m port')"), "{feedback}");
+    assert!(!feedback.contains("\\\\\\\\") && !feedback.contains('\u{1b}'), "{feedback}");
+}
