@@ -510,16 +510,14 @@ fn grade_test(suite: &Suite, test: &Test, place: &Place) -> TestResult {
 /// share one); returns their paths relative to `out`. A report that cannot be saved is
 /// left out: the grade does not depend on it.
 fn keep_run_reports(out: &Path, submission: &Path, test: &Test, runs: &[Run]) -> Vec<String> {
-    use std::hash::{Hash, Hasher};
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    submission.hash(&mut hasher);
+    use std::os::unix::ffi::OsStrExt;
     let folder = format!(
-        "runs/{}-{:08x}",
+        "runs/{}-{}",
         file_stem(&submission_name(submission))
             .chars()
             .take(60)
             .collect::<String>(),
-        hasher.finish() as u32
+        outputs::short_hash(submission.as_os_str().as_bytes())
     );
     let test_stem: String = file_stem(&test.name).chars().take(60).collect();
     let mut kept = Vec::new();

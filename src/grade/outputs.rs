@@ -153,17 +153,24 @@ fn first_field(row: &str) -> &str {
 const MAX_STEM_CHARS: usize = 100;
 
 /// A file name for each submission's outputs, never two alike: `x y` and `x-y` both make
-/// `x-y`, and two students must never share (and overwrite) one `results.json`.
+/// `x-y`, and two students must never share (and overwrite) one `results.json`. A name
+/// that is a safe file name already is kept; another gets a hash of the name, so that its
+/// file does not depend on who else is in the class (adding `x?y` must not hand `x y`'s
+/// feedback file to someone else). Only a clash left after that is numbered.
 fn unique_stems(names: &[&str]) -> Vec<String> {
     let mut taken = std::collections::HashSet::new();
     names
         .iter()
         .map(|name| {
-            let base = match file_stem(name) {
-                stem if stem.is_empty() => "submission".to_owned(),
-                // A file name is at most 255 bytes: a student's 253-character folder name
-                // must not stop every other student's feedback from being written.
-                stem => stem.chars().take(MAX_STEM_CHARS).collect(),
+            // A file name is at most 255 bytes: a student's 253-character folder name must
+            // not stop every other student's feedback from being written.
+            let safe: String = file_stem(name).chars().take(MAX_STEM_CHARS).collect();
+            let base = if safe.is_empty() {
+                format!("submission-{}", short_hash(name.as_bytes()))
+            } else if safe == *name {
+                safe
+            } else {
+                format!("{safe}-{}", short_hash(name.as_bytes()))
             };
             let mut stem = base.clone();
             let mut n = 2;
@@ -174,6 +181,15 @@ fn unique_stems(names: &[&str]) -> Vec<String> {
             stem
         })
         .collect()
+}
+
+/// Eight hex digits of FNV-1a over `bytes`: the same on every machine and every labrun
+/// version, so a name always maps to one file.
+pub(super) fn short_hash(bytes: &[u8]) -> String {
+    let hash = bytes.iter().fold(0x811c_9dc5_u32, |hash, &byte| {
+        (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
+    });
+    format!("{hash:08x}")
 }
 
 fn csv_field(text: &str) -> String {
@@ -543,7 +559,7 @@ pub fn render_summary(grades: &Grades, suite: &Suite, out: &mut impl Write) -> i
 
 #[cfg(test)]
 mod tests {
-    use super::{csv_field, unique_stems};
+    use super::{csv_field, short_hash, unique_stems};
 
     #[test]
     fn shards_merge_into_one_sorted_file_and_overlaps_are_refused() {
@@ -576,10 +592,17 @@ mod tests {
 
     #[test]
     fn outputs_of_two_submissions_never_share_a_file_name() {
-        assert_eq!(
-            unique_stems(&["x y", "x-y", "x?y", "", "..", "alice"]),
-            ["x-y", "x-y-2", "x-y-3", "submission", "submission-2", "alice"]
-        );
+        let stems = unique_stems(&["x y", "x-y", "x?y", "", "..", "alice", "alice"]);
+        assert_eq!(stems[1], "x-y");
+        assert_eq!(stems[5..], ["alice", "alice-2"]);
+        assert!(stems[0].starts_with("x-y-") && stems[0].len() == "x-y-".len() + 8);
+        assert!(stems[3].starts_with("submission-") && stems[4].starts_with("submission-"));
+        let unique: std::collections::HashSet<&String> = stems.iter().collect();
+        assert_eq!(unique.len(), stems.len(), "{stems:?}");
+        // Who else is in the class does not move anyone's file.
+        assert_eq!(unique_stems(&["x?y", "x y"])[1], stems[0]);
+        assert_eq!(short_hash(b"x y"), short_hash(b"x y"));
+        assert_ne!(short_hash(b"x y"), short_hash(b"x?y"));
     }
 
     #[test]
