@@ -214,12 +214,19 @@ impl ServerConcurrency {
                 o.verdict
             );
         }
-        let mut text = format!(
-            "{}: up to {} of {} connected clients served at once",
-            o.verdict, o.served_together, o.connected_together
-        );
-        // Short holds are coincidences of timing; only queues are worth a reader's attention.
-        if o.held_long > 0 {
+        let mut text = match o.served_together {
+            0 => format!(
+                "{}: none of {} connected clients was seen being served",
+                o.verdict, o.connected_together
+            ),
+            served => format!(
+                "{}: up to {served} of {} connected clients served at once",
+                o.verdict, o.connected_together
+            ),
+        };
+        // Short holds are coincidences of timing; only queues are worth a reader's attention
+        // (and with nobody served, nobody waited for a turn).
+        if o.held_long > 0 && o.served_together > 0 {
             text.push_str(&format!(
                 "; {} served only after another left (waits up to {})",
                 o.held_long,
@@ -286,10 +293,13 @@ fn accept_queue_note(figures: &PacingFigures) -> Option<String> {
 }
 
 /// Judges one server against `expect.concurrency`: the statistics and the probe must agree.
+/// `others_failed`: another check of the run failed already, which is then the likely
+/// reason nothing could be judged.
 pub fn judge(
     expected: ConcurrencyExpectation,
     server: &ServerConcurrency,
     check_name: &str,
+    others_failed: bool,
 ) -> (Check, Option<Finding>) {
     let verdict = server.overlap.verdict;
     let probe_served = server.probe.as_ref().map(|p| p.served);
@@ -297,11 +307,15 @@ pub fn judge(
         (_, ConcurrencyVerdict::Undetermined) if server.exited_during_run => {
             Some("the server must stay up to be judged: it exited during the run (see its check)")
         }
+        (_, ConcurrencyVerdict::Undetermined) if others_failed => Some(
+            "the clients were never served side by side long enough to tell, because of the \
+             other failures: fix those first (a server that fails the echo or closes \
+             connections early gives nothing to judge)",
+        ),
         (_, ConcurrencyVerdict::Undetermined) => Some(
-            "the clients were never served side by side long enough to tell: a server that \
-             closes connections early or fails the echo (see the other failures) gives nothing \
-             to judge; a scenario author can start several clients together and keep them busy \
-             with several messages and `think` time",
+            "the clients were never served side by side long enough to tell: the scenario must \
+             start several clients together and keep them busy (several messages, `think` \
+             time) for concurrency to show",
         ),
         (ConcurrencyExpectation::Iterative, ConcurrencyVerdict::Iterative) => (probe_served == Some(true))
             .then_some(
@@ -426,6 +440,44 @@ mod tests {
                 .count() as u32;
             proptest::prop_assert_eq!(measure(&records).held, expected);
         }
+    }
+
+    /// Clients that connected together and were never answered, waiting for the ones who
+    /// left before them: nothing to judge, and said so without "up to 0 served".
+    #[test]
+    fn clients_never_served_are_undetermined_and_the_hint_fits_the_run() {
+        let mut silent: Vec<ClientRecord> = (0..3).map(|i| client(0, 0, 0, 3000 + i)).collect();
+        for record in &mut silent {
+            record.timeline.first_reply = None;
+            record.timeline.last_reply = None;
+        }
+        let server = ServerConcurrency {
+            server: "srv".into(),
+            overlap: measure(&silent),
+            probe: None,
+            exited_during_run: false,
+            accept_queue: None,
+        };
+        assert_eq!(server.overlap.verdict, ConcurrencyVerdict::Undetermined);
+        let described = server.describe();
+        assert!(
+            described.contains("none of 3 connected clients was seen being served"),
+            "{described}"
+        );
+        assert!(
+            !described.contains("up to 0") && !described.contains("after another left"),
+            "{described}"
+        );
+        let expected = ConcurrencyExpectation::Concurrent;
+        let (check, finding) = judge(expected, &server, "concurrency", true);
+        assert!(!check.passed);
+        assert!(finding.expect("a finding").hint.contains("fix those first"));
+        let (_, finding) = judge(expected, &server, "concurrency", false);
+        let hint = finding.expect("a finding").hint;
+        assert!(
+            hint.contains("the scenario must start several clients together"),
+            "{hint}"
+        );
     }
 
     #[test]

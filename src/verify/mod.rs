@@ -144,7 +144,8 @@ pub fn evaluate(evidence: &Evidence) -> Verdict {
     if let Some(expected) = evidence.plan.expect.concurrency {
         for server in evidence.concurrency {
             let name = per_server("concurrency", &server.server, evidence.under_test);
-            let (check, finding) = concurrency::judge(expected, server, &name);
+            let others_failed = verdict.checks.iter().any(|c| !c.passed);
+            let (check, finding) = concurrency::judge(expected, server, &name, others_failed);
             verdict.checks.push(check);
             verdict.findings.extend(finding);
         }

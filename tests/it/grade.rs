@@ -379,7 +379,9 @@ fn hostile_and_colliding_folder_names_keep_every_grade_apart() {
     // a hash of its name.
     assert!(results.contains(&"x-y".to_owned()), "{results:?}");
     assert!(
-        results.iter().any(|r| r.starts_with("x-y-") && r.len() == "x-y-".len() + 8),
+        results
+            .iter()
+            .any(|r| r.starts_with("x-y-") && r.len() == "x-y-".len() + 8),
         "{results:?}"
     );
     scratch.assert_nothing_left();
