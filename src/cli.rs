@@ -195,6 +195,10 @@ pub struct RunArgs {
     /// `[report] formats`, else json).
     #[arg(long, value_delimiter = ',', value_name = "FORMATS")]
     pub format: Vec<Format>,
+    /// Stop at the first scenario that does not pass (a check failed, or its program could
+    /// not be started); by default every scenario runs and the exit code is the worst.
+    #[arg(long)]
+    pub fail_fast: bool,
     /// Run only slice K of N of every scenario's clients (for splitting a load over machines;
     /// join the reports with `labrun merge`). Echo workloads only.
     #[arg(long, value_name = "K/N")]

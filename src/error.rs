@@ -96,6 +96,25 @@ pub enum Error {
 }
 
 impl Error {
+    /// The error and each of its causes, a line each (`caused by: …`), as labrun prints it.
+    pub fn with_causes(&self) -> String {
+        use std::error::Error as _;
+        let mut text = self.to_string();
+        let mut cause = self.source();
+        while let Some(inner) = cause {
+            text.push_str(&format!("\n  caused by: {inner}"));
+            cause = inner.source();
+        }
+        text
+    }
+
+    /// Whether it is the program under test that could not be started or reached (a server
+    /// that will not start, a client program that cannot be launched): such a run is judged
+    /// "could not run" and still gets its report; anything else stops labrun.
+    pub fn is_about_the_program_under_test(&self) -> bool {
+        matches!(self, Error::Supervise(_) | Error::Program(_))
+    }
+
     /// The process exit code this error maps to.
     pub fn exit_code(&self) -> u8 {
         match self {

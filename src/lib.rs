@@ -75,11 +75,12 @@ pub fn run(cli: Cli) -> Result<Outcome, Error> {
     }
 }
 
-/// The exit code of an outcome: 0 pass, 1 fail, 130 interrupted.
+/// The exit code of an outcome: 0 pass, 1 fail, 3 could not run, 130 interrupted.
 pub fn exit_code(outcome: Outcome) -> u8 {
     match outcome {
         Outcome::Pass => 0,
         Outcome::Fail => error::EXIT_FAILED,
+        Outcome::Error => error::EXIT_COULD_NOT_RUN,
         Outcome::Interrupted => error::EXIT_INTERRUPTED,
     }
 }

@@ -1,6 +1,5 @@
 //! `labrun`: parse the command line, run, map the result to an exit code. Nothing else.
 
-use std::error::Error as _;
 use std::panic::AssertUnwindSafe;
 use std::process::ExitCode;
 
@@ -17,12 +16,7 @@ fn main() -> ExitCode {
     match result {
         Ok(outcome) => ExitCode::from(labrun::exit_code(outcome)),
         Err(err) => {
-            eprintln!("error: {err}");
-            let mut cause = err.source();
-            while let Some(inner) = cause {
-                eprintln!("  caused by: {inner}");
-                cause = inner.source();
-            }
+            eprintln!("error: {}", err.with_causes());
             ExitCode::from(err.exit_code())
         }
     }

@@ -44,6 +44,17 @@ pub struct RunOptions {
     pub workers: usize,
 }
 
+/// When a run of several scenarios stops before the last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopAt {
+    /// Every scenario runs (unless Ctrl-C); the outcome is the worst.
+    End,
+    /// At the first scenario whose program could not be started or reached.
+    FirstError,
+    /// At the first scenario that did not pass (`--fail-fast`).
+    FirstNonPass,
+}
+
 /// What a run prints on stdout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Display {
@@ -63,9 +74,21 @@ pub async fn run_scenario(
     options: &RunOptions,
     cancel: &CancellationToken,
 ) -> Result<Report, Error> {
-    let report = match &plan.under_test {
-        UnderTest::Servers(under_test) => test_servers(plan, under_test, options, cancel).await?,
-        UnderTest::ClientPrograms(under_test) => test_client_programs(plan, under_test, cancel).await?,
+    let (started_at, start) = (SystemTime::now(), Instant::now());
+    let tested = match &plan.under_test {
+        UnderTest::Servers(under_test) => test_servers(plan, under_test, options, cancel).await,
+        UnderTest::ClientPrograms(under_test) => test_client_programs(plan, under_test, cancel).await,
+    };
+    // A program under test that will not start is the run's outcome, not labrun's failure:
+    // the run gets its report, and the next scenario its turn.
+    let report = match tested {
+        Ok(report) => report,
+        Err(err) if err.is_about_the_program_under_test() => {
+            let error = err.with_causes();
+            eprintln!("error: {error}");
+            Report::could_not_run(plan, error, started_at, start.elapsed())
+        }
+        Err(err) => return Err(err),
     };
     let saved = match &options.report_dir {
         Some(dir) => {

@@ -54,9 +54,12 @@ pub(crate) fn check_program(args: cli::CheckArgs) -> Result<Outcome, Error> {
         json: args.json,
         sandbox: args.sandbox,
         sandbox_owns_workdir: false,
+        // Every phase runs, but a program that could not be started for one phase will
+        // not start for the next either.
+        fail_fast: false,
     };
     let names: Vec<String> = plans.iter().map(|plan| plan.name.clone()).collect();
-    let (outcome, each) = run_plans(plans, &run, display)?;
+    let (outcome, each) = run_plans(plans, &run, display, run::StopAt::FirstError)?;
     if !args.json {
         let passed = each.iter().filter(|o| **o == Outcome::Pass).count();
         let failed: Vec<&str> = names
@@ -85,6 +88,10 @@ pub(crate) fn check_program(args: cli::CheckArgs) -> Result<Outcome, Error> {
         let verdict = match outcome {
             Outcome::Pass => format!("PASS {}: {counted}", lab.name()),
             Outcome::Fail => format!("FAIL {}: {counted}; failed: {}", lab.name(), failed.join(", ")),
+            Outcome::Error => format!(
+                "ERROR {}: {counted}; the program could not be started or reached (the error is above)",
+                lab.name()
+            ),
             Outcome::Interrupted => format!("INTERRUPTED {}: {counted} before Ctrl-C", lab.name()),
         };
         println!("\n{verdict}");

@@ -43,7 +43,34 @@ pub(crate) fn compare(
 ) -> Result<Outcome, Error> {
     use report::compare;
     use report::saved::SavedReport;
+    let (baseline_path, current_path) = (baseline, current);
     let (baseline, current) = (SavedReport::read(baseline)?, SavedReport::read(current)?);
+    let first_line = |report: &SavedReport| {
+        let error = report.error.as_deref().unwrap_or_default();
+        error
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim_end_matches(':')
+            .to_owned()
+    };
+    if baseline.outcome == Outcome::Error {
+        return Err(Error::Usage(format!(
+            "the baseline `{}` is of a run whose program could not be started ({}): there is nothing to compare against",
+            baseline_path.display(),
+            first_line(&baseline)
+        )));
+    }
+    // A gate must not pass a run that never ran.
+    if current.outcome == Outcome::Error {
+        let _ = writeln!(
+            std::io::stdout(),
+            "REGRESSION: the current run `{}` could not run: {}",
+            current_path.display(),
+            first_line(&current)
+        );
+        return Ok(Outcome::Fail);
+    }
     let gates = if gates.is_empty() {
         compare::default_tolerances()
     } else {

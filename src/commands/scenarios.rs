@@ -32,15 +32,21 @@ pub(crate) fn run_scenarios(args: RunArgs) -> Result<Outcome, Error> {
         (false, true) => run::Display::Verdict,
         (false, false) => run::Display::Full,
     };
-    run_plans(plans, &args, display).map(|(overall, _)| overall)
+    let stop_at = match args.fail_fast {
+        true => run::StopAt::FirstNonPass,
+        false => run::StopAt::End,
+    };
+    run_plans(plans, &args, display, stop_at).map(|(overall, _)| overall)
 }
 
-/// Runs `plans` one after another with the options of `args`, showing each as `display`;
-/// returns the overall outcome and each plan's (fewer after an interruption).
+/// Runs `plans` one after another with the options of `args`, showing each as `display`,
+/// until `stop_at`; returns the overall outcome (the worst) and each plan's (fewer when it
+/// stopped early).
 pub(crate) fn run_plans(
     mut plans: Vec<scenario::Plan>,
     args: &RunArgs,
     display: run::Display,
+    stop_at: run::StopAt,
 ) -> Result<(Outcome, Vec<Outcome>), Error> {
     // One scenario that asks for the sandbox puts every program of this run in it: the
     // sandbox and the private network are the process's, set before anything starts.
@@ -58,7 +64,7 @@ pub(crate) fn run_plans(
         styles: Styles::resolve(Environment::detect(), args.quiet || args.json),
         workers: args.workers.map_or_else(default_workers, usize::from),
     };
-    let outcome = runtime.block_on(run_in_turn(&plans, &options));
+    let outcome = runtime.block_on(run_in_turn(&plans, &options, stop_at));
     supervise::sandbox::clean_up();
     outcome
 }
@@ -202,6 +208,7 @@ fn prepare_process(plans: &[scenario::Plan], args: &RunArgs, sandbox: bool) -> R
 async fn run_in_turn(
     plans: &[scenario::Plan],
     options: &run::RunOptions,
+    stop_at: run::StopAt,
 ) -> Result<(Outcome, Vec<Outcome>), Error> {
     let cancel = interrupt::watch().map_err(Error::Runtime)?;
     let mut overall = Outcome::Pass;
@@ -211,15 +218,29 @@ async fn run_in_turn(
             let _ = writeln!(std::io::stdout());
         }
         let report = run::run_scenario(plan, options, &cancel).await?;
-        overall = match (overall, report.outcome) {
-            (_, Outcome::Interrupted) => Outcome::Interrupted,
-            (Outcome::Fail, _) | (_, Outcome::Fail) => Outcome::Fail,
-            _ => Outcome::Pass,
+        overall = overall.worst(report.outcome);
+        let stop = match (report.outcome, stop_at) {
+            (Outcome::Pass, _) => false,
+            (Outcome::Interrupted, _) | (_, run::StopAt::FirstNonPass) => true,
+            (Outcome::Error, run::StopAt::FirstError) => true,
+            (Outcome::Fail | Outcome::Error, _) => false,
         };
         reports.push(report);
-        if overall == Outcome::Interrupted {
+        if stop {
             break;
         }
+    }
+    let not_run: Vec<&str> = plans[reports.len()..].iter().map(|p| p.name.as_str()).collect();
+    if let Some(last) = reports.last()
+        && !not_run.is_empty()
+        && last.outcome != Outcome::Interrupted
+    {
+        eprintln!(
+            "labrun: stopped after `{}` ({}); not run: {}",
+            last.scenario.name,
+            last.outcome.word().to_lowercase(),
+            not_run.join(", ")
+        );
     }
     let mut rendered = Vec::new();
     match options.display {

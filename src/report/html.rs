@@ -29,10 +29,10 @@ svg text{font:11px system-ui,sans-serif;fill:#454c5a}.finding{margin:8px 0;paddi
 pub fn render(report: &Report) -> Vec<u8> {
     let plan = &report.scenario;
     let mut html = String::with_capacity(64 * 1024);
-    let (badge, class) = match report.outcome {
-        Outcome::Pass => ("PASS", "pass"),
-        Outcome::Fail => ("FAIL", "fail"),
-        Outcome::Interrupted => ("INTERRUPTED", "fail"),
+    let badge = report.outcome.word();
+    let class = match report.outcome {
+        Outcome::Pass => "pass",
+        Outcome::Fail | Outcome::Error | Outcome::Interrupted => "fail",
     };
     let passed = report.checks.iter().filter(|c| c.passed).count();
     let _ = write!(
@@ -50,6 +50,14 @@ pub fn render(report: &Report) -> Vec<u8> {
         escape(&report.started_at),
         escape(report.labrun_version)
     );
+    if let Some(error) = &report.error {
+        let _ = writeln!(
+            html,
+            "<h2>Could not run</h2><p>Nothing was judged.</p><pre>{}</pre></body></html>",
+            escape(error)
+        );
+        return html.into_bytes();
+    }
     html.push_str("<h2>Checks</h2><table><tr><th>check</th><th>result</th><th>details</th></tr>");
     for check in &report.checks {
         let (mark, class) = if check.passed {

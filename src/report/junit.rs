@@ -7,6 +7,9 @@ use super::{Report, escape_markup as escape};
 
 /// Renders the report as a JUnit XML document (one `testsuite` for the scenario).
 pub fn render(report: &Report) -> Vec<u8> {
+    if let Some(error) = &report.error {
+        return render_error(report, error);
+    }
     let name = &report.scenario.name;
     let failures = report.checks.iter().filter(|c| !c.passed).count();
     let seconds = report.duration_ms / 1000.0;
@@ -55,6 +58,24 @@ pub fn render(report: &Report) -> Vec<u8> {
     }
     let _ = writeln!(xml, "  </testsuite>\n</testsuites>");
     xml.into_bytes()
+}
+
+/// A run that could not start: one test case, `start`, in error, saying why.
+fn render_error(report: &Report, error: &str) -> Vec<u8> {
+    let name = escape(&report.scenario.name);
+    let seconds = report.duration_ms / 1000.0;
+    let first_line = error.lines().next().unwrap_or_default();
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+         <testsuites name=\"labrun\" tests=\"1\" failures=\"0\" errors=\"1\" time=\"{seconds:.3}\">\n  \
+         <testsuite name=\"{name}\" tests=\"1\" failures=\"0\" errors=\"1\" skipped=\"0\" time=\"{seconds:.3}\" timestamp=\"{}\">\n    \
+         <testcase classname=\"labrun.{name}\" name=\"start\" time=\"{seconds:.3}\">\n      \
+         <error message=\"{}\" type=\"could-not-run\">{}</error>\n    </testcase>\n  </testsuite>\n</testsuites>\n",
+        escape(&report.started_at),
+        escape(first_line),
+        escape(error)
+    )
+    .into_bytes()
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 
 use std::fmt::Write;
 
-use super::{Outcome, Report, ServersReport, Tested};
+use super::{Report, ServersReport, Tested};
 use crate::units;
 
 /// Findings listed in full; the rest are counted.
@@ -17,14 +17,19 @@ pub fn render(report: &Report) -> Vec<u8> {
     let mut md = String::new();
     let plan = &report.scenario;
     let passed = report.checks.iter().filter(|c| c.passed).count();
-    let verdict = match report.outcome {
-        Outcome::Pass => "PASS",
-        Outcome::Fail => "FAIL",
-        Outcome::Interrupted => "INTERRUPTED",
-    };
+    let verdict = report.outcome.word();
     let _ = writeln!(md, "## labrun: {} — {verdict}\n", cell(&plan.name));
     if let Some(description) = &plan.description {
         let _ = writeln!(md, "{}\n", cell(description));
+    }
+    if let Some(error) = &report.error {
+        // The program's own output is inside: a fence of its own must not end the block.
+        let _ = writeln!(
+            md,
+            "**Could not run**: nothing was judged.\n\n```\n{}\n```",
+            error.replace("```", "'''")
+        );
+        return md.into_bytes();
     }
     let _ = writeln!(
         md,

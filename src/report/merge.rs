@@ -137,11 +137,7 @@ pub fn merge(paths: &[PathBuf]) -> Result<MergedReport, MergeError> {
             passed: c.passed,
             summary: c.summary.clone(),
         }));
-        outcome = match (outcome, part.outcome) {
-            (Outcome::Interrupted, _) | (_, Outcome::Interrupted) => Outcome::Interrupted,
-            (Outcome::Fail, _) | (_, Outcome::Fail) => Outcome::Fail,
-            _ => Outcome::Pass,
-        };
+        outcome = outcome.worst(part.outcome);
         complete &= part.complete;
         findings += part.findings.len();
     }
@@ -324,6 +320,12 @@ fn describe_servers(servers: &[SavedServer]) -> String {
 
 fn read(path: &Path) -> Result<SavedReport, ReadError> {
     let report = SavedReport::read(path)?;
+    if report.outcome == Outcome::Error {
+        return Err(ReadError {
+            path: path.to_owned(),
+            reason: "its run could not run (outcome `error`): it has no figures to merge".into(),
+        });
+    }
     if report.groups.is_empty() {
         return Err(ReadError {
             path: path.to_owned(),
@@ -377,11 +379,7 @@ pub fn render(merged: &MergedReport, saved_to: Option<&Path>, out: &mut impl Wri
         )?;
     }
     let passed = merged.checks.iter().filter(|c| c.passed).count();
-    let verdict = match merged.outcome {
-        Outcome::Pass => "PASS",
-        Outcome::Fail => "FAIL",
-        Outcome::Interrupted => "INTERRUPTED",
-    };
+    let verdict = merged.outcome.word();
     write!(
         out,
         "{verdict} {}: {passed} of {} checks passed",

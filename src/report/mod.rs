@@ -26,7 +26,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use crate::metrics::{GroupFigures, LatencySet};
-use crate::scenario::{Format, Plan, ServersUnderTest};
+use crate::scenario::{Format, Plan, ServersUnderTest, UnderTest};
 use crate::supervise::{EventRecord, ServerEnd};
 use crate::units;
 use crate::verify::concurrency::ServerConcurrency;
@@ -66,8 +66,11 @@ pub fn escape_markup(text: &str) -> String {
     out
 }
 
-/// Version of the JSON report layout; bumped on any incompatible change.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Version of the JSON report layout; bumped on any incompatible change. Version 2 added the
+/// `error` outcome and key (a run that could not start has a report too).
+pub const SCHEMA_VERSION: u32 = 2;
+/// The oldest layout [`saved`] still reads: what it reads is in every version since.
+pub const OLDEST_READABLE_SCHEMA: u32 = 1;
 
 /// How a run ended overall.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -77,8 +80,35 @@ pub enum Outcome {
     Pass,
     /// At least one check failed.
     Fail,
+    /// A program under test could not be started or reached: nothing was judged (see the
+    /// report's `error`).
+    Error,
     /// Ctrl-C (or SIGTERM) stopped the run; figures are partial.
     Interrupted,
+}
+
+impl Outcome {
+    /// The worse of two outcomes, for a run of several: an interruption over an error (which
+    /// judged nothing) over a failure over a pass.
+    pub fn worst(self, other: Outcome) -> Outcome {
+        let rank = |outcome| match outcome {
+            Outcome::Pass => 0,
+            Outcome::Fail => 1,
+            Outcome::Error => 2,
+            Outcome::Interrupted => 3,
+        };
+        if rank(other) > rank(self) { other } else { self }
+    }
+
+    /// The word reports show for it.
+    pub fn word(self) -> &'static str {
+        match self {
+            Outcome::Pass => "PASS",
+            Outcome::Fail => "FAIL",
+            Outcome::Error => "ERROR",
+            Outcome::Interrupted => "INTERRUPTED",
+        }
+    }
 }
 
 /// Everything a run found.
@@ -99,8 +129,11 @@ pub struct Report {
     pub labrun_peak_rss_bytes: Option<u64>,
     /// Overall result.
     pub outcome: Outcome,
-    /// False when the run was interrupted and figures are partial.
+    /// False when the run was interrupted and figures are partial, or there are none.
     pub complete: bool,
+    /// Why nothing was judged, when a program under test could not be started or reached
+    /// (outcome `error`), in labrun's words with the program's own output.
+    pub error: Option<String>,
     /// What the servers, or the client programs, under test did.
     #[serde(flatten)]
     pub tested: Tested,
@@ -240,6 +273,31 @@ impl GroupReport {
             units::count(self.error_count()),
             format!("{:.0}", self.messages_per_second),
         ]
+    }
+}
+
+impl Report {
+    /// The report of a run whose program under test could not be started or reached: no
+    /// figures, no checks, the reason as the outcome, so that every requested file exists
+    /// and says why.
+    pub fn could_not_run(plan: &Plan, error: String, started_at: SystemTime, duration: Duration) -> Report {
+        Report {
+            schema_version: SCHEMA_VERSION,
+            labrun_version: env!("CARGO_PKG_VERSION"),
+            scenario: plan.clone(),
+            started_at: humantime::format_rfc3339_millis(started_at).to_string(),
+            duration_ms: duration.as_secs_f64() * 1000.0,
+            labrun_peak_rss_bytes: crate::metrics::own_peak_rss_bytes(),
+            outcome: Outcome::Error,
+            complete: false,
+            error: Some(error),
+            tested: match plan.under_test {
+                UnderTest::Servers(_) => Tested::Servers(Box::new(ServersReport::empty())),
+                UnderTest::ClientPrograms(_) => Tested::ClientPrograms(Vec::new()),
+            },
+            checks: Vec::new(),
+            findings: Vec::new(),
+        }
     }
 }
 
@@ -414,6 +472,7 @@ impl Report {
             labrun_peak_rss_bytes: crate::metrics::own_peak_rss_bytes(),
             outcome,
             complete: !run.interrupted,
+            error: None,
             tested: run.tested,
             checks: run.verdict.checks,
             findings: run.verdict.findings,

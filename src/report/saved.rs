@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Outcome, SCHEMA_VERSION};
+use super::{OLDEST_READABLE_SCHEMA, Outcome, SCHEMA_VERSION};
 use crate::metrics::LatencySet;
 
 /// Why a report could not be read.
@@ -30,10 +30,13 @@ pub struct SavedReport {
     pub scenario: SavedScenario,
     /// When its clients started (RFC 3339).
     pub started_at: String,
-    /// PASS, FAIL or INTERRUPTED.
+    /// PASS, FAIL, ERROR or INTERRUPTED.
     pub outcome: Outcome,
-    /// False when the run was interrupted.
+    /// False when the run was interrupted, or could not run.
     pub complete: bool,
+    /// Why it could not run (outcome `error`; schema version 2 on).
+    #[serde(default)]
+    pub error: Option<String>,
     /// Its servers.
     #[serde(default)]
     pub servers: Vec<SavedServer>,
@@ -141,10 +144,12 @@ impl SavedReport {
             );
         }
         match value["schema_version"].as_u64() {
-            Some(version) if version == u64::from(SCHEMA_VERSION) => {}
+            Some(version)
+                if (u64::from(OLDEST_READABLE_SCHEMA)..=u64::from(SCHEMA_VERSION)).contains(&version) => {}
             Some(version) => {
                 return Err(format!(
-                    "schema version {version} (this labrun reads version {SCHEMA_VERSION})"
+                    "schema version {version} (this labrun reads versions {OLDEST_READABLE_SCHEMA} \
+                     to {SCHEMA_VERSION})"
                 ));
             }
             None => return Err("not a labrun run report (it has no `schema_version`)".into()),

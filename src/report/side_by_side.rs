@@ -58,11 +58,10 @@ fn write_table(loads: &[Load], out: &mut impl Write) -> io::Result<()> {
         table.push_record([
             report.scenario.name.clone(),
             match report.outcome {
-                Outcome::Pass => "pass",
-                Outcome::Fail => "FAIL",
-                Outcome::Interrupted => "interrupted",
-            }
-            .to_owned(),
+                Outcome::Pass => "pass".to_owned(),
+                Outcome::Fail => "FAIL".to_owned(),
+                other => other.word().to_lowercase(),
+            },
             units::count(u64::from(servers.total.clients)),
             format!("{:.0}", servers.total.messages_per_second),
             at(&latency.wait, 0.5),

@@ -31,6 +31,10 @@ pub fn render(report: &Report, saved: &[PathBuf], styles: &Styles, out: &mut imp
         Some(description) => writeln!(out, "{title} — {description}")?,
         None => writeln!(out, "{title}")?,
     }
+    if report.error.is_some() {
+        // Nothing was measured; the error itself went to stderr as it happened.
+        return render_verdict(report, saved, styles, out);
+    }
     match &report.tested {
         Tested::Servers(servers) => {
             let concurrency_asked = report.scenario.expect.concurrency.is_some();
@@ -335,24 +339,31 @@ pub fn render_verdict(
     out: &mut impl Write,
 ) -> io::Result<()> {
     let passed = report.checks.iter().filter(|c| c.passed).count();
-    let (mark, tone) = match report.outcome {
-        Outcome::Pass => ("PASS", Tone::Pass),
-        Outcome::Fail => ("FAIL", Tone::Fail),
-        Outcome::Interrupted => ("INTERRUPTED", Tone::Fail),
+    let tone = match report.outcome {
+        Outcome::Pass => Tone::Pass,
+        Outcome::Fail | Outcome::Error | Outcome::Interrupted => Tone::Fail,
     };
-    let partial = if report.complete {
-        ""
+    let mark = styles.paint(tone, report.outcome.word());
+    if report.error.is_some() {
+        write!(
+            out,
+            "{mark} {}: could not run, nothing was judged (the error is above)",
+            report.scenario.name
+        )?;
     } else {
-        " (partial: the run was interrupted)"
-    };
-    write!(
-        out,
-        "{} {}: {passed} of {} checks passed in {}{partial}",
-        styles.paint(tone, mark),
-        report.scenario.name,
-        report.checks.len(),
-        units::micros((report.duration_ms * 1000.0) as u64)
-    )?;
+        let partial = if report.complete {
+            ""
+        } else {
+            " (partial: the run was interrupted)"
+        };
+        write!(
+            out,
+            "{mark} {}: {passed} of {} checks passed in {}{partial}",
+            report.scenario.name,
+            report.checks.len(),
+            units::micros((report.duration_ms * 1000.0) as u64)
+        )?;
+    }
     if !saved.is_empty() {
         let paths: Vec<String> = saved.iter().map(|p| p.display().to_string()).collect();
         write!(out, " · report {}", paths.join(", "))?;

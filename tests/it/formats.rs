@@ -183,3 +183,76 @@ fn the_scenario_chooses_its_formats_and_the_command_line_overrides_them() {
     assert_eq!(written(&["--format", "json"]), ["chosen.json"]);
     scratch.assert_nothing_left();
 }
+
+/// A server that will not start is the most common student bug: its run still writes every
+/// requested report, each saying why, and the next scenario on the command line still runs;
+/// the exit code is the worst (3). With `--fail-fast` the second is not run, and said so.
+#[test]
+fn a_run_that_cannot_start_writes_every_report_and_the_next_one_runs() {
+    let scratch = Scratch::new();
+    let crashing = scratch.file(
+        "crashes.toml",
+        &echo_scenario(
+            "crashes",
+            &crate::util::python_server("crash_at_start.py"),
+            "count = 1\nmessages = 2",
+            "",
+        ),
+    );
+    let passing = scratch.file(
+        "passes.toml",
+        &echo_scenario(
+            "passes",
+            "builtin = \"echo-threaded\"",
+            "count = 2\nmessages = 2",
+            "",
+        ),
+    );
+    let run_both = |extra: &[&str]| {
+        Run::from(
+            scratch
+                .labrun()
+                .arg("run")
+                .arg(&crashing)
+                .arg(&passing)
+                .arg("--out")
+                .arg(scratch.reports())
+                .args(["--format", "json,md,junit,html"])
+                .args(extra)
+                .output()
+                .expect("labrun runs"),
+        )
+    };
+    let run = run_both(&[]);
+    run.expect_code(3)
+        .stderr_has("AttributeError")
+        .stdout_has("ERROR crashes: could not run")
+        .stdout_has("PASS passes");
+    let reports = scratch.reports();
+    let json = read_report(&reports.join("crashes.json"));
+    assert_eq!(json["outcome"], "error", "{json}");
+    assert!(
+        json["error"].as_str().is_some_and(|e| e.contains("listne")),
+        "{json}"
+    );
+    for file in ["crashes.md", "crashes.html"] {
+        let text = std::fs::read_to_string(reports.join(file)).expect(file);
+        assert!(
+            text.contains("ERROR") && text.contains("listne"),
+            "{file}: {text}"
+        );
+    }
+    let junit = std::fs::read_to_string(reports.join("crashes.junit.xml")).expect("junit");
+    assert!(
+        junit.contains("errors=\"1\"") && junit.contains("<error message="),
+        "{junit}"
+    );
+    assert!(junit.contains("listne"), "{junit}");
+    assert_eq!(read_report(&reports.join("passes.json"))["outcome"], "pass");
+
+    std::fs::remove_dir_all(&reports).expect("reports removed");
+    let fast = run_both(&["--fail-fast"]);
+    fast.expect_code(3).stderr_has("not run: passes");
+    assert!(reports.join("crashes.json").is_file() && !reports.join("passes.json").exists());
+    scratch.assert_nothing_left();
+}

@@ -17,7 +17,7 @@ fn load_schema(name: &str) -> Value {
     serde_json::from_str(&text).expect("the schema is JSON")
 }
 
-/// Checks `value` against the subset of JSON Schema the two schemas use: `type`, `enum`,
+/// Checks `value` against the subset of JSON Schema the two schemas use: `required`, `type`, `enum`,
 /// `const`, `properties` with `additionalProperties`, `items`, `anyOf` and local `$ref`.
 /// Returns one line per violation, naming its path.
 fn violations(schema_root: &Value, schema: &Value, value: &Value, path: &str) -> Vec<String> {
@@ -68,6 +68,17 @@ fn violations(schema_root: &Value, schema: &Value, value: &Value, path: &str) ->
     let mut found = Vec::new();
     match value {
         Value::Object(map) => {
+            for key in schema
+                .get("required")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let key = key.as_str().unwrap_or_default();
+                if !map.contains_key(key) {
+                    found.push(format!("{path}.{key}: required, missing"));
+                }
+            }
             let properties = schema.get("properties").and_then(Value::as_object);
             let additional = schema.get("additionalProperties");
             for (key, item) in map {
@@ -216,5 +227,34 @@ fn reports_conform_to_the_report_schema() {
         let report = read_report(&scratch.reports().join(format!("{name}.json")));
         let found = violations(&schema, &schema, &report, "$");
         assert!(found.is_empty(), "{name}: {found:#?}");
+    }
+}
+
+/// The report of a run that could not start conforms too, and the schema requires every
+/// top-level key: `{}` is not a report.
+#[test]
+fn an_error_report_conforms_and_an_empty_object_does_not() {
+    let schema = load_schema("report.schema.json");
+    let scratch = Scratch::new();
+    let crashing = scratch.file(
+        "crashes.toml",
+        &crate::util::echo_scenario(
+            "crashes",
+            &crate::util::python_server("crash_at_start.py"),
+            "count = 1",
+            "",
+        ),
+    );
+    scratch.run(&crashing).expect_code(3);
+    let report = read_report(&scratch.reports().join("crashes.json"));
+    assert_eq!(report["outcome"], "error");
+    let found = violations(&schema, &schema, &report, "$");
+    assert!(found.is_empty(), "{found:#?}");
+    let empty = violations(&schema, &schema, &serde_json::json!({}), "$");
+    for key in ["$.schema_version", "$.outcome", "$.error", "$.checks"] {
+        assert!(
+            empty.iter().any(|v| v.starts_with(&format!("{key}: required"))),
+            "{key}: {empty:?}"
+        );
     }
 }
