@@ -212,21 +212,16 @@ fn a_server_that_dies_with_one_client_fails_isolation_and_survival() {
     }
 }
 
+/// The README's side-by-side: the shipped pair of scenarios that load the iterative and the
+/// threaded server alike, compared in one command.
 #[test]
 fn several_scenarios_end_with_a_side_by_side_comparison() {
     let scratch = Scratch::new();
-    let iterative = scratch.file(
-        "one.toml",
-        &echo_scenario("one-at-a-time", "builtin = \"echo-iterative\"", OVERLAPPING, ""),
-    );
-    let threaded = scratch.file(
-        "all.toml",
-        &echo_scenario("all-at-once", "builtin = \"echo-threaded\"", OVERLAPPING, ""),
-    );
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
     let output = scratch
         .labrun()
-        .arg(&iterative)
-        .arg(&threaded)
+        .arg(shipped.join("iterative-10.toml"))
+        .arg(shipped.join("threaded-10.toml"))
         .arg("--no-report")
         .output()
         .expect("labrun runs");
@@ -243,12 +238,15 @@ fn several_scenarios_end_with_a_side_by_side_comparison() {
             .unwrap_or_else(|| panic!("no row for {name} in\n{comparison}"))
             .to_owned()
     };
-    assert!(row("one-at-a-time").contains("iterative"), "{comparison}");
-    assert!(row("all-at-once").contains("concurrent (6)"), "{comparison}");
+    // The same ten clients against each server.
+    assert!(row("iterative-10").contains("│      10 │"), "{comparison}");
+    assert!(row("threaded-10").contains("│      10 │"), "{comparison}");
+    assert!(row("iterative-10").contains("iterative"), "{comparison}");
+    assert!(row("threaded-10").contains("concurrent (10)"), "{comparison}");
     // Both histograms are drawn in columns under their scenario names.
     let heading = comparison
         .lines()
-        .find(|l| l.contains("│one-at-a-time") && l.contains("│all-at-once"));
+        .find(|l| l.contains("│iterative-10") && l.contains("│threaded-10"));
     assert!(heading.is_some(), "{comparison}");
     scratch.assert_nothing_left();
 }
