@@ -195,7 +195,9 @@ async fn test_servers(
         .map(|i| servers.running(i))
         .collect();
     let overlaps = measure_overlaps(under_test, &drive.records);
+    let probing = Instant::now();
     let probes = run_probes(plan, under_test, &addresses, &running, &overlaps, cancel).await;
+    let probes_took = probing.elapsed();
     // Counted last: the probes' connections are served by children too.
     if plan.expect.reaps && !cancel.is_cancelled() {
         servers.count_children().await;
@@ -233,6 +235,7 @@ async fn test_servers(
             survival: probes.survival,
             rooms: drive.rooms,
             events,
+            probes: probes_took,
         },
     );
     let report = Report::assemble(RunResult {

@@ -1,9 +1,10 @@
 //! The JUnit XML report: one test case per check, so CI systems list labrun's checks beside
-//! their own tests, with each failure carrying its findings.
+//! their own tests, with each failure carrying its findings, each case timed by the phase
+//! of the run it judges, and the run's seed, version and targets as properties.
 
 use std::fmt::Write;
 
-use super::{Report, escape_markup as escape};
+use super::{Report, Tested, escape_markup as escape};
 
 /// Renders the report as a JUnit XML document (one `testsuite` for the scenario).
 pub fn render(report: &Report) -> Vec<u8> {
@@ -26,12 +27,14 @@ pub fn render(report: &Report) -> Vec<u8> {
         report.checks.len(),
         escape(&report.started_at)
     );
+    write_properties(report, &mut xml);
     for check in &report.checks {
         let _ = write!(
             xml,
-            "    <testcase classname=\"labrun.{}\" name=\"{}\" time=\"0\"",
+            "    <testcase classname=\"labrun.{}\" name=\"{}\" time=\"{:.3}\"",
             escape(name),
-            escape(&check.name)
+            escape(&check.name),
+            check_seconds(report, &check.name)
         );
         if check.passed {
             let _ = writeln!(
@@ -58,6 +61,57 @@ pub fn render(report: &Report) -> Vec<u8> {
     }
     let _ = writeln!(xml, "  </testsuite>\n</testsuites>");
     xml.into_bytes()
+}
+
+/// The run's seed, labrun's version, the scenario file and where each server was, so that
+/// a CI page says how to reproduce the run.
+fn write_properties(report: &Report, xml: &mut String) {
+    let plan = &report.scenario;
+    let mut properties = vec![
+        ("seed".to_owned(), plan.seed.to_string()),
+        ("labrun_version".to_owned(), report.labrun_version.to_owned()),
+        ("scenario".to_owned(), plan.source.display().to_string()),
+    ];
+    if let Tested::Servers(servers) = &report.tested {
+        for server in &servers.servers {
+            let target = server
+                .addressed
+                .clone()
+                .unwrap_or_else(|| server.address.to_string());
+            properties.push((format!("target.{}", server.name), target));
+        }
+    }
+    xml.push_str("    <properties>\n");
+    for (name, value) in properties {
+        let _ = writeln!(
+            xml,
+            "      <property name=\"{}\" value=\"{}\"/>",
+            escape(&name),
+            escape(&value)
+        );
+    }
+    xml.push_str("    </properties>\n");
+}
+
+/// Seconds of the phase a check judges: a server's check and `reaps` the whole run; a probe's
+/// (`survives`) the probes; `concurrency` the clients and the probes; a client program's
+/// check its session; every other check the clients' activity.
+fn check_seconds(report: &Report, check: &str) -> f64 {
+    let milliseconds = match &report.tested {
+        Tested::Servers(_) if check.starts_with("server ") || check.starts_with("reaps") => {
+            report.duration_ms
+        }
+        Tested::Servers(servers) if check.starts_with("survives") => servers.probes_ms,
+        Tested::Servers(servers) if check.starts_with("concurrency") => {
+            servers.total.active_ms + servers.probes_ms
+        }
+        Tested::Servers(servers) => servers.total.active_ms,
+        Tested::ClientPrograms(programs) => programs
+            .iter()
+            .find(|p| programs.len() == 1 || check.ends_with(&format!(" {}", p.name)))
+            .map_or(report.duration_ms, |p| p.duration_ms),
+    };
+    milliseconds / 1000.0
 }
 
 /// A run that could not start: one test case, `start`, in error, saying why.

@@ -171,6 +171,9 @@ pub struct ServersReport {
     pub events: Vec<EventRecord>,
     /// Client timelines, for the timeline chart.
     pub timeline: TimelineReport,
+    /// How long the concurrency and survival probes took, after the clients left (the time
+    /// of the checks they decide).
+    pub probes_ms: f64,
 }
 
 /// Every saved report carries the keys of both sides (the other side's empty), so its
@@ -402,6 +405,8 @@ pub struct ServersRun<'a> {
     pub rooms: Vec<RoomOutcome>,
     /// Events carried out.
     pub events: Vec<EventRecord>,
+    /// How long the probes took, after the clients.
+    pub probes: Duration,
 }
 
 impl ServersReport {
@@ -432,6 +437,7 @@ impl ServersReport {
             rooms: run.rooms,
             events: run.events,
             timeline: TimelineReport::from_records(under_test, run.records),
+            probes_ms: run.probes.as_secs_f64() * 1000.0,
         }
     }
 
@@ -449,6 +455,7 @@ impl ServersReport {
                 clients: 0,
                 shown: Vec::new(),
             },
+            probes_ms: 0.0,
         }
     }
 }

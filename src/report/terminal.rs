@@ -523,6 +523,7 @@ concurrency = "concurrent"
                 survival: Vec::new(),
                 rooms: Vec::new(),
                 events: Vec::new(),
+                probes: Duration::ZERO,
             },
         );
         Report::assemble(RunResult {

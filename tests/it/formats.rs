@@ -60,6 +60,23 @@ fn all_four_formats_come_from_one_run() {
         .find(|n| n.has_tag_name("failure"))
         .expect("failure");
     assert!(failure.text().expect("text").contains("differs at byte"), "{xml}");
+    // Each case is timed by the phase it judges (the clients ran for a while), and the
+    // run's seed, version and target are properties.
+    let time = |case: &roxmltree::Node| case.attribute("time").and_then(|t| t.parse::<f64>().ok());
+    assert!(cases.iter().all(|c| time(c).is_some_and(|t| t > 0.0)), "{xml}");
+    let property = |name: &str| {
+        document
+            .descendants()
+            .find(|n| n.has_tag_name("property") && n.attribute("name") == Some(name))
+            .and_then(|n| n.attribute("value"))
+            .map(str::to_owned)
+    };
+    assert_eq!(property("seed").as_deref(), Some("0"), "{xml}");
+    assert!(property("labrun_version").is_some(), "{xml}");
+    assert!(
+        property("target.srv").is_some_and(|t| t.starts_with("127.0.0.1:")),
+        "{xml}"
+    );
 
     let markdown = std::fs::read_to_string(scratch.reports().join("formats.md")).expect("markdown");
     assert!(markdown.starts_with("## labrun: formats — FAIL"), "{markdown}");
