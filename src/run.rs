@@ -8,7 +8,6 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::SystemTime;
 
 use tokio::time::Instant;
@@ -158,7 +157,7 @@ async fn test_servers(
         panic!("{PANIC_INJECTION_VARIABLE}=after-ready: injected panic with servers running");
     }
 
-    let completed = Arc::new(AtomicU64::new(0));
+    let completed = Arc::new(workload::MessageCount::new(options.workers));
     let total_messages = under_test
         .groups
         .iter()

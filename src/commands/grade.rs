@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::cli::GradeArgs;
 use crate::error::Error;
+use crate::report::progress::ProgressDisplay;
 use crate::report::style::{Environment, Styles};
 use crate::report::{self, Outcome};
 use crate::{grade, scenario, supervise};
@@ -192,7 +193,8 @@ struct GradeProgress {
 
 impl GradeProgress {
     fn new() -> GradeProgress {
-        let bar = Styles::resolve(Environment::detect(), false).progress.then(|| {
+        let on_a_terminal = Styles::resolve(Environment::detect(), false).progress == ProgressDisplay::Bar;
+        let bar = on_a_terminal.then(|| {
             indicatif::ProgressBar::new(0).with_style(
                 indicatif::ProgressStyle::with_template(
                     "grading {bar:30} {pos}/{len} tests, {elapsed}{wide_msg}",

@@ -1,7 +1,10 @@
 //! Terminal styling decided once, from facts passed in, so renderers stay testable.
 //!
 //! Colour is on only when stdout is a terminal, `NO_COLOR` is unset or empty and `TERM` is
-//! not `dumb`. Progress bars additionally need stderr to be a terminal and `CI` to be unset.
+//! not `dumb`. Progress bars additionally need stderr to be a terminal and `CI` to be unset;
+//! elsewhere progress is a line every few seconds, and nothing with `--quiet`.
+
+use super::progress::ProgressDisplay;
 
 /// The facts output decisions depend on.
 #[derive(Debug, Clone, Copy, Default)]
@@ -58,8 +61,8 @@ fn terminal_columns() -> Option<usize> {
 pub struct Styles {
     /// Emit ANSI colours on stdout.
     pub color: bool,
-    /// Show a progress bar on stderr.
-    pub progress: bool,
+    /// How progress shows on stderr.
+    pub progress: ProgressDisplay,
     /// Columns charts may use.
     pub width: usize,
 }
@@ -68,7 +71,7 @@ impl Default for Styles {
     fn default() -> Self {
         Styles {
             color: false,
-            progress: false,
+            progress: ProgressDisplay::Off,
             width: DEFAULT_WIDTH,
         }
     }
@@ -92,7 +95,13 @@ impl Styles {
     pub fn resolve(env: Environment, quiet: bool) -> Self {
         Styles {
             color: env.stdout_tty && !env.no_color && !env.dumb_terminal,
-            progress: env.stderr_tty && !env.ci && !env.dumb_terminal && !quiet,
+            progress: if quiet {
+                ProgressDisplay::Off
+            } else if env.stderr_tty && !env.ci && !env.dumb_terminal {
+                ProgressDisplay::Bar
+            } else {
+                ProgressDisplay::Lines
+            },
             width: env.columns.unwrap_or(DEFAULT_WIDTH).max(MIN_WIDTH),
         }
     }
@@ -124,7 +133,7 @@ mod tests {
             ..Default::default()
         };
         assert!(Styles::resolve(tty, false).color);
-        assert!(Styles::resolve(tty, false).progress);
+        assert_eq!(Styles::resolve(tty, false).progress, ProgressDisplay::Bar);
         assert!(
             !Styles::resolve(
                 Environment {
@@ -135,8 +144,16 @@ mod tests {
             )
             .color
         );
-        assert!(!Styles::resolve(Environment { ci: true, ..tty }, false).progress);
-        assert!(!Styles::resolve(tty, true).progress);
+        // A CI log gets a line every few seconds instead of a bar; --quiet gets nothing.
+        assert_eq!(
+            Styles::resolve(Environment { ci: true, ..tty }, false).progress,
+            ProgressDisplay::Lines
+        );
+        assert_eq!(
+            Styles::resolve(Environment::default(), false).progress,
+            ProgressDisplay::Lines
+        );
+        assert_eq!(Styles::resolve(tty, true).progress, ProgressDisplay::Off);
         assert!(!Styles::resolve(Environment::default(), false).color);
         assert_eq!(Styles::default().paint(Tone::Fail, "FAIL"), "FAIL");
     }

@@ -859,7 +859,6 @@ mod tests {
     use std::path::Path;
     use std::rc::Rc;
     use std::sync::Arc;
-    use std::sync::atomic::AtomicU64;
 
     use proptest::prelude::*;
     use tokio::net::TcpListener;
@@ -989,7 +988,12 @@ mod tests {
                 start_at: now,
                 run_deadline: now + Duration::from_secs(5),
                 cancel: CancellationToken::new(),
-                tally: Rc::new(WorkerTally::new(1, Arc::new(AtomicU64::new(0)))),
+                tally: Rc::new(WorkerTally::new(
+                    1,
+                    Arc::new(crate::workload::tally::MessageCount::new(1)),
+                    0,
+                    1,
+                )),
                 receive_buffer: Rc::new(RefCell::new(vec![0u8; 64 * 1024])),
                 connect_window: Rc::new(tokio::sync::Semaphore::new(1)),
                 well_behaved_done: CancellationToken::new(),

@@ -36,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use pacer::PacingFigures;
 pub use record::{ClientEnd, ClientErrorKind, ClientRecord, DatagramTally};
+pub use tally::MessageCount;
 
 use crate::histogram::Latency;
 use crate::scenario::{GroupPlan, ServersUnderTest, Transport, WorkloadKind};
@@ -78,7 +79,7 @@ pub struct DriveSetup<'a> {
     /// Fires on Ctrl-C.
     pub cancel: CancellationToken,
     /// Counts completed messages for the progress display.
-    pub progress: Arc<AtomicU64>,
+    pub progress: Arc<tally::MessageCount>,
     /// Worker threads to spread the clients over (at most one per client).
     pub workers: usize,
 }
@@ -110,7 +111,7 @@ struct Shared {
     run_start: Instant,
     run_deadline: Instant,
     cancel: CancellationToken,
-    progress: Arc<AtomicU64>,
+    progress: Arc<tally::MessageCount>,
     well_behaved_done: CancellationToken,
     /// Well-behaved clients still running; the last one to finish fires `well_behaved_done`.
     well_behaved_left: Arc<AtomicU64>,
@@ -273,7 +274,7 @@ async fn run_workers(jobs: Vec<Job>, shared: Shared, workers: usize) -> io::Resu
         let thread = std::thread::Builder::new()
             .name(format!("labrun-clients-{number}"))
             .spawn(move || {
-                let outcome = run_worker(jobs, shared);
+                let outcome = run_worker(jobs, shared, number, workers);
                 let _ = sender.send(outcome);
             })?;
         running.push((thread, receiver));
@@ -308,14 +309,19 @@ async fn run_workers(jobs: Vec<Job>, shared: Shared, workers: usize) -> io::Resu
 }
 
 /// One worker thread: a single-threaded runtime running its share of the clients.
-fn run_worker(jobs: Vec<Job>, shared: Shared) -> io::Result<WorkerOutcome> {
+fn run_worker(jobs: Vec<Job>, shared: Shared, worker: usize, workers: usize) -> io::Result<WorkerOutcome> {
     // Sockets and timers only: signals and child processes are the main runtime's business.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .enable_time()
         .build()?;
     let local = tokio::task::LocalSet::new();
-    let tally = Rc::new(WorkerTally::new(shared.groups, Arc::clone(&shared.progress)));
+    let tally = Rc::new(WorkerTally::new(
+        shared.groups,
+        Arc::clone(&shared.progress),
+        worker,
+        workers,
+    ));
     let receive_buffer = Rc::new(RefCell::new(vec![0u8; WORKER_RECEIVE_BUFFER_BYTES]));
     let connect_window = Rc::new(tokio::sync::Semaphore::new(CONNECT_WINDOW));
     let records = local.block_on(&runtime, async {
@@ -353,7 +359,6 @@ fn run_worker(jobs: Vec<Job>, shared: Shared) -> io::Result<WorkerOutcome> {
                     {
                         shared.well_behaved_done.cancel();
                     }
-                    tally.publish_progress();
                     records.push(record);
                 }
                 Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),

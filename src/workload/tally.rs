@@ -3,7 +3,8 @@
 //!
 //! Each worker owns one [`WorkerTally`]; its clients record every round trip into the
 //! worker's own histogram for their group. The driver merges the workers' histograms once
-//! the clients are done. The progress display is fed in batches for the same reason.
+//! the clients are done. The progress display reads [`MessageCount`], where each worker
+//! writes its own count on a cache line of its own.
 
 use std::cell::{Cell, RefCell};
 use std::sync::Arc;
@@ -12,23 +13,56 @@ use std::time::Duration;
 
 use crate::histogram::Latency;
 
-/// Messages a worker counts locally before publishing them to the progress display.
-const PROGRESS_BATCH: u64 = 256;
+/// Messages completed so far, for the progress display: one counter per worker, each on a
+/// cache line of its own and written only by its worker, so counting every message costs a
+/// plain store, and the display (ten reads a second) sums them.
+pub struct MessageCount {
+    slots: Box<[Slot]>,
+}
 
-/// One worker's round-trip histograms (one per client group) and unpublished progress.
+/// One worker's count, alone on its cache line.
+#[repr(align(128))]
+struct Slot(AtomicU64);
+
+impl MessageCount {
+    /// Counters for up to `workers` workers (more share slots, still correctly: see
+    /// [`WorkerTally::message_done`]).
+    pub fn new(workers: usize) -> MessageCount {
+        MessageCount {
+            slots: (0..workers.max(1)).map(|_| Slot(AtomicU64::new(0))).collect(),
+        }
+    }
+
+    /// Messages completed by every worker.
+    pub fn total(&self) -> u64 {
+        self.slots.iter().map(|slot| slot.0.load(Ordering::Relaxed)).sum()
+    }
+
+    fn slot(&self, worker: usize) -> &AtomicU64 {
+        &self.slots[worker % self.slots.len()].0
+    }
+}
+
+/// One worker's round-trip histograms (one per client group) and its message count.
 pub struct WorkerTally {
     rtt: RefCell<Vec<Latency>>,
-    unpublished: Cell<u64>,
-    progress: Arc<AtomicU64>,
+    progress: Arc<MessageCount>,
+    worker: usize,
+    /// Whether this worker has its slot to itself (then a plain store counts).
+    alone: bool,
+    done: Cell<u64>,
 }
 
 impl WorkerTally {
-    /// An empty tally for a plan with `groups` client groups.
-    pub fn new(groups: usize, progress: Arc<AtomicU64>) -> WorkerTally {
+    /// An empty tally for worker number `worker` of a plan with `groups` client groups.
+    pub fn new(groups: usize, progress: Arc<MessageCount>, worker: usize, workers: usize) -> WorkerTally {
+        let alone = workers <= progress.slots.len();
         WorkerTally {
             rtt: RefCell::new(vec![Latency::default(); groups]),
-            unpublished: Cell::new(0),
             progress,
+            worker,
+            alone,
+            done: Cell::new(0),
         }
     }
 
@@ -38,24 +72,19 @@ impl WorkerTally {
         if let Some(rtt) = rtt {
             self.rtt.borrow_mut()[group].record(rtt);
         }
-        let unpublished = self.unpublished.get() + 1;
-        if unpublished >= PROGRESS_BATCH {
-            self.progress.fetch_add(unpublished, Ordering::Relaxed);
-            self.unpublished.set(0);
+        let slot = self.progress.slot(self.worker);
+        if self.alone {
+            // The only writer of this slot: no read-modify-write needed.
+            let done = self.done.get() + 1;
+            self.done.set(done);
+            slot.store(done, Ordering::Relaxed);
         } else {
-            self.unpublished.set(unpublished);
+            slot.fetch_add(1, Ordering::Relaxed);
         }
     }
 
-    /// Publishes the progress counted so far (a client just finished).
-    pub fn publish_progress(&self) {
-        self.progress
-            .fetch_add(self.unpublished.replace(0), Ordering::Relaxed);
-    }
-
-    /// Publishes the last progress and hands over the round-trip histograms, one per group.
+    /// Hands over the round-trip histograms, one per group.
     pub fn finish(&self) -> Vec<Latency> {
-        self.publish_progress();
         self.rtt.take()
     }
 }
@@ -65,16 +94,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn records_per_group_and_publishes_every_message() {
-        let progress = Arc::new(AtomicU64::new(0));
-        let tally = WorkerTally::new(2, Arc::clone(&progress));
+    fn records_per_group_and_counts_every_message() {
+        let progress = Arc::new(MessageCount::new(2));
+        let first = WorkerTally::new(2, Arc::clone(&progress), 0, 2);
+        let second = WorkerTally::new(2, Arc::clone(&progress), 1, 2);
         for i in 0..300u64 {
-            tally.message_done((i % 2) as usize, (i > 0).then(|| Duration::from_micros(i)));
+            first.message_done((i % 2) as usize, (i > 0).then(|| Duration::from_micros(i)));
+            assert_eq!(progress.total(), 2 * i + 1, "every message counts at once");
+            second.message_done(0, None);
         }
-        assert_eq!(progress.load(Ordering::Relaxed), 256, "published in batches");
-        let rtt = tally.finish();
-        assert_eq!(progress.load(Ordering::Relaxed), 300, "the rest on the way out");
+        let rtt = first.finish();
+        assert_eq!(progress.total(), 600);
         assert_eq!(rtt[0].count(), 149);
         assert_eq!(rtt[1].count(), 150);
+    }
+
+    #[test]
+    fn more_workers_than_slots_still_count_every_message() {
+        let progress = Arc::new(MessageCount::new(1));
+        let tallies: Vec<WorkerTally> = (0..3)
+            .map(|w| WorkerTally::new(1, Arc::clone(&progress), w, 3))
+            .collect();
+        for tally in &tallies {
+            for _ in 0..10 {
+                tally.message_done(0, None);
+            }
+        }
+        assert_eq!(progress.total(), 30);
     }
 }

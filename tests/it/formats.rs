@@ -273,3 +273,49 @@ fn a_run_that_cannot_start_writes_every_report_and_the_next_one_runs() {
     assert!(reports.join("crashes.json").is_file() && !reports.join("passes.json").exists());
     scratch.assert_nothing_left();
 }
+
+/// Without a terminal (a CI log: `CI` is set here) a long run is not silent: a progress line
+/// every few seconds on stderr, counting every message; `--quiet` turns it off.
+#[test]
+fn a_long_run_without_a_terminal_prints_a_progress_line_every_few_seconds() {
+    let scratch = Scratch::new();
+    let path = scratch.file(
+        "slow.toml",
+        &echo_scenario(
+            "slow",
+            "builtin = \"echo-threaded\"",
+            "count = 2\nmessages = 30\nthink = \"200ms\"",
+            "",
+        ),
+    );
+    let run = |extra: &[&str]| {
+        Run::from(
+            scratch
+                .labrun()
+                .arg("run")
+                .arg(&path)
+                .arg("--no-report")
+                .args(extra)
+                .output()
+                .expect("labrun runs"),
+        )
+    };
+    let shown = run(&[]);
+    shown.expect_code(0);
+    let line = shown
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("slow: ") && l.contains(" of 60 messages ("))
+        .unwrap_or_else(|| panic!("no progress line in {}", shown.stderr));
+    let done: u64 = line["slow: ".len()..]
+        .split(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("a count");
+    // After 5 s of 2 clients at about 5 messages a second each (some 50; fewer on a busy
+    // machine): counted as they complete, not held back until a client finishes.
+    assert!((10..60).contains(&done), "{line}");
+    let quiet = run(&["--quiet"]);
+    quiet.expect_code(0);
+    assert!(!quiet.stderr.contains("messages ("), "{}", quiet.stderr);
+}
