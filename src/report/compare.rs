@@ -75,16 +75,9 @@ impl FromStr for Tolerance {
                 .into_iter()
                 .find(|v| v.label() == view)
                 .ok_or_else(|| format!("`{text}`: unknown latency `{view}`; {expected}"))?;
-                let percentile = [
-                    Percentile::P50,
-                    Percentile::P90,
-                    Percentile::P99,
-                    Percentile::P999,
-                    Percentile::Max,
-                ]
-                .into_iter()
-                .find(|p| p.label() == percentile)
-                .ok_or_else(|| format!("`{text}`: unknown percentile `{percentile}`; {expected}"))?;
+                let percentile = percentile
+                    .parse::<Percentile>()
+                    .map_err(|why| format!("`{text}`: {why}; {expected}"))?;
                 Figure::Latency(view, percentile)
             }
         };
@@ -154,12 +147,20 @@ pub fn compare(baseline: &SavedReport, current: &SavedReport, gates: &[Tolerance
         if old.count() == 0 && new.count() == 0 {
             continue;
         }
-        for percentile in [
+        // The usual points, and every point a gate names (p95, say), in order.
+        let mut percentiles = vec![
             Percentile::P50,
             Percentile::P99,
             Percentile::P999,
             Percentile::Max,
-        ] {
+        ];
+        percentiles.extend(gates.iter().filter_map(|t| match t.figure {
+            Figure::Latency(gated, percentile) if gated == view => Some(percentile),
+            _ => None,
+        }));
+        percentiles.sort_by(|a, b| a.quantile().total_cmp(&b.quantile()));
+        percentiles.dedup();
+        for percentile in percentiles {
             let figure = Figure::Latency(view, percentile);
             rows.push(latency_row(figure, old, new, percentile, gate(figure)));
         }
@@ -308,11 +309,15 @@ mod tests {
                 .unwrap_err()
                 .contains("expected FIGURE=LIMIT")
         );
+        assert_eq!(
+            "p95=5%".parse::<Tolerance>().unwrap().figure,
+            Figure::Latency(LatencyView::Rtt, Percentile::At(95_000))
+        );
         assert!(
-            "p98=5%"
+            "p100=5%"
                 .parse::<Tolerance>()
                 .unwrap_err()
-                .contains("unknown percentile `p98`")
+                .contains("`p100` is not a percentile")
         );
         assert!(
             "throughput=fast"

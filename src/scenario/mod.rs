@@ -626,6 +626,39 @@ mod tests {
                           command = [\"python3\", \"c.py\", \"{port}\"]\n\
                           stdin = { lines = [\"hello\", \"\", { text = \"ab\", repeat = 3, after = \"> \" }, \"exit\"] }\n";
 
+    /// Any percentile is a bound (`p95`, `p99.99`), written quoted or not (`p99.9` unquoted
+    /// is a dotted key to TOML), listed in the distribution's order; a key that is not one
+    /// is an error at the key.
+    #[test]
+    fn latency_bounds_take_any_percentile() {
+        let text = format!(
+            "{MINIMAL}messages = 4\n[expect]\nlatency = {{ max = \"2s\", p99.9 = \"1s\", p95 = \"5ms\" }}\nwait = {{ \"p99.99\" = \"3s\" }}\n"
+        );
+        let plan = parse(Path::new("t.toml"), &text).expect("valid");
+        let bounds: Vec<String> = plan
+            .expect
+            .latency
+            .iter()
+            .map(|b| format!("{} {} {:?}", b.view.label(), b.percentile.label(), b.limit))
+            .collect();
+        assert_eq!(
+            bounds,
+            ["rtt p95 5ms", "rtt p99.9 1s", "rtt max 2s", "wait p99.99 3s"]
+        );
+        for (key, wrong) in [
+            ("p100", "p100"),
+            ("p9.1234", "p9.1234"),
+            ("q50", "q50"),
+            ("p0", "p0"),
+        ] {
+            let text = error_of(&format!(
+                "{MINIMAL}messages = 4\n[expect]\nlatency = {{ {key} = \"1s\" }}\n"
+            ));
+            assert!(text.contains(&format!("`{wrong}` is not a percentile")), "{text}");
+            assert!(text.contains("t.toml:10:13"), "{text}");
+        }
+    }
+
     #[test]
     fn client_programs_get_defaults_from_their_server() {
         let plan = parse(Path::new("t.toml"), CLIENT).unwrap();

@@ -15,10 +15,10 @@ use super::diagnostic::Diagnostic;
 use super::programs::{PlayedServerPlan, ProgramPlan};
 use super::raw::{
     ConnectMode, EchoExpectation, ExitPolicy, FanoutExpectation, FaultKind, LeaveMode, PayloadKind,
-    RawClients, RawEvent, RawExpect, RawFault, RawLimits, RawReady, RawScenario, RawServer, RawStdin,
-    StartKind, Transport, WorkloadKind,
+    RawClients, RawEvent, RawExpect, RawFault, RawLimit, RawLimits, RawReady, RawScenario, RawServer,
+    RawStdin, StartKind, Transport, WorkloadKind,
 };
-use super::values::{ConcurrencyExpectation, MessagesValue, PortChoice, SizeRange};
+use super::values::{ConcurrencyExpectation, DurationValue, MessagesValue, PortChoice, SizeRange};
 use crate::servers::Builtin;
 
 /// Default global deadline for a run.
@@ -1008,43 +1008,85 @@ impl LatencyView {
     }
 }
 
-/// A point of a latency distribution.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
+/// A point of a latency distribution: a percentile (`p50`, `p95`, `p99.9`, up to three
+/// decimals) or the largest value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Percentile {
-    /// Median.
-    P50,
-    /// 90th percentile.
-    P90,
-    /// 99th percentile.
-    P99,
-    /// 99.9th percentile.
-    P999,
+    /// The value below which this many thousandths of a percent of the samples lie: `p95`
+    /// is 95,000, `p99.9` is 99,900.
+    At(u32),
     /// Largest value.
     Max,
 }
 
 impl Percentile {
+    /// Median.
+    pub const P50: Percentile = Percentile::At(50_000);
+    /// 90th percentile.
+    pub const P90: Percentile = Percentile::At(90_000);
+    /// 99th percentile.
+    pub const P99: Percentile = Percentile::At(99_000);
+    /// 99.9th percentile.
+    pub const P999: Percentile = Percentile::At(99_900);
+
     /// The quantile in `0.0..=1.0`.
     pub fn quantile(self) -> f64 {
         match self {
-            Percentile::P50 => 0.5,
-            Percentile::P90 => 0.9,
-            Percentile::P99 => 0.99,
-            Percentile::P999 => 0.999,
+            Percentile::At(thousandths) => f64::from(thousandths) / 100_000.0,
             Percentile::Max => 1.0,
         }
     }
 
-    /// The name used in scenario files and reports.
-    pub fn label(self) -> &'static str {
+    /// The name used in scenario files and reports: `p95`, `p99.9`, `max`.
+    pub fn label(self) -> String {
         match self {
-            Percentile::P50 => "p50",
-            Percentile::P90 => "p90",
-            Percentile::P99 => "p99",
-            Percentile::P999 => "p99.9",
-            Percentile::Max => "max",
+            Percentile::At(thousandths) => {
+                let (whole, fraction) = (thousandths / 1000, thousandths % 1000);
+                match fraction {
+                    0 => format!("p{whole}"),
+                    _ => format!("p{whole}.{}", format!("{fraction:03}").trim_end_matches('0')),
+                }
+            }
+            Percentile::Max => "max".to_owned(),
         }
+    }
+}
+
+impl std::str::FromStr for Percentile {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Percentile, String> {
+        let refused = || {
+            format!(
+                "`{text}` is not a percentile: write `p` and a number above 0 and below 100 with \
+                 at most three decimals (p50, p95, p99.9), or `max`"
+            )
+        };
+        if text == "max" {
+            return Ok(Percentile::Max);
+        }
+        let number = text.strip_prefix('p').ok_or_else(refused)?;
+        let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+        let digits = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
+        if !digits(whole)
+            || whole.len() > 2
+            || (!fraction.is_empty() && !digits(fraction))
+            || fraction.len() > 3
+        {
+            return Err(refused());
+        }
+        let whole: u32 = whole.parse().map_err(|_| refused())?;
+        let fraction: u32 = format!("{fraction:0<3}").parse().map_err(|_| refused())?;
+        match whole * 1000 + fraction {
+            0 => Err(refused()),
+            thousandths => Ok(Percentile::At(thousandths)),
+        }
+    }
+}
+
+impl Serialize for Percentile {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.label())
     }
 }
 
@@ -1239,7 +1281,7 @@ pub fn resolve(raw: RawScenario, path: &Path, source: &str) -> Result<Plan, Diag
         let (played, programs) =
             super::programs::resolve(raw.played_server, raw.client_program, timeout, name_span, &at)?;
         let under_test = UnderTest::ClientPrograms(ProgramsUnderTest { played, programs });
-        return Ok(plan(resolve_expect(None), under_test));
+        return Ok(plan(resolve_expect(None, &at)?, under_test));
     }
     if raw.server.is_empty() {
         return Err(at.error(
@@ -1301,7 +1343,7 @@ pub fn resolve(raw: RawScenario, path: &Path, source: &str) -> Result<Plan, Diag
         groups,
         events,
     };
-    let expect = resolve_expect(raw.expect);
+    let expect = resolve_expect(raw.expect, &at)?;
     if let Some((need, why)) = under_test.needs_a_process(&expect) {
         let span = match need {
             ProcessNeed::Group(index) => group_spans[index].clone(),
@@ -2466,9 +2508,9 @@ fn check_probe_expectations(
     Ok(())
 }
 
-fn resolve_expect(raw: Option<RawExpect>) -> Expectations {
+fn resolve_expect(raw: Option<RawExpect>, at: &Locator) -> Result<Expectations, Diagnostic> {
     let Some(raw) = raw else {
-        return Expectations {
+        return Ok(Expectations {
             echo: EchoExpectation::Exact,
             max_errors: 0,
             latency: Vec::new(),
@@ -2479,35 +2521,45 @@ fn resolve_expect(raw: Option<RawExpect>) -> Expectations {
             reaps: false,
             fanout: FanoutExpectation::ExactlyOnce,
             max_loss: None,
-        };
+        });
     };
-    let latency = [
+    let mut latency = Vec::new();
+    for (view, table) in [
         (LatencyView::Rtt, raw.latency),
         (LatencyView::Wait, raw.wait),
         (LatencyView::Connect, raw.connect),
         (LatencyView::Fanout, raw.fanout_latency),
-    ]
-    .into_iter()
-    .flat_map(|(view, table)| {
-        let l = table.map(toml::Spanned::into_inner);
-        [
-            (Percentile::P50, l.as_ref().and_then(|l| l.p50)),
-            (Percentile::P90, l.as_ref().and_then(|l| l.p90)),
-            (Percentile::P99, l.as_ref().and_then(|l| l.p99)),
-            (Percentile::P999, l.as_ref().and_then(|l| l.p999)),
-            (Percentile::Max, l.as_ref().and_then(|l| l.max)),
-        ]
-        .into_iter()
-        .filter_map(move |(percentile, limit)| {
-            limit.map(|limit| LatencyBound {
-                view,
-                percentile,
-                limit: limit.0,
-            })
-        })
-    })
-    .collect();
-    Expectations {
+    ] {
+        let mut bounds = Vec::new();
+        for (key, limit) in table
+            .map(toml::Spanned::into_inner)
+            .map(|t| t.0)
+            .unwrap_or_default()
+        {
+            let written: Vec<(String, Range<usize>, DurationValue)> = match limit {
+                RawLimit::Limit(limit) => vec![(key.get_ref().clone(), key.span(), limit)],
+                RawLimit::Decimals(decimals) => decimals
+                    .into_iter()
+                    .map(|(decimal, limit)| {
+                        let span = key.span().start..decimal.span().end;
+                        (format!("{}.{}", key.get_ref(), decimal.get_ref()), span, limit)
+                    })
+                    .collect(),
+            };
+            for (text, span, limit) in written {
+                let percentile = text.parse::<Percentile>().map_err(|why| at.error(span, why))?;
+                bounds.push(LatencyBound {
+                    view,
+                    percentile,
+                    limit: limit.0,
+                });
+            }
+        }
+        // In the order of the distribution (p50 before p99 before max), whatever the file's.
+        bounds.sort_by(|a, b| a.percentile.quantile().total_cmp(&b.percentile.quantile()));
+        latency.extend(bounds);
+    }
+    Ok(Expectations {
         echo: raw.echo.unwrap_or_default(),
         max_errors: raw.errors.unwrap_or(0),
         latency,
@@ -2518,7 +2570,7 @@ fn resolve_expect(raw: Option<RawExpect>) -> Expectations {
         reaps: raw.reaps.is_some_and(toml::Spanned::into_inner),
         fanout: raw.fanout.unwrap_or_default(),
         max_loss: raw.loss.map(|l| l.0),
-    }
+    })
 }
 
 fn list_names(servers: &[ServerPlan]) -> String {

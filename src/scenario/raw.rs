@@ -356,17 +356,53 @@ pub enum FanoutExpectation {
     Ignore,
 }
 
-/// `latency = { p50 = "...", ... }` (and `wait`, `connect`, `fanout_latency`): upper bounds
-/// on percentiles of one latency distribution.
+/// `latency = { p50 = "...", p95 = "...", max = "..." }` (and `wait`, `connect`,
+/// `fanout_latency`): upper bounds on percentiles of one latency distribution, each key a
+/// percentile (`pNN`, `pNN.N`) or `max`, read (with its place in the file) by the plan.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawLatency {
-    pub p50: Option<DurationValue>,
-    pub p90: Option<DurationValue>,
-    pub p99: Option<DurationValue>,
-    #[serde(rename = "p99.9")]
-    pub p999: Option<DurationValue>,
-    pub max: Option<DurationValue>,
+#[serde(transparent)]
+pub struct RawLatency(pub std::collections::BTreeMap<Spanned<String>, RawLimit>);
+
+/// The bound of one percentile. TOML reads an unquoted `p99.9 = "5ms"` as the dotted key
+/// `p99` holding `{ 9 = "5ms" }`: that form is taken as the decimals it is.
+#[derive(Debug)]
+pub enum RawLimit {
+    /// `p95 = "5ms"`, `"p99.9" = "5ms"`.
+    Limit(DurationValue),
+    /// `p99.9 = "5ms"`: the decimals after the dot, each with its bound.
+    Decimals(Vec<(Spanned<String>, DurationValue)>),
+}
+
+impl<'de> Deserialize<'de> for RawLimit {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::{self, MapAccess, Visitor};
+        struct LimitVisitor;
+        impl<'de> Visitor<'de> for LimitVisitor {
+            type Value = RawLimit;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(super::values::DURATION_EXPECTED)
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<RawLimit, E> {
+                DurationValue::from_text(text)
+                    .map(RawLimit::Limit)
+                    .map_err(E::custom)
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<RawLimit, E> {
+                Err(E::custom(DurationValue::unit_missing(&n.to_string())))
+            }
+            fn visit_f64<E: de::Error>(self, n: f64) -> Result<RawLimit, E> {
+                Err(E::custom(DurationValue::unit_missing(&n.to_string())))
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<RawLimit, M::Error> {
+                let mut decimals = Vec::new();
+                while let Some(key) = map.next_key::<Spanned<String>>()? {
+                    decimals.push((key, map.next_value::<DurationValue>()?));
+                }
+                Ok(RawLimit::Decimals(decimals))
+            }
+        }
+        deserializer.deserialize_any(LimitVisitor)
+    }
 }
 
 /// What a client group does on its connection.

@@ -41,9 +41,14 @@ fn a_slower_server_regresses_and_a_report_never_regresses_against_itself() {
         .stdout_has("OK: no gated figure regressed");
     // Only the named gates count: the slow server is never gated on what is not named.
     compare(&scratch, &fast, &slow, &["--max-regress", "errors=0"]).expect_code(0);
-    compare(&scratch, &fast, &slow, &["--max-regress", "p97=5%"])
+    // Any percentile can be gated, and the gated one has its row.
+    compare(&scratch, &fast, &slow, &["--max-regress", "p95=5%"])
+        .expect_code(1)
+        .stdout_has("rtt p95")
+        .stdout_has("REGRESSION: rtt p95 +");
+    compare(&scratch, &fast, &slow, &["--max-regress", "p100=5%"])
         .expect_code(2)
-        .stderr_has("unknown percentile `p97`");
+        .stderr_has("`p100` is not a percentile");
     compare(&scratch, &fast, &scratch.dir.path().join("missing.json"), &[])
         .expect_code(2)
         .stderr_has("cannot read report");
