@@ -72,9 +72,24 @@ fn push_char(out: &mut String, c: char) {
     }
 }
 
-/// Format characters that can reorder or hide text (bidi overrides, zero-width joiners).
+/// Characters that can reorder, hide or fake text: bidi marks and overrides, zero-width
+/// joiners, line and paragraph separators, tag characters, and the Hangul fillers that
+/// render as blanks (so `alice` and `alice` plus one of these look the same).
 fn is_invisible_format(c: char) -> bool {
-    matches!(c as u32, 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x2064 | 0x2066..=0x2069 | 0xFEFF)
+    matches!(
+        c as u32,
+        0x061C
+            | 0x115F..=0x1160
+            | 0x180E
+            | 0x200B..=0x200F
+            | 0x2028..=0x202E
+            | 0x2060..=0x2064
+            | 0x2066..=0x206F
+            | 0x3164
+            | 0xFEFF
+            | 0xFFA0
+            | 0xE0000..=0xE007F
+    )
 }
 
 #[cfg(test)]
@@ -88,6 +103,10 @@ mod tests {
         assert_eq!(escape_bytes(b"a\nb\x1b[2J\xff\x00"), "a\\nb\\x1b[2J\\xff\\x00");
         assert_eq!(escape_bytes("\u{202e}evil".as_bytes()), "\\u{202e}evil");
         assert_eq!(escape_bytes("\u{9b}".as_bytes()), "\\u{9b}");
+        for hidden in ['\u{61c}', '\u{2028}', '\u{3164}', '\u{e0041}', '\u{ffa0}'] {
+            let shown = escape_bytes(format!("alice{hidden}").as_bytes());
+            assert_eq!(shown, format!("alice\\u{{{:x}}}", hidden as u32));
+        }
     }
 
     #[test]

@@ -16,8 +16,8 @@ use crate::report::escape_markup as esc;
 /// Most students listed beside one finding before "and N more".
 const STUDENTS_PER_FINDING: usize = 8;
 
-/// The page, for `grades` of `suite`; `stems[i]` is the feedback file stem of submission `i`.
-pub fn render(grades: &Grades, suite: &Suite, stems: &[String]) -> String {
+/// The page, for `grades` of `suite`.
+pub fn render(grades: &Grades, suite: &Suite) -> String {
     let mut page = String::new();
     let _ = write!(
         page,
@@ -31,7 +31,7 @@ pub fn render(grades: &Grades, suite: &Suite, stems: &[String]) -> String {
     distribution(grades, &mut page);
     pass_rates(grades, suite, &mut page);
     common_findings(grades, &mut page);
-    students(grades, suite, stems, &mut page);
+    students(grades, suite, &mut page);
     page.push_str("</body></html>\n");
     page
 }
@@ -169,19 +169,19 @@ fn common_findings(grades: &Grades, page: &mut String) {
 
 /// A row per student: total, each test's points with its runs' reports, the flags, and
 /// their feedback.
-fn students(grades: &Grades, suite: &Suite, stems: &[String], page: &mut String) {
+fn students(grades: &Grades, suite: &Suite, page: &mut String) {
     page.push_str("<h2>Students</h2>\n<table><tr><th>student</th><th>total</th>");
     for test in &suite.tests {
         let _ = write!(page, "<th>{}</th>", esc(&test.name));
     }
     page.push_str("<th>flags</th><th>feedback</th></tr>\n");
-    for (submission, stem) in grades.submissions.iter().zip(stems) {
-        student_row(submission, grades.max_score, stem, page);
+    for submission in &grades.submissions {
+        student_row(submission, grades.max_score, page);
     }
     page.push_str("</table>\n");
 }
 
-fn student_row(submission: &SubmissionResult, max: f64, stem: &str, page: &mut String) {
+fn student_row(submission: &SubmissionResult, max: f64, page: &mut String) {
     let _ = write!(
         page,
         "<tr><td>{}</td><td class=\"n\">{} / {}</td>",
@@ -211,7 +211,7 @@ fn student_row(submission: &SubmissionResult, max: f64, stem: &str, page: &mut S
         page,
         "<td class=\"flag\">{}</td><td><a href=\"feedback/{}.md\">feedback</a></td></tr>",
         esc(&all_flags.join(", ")),
-        esc(stem)
+        esc(&submission.stem)
     );
 }
 
@@ -257,10 +257,11 @@ mod tests {
             submissions: vec![SubmissionResult {
                 name: hostile.into(),
                 path: hostile.into(),
+                stem: "student".into(),
                 tests: suite.tests.iter().map(|t| result(&t.name)).collect(),
             }],
         };
-        let page = render(&grades, &suite, &["student".to_owned()]);
+        let page = render(&grades, &suite);
         assert!(!page.contains("<script") && !page.contains("<img"), "{page}");
         assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{page}");
         assert!(

@@ -15,6 +15,7 @@
 mod class_page;
 pub mod isolate;
 pub mod outputs;
+mod stems;
 pub mod suite;
 mod workspaces;
 
@@ -29,7 +30,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::report::saved::{SavedCheck, SavedFinding};
-use crate::report::writer::{file_stem, write_atomically};
+use crate::report::writer::write_atomically;
 use crate::scenario::Shard;
 pub use suite::{Suite, SuiteError, Test};
 use workspaces::Workspaces;
@@ -171,6 +172,8 @@ pub struct SubmissionResult {
     /// Its folder.
     #[serde(serialize_with = "path_as_text")]
     pub path: PathBuf,
+    /// The name of its output files: `feedback/<stem>.md`, `results/<stem>/`, `runs/<stem>/`.
+    pub stem: String,
     /// One result per test, in suite order.
     pub tests: Vec<TestResult>,
 }
@@ -204,20 +207,26 @@ pub struct Grades {
     pub submissions: Vec<SubmissionResult>,
 }
 
-/// The submissions this run grades, in name order, once each: all, or this shard's slice.
-fn this_shards_submissions(options: &GradeOptions) -> Vec<PathBuf> {
+/// The submissions this run grades, in name order, once each: all, or this shard's slice;
+/// each with the stem of its output files, chosen over the whole class so that every shard
+/// names a student's files alike and no two students' alike.
+fn this_shards_submissions(options: &GradeOptions) -> Vec<(PathBuf, String)> {
     let mut submissions: Vec<PathBuf> = options.submissions.clone();
     submissions.sort();
     submissions.dedup();
+    let names: Vec<String> = submissions.iter().map(|p| submission_name(p)).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let stems = stems::unique_stems(&names, "submission");
     submissions
         .into_iter()
+        .zip(stems)
         .enumerate()
         .filter(|(i, _)| {
             options
                 .shard
                 .is_none_or(|s| *i as u64 % u64::from(s.of) == u64::from(s.index - 1))
         })
-        .map(|(_, p)| p)
+        .map(|(_, submission)| submission)
         .collect()
 }
 
@@ -300,7 +309,8 @@ pub fn grade(
         sandboxed: options.sandboxed,
     };
     let suite = &options.suite;
-    let submissions = this_shards_submissions(options);
+    let (submissions, stems): (Vec<PathBuf>, Vec<String>) =
+        this_shards_submissions(options).into_iter().unzip();
     let jobs = jobs_here(options, isolated);
     let work: Vec<(usize, usize)> = (0..submissions.len())
         .flat_map(|s| (0..suite.tests.len()).map(move |t| (s, t)))
@@ -329,6 +339,7 @@ pub fn grade(
                     let (s, t) = work[i];
                     let place = Place {
                         submission: &submissions[s],
+                        stem: &stems[s],
                         confinement,
                         workspaces: &workspaces,
                         stop,
@@ -374,9 +385,11 @@ pub fn grade(
         .into_iter();
     let submissions = submissions
         .iter()
-        .map(|path| SubmissionResult {
+        .zip(stems)
+        .map(|(path, stem)| SubmissionResult {
             name: submission_name(path),
             path: path.clone(),
+            stem,
             tests: (0..suite.tests.len())
                 .map(|_| results.next().flatten().expect("every job ran"))
                 .collect(),
@@ -419,6 +432,8 @@ fn jobs_here(options: &GradeOptions, isolated: bool) -> usize {
 /// that stops it.
 struct Place<'a> {
     submission: &'a Path,
+    /// The stem of the submission's output files.
+    stem: &'a str,
     confinement: Confinement,
     workspaces: &'a Workspaces,
     stop: &'a AtomicBool,
@@ -486,7 +501,7 @@ fn grade_test(suite: &Suite, test: &Test, place: &Place) -> TestResult {
     };
     let score = score_of(test, decided);
     let reports = match place.run_reports {
-        Some(out) => keep_run_reports(out, place.submission, test, &runs),
+        Some(out) => keep_run_reports(out, place.stem, test, &runs),
         None => Vec::new(),
     };
     TestResult {
@@ -505,28 +520,17 @@ fn grade_test(suite: &Suite, test: &Test, place: &Place) -> TestResult {
     }
 }
 
-/// Saves each run's HTML report under `out/runs/`, in a folder of the submission's own
-/// (its name made safe, plus a hash of its path, so that `bob smith` and `bob-smith` never
-/// share one); returns their paths relative to `out`. A report that cannot be saved is
-/// left out: the grade does not depend on it.
-fn keep_run_reports(out: &Path, submission: &Path, test: &Test, runs: &[Run]) -> Vec<String> {
-    use std::os::unix::ffi::OsStrExt;
-    let folder = format!(
-        "runs/{}-{}",
-        file_stem(&submission_name(submission))
-            .chars()
-            .take(60)
-            .collect::<String>(),
-        outputs::short_hash(submission.as_os_str().as_bytes())
-    );
-    let test_stem: String = file_stem(&test.name).chars().take(60).collect();
+/// Saves each run's HTML report under `out/runs/<stem>/<test stem>-run<k>.html` (stems are
+/// unique among students and among tests); returns their paths relative to `out`. A report
+/// that cannot be saved is left out: the grade does not depend on it.
+fn keep_run_reports(out: &Path, stem: &str, test: &Test, runs: &[Run]) -> Vec<String> {
     let mut kept = Vec::new();
     for (index, html) in runs
         .iter()
         .enumerate()
         .filter_map(|(i, run)| Some((i, run.html.as_ref()?)))
     {
-        let relative = format!("{folder}/{test_stem}-run{}.html", index + 1);
+        let relative = format!("runs/{stem}/{}-run{}.html", test.stem, index + 1);
         if write_atomically(&out.join(&relative), html).is_ok() {
             kept.push(relative);
         }
@@ -567,6 +571,9 @@ fn rescored(test: &Test, mut result: TestResult) -> TestResult {
     };
     result.score = score_of(test, &run);
     result.max_score = test.points;
+    // The journal is a file anyone with the output folder can edit: a link on the class
+    // page must still be one of labrun's run reports, inside the output folder.
+    result.reports.retain(|report| is_run_report_path(report));
     result.checks = run.checks;
     result.error = run.error;
     result
@@ -659,6 +666,7 @@ fn run_once(suite: &Suite, test: &Test, place: &Place) -> Run {
         workspaces,
         stop,
         run_reports,
+        stem: _,
     } = *place;
     let failed = |error: String| Run {
         checks: Vec::new(),
@@ -717,13 +725,17 @@ fn run_once(suite: &Suite, test: &Test, place: &Place) -> Run {
         Ok(output) => output,
         Err(why) => return failed(why),
     };
-    let html = report_dir.as_deref().and_then(read_html_report);
+    let parsed = crate::report::saved::SavedReport::parse(&stdout);
+    let html = match (&report_dir, &parsed) {
+        (Some(dir), Ok(report)) => read_html_report(dir, &report.scenario.name),
+        _ => None,
+    };
     // A report counts only from a child that finished its job: exit 0 (passed) or 1 (a check
     // failed). Whatever else its stdout holds was not written by a judge that finished: a
     // partial report after the test's timeout judges clients that never finished as if
     // nothing were wrong with them.
     let judged = matches!(status, ChildEnd::Exited(0 | 1));
-    match crate::report::saved::SavedReport::parse(&stdout) {
+    match parsed {
         Ok(report) if judged => Run {
             checks: report.checks,
             findings: report.findings,
@@ -792,22 +804,40 @@ fn child_run(
     Some(command)
 }
 
+/// Whether `path` has the shape of a kept run report, `runs/<stem>/<stem>-run<k>.html`:
+/// relative, three parts, each of a stem's characters, none hidden.
+fn is_run_report_path(path: &str) -> bool {
+    let parts: Vec<&str> = path.split('/').collect();
+    let stem_like = |part: &str| {
+        !part.is_empty()
+            && !part.starts_with('.')
+            && part
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    };
+    matches!(parts.as_slice(), ["runs", folder, file] if stem_like(folder) && stem_like(file) && file.ends_with(".html"))
+}
+
 /// Most bytes of a run's HTML report kept: labrun's own renderer bounds what a report holds
 /// (timelines, findings), so a larger file is not one it wrote whole.
 const MAX_RUN_REPORT_BYTES: u64 = 32 * 1024 * 1024;
 
-/// The HTML report a child wrote into `dir`, when it wrote one.
-fn read_html_report(dir: &Path) -> Option<Vec<u8>> {
-    let entry = std::fs::read_dir(dir)
-        .ok()?
-        .filter_map(Result::ok)
-        .find(|e| e.path().extension().is_some_and(|x| x == "html"))?;
-    let mut html = Vec::new();
-    std::fs::File::open(entry.path())
-        .ok()?
-        .take(MAX_RUN_REPORT_BYTES + 1)
-        .read_to_end(&mut html)
+/// The HTML report a child wrote into `dir` for its scenario, when it wrote one.
+fn read_html_report(dir: &Path, scenario: &str) -> Option<Vec<u8>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    // Only the file the child names after its scenario, and only a regular file: whatever
+    // else is there, a link or a pipe (which would block the grader), was not written by it.
+    let path = dir.join(format!("{}.html", crate::report::writer::file_stem(scenario)));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32 | rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)
         .ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut html = Vec::new();
+    file.take(MAX_RUN_REPORT_BYTES + 1).read_to_end(&mut html).ok()?;
     (html.len() as u64 <= MAX_RUN_REPORT_BYTES).then_some(html)
 }
 
@@ -1075,6 +1105,7 @@ mod tests {
     fn test(partial: bool, weights: &[(&str, f64)], requires: Option<&[&str]>) -> Test {
         Test {
             name: "echo".into(),
+            stem: "echo".into(),
             scenario: suite::Source::File {
                 path: PathBuf::from("echo.toml"),
                 text: String::new(),
@@ -1112,6 +1143,26 @@ mod tests {
             no_file: false,
             crashed_at_start: false,
             html: None,
+        }
+    }
+
+    /// A journal edited by hand cannot make the class page link outside the output folder.
+    #[test]
+    fn only_run_report_paths_are_taken_from_the_journal() {
+        assert!(is_run_report_path("runs/alice/echo-run1.html"));
+        assert!(is_run_report_path("runs/x-y-1a2b3c4d/echo-1-0badf00d-run2.html"));
+        for forged in [
+            "javascript:alert(1)",
+            "../../../../etc/passwd",
+            "runs/../../x.html",
+            "runs/alice/../../x.html",
+            "/runs/alice/echo.html",
+            "runs/.hidden/echo.html",
+            "runs/alice/echo.txt",
+            "runs/alice/sub/echo.html",
+            "runs/al ice/echo.html",
+        ] {
+            assert!(!is_run_report_path(forged), "{forged}");
         }
     }
 

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::{Grades, SubmissionResult, Suite, TestResult};
 use crate::report::saved::{SavedCheck, SavedFinding};
-use crate::report::writer::{file_stem, write_atomically};
+use crate::report::writer::write_atomically;
 use crate::scenario::Side;
 
 /// Writes every output under `dir`; returns the paths written.
@@ -19,9 +19,8 @@ pub fn write_all(grades: &Grades, suite: &Suite, dir: &Path) -> io::Result<Vec<P
     let csv = dir.join("grades.csv");
     write_atomically(&csv, csv_text(grades, suite).as_bytes())?;
     written.push(csv);
-    let names: Vec<&str> = grades.submissions.iter().map(|s| s.name.as_str()).collect();
-    let stems = unique_stems(&names);
-    for (submission, stem) in grades.submissions.iter().zip(&stems) {
+    for submission in &grades.submissions {
+        let stem = &submission.stem;
         let results = dir.join("results").join(stem).join("results.json");
         write_gradescope(submission, suite, None, &results)?;
         written.push(results);
@@ -33,10 +32,7 @@ pub fn write_all(grades: &Grades, suite: &Suite, dir: &Path) -> io::Result<Vec<P
         written.push(feedback);
     }
     let index = dir.join("index.html");
-    write_atomically(
-        &index,
-        super::class_page::render(grades, suite, &stems).as_bytes(),
-    )?;
+    write_atomically(&index, super::class_page::render(grades, suite).as_bytes())?;
     written.push(index);
     let all = dir.join("grades.json");
     let mut json = serde_json::to_vec_pretty(grades).expect("serializes");
@@ -146,50 +142,6 @@ fn first_field(row: &str) -> &str {
     } else {
         row.split(',').next().unwrap_or(row)
     }
-}
-
-/// Longest file stem made from a submission's name (ASCII by then): room is left for a
-/// `-N` suffix and an extension within a file name's 255 bytes.
-const MAX_STEM_CHARS: usize = 100;
-
-/// A file name for each submission's outputs, never two alike: `x y` and `x-y` both make
-/// `x-y`, and two students must never share (and overwrite) one `results.json`. A name
-/// that is a safe file name already is kept; another gets a hash of the name, so that its
-/// file does not depend on who else is in the class (adding `x?y` must not hand `x y`'s
-/// feedback file to someone else). Only a clash left after that is numbered.
-fn unique_stems(names: &[&str]) -> Vec<String> {
-    let mut taken = std::collections::HashSet::new();
-    names
-        .iter()
-        .map(|name| {
-            // A file name is at most 255 bytes: a student's 253-character folder name must
-            // not stop every other student's feedback from being written.
-            let safe: String = file_stem(name).chars().take(MAX_STEM_CHARS).collect();
-            let base = if safe.is_empty() {
-                format!("submission-{}", short_hash(name.as_bytes()))
-            } else if safe == *name {
-                safe
-            } else {
-                format!("{safe}-{}", short_hash(name.as_bytes()))
-            };
-            let mut stem = base.clone();
-            let mut n = 2;
-            while !taken.insert(stem.clone()) {
-                stem = format!("{base}-{n}");
-                n += 1;
-            }
-            stem
-        })
-        .collect()
-}
-
-/// Eight hex digits of FNV-1a over `bytes`: the same on every machine and every labrun
-/// version, so a name always maps to one file.
-pub(super) fn short_hash(bytes: &[u8]) -> String {
-    let hash = bytes.iter().fold(0x811c_9dc5_u32, |hash, &byte| {
-        (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
-    });
-    format!("{hash:08x}")
 }
 
 fn csv_field(text: &str) -> String {
@@ -559,7 +511,7 @@ pub fn render_summary(grades: &Grades, suite: &Suite, out: &mut impl Write) -> i
 
 #[cfg(test)]
 mod tests {
-    use super::{csv_field, short_hash, unique_stems};
+    use super::csv_field;
 
     #[test]
     fn shards_merge_into_one_sorted_file_and_overlaps_are_refused() {
@@ -588,21 +540,6 @@ mod tests {
         assert_eq!(csv_field("=HYPERLINK(1)"), "'=HYPERLINK(1)");
         assert_eq!(csv_field("\tcmd"), "\"'\tcmd\"");
         assert_eq!(csv_field("\r=1"), "\"'\r=1\"");
-    }
-
-    #[test]
-    fn outputs_of_two_submissions_never_share_a_file_name() {
-        let stems = unique_stems(&["x y", "x-y", "x?y", "", "..", "alice", "alice"]);
-        assert_eq!(stems[1], "x-y");
-        assert_eq!(stems[5..], ["alice", "alice-2"]);
-        assert!(stems[0].starts_with("x-y-") && stems[0].len() == "x-y-".len() + 8);
-        assert!(stems[3].starts_with("submission-") && stems[4].starts_with("submission-"));
-        let unique: std::collections::HashSet<&String> = stems.iter().collect();
-        assert_eq!(unique.len(), stems.len(), "{stems:?}");
-        // Who else is in the class does not move anyone's file.
-        assert_eq!(unique_stems(&["x?y", "x y"])[1], stems[0]);
-        assert_eq!(short_hash(b"x y"), short_hash(b"x y"));
-        assert_ne!(short_hash(b"x y"), short_hash(b"x?y"));
     }
 
     #[test]

@@ -273,6 +273,7 @@ fn resolve_test(
         scenario::UnderTest::ClientPrograms(tested) => tested.played.iter().any(|s| fixed(&s.port)),
     };
     Ok(Test {
+        stem: String::new(),
         name: test.name,
         scenario: source,
         points: test.points,
@@ -373,11 +374,32 @@ impl Source {
     }
 }
 
+/// A test's name names a column of grades.csv and a line on the TA's terminal: text on one
+/// line, and unique in the suite (a battery's phases included).
+fn check_test_name(name: &str, tests: &[Test]) -> Result<(), String> {
+    if name.is_empty() || name.chars().any(char::is_control) {
+        return Err(format!(
+            "test `{}`: a test's name must be text on one line, without control characters",
+            crate::escape::escape_bytes(name.as_bytes())
+        ));
+    }
+    match tests.iter().find(|t| t.name == name).map(|twin| &twin.scenario) {
+        Some(Source::Battery { lab, .. }) => Err(format!(
+            "test `{name}` has the name of a phase of the {} battery: rename it",
+            lab.name()
+        )),
+        Some(Source::File { .. }) => Err(format!("two tests are named `{name}`")),
+        None => Ok(()),
+    }
+}
+
 /// One graded scenario.
 #[derive(Debug, Clone)]
 pub struct Test {
     /// Its name (a column of grades.csv).
     pub name: String,
+    /// The name of its run reports' files, unique among the suite's tests.
+    pub stem: String,
     pub scenario: Source,
     /// Points it is worth.
     pub points: f64,
@@ -492,19 +514,7 @@ impl Suite {
                 ));
             }
             check_scoring(&test).map_err(|why| invalid(None, format!("test `{}`: {why}", test.name)))?;
-            if let Some(twin) = tests.iter().find(|t: &&Test| t.name == test.name) {
-                let why = match twin.scenario {
-                    Source::Battery { lab, .. } => {
-                        format!(
-                            "test `{}` has the name of a phase of the {} battery: rename it",
-                            test.name,
-                            lab.name()
-                        )
-                    }
-                    Source::File { .. } => format!("two tests are named `{}`", test.name),
-                };
-                return Err(invalid(None, why));
-            }
+            check_test_name(&test.name, &tests).map_err(|why| invalid(None, why))?;
             // Client tests with no files of their own (nor their role's) launch the main files.
             let own_files =
                 test.files.is_some() || raw.submission.client.as_ref().is_some_and(|r| r.files.is_some());
@@ -513,6 +523,11 @@ impl Suite {
                 clients_on_the_main_command.push(test.name.clone());
             }
             tests.push(test);
+        }
+        let names: Vec<String> = tests.iter().map(|t| t.name.clone()).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        for (test, stem) in tests.iter_mut().zip(super::stems::unique_stems(&names, "test")) {
+            test.stem = stem;
         }
         if tests.iter().any(|t| t.under_test == Side::Servers)
             && let Some(name) = clients_on_the_main_command.first()
@@ -551,5 +566,45 @@ impl Suite {
     /// in network namespaces of their own.
     pub fn uses_fixed_ports(&self) -> bool {
         self.tests.iter().any(|t| t.fixed_ports)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn suite_with_tests(names: &[&str]) -> Result<Suite, SuiteError> {
+        let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/suites/echo.toml");
+        let mut text = "name = \"s\"\n[submission]\ncommand = [\"python3\", \"{file}\", \"{port}\"]\nfiles = [\"server.py\"]\n".to_owned();
+        for name in names {
+            text.push_str(&format!(
+                "[[test]]\nname = {}\nscenario = \"{}\"\npoints = 1\n",
+                toml::Value::String((*name).to_owned()),
+                scenario.display()
+            ));
+        }
+        Suite::parse(Path::new("suite.toml"), &text)
+    }
+
+    /// A test's name is a column of grades.csv and a line on the TA's terminal: no control
+    /// characters, no twins; names whose file names clash still get a file each.
+    #[test]
+    fn test_names_are_one_line_of_text_and_unique() {
+        for bad in ["\u{1b}[2Jecho", "echo\nPASS", ""] {
+            let err = suite_with_tests(&[bad]).expect_err("refused").to_string();
+            assert!(err.contains("text on one line"), "{err}");
+            assert!(!err.contains('\u{1b}'), "{err}");
+        }
+        let twins = suite_with_tests(&["echo", "echo"])
+            .expect_err("refused")
+            .to_string();
+        assert!(twins.contains("two tests are named `echo`"), "{twins}");
+        let suite = suite_with_tests(&["echo 1", "echo-1"]).expect("valid");
+        assert_eq!(suite.tests[1].stem, "echo-1");
+        assert!(
+            suite.tests[0].stem.starts_with("echo-1-"),
+            "{}",
+            suite.tests[0].stem
+        );
     }
 }

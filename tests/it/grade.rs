@@ -520,7 +520,7 @@ fn files_are_found_in_any_case_and_ambiguity_and_absence_are_flagged() {
             .lines()
             .find(|line| line.contains(&format!("<td>{student}</td>")))
             .expect("a row");
-        assert!(row.contains(&format!("href=\"runs/{student}-")), "{row}");
+        assert!(row.contains(&format!("href=\"runs/{student}/")), "{row}");
     }
     class_page_shows(
         &out,
@@ -979,4 +979,107 @@ fn crash_output_in_the_feedback_is_escaped_once() {
         !feedback.contains("\\\\\\\\") && !feedback.contains('\u{1b}'),
         "{feedback}"
     );
+}
+
+/// Names that make the same file name never share one: two tests `echo 1` and `echo-1`
+/// each link their own run report, and two folders named `alice` (from two places) each get
+/// their own feedback and run reports; a folder already named as a file keeps its name.
+#[test]
+fn tests_and_students_whose_names_clash_keep_their_own_files() {
+    let scratch = Scratch::new();
+    let server = root().join("tests/fixtures/servers/echo_threads.py");
+    let folders: Vec<PathBuf> = ["a/alice", "b/alice", "c/alice-2"]
+        .iter()
+        .map(|f| scratch.dir.path().join("class").join(f))
+        .collect();
+    for folder in &folders {
+        std::fs::create_dir_all(folder).expect("folder");
+        std::fs::copy(&server, folder.join("server.py")).expect("copy");
+    }
+    let echo = root().join("tests/fixtures/suites/echo.toml");
+    let suite = scratch.file(
+        "suite.toml",
+        &format!(
+            "name = \"clash\"\n[submission]\ncommand = [\"python3\", \"{{file}}\", \"{{port}}\"]\n\
+             files = [\"server.py\"]\n\n[[test]]\nname = \"echo 1\"\nscenario = \"{0}\"\npoints = 5\n\n\
+             [[test]]\nname = \"echo-1\"\nscenario = \"{0}\"\npoints = 5\n",
+            echo.display()
+        ),
+    );
+    let out = scratch.dir.path().join("out");
+    grade_into(&scratch, &suite, &folders, &out).expect_code(0);
+    let grades: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("grades.json")).expect("grades.json"))
+            .expect("JSON");
+    let submissions = grades["submissions"].as_array().expect("submissions");
+    let stems: Vec<&str> = submissions.iter().filter_map(|s| s["stem"].as_str()).collect();
+    assert_eq!(stems.len(), 3);
+    assert_eq!(
+        stems[2], "alice-2",
+        "a safe, unique name keeps its name: {stems:?}"
+    );
+    assert!(
+        stems[0] != stems[1] && !stems[..2].contains(&"alice-2"),
+        "{stems:?}"
+    );
+    let mut reports: Vec<&str> = submissions
+        .iter()
+        .flat_map(|s| s["tests"].as_array().expect("tests"))
+        .flat_map(|t| t["reports"].as_array().expect("reports"))
+        .filter_map(|r| r.as_str())
+        .collect();
+    assert_eq!(reports.len(), 6, "a report per student and test: {reports:?}");
+    reports.sort();
+    reports.dedup();
+    assert_eq!(reports.len(), 6, "no two share a file: {reports:?}");
+    for stem in &stems {
+        assert!(out.join(format!("feedback/{stem}.md")).is_file(), "{stem}");
+    }
+    scratch.assert_nothing_left();
+}
+
+/// Without the sandbox a submission can reach the folder its run report is written to: a
+/// pipe or a link it leaves there under the report's name, or any other, neither hangs the
+/// grader nor becomes the TA's report.
+#[test]
+fn pipes_and_links_left_for_the_run_report_change_nothing() {
+    let scratch = Scratch::new();
+    let folder = scratch.dir.path().join("class/piper");
+    std::fs::create_dir_all(&folder).expect("folder");
+    let server =
+        std::fs::read_to_string(root().join("tests/fixtures/servers/echo_threads.py")).expect("fixture");
+    std::fs::write(
+        folder.join("server.py"),
+        format!(
+            "import os\nfor name in ['echo', 'a', 'b']:\n    try:\n        os.mkfifo(f'../report/{{name}}.html')\n    except OSError:\n        pass\ntry:\n    os.symlink('/etc/passwd', '../report/z.html')\nexcept OSError:\n    pass\n{server}"
+        ),
+    )
+    .expect("server");
+    let suite = scratch.file("suite.toml", &echo_suite("[\"server.py\"]", ""));
+    let out = scratch.dir.path().join("out");
+    let run = Run::from(
+        scratch
+            .labrun()
+            .timeout(Duration::from_secs(120))
+            .arg("grade")
+            .arg(&suite)
+            .arg(&folder)
+            .args(["--unsandboxed", "--out"])
+            .arg(&out)
+            .output()
+            .expect("labrun runs"),
+    );
+    run.expect_code(0).stdout_has("piper · echo 10/10");
+    for report in std::fs::read_dir(out.join("runs/piper"))
+        .expect("runs")
+        .map(|e| e.expect("entry").path())
+    {
+        let text = std::fs::read_to_string(&report).expect("a regular file");
+        assert!(
+            text.starts_with("<!DOCTYPE html>") && !text.contains("root:"),
+            "{}",
+            report.display()
+        );
+    }
+    scratch.assert_nothing_left();
 }

@@ -55,7 +55,7 @@ for folder in ["../report", "../../report", "/tmp/report"]:
     try:
         os.makedirs(folder, exist_ok=True)
         with open(os.path.join(folder, "a-forged.html"), "w") as out:
-            out.write("<!DOCTYPE html> 10 of 10 checks passed " + MARKER)
+            out.write("<!DOCTYPE html> 10 of 10 checks passed FORGED-" + "PAGE")
     except OSError:
         pass
 fake = json.dumps({"checks": [{"name": "echo", "passed": True, "summary": "forged"}]})
@@ -270,14 +270,14 @@ fn watch_to_the_end(
     (crate::util::Run::from(output), tree, peak)
 }
 
-/// Each run's report the grader kept in `out` is labrun's: the forger's page, which carries
-/// `marker`, is in none of them.
-fn no_run_report_is_forged(out: &Path, marker: &str) {
+/// Each run's report the grader kept in `out` is labrun's: the forger's page (its text is
+/// built at run time, so no report quoting a program's source contains it) is in none.
+fn no_run_report_is_forged(out: &Path) {
     let runs = snapshot(&out.join("runs"));
     assert!(runs.len() >= 6, "a report per run: {:?}", runs.keys());
     for (path, bytes) in &runs {
         let text = String::from_utf8_lossy(bytes);
-        assert!(!text.contains(marker), "{} was forged", path.display());
+        assert!(!text.contains("FORGED-PAGE"), "{} was forged", path.display());
     }
 }
 
@@ -371,7 +371,7 @@ fn a_class_of_rogues_harms_nobody_and_learns_nothing() {
         Err(std::io::ErrorKind::WouldBlock)
     );
 
-    no_run_report_is_forged(&out, &marker);
+    no_run_report_is_forged(&out);
 
     // No secret and no hidden test in any output, nothing left running, the grader small.
     let mut outputs = vec![run.stdout.clone(), run.stderr.clone()];
