@@ -491,11 +491,11 @@ impl Suite {
         let mut files = Vec::with_capacity(raw.tests.len());
         for test in raw.tests {
             let path = base.join(&test.scenario);
-            let text = std::fs::read_to_string(&path).map_err(|source| SuiteError::Scenario {
+            let text = std::fs::read_to_string(&path).map_err(|why| SuiteError::Scenario {
                 test: test.name.clone(),
                 source: scenario::ScenarioError::Read {
                     path: path.clone(),
-                    source,
+                    why,
                 },
             })?;
             files.push((test, Source::File { path, text }));

@@ -40,6 +40,7 @@ impl Diagnostic {
         let span_end = floor_char_boundary(source, span.end.clamp(start, line_end));
         let caret_width = source[start..span_end].chars().count().max(1);
         let help = suggestion_for(&message);
+        let message = in_plain_words(&message);
         Diagnostic {
             path: path.to_owned(),
             line,
@@ -95,6 +96,64 @@ impl fmt::Display for Diagnostic {
     }
 }
 
+/// The parser's "invalid type: string \"5\", expected u32" in the words of a scenario
+/// file: "expected a whole number, found the text \"5\" (write 5, without quotes)". Other
+/// messages are kept as they are.
+fn in_plain_words(message: &str) -> String {
+    let Some(rest) = message
+        .strip_prefix("invalid type: ")
+        .or_else(|| message.strip_prefix("invalid value: "))
+    else {
+        return message.to_owned();
+    };
+    let Some((found, expected)) = rest.split_once(", expected ") else {
+        return message.to_owned();
+    };
+    let quoted = |text: &str, open: char, close: char| {
+        text.strip_prefix(open)
+            .and_then(|t| t.strip_suffix(close))
+            .map(str::to_owned)
+    };
+    let number_expected = matches!(
+        expected,
+        "u8" | "u16" | "u32" | "u64" | "usize" | "i8" | "i16" | "i32" | "i64" | "f32" | "f64"
+    );
+    let (found_words, hint) = match found.split_once(' ') {
+        Some(("string", text)) => {
+            let text = quoted(text, '"', '"').unwrap_or_else(|| text.to_owned());
+            let hint = (number_expected && text.trim().parse::<f64>().is_ok())
+                .then(|| format!(" (write {}, without quotes)", text.trim()));
+            (format!("the text \"{text}\""), hint)
+        }
+        Some(("integer" | "floating", number)) => {
+            let number = quoted(number.trim_start_matches("point "), '`', '`').unwrap_or_default();
+            let hint = (expected == "a string").then(|| format!(" (write \"{number}\", in quotes)"));
+            (format!("the number {number}"), hint)
+        }
+        Some(("boolean", value)) => (quoted(value, '`', '`').unwrap_or_default(), None),
+        _ => match found {
+            "sequence" => ("a list".to_owned(), None),
+            "map" => ("a table".to_owned(), None),
+            other => (other.to_owned(), None),
+        },
+    };
+    let expected_words = match expected {
+        "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number, 0 or more".to_owned(),
+        "i8" | "i16" | "i32" | "i64" => "a whole number".to_owned(),
+        "f32" | "f64" => "a number".to_owned(),
+        "a string" => "text in quotes".to_owned(),
+        "a boolean" => "true or false".to_owned(),
+        "a sequence" => "a list, like [\"a\", \"b\"]".to_owned(),
+        "a map" => "a table".to_owned(),
+        other if other.starts_with("struct ") => "a table".to_owned(),
+        other => other.to_owned(),
+    };
+    format!(
+        "expected {expected_words}, found {found_words}{}",
+        hint.unwrap_or_default()
+    )
+}
+
 /// For serde's "unknown field `x`, expected one of `a`, `b`" (and the same for variants),
 /// proposes the closest expected name when it is plausibly a typo.
 fn suggestion_for(message: &str) -> Option<String> {
@@ -129,6 +188,31 @@ fn edit_distance(a: &str, b: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parser_jargon_becomes_the_words_of_a_scenario_file() {
+        assert_eq!(
+            in_plain_words("invalid type: string \"5\", expected u32"),
+            "expected a whole number, 0 or more, found the text \"5\" (write 5, without quotes)"
+        );
+        assert_eq!(
+            in_plain_words("invalid type: integer `5`, expected a string"),
+            "expected text in quotes, found the number 5 (write \"5\", in quotes)"
+        );
+        assert_eq!(
+            in_plain_words("invalid value: integer `-1`, expected u32"),
+            "expected a whole number, 0 or more, found the number -1"
+        );
+        assert_eq!(
+            in_plain_words("invalid type: map, expected a sequence"),
+            "expected a list, like [\"a\", \"b\"], found a table"
+        );
+        assert_eq!(
+            in_plain_words("invalid type: boolean `true`, expected u32"),
+            "expected a whole number, 0 or more, found true"
+        );
+        assert_eq!(in_plain_words("missing field `name`"), "missing field `name`");
+    }
 
     #[test]
     fn locates_span_and_suggests_near_name() {

@@ -40,14 +40,19 @@ pub use values::{ByteCount, ConcurrencyExpectation, DurationValue, Format, PortC
 /// Why a scenario could not be turned into a plan.
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
+    /// A folder was given where a scenario file belongs.
+    #[error("`{}` is a folder, not a scenario file: give the files in it (`{}/*.toml`)", path.display(), path.display())]
+    Folder {
+        /// The folder.
+        path: PathBuf,
+    },
     /// The file could not be read at all.
-    #[error("cannot read scenario `{}`", path.display())]
+    #[error("cannot read scenario `{}`: {why}", path.display())]
     Read {
         /// The file.
         path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
+        /// Why (in the message: `validate` prints errors without their causes).
+        why: std::io::Error,
     },
     /// The file was read but is not a valid scenario.
     #[error("{0}")]
@@ -56,9 +61,14 @@ pub enum ScenarioError {
 
 /// Reads and validates one scenario file.
 pub fn load(path: &Path) -> Result<Plan, ScenarioError> {
-    let source = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+    if path.is_dir() {
+        return Err(ScenarioError::Folder {
+            path: path.to_owned(),
+        });
+    }
+    let source = std::fs::read_to_string(path).map_err(|why| ScenarioError::Read {
         path: path.to_owned(),
-        source,
+        why,
     })?;
     parse(path, &source)
 }

@@ -1261,9 +1261,12 @@ pub fn resolve(raw: RawScenario, path: &Path, source: &str) -> Result<Plan, Diag
     if name.trim().is_empty() {
         return Err(at.error(name_span, "scenario `name` must not be empty"));
     }
-    let timeout = raw.timeout.map_or(DEFAULT_RUN_TIMEOUT, |t| t.0);
-    if timeout.is_zero() {
-        return Err(at.error(name_span, "the scenario `timeout` must be longer than zero"));
+    let timeout = raw
+        .timeout
+        .as_ref()
+        .map_or(DEFAULT_RUN_TIMEOUT, |t| t.get_ref().0);
+    if let Some(zero) = raw.timeout.as_ref().filter(|_| timeout.is_zero()) {
+        return Err(at.error(zero.span(), "the scenario `timeout` must be longer than zero"));
     }
     // What every plan has; the branches below say what is under test.
     let plan = |expect, under_test| Plan {
@@ -1915,10 +1918,13 @@ fn resolve_group(mut raw: RawClients, servers: &[ServerPlan], at: &Locator) -> R
     let fault = resolve_fault(raw.faulty.take(), raw.fault.take(), count, messages, &name, at)?;
     check_workload_keys(&raw, workload, size, fault.is_some(), name_span.clone(), at)?;
     let (leave_after, leave) = group_leaving(&raw, messages, workload, texts.as_ref(), at)?;
-    let reply_timeout = raw.timeout.map_or(DEFAULT_REPLY_TIMEOUT, |t| t.0);
-    if reply_timeout.is_zero() {
+    let reply_timeout = raw
+        .timeout
+        .as_ref()
+        .map_or(DEFAULT_REPLY_TIMEOUT, |t| t.get_ref().0);
+    if let Some(zero) = raw.timeout.as_ref().filter(|_| reply_timeout.is_zero()) {
         return Err(at.error(
-            name_span,
+            zero.span(),
             format!("client group `{name}` has a zero reply `timeout`"),
         ));
     }

@@ -20,7 +20,7 @@ use crate::servers::Builtin;
 pub struct RawScenario {
     pub name: Spanned<String>,
     pub description: Option<String>,
-    pub timeout: Option<DurationValue>,
+    pub timeout: Option<Spanned<DurationValue>>,
     pub seed: Option<u64>,
     pub sandbox: Option<toml::Spanned<bool>>,
     #[serde(default)]
@@ -243,7 +243,7 @@ pub struct RawClients {
     pub think: Option<DurationValue>,
     pub start: Option<Spanned<StartKind>>,
     pub ramp: Option<DurationValue>,
-    pub timeout: Option<DurationValue>,
+    pub timeout: Option<Spanned<DurationValue>>,
     pub faulty: Option<Spanned<u32>>,
     pub fault: Option<Spanned<RawFault>>,
     pub start_after: Option<DurationValue>,

@@ -206,3 +206,32 @@ fn more_clients_than_open_files_is_refused_up_front() {
         .expect_code(3)
         .stderr_has("opens 500 client sockets, but labrun may open only 256");
 }
+
+/// Errors in plain words at their place: a folder is said to be one, a number in quotes
+/// is said to be text with the fix, and a zero timeout points at the timeout, not line 1.
+#[test]
+fn validation_errors_say_what_is_wrong_where_it_is() {
+    let scratch = Scratch::new();
+    let folder = scratch.dir.path().join("scenarios");
+    std::fs::create_dir_all(&folder).expect("folder");
+    scratch
+        .validate(&folder)
+        .expect_code(2)
+        .stderr_has("is a folder, not a scenario file: give the files in it");
+    let quoted = scratch.file(
+        "quoted.toml",
+        &echo_scenario("quoted", VALID, "count = \"5\"", ""),
+    );
+    scratch
+        .validate(&quoted)
+        .expect_code(2)
+        .stderr_has("quoted.toml:10:9: expected a whole number, 0 or more, found the text \"5\" (write 5, without quotes)");
+    let zero = scratch.file(
+        "zero.toml",
+        &echo_scenario("zero", VALID, "count = 1", "").replace("timeout = \"45s\"", "timeout = \"0s\""),
+    );
+    scratch
+        .validate(&zero)
+        .expect_code(2)
+        .stderr_has("zero.toml:2:11: the scenario `timeout` must be longer than zero");
+}
