@@ -100,6 +100,22 @@ impl fmt::Display for Diagnostic {
 /// file: "expected a whole number, found the text \"5\" (write 5, without quotes)". Other
 /// messages are kept as they are.
 fn in_plain_words(message: &str) -> String {
+    // "unknown field `x`, expected one of `a`, `b`": TOML calls them keys and values.
+    for (serde, plain, takes) in [
+        ("unknown field `", "unknown key `", "this table takes"),
+        ("unknown variant `", "", "the choices are"),
+    ] {
+        if let Some((given, rest)) = message.strip_prefix(serde).and_then(|r| r.split_once('`')) {
+            let choices = rest
+                .trim_start_matches(", expected one of ")
+                .trim_start_matches(", expected ")
+                .replace(" or ", ", ");
+            return match plain {
+                "" => format!("`{given}` is not a choice here; {takes} {choices}"),
+                _ => format!("{plain}{given}`; {takes} {choices}"),
+            };
+        }
+    }
     let Some(rest) = message
         .strip_prefix("invalid type: ")
         .or_else(|| message.strip_prefix("invalid value: "))
@@ -212,6 +228,14 @@ mod tests {
             "expected a whole number, 0 or more, found true"
         );
         assert_eq!(in_plain_words("missing field `name`"), "missing field `name`");
+        assert_eq!(
+            in_plain_words("unknown field `cout`, expected one of `name`, `count`"),
+            "unknown key `cout`; this table takes `name`, `count`"
+        );
+        assert_eq!(
+            in_plain_words("unknown variant `exactly`, expected `exact` or `ignore`"),
+            "`exactly` is not a choice here; the choices are `exact`, `ignore`"
+        );
     }
 
     #[test]
@@ -225,7 +249,7 @@ mod tests {
             "unknown field `cout`, expected one of `name`, `count`, `server`".into(),
         );
         let text = diagnostic.to_string();
-        assert!(text.starts_with("s.toml:4:1: unknown field `cout`"), "{text}");
+        assert!(text.starts_with("s.toml:4:1: unknown key `cout`"), "{text}");
         assert!(text.contains(" 4 | cout = 50"), "{text}");
         assert!(text.contains("^^^^ did you mean `count`?"), "{text}");
     }

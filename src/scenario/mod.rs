@@ -54,10 +54,14 @@ pub enum ScenarioError {
         /// Why (in the message: `validate` prints errors without their causes).
         why: std::io::Error,
     },
-    /// The file was read but is not a valid scenario.
-    #[error("{0}")]
-    Invalid(Box<Diagnostic>),
+    /// The file was read but is not a valid scenario: every problem found, in file order.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\nerror: "))]
+    Invalid(Vec<Diagnostic>),
 }
+
+/// Most problems reported from one file: past a few, the rest are usually one mistake's
+/// echoes, and a screenful is enough to start on.
+const MAX_PROBLEMS: usize = 20;
 
 /// Reads and validates one scenario file.
 pub fn load(path: &Path) -> Result<Plan, ScenarioError> {
@@ -76,18 +80,57 @@ pub fn load(path: &Path) -> Result<Plan, ScenarioError> {
 /// Validates scenario text as if it were read from `path`: errors name it, and relative
 /// paths in it are resolved against its folder (labrun's own for a bare name).
 pub fn parse(path: &Path, source: &str) -> Result<Plan, ScenarioError> {
-    let invalid = |d: Diagnostic| ScenarioError::Invalid(Box::new(d));
-    let raw: raw::RawScenario = toml::from_str(source).map_err(|err| {
-        invalid(Diagnostic::new(
+    let raw = read_raw(path, source).map_err(ScenarioError::Invalid)?;
+    let mut plan = plan::resolve(raw, path, source).map_err(|d| ScenarioError::Invalid(vec![d]))?;
+    Anchor::of(path).apply(&mut plan);
+    Ok(plan)
+}
+
+/// The file's tables, or every key and type problem in it (up to [`MAX_PROBLEMS`]) in one
+/// pass: after each, the line it is on is blanked (offsets kept, so the next problem is
+/// located in the original text) and the file read again. Reading stops at a problem that
+/// blanking may have caused: a missing key, or text that is no longer TOML.
+fn read_raw(path: &Path, source: &str) -> Result<raw::RawScenario, Vec<Diagnostic>> {
+    let mut text = source.to_owned();
+    let mut problems: Vec<Diagnostic> = Vec::new();
+    while problems.len() < MAX_PROBLEMS {
+        let err = match toml::from_str::<raw::RawScenario>(&text) {
+            Ok(raw) if problems.is_empty() => return Ok(raw),
+            Ok(_) => break,
+            Err(err) => err,
+        };
+        let echo = !problems.is_empty()
+            && (err.message().starts_with("missing field") || toml::from_str::<toml::Table>(&text).is_err());
+        if echo {
+            break;
+        }
+        problems.push(Diagnostic::new(
             path,
             source,
             err.span(),
             err.message().to_owned(),
-        ))
-    })?;
-    let mut plan = plan::resolve(raw, path, source).map_err(invalid)?;
-    Anchor::of(path).apply(&mut plan);
-    Ok(plan)
+        ));
+        match err.span() {
+            Some(span) if blank_line_at(&mut text, span.start) => {}
+            _ => break,
+        }
+    }
+    problems.sort_by_key(|p| (p.line, p.column));
+    Err(problems)
+}
+
+/// Replaces the line holding byte `at` with spaces, keeping every offset; false when there
+/// is nothing left to blank there.
+fn blank_line_at(text: &mut String, at: usize) -> bool {
+    let at = at.min(text.len());
+    let start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+    let end = text[at..].find('\n').map_or(text.len(), |i| at + i);
+    if text[start..end].trim().is_empty() {
+        return false;
+    }
+    let blank = " ".repeat(text[start..end].len());
+    text.replace_range(start..end, &blank);
+    true
 }
 
 #[cfg(test)]
@@ -193,7 +236,7 @@ mod tests {
     #[test]
     fn unknown_key_is_located_with_suggestion() {
         let text = error_of(&MINIMAL.replace("count = 3", "cout = 3"));
-        assert!(text.starts_with("t.toml:7:1: unknown field `cout`"), "{text}");
+        assert!(text.starts_with("t.toml:7:1: unknown key `cout`"), "{text}");
         assert!(text.contains("did you mean `count`?"), "{text}");
     }
 
@@ -561,7 +604,9 @@ mod tests {
             connect(&format!("{MINIMAL}connect = \"storm\"\n")),
             ConnectMode::Storm
         );
-        assert!(error_of(&format!("{MINIMAL}connect = \"flood\"\n")).contains("unknown variant `flood`"));
+        assert!(
+            error_of(&format!("{MINIMAL}connect = \"flood\"\n")).contains("`flood` is not a choice here")
+        );
         let udp = MINIMAL.replace(
             "builtin = \"echo-async\"",
             "builtin = \"udp-echo\"\ntransport = \"udp\"",

@@ -39,7 +39,7 @@ fn unknown_key_exits_2_with_location_and_suggestion() {
     let path = scratch.file("typo.toml", &echo_scenario("typo", VALID, "cout = 5", ""));
     let run = scratch.validate(&path);
     run.expect_code(2)
-        .stderr_has(&format!("{}:10:1: unknown field `cout`", path.display()))
+        .stderr_has(&format!("{}:10:1: unknown key `cout`", path.display()))
         .stderr_has("did you mean `count`?");
 }
 
@@ -234,4 +234,38 @@ fn validation_errors_say_what_is_wrong_where_it_is() {
         .validate(&zero)
         .expect_code(2)
         .stderr_has("zero.toml:2:11: the scenario `timeout` must be longer than zero");
+}
+
+/// A scenario with five mistakes reports all five in one pass, each at its own line and
+/// column, in file order, and none that fixing them would not leave.
+#[test]
+fn five_mistakes_are_reported_in_one_pass() {
+    let scratch = Scratch::new();
+    let path = scratch.file(
+        "five.toml",
+        "name = \"five\"\ntimeout = \"30 parsecs\"\n\n[[server]]\nname = \"echo\"\nbuiltin = \"echo-threadd\"\n\n\
+         [[clients]]\nname = \"c\"\ncout = 5\nmessages = \"10\"\n\n[expect]\necho = \"exactly\"\n",
+    );
+    let run = scratch.validate(&path);
+    run.expect_code(2);
+    let located: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("error: ") && l.contains("five.toml:"))
+        .collect();
+    let at = |place: &str| format!("five.toml:{place}: ");
+    let expected = [
+        (at("2:11"), "`30 parsecs` is not a duration"),
+        (at("6:11"), "`echo-threadd` is not a choice here"),
+        (at("10:1"), "unknown key `cout`"),
+        (at("11:12"), "found the text \"10\""),
+        (at("14:8"), "`exactly` is not a choice here"),
+    ];
+    assert_eq!(located.len(), expected.len(), "{}", run.stderr);
+    for (line, (place, what)) in located.iter().zip(&expected) {
+        assert!(
+            line.contains(place.as_str()) && line.contains(what),
+            "{line} is not {place}{what}"
+        );
+    }
 }
