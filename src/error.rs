@@ -24,7 +24,7 @@ pub enum Error {
     #[error(transparent)]
     Scenario(#[from] ScenarioError),
     /// `labrun validate` found invalid files (each was already printed).
-    #[error("{invalid} of {total} scenario files are invalid")]
+    #[error("{invalid} of {total} files are invalid")]
     ScenariosInvalid {
         /// How many failed.
         invalid: usize,

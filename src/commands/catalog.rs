@@ -17,32 +17,18 @@ const SCENARIO_SCHEMA: &str = include_str!("../../docs/scenario.schema.json");
 pub(crate) fn validate(files: &[std::path::PathBuf]) -> Result<Outcome, Error> {
     let mut invalid = 0;
     for path in files {
-        match scenario::load(path) {
-            Ok(plan) => {
-                let contents = match &plan.under_test {
-                    UnderTest::ClientPrograms(under_test) => format!(
-                        "{} client program(s), {} played server(s)",
-                        under_test.programs.len(),
-                        under_test.played.len()
-                    ),
-                    UnderTest::Servers(under_test) => format!(
-                        "{} server(s), {} client group(s), {} client(s)",
-                        under_test.servers.len(),
-                        under_test.groups.len(),
-                        under_test.total_clients()
-                    ),
-                };
-                // A closed stdout (`| head`) is not an error worth a panic.
-                let _ = writeln!(
-                    std::io::stdout(),
-                    "ok {}: `{}`, {contents}",
-                    path.display(),
-                    plan.name
-                );
+        let checked = match is_suite(path) {
+            true => validate_suite(path),
+            false => validate_scenario(path),
+        };
+        match checked {
+            // A closed stdout (`| head`) is not an error worth a panic.
+            Ok(line) => {
+                let _ = writeln!(std::io::stdout(), "ok {}: {line}", path.display());
             }
             Err(err) => {
                 invalid += 1;
-                eprintln!("error: {err}");
+                eprintln!("error: {}", err.with_causes());
             }
         }
     }
@@ -81,6 +67,55 @@ fn write_list(out: &mut impl Write) {
     for role in scenario::PlayedRole::ALL {
         let _ = writeln!(out, "  {:<16} {}", role.label(), role.summary());
     }
+}
+
+/// Whether `path` holds a grading suite (`[submission]`, `[[test]]` or `lab`) rather than a
+/// scenario.
+fn is_suite(path: &std::path::Path) -> bool {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    toml::from_str::<toml::Table>(&text).is_ok_and(|table| {
+        ["submission", "test", "lab"]
+            .iter()
+            .any(|key| table.contains_key(*key))
+    })
+}
+
+/// One scenario: what it holds and the checks its runs can have.
+fn validate_scenario(path: &std::path::Path) -> Result<String, Error> {
+    let plan = scenario::load(path)?;
+    let contents = match &plan.under_test {
+        UnderTest::ClientPrograms(under_test) => format!(
+            "{} client program(s), {} played server(s)",
+            under_test.programs.len(),
+            under_test.played.len()
+        ),
+        UnderTest::Servers(under_test) => format!(
+            "{} server(s), {} client group(s), {} client(s)",
+            under_test.servers.len(),
+            under_test.groups.len(),
+            under_test.total_clients()
+        ),
+    };
+    let checks = crate::verify::possible_checks(&plan).join(", ");
+    Ok(format!("`{}`, {contents}; checks: {checks}", plan.name))
+}
+
+/// One grading suite, read as `labrun grade` reads it: its own keys, every test's scenario,
+/// and every check a test names in `requires`, `weights` and `feedback`.
+fn validate_suite(path: &std::path::Path) -> Result<String, Error> {
+    let suite = crate::grade::Suite::load(path)?;
+    let tests: Vec<String> = suite
+        .tests
+        .iter()
+        .map(|test| format!("{} ({} points)", test.name, test.points))
+        .collect();
+    Ok(format!(
+        "suite `{}`, {} test(s): {}; {} points in all",
+        suite.name,
+        tests.len(),
+        tests.join(", "),
+        suite.max_score()
+    ))
 }
 
 /// `labrun list`.

@@ -63,12 +63,11 @@ pub enum SuiteError {
     #[error("{0}")]
     Invalid(Box<Diagnostic>),
     /// A test's scenario is invalid.
-    #[error("suite test `{test}`: {source}")]
+    #[error("suite test `{test}`: {why}")]
     Scenario {
         test: String,
-        /// Why.
-        #[source]
-        source: scenario::ScenarioError,
+        /// Why (in the message, once).
+        why: scenario::ScenarioError,
     },
 }
 
@@ -223,10 +222,12 @@ fn resolve_test(
         Source::File { path, text } => scenario::parse(path, text),
         Source::Battery { text, .. } => scenario::parse(&test.scenario, text),
     };
-    let plan = plan.map_err(|source| SuiteError::Scenario {
+    let plan = plan.map_err(|why| SuiteError::Scenario {
         test: test.name.clone(),
-        source,
+        why,
     })?;
+    named_checks_exist(&test, &crate::verify::possible_checks(&plan))
+        .map_err(|why| invalid(None, format!("test `{}`: {why}", test.name)))?;
     let under_test = plan.under_test.side();
     if under_test == Side::ClientPrograms && test.server.is_some() {
         return Err(invalid(
@@ -322,6 +323,40 @@ fn check_scoring(test: &RawTest) -> Result<(), String> {
     let named = test.weights.keys().chain(test.requires.iter().flatten());
     if let Some(empty) = named.into_iter().find(|name| name.trim().is_empty()) {
         return Err(format!("`{empty}` is no check name"));
+    }
+    Ok(())
+}
+
+/// Every check a test names in `requires`, `weights` and `feedback` (`CHECK` or
+/// `CHECK.CLASS`) is one its scenario's runs can have: a typo would silently give everyone
+/// 0 (`requires`) or drop points or advice.
+fn named_checks_exist(test: &RawTest, possible: &[String]) -> Result<(), String> {
+    let exists = |name: &str| possible.iter().any(|p| p == name);
+    let advice_exists = |key: &str| {
+        exists(key)
+            || possible.iter().any(|p| {
+                key.strip_prefix(p.as_str())
+                    .is_some_and(|class| class.starts_with('.'))
+            })
+    };
+    let named = test
+        .requires
+        .iter()
+        .flatten()
+        .map(|name| ("requires", name, exists(name)))
+        .chain(test.weights.keys().map(|name| ("weights", name, exists(name))))
+        .chain(
+            test.feedback
+                .keys()
+                .map(|key| ("feedback", key, advice_exists(key))),
+        );
+    for (key, name, known) in named {
+        if !known {
+            return Err(format!(
+                "`{key}` names `{name}`, which no run of its scenario has; its checks: {}",
+                possible.join(", ")
+            ));
+        }
     }
     Ok(())
 }
@@ -493,7 +528,7 @@ impl Suite {
             let path = base.join(&test.scenario);
             let text = std::fs::read_to_string(&path).map_err(|why| SuiteError::Scenario {
                 test: test.name.clone(),
-                source: scenario::ScenarioError::Read {
+                why: scenario::ScenarioError::Read {
                     path: path.clone(),
                     why,
                 },

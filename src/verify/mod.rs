@@ -15,7 +15,8 @@ use serde::Serialize;
 
 use crate::metrics::GroupFigures;
 use crate::scenario::{
-    EchoExpectation, ExitPolicy, LatencyView, Plan, ServersUnderTest, Transport, WorkloadKind,
+    EchoExpectation, ExitPolicy, FanoutExpectation, LatencyView, Plan, ServersUnderTest, Transport,
+    UnderTest, WorkloadKind,
 };
 use crate::supervise::{Children, EventRecord, ServerEnd};
 use crate::units;
@@ -156,6 +157,76 @@ pub fn evaluate(evidence: &Evidence) -> Verdict {
     // follow are its symptoms.
     verdict.findings.sort_by_key(|f| f.client.is_some());
     verdict
+}
+
+/// The names of the checks a run of `plan` can have, in the order they are judged: what a
+/// grading suite may name in `requires`, `weights` and `feedback`. A run never has others
+/// (the suite checks every shipped scenario's reports against this); it may have fewer (a
+/// server that died is not probed).
+pub fn possible_checks(plan: &Plan) -> Vec<String> {
+    let under_test = match &plan.under_test {
+        UnderTest::ClientPrograms(programs) => return program::possible_checks(programs),
+        UnderTest::Servers(servers) => servers,
+    };
+    let expect = &plan.expect;
+    let groups = &under_test.groups;
+    let tcp = |kind| {
+        groups
+            .iter()
+            .any(|g| g.workload == kind && g.transport == Transport::Tcp)
+    };
+    let per = |check: &str, server: &str| per_server(check, server, under_test);
+    let mut names: Vec<String> = Vec::new();
+    if expect.echo == EchoExpectation::Exact && tcp(WorkloadKind::Echo) {
+        names.push("echo".into());
+    }
+    if groups.iter().any(|g| g.transport == Transport::Udp) {
+        names.push("datagrams".into());
+        names.extend(expect.max_loss.map(|_| "loss".to_owned()));
+    }
+    if tcp(WorkloadKind::Chat) {
+        names.push("chat".into());
+    }
+    let serves =
+        |index: usize, kind: WorkloadKind| groups.iter().any(|g| g.server == index && g.workload == kind);
+    if expect.fanout != FanoutExpectation::Ignore {
+        for (index, server) in under_test.servers.iter().enumerate() {
+            if serves(index, WorkloadKind::Broadcast) {
+                names.push(per("fanout", &server.name));
+            }
+        }
+    }
+    names.push("errors".into());
+    names.extend(expect.max_error_rate.map(|_| "error rate".to_owned()));
+    for bound in &expect.latency {
+        names.push(format!(
+            "latency {} {}",
+            bound.view.label(),
+            bound.percentile.label()
+        ));
+    }
+    names.extend(expect.min_msgs_per_sec.map(|_| "throughput".to_owned()));
+    if groups.iter().any(|g| g.fault.is_some()) {
+        names.push("isolation".into());
+    }
+    if !under_test.events.is_empty() {
+        names.push("independence".into());
+    }
+    for (index, server) in under_test.servers.iter().enumerate() {
+        if expect.concurrency.is_some() && under_test.clients_of(index) > 0 {
+            names.push(per("concurrency", &server.name));
+        }
+    }
+    for server in &under_test.servers {
+        names.push(format!("server {}", server.name));
+        if expect.reaps {
+            names.push(per("reaps", &server.name));
+        }
+    }
+    if expect.survives {
+        names.extend(under_test.servers.iter().map(|s| per("survives", &s.name)));
+    }
+    names
 }
 
 /// `check` alone with one server, `check NAME` with several.

@@ -34,6 +34,44 @@ const QUOTE_CHARS: usize = 40;
 /// found anywhere in the output are a coincidence, not a truncated echo.
 const PARTIAL_REPLY_BYTES: usize = 16;
 
+/// The names of the checks a run of these client programs can have, in the order they
+/// are judged (see [`super::possible_checks`]).
+pub fn possible_checks(under_test: &ProgramsUnderTest) -> Vec<String> {
+    let mut names = Vec::new();
+    for program in &under_test.programs {
+        let name = |check: &str| check_name(check, program, under_test);
+        if let Some(target) = program.target(&under_test.played)
+            && target.role != PlayedRole::Down
+        {
+            names.push(name("sent"));
+            names.push(name("printed"));
+            if program.reaches.is_some() {
+                names.push(name("reached"));
+            }
+        }
+        names.push(name(situation(program, under_test).check()));
+    }
+    names
+}
+
+/// `check` alone with one program, `check NAME` with several.
+fn check_name(check: &str, program: &ProgramPlan, under_test: &ProgramsUnderTest) -> String {
+    if under_test.programs.len() == 1 {
+        check.to_owned()
+    } else {
+        format!("{check} {}", program.name)
+    }
+}
+
+/// What `program`'s last check is about, from the server it talks to.
+fn situation(program: &ProgramPlan, under_test: &ProgramsUnderTest) -> Situation {
+    match program.target(&under_test.played) {
+        Some(target) if target.role == PlayedRole::Down => Situation::ServerDown,
+        Some(target) if target.close_after.is_some() => Situation::ServerClosed,
+        _ => Situation::Exit,
+    }
+}
+
 /// Judges every client program's session.
 pub fn evaluate(under_test: &ProgramsUnderTest, records: &[ProgramRecord]) -> Verdict {
     let mut verdict = Verdict::default();
@@ -66,6 +104,17 @@ enum Situation {
     ServerDown,
 }
 
+impl Situation {
+    /// The name of the check about it.
+    fn check(self) -> &'static str {
+        match self {
+            Situation::Exit => "exit",
+            Situation::ServerClosed => "server closed",
+            Situation::ServerDown => "server down",
+        }
+    }
+}
+
 struct Judge<'a> {
     under_test: &'a ProgramsUnderTest,
     program: &'a ProgramPlan,
@@ -73,13 +122,8 @@ struct Judge<'a> {
 }
 
 impl Judge<'_> {
-    /// `check` alone with one program, `check NAME` with several.
     fn name(&self, check: &str) -> String {
-        if self.under_test.programs.len() == 1 {
-            check.to_owned()
-        } else {
-            format!("{check} {}", self.program.name)
-        }
+        check_name(check, self.program, self.under_test)
     }
 
     fn push(&self, verdict: &mut Verdict, check: &str, failure: Result<String, Failure>) {
@@ -110,11 +154,7 @@ impl Judge<'_> {
     }
 
     fn situation(&self) -> Situation {
-        match self.program.target(&self.under_test.played) {
-            Some(target) if target.role == PlayedRole::Down => Situation::ServerDown,
-            Some(target) if target.close_after.is_some() => Situation::ServerClosed,
-            _ => Situation::Exit,
-        }
+        situation(self.program, self.under_test)
     }
 
     fn sent(&self, verdict: &mut Verdict) {
@@ -380,11 +420,7 @@ impl Judge<'_> {
 
     fn ending(&self, verdict: &mut Verdict) {
         let situation = self.situation();
-        let check = match situation {
-            Situation::Exit => "exit",
-            Situation::ServerClosed => "server closed",
-            Situation::ServerDown => "server down",
-        };
+        let check = situation.check();
         let result = match self.record.ending {
             Ending::Exited { status, after } => self.judge_exit(situation, status, after),
             Ending::TimedOut { after } => Err(self.hung(situation, after)),

@@ -269,3 +269,37 @@ fn five_mistakes_are_reported_in_one_pass() {
         );
     }
 }
+
+/// `labrun validate` reads a grading suite as `labrun grade` would, scenarios and the
+/// checks its tests name included, and lists what a scenario's runs can be checked on.
+#[test]
+fn validate_checks_suites_and_lists_checks() {
+    let scratch = Scratch::new();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let good = root.join("tests/fixtures/suites/lab3.toml");
+    let listed = crate::util::Run::from(
+        scratch
+            .labrun()
+            .arg("validate")
+            .arg(&good)
+            .arg(root.join("scenarios/threaded.toml"))
+            .output()
+            .expect("runs"),
+    );
+    listed
+        .expect_code(0)
+        .stdout_has("suite `lab3`, 2 test(s): echo (10 points), concurrency (10 points)")
+        .stdout_has("checks: echo, errors, latency rtt p99, concurrency, server echo, survives");
+    let typo = scratch.file(
+        "typo.toml",
+        &format!(
+            "name = \"s\"\n[submission]\ncommand = [\"python3\", \"{{file}}\", \"{{port}}\"]\nfiles = [\"server.py\"]\n\
+             [[test]]\nname = \"echo\"\nscenario = \"{}\"\npoints = 10\nrequires = [\"ecoh\"]\n",
+            root.join("tests/fixtures/suites/echo.toml").display()
+        ),
+    );
+    scratch
+        .validate(&typo)
+        .expect_code(2)
+        .stderr_has("test `echo`: `requires` names `ecoh`, which no run of its scenario has");
+}

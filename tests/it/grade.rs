@@ -785,30 +785,50 @@ fn ctrl_c_on_grade_says_what_was_saved_and_how_to_resume() {
     );
 }
 
-/// A `requires`, `weights` or `feedback` key naming a check no run of its test had is
-/// most likely a typo (everyone would score 0, or the advice never reach anyone): the TA is
-/// told, naming the checks the test does have.
+/// A `requires`, `weights` or `feedback` key naming a check its test's scenario cannot have
+/// is a typo that would give everyone 0 (or drop advice): the suite is refused before
+/// anything runs, naming the key and the checks the test does have; advice keyed by a real
+/// check and class (`echo.truncated`) is accepted.
 #[test]
-fn a_check_name_no_run_had_is_reported_to_the_ta() {
+fn a_check_name_its_scenario_cannot_have_is_refused_before_grading() {
     let scratch = Scratch::new();
+    let alice = root().join("tests/fixtures/submissions/alice");
+    for (extra, key, name) in [
+        ("requires = [\"ecoh\"]", "requires", "ecoh"),
+        (
+            "weights = { echo = 1, erors = 1 }\npartial = true",
+            "weights",
+            "erors",
+        ),
+        (
+            "[test.feedback]\n\"echo.truncated\" = \"y\"\n\"concurency.bounded\" = \"x\"",
+            "feedback",
+            "concurency.bounded",
+        ),
+    ] {
+        let suite = scratch.file("typo.toml", &echo_suite("[\"server.py\"]", extra));
+        let run = grade_into(
+            &scratch,
+            &suite,
+            std::slice::from_ref(&alice),
+            &scratch.dir.path().join("out"),
+        );
+        run.expect_code(2).stderr_has(&format!(
+            "test `echo`: `{key}` names `{name}`, which no run of its scenario has; its checks: echo, errors, server srv"
+        ));
+        assert!(
+            !scratch.dir.path().join("out/grades.csv").exists(),
+            "{extra}: nothing ran"
+        );
+    }
     let suite = scratch.file(
-        "typo.toml",
+        "advice.toml",
         &echo_suite(
             "[\"server.py\"]",
-            "requires = [\"ecoh\"]\n[test.feedback]\nerors = \"x\"\n\"echo.truncated\" = \"y\"",
+            "[test.feedback]\n\"echo.truncated\" = \"y\"\nerrors = \"z\"",
         ),
     );
-    let alice = root().join("tests/fixtures/submissions/alice");
-    let run = grade_into(&scratch, &suite, &[alice], &scratch.dir.path().join("out"));
-    run.expect_code(0)
-        .stdout_has("alice · echo 0/10 · a check its points require (`requires`) was not among its checks")
-        .stderr_has("test `echo`: `requires` names check `ecoh`, which no run of it had (its checks: echo, errors, server srv)")
-        .stderr_has("`feedback` names check `erors`");
-    assert!(
-        !run.stderr.contains("`echo.truncated`") && !run.stderr.contains("check `echo`,"),
-        "{}",
-        run.stderr
-    );
+    grade_into(&scratch, &suite, &[alice], &scratch.dir.path().join("out")).expect_code(0);
     scratch.assert_nothing_left();
 }
 

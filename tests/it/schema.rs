@@ -228,6 +228,41 @@ fn reports_conform_to_the_report_schema() {
         let found = violations(&schema, &schema, &report, "$");
         assert!(found.is_empty(), "{name}: {found:#?}");
     }
+    let scenarios = [
+        scratch.dir.path().join("kitchen-sink.toml"),
+        scratch.dir.path().join("kitchen-sink-clients.toml"),
+        root().join("scenarios/threaded.toml"),
+        root().join("scenarios/python/two-servers-one-program.toml"),
+        root().join("scenarios/clients/echo-server-closes.toml"),
+    ];
+    every_check_is_one_validate_lists(&scratch, &scenarios);
+}
+
+/// What a suite may name (`labrun validate` lists it: `…; checks: echo, errors, …`) covers
+/// every check the runs of those scenarios had, whose reports are in the scratch folder.
+fn every_check_is_one_validate_lists(scratch: &Scratch, scenarios: &[std::path::PathBuf]) {
+    let listed = Run::from(
+        scratch
+            .labrun()
+            .arg("validate")
+            .args(scenarios)
+            .output()
+            .expect("runs"),
+    );
+    listed.expect_code(0);
+    for line in listed.stdout.lines() {
+        let name = line.split('`').nth(1).expect("a scenario name");
+        let (_, checks) = line.split_once("; checks: ").expect("checks listed");
+        let possible: Vec<&str> = checks.split(", ").collect();
+        let report = read_report(&scratch.reports().join(format!("{name}.json")));
+        for check in report["checks"].as_array().expect("checks") {
+            let check = check["name"].as_str().expect("a name");
+            assert!(
+                possible.contains(&check),
+                "{name}: `{check}` is not in {possible:?}"
+            );
+        }
+    }
 }
 
 /// The report of a run that could not start conforms too, and the schema requires every
