@@ -83,6 +83,10 @@ pub enum Command {
         /// fanout.p99=10%, throughput=5%, errors=0. Default: p99=10%,throughput=5%,errors=0.
         #[arg(long, value_delimiter = ',', value_name = "GATES")]
         max_regress: Vec<Tolerance>,
+        /// Print the comparison as JSON on stdout (checks that flipped, every figure with its
+        /// values, the verdict) instead of the table.
+        #[arg(long)]
+        json: bool,
     },
 }
 

@@ -69,7 +69,8 @@ pub fn run(cli: Cli) -> Result<Outcome, Error> {
             baseline,
             current,
             max_regress,
-        }) => commands::reports::compare(&baseline, &current, max_regress),
+            json,
+        }) => commands::reports::compare(&baseline, &current, max_regress, json),
         Some(Command::Run(args)) => commands::scenarios::run_scenarios(args),
         None => commands::scenarios::run_scenarios(cli.run),
     }

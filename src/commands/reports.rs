@@ -40,6 +40,7 @@ pub(crate) fn compare(
     baseline: &std::path::Path,
     current: &std::path::Path,
     gates: Vec<report::compare::Tolerance>,
+    json: bool,
 ) -> Result<Outcome, Error> {
     use report::compare;
     use report::saved::SavedReport;
@@ -76,10 +77,25 @@ pub(crate) fn compare(
     } else {
         gates
     };
+    compare::comparable(&baseline, &current).map_err(|why| {
+        Error::Usage(format!(
+            "cannot compare `{}` with `{}`: {why}",
+            baseline_path.display(),
+            current_path.display()
+        ))
+    })?;
+    let flips = compare::flips(&baseline, &current);
     let rows = compare::compare(&baseline, &current, &gates);
     let mut rendered = Vec::new();
-    let regressed = compare::render(&baseline, &current, &rows, &mut rendered)
-        .expect("rendering into memory cannot fail");
+    let regressed = if json {
+        let value = compare::to_json(&flips, &rows);
+        rendered = serde_json::to_vec_pretty(&value).expect("a comparison always serializes");
+        rendered.push(b'\n');
+        value["regressed"] == true
+    } else {
+        compare::render(&baseline, &current, &flips, &rows, &mut rendered)
+            .expect("rendering into memory cannot fail")
+    };
     let _ = std::io::stdout().lock().write_all(&rendered);
     Ok(if regressed { Outcome::Fail } else { Outcome::Pass })
 }

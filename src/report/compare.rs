@@ -121,12 +121,81 @@ pub struct Row {
     pub baseline: String,
     /// The current value, as text.
     pub current: String,
+    /// The values as numbers (microseconds, messages per second, a count); `None` where
+    /// the run had no samples of it.
+    pub values: (Option<f64>, Option<f64>),
     /// The change, as text.
     pub change: String,
     /// The gate on it, if any.
     pub limit: Option<Tolerance>,
     /// Whether the gate failed.
     pub regressed: bool,
+}
+
+/// A check that held in the baseline and fails in the current run: a regression whatever
+/// the figures say.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Flip {
+    /// The check.
+    pub check: String,
+    /// What the current run says of it.
+    pub summary: String,
+}
+
+/// Every check that passed in `baseline` and failed in `current`, in the current run's order.
+pub fn flips(baseline: &SavedReport, current: &SavedReport) -> Vec<Flip> {
+    current
+        .checks
+        .iter()
+        .filter(|c| !c.passed && baseline.checks.iter().any(|b| b.name == c.name && b.passed))
+        .map(|c| Flip {
+            check: c.name.clone(),
+            summary: c.summary.clone(),
+        })
+        .collect()
+}
+
+/// Refuses two reports whose figures cannot be compared: another scenario, another load
+/// (client groups as planned), other servers, one launched and one addressed, or another
+/// shard. Their seeds may differ.
+pub fn comparable(baseline: &SavedReport, current: &SavedReport) -> Result<(), String> {
+    let (b, c) = (&baseline.scenario, &current.scenario);
+    if b.name != c.name {
+        return Err(format!(
+            "they are of different scenarios (`{}` and `{}`)",
+            b.name, c.name
+        ));
+    }
+    if b.rest.get("groups") != c.rest.get("groups") {
+        return Err(format!(
+            "scenario `{}` ran a different load in each (its client groups differ: count, \
+             messages, size, think, rate…): the figures would compare the loads",
+            b.name
+        ));
+    }
+    let servers = |report: &SavedReport| -> Vec<(String, bool)> {
+        report
+            .servers
+            .iter()
+            .map(|s| (s.name.clone(), s.addressed.is_some()))
+            .collect()
+    };
+    if servers(baseline) != servers(current) {
+        return Err(format!(
+            "scenario `{}` tested other servers in each (their names, or one launched by labrun \
+             and one addressed with --target)",
+            b.name
+        ));
+    }
+    if b.shard != c.shard {
+        return Err(format!(
+            "they are different shards of `{}` ({} and {}): merge each side's shards first",
+            b.name,
+            b.shard.as_deref().unwrap_or("whole"),
+            c.shard.as_deref().unwrap_or("whole")
+        ));
+    }
+    Ok(())
 }
 
 /// Compares every figure; returns the rows in display order.
@@ -174,6 +243,7 @@ pub fn compare(baseline: &SavedReport, current: &SavedReport, gates: &[Tolerance
         figure: Figure::Throughput,
         baseline: format!("{old:.0} msgs/s"),
         current: format!("{new:.0} msgs/s"),
+        values: (Some(old), Some(new)),
         change: relative(old, new),
         limit,
         regressed: limit.is_some_and(|t| new < old * (1.0 - t.limit)),
@@ -187,6 +257,7 @@ pub fn compare(baseline: &SavedReport, current: &SavedReport, gates: &[Tolerance
         figure: Figure::Errors,
         baseline: units::count(old),
         current: units::count(new),
+        values: (Some(old as f64), Some(new as f64)),
         change: format!("{:+}", new as i64 - old as i64),
         limit,
         regressed: limit.is_some_and(|t| new as f64 > old as f64 + t.limit),
@@ -216,9 +287,12 @@ fn latency_row(
         figure,
         baseline: shown(old_us),
         current: shown(new_us),
+        values: (old_us.map(|v| v as f64), new_us.map(|v| v as f64)),
         change: match (old_us, new_us) {
             (Some(o), Some(n)) => relative(o as f64, n as f64),
-            _ => "—".to_owned(),
+            (None, Some(_)) => "new".to_owned(),
+            (Some(_), None) => "lost".to_owned(),
+            (None, None) => "no samples".to_owned(),
         },
         limit,
         regressed,
@@ -236,10 +310,12 @@ fn relative(old: f64, new: f64) -> String {
     format!("{:+.1}%", (new - old) / old * 100.0)
 }
 
-/// Writes the comparison table and a verdict line; returns whether any gate regressed.
+/// Writes the checks that flipped, the comparison table and a verdict line; returns
+/// whether anything regressed.
 pub fn render(
     baseline: &SavedReport,
     current: &SavedReport,
+    flips: &[Flip],
     rows: &[Row],
     out: &mut impl Write,
 ) -> io::Result<bool> {
@@ -251,6 +327,9 @@ pub fn render(
         current.scenario.name,
         units::count(current.total.messages)
     )?;
+    for flip in flips {
+        writeln!(out, "FAILS NOW: {} ({})", flip.check, flip.summary)?;
+    }
     let mut table = Builder::default();
     table.push_record(["figure", "baseline", "current", "change", "limit", ""]);
     for row in rows {
@@ -278,10 +357,14 @@ pub fn render(
         .with(Style::rounded())
         .modify(Columns::new(1..5), Alignment::right());
     writeln!(out, "{table}")?;
-    let regressed: Vec<String> = rows
+    let regressed: Vec<String> = flips
         .iter()
-        .filter(|r| r.regressed)
-        .map(|r| format!("{} {}", r.figure, r.change))
+        .map(|f| format!("check {} passed, fails now", f.check))
+        .chain(
+            rows.iter()
+                .filter(|r| r.regressed)
+                .map(|r| format!("{} {}", r.figure, r.change)),
+        )
         .collect();
     if regressed.is_empty() {
         writeln!(out, "OK: no gated figure regressed beyond its limit")?;
@@ -289,6 +372,29 @@ pub fn render(
         writeln!(out, "REGRESSION: {}", regressed.join(", "))?;
     }
     Ok(!regressed.is_empty())
+}
+
+/// The comparison as JSON (`--json`), for a CI step to read: the checks that flipped, each
+/// figure with its values (microseconds, messages per second, a count), and the verdict.
+pub fn to_json(flips: &[Flip], rows: &[Row]) -> serde_json::Value {
+    let figures: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|row| {
+            serde_json::json!({
+                "figure": row.figure.to_string(),
+                "baseline": row.values.0,
+                "current": row.values.1,
+                "change": row.change,
+                "gate": row.limit.map(|t| t.limit),
+                "regressed": row.regressed,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "flips": flips,
+        "figures": figures,
+        "regressed": !flips.is_empty() || rows.iter().any(|r| r.regressed),
+    })
 }
 
 #[cfg(test)]

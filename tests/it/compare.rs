@@ -4,11 +4,14 @@ use crate::util::{Run, Scratch, echo_scenario, example_server};
 
 const LOAD: &str = "count = 4\nmessages = 10\nsize = 2000";
 
-/// Runs `server` under the same load and returns the path of its JSON report.
+/// Runs `server` under the scenario `gate`'s load (as a CI job would run one scenario on
+/// two versions of a server) and returns the path of its JSON report, kept as `name.json`.
 fn report_of(scratch: &Scratch, name: &str, server: &str) -> std::path::PathBuf {
-    let path = scratch.file(&format!("{name}.toml"), &echo_scenario(name, server, LOAD, ""));
+    let path = scratch.file(&format!("{name}.toml"), &echo_scenario("gate", server, LOAD, ""));
     scratch.run(&path).expect_code(0);
-    scratch.reports().join(format!("{name}.json"))
+    let kept = scratch.dir.path().join(format!("{name}.json"));
+    std::fs::rename(scratch.reports().join("gate.json"), &kept).expect("report kept");
+    kept
 }
 
 fn compare(scratch: &Scratch, baseline: &std::path::Path, current: &std::path::Path, gates: &[&str]) -> Run {
@@ -52,4 +55,65 @@ fn a_slower_server_regresses_and_a_report_never_regresses_against_itself() {
     compare(&scratch, &fast, &scratch.dir.path().join("missing.json"), &[])
         .expect_code(2)
         .stderr_has("cannot read report");
+    // The same figures for a CI step to read.
+    let json = compare(&scratch, &fast, &slow, &["--json"]);
+    json.expect_code(1);
+    let value: serde_json::Value = serde_json::from_str(&json.stdout).expect("JSON on stdout");
+    assert_eq!(value["regressed"], true, "{value}");
+    let p99 = value["figures"]
+        .as_array()
+        .expect("figures")
+        .iter()
+        .find(|f| f["figure"] == "rtt p99")
+        .expect("rtt p99");
+    assert!(p99["current"].as_f64() > p99["baseline"].as_f64(), "{p99}");
+    assert_eq!(p99["regressed"], true, "{p99}");
+}
+
+/// Reports of another scenario or another load are refused, not compared; a check that
+/// passed and fails now is a regression, listed first, whatever the figures.
+#[test]
+fn mismatched_reports_are_refused_and_check_flips_come_first() {
+    let scratch = Scratch::new();
+    let good = report_of(&scratch, "good", "builtin = \"echo-threaded\"");
+    let other_load = scratch.file(
+        "more.toml",
+        &echo_scenario(
+            "gate",
+            "builtin = \"echo-threaded\"",
+            "count = 5\nmessages = 10\nsize = 2000",
+            "",
+        ),
+    );
+    scratch.run(&other_load).expect_code(0);
+    compare(&scratch, &good, &scratch.reports().join("gate.json"), &[])
+        .expect_code(2)
+        .stderr_has("ran a different load in each");
+    let other = scratch.file(
+        "other.toml",
+        &echo_scenario("other", "builtin = \"echo-threaded\"", LOAD, ""),
+    );
+    scratch.run(&other).expect_code(0);
+    compare(&scratch, &good, &scratch.reports().join("other.json"), &[])
+        .expect_code(2)
+        .stderr_has("they are of different scenarios (`gate` and `other`)");
+    // A server that corrupts echoes: its echo check flips, whatever its speed.
+    let bad = scratch.file(
+        "bad.toml",
+        &echo_scenario("gate", &crate::util::python_server("corrupt_echo.py"), LOAD, ""),
+    );
+    scratch.run(&bad).expect_code(1);
+    let flipped = compare(
+        &scratch,
+        &good,
+        &scratch.reports().join("gate.json"),
+        &["--max-regress", "errors=5"],
+    );
+    flipped.expect_code(1).stdout_has("FAILS NOW: echo");
+    let verdict = flipped.stdout.lines().last().unwrap_or_default();
+    assert!(
+        verdict.starts_with("REGRESSION: check echo passed, fails now"),
+        "{verdict}"
+    );
+    scratch.assert_nothing_left();
 }
