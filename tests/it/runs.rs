@@ -20,7 +20,7 @@ fn shipped_builtin_scenarios_pass_and_write_reports() {
             .stdout_has("p99.9")
             .stdout_has(&format!("PASS {name}:"));
         let report = read_report(&scratch.reports().join(format!("{name}.json")));
-        assert_eq!(report["schema_version"], 1);
+        assert_eq!(report["schema_version"], 2);
         assert_eq!(report["outcome"], "pass");
         assert_eq!(report["complete"], true);
         let expected: u64 = report["scenario"]["groups"]
