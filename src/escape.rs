@@ -11,46 +11,49 @@ use std::fmt::Write;
 /// `\n` `\r` `\t`, other bytes as `\xNN`, and invisible or bidi-control characters as
 /// `\u{...}`. The output never contains a control character.
 pub fn escape_bytes(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len());
-    for chunk in bytes.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            push_char(&mut out, c);
-        }
-        for byte in chunk.invalid() {
-            let _ = write!(out, "\\x{byte:02x}");
-        }
-    }
-    out
+    escape(bytes, Backslash::Escaped)
 }
 
 /// Like [`escape_bytes`] but keeps line breaks, for multi-line output tails shown as a block.
 pub fn escape_lines(bytes: &[u8]) -> String {
-    bytes
-        .split(|&b| b == b'\n')
-        .map(escape_bytes)
-        .collect::<Vec<_>>()
-        .join("\n")
+    lines(bytes, Backslash::Escaped)
 }
 
 /// For labrun's own output, which carries a program's bytes already escaped (a child
 /// `labrun run`'s error): like [`escape_lines`], but a backslash stays one, so what was
 /// escaped once is not escaped again; anything that should not be there still is.
 pub fn escape_lines_once(bytes: &[u8]) -> String {
+    lines(bytes, Backslash::Kept)
+}
+
+/// What a backslash becomes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Backslash {
+    /// `\\`: the text is a program's, and a backslash in it must not pass for an escape.
+    Escaped,
+    /// `\`: the text is labrun's, whose backslashes are its escapes.
+    Kept,
+}
+
+fn lines(bytes: &[u8], backslash: Backslash) -> String {
+    bytes
+        .split(|&b| b == b'\n')
+        .map(|line| escape(line, backslash))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn escape(bytes: &[u8], backslash: Backslash) -> String {
     let mut out = String::with_capacity(bytes.len());
-    for (index, line) in bytes.split(|&b| b == b'\n').enumerate() {
-        if index > 0 {
-            out.push('\n');
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' if backslash == Backslash::Kept => out.push(c),
+                c => push_char(&mut out, c),
+            }
         }
-        for chunk in line.utf8_chunks() {
-            for c in chunk.valid().chars() {
-                match c {
-                    '\\' => out.push(c),
-                    c => push_char(&mut out, c),
-                }
-            }
-            for byte in chunk.invalid() {
-                let _ = write!(out, "\\x{byte:02x}");
-            }
+        for byte in chunk.invalid() {
+            let _ = write!(out, "\\x{byte:02x}");
         }
     }
     out
