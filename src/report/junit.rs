@@ -108,7 +108,7 @@ fn check_seconds(report: &Report, check: &str) -> f64 {
         Tested::Servers(servers) => servers.total.active_ms,
         Tested::ClientPrograms(programs) => programs
             .iter()
-            .find(|p| programs.len() == 1 || check.ends_with(&format!(" {}", p.name)))
+            .find(|p| p.owns_check(programs, check))
             .map_or(report.duration_ms, |p| p.duration_ms),
     };
     milliseconds / 1000.0

@@ -135,12 +135,18 @@ pub const SUMMARY_TITLES: [&str; 7] = [
 ];
 
 impl ProgramReport {
+    /// Whether `check` is this program's: every check when it is the only program, else
+    /// those named `CHECK NAME` after it (see `verify::program`).
+    pub fn owns_check(&self, programs: &[ProgramReport], check: &str) -> bool {
+        programs.len() == 1 || check.ends_with(&format!(" {}", self.name))
+    }
+
     /// The summary table's cells, shared by the terminal, Markdown and HTML reports:
     /// program, pid, ended, time, typed, connections, checks passed.
     pub fn summary_cells(&self, programs: &[ProgramReport], checks: &[crate::verify::Check]) -> [String; 7] {
         let mine: Vec<&crate::verify::Check> = checks
             .iter()
-            .filter(|c| programs.len() == 1 || c.name.ends_with(&format!(" {}", self.name)))
+            .filter(|c| self.owns_check(programs, &c.name))
             .collect();
         let mut connections: Vec<String> = Vec::new();
         for connection in &self.connections {
