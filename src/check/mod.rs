@@ -13,7 +13,7 @@ mod batteries;
 
 use std::path::PathBuf;
 
-use crate::scenario::{self, Plan, ScenarioError, ServerPlan, UnderTest};
+use crate::scenario::{self, Plan, ScenarioError, ServerPlan};
 
 pub use batteries::Lab;
 
@@ -162,10 +162,10 @@ pub fn aimed_plans(lab: Lab, targets: &[crate::scenario::Target]) -> Result<Aime
         skipped: Vec::new(),
     };
     for (mut plan, phase) in plans(lab, &command)?.into_iter().zip(lab.phases()) {
-        let servers = match &plan.under_test {
-            UnderTest::Servers(under_test) => under_test.servers.as_slice(),
-            UnderTest::ClientPrograms(_) => &[],
-        };
+        let servers = plan
+            .under_test
+            .servers()
+            .map_or(&[][..], |u| u.servers.as_slice());
         let (launched, shared): (Vec<&ServerPlan>, Vec<&ServerPlan>) =
             servers.iter().partition(|s| s.process_owner().is_none());
         let names: Vec<String> = launched.iter().chain(&shared).map(|s| s.name.clone()).collect();
@@ -173,10 +173,10 @@ pub fn aimed_plans(lab: Lab, targets: &[crate::scenario::Target]) -> Result<Aime
         for (name, target) in names.iter().zip(targets) {
             plan.aim(name, target.clone()).map_err(CheckError::Targets)?;
         }
-        let needs_a_process = match &plan.under_test {
-            UnderTest::Servers(under_test) => under_test.needs_a_process(&plan.expect),
-            UnderTest::ClientPrograms(_) => None,
-        };
+        let needs_a_process = plan
+            .under_test
+            .servers()
+            .and_then(|under_test| under_test.needs_a_process(&plan.expect));
         match needs_a_process {
             Some((_, why)) => battery.skipped.push((phase.name, why)),
             None => battery.plans.push(plan),

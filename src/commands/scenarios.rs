@@ -99,9 +99,9 @@ fn apply_run_options(plans: &mut [scenario::Plan], args: &RunArgs, sandbox: bool
             plan.check_aims().map_err(Error::Usage)?;
         }
     }
-    let aims_out = plans.iter().find_map(|plan| match &plan.under_test {
-        UnderTest::Servers(under_test) => Some((plan, under_test.servers.iter().find_map(|s| s.target())?)),
-        UnderTest::ClientPrograms(_) => None,
+    let aims_out = plans.iter().find_map(|plan| {
+        let servers = &plan.under_test.servers()?.servers;
+        Some((plan, servers.iter().find_map(|s| s.target())?))
     });
     if let Some((plan, target)) = aims_out
         && (sandbox || args.isolate_network)
@@ -190,10 +190,7 @@ fn prepare_process(plans: &[scenario::Plan], args: &RunArgs, sandbox: bool) -> R
     let open_files = workload::raise_open_files_limit();
     let most_clients = plans
         .iter()
-        .filter_map(|plan| match &plan.under_test {
-            UnderTest::Servers(under_test) => Some(under_test.total_clients()),
-            UnderTest::ClientPrograms(_) => None,
-        })
+        .filter_map(|plan| Some(plan.under_test.servers()?.total_clients()))
         .max();
     if let Some(clients) = most_clients
         && clients + OPEN_FILES_RESERVE > open_files
@@ -281,10 +278,8 @@ async fn run_in_turn(
 fn isolate_fixed_played_ports(plans: &[scenario::Plan]) {
     let fixed: Vec<String> = plans
         .iter()
-        .flat_map(|plan| match &plan.under_test {
-            UnderTest::ClientPrograms(under_test) => under_test.played.as_slice(),
-            UnderTest::Servers(_) => &[],
-        })
+        .filter_map(|plan| plan.under_test.programs())
+        .flat_map(|under_test| &under_test.played)
         .filter_map(|server| match server.port {
             scenario::PortChoice::Fixed(port) => Some(port.to_string()),
             scenario::PortChoice::Auto => None,

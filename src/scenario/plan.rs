@@ -90,6 +90,22 @@ pub enum Side {
 }
 
 impl UnderTest {
+    /// The servers under test, when a scenario tests servers.
+    pub fn servers(&self) -> Option<&ServersUnderTest> {
+        match self {
+            UnderTest::Servers(under_test) => Some(under_test),
+            UnderTest::ClientPrograms(_) => None,
+        }
+    }
+
+    /// The client programs under test, when a scenario tests client programs.
+    pub fn programs(&self) -> Option<&ProgramsUnderTest> {
+        match self {
+            UnderTest::ClientPrograms(under_test) => Some(under_test),
+            UnderTest::Servers(_) => None,
+        }
+    }
+
     /// Which side this is.
     pub fn side(&self) -> Side {
         match self {
@@ -363,7 +379,7 @@ impl Plan {
     /// Fails when the scenario needs what only a launched server has, from a server it now
     /// only aims at (see [`ServersUnderTest::needs_a_process`]).
     pub fn check_aims(&self) -> Result<(), String> {
-        let UnderTest::Servers(under_test) = &self.under_test else {
+        let Some(under_test) = self.under_test.servers() else {
             return Ok(());
         };
         match under_test.needs_a_process(&self.expect) {
@@ -466,10 +482,10 @@ impl ServersUnderTest {
 #[cfg(test)]
 impl Plan {
     pub(crate) fn servers_side(&self) -> &ServersUnderTest {
-        match &self.under_test {
-            UnderTest::Servers(under_test) => under_test,
-            UnderTest::ClientPrograms(_) => panic!("`{}` tests client programs", self.name),
-        }
+        let name = &self.name;
+        self.under_test
+            .servers()
+            .unwrap_or_else(|| panic!("`{name}` tests client programs"))
     }
 
     pub(crate) fn servers_side_mut(&mut self) -> &mut ServersUnderTest {
@@ -480,10 +496,10 @@ impl Plan {
     }
 
     pub(crate) fn programs_side(&self) -> &ProgramsUnderTest {
-        match &self.under_test {
-            UnderTest::ClientPrograms(under_test) => under_test,
-            UnderTest::Servers(_) => panic!("`{}` tests servers", self.name),
-        }
+        let name = &self.name;
+        self.under_test
+            .programs()
+            .unwrap_or_else(|| panic!("`{name}` tests servers"))
     }
 }
 
