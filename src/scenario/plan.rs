@@ -314,6 +314,14 @@ fn shard_as_text<S: serde::Serializer>(shard: &Option<Shard>, s: S) -> Result<S:
 }
 
 impl ServersUnderTest {
+    /// Whether a client group runs `workload` over TCP (chats, rooms and UDP clients have
+    /// checks of their own).
+    pub fn drives_tcp(&self, workload: WorkloadKind) -> bool {
+        self.groups
+            .iter()
+            .any(|g| g.workload == workload && g.transport == Transport::Tcp)
+    }
+
     /// Whether this process runs client `index` of group `group`: all of them, or with a
     /// shard every N-th client counted across the groups in file order, so the slices of
     /// one scenario never overlap and together cover every client.

@@ -122,13 +122,7 @@ pub struct Survival {
 /// Evaluates every expectation of the plan.
 pub fn evaluate(evidence: &Evidence) -> Verdict {
     let mut verdict = Verdict::default();
-    let runs = |kind| {
-        evidence
-            .under_test
-            .groups
-            .iter()
-            .any(|g| g.workload == kind && g.transport == Transport::Tcp)
-    };
+    let runs = |kind| evidence.under_test.drives_tcp(kind);
     if evidence.plan.expect.echo == EchoExpectation::Exact && runs(WorkloadKind::Echo) {
         check_echo(evidence, &mut verdict);
     }
@@ -170,11 +164,7 @@ pub fn possible_checks(plan: &Plan) -> Vec<String> {
     };
     let expect = &plan.expect;
     let groups = &under_test.groups;
-    let tcp = |kind| {
-        groups
-            .iter()
-            .any(|g| g.workload == kind && g.transport == Transport::Tcp)
-    };
+    let tcp = |kind| under_test.drives_tcp(kind);
     let per = |check: &str, server: &str| per_server(check, server, under_test);
     let mut names: Vec<String> = Vec::new();
     if expect.echo == EchoExpectation::Exact && tcp(WorkloadKind::Echo) {

@@ -40,9 +40,7 @@ pub fn possible_checks(under_test: &ProgramsUnderTest) -> Vec<String> {
     let mut names = Vec::new();
     for program in &under_test.programs {
         let name = |check: &str| check_name(check, program, under_test);
-        if let Some(target) = program.target(&under_test.played)
-            && target.role != PlayedRole::Down
-        {
+        if talks_to_a_live_server(program, under_test) {
             names.push(name("sent"));
             names.push(name("printed"));
             if program.reaches.is_some() {
@@ -63,6 +61,14 @@ fn check_name(check: &str, program: &ProgramPlan, under_test: &ProgramsUnderTest
     }
 }
 
+/// Whether `program` has a played server that is up to talk to: what it sent, printed and
+/// reached are judged only then (a program whose server is down is judged on its ending).
+fn talks_to_a_live_server(program: &ProgramPlan, under_test: &ProgramsUnderTest) -> bool {
+    program
+        .target(&under_test.played)
+        .is_some_and(|target| target.role != PlayedRole::Down)
+}
+
 /// What `program`'s last check is about, from the server it talks to.
 fn situation(program: &ProgramPlan, under_test: &ProgramsUnderTest) -> Situation {
     match program.target(&under_test.played) {
@@ -81,9 +87,7 @@ pub fn evaluate(under_test: &ProgramsUnderTest, records: &[ProgramRecord]) -> Ve
             program: &under_test.programs[record.program],
             record,
         };
-        if let Some(target) = judge.program.target(&under_test.played)
-            && target.role != PlayedRole::Down
-        {
+        if talks_to_a_live_server(judge.program, under_test) {
             judge.sent(&mut verdict);
             judge.printed(&mut verdict);
             judge.reached(&mut verdict);
