@@ -805,16 +805,10 @@ fn child_run(
 }
 
 /// Whether `path` has the shape of a kept run report, `runs/<stem>/<stem>-run<k>.html`:
-/// relative, three parts, each of a stem's characters, none hidden.
+/// relative, three parts, each one a file stem would be left as it is.
 fn is_run_report_path(path: &str) -> bool {
     let parts: Vec<&str> = path.split('/').collect();
-    let stem_like = |part: &str| {
-        !part.is_empty()
-            && !part.starts_with('.')
-            && part
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-    };
+    let stem_like = |part: &str| !part.is_empty() && crate::report::writer::file_stem(part) == part;
     matches!(parts.as_slice(), ["runs", folder, file] if stem_like(folder) && stem_like(file) && file.ends_with(".html"))
 }
 

@@ -310,15 +310,14 @@ fn relative(old: f64, new: f64) -> String {
     format!("{:+.1}%", (new - old) / old * 100.0)
 }
 
-/// Writes the checks that flipped, the comparison table and a verdict line; returns
-/// whether anything regressed.
+/// Writes the checks that flipped, the comparison table and a verdict line.
 pub fn render(
     baseline: &SavedReport,
     current: &SavedReport,
     flips: &[Flip],
     rows: &[Row],
     out: &mut impl Write,
-) -> io::Result<bool> {
+) -> io::Result<()> {
     writeln!(
         out,
         "baseline `{}` ({} messages) → current `{}` ({} messages)",
@@ -371,7 +370,7 @@ pub fn render(
     } else {
         writeln!(out, "REGRESSION: {}", regressed.join(", "))?;
     }
-    Ok(!regressed.is_empty())
+    Ok(())
 }
 
 /// The comparison as JSON (`--json`), for a CI step to read: the checks that flipped, each
@@ -393,8 +392,13 @@ pub fn to_json(flips: &[Flip], rows: &[Row]) -> serde_json::Value {
     serde_json::json!({
         "flips": flips,
         "figures": figures,
-        "regressed": !flips.is_empty() || rows.iter().any(|r| r.regressed),
+        "regressed": regressed(flips, rows),
     })
+}
+
+/// Whether the current run regressed: a check flipped, or a gated figure went past its limit.
+pub fn regressed(flips: &[Flip], rows: &[Row]) -> bool {
+    !flips.is_empty() || rows.iter().any(|r| r.regressed)
 }
 
 #[cfg(test)]

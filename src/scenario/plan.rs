@@ -1046,8 +1046,6 @@ pub enum Percentile {
 impl Percentile {
     /// Median.
     pub const P50: Percentile = Percentile::At(50_000);
-    /// 90th percentile.
-    pub const P90: Percentile = Percentile::At(90_000);
     /// 99th percentile.
     pub const P99: Percentile = Percentile::At(99_000);
     /// 99.9th percentile.
