@@ -207,19 +207,29 @@ pub struct Grades {
     pub submissions: Vec<SubmissionResult>,
 }
 
+/// A submission this run grades: its folder, its name (escaped) and the stem of its output
+/// files.
+struct Enrolled {
+    path: PathBuf,
+    name: String,
+    stem: String,
+}
+
 /// The submissions this run grades, in name order, once each: all, or this shard's slice;
 /// each with the stem of its output files, chosen over the whole class so that every shard
 /// names a student's files alike and no two students' alike.
-fn this_shards_submissions(options: &GradeOptions) -> Vec<(PathBuf, String)> {
+fn this_shards_submissions(options: &GradeOptions) -> Vec<Enrolled> {
     let mut submissions: Vec<PathBuf> = options.submissions.clone();
     submissions.sort();
     submissions.dedup();
     let names: Vec<String> = submissions.iter().map(|p| submission_name(p)).collect();
-    let names: Vec<&str> = names.iter().map(String::as_str).collect();
-    let stems = stems::unique_stems(&names, "submission");
+    let borrowed: Vec<&str> = names.iter().map(String::as_str).collect();
+    let stems = stems::unique_stems(&borrowed, "submission");
     submissions
         .into_iter()
+        .zip(names)
         .zip(stems)
+        .map(|((path, name), stem)| Enrolled { path, name, stem })
         .enumerate()
         .filter(|(i, _)| {
             options
@@ -309,8 +319,7 @@ pub fn grade(
         sandboxed: options.sandboxed,
     };
     let suite = &options.suite;
-    let (submissions, stems): (Vec<PathBuf>, Vec<String>) =
-        this_shards_submissions(options).into_iter().unzip();
+    let submissions = this_shards_submissions(options);
     let jobs = jobs_here(options, isolated);
     let work: Vec<(usize, usize)> = (0..submissions.len())
         .flat_map(|s| (0..suite.tests.len()).map(move |t| (s, t)))
@@ -321,7 +330,7 @@ pub fn grade(
         .map(|&(s, t)| {
             previous
                 .iter()
-                .find(|e| e.submission == submissions[s] && e.result.test == suite.tests[t].name)
+                .find(|e| e.submission == submissions[s].path && e.result.test == suite.tests[t].name)
                 .map(|e| rescored(&suite.tests[t], e.result.clone()))
         })
         .collect();
@@ -338,16 +347,16 @@ pub fn grade(
                     }
                     let (s, t) = work[i];
                     let place = Place {
-                        submission: &submissions[s],
-                        stem: &stems[s],
+                        submission: &submissions[s].path,
+                        stem: &submissions[s].stem,
                         confinement,
                         workspaces: &workspaces,
                         stop,
                         run_reports: options.run_reports.as_deref(),
                     };
-                    let name = submission_name(&submissions[s]);
+                    let name = &submissions[s].name;
                     progress(Progress::Started {
-                        submission: &name,
+                        submission: name,
                         test: &suite.tests[t].name,
                         total: work.len(),
                     });
@@ -358,14 +367,14 @@ pub fn grade(
                     }
                     let entry = JournalEntry {
                         suite: suite.name.clone(),
-                        submission: submissions[s].clone(),
+                        submission: submissions[s].path.clone(),
                         result,
                     };
                     append_to_journal(&journal, &entry);
                     progress(Progress::Finished(Finished {
                         done: done.fetch_add(1, Ordering::Relaxed) + 1,
                         total: work.len(),
-                        submission: &name,
+                        submission: name,
                         result: &entry.result,
                     }));
                     results.lock().unwrap_or_else(std::sync::PoisonError::into_inner)[i] = Some(entry.result);
@@ -384,12 +393,11 @@ pub fn grade(
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .into_iter();
     let submissions = submissions
-        .iter()
-        .zip(stems)
-        .map(|(path, stem)| SubmissionResult {
-            name: submission_name(path),
-            path: path.clone(),
-            stem,
+        .into_iter()
+        .map(|enrolled| SubmissionResult {
+            name: enrolled.name,
+            path: enrolled.path,
+            stem: enrolled.stem,
             tests: (0..suite.tests.len())
                 .map(|_| results.next().flatten().expect("every job ran"))
                 .collect(),
