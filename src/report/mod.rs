@@ -284,23 +284,22 @@ impl Report {
     /// figures, no checks, the reason as the outcome, so that every requested file exists
     /// and says why.
     pub fn could_not_run(plan: &Plan, error: String, started_at: SystemTime, duration: Duration) -> Report {
-        Report {
-            schema_version: SCHEMA_VERSION,
-            labrun_version: env!("CARGO_PKG_VERSION"),
-            scenario: plan.clone(),
-            started_at: humantime::format_rfc3339_millis(started_at).to_string(),
-            duration_ms: duration.as_secs_f64() * 1000.0,
-            labrun_peak_rss_bytes: crate::metrics::own_peak_rss_bytes(),
-            outcome: Outcome::Error,
-            complete: false,
-            error: Some(error),
-            tested: match plan.under_test {
-                UnderTest::Servers(_) => Tested::Servers(Box::new(ServersReport::empty())),
-                UnderTest::ClientPrograms(_) => Tested::ClientPrograms(Vec::new()),
-            },
-            checks: Vec::new(),
-            findings: Vec::new(),
-        }
+        let tested = match plan.under_test {
+            UnderTest::Servers(_) => Tested::Servers(Box::new(ServersReport::empty())),
+            UnderTest::ClientPrograms(_) => Tested::ClientPrograms(Vec::new()),
+        };
+        let mut report = Report::assemble(RunResult {
+            plan,
+            tested,
+            verdict: Verdict::default(),
+            started_at,
+            duration,
+            interrupted: false,
+        });
+        report.outcome = Outcome::Error;
+        report.complete = false;
+        report.error = Some(error);
+        report
     }
 }
 
