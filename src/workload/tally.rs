@@ -38,8 +38,9 @@ impl MessageCount {
         self.slots.iter().map(|slot| slot.0.load(Ordering::Relaxed)).sum()
     }
 
-    fn slot(&self, worker: usize) -> &AtomicU64 {
-        &self.slots[worker % self.slots.len()].0
+    /// The slot worker number `worker` writes to.
+    fn slot_of(&self, worker: usize) -> usize {
+        worker % self.slots.len()
     }
 }
 
@@ -47,7 +48,8 @@ impl MessageCount {
 pub struct WorkerTally {
     rtt: RefCell<Vec<Latency>>,
     progress: Arc<MessageCount>,
-    worker: usize,
+    /// The slot of [`MessageCount`] it writes to, chosen once.
+    slot: usize,
     /// Whether this worker has its slot to itself (then a plain store counts).
     alone: bool,
     done: Cell<u64>,
@@ -59,8 +61,8 @@ impl WorkerTally {
         let alone = workers <= progress.slots.len();
         WorkerTally {
             rtt: RefCell::new(vec![Latency::default(); groups]),
+            slot: progress.slot_of(worker),
             progress,
-            worker,
             alone,
             done: Cell::new(0),
         }
@@ -72,7 +74,7 @@ impl WorkerTally {
         if let Some(rtt) = rtt {
             self.rtt.borrow_mut()[group].record(rtt);
         }
-        let slot = self.progress.slot(self.worker);
+        let slot = &self.progress.slots[self.slot].0;
         if self.alone {
             // The only writer of this slot: no read-modify-write needed.
             let done = self.done.get() + 1;
