@@ -73,14 +73,17 @@ pub enum Command {
         #[arg(long)]
         no_report: bool,
     },
-    /// Compare a run's JSON report with a baseline's; exit 1 when a gated figure regressed.
+    /// Compare a run's JSON report with a baseline's; exit 1 when a gated figure regressed
+    /// (beyond the noise, for reports of `--repeat` runs).
     Compare {
         /// The baseline report (JSON).
         baseline: PathBuf,
         /// The current report (JSON).
         current: PathBuf,
         /// Gates, comma-separated: p99=10% (RTT), wait.p99=20%, connect.max=50%,
-        /// fanout.p99=10%, throughput=5%, errors=0. Default: p99=10%,throughput=5%,errors=0.
+        /// fanout.p99=10%, throughput=5%, errors=0. Default:
+        /// p50=10%,p99=10%,throughput=5%,errors=0. Reports of `--repeat` runs are held run
+        /// by run: a figure past its limit regresses only when a rank test says it moved.
         #[arg(long, value_delimiter = ',', value_name = "GATES")]
         max_regress: Vec<Tolerance>,
         /// Print the comparison as JSON on stdout (checks that flipped, every figure with its
@@ -222,6 +225,13 @@ pub struct RunArgs {
     /// clients).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub workers: Option<u16>,
+    /// Run each scenario N times back to back, servers started afresh each time, and keep
+    /// every run's figures in its report, so that `labrun compare` can tell a change from
+    /// the machine's noise (5 is a good start). A check fails when it failed in any run.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=100),
+          conflicts_with_all = ["shard", "start_at"])]
+    pub repeat: u16,
     /// Run in a private network namespace with only loopback (used by `labrun grade`;
     /// needs root or unprivileged user namespaces).
     #[arg(long, hide = true)]

@@ -41,6 +41,8 @@ pub struct RunOptions {
     pub styles: Styles,
     /// Threads driving the clients.
     pub workers: usize,
+    /// Runs of each scenario (`--repeat`), at least one.
+    pub repeat: u16,
 }
 
 /// When a run of several scenarios stops before the last.
@@ -67,28 +69,37 @@ pub enum Display {
     Nothing,
 }
 
-/// Runs one scenario and prints its report; returns the report.
+/// Runs one scenario (`--repeat` times) and prints its report; returns the report.
 pub async fn run_scenario(
     plan: &Plan,
     options: &RunOptions,
     cancel: &CancellationToken,
 ) -> Result<Report, Error> {
-    let (started_at, start) = (SystemTime::now(), Instant::now());
-    let tested = match &plan.under_test {
-        UnderTest::Servers(under_test) => test_servers(plan, under_test, options, cancel).await,
-        UnderTest::ClientPrograms(under_test) => test_client_programs(plan, under_test, cancel).await,
-    };
-    // A program under test that will not start is the run's outcome, not labrun's failure:
-    // the run gets its report, and the next scenario its turn.
-    let report = match tested {
-        Ok(report) => report,
-        Err(err) if err.is_about_the_program_under_test() => {
-            let error = err.with_causes();
-            eprintln!("error: {error}");
-            Report::could_not_run(plan, error, started_at, start.elapsed())
+    let mut runs = Vec::new();
+    for number in 1..=options.repeat.max(1) {
+        if number > 1 && cancel.is_cancelled() {
+            break;
         }
-        Err(err) => return Err(err),
-    };
+        let report = run_once(plan, options, cancel).await?;
+        if options.repeat > 1 && matches!(options.display, Display::Full | Display::Nothing) {
+            eprintln!(
+                "{}: run {number} of {}: {}",
+                plan.name,
+                options.repeat,
+                report::repeats::one_line(&report)
+            );
+        }
+        // A program that would not start will not start the next time either.
+        let last = matches!(
+            report.outcome,
+            report::Outcome::Error | report::Outcome::Interrupted
+        );
+        runs.push(report);
+        if last {
+            break;
+        }
+    }
+    let report = report::repeats::combine(runs);
     let saved = match &options.report_dir {
         Some(dir) => {
             let formats = [&options.formats, &plan.formats]
@@ -101,6 +112,27 @@ pub async fn run_scenario(
     };
     print_report(&report, &saved, options);
     Ok(report)
+}
+
+/// One run of a scenario, to its report: a program under test that would not start gives
+/// the report of a run that could not run.
+async fn run_once(plan: &Plan, options: &RunOptions, cancel: &CancellationToken) -> Result<Report, Error> {
+    let (started_at, start) = (SystemTime::now(), Instant::now());
+    let tested = match &plan.under_test {
+        UnderTest::Servers(under_test) => test_servers(plan, under_test, options, cancel).await,
+        UnderTest::ClientPrograms(under_test) => test_client_programs(plan, under_test, cancel).await,
+    };
+    // A program under test that will not start is the run's outcome, not labrun's failure:
+    // the run gets its report, and the next scenario its turn.
+    match tested {
+        Ok(report) => Ok(report),
+        Err(err) if err.is_about_the_program_under_test() => {
+            let error = err.with_causes();
+            eprintln!("error: {error}");
+            Ok(Report::could_not_run(plan, error, started_at, start.elapsed()))
+        }
+        Err(err) => Err(err),
+    }
 }
 
 /// The client programs under test, one after another, each against the servers labrun plays.

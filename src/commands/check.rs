@@ -44,6 +44,7 @@ pub(crate) fn check_program(args: cli::CheckArgs) -> Result<Outcome, Error> {
         format: args.format,
         shard: None,
         workers: None,
+        repeat: 1,
         targets: Vec::new(),
         start_at: None,
         // A network of its own where the machine allows: the program's ports then clash

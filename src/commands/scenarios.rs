@@ -63,6 +63,7 @@ pub(crate) fn run_plans(
         display,
         styles: Styles::resolve(Environment::detect(), args.quiet || args.json),
         workers: args.workers.map_or_else(default_workers, usize::from),
+        repeat: args.repeat,
     };
     let outcome = runtime.block_on(run_in_turn(&plans, &options, stop_at));
     supervise::sandbox::clean_up();

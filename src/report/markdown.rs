@@ -52,6 +52,19 @@ pub fn render(report: &Report) -> Vec<u8> {
             cell(&check.summary)
         );
     }
+    if !report.repeats.is_empty() {
+        let titles = super::repeats::TABLE_TITLES;
+        let _ = writeln!(
+            md,
+            "\n{} runs (the figures below are run {}'s: the first that went worst):\n\n| {} |\n|--:|---|--:|--:|--:|--:|--:|",
+            report.repeats.len(),
+            super::repeats::shown_run(report),
+            titles.join(" | ")
+        );
+        for row in super::repeats::table_rows(&report.repeats) {
+            let _ = writeln!(md, "| {} |", row.join(" | "));
+        }
+    }
     match &report.tested {
         Tested::Servers(servers) => write_figures(servers, &mut md),
         Tested::ClientPrograms(programs) => {

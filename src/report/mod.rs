@@ -11,8 +11,10 @@ pub mod json;
 pub mod junit;
 pub mod markdown;
 pub mod merge;
+pub mod noise;
 pub mod programs;
 pub mod progress;
+pub mod repeats;
 pub mod saved;
 pub mod side_by_side;
 pub mod style;
@@ -141,6 +143,9 @@ pub struct Report {
     pub checks: Vec<Check>,
     /// Everything that went wrong.
     pub findings: Vec<Finding>,
+    /// Each run's outcome and figures when the scenario ran several times (`--repeat`);
+    /// empty for a single run.
+    pub repeats: Vec<repeats::RepeatedRun>,
 }
 
 /// What the run measured of what it tested: the other side of [`crate::scenario::UnderTest`].
@@ -482,6 +487,7 @@ impl Report {
             tested: run.tested,
             checks: run.verdict.checks,
             findings: run.verdict.findings,
+            repeats: Vec::new(),
         }
     }
 }

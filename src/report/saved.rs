@@ -47,6 +47,18 @@ pub struct SavedReport {
     pub checks: Vec<SavedCheck>,
     /// What went wrong, one finding per fault.
     pub findings: Vec<SavedFinding>,
+    /// Each run's figures, when the scenario ran several times (`--repeat`).
+    #[serde(default)]
+    pub repeats: Vec<SavedRun>,
+}
+
+/// One run of a repeated scenario, as saved.
+#[derive(Debug, Deserialize)]
+pub struct SavedRun {
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Its figures over all client groups.
+    pub total: SavedGroup,
 }
 
 /// One finding of a saved run.

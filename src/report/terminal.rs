@@ -46,6 +46,7 @@ pub fn render(report: &Report, saved: &[PathBuf], styles: &Styles, out: &mut imp
         }
     }
     write_findings(report, styles, out)?;
+    write_repeats(report, styles, out)?;
     writeln!(out)?;
     writeln!(out, "{}", styles.paint(Tone::Bold, "checks"))?;
     let name_width = report
@@ -226,6 +227,30 @@ fn write_programs(programs: &[ProgramReport], checks: &[Check], out: &mut impl W
         .modify(Columns::new(1..2), Alignment::right())
         .modify(Columns::new(3..5), Alignment::right())
         .modify(Columns::new(6..), Alignment::right());
+    writeln!(out, "{table}")
+}
+
+/// Each run of a repeated scenario (`--repeat`) in a row, under the run shown above.
+fn write_repeats(report: &Report, styles: &Styles, out: &mut impl Write) -> io::Result<()> {
+    if report.repeats.is_empty() {
+        return Ok(());
+    }
+    writeln!(out)?;
+    writeln!(
+        out,
+        "{} (the report above is run {}'s: the first that went worst)",
+        styles.paint(Tone::Bold, &format!("{} runs", report.repeats.len())),
+        super::repeats::shown_run(report)
+    )?;
+    let mut table = Builder::default();
+    table.push_record(super::repeats::TABLE_TITLES);
+    for row in super::repeats::table_rows(&report.repeats) {
+        table.push_record(row);
+    }
+    let mut table = table.build();
+    table
+        .with(Style::rounded())
+        .modify(Columns::new(2..), Alignment::right());
     writeln!(out, "{table}")
 }
 

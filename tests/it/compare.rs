@@ -37,7 +37,8 @@ fn a_slower_server_regresses_and_a_report_never_regresses_against_itself() {
 
     compare(&scratch, &fast, &slow, &[])
         .expect_code(1)
-        .stdout_has("REGRESSION: rtt p99 +")
+        .stdout_has("REGRESSION: rtt p50 +")
+        .stdout_has("rtt p99 +")
         .stdout_has("REGRESSED");
     compare(&scratch, &fast, &fast, &[])
         .expect_code(0)
@@ -115,5 +116,75 @@ fn mismatched_reports_are_refused_and_check_flips_come_first() {
         verdict.starts_with("REGRESSION: check echo passed, fails now"),
         "{verdict}"
     );
+    scratch.assert_nothing_left();
+}
+
+/// `--repeat 3`: the report keeps each run's outcome and figures, and a check that failed in
+/// one run fails the report, saying in which run, with that run's findings; a server that
+/// cannot start is started once, not three times.
+#[test]
+fn repeated_runs_keep_every_run_and_a_failure_in_any_of_them() {
+    let scratch = Scratch::new();
+    let once_broken = scratch.file(
+        "gate.toml",
+        &echo_scenario(
+            "gate",
+            &crate::util::python_server("echo_corrupts_on_second_start.py"),
+            LOAD,
+            "echo = \"exact\"",
+        ),
+    );
+    let run = scratch.run_with(&once_broken, &["--repeat", "3", "--format", "json,md"]);
+    run.expect_code(1)
+        .stdout_has("3 runs (the report above is run 2's: the first that went worst)")
+        .stderr_has("gate: run 2 of 3: FAIL");
+    let report = crate::util::read_report(&scratch.reports().join("gate.json"));
+    let outcomes: Vec<&serde_json::Value> = report["repeats"]
+        .as_array()
+        .expect("repeats")
+        .iter()
+        .map(|run| &run["outcome"])
+        .collect();
+    assert_eq!(outcomes, ["pass", "fail", "pass"], "{:#}", report["repeats"]);
+    assert_eq!(report["outcome"], "fail");
+    let echo = crate::util::check(&report, "echo");
+    assert_eq!(echo["passed"], false);
+    assert!(
+        echo["summary"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("failed in 1 of 3 runs (2); run 2: ")),
+        "{echo}"
+    );
+    assert!(
+        report["findings"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|f| f["check"] == "echo")),
+        "{:#}",
+        report["findings"]
+    );
+    // Each run's own figures: the broken run echoed nothing right.
+    let messages: Vec<u64> = report["repeats"]
+        .as_array()
+        .expect("repeats")
+        .iter()
+        .map(|run| run["total"]["messages"].as_u64().expect("a count"))
+        .collect();
+    assert_eq!(messages, [40, 0, 40], "{:#}", report["repeats"]);
+    assert!(report["repeats"][0]["total"]["latency"]["rtt"]["hdr"].is_string());
+    let markdown = std::fs::read_to_string(scratch.reports().join("gate.md")).expect("markdown report");
+    assert!(markdown.contains("| 2 | FAIL | 0 |"), "{markdown}");
+
+    let crashes = scratch.file(
+        "crash.toml",
+        &echo_scenario(
+            "crash",
+            &crate::util::python_server("crash_at_start.py"),
+            LOAD,
+            "",
+        ),
+    );
+    let run = scratch.run_with(&crashes, &["--repeat", "3"]);
+    run.expect_code(3);
+    assert_eq!(run.stderr.matches("AttributeError").count(), 1, "{}", run.stderr);
     scratch.assert_nothing_left();
 }

@@ -175,7 +175,10 @@ fn reports_conform_to_the_report_schema() {
         );
         scratch.run(&path).expect_code(0);
     }
-    scratch.run_shipped("scenarios/threaded.toml").expect_code(0);
+    // Run twice, so that `repeats` is checked too.
+    scratch
+        .run_with(&root().join("scenarios/threaded.toml"), &["--repeat", "2"])
+        .expect_code(0);
     // One program serving two servers' ports (`launch.process`, `process_of`).
     scratch
         .run_shipped("scenarios/python/two-servers-one-program.toml")
@@ -225,6 +228,8 @@ fn reports_conform_to_the_report_schema() {
         "echo-client-server-closes",
     ] {
         let report = read_report(&scratch.reports().join(format!("{name}.json")));
+        let runs = report["repeats"].as_array().map_or(0, Vec::len);
+        assert_eq!(runs, if name == "threaded" { 2 } else { 0 }, "{name}");
         let found = violations(&schema, &schema, &report, "$");
         assert!(found.is_empty(), "{name}: {found:#?}");
     }
