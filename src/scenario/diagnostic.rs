@@ -26,6 +26,14 @@ pub struct Diagnostic {
     help: Option<String>,
 }
 
+/// One problem is a list of problems, so that `?` carries a single check's problem out of
+/// code that collects several.
+impl From<Diagnostic> for Vec<Diagnostic> {
+    fn from(problem: Diagnostic) -> Vec<Diagnostic> {
+        vec![problem]
+    }
+}
+
 impl Diagnostic {
     /// Locates `span` (byte offsets into `source`) and builds the diagnostic. A missing span
     /// (a problem with the file as a whole) points at the first line.

@@ -81,7 +81,10 @@ pub fn load(path: &Path) -> Result<Plan, ScenarioError> {
 /// paths in it are resolved against its folder (labrun's own for a bare name).
 pub fn parse(path: &Path, source: &str) -> Result<Plan, ScenarioError> {
     let raw = read_raw(path, source).map_err(ScenarioError::Invalid)?;
-    let mut plan = plan::resolve(raw, path, source).map_err(|d| ScenarioError::Invalid(vec![d]))?;
+    let mut plan = plan::resolve(raw, path, source).map_err(|mut problems| {
+        problems.truncate(MAX_PROBLEMS);
+        ScenarioError::Invalid(problems)
+    })?;
     Anchor::of(path).apply(&mut plan);
     Ok(plan)
 }

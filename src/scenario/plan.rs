@@ -1179,19 +1179,27 @@ fn refuse_server_tables(raw: &RawScenario, name_span: Range<usize>, at: &Locator
 }
 
 /// The servers, named once each, with each one's span.
-fn resolve_servers(
-    tables: Vec<toml::Spanned<RawServer>>,
-    at: &Locator,
-) -> Result<(Vec<ServerPlan>, Vec<Range<usize>>), Diagnostic> {
+/// The plans of one kind of table (servers, client groups, events), each with its table's
+/// span; or the problems of every table of that kind.
+type Resolved<T> = Result<(Vec<T>, Vec<Range<usize>>), Vec<Diagnostic>>;
+
+fn resolve_servers(tables: Vec<toml::Spanned<RawServer>>, at: &Locator) -> Resolved<ServerPlan> {
     let siblings: Vec<Sibling> = tables.iter().map(|table| Sibling::of(table.get_ref())).collect();
     let mut servers = Vec::with_capacity(tables.len());
     let mut server_spans = Vec::with_capacity(tables.len());
+    let mut problems = Vec::new();
     for table in tables {
         let span = table.span();
-        server_spans.push(span.clone());
-        let server = resolve_server(table.into_inner(), span.clone(), &siblings, at)?;
+        let server = match resolve_server(table.into_inner(), span.clone(), &siblings, at) {
+            Ok(server) => server,
+            Err(problem) => {
+                problems.push(problem);
+                continue;
+            }
+        };
         if servers.iter().any(|s: &ServerPlan| s.name == server.name) {
-            return Err(at.error(span, format!("two servers are named `{}`", server.name)));
+            problems.push(at.error(span, format!("two servers are named `{}`", server.name)));
+            continue;
         }
         if let Some((other, target)) = servers.iter().find_map(|s: &ServerPlan| {
             let both = s
@@ -1201,7 +1209,7 @@ fn resolve_servers(
             both.filter(|_| s.transport == server.transport)
                 .map(|(_, b)| (&s.name, b))
         }) {
-            return Err(at.error(
+            problems.push(at.error(
                 span,
                 format!(
                     "servers `{other}` and `{}` are both at {target}: each server under test \
@@ -1209,10 +1217,15 @@ fn resolve_servers(
                     server.name
                 ),
             ));
+            continue;
         }
+        server_spans.push(span);
         servers.push(server);
     }
-    Ok((servers, server_spans))
+    match problems.is_empty() {
+        true => Ok((servers, server_spans)),
+        false => Err(problems),
+    }
 }
 
 /// `sandbox = true` runs the scenario in a private network, from which no server at an
@@ -1252,27 +1265,34 @@ fn count_reply_lines(servers: &mut [ServerPlan], groups: &[GroupPlan]) {
     }
 }
 
-/// The events in the order they happen, with each one's span.
+/// The events in the order they happen, with each one's span; or every event's problem.
 fn resolve_events(
     tables: Vec<toml::Spanned<RawEvent>>,
     servers: &[ServerPlan],
     timeout: Duration,
     at: &Locator,
-) -> Result<(Vec<EventPlan>, Vec<Range<usize>>), Diagnostic> {
+) -> Resolved<EventPlan> {
     let mut events = Vec::with_capacity(tables.len());
+    let mut problems = Vec::new();
     for table in tables {
         let span = table.span();
-        events.push((
-            resolve_event(table.into_inner(), span.clone(), servers, timeout, at)?,
-            span,
-        ));
+        match resolve_event(table.into_inner(), span.clone(), servers, timeout, at) {
+            Ok(event) => events.push((event, span)),
+            Err(problem) => problems.push(problem),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
     }
     events.sort_by_key(|(event, _)| event.at);
     Ok(events.into_iter().unzip())
 }
 
-/// Applies defaults and checks everything that spans more than one value.
-pub fn resolve(raw: RawScenario, path: &Path, source: &str) -> Result<Plan, Diagnostic> {
+/// Applies defaults and checks everything that spans more than one value. The problems of
+/// one kind of table (every server's, every client group's, every event's) are reported
+/// together; those of later kinds only once the earlier ones are mended, as they may be
+/// echoes (a group aimed at a server that did not resolve).
+pub fn resolve(raw: RawScenario, path: &Path, source: &str) -> Result<Plan, Vec<Diagnostic>> {
     let at = Locator { path, source };
     let name_span = raw.name.span();
     let tests_programs = !raw.client_program.is_empty() || !raw.played_server.is_empty();
@@ -1281,14 +1301,16 @@ pub fn resolve(raw: RawScenario, path: &Path, source: &str) -> Result<Plan, Diag
     }
     let name = raw.name.into_inner();
     if name.trim().is_empty() {
-        return Err(at.error(name_span, "scenario `name` must not be empty"));
+        return Err(at.error(name_span, "scenario `name` must not be empty").into());
     }
     let timeout = raw
         .timeout
         .as_ref()
         .map_or(DEFAULT_RUN_TIMEOUT, |t| t.get_ref().0);
     if let Some(zero) = raw.timeout.as_ref().filter(|_| timeout.is_zero()) {
-        return Err(at.error(zero.span(), "the scenario `timeout` must be longer than zero"));
+        return Err(at
+            .error(zero.span(), "the scenario `timeout` must be longer than zero")
+            .into());
     }
     // What every plan has; the branches below say what is under test.
     let plan = |expect, under_test| Plan {
@@ -1309,17 +1331,21 @@ pub fn resolve(raw: RawScenario, path: &Path, source: &str) -> Result<Plan, Diag
         return Ok(plan(resolve_expect(None, &at)?, under_test));
     }
     if raw.server.is_empty() {
-        return Err(at.error(
-            name_span,
-            "this scenario has no server; add a [[server]] table with `name` and `builtin` or \
+        return Err(at
+            .error(
+                name_span,
+                "this scenario has no server; add a [[server]] table with `name` and `builtin` or \
              `command` (or, to test a client program, [[client_program]] with [[played_server]])",
-        ));
+            )
+            .into());
     }
     if raw.clients.is_empty() {
-        return Err(at.error(
-            name_span,
-            "this scenario has no clients; add a [[clients]] table with `name` and `count`",
-        ));
+        return Err(at
+            .error(
+                name_span,
+                "this scenario has no clients; add a [[clients]] table with `name` and `count`",
+            )
+            .into());
     }
 
     let (mut servers, server_spans) = resolve_servers(raw.server, &at)?;
@@ -1333,25 +1359,29 @@ pub fn resolve(raw: RawScenario, path: &Path, source: &str) -> Result<Plan, Diag
     if let Some(latency) = raw.expect.as_ref().and_then(|e| e.latency.as_ref())
         && let Some(group) = groups.iter().find(|g| g.messages < 2)
     {
-        return Err(at.error(
-            latency.span(),
-            format!(
-                "latency bounds apply to round trips after each client's first message (the first is \
+        return Err(at
+            .error(
+                latency.span(),
+                format!(
+                    "latency bounds apply to round trips after each client's first message (the first is \
                  its wait), but client group `{}` sends only 1 message per client; send at least 2",
-                group.name
-            ),
-        ));
+                    group.name
+                ),
+            )
+            .into());
     }
 
     if let Some(expect) = &raw.expect {
         check_probe_expectations(expect, &servers, &groups, &at)?;
     }
     if groups.iter().all(|g| g.well_behaved() == 0) {
-        return Err(at.error(
-            name_span,
-            "every client of this scenario is `faulty`; keep at least one well-behaved client, \
+        return Err(at
+            .error(
+                name_span,
+                "every client of this scenario is `faulty`; keep at least one well-behaved client, \
              on whom the run is judged",
-        ));
+            )
+            .into());
     }
 
     let (events, event_spans) = resolve_events(raw.events, &servers, timeout, &at)?;
@@ -1376,7 +1406,7 @@ pub fn resolve(raw: RawScenario, path: &Path, source: &str) -> Result<Plan, Diag
             ProcessNeed::Reaps => reaps_span.unwrap_or(name_span),
             ProcessNeed::Server(index) => server_spans[index].clone(),
         };
-        return Err(at.error(span, why));
+        return Err(at.error(span, why).into());
     }
     Ok(plan(expect, UnderTest::Servers(under_test)))
 }
@@ -1387,27 +1417,39 @@ fn resolve_groups(
     tables: Vec<toml::Spanned<RawClients>>,
     servers: &[ServerPlan],
     at: &Locator,
-) -> Result<(Vec<GroupPlan>, Vec<Range<usize>>), Diagnostic> {
+) -> Resolved<GroupPlan> {
     let mut groups: Vec<GroupPlan> = Vec::with_capacity(tables.len());
+    let mut problems = Vec::new();
     let mut total_clients = 0u64;
     let mut in_flight_bytes = 0u64;
     let mut group_spans = Vec::with_capacity(tables.len());
     for table in tables {
         let span = table.span();
-        group_spans.push(span.clone());
-        let group = resolve_group(table.into_inner(), servers, at)?;
+        let group = match resolve_group(table.into_inner(), servers, at) {
+            Ok(group) => group,
+            Err(problem) => {
+                problems.push(problem);
+                continue;
+            }
+        };
         if groups.iter().any(|g| g.name == group.name) {
-            return Err(at.error(span, format!("two client groups are named `{}`", group.name)));
+            problems.push(at.error(span, format!("two client groups are named `{}`", group.name)));
+            continue;
         }
-        if group.workload == WorkloadKind::Chat {
-            check_chat(&group, servers, &groups, span.clone(), at)?;
+        if group.workload == WorkloadKind::Chat
+            && let Err(problem) = check_chat(&group, servers, &groups, span.clone(), at)
+        {
+            problems.push(problem);
+            continue;
         }
         total_clients += u64::from(group.count);
         if total_clients > MAX_CLIENTS {
-            return Err(at.error(
+            // Past a limit, the running totals of later groups mean nothing.
+            problems.push(at.error(
                 span,
                 format!("this scenario asks for {total_clients} clients in all; the limit is {MAX_CLIENTS}"),
             ));
+            break;
         }
         // Each client holds the messages it has in flight twice (the bytes queued to send and
         // the bytes owed back); a UDP client keeps every datagram until its echo, and one the
@@ -1422,7 +1464,7 @@ fn resolve_groups(
                 .saturating_mul(held_messages),
         );
         if in_flight_bytes > MAX_IN_FLIGHT_BYTES {
-            return Err(at.error(
+            problems.push(at.error(
                 span,
                 format!(
                     "clients × largest message needs {} of memory; the limit is {} (fewer clients or smaller `size`)",
@@ -1430,10 +1472,15 @@ fn resolve_groups(
                     crate::units::bytes(MAX_IN_FLIGHT_BYTES)
                 ),
             ));
+            break;
         }
+        group_spans.push(span);
         groups.push(group);
     }
-    Ok((groups, group_spans))
+    match problems.is_empty() {
+        true => Ok((groups, group_spans)),
+        false => Err(problems),
+    }
 }
 
 fn resolve_event(

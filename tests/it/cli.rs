@@ -270,6 +270,43 @@ fn five_mistakes_are_reported_in_one_pass() {
     }
 }
 
+/// Mistakes that only show once the file is read (a group aimed at no server, a zero reply
+/// timeout, a name that is not one word, two groups of one name) are reported together too,
+/// each where it is.
+#[test]
+fn consistency_mistakes_of_every_group_are_reported_in_one_pass() {
+    let scratch = Scratch::new();
+    let path = scratch.file(
+        "groups.toml",
+        "name = \"groups\"\n\n[[server]]\nname = \"echo\"\nbuiltin = \"echo-threaded\"\n\n\
+         [[clients]]\nname = \"two words\"\ncount = 1\n\n\
+         [[clients]]\nname = \"fine\"\ncount = 1\n\n\
+         [[clients]]\nname = \"lost\"\nserver = \"ehco\"\ncount = 1\n\n\
+         [[clients]]\nname = \"hasty\"\ncount = 1\ntimeout = \"0s\"\n\n\
+         [[clients]]\nname = \"fine\"\ncount = 2\n",
+    );
+    let run = scratch.validate(&path);
+    run.expect_code(2);
+    let located: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("error: ") && l.contains("groups.toml:"))
+        .collect();
+    let expected = [
+        ("groups.toml:8:8: ", "must be one word"),
+        ("groups.toml:17:10: ", "ehco"),
+        ("groups.toml:23:11: ", "zero reply `timeout`"),
+        ("groups.toml:25:1: ", "two client groups are named `fine`"),
+    ];
+    assert_eq!(located.len(), expected.len(), "{}", run.stderr);
+    for (line, (place, what)) in located.iter().zip(&expected) {
+        assert!(
+            line.contains(place) && line.contains(what),
+            "{line} is not {place}{what}"
+        );
+    }
+}
+
 /// `labrun validate` reads a grading suite as `labrun grade` would, scenarios and the
 /// checks its tests name included, and lists what a scenario's runs can be checked on.
 #[test]
