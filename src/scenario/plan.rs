@@ -1288,6 +1288,29 @@ fn resolve_events(
     Ok(events.into_iter().unzip())
 }
 
+/// Latency bounds judge the round trips after each client's first message: every group
+/// must send two at least.
+fn check_latency_bounds(
+    expect: Option<&RawExpect>,
+    groups: &[GroupPlan],
+    at: &Locator,
+) -> Result<(), Diagnostic> {
+    match (
+        expect.and_then(|e| e.latency.as_ref()),
+        groups.iter().find(|g| g.messages < 2),
+    ) {
+        (Some(latency), Some(group)) => Err(at.error(
+            latency.span(),
+            format!(
+                "latency bounds apply to round trips after each client's first message (the first is \
+                 its wait), but client group `{}` sends only 1 message per client; send at least 2",
+                group.name
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Applies defaults and checks everything that spans more than one value. The problems of
 /// one kind of table (every server's, every client group's, every event's) are reported
 /// together; those of later kinds only once the earlier ones are mended, as they may be
@@ -1356,20 +1379,7 @@ pub fn resolve(raw: RawScenario, path: &Path, source: &str) -> Result<Plan, Vec<
 
     count_reply_lines(&mut servers, &groups);
 
-    if let Some(latency) = raw.expect.as_ref().and_then(|e| e.latency.as_ref())
-        && let Some(group) = groups.iter().find(|g| g.messages < 2)
-    {
-        return Err(at
-            .error(
-                latency.span(),
-                format!(
-                    "latency bounds apply to round trips after each client's first message (the first is \
-                 its wait), but client group `{}` sends only 1 message per client; send at least 2",
-                    group.name
-                ),
-            )
-            .into());
-    }
+    check_latency_bounds(raw.expect.as_ref(), &groups, &at)?;
 
     if let Some(expect) = &raw.expect {
         check_probe_expectations(expect, &servers, &groups, &at)?;
