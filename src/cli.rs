@@ -221,8 +221,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "INSTANT")]
     pub start_at: Option<StartAt>,
     /// Threads that drive the simulated clients, each an event loop of its own (default: half
-    /// the CPUs, at least 1, leaving the rest to the servers; never more than there are
-    /// clients).
+    /// the CPUs, at least 1, leaving the rest to the servers; every CPU from 500 clients on,
+    /// where the clients' own wake-ups are the bottleneck; never more than there are clients).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub workers: Option<u16>,
     /// Run each scenario N times back to back, servers started afresh each time, and keep

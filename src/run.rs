@@ -39,8 +39,9 @@ pub struct RunOptions {
     pub display: Display,
     /// Terminal styling.
     pub styles: Styles,
-    /// Threads driving the clients.
-    pub workers: usize,
+    /// Threads driving the clients (`--workers`); `None`: chosen from each scenario's load
+    /// (see [`workload::default_workers`]).
+    pub workers: Option<usize>,
     /// Runs of each scenario (`--repeat`), at least one.
     pub repeat: u16,
 }
@@ -189,7 +190,10 @@ async fn test_servers(
         panic!("{PANIC_INJECTION_VARIABLE}=after-ready: injected panic with servers running");
     }
 
-    let completed = Arc::new(workload::MessageCount::new(options.workers));
+    let workers = options
+        .workers
+        .unwrap_or_else(|| workload::default_workers(under_test.total_clients()));
+    let completed = Arc::new(workload::MessageCount::new(workers));
     let total_messages = under_test
         .groups
         .iter()
@@ -212,7 +216,7 @@ async fn test_servers(
             run_deadline,
             cancel: cancel.clone(),
             progress: completed,
-            workers: options.workers,
+            workers,
         })
         .await;
         clients_done.cancel();

@@ -62,7 +62,7 @@ pub(crate) fn run_plans(
         formats: args.format.clone(),
         display,
         styles: Styles::resolve(Environment::detect(), args.quiet || args.json),
-        workers: args.workers.map_or_else(default_workers, usize::from),
+        workers: args.workers.map(usize::from),
         repeat: args.repeat,
     };
     let outcome = runtime.block_on(run_in_turn(&plans, &options, stop_at));
@@ -301,12 +301,4 @@ fn isolate_fixed_played_ports(plans: &[scenario::Plan]) {
             fixed.join(", ")
         );
     }
-}
-
-/// Client threads when `--workers` is not given: half the CPUs, at least one. The servers a
-/// run measures usually share the machine, and a load generator that takes every core
-/// measures its own contention with them (on 2 CPUs, one worker beside a one-threaded
-/// server gives about a third more messages per second than two).
-fn default_workers() -> usize {
-    std::thread::available_parallelism().map_or(1, |cpus| (cpus.get() / 2).max(1))
 }
