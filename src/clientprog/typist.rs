@@ -8,7 +8,7 @@
 //! be seen hanging, not rescued by end of input.
 
 use tokio::io::AsyncWriteExt;
-use tokio::process::ChildStdin;
+use tokio::net::unix::pipe;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -20,7 +20,7 @@ use crate::supervise::{SharedCapture, capture};
 /// Where typing happens and until when.
 pub struct Keyboard {
     /// The program's stdin; `None` when it could not be opened (nothing can be typed).
-    pub stdin: Option<ChildStdin>,
+    pub stdin: Option<pipe::Sender>,
     /// Its stdout, as captured.
     pub stdout: SharedCapture,
     /// Changes as its stdout grows; closed at EOF.

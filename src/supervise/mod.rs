@@ -994,7 +994,7 @@ impl Drop for ServerHandle {
 
 /// Types the script's lines at the child's stdin, then holds the pipe open (so `input()`
 /// waits instead of failing) until the task is aborted at teardown.
-fn feed_stdin(mut stdin: tokio::process::ChildStdin, script: &StdinScript) -> JoinHandle<()> {
+fn feed_stdin(mut stdin: tokio::net::unix::pipe::Sender, script: &StdinScript) -> JoinHandle<()> {
     let lines: Vec<String> = script.lines().collect();
     tokio::spawn(async move {
         for line in lines {

@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use regex::Regex;
 use rustix::process::{Pid, Signal, WaitId, WaitIdOptions, kill_process_group, waitid};
+use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
+use tokio::net::unix::pipe;
 use tokio::time::Instant;
 
 use super::capture::{self, CaptureLimits, SharedCapture};
@@ -162,14 +164,14 @@ impl Supervised {
     }
 
     /// The child's stdin pipe, once (only when the spec asked for one).
-    pub fn take_stdin(&mut self) -> io::Result<tokio::process::ChildStdin> {
+    pub fn take_stdin(&mut self) -> io::Result<pipe::Sender> {
         let stdin = self.child.stdin.take().ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::NotFound,
                 "its stdin is not a pipe (taken already?)",
             )
         })?;
-        tokio::process::ChildStdin::from_std(stdin)
+        pipe::Sender::from_owned_fd(OwnedFd::from(stdin))
     }
 
     /// Process id of the leader.
@@ -379,8 +381,8 @@ impl Drop for Supervised {
 
 /// Starts draining the child's stdout and stderr, watching each for its pattern.
 fn drain_pipes(child: &mut Child, spec: &Spec) -> io::Result<(capture::Drained, capture::Drained)> {
-    let stdout = tokio::process::ChildStdout::from_std(child.stdout.take().expect("stdout is piped"))?;
-    let stderr = tokio::process::ChildStderr::from_std(child.stderr.take().expect("stderr is piped"))?;
+    let stdout = pipe::Receiver::from_owned_fd(OwnedFd::from(child.stdout.take().expect("stdout is piped")))?;
+    let stderr = pipe::Receiver::from_owned_fd(OwnedFd::from(child.stderr.take().expect("stderr is piped")))?;
     Ok((
         capture::drain(stdout, spec.keep, spec.watch_stdout.clone()),
         capture::drain(stderr, spec.keep, spec.watch_stderr.clone()),
