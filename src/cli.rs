@@ -228,9 +228,10 @@ pub struct RunArgs {
     /// Run each scenario N times back to back, servers started afresh each time, and keep
     /// every run's figures in its report, so that `labrun compare` can tell a change from
     /// the machine's noise (5 is a good start). A check fails when it failed in any run.
+    /// Not with --shard or --start-at (one load, one instant); with --fail-fast, the runs
+    /// stop at the first that does not pass.
     #[arg(long, value_name = "N", default_value_t = 1,
-          value_parser = clap::value_parser!(u16).range(1..=100),
-          conflicts_with_all = ["shard", "start_at"])]
+          value_parser = clap::value_parser!(u16).range(1..=crate::report::saved::MAX_REPEATS as i64))]
     pub repeat: u16,
     /// Run in a private network namespace with only loopback (used by `labrun grade`;
     /// needs root or unprivileged user namespaces).

@@ -92,11 +92,14 @@ impl Latency {
         BASE64.encode(bytes)
     }
 
-    /// Reverses [`Latency::encode`].
+    /// Reverses [`Latency::encode`]. A report is a file anyone can edit, and the decoder
+    /// allocates what the encoding's header asks for, so the header is read first and
+    /// anything beyond a histogram labrun writes is refused.
     pub fn decode(text: &str) -> Result<Latency, String> {
         let bytes = BASE64
             .decode(text)
             .map_err(|e| format!("histogram is not base64: {e}"))?;
+        check_header(&bytes)?;
         let histogram: Histogram<u64> = Deserializer::new()
             .deserialize(&mut bytes.as_slice())
             .map_err(|e| format!("histogram does not decode: {e:?}"))?;
@@ -107,6 +110,44 @@ impl Latency {
             .map_err(|e| format!("histogram out of range: {e:?}"))?;
         Ok(latency)
     }
+}
+
+/// The largest payload an encoded histogram of ours can have: every count of its ~17,000
+/// (at 1 µs to 60 s, 3 digits) at the 9 bytes of the longest variable-length number.
+const MAX_PAYLOAD_BYTES: u32 = 1 << 20;
+
+/// Reads the header inside a V2 deflate encoding (outer cookie and length, then, deflated:
+/// cookie, payload length, normalizing offset, significant digits, lowest and highest
+/// trackable values) and refuses one whose sizes labrun never writes.
+fn check_header(bytes: &[u8]) -> Result<(), String> {
+    use std::io::Read;
+    let refuse = |why: &str| Err(format!("histogram does not decode: {why}"));
+    let [_, _, _, _, l0, l1, l2, l3, deflated @ ..] = bytes else {
+        return refuse("too short");
+    };
+    if u32::from_be_bytes([*l0, *l1, *l2, *l3]) as usize > deflated.len() {
+        return refuse("its length is past its end");
+    }
+    let mut header = [0u8; 40];
+    flate2::read::ZlibDecoder::new(deflated)
+        .read_exact(&mut header)
+        .map_err(|e| format!("histogram does not decode: {e}"))?;
+    let word = |at: usize| u32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]]);
+    let long = |at: usize| u64::from_be_bytes(header[at..at + 8].try_into().unwrap_or_default());
+    let (payload, digits, lowest, highest) = (word(4), word(12), long(16), long(24));
+    if payload > MAX_PAYLOAD_BYTES {
+        return refuse(&format!("its payload claims {payload} bytes"));
+    }
+    if digits > u32::from(SIGNIFICANT_DIGITS)
+        || lowest < LOWEST_US
+        || highest > HIGHEST_US
+        || lowest > highest
+    {
+        return refuse(&format!(
+            "its range ({lowest} to {highest} µs, {digits} digits) is not one labrun records"
+        ));
+    }
+    Ok(())
 }
 
 /// Headline figures of a latency distribution, in microseconds.
@@ -178,5 +219,24 @@ mod tests {
             left.merge(&right);
             prop_assert_eq!(left.count(), (a.len() + b.len()) as u64);
         }
+    }
+
+    #[test]
+    fn a_header_asking_for_gigabytes_is_refused_before_anything_is_allocated() {
+        // A valid 30-byte encoding whose payload length says 4 GiB: the decoder would
+        // allocate it before finding the payload missing.
+        let bomb = "HISTFAAAAB54nJNpmSz8////DwwQwAylGcGcye0M9lAZAM1bB4Q=";
+        let refused = Latency::decode(bomb).expect_err("a forged length is refused");
+        assert!(refused.contains("payload claims 4294967280 bytes"), "{refused}");
+        // Another range, even a small one, is not labrun's either.
+        let mut other = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("bounds");
+        other.record(5).expect("in range");
+        let mut bytes = Vec::new();
+        V2DeflateSerializer::new()
+            .serialize(&other, &mut bytes)
+            .expect("serializes");
+        let refused = Latency::decode(&BASE64.encode(bytes)).expect_err("another range is refused");
+        assert!(refused.contains("not one labrun records"), "{refused}");
+        assert!(Latency::decode("HISTFAAA").is_err());
     }
 }

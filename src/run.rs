@@ -44,6 +44,8 @@ pub struct RunOptions {
     pub workers: Option<usize>,
     /// Runs of each scenario (`--repeat`), at least one.
     pub repeat: u16,
+    /// `--fail-fast`: a repeated scenario stops at its first run that does not pass.
+    pub fail_fast: bool,
 }
 
 /// When a run of several scenarios stops before the last.
@@ -76,12 +78,21 @@ pub async fn run_scenario(
     options: &RunOptions,
     cancel: &CancellationToken,
 ) -> Result<Report, Error> {
-    let mut runs = Vec::new();
+    let (mut runs, mut interrupted_between) = (Vec::new(), false);
     for number in 1..=options.repeat.max(1) {
         if number > 1 && cancel.is_cancelled() {
             break;
         }
-        let report = run_once(plan, options, cancel).await?;
+        let report = match run_once(plan, options, cancel).await {
+            Ok(report) => report,
+            // Interrupted before this run began (while its servers started): the runs done
+            // are still reported, as interrupted.
+            Err(Error::Interrupted) if !runs.is_empty() => {
+                interrupted_between = true;
+                break;
+            }
+            Err(err) => return Err(err),
+        };
         if options.repeat > 1 && matches!(options.display, Display::Full | Display::Nothing) {
             eprintln!(
                 "{}: run {number} of {}: {}",
@@ -94,13 +105,17 @@ pub async fn run_scenario(
         let last = matches!(
             report.outcome,
             report::Outcome::Error | report::Outcome::Interrupted
-        );
+        ) || (options.fail_fast && report.outcome != report::Outcome::Pass);
         runs.push(report);
         if last {
             break;
         }
     }
-    let report = report::repeats::combine(runs);
+    let mut report = report::repeats::combine(runs);
+    if interrupted_between {
+        report.outcome = report.outcome.worst(report::Outcome::Interrupted);
+        report.complete = false;
+    }
     let saved = match &options.report_dir {
         Some(dir) => {
             let formats = [&options.formats, &plan.formats]

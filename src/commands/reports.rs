@@ -77,6 +77,16 @@ pub(crate) fn compare(
     } else {
         gates
     };
+    if let Some(twice) = gates
+        .iter()
+        .enumerate()
+        .find(|(i, gate)| gates[..*i].iter().any(|earlier| earlier.figure == gate.figure))
+        .map(|(_, gate)| gate.figure)
+    {
+        return Err(Error::Usage(format!(
+            "--max-regress gates `{twice}` twice: give each figure one limit"
+        )));
+    }
     compare::comparable(&baseline, &current).map_err(|why| {
         Error::Usage(format!(
             "cannot compare `{}` with `{}`: {why}",
@@ -86,6 +96,15 @@ pub(crate) fn compare(
     })?;
     let flips = compare::flips(&baseline, &current);
     let rows = compare::compare(&baseline, &current, &gates);
+    for gate in gates
+        .iter()
+        .filter(|gate| !rows.iter().any(|row| row.figure == gate.figure))
+    {
+        eprintln!(
+            "warning: neither report has samples of {}: that gate judges nothing",
+            gate.figure
+        );
+    }
     let mut rendered = Vec::new();
     if json {
         let value = compare::to_json(&flips, &rows);

@@ -64,6 +64,7 @@ pub(crate) fn run_plans(
         styles: Styles::resolve(Environment::detect(), args.quiet || args.json),
         workers: args.workers.map(usize::from),
         repeat: args.repeat,
+        fail_fast: args.fail_fast,
     };
     let outcome = runtime.block_on(run_in_turn(&plans, &options, stop_at));
     supervise::sandbox::clean_up();
@@ -113,6 +114,13 @@ fn apply_run_options(plans: &mut [scenario::Plan], args: &RunArgs, sandbox: bool
              program of yours to sandbox",
             plan.source.display()
         )));
+    }
+    if args.repeat > 1 && (args.shard.is_some() || args.start_at.is_some()) {
+        return Err(Error::Usage(
+            "--repeat runs a scenario several times, each its own load: it cannot be one shard \
+             of a load shared out with --shard, nor start at one --start-at instant"
+                .into(),
+        ));
     }
     if let Some(seed) = args.seed {
         plans.iter_mut().for_each(|plan| plan.seed = seed);

@@ -467,6 +467,19 @@ pub fn render(
     if run_count(baseline) > 1 || run_count(current) > 1 {
         writeln!(out, "figures are the medians of each side's runs")?;
     }
+    for (side, report) in [("baseline", baseline), ("current", current)] {
+        if report.outcome == Outcome::Interrupted {
+            writeln!(
+                out,
+                "note: the {side} report is of an interrupted run: its figures are partial"
+            )?;
+        }
+    }
+    for row in rows {
+        if let Some(note) = slow_baseline_run(row) {
+            writeln!(out, "{note}")?;
+        }
+    }
     if !tested {
         writeln!(
             out,
@@ -475,6 +488,48 @@ pub fn render(
         )?;
     }
     write_verdict(flips, rows, out)
+}
+
+/// For a figure judged noise: a baseline run worse than the baseline's median by more than
+/// the limit. At few runs the bound is the smallest difference, so one such run lets any
+/// regression up to its size read as noise; say so, and what to do.
+fn slow_baseline_run(row: &Row) -> Option<String> {
+    let (Some(Decision::Noise { .. }), Some(limit)) = (row.decision, row.limit) else {
+        return None;
+    };
+    let runs = &row.runs.0;
+    let median = middle(runs)?;
+    let higher_is_worse = !matches!(row.figure, Figure::Throughput);
+    let (index, value) = runs.iter().copied().enumerate().max_by(|(_, a), (_, b)| {
+        if higher_is_worse {
+            a.total_cmp(b)
+        } else {
+            b.total_cmp(a)
+        }
+    })?;
+    let worse_by = if higher_is_worse {
+        value - median
+    } else {
+        median - value
+    };
+    let margin = match row.figure {
+        Figure::Latency(..) => (median * limit.limit).max(LATENCY_NOISE_US as f64),
+        _ => median * limit.limit,
+    };
+    (worse_by > margin).then(|| {
+        let shown = |v: f64| match row.figure {
+            Figure::Latency(..) => units::micros(v as u64),
+            _ => format!("{v:.0}"),
+        };
+        format!(
+            "note: baseline run {} has {} {} against a median of {}: beside it, a regression of \
+             up to that size reads as noise; record the baseline again, or with more runs",
+            index + 1,
+            row.figure,
+            shown(value),
+            shown(median)
+        )
+    })
 }
 
 /// The last line: the regressions, else whatever moved but stayed within the noise.

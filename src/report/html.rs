@@ -51,6 +51,7 @@ pub fn render(report: &Report) -> Vec<u8> {
         escape(report.labrun_version)
     );
     if let Some(error) = &report.error {
+        write_repeats(report, &mut html);
         let _ = writeln!(
             html,
             "<h2>Could not run</h2><p>Nothing was judged.</p><pre>{}</pre></body></html>",
@@ -73,6 +74,7 @@ pub fn render(report: &Report) -> Vec<u8> {
         );
     }
     html.push_str("</table>");
+    write_repeats(report, &mut html);
     match &report.tested {
         Tested::Servers(servers) => {
             write_figures(servers, &mut html);
@@ -84,6 +86,33 @@ pub fn render(report: &Report) -> Vec<u8> {
     write_findings(report, &mut html);
     html.push_str("</body></html>\n");
     html.into_bytes()
+}
+
+/// The table of a repeated scenario's runs (`--repeat`), if it was repeated.
+fn write_repeats(report: &Report, html: &mut String) {
+    if report.repeats.is_empty() {
+        return;
+    }
+    let (titles, rows) = super::repeats::table(report);
+    let _ = write!(
+        html,
+        "<h2>{} runs</h2><p>The figures below are run {}'s, the first that went worst; a check \
+         fails when it failed in any run.</p><table><tr>",
+        report.repeats.len(),
+        super::repeats::shown_run(report)
+    );
+    for title in titles {
+        let _ = write!(html, "<th>{title}</th>");
+    }
+    html.push_str("</tr>");
+    for row in rows {
+        html.push_str("<tr>");
+        for cell in row {
+            let _ = write!(html, "<td>{}</td>", escape(&cell));
+        }
+        html.push_str("</tr>");
+    }
+    html.push_str("</table>");
 }
 
 /// One row per client program under test, then each one's last output.

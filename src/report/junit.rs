@@ -71,6 +71,7 @@ fn write_properties(report: &Report, xml: &mut String) {
         ("seed".to_owned(), plan.seed.to_string()),
         ("labrun_version".to_owned(), report.labrun_version.to_owned()),
         ("scenario".to_owned(), plan.source.display().to_string()),
+        ("runs".to_owned(), report.repeats.len().max(1).to_string()),
     ];
     if let Tested::Servers(servers) = &report.tested {
         for server in &servers.servers {

@@ -29,6 +29,7 @@ pub fn render(report: &Report) -> Vec<u8> {
             "**Could not run**: nothing was judged.\n\n```\n{}\n```",
             error.replace("```", "'''")
         );
+        write_repeats(report, &mut md);
         return md.into_bytes();
     }
     let _ = writeln!(
@@ -52,19 +53,7 @@ pub fn render(report: &Report) -> Vec<u8> {
             cell(&check.summary)
         );
     }
-    if !report.repeats.is_empty() {
-        let titles = super::repeats::TABLE_TITLES;
-        let _ = writeln!(
-            md,
-            "\n{} runs (the figures below are run {}'s: the first that went worst):\n\n| {} |\n|--:|---|--:|--:|--:|--:|--:|",
-            report.repeats.len(),
-            super::repeats::shown_run(report),
-            titles.join(" | ")
-        );
-        for row in super::repeats::table_rows(&report.repeats) {
-            let _ = writeln!(md, "| {} |", row.join(" | "));
-        }
-    }
+    write_repeats(report, &mut md);
     match &report.tested {
         Tested::Servers(servers) => write_figures(servers, &mut md),
         Tested::ClientPrograms(programs) => {
@@ -104,6 +93,36 @@ pub fn render(report: &Report) -> Vec<u8> {
         }
     }
     md.into_bytes()
+}
+
+/// The table of a repeated scenario's runs (`--repeat`), if it was repeated.
+fn write_repeats(report: &Report, md: &mut String) {
+    if report.repeats.is_empty() {
+        return;
+    }
+    let (titles, rows) = super::repeats::table(report);
+    let alignment: Vec<&str> = titles
+        .iter()
+        .map(|t| {
+            if matches!(*t, "outcome" | "failed checks") {
+                "---"
+            } else {
+                "--:"
+            }
+        })
+        .collect();
+    let _ = writeln!(
+        md,
+        "\n{} runs (the report is run {}'s: the first that went worst):\n\n| {} |\n|{}|",
+        report.repeats.len(),
+        super::repeats::shown_run(report),
+        titles.join(" | "),
+        alignment.join("|")
+    );
+    for row in rows {
+        let cells: Vec<String> = row.iter().map(|c| cell(c)).collect();
+        let _ = writeln!(md, "| {} |", cells.join(" | "));
+    }
 }
 
 /// The group and latency tables of a run with simulated clients, and each server's

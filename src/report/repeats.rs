@@ -161,53 +161,84 @@ fn run_numbers(indices: &[usize]) -> String {
     numbers.join(", ")
 }
 
-/// The cells of the per-run table shared by the terminal and Markdown reports: run,
-/// outcome, messages, msgs/s, RTT p50, RTT p99, errors; one row per run.
-pub fn table_rows(repeats: &[RepeatedRun]) -> Vec<[String; 7]> {
-    let rtt = |run: &RepeatedRun, quantile: f64| {
+/// The per-run table of a repeated scenario, shared by the terminal, Markdown and HTML
+/// reports: its column titles, then a row per run. Servers under test: run, outcome,
+/// messages, msgs/s, RTT p50, RTT p99, errors; client programs, which have no such
+/// figures: run, outcome and the checks that failed.
+pub fn table(report: &Report) -> (Vec<&'static str>, Vec<Vec<String>>) {
+    match report.tested {
+        Tested::Servers(_) => (
+            SERVER_TITLES.to_vec(),
+            report
+                .repeats
+                .iter()
+                .enumerate()
+                .map(|(i, run)| server_row(i, run))
+                .collect(),
+        ),
+        Tested::ClientPrograms(_) => (
+            vec!["run", "outcome", "failed checks"],
+            report
+                .repeats
+                .iter()
+                .enumerate()
+                .map(|(index, run)| {
+                    vec![
+                        (index + 1).to_string(),
+                        run.outcome.word().to_owned(),
+                        run.failed_checks.join(", "),
+                    ]
+                })
+                .collect(),
+        ),
+    }
+}
+
+/// Titles of the per-run table of servers under test.
+const SERVER_TITLES: [&str; 7] = [
+    "run", "outcome", "messages", "msgs/s", "rtt p50", "rtt p99", "errors",
+];
+
+/// One run's row under [`SERVER_TITLES`].
+fn server_row(index: usize, run: &RepeatedRun) -> Vec<String> {
+    let rtt = |quantile: f64| {
         run.total
             .latency
             .rtt
             .quantile(quantile)
             .map_or_else(|| "—".to_owned(), |d| units::micros(d.as_micros() as u64))
     };
-    repeats
-        .iter()
-        .enumerate()
-        .map(|(index, run)| {
-            [
-                (index + 1).to_string(),
-                run.outcome.word().to_owned(),
-                units::count(run.total.messages),
-                format!("{:.0}", run.total.messages_per_second),
-                rtt(run, 0.5),
-                rtt(run, 0.99),
-                units::count(run.total.error_count()),
-            ]
-        })
-        .collect()
+    vec![
+        (index + 1).to_string(),
+        run.outcome.word().to_owned(),
+        units::count(run.total.messages),
+        format!("{:.0}", run.total.messages_per_second),
+        rtt(0.5),
+        rtt(0.99),
+        units::count(run.total.error_count()),
+    ]
 }
-
-/// Titles of [`table_rows`]' columns.
-pub const TABLE_TITLES: [&str; 7] = [
-    "run", "outcome", "messages", "msgs/s", "rtt p50", "rtt p99", "errors",
-];
 
 /// One run in a line, for the progress of a repeated scenario: its outcome, throughput and
 /// round trips.
 pub fn one_line(report: &Report) -> String {
-    let Tested::Servers(servers) = &report.tested else {
-        return report.outcome.word().to_owned();
-    };
     if report.error.is_some() {
         return format!("{}: could not run (the error is above)", report.outcome.word());
     }
-    let [.., p50, p99, errors] = table_rows(&[RepeatedRun::of(report)]).pop().unwrap_or_default();
-    format!(
-        "{} · {:.0} msgs/s · rtt p50 {p50}, p99 {p99} · {errors} errors",
-        report.outcome.word(),
-        servers.total.messages_per_second
-    )
+    match &report.tested {
+        Tested::Servers(servers) => {
+            let row = server_row(0, &RepeatedRun::of(report));
+            format!(
+                "{} · {:.0} msgs/s · rtt p50 {}, p99 {} · {} errors",
+                report.outcome.word(),
+                servers.total.messages_per_second,
+                row[4],
+                row[5],
+                row[6]
+            )
+        }
+        Tested::ClientPrograms(_) => report.outcome.word().to_owned(),
+    }
 }
 
 /// The number (1-based) of the run a repeated scenario's report shows: the first whose

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{OLDEST_READABLE_SCHEMA, Outcome, SCHEMA_VERSION};
 use crate::metrics::LatencySet;
+use crate::scenario::MAX_GROUPS;
 
 /// Why a report could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -131,7 +132,36 @@ pub struct SavedGroup {
     pub latency: LatencySet,
 }
 
+/// Most runs a report of `--repeat` holds: the flag's own limit.
+pub const MAX_REPEATS: usize = 100;
+
 impl SavedReport {
+    /// Refuses figures no run can have, which a comparison would print or weigh as if real:
+    /// a rate that is not a finite number of zero or more, or runs of another load than
+    /// the report's (their clients differ from its total's).
+    fn check_figures(&self) -> Result<(), String> {
+        let totals = std::iter::once(&self.total)
+            .chain(&self.groups)
+            .chain(self.repeats.iter().map(|run| &run.total));
+        if totals
+            .clone()
+            .any(|g| !g.messages_per_second.is_finite() || g.messages_per_second < 0.0)
+        {
+            return Err("a throughput in it is not a finite number of zero or more".into());
+        }
+        if let Some(other) = self
+            .repeats
+            .iter()
+            .find(|run| run.total.clients != self.total.clients)
+        {
+            return Err(format!(
+                "one of its runs had {} clients and the report {}: its runs are not of its load",
+                other.total.clients, self.total.clients
+            ));
+        }
+        Ok(())
+    }
+
     /// Reads the JSON report at `path`.
     pub fn read(path: &Path) -> Result<SavedReport, ReadError> {
         let text = std::fs::read(path).map_err(|e| ReadError {
@@ -166,6 +196,24 @@ impl SavedReport {
             }
             None => return Err("not a labrun run report (it has no `schema_version`)".into()),
         }
-        serde_json::from_value(value).map_err(|e| format!("not a labrun run report ({e})"))
+        // Refused before the histograms are decoded, each of which takes ~140 KB however
+        // short its text: a hand-made report must not be able to exhaust memory.
+        let length = |key: &str| value[key].as_array().map_or(0, Vec::len);
+        if length("repeats") > MAX_REPEATS {
+            return Err(format!(
+                "it holds {} runs; `--repeat` makes at most {MAX_REPEATS}",
+                length("repeats")
+            ));
+        }
+        if length("groups") > MAX_GROUPS {
+            return Err(format!(
+                "it has {} client groups; a scenario has at most {MAX_GROUPS}",
+                length("groups")
+            ));
+        }
+        let report: SavedReport =
+            serde_json::from_value(value).map_err(|e| format!("not a labrun run report ({e})"))?;
+        report.check_figures()?;
+        Ok(report)
     }
 }

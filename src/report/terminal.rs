@@ -33,6 +33,7 @@ pub fn render(report: &Report, saved: &[PathBuf], styles: &Styles, out: &mut imp
     }
     if report.error.is_some() {
         // Nothing was measured; the error itself went to stderr as it happened.
+        write_repeats(report, styles, out)?;
         return render_verdict(report, saved, styles, out);
     }
     match &report.tested {
@@ -242,9 +243,10 @@ fn write_repeats(report: &Report, styles: &Styles, out: &mut impl Write) -> io::
         styles.paint(Tone::Bold, &format!("{} runs", report.repeats.len())),
         super::repeats::shown_run(report)
     )?;
+    let (titles, rows) = super::repeats::table(report);
     let mut table = Builder::default();
-    table.push_record(super::repeats::TABLE_TITLES);
-    for row in super::repeats::table_rows(&report.repeats) {
+    table.push_record(titles);
+    for row in rows {
         table.push_record(row);
     }
     let mut table = table.build();

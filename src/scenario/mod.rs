@@ -26,9 +26,9 @@ pub use diagnostic::Diagnostic;
 pub use paths::Anchor;
 pub use placeholders::substitute_ports;
 pub use plan::{
-    AimedServer, EventAction, EventPlan, GroupPlan, LatencyView, Launch, Limits, Percentile, Plan,
-    ProgramsUnderTest, ReadySignal, ServerPlan, ServersUnderTest, Shard, Side, StartAt, StdinScript, Target,
-    UnderTest,
+    AimedServer, EventAction, EventPlan, GroupPlan, LatencyView, Launch, Limits, MAX_GROUPS, Percentile,
+    Plan, ProgramsUnderTest, ReadySignal, ServerPlan, ServersUnderTest, Shard, Side, StartAt, StdinScript,
+    Target, UnderTest,
 };
 pub use programs::{PlayedServerPlan, PrintedPattern, ProgramPlan, Replies, Typing};
 pub use raw::{
@@ -55,8 +55,23 @@ pub enum ScenarioError {
         why: std::io::Error,
     },
     /// The file was read but is not a valid scenario: every problem found, in file order.
-    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\nerror: "))]
+    #[error("{}", problems_text(.0))]
     Invalid(Vec<Diagnostic>),
+}
+
+/// Every problem, one `error:` each; a list cut at [`MAX_PROBLEMS`] says it was cut.
+fn problems_text(problems: &[Diagnostic]) -> String {
+    let mut text = problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\nerror: ");
+    if problems.len() >= MAX_PROBLEMS {
+        text.push_str(&format!(
+            "\nnote: stopped at {MAX_PROBLEMS} problems; mend these and validate again for the rest"
+        ));
+    }
+    text
 }
 
 /// Most problems reported from one file: past a few, the rest are usually one mistake's

@@ -29,6 +29,10 @@ pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most clients one scenario may ask for, across all groups.
 pub const MAX_CLIENTS: u64 = 100_000;
+/// Most client groups in one scenario: more would be a generator's mistake, and every
+/// group's four histograms (about 140 KB each) are in the report, read back by `compare`
+/// and `merge`.
+pub const MAX_GROUPS: usize = 64;
 /// Most messages one client may send.
 pub const MAX_MESSAGES: u32 = 10_000_000;
 /// Largest message body.
@@ -1428,6 +1432,15 @@ fn resolve_groups(
     servers: &[ServerPlan],
     at: &Locator,
 ) -> Resolved<GroupPlan> {
+    if let Some(extra) = tables.get(MAX_GROUPS) {
+        return Err(vec![at.error(
+            extra.span(),
+            format!(
+                "this scenario has {} client groups; the limit is {MAX_GROUPS}",
+                tables.len()
+            ),
+        )]);
+    }
     let mut groups: Vec<GroupPlan> = Vec::with_capacity(tables.len());
     let mut problems = Vec::new();
     let mut total_clients = 0u64;

@@ -132,8 +132,11 @@ struct WorkerOutcome {
 /// trips into its own histograms, merged here once everyone is done. The caller's runtime
 /// stays free for the servers' events meanwhile.
 pub async fn drive(setup: DriveSetup<'_>) -> io::Result<Drive> {
-    let started = Instant::now();
     let under_test = setup.under_test;
+    for group in &under_test.groups {
+        payload::prepare(group.payload);
+    }
+    let started = Instant::now();
     let operators: Vec<Arc<Vec<String>>> = under_test
         .servers
         .iter()

@@ -134,7 +134,7 @@ fn repeated_runs_keep_every_run_and_a_failure_in_any_of_them() {
             "echo = \"exact\"",
         ),
     );
-    let run = scratch.run_with(&once_broken, &["--repeat", "3", "--format", "json,md"]);
+    let run = scratch.run_with(&once_broken, &["--repeat", "3", "--format", "json,md,html,junit"]);
     run.expect_code(1)
         .stdout_has("3 runs (the report above is run 2's: the first that went worst)")
         .stderr_has("gate: run 2 of 3: FAIL");
@@ -173,6 +173,13 @@ fn repeated_runs_keep_every_run_and_a_failure_in_any_of_them() {
     assert!(report["repeats"][0]["total"]["latency"]["rtt"]["hdr"].is_string());
     let markdown = std::fs::read_to_string(scratch.reports().join("gate.md")).expect("markdown report");
     assert!(markdown.contains("| 2 | FAIL | 0 |"), "{markdown}");
+    let html = std::fs::read_to_string(scratch.reports().join("gate.html")).expect("html report");
+    assert!(
+        html.contains("<h2>3 runs</h2>") && html.contains("<td>FAIL</td>"),
+        "{html}"
+    );
+    let junit = std::fs::read_to_string(scratch.reports().join("gate.junit.xml")).expect("junit report");
+    assert!(junit.contains("<property name=\"runs\" value=\"3\"/>"), "{junit}");
 
     let crashes = scratch.file(
         "crash.toml",
@@ -186,5 +193,132 @@ fn repeated_runs_keep_every_run_and_a_failure_in_any_of_them() {
     let run = scratch.run_with(&crashes, &["--repeat", "3"]);
     run.expect_code(3);
     assert_eq!(run.stderr.matches("AttributeError").count(), 1, "{}", run.stderr);
+    // Client programs have no message figures: their runs' table says what failed.
+    let clients = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/clients/echo.toml");
+    scratch
+        .run_with(&clients, &["--repeat", "2"])
+        .expect_code(0)
+        .stdout_has("│ run │ outcome │ failed checks │")
+        .stdout_has("│ 2   │ PASS    │               │");
+    scratch.assert_nothing_left();
+}
+
+/// A `--repeat 5` report of a fast built-in server, read back as JSON to be edited.
+fn repeated_json(scratch: &Scratch) -> serde_json::Value {
+    let path = scratch.file(
+        "gate.toml",
+        &echo_scenario("gate", "builtin = \"echo-async\"", LOAD, ""),
+    );
+    scratch.run_with(&path, &["--repeat", "5"]).expect_code(0);
+    crate::util::read_report(&scratch.reports().join("gate.json"))
+}
+
+/// Writes `report` as `name.json` in the scratch folder.
+fn saved(scratch: &Scratch, name: &str, report: &serde_json::Value) -> std::path::PathBuf {
+    scratch.file(&format!("{name}.json"), &report.to_string())
+}
+
+/// The report with its runs' throughputs set to `rates`, one per run.
+fn with_rates(report: &serde_json::Value, rates: [f64; 5]) -> serde_json::Value {
+    let mut edited = report.clone();
+    let runs = edited["repeats"].as_array_mut().expect("repeats");
+    assert_eq!(runs.len(), rates.len());
+    for (run, rate) in runs.iter_mut().zip(rates) {
+        run["total"]["messages_per_second"] = rate.into();
+    }
+    edited
+}
+
+/// The rule over runs, on edited figures (so that timing cannot move it): halved throughput
+/// in every run is a regression; the same against a baseline with one very slow run is
+/// noise, and compare says which run hid it.
+#[test]
+fn one_slow_baseline_run_is_named_when_it_hides_a_change() {
+    let scratch = Scratch::new();
+    let report = repeated_json(&scratch);
+    let steady = [1000.0, 1010.0, 990.0, 1005.0, 995.0];
+    let baseline = saved(&scratch, "baseline", &with_rates(&report, steady));
+    let halved = saved(&scratch, "halved", &with_rates(&report, steady.map(|r| r / 2.0)));
+    let gate = ["--max-regress", "throughput=5%"];
+    compare(&scratch, &baseline, &halved, &gate)
+        .expect_code(1)
+        .stdout_has("REGRESSION: throughput -50.0% (worse by ≥ 485 msgs/s)");
+    let hiccup = saved(
+        &scratch,
+        "hiccup",
+        &with_rates(&report, [1000.0, 1010.0, 990.0, 1005.0, 1.0]),
+    );
+    compare(&scratch, &hiccup, &halved, &gate)
+        .expect_code(0)
+        .stdout_has("OK: no significant change (throughput -")
+        .stdout_has("note: baseline run 5 has throughput 1 against a median of 1000");
+    scratch.assert_nothing_left();
+}
+
+/// Hand-made reports cannot make compare allocate without bound or print figures no run
+/// has, and a gate given twice or on a figure neither report has is said.
+#[test]
+fn forged_repeats_and_doubtful_gates_are_refused_or_said() {
+    let scratch = Scratch::new();
+    let report = repeated_json(&scratch);
+    let baseline = saved(&scratch, "baseline", &report);
+    let mut many = report.clone();
+    let run = many["repeats"][0].clone();
+    many["repeats"] = serde_json::Value::Array(vec![run; 101]);
+    compare(&scratch, &baseline, &saved(&scratch, "many", &many), &[])
+        .expect_code(2)
+        .stderr_has("it holds 101 runs; `--repeat` makes at most 100");
+    let negative = with_rates(&report, [100.0, 100.0, -5.0, 100.0, 100.0]);
+    compare(&scratch, &baseline, &saved(&scratch, "negative", &negative), &[])
+        .expect_code(2)
+        .stderr_has("not a finite number of zero or more");
+    let mut other_load = report.clone();
+    other_load["repeats"][2]["total"]["clients"] = 50.into();
+    compare(&scratch, &baseline, &saved(&scratch, "other", &other_load), &[])
+        .expect_code(2)
+        .stderr_has("its runs are not of its load");
+    compare(
+        &scratch,
+        &baseline,
+        &baseline,
+        &["--max-regress", "throughput=90%,throughput=5%"],
+    )
+    .expect_code(2)
+    .stderr_has("gates `throughput` twice");
+    compare(
+        &scratch,
+        &baseline,
+        &baseline,
+        &["--max-regress", "fanout.p99=1%"],
+    )
+    .expect_code(0)
+    .stderr_has("neither report has samples of fanout p99");
+    scratch.assert_nothing_left();
+}
+
+/// Ctrl-C while a later run's server is starting keeps the runs already done.
+#[test]
+fn ctrl_c_between_repeated_runs_keeps_the_runs_done() {
+    let scratch = Scratch::new();
+    // Its second start stalls (and says so with a file) until labrun gives up on it.
+    let server = format!(
+        "command = [\"sh\", \"-c\", \"if [ -e started ]; then touch second; sleep 30; fi; touch started; exec python3 {} \\\"$1\\\"\", \"sh\", \"{{port}}\"]\nport = \"auto\"",
+        crate::util::fixture("echo_threads.py")
+    );
+    let path = scratch.file("gate.toml", &echo_scenario("gate", &server, LOAD, ""));
+    let child = scratch.spawn_with(&path, &["--repeat", "3", "--format", "json,md"]);
+    let second = scratch.dir.path().join("second");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !second.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(second.exists(), "the second run never started its server");
+    let run = crate::util::ctrl_c(child);
+    run.expect_code(130).stderr_has("gate: run 1 of 3: PASS");
+    let report = crate::util::read_report(&scratch.reports().join("gate.json"));
+    assert_eq!(report["outcome"], "interrupted", "{report:#}");
+    assert_eq!(report["complete"], false);
+    assert_eq!(report["total"]["messages"], 40, "run 1's figures are kept");
+    assert!(scratch.reports().join("gate.md").exists());
     scratch.assert_nothing_left();
 }

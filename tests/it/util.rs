@@ -76,8 +76,15 @@ impl Scratch {
     /// Starts `labrun SCENARIO --out REPORTS` without waiting for it, output piped, for
     /// tests that act on it mid-run (Ctrl-C, say).
     pub fn spawn(&self, scenario: &Path) -> std::process::Child {
+        self.spawn_with(scenario, &[])
+    }
+
+    /// [`Scratch::spawn`] with FLAGS before the scenario.
+    pub fn spawn_with(&self, scenario: &Path, flags: &[&str]) -> std::process::Child {
         std::process::Command::new(assert_cmd::cargo::cargo_bin("labrun"))
             .env(MARKER, &self.marker)
+            .current_dir(self.dir.path())
+            .args(flags)
             .arg(scenario)
             .arg("--out")
             .arg(self.reports())
