@@ -163,9 +163,8 @@ impl Session {
         stream: &mut TcpStream,
     ) -> Result<(), ExchangeError> {
         let mut timer = pin!(tokio::time::sleep_until(ctx.run_deadline));
-        let mut cancelled = pin!(ctx.cancel.cancelled());
         poll_fn(|cx| {
-            if cancelled.as_mut().poll(cx).is_ready() {
+            if ctx.stop.poll_stopped(ctx.slot, cx) {
                 return Poll::Ready(Err(ExchangeError::Interrupted(Interruption::Cancelled)));
             }
             // The worker's buffer is borrowed only for this synchronous step, so its other
@@ -976,6 +975,7 @@ mod tests {
             let address = listener.local_addr().expect("address");
             tokio::task::spawn_local(serve(listener, moves));
             let now = Instant::now();
+            let cancel = CancellationToken::new();
             let ctx = ClientContext {
                 group: group(load, size),
                 group_index: 0,
@@ -987,7 +987,9 @@ mod tests {
                 run_start: now,
                 start_at: now,
                 run_deadline: now + Duration::from_secs(5),
-                cancel: CancellationToken::new(),
+                stop: crate::workload::client::LocalStop::watching(&cancel, 1),
+                slot: 0,
+                cancel,
                 tally: Rc::new(WorkerTally::new(
                     1,
                     Arc::new(crate::workload::tally::MessageCount::new(1)),

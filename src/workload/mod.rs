@@ -347,8 +347,9 @@ fn run_worker(jobs: Vec<Job>, shared: Shared, worker: usize, workers: usize) -> 
     let receive_buffer = Rc::new(RefCell::new(vec![0u8; WORKER_RECEIVE_BUFFER_BYTES]));
     let connect_window = Rc::new(tokio::sync::Semaphore::new(CONNECT_WINDOW));
     let records = local.block_on(&runtime, async {
+        let stop = client::LocalStop::watching(&shared.cancel, jobs.len());
         let mut tasks = JoinSet::new();
-        for job in jobs {
+        for (slot, job) in jobs.into_iter().enumerate() {
             let ctx = client::ClientContext {
                 group: job.group,
                 group_index: job.group_index,
@@ -360,6 +361,8 @@ fn run_worker(jobs: Vec<Job>, shared: Shared, worker: usize, workers: usize) -> 
                 start_at: job.start_at,
                 run_deadline: shared.run_deadline,
                 cancel: shared.cancel.clone(),
+                stop: Rc::clone(&stop),
+                slot,
                 tally: Rc::clone(&tally),
                 receive_buffer: Rc::clone(&receive_buffer),
                 connect_window: Rc::clone(&connect_window),
