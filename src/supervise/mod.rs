@@ -832,7 +832,7 @@ impl ServerHandle {
         let ours = std::iter::once((self.name.as_str(), self.address.port()))
             .chain(self.shared.iter().map(|s| (s.name.as_str(), s.address.port())));
         let ours: Vec<(&str, u16)> = ours.collect();
-        sockets::listeners_held_by(transport, self.family())
+        sockets::listeners_held_by(transport, &self.family())
             .unwrap_or_default()
             .into_iter()
             .map(|listener| {
@@ -847,12 +847,10 @@ impl ServerHandle {
             .collect()
     }
 
-    /// Whether a process belongs to this server: its process group, or any descendant that
-    /// left it.
-    fn family(&self) -> impl Fn(u32) -> bool + use<> {
-        let leader = self.process.pid();
-        let group = self.process.group();
-        move |pid: u32| pid == leader || tree::is_descendant_or_member(pid, leader, group)
+    /// This server's processes: its leader, its process group, and any descendant that left
+    /// the group.
+    fn family(&self) -> Vec<u32> {
+        tree::family_of(self.process.pid(), self.process.group())
     }
 
     /// Whether the server listens on `address` (`transport`); records where else it
@@ -865,7 +863,7 @@ impl ServerHandle {
         elsewhere: &mut Vec<SocketAddr>,
     ) -> bool {
         let port = address.port();
-        match sockets::listeners_held_by(transport, self.family()) {
+        match sockets::listeners_held_by(transport, &self.family()) {
             Ok(listeners) if listeners.iter().any(|l| l.reachable_on_loopback(port)) => true,
             Ok(listeners) => {
                 *elsewhere = listeners.into_iter().map(|l| l.address).collect();

@@ -49,14 +49,11 @@ impl Listener {
     }
 }
 
-/// Every listening (TCP) or bound (UDP) socket held by a process that `belongs` accepts.
-pub fn listeners_held_by(transport: Transport, belongs: impl Fn(u32) -> bool) -> io::Result<Vec<Listener>> {
+/// Every listening (TCP) or bound (UDP) socket held by one of `pids`.
+pub fn listeners_held_by(transport: Transport, pids: &[u32]) -> io::Result<Vec<Listener>> {
     let listening = listening_inodes(transport)?;
     let mut found = Vec::new();
-    for pid in processes()? {
-        if !belongs(pid) {
-            continue;
-        }
+    for &pid in pids {
         for inode in socket_inodes(pid) {
             if let Some(address) = listening.get(&inode) {
                 found.push(Listener {
@@ -195,7 +192,7 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let found =
-            listeners_held_by(crate::scenario::Transport::Tcp, |pid| pid == std::process::id()).unwrap();
+            listeners_held_by(crate::scenario::Transport::Tcp, &[std::process::id()]).unwrap();
         assert!(found.iter().any(|l| l.reachable_on_loopback(port)), "{found:?}");
         assert_eq!(
             holder_of_port(crate::scenario::Transport::Tcp, port),

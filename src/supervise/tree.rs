@@ -5,6 +5,12 @@
 //! outlive the run. Two things close that gap: labrun makes itself a *child subreaper*, so
 //! orphans of its servers are re-parented to labrun rather than to init, and teardown walks
 //! the parent links in `/proc` to find every descendant, wherever its group or session.
+//!
+//! Everything labrun launched is therefore in labrun's own process tree, and only that tree
+//! is read: down from a process through the kernel's `/proc/<pid>/task/<tid>/children` lists,
+//! a few files per process of the tree, not the stat file of every process on the machine
+//! (hundreds, on every readiness poll and teardown). A kernel without those lists
+//! (`CONFIG_PROC_CHILDREN` off) gets the scan of all of `/proc` instead.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -37,7 +43,7 @@ fn launched_descendants() -> Vec<u32> {
     let Some(inherited) = INHERITED.get().filter(|set| !set.is_empty()) else {
         return descendants_of(own);
     };
-    let mut links = live_links(&process_table());
+    let mut links = live_links(&subtree_table(own));
     // Only a pid labrun inherited needs its start time read: the others are not skipped.
     let was_inherited = |pid: u32| {
         inherited.iter().any(|(old, _)| *old == pid)
@@ -49,7 +55,23 @@ fn launched_descendants() -> Vec<u32> {
 
 /// Every live descendant of `root` (children, grandchildren, …), found through `/proc`.
 pub fn descendants_of(root: u32) -> Vec<u32> {
-    descendants_in(&live_links(&process_table()), root)
+    descendants_in(&live_links(&subtree_table(root)), root)
+}
+
+/// One server's processes: its leader, the leader's descendants, and the members of its
+/// process group (a double fork leaves a grandchild there, re-parented to labrun).
+pub fn family_of(leader: u32, group: Pid) -> Vec<u32> {
+    let group = group.as_raw_nonzero().get() as u32;
+    let table = subtree_table(std::process::id());
+    let mut family: HashSet<u32> = descendants_in(&live_links(&table), leader).into_iter().collect();
+    family.insert(leader);
+    family.extend(
+        table
+            .iter()
+            .filter(|(_, stat)| !stat.zombie && stat.group == group)
+            .map(|(pid, _)| *pid),
+    );
+    family.into_iter().collect()
 }
 
 /// The descendants of `root` in a pid → parent table.
@@ -70,27 +92,6 @@ fn descendants_in(parents: &HashMap<u32, u32>, root: u32) -> Vec<u32> {
         }
     }
     found
-}
-
-/// Whether `pid` is in process group `group` or descends from `leader`: one server's
-/// processes, wherever they moved.
-pub fn is_descendant_or_member(pid: u32, leader: u32, group: Pid) -> bool {
-    let Some(first) = stat(pid) else { return false };
-    if first.group == group.as_raw_nonzero().get() as u32 {
-        return true;
-    }
-    // Walk up the parent links; bounded, since pid 1 is everyone's ancestor.
-    let mut parent = first.parent;
-    for _ in 0..64 {
-        if parent == leader {
-            return true;
-        }
-        match stat(parent) {
-            Some(next) if parent > 1 => parent = next.parent,
-            _ => return false,
-        }
-    }
-    false
 }
 
 /// Sends `signal` to each process (already-gone ones are skipped).
@@ -145,7 +146,9 @@ pub struct Census {
 /// the members of its process group, which a double fork leaves there after re-parenting
 /// the grandchild to labrun) and the zombies among their children, its own and the group's.
 pub fn census(root: u32) -> Census {
-    let table = process_table();
+    // Group members that left the root's tree were re-parented to labrun: they are in
+    // labrun's tree, as the root is.
+    let table = subtree_table(std::process::id());
     let mut tree: HashSet<u32> = descendants_in(&live_links(&table), root).into_iter().collect();
     tree.extend(
         table
@@ -203,6 +206,50 @@ fn live_links(table: &[(u32, Stat)]) -> HashMap<u32, u32> {
         .iter()
         .filter(|(_, stat)| !stat.zombie)
         .map(|(pid, stat)| (*pid, stat.parent))
+        .collect()
+}
+
+/// `root` and every process below it (zombies included), each with its stat fields: read
+/// down the kernel's children lists where it has them, else from all of `/proc`.
+fn subtree_table(root: u32) -> Vec<(u32, Stat)> {
+    if !children_lists_exist() {
+        return process_table();
+    }
+    let mut table = Vec::new();
+    let mut pending = vec![root];
+    let mut seen = HashSet::from([root]);
+    while let Some(pid) = pending.pop() {
+        let Some(stat) = stat(pid) else { continue };
+        table.push((pid, stat));
+        for child in children_of(pid) {
+            if seen.insert(child) {
+                pending.push(child);
+            }
+        }
+    }
+    table
+}
+
+/// Whether this kernel lists each thread's children (`CONFIG_PROC_CHILDREN`).
+fn children_lists_exist() -> bool {
+    static EXIST: OnceLock<bool> = OnceLock::new();
+    *EXIST.get_or_init(|| std::path::Path::new("/proc/thread-self/children").exists())
+}
+
+/// The children of `pid`: the kernel lists each under the thread that forked it, so every
+/// thread's list is read. Empty for a process that is gone.
+fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(threads) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    threads
+        .flatten()
+        .filter_map(|thread| fs::read_to_string(thread.path().join("children")).ok())
+        .flat_map(|list| {
+            list.split_whitespace()
+                .filter_map(|pid| pid.parse().ok())
+                .collect::<Vec<u32>>()
+        })
         .collect()
 }
 
