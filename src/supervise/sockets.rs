@@ -191,8 +191,7 @@ mod tests {
     fn finds_our_own_listener_and_its_holder() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let found =
-            listeners_held_by(crate::scenario::Transport::Tcp, &[std::process::id()]).unwrap();
+        let found = listeners_held_by(crate::scenario::Transport::Tcp, &[std::process::id()]).unwrap();
         assert!(found.iter().any(|l| l.reachable_on_loopback(port)), "{found:?}");
         assert_eq!(
             holder_of_port(crate::scenario::Transport::Tcp, port),

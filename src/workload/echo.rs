@@ -194,22 +194,26 @@ impl Session {
                 }
                 conversation.queue(&mut self.payloads, &mut self.matcher, intended, now);
             }
+            let written_before = conversation.written_bytes;
             if let Err(err) = self.write_queued(cx, conversation, stream, now) {
                 return Poll::Ready(Err(err));
             }
+            // One clock read per wake-up: what arrives is stamped with it, unless this step
+            // wrote since, when an echo must not seem older than what it answers.
+            let arrival = (conversation.written_bytes == written_before).then_some(now);
             if conversation.peer_closed && !conversation.in_flight.is_empty() {
                 return Poll::Ready(Err(ExchangeError::Closed));
             }
             let slots_before = conversation.free_slots();
-            if let ControlFlow::Break(end) = self.read_arrived(cx, ctx, conversation, stream, receive_buffer)
+            if let ControlFlow::Break(end) =
+                self.read_arrived(cx, ctx, conversation, stream, receive_buffer, arrival)
             {
                 return Poll::Ready(end);
             }
             // An echo that freed a slot may make the next message due at once.
-            if conversation.free_slots() > slots_before && conversation.next_due(Instant::now()).is_some() {
+            if conversation.free_slots() > slots_before && conversation.next_due(now).is_some() {
                 continue;
             }
-            let now = Instant::now();
             if now >= ctx.run_deadline {
                 return Poll::Ready(Err(ExchangeError::Interrupted(Interruption::RunDeadline)));
             }
@@ -276,7 +280,8 @@ impl Session {
     }
 
     /// Reads and verifies what has arrived until the socket would block: breaks with the
-    /// exchange's end when every message is answered or something went wrong.
+    /// exchange's end when every message is answered or something went wrong. What arrives
+    /// is stamped `arrival`, the step's one clock reading, or (when `None`) read afresh.
     #[inline]
     fn read_arrived(
         &mut self,
@@ -285,6 +290,7 @@ impl Session {
         conversation: &mut Conversation,
         stream: &mut TcpStream,
         receive_buffer: &mut [u8],
+        arrival: Option<Instant>,
     ) -> ControlFlow<Result<(), ExchangeError>> {
         while !conversation.peer_closed {
             let mut filled = ReadBuf::new(receive_buffer);
@@ -299,10 +305,10 @@ impl Session {
                 }
                 Poll::Ready(Ok(())) => {
                     let chunk = filled.filled();
-                    let now = Instant::now();
+                    let now = arrival.unwrap_or_else(Instant::now);
                     self.arrived += chunk.len() as u64;
                     if self.timeline.first_reply.is_none() {
-                        self.timeline.first_reply = Some(ctx.since_start());
+                        self.timeline.first_reply = Some(now.saturating_duration_since(ctx.run_start));
                         let activity = &ctx.server_activity;
                         let written = conversation.oldest_written_at();
                         let queued = written.is_some() && activity.busy_since(written);
@@ -329,7 +335,7 @@ impl Session {
                         self.completed += 1;
                     }
                     if echoed > 0 {
-                        self.timeline.last_reply = Some(ctx.since_start());
+                        self.timeline.last_reply = Some(now.saturating_duration_since(ctx.run_start));
                         if self.matcher.front_received() > 0 {
                             // The chunk's tail already began the next message's echo.
                             conversation.piece_arrived(now);
