@@ -238,11 +238,21 @@ struct MessageSpan {
 }
 
 /// Tracks one connection's sent-but-not-yet-echoed bytes and checks what comes back.
+///
+/// Its queue of owed bytes can also be the connection's send queue: bodies queued with
+/// [`StreamMatcher::expect_with`] are owed once written ([`StreamMatcher::wrote`]), and the
+/// writer sends them from [`StreamMatcher::unwritten`], so each body is copied once, not
+/// once to send and again to check.
 #[derive(Debug, Default)]
 pub struct StreamMatcher {
+    /// Bytes queued and not yet echoed: the first `sent - received` of them written, the
+    /// rest still to be written.
     pending: VecDeque<u8>,
     messages: VecDeque<MessageSpan>,
     last_completed: Option<u32>,
+    /// Bytes queued so far.
+    queued: u64,
+    /// Bytes written so far: what an echo may return.
     sent: u64,
     received: u64,
 }
@@ -255,20 +265,48 @@ impl StreamMatcher {
 
     /// Records that message `index` with this body was sent.
     pub fn expect(&mut self, index: u32, body: &[u8]) {
+        self.expect_with(index, |pending| pending.extend(body));
+        self.wrote(body.len());
+    }
+
+    /// Queues message `index`, whose body `fill` appends to the owed bytes, to be written
+    /// from [`StreamMatcher::unwritten`]; returns its length.
+    pub fn expect_with(&mut self, index: u32, fill: impl FnOnce(&mut VecDeque<u8>)) -> usize {
+        let before = self.pending.len();
+        fill(&mut self.pending);
+        let length = self.pending.len() - before;
         self.messages.push_back(MessageSpan {
             index,
-            start: self.sent,
-            length: body.len() as u64,
+            start: self.queued,
+            length: length as u64,
         });
-        self.pending.extend(body);
-        self.sent += body.len() as u64;
+        self.queued += length as u64;
+        length
+    }
+
+    /// The queued bytes not yet written, or as many of them as lie together in memory
+    /// (write, then ask again).
+    pub fn unwritten(&self) -> &[u8] {
+        let written = (self.sent - self.received) as usize;
+        let (front, back) = self.pending.as_slices();
+        match front.get(written..) {
+            Some(rest) if !rest.is_empty() => rest,
+            _ => &back[written.saturating_sub(front.len())..],
+        }
+    }
+
+    /// The next `n` queued bytes were written: their echo is owed now.
+    pub fn wrote(&mut self, n: usize) {
+        self.sent = (self.sent + n as u64).min(self.queued);
     }
 
     /// Checks a received chunk against the bytes still owed and returns how many messages it
     /// completed. Once it returns a fault, the stream is beyond repair and the caller should
     /// stop feeding it.
     pub fn accept(&mut self, chunk: &[u8]) -> Result<u32, EchoFault> {
-        let owed = chunk.len().min(self.pending.len());
+        // Only written bytes are owed: bytes that match what is queued but unwritten were
+        // never sent, whatever they look like.
+        let owed = chunk.len().min((self.sent - self.received) as usize);
         let (matching, extra) = chunk.split_at(owed);
         if let Some(at) = first_difference(&self.pending, matching) {
             return Err(self.corruption(at, &chunk[at..]));
@@ -366,7 +404,8 @@ impl StreamMatcher {
     /// them; `None` when too little arrived to tell, or it is not a later part of the stream.
     fn resumes_after_gap(&self, at: usize, received_from_there: &[u8]) -> Option<u64> {
         let proof = received_from_there.get(..RESUME_PROOF)?;
-        let later: Vec<u8> = self.pending.iter().skip(at + 1).copied().collect();
+        let written = (self.sent - self.received) as usize;
+        let later: Vec<u8> = self.pending.iter().take(written).skip(at + 1).copied().collect();
         let gap = later.windows(RESUME_PROOF).position(|window| window == proof)?;
         Some(gap as u64 + 1)
     }
@@ -439,6 +478,40 @@ mod tests {
     /// that wrote part of its buffer) is a gap of exactly that many bytes, found where it
     /// starts, even across messages; too little after the gap to prove it stays a plain
     /// corruption.
+    #[test]
+    fn the_owed_bytes_are_the_send_queue_and_unwritten_ones_are_never_owed() {
+        let mut matcher = StreamMatcher::new();
+        assert_eq!(matcher.expect_with(0, |q| q.extend(b"hello")), 5);
+        assert_eq!(matcher.expect_with(1, |q| q.extend(b"world")), 5);
+        assert_eq!(matcher.unwritten(), b"helloworld");
+        matcher.wrote(3);
+        assert_eq!(matcher.unwritten(), b"loworld");
+        assert_eq!(matcher.sent_bytes(), 3);
+        // An echo of bytes not yet written is bytes never sent, however they look.
+        let mut early = StreamMatcher::new();
+        early.expect_with(0, |q| q.extend(b"hello"));
+        early.wrote(2);
+        assert!(matches!(early.accept(b"hel"), Err(EchoFault::Extra { .. })));
+        // Written bytes come back and complete their messages; the queue wraps round and the
+        // unwritten tail is still handed out in order.
+        assert_eq!(matcher.accept(b"hel"), Ok(0));
+        matcher.wrote(7);
+        assert_eq!(matcher.unwritten(), b"");
+        assert_eq!(matcher.accept(b"lowor"), Ok(1));
+        for index in 2..40u32 {
+            matcher.expect_with(index, |q| q.extend(b"abcdefgh"));
+        }
+        let mut sent = Vec::new();
+        while !matcher.unwritten().is_empty() {
+            let piece = matcher.unwritten()[..3.min(matcher.unwritten().len())].to_vec();
+            matcher.wrote(piece.len());
+            sent.extend(piece);
+        }
+        assert_eq!(sent, b"abcdefgh".repeat(38));
+        assert_eq!(matcher.accept(b"ld"), Ok(1));
+        assert_eq!(matcher.accept(&sent), Ok(38));
+    }
+
     #[test]
     fn a_gap_in_the_echo_is_measured_where_it_starts() {
         let mut rng = fastrand::Rng::with_seed(7);

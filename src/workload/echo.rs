@@ -247,13 +247,13 @@ impl Session {
         stream: &mut TcpStream,
         now: Instant,
     ) -> Result<(), ExchangeError> {
-        while conversation.written < conversation.outgoing.len() {
-            let unwritten = &conversation.outgoing[conversation.written..];
-            match Pin::new(&mut *stream).poll_write(cx, unwritten) {
+        while conversation.written_bytes < conversation.queued_bytes {
+            match Pin::new(&mut *stream).poll_write(cx, self.matcher.unwritten()) {
                 Poll::Ready(Ok(0)) => {
                     return Err(ExchangeError::Socket(io::ErrorKind::WriteZero.into()));
                 }
                 Poll::Ready(Ok(n)) => {
+                    self.matcher.wrote(n);
                     conversation.wrote(n, now);
                     self.written += n as u64;
                 }
@@ -261,19 +261,16 @@ impl Session {
                 Poll::Pending => break,
             }
         }
-        if conversation.written == conversation.outgoing.len() {
-            conversation.outgoing.clear();
-            conversation.written = 0;
-            if conversation.half_close
-                && !conversation.sending_closed
-                && conversation.queued == conversation.total
-            {
-                // The last message is out: say so with a FIN at once, before its echo.
-                match Pin::new(&mut *stream).poll_shutdown(cx) {
-                    Poll::Ready(Ok(())) => conversation.sending_closed = true,
-                    Poll::Ready(Err(err)) => return Err(ExchangeError::Socket(err)),
-                    Poll::Pending => {}
-                }
+        if conversation.written_bytes == conversation.queued_bytes
+            && conversation.half_close
+            && !conversation.sending_closed
+            && conversation.queued == conversation.total
+        {
+            // The last message is out: say so with a FIN at once, before its echo.
+            match Pin::new(&mut *stream).poll_shutdown(cx) {
+                Poll::Ready(Ok(())) => conversation.sending_closed = true,
+                Poll::Ready(Err(err)) => return Err(ExchangeError::Socket(err)),
+                Poll::Pending => {}
             }
         }
         Ok(())
@@ -672,10 +669,8 @@ struct Conversation {
     pipeline: usize,
     /// Messages generated and queued for sending so far.
     queued: u32,
-    /// Bytes of queued messages, `written` of them already accepted by the socket.
-    outgoing: Vec<u8>,
-    written: usize,
-    /// Bytes queued and written since the start, to tell when each message is fully written.
+    /// Bytes queued and written since the start, to tell when each message is fully written
+    /// (the bytes themselves wait in the matcher, which sends and checks them).
     queued_bytes: u64,
     written_bytes: u64,
     /// Unanswered messages, oldest first; the first `fully_written` of them are fully written.
@@ -712,8 +707,6 @@ impl Conversation {
             total,
             pipeline,
             queued: 0,
-            outgoing: Vec::new(),
-            written: 0,
             queued_bytes: 0,
             written_bytes: 0,
             in_flight: VecDeque::with_capacity(pipeline),
@@ -763,13 +756,11 @@ impl Conversation {
         counts_from: Instant,
         now: Instant,
     ) {
-        let start = self.outgoing.len();
-        payloads.append_next(&mut self.outgoing);
-        matcher.expect(self.queued, &self.outgoing[start..]);
+        let length = matcher.expect_with(self.queued, |pending| payloads.append_next(pending));
         if self.in_flight.is_empty() {
             self.last_progress = now;
         }
-        self.queued_bytes += (self.outgoing.len() - start) as u64;
+        self.queued_bytes += length as u64;
         self.in_flight.push_back(InFlight {
             counts_from,
             ends_at: self.queued_bytes,
@@ -781,7 +772,6 @@ impl Conversation {
 
     /// The socket accepted `n` more bytes at `now`: stamps the messages now fully written.
     fn wrote(&mut self, n: usize, now: Instant) {
-        self.written += n;
         self.written_bytes += n as u64;
         self.last_progress = now;
         while let Some(message) = self.in_flight.get_mut(self.fully_written) {

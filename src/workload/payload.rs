@@ -174,7 +174,7 @@ impl PayloadGenerator {
     }
 
     /// Appends the next message to `buffer` (a send queue, say, sparing a copy).
-    pub fn append_next(&mut self, buffer: &mut Vec<u8>) {
+    pub fn append_next(&mut self, buffer: &mut impl BodySink) {
         let length = self.rng.u64(self.size.min..=self.size.max) as usize;
         let pool_bytes = match self.kind {
             PayloadKind::Ascii | PayloadKind::Binary => {
@@ -192,7 +192,7 @@ impl PayloadGenerator {
     }
 
     /// Copies `length` bytes of the ASCII or binary pool from the cursor on, wrapping round.
-    fn copy_from_pool(&mut self, buffer: &mut Vec<u8>, length: usize) {
+    fn copy_from_pool(&mut self, buffer: &mut impl BodySink, length: usize) {
         let pool = pool(self.kind);
         let end = buffer.len() + length;
         while buffer.len() < end {
@@ -204,7 +204,7 @@ impl PayloadGenerator {
 
     /// Writes exactly `length` bytes of UTF-8 text from the cursor on, with a four-byte
     /// character across every [`LAB_READ_BYTES`] boundary the body reaches past.
-    fn write_text(&mut self, buffer: &mut Vec<u8>, length: usize) {
+    fn write_text(&mut self, buffer: &mut impl BodySink, length: usize) {
         let text = text_pool();
         let start = buffer.len();
         let mut encoded = [0u8; 4];
@@ -234,6 +234,41 @@ impl PayloadGenerator {
             buffer.extend_from_slice(next.encode_utf8(&mut encoded).as_bytes());
             self.cursor = (self.cursor + width) % text.len();
         }
+    }
+}
+
+/// Where a body is written: a plain buffer, or the echo matcher's queue of bytes owed, which
+/// is then also what the client sends (one copy of each body, not two).
+pub trait BodySink {
+    /// Bytes in it so far.
+    fn len(&self) -> usize;
+    /// Appends `bytes`.
+    fn extend_from_slice(&mut self, bytes: &[u8]);
+    /// Appends one byte.
+    fn push(&mut self, byte: u8);
+}
+
+impl BodySink for Vec<u8> {
+    fn len(&self) -> usize {
+        Vec::len(self)
+    }
+    fn extend_from_slice(&mut self, bytes: &[u8]) {
+        Vec::extend_from_slice(self, bytes);
+    }
+    fn push(&mut self, byte: u8) {
+        Vec::push(self, byte);
+    }
+}
+
+impl BodySink for std::collections::VecDeque<u8> {
+    fn len(&self) -> usize {
+        std::collections::VecDeque::len(self)
+    }
+    fn extend_from_slice(&mut self, bytes: &[u8]) {
+        self.extend(bytes);
+    }
+    fn push(&mut self, byte: u8) {
+        self.push_back(byte);
     }
 }
 
