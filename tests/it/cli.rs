@@ -246,28 +246,17 @@ fn five_mistakes_are_reported_in_one_pass() {
         "name = \"five\"\ntimeout = \"30 parsecs\"\n\n[[server]]\nname = \"echo\"\nbuiltin = \"echo-threadd\"\n\n\
          [[clients]]\nname = \"c\"\ncout = 5\nmessages = \"10\"\n\n[expect]\necho = \"exactly\"\n",
     );
-    let run = scratch.validate(&path);
-    run.expect_code(2);
-    let located: Vec<&str> = run
-        .stderr
-        .lines()
-        .filter(|l| l.starts_with("error: ") && l.contains("five.toml:"))
-        .collect();
-    let at = |place: &str| format!("five.toml:{place}: ");
-    let expected = [
-        (at("2:11"), "`30 parsecs` is not a duration"),
-        (at("6:11"), "`echo-threadd` is not a choice here"),
-        (at("10:1"), "unknown key `cout`"),
-        (at("11:12"), "found the text \"10\""),
-        (at("14:8"), "`exactly` is not a choice here"),
-    ];
-    assert_eq!(located.len(), expected.len(), "{}", run.stderr);
-    for (line, (place, what)) in located.iter().zip(&expected) {
-        assert!(
-            line.contains(place.as_str()) && line.contains(what),
-            "{line} is not {place}{what}"
-        );
-    }
+    assert_located(
+        &scratch.validate(&path),
+        "five.toml",
+        &[
+            ("2:11", "`30 parsecs` is not a duration"),
+            ("6:11", "`echo-threadd` is not a choice here"),
+            ("10:1", "unknown key `cout`"),
+            ("11:12", "found the text \"10\""),
+            ("14:8", "`exactly` is not a choice here"),
+        ],
+    );
 }
 
 /// Mistakes that only show once the file is read (a group aimed at no server, a zero reply
@@ -285,23 +274,32 @@ fn consistency_mistakes_of_every_group_are_reported_in_one_pass() {
          [[clients]]\nname = \"hasty\"\ncount = 1\ntimeout = \"0s\"\n\n\
          [[clients]]\nname = \"fine\"\ncount = 2\n",
     );
-    let run = scratch.validate(&path);
+    assert_located(
+        &scratch.validate(&path),
+        "groups.toml",
+        &[
+            ("8:8", "must be one word"),
+            ("17:10", "ehco"),
+            ("23:11", "zero reply `timeout`"),
+            ("25:1", "two client groups are named `fine`"),
+        ],
+    );
+}
+
+/// `run` refused its file (exit 2) with exactly the `expected` problems, in order, each an
+/// `error:` line at `FILE:LINE:COL: ` saying what it should.
+fn assert_located(run: &crate::util::Run, file: &str, expected: &[(&str, &str)]) {
     run.expect_code(2);
     let located: Vec<&str> = run
         .stderr
         .lines()
-        .filter(|l| l.starts_with("error: ") && l.contains("groups.toml:"))
+        .filter(|l| l.starts_with("error: ") && l.contains(&format!("{file}:")))
         .collect();
-    let expected = [
-        ("groups.toml:8:8: ", "must be one word"),
-        ("groups.toml:17:10: ", "ehco"),
-        ("groups.toml:23:11: ", "zero reply `timeout`"),
-        ("groups.toml:25:1: ", "two client groups are named `fine`"),
-    ];
     assert_eq!(located.len(), expected.len(), "{}", run.stderr);
-    for (line, (place, what)) in located.iter().zip(&expected) {
+    for (line, (place, what)) in located.iter().zip(expected) {
+        let place = format!("{file}:{place}: ");
         assert!(
-            line.contains(place) && line.contains(what),
+            line.contains(&place) && line.contains(what),
             "{line} is not {place}{what}"
         );
     }
