@@ -81,6 +81,7 @@ pub async fn run_scenario(
     let (mut runs, mut interrupted_between) = (Vec::new(), false);
     for number in 1..=options.repeat.max(1) {
         if number > 1 && cancel.is_cancelled() {
+            interrupted_between = true;
             break;
         }
         let report = match run_once(plan, options, cancel).await {
@@ -101,7 +102,8 @@ pub async fn run_scenario(
                 report::repeats::one_line(&report)
             );
         }
-        // A program that would not start will not start the next time either.
+        // A program that would not start will not start the next time either; an
+        // interrupted run ends the series; --fail-fast ends it at the first non-pass.
         let last = matches!(
             report.outcome,
             report::Outcome::Error | report::Outcome::Interrupted
