@@ -6,11 +6,14 @@
 //! orphans of its servers are re-parented to labrun rather than to init, and teardown walks
 //! the parent links in `/proc` to find every descendant, wherever its group or session.
 //!
-//! Everything labrun launched is therefore in labrun's own process tree, and only that tree
-//! is read: down from a process through the kernel's `/proc/<pid>/task/<tid>/children` lists,
-//! a few files per process of the tree, not the stat file of every process on the machine
-//! (hundreds, on every readiness poll and teardown). A kernel without those lists
-//! (`CONFIG_PROC_CHILDREN` off) gets the scan of all of `/proc` instead.
+//! Everything labrun launched is therefore in labrun's own process tree. Readiness, polled
+//! every few milliseconds, reads only that tree: down from labrun through the kernel's
+//! `/proc/<pid>/task/<tid>/children` lists, a few files per process of the tree, not the
+//! stat file of every process on the machine (hundreds, on every poll). Teardown still
+//! scans all of `/proc`: a process that forks and exits in a loop moves to labrun after
+//! labrun's list was read and before its stat is, so a walk down the lists can miss it,
+//! while a scan in pid order still finds the child, whose pid is higher. A kernel without
+//! the lists (`CONFIG_PROC_CHILDREN` off) is scanned for readiness too.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -43,7 +46,7 @@ fn launched_descendants() -> Vec<u32> {
     let Some(inherited) = INHERITED.get().filter(|set| !set.is_empty()) else {
         return descendants_of(own);
     };
-    let mut links = live_links(&subtree_table(own));
+    let mut links = live_links(&process_table());
     // Only a pid labrun inherited needs its start time read: the others are not skipped.
     let was_inherited = |pid: u32| {
         inherited.iter().any(|(old, _)| *old == pid)
@@ -55,11 +58,12 @@ fn launched_descendants() -> Vec<u32> {
 
 /// Every live descendant of `root` (children, grandchildren, …), found through `/proc`.
 pub fn descendants_of(root: u32) -> Vec<u32> {
-    descendants_in(&live_links(&subtree_table(root)), root)
+    descendants_in(&live_links(&process_table()), root)
 }
 
-/// One server's processes: its leader, the leader's descendants, and the members of its
-/// process group (a double fork leaves a grandchild there, re-parented to labrun).
+/// One server's processes, for readiness: its leader, the leader's descendants, and the
+/// members of its process group (a double fork leaves a grandchild there, re-parented to
+/// labrun), read from labrun's own tree.
 pub fn family_of(leader: u32, group: Pid) -> Vec<u32> {
     let group = group.as_raw_nonzero().get() as u32;
     let table = subtree_table(std::process::id());
@@ -121,16 +125,50 @@ pub fn kill_descendants_of_labrun() {
 
 /// The final sweep after all servers are stopped: kills whatever a server daemonized away
 /// from its tree (the subreaper setting brought it back under labrun) and reaps it.
+///
+/// A process that forks and exits in a loop changes pid faster than a reading of `/proc`
+/// can keep up (and wraps the pid space round, defeating any order), so one reading can
+/// miss it: each process found is killed with its whole process group, which every later
+/// generation of such a loop shares, and the sweep ends only after three readings in a row
+/// find nothing.
 pub fn sweep() {
-    for _ in 0..50 {
+    let own_group = rustix::process::getpgrp();
+    let mut empty_readings = 0;
+    for _ in 0..100 {
         let left = launched_descendants();
         if left.is_empty() {
-            return;
+            empty_readings += 1;
+            if empty_readings == 3 {
+                return;
+            }
+        } else {
+            empty_readings = 0;
+            for group in groups_of(&left).into_iter().filter(|g| *g != own_group) {
+                let _ = rustix::process::kill_process_group(group, Signal::KILL);
+            }
+            signal_all(&left, Signal::KILL);
+            reap_adopted(&left);
         }
-        signal_all(&left, Signal::KILL);
-        reap_adopted(&left);
+        reap_exited_children();
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
+}
+
+/// The distinct process groups of `pids` (those still alive).
+fn groups_of(pids: &[u32]) -> Vec<Pid> {
+    let mut groups: Vec<Pid> = pids
+        .iter()
+        .filter_map(|&pid| Pid::from_raw(stat(pid)?.group as i32))
+        .collect();
+    groups.sort_by_key(|g| g.as_raw_nonzero());
+    groups.dedup();
+    groups
+}
+
+/// Reaps every child of labrun that has exited: orphans re-parented to it while they ran
+/// must not pile up as its zombies (a fork loop leaves thousands).
+fn reap_exited_children() {
+    while let Ok(Some(_)) = rustix::process::wait(WaitOptions::NOHANG) {}
 }
 
 /// A server's processes at one moment, below its leader.
@@ -146,9 +184,7 @@ pub struct Census {
 /// the members of its process group, which a double fork leaves there after re-parenting
 /// the grandchild to labrun) and the zombies among their children, its own and the group's.
 pub fn census(root: u32) -> Census {
-    // Group members that left the root's tree were re-parented to labrun: they are in
-    // labrun's tree, as the root is.
-    let table = subtree_table(std::process::id());
+    let table = process_table();
     let mut tree: HashSet<u32> = descendants_in(&live_links(&table), root).into_iter().collect();
     tree.extend(
         table
