@@ -98,6 +98,18 @@ impl FromStr for Tolerance {
     }
 }
 
+impl Tolerance {
+    /// How far a latency or throughput whose baseline is `baseline` may move the worse way
+    /// (in its own units) before it counts: the relative limit, and for a latency at least
+    /// [`LATENCY_NOISE_US`].
+    fn margin(&self, baseline: f64) -> f64 {
+        match self.figure {
+            Figure::Latency(..) => (baseline * self.limit).max(LATENCY_NOISE_US as f64),
+            _ => baseline * self.limit,
+        }
+    }
+}
+
 /// The gates used when `--max-regress` is not given.
 pub fn default_tolerances() -> Vec<Tolerance> {
     vec![
@@ -326,7 +338,7 @@ pub fn compare(baseline: &SavedReport, current: &SavedReport, gates: &[Tolerance
         current: format!("{new_median:.0} msgs/s"),
         change: relative(old_median, new_median),
         limit,
-        decision: limit.map(|t| decide(&old, &new, false, old_median * t.limit)),
+        decision: limit.map(|t| decide(&old, &new, false, t.margin(old_median))),
         runs: (old, new),
     });
     rows.push(errors_row(&old_runs, &new_runs, gate(Figure::Errors)));
@@ -369,7 +381,7 @@ fn latency_row(figure: Figure, runs: (Vec<f64>, Vec<f64>), limit: Option<Toleran
     let (old, new) = (middle(&runs.0), middle(&runs.1));
     let shown = |v: Option<f64>| v.map_or_else(|| "—".to_owned(), |us| units::micros(us as u64));
     let decision = limit.map(|t| match (old, new) {
-        (Some(o), Some(_)) => decide(&runs.0, &runs.1, true, (o * t.limit).max(LATENCY_NOISE_US as f64)),
+        (Some(o), Some(_)) => decide(&runs.0, &runs.1, true, t.margin(o)),
         // A figure the baseline had and the current run lost (no samples) is a regression.
         (Some(_), None) => Decision::Regressed { at_least: None },
         _ => Decision::Held,
@@ -512,10 +524,7 @@ fn slow_baseline_run(row: &Row) -> Option<String> {
     } else {
         median - value
     };
-    let margin = match row.figure {
-        Figure::Latency(..) => (median * limit.limit).max(LATENCY_NOISE_US as f64),
-        _ => median * limit.limit,
-    };
+    let margin = limit.margin(median);
     (worse_by > margin).then(|| {
         let shown = |v: f64| match row.figure {
             Figure::Latency(..) => units::micros(v as u64),

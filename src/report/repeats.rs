@@ -201,22 +201,24 @@ const SERVER_TITLES: [&str; 7] = [
 
 /// One run's row under [`SERVER_TITLES`].
 fn server_row(index: usize, run: &RepeatedRun) -> Vec<String> {
-    let rtt = |quantile: f64| {
-        run.total
-            .latency
-            .rtt
-            .quantile(quantile)
-            .map_or_else(|| "—".to_owned(), |d| units::micros(d.as_micros() as u64))
-    };
     vec![
         (index + 1).to_string(),
         run.outcome.word().to_owned(),
         units::count(run.total.messages),
         format!("{:.0}", run.total.messages_per_second),
-        rtt(0.5),
-        rtt(0.99),
+        rtt(&run.total, 0.5),
+        rtt(&run.total, 0.99),
         units::count(run.total.error_count()),
     ]
+}
+
+/// A run's round trip at `quantile`, as text (`—` without samples).
+fn rtt(total: &GroupReport, quantile: f64) -> String {
+    total
+        .latency
+        .rtt
+        .quantile(quantile)
+        .map_or_else(|| "—".to_owned(), |d| units::micros(d.as_micros() as u64))
 }
 
 /// One run in a line, for the progress of a repeated scenario: its outcome, throughput and
@@ -226,17 +228,14 @@ pub fn one_line(report: &Report) -> String {
         return format!("{}: could not run (the error is above)", report.outcome.word());
     }
     match &report.tested {
-        Tested::Servers(servers) => {
-            let row = server_row(0, &RepeatedRun::of(report));
-            format!(
-                "{} · {:.0} msgs/s · rtt p50 {}, p99 {} · {} errors",
-                report.outcome.word(),
-                servers.total.messages_per_second,
-                row[4],
-                row[5],
-                row[6]
-            )
-        }
+        Tested::Servers(servers) => format!(
+            "{} · {:.0} msgs/s · rtt p50 {}, p99 {} · {} errors",
+            report.outcome.word(),
+            servers.total.messages_per_second,
+            rtt(&servers.total, 0.5),
+            rtt(&servers.total, 0.99),
+            units::count(servers.total.error_count())
+        ),
         Tested::ClientPrograms(_) => report.outcome.word().to_owned(),
     }
 }
