@@ -5,12 +5,10 @@
 //! timeout, the run deadline and Ctrl-C, whichever comes first, so a server that hangs can
 //! never hang labrun.
 
-use std::cell::{Cell, RefCell};
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::task::{Context, Waker};
 use std::time::Duration;
 
 use tokio::net::{TcpSocket, TcpStream};
@@ -45,69 +43,14 @@ pub struct ClientContext {
     pub run_deadline: Instant,
     /// Fires on Ctrl-C.
     pub cancel: CancellationToken,
-    /// Ctrl-C as its worker sees it, for the echo clients' hot path (see [`LocalStop`]).
-    pub stop: Rc<LocalStop>,
-    /// This client's place in [`LocalStop`]'s wakers.
-    pub slot: usize,
     /// Its worker's figures, where each completed message is counted.
     pub tally: Rc<WorkerTally>,
-    /// Its worker's receive buffer, shared by the worker's clients: borrowed only while a
-    /// client handles one wake-up without awaiting, so ten thousand clients need one buffer
-    /// per worker rather than one each.
-    pub receive_buffer: Rc<RefCell<Vec<u8>>>,
     /// Its worker's connect window: how many of its clients may be connecting at once.
     pub connect_window: Rc<tokio::sync::Semaphore>,
     /// Its server's connect pacer, when the kernel tells the server's accept queue.
     pub pacer: Option<Arc<ConnectPacer>>,
     /// Fires once every well-behaved client has finished; stalled clients hold on until then.
     pub well_behaved_done: CancellationToken,
-}
-
-/// Ctrl-C as one worker's clients see it: a flag and a waker per client, set by one task
-/// that waits on the run's token. Polling the token itself takes its mutex, twice, on every
-/// wake-up of every client; this costs a `Cell` read and a pointer compare, and no atomic
-/// operation, since a worker's clients all run on its one thread.
-pub struct LocalStop {
-    stopped: Cell<bool>,
-    wakers: RefCell<Vec<Option<Waker>>>,
-}
-
-impl LocalStop {
-    /// A stop for `clients` clients, set when `cancel` fires by a task spawned on the
-    /// current `LocalSet`.
-    pub fn watching(cancel: &CancellationToken, clients: usize) -> Rc<LocalStop> {
-        let stop = Rc::new(LocalStop {
-            stopped: Cell::new(false),
-            wakers: RefCell::new(vec![None; clients]),
-        });
-        let (watched, cancel) = (Rc::clone(&stop), cancel.clone());
-        tokio::task::spawn_local(async move {
-            cancel.cancelled().await;
-            watched.stopped.set(true);
-            let wakers: Vec<Waker> = watched
-                .wakers
-                .borrow_mut()
-                .iter_mut()
-                .filter_map(Option::take)
-                .collect();
-            wakers.into_iter().for_each(Waker::wake);
-        });
-        stop
-    }
-
-    /// Whether Ctrl-C came; if not, client `slot` is woken when it does.
-    pub fn poll_stopped(&self, slot: usize, cx: &Context<'_>) -> bool {
-        if self.stopped.get() {
-            return true;
-        }
-        if let Some(kept) = self.wakers.borrow_mut().get_mut(slot) {
-            match kept {
-                Some(waker) if waker.will_wake(cx.waker()) => {}
-                _ => *kept = Some(cx.waker().clone()),
-            }
-        }
-        false
-    }
 }
 
 /// Why a bounded wait ended early.

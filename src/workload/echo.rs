@@ -20,19 +20,19 @@
 //! message and then want every echo and the server's close.
 
 use std::collections::VecDeque;
-use std::future::{Future, poll_fn};
 use std::io;
 use std::ops::ControlFlow;
-use std::pin::{Pin, pin};
-use std::task::{Context, Poll};
+use std::rc::Rc;
+use std::task::Poll;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 
 use super::client::{ClientContext, Interruption, failed, interrupted_end, is_reset, socket_failure};
 use super::payload::PayloadGenerator;
+use super::reactor::{Exchange, Reactor, Socket};
 use super::record::{ClientEnd, ClientErrorKind, ClientRecord, Timeline};
 use super::schedule::SendSchedule;
 use crate::scenario::FaultKind;
@@ -61,7 +61,7 @@ const GARBAGE: &[u8] = b"\xff\xfe\x00\x1b[2J\xc3\x28\r\n\xa0\xa1\x00\xe2\x28\xa1
 const GARBAGE_REPEATS: usize = 48;
 
 /// How the exchange went wrong.
-enum ExchangeError {
+pub enum ExchangeError {
     Interrupted(Interruption),
     /// The oldest message's reply did not complete within the reply timeout.
     ReplyTimedOut(StreamEnd),
@@ -70,10 +70,11 @@ enum ExchangeError {
     Socket(io::Error),
 }
 
-/// Runs one echo client to completion and returns what it did.
-pub async fn run(ctx: ClientContext) -> ClientRecord {
-    let mut session = Session::new(&ctx);
-    let end = session.run(&ctx).await;
+/// Runs one echo client to completion, its conversation in its worker's `reactor`, and
+/// returns what it did.
+pub async fn run(ctx: ClientContext, reactor: Rc<Reactor<Talk>>) -> ClientRecord {
+    let ctx = Rc::new(ctx);
+    let (mut session, end) = Session::new(&ctx).run(&ctx, &reactor).await;
     if session.in_service {
         ctx.server_activity.left();
     }
@@ -90,6 +91,31 @@ pub async fn run(ctx: ClientContext) -> ClientRecord {
         end,
         fault: session.fault,
         datagrams: None,
+    }
+}
+
+/// One client's conversation as its worker's [`Reactor`] steps it.
+pub struct Talk {
+    session: Session,
+    conversation: Conversation,
+    ctx: Rc<ClientContext>,
+}
+
+impl Exchange for Talk {
+    type Output = Result<(), ExchangeError>;
+
+    fn step(
+        &mut self,
+        socket: &mut Socket,
+        buffer: &mut [u8],
+        deadline: &mut Option<Instant>,
+    ) -> Poll<Self::Output> {
+        self.session
+            .step(&self.ctx, &mut self.conversation, socket, buffer, deadline)
+    }
+
+    fn interrupted(&self) -> Self::Output {
+        Err(ExchangeError::Interrupted(Interruption::Cancelled))
     }
 }
 
@@ -122,10 +148,11 @@ impl Session {
         }
     }
 
-    async fn run(&mut self, ctx: &ClientContext) -> ClientEnd {
+    /// The whole session: connect, converse in `reactor`, then end the way the group asks.
+    async fn run(mut self, ctx: &Rc<ClientContext>, reactor: &Reactor<Talk>) -> (Session, ClientEnd) {
         let mut stream = match ctx.connect(&mut self.timeline).await {
             Ok(stream) => stream,
-            Err(end) => return end,
+            Err(end) => return (self, end),
         };
         let normal_messages = match (self.fault, ctx.group.fault) {
             (Some(_), Some(plan)) => plan.after,
@@ -136,55 +163,49 @@ impl Session {
         let exchange = match normal_messages {
             0 => Ok(()),
             total => {
-                let mut conversation = Conversation::new(ctx, total, half_close);
-                self.converse(ctx, &mut conversation, &mut stream).await
+                let talk = Talk {
+                    session: self,
+                    conversation: Conversation::new(ctx, total, half_close),
+                    ctx: Rc::clone(ctx),
+                };
+                let (talk, handed_back) = reactor.converse(talk, stream).await;
+                self = talk.session;
+                match handed_back {
+                    Ok((exchange, back)) => {
+                        stream = back;
+                        exchange
+                    }
+                    Err(err) => {
+                        let end = socket_failure(&err, Some(self.completed));
+                        return (self, end);
+                    }
+                }
             }
         };
         let mut receive_buffer = vec![0u8; SPARE_BUFFER_BYTES];
-        if let Err(error) = exchange {
-            return self
-                .end_of_exchange(error, ctx, &mut stream, &mut receive_buffer)
-                .await;
-        }
-        match self.fault {
-            Some(kind) => self.misbehave(kind, ctx, stream, &mut receive_buffer).await,
-            None => {
+        let end = match (exchange, self.fault) {
+            (Err(error), _) => {
+                self.end_of_exchange(error, ctx, &mut stream, &mut receive_buffer)
+                    .await
+            }
+            (Ok(()), Some(kind)) => self.misbehave(kind, ctx, stream, &mut receive_buffer).await,
+            (Ok(()), None) => {
                 self.after_last_echo(ctx, &mut stream, &mut receive_buffer, half_close)
                     .await
             }
-        }
-    }
-
-    /// Exchanges the conversation's messages until all are echoed or something goes wrong.
-    async fn converse(
-        &mut self,
-        ctx: &ClientContext,
-        conversation: &mut Conversation,
-        stream: &mut TcpStream,
-    ) -> Result<(), ExchangeError> {
-        let mut timer = pin!(tokio::time::sleep_until(ctx.run_deadline));
-        poll_fn(|cx| {
-            if ctx.stop.poll_stopped(ctx.slot, cx) {
-                return Poll::Ready(Err(ExchangeError::Interrupted(Interruption::Cancelled)));
-            }
-            // The worker's buffer is borrowed only for this synchronous step, so its other
-            // clients, which run between steps, can never find it taken.
-            let mut receive_buffer = ctx.receive_buffer.borrow_mut();
-            self.step(cx, ctx, conversation, stream, &mut receive_buffer, timer.as_mut())
-        })
-        .await
+        };
+        (self, end)
     }
 
     /// One wake-up of the conversation: queue what is due, write, read and verify, then
-    /// either finish, fail, or arrange to be woken by the socket or the timer.
+    /// either finish, fail, or set `deadline` to when to look again if the socket is silent.
     fn step(
         &mut self,
-        cx: &mut Context<'_>,
         ctx: &ClientContext,
         conversation: &mut Conversation,
-        stream: &mut TcpStream,
+        socket: &mut Socket,
         receive_buffer: &mut [u8],
-        mut timer: Pin<&mut Sleep>,
+        deadline: &mut Option<Instant>,
     ) -> Poll<Result<(), ExchangeError>> {
         loop {
             let now = Instant::now();
@@ -195,7 +216,7 @@ impl Session {
                 conversation.queue(&mut self.payloads, &mut self.matcher, intended, now);
             }
             let written_before = conversation.written_bytes;
-            if let Err(err) = self.write_queued(cx, conversation, stream, now) {
+            if let Err(err) = self.write_queued(conversation, socket, now) {
                 return Poll::Ready(Err(err));
             }
             // One clock read per wake-up: what arrives is stamped with it, unless this step
@@ -206,7 +227,7 @@ impl Session {
             }
             let slots_before = conversation.free_slots();
             if let ControlFlow::Break(end) =
-                self.read_arrived(cx, ctx, conversation, stream, receive_buffer, arrival)
+                self.read_arrived(ctx, conversation, socket, receive_buffer, arrival)
             {
                 return Poll::Ready(end);
             }
@@ -225,13 +246,13 @@ impl Session {
                 .into_iter()
                 .flatten()
                 .fold(ctx.run_deadline, Instant::min);
-            // The timer is moved earlier when needed, but left alone when the moment to
-            // check has only moved later: it then fires early, finds nothing due and is
-            // re-armed, once per reply timeout instead of once per message.
-            if timer.is_elapsed() || wake_at < timer.deadline() {
-                timer.as_mut().reset(wake_at);
+            // The deadline is moved earlier when needed, but left alone when the moment to
+            // check has only moved later: it then comes early, finds nothing due and is set
+            // again, once per reply timeout instead of once per message.
+            if deadline.is_none_or(|at| now >= at || wake_at < at) {
+                *deadline = Some(wake_at);
             }
-            if timer.as_mut().poll(cx).is_pending() {
+            if deadline.is_some_and(|at| at > now) {
                 return Poll::Pending;
             }
         }
@@ -242,13 +263,12 @@ impl Session {
     #[inline]
     fn write_queued(
         &mut self,
-        cx: &mut Context<'_>,
         conversation: &mut Conversation,
-        stream: &mut TcpStream,
+        socket: &mut Socket,
         now: Instant,
     ) -> Result<(), ExchangeError> {
         while conversation.written_bytes < conversation.queued_bytes {
-            match Pin::new(&mut *stream).poll_write(cx, self.matcher.unwritten()) {
+            match socket.write(self.matcher.unwritten()) {
                 Poll::Ready(Ok(0)) => {
                     return Err(ExchangeError::Socket(io::ErrorKind::WriteZero.into()));
                 }
@@ -267,11 +287,8 @@ impl Session {
             && conversation.queued == conversation.total
         {
             // The last message is out: say so with a FIN at once, before its echo.
-            match Pin::new(&mut *stream).poll_shutdown(cx) {
-                Poll::Ready(Ok(())) => conversation.sending_closed = true,
-                Poll::Ready(Err(err)) => return Err(ExchangeError::Socket(err)),
-                Poll::Pending => {}
-            }
+            socket.shutdown_write().map_err(ExchangeError::Socket)?;
+            conversation.sending_closed = true;
         }
         Ok(())
     }
@@ -282,17 +299,15 @@ impl Session {
     #[inline]
     fn read_arrived(
         &mut self,
-        cx: &mut Context<'_>,
         ctx: &ClientContext,
         conversation: &mut Conversation,
-        stream: &mut TcpStream,
+        socket: &mut Socket,
         receive_buffer: &mut [u8],
         arrival: Option<Instant>,
     ) -> ControlFlow<Result<(), ExchangeError>> {
         while !conversation.peer_closed {
-            let mut filled = ReadBuf::new(receive_buffer);
-            match Pin::new(&mut *stream).poll_read(cx, &mut filled) {
-                Poll::Ready(Ok(())) if filled.filled().is_empty() => {
+            match socket.read(receive_buffer) {
+                Poll::Ready(Ok(0)) => {
                     if !conversation.in_flight.is_empty() {
                         return ControlFlow::Break(Err(ExchangeError::Closed));
                     }
@@ -300,8 +315,8 @@ impl Session {
                     // finding then names a message, as it would for a real client.
                     conversation.peer_closed = true;
                 }
-                Poll::Ready(Ok(())) => {
-                    let chunk = filled.filled();
+                Poll::Ready(Ok(received)) => {
+                    let chunk = &receive_buffer[..received];
                     let now = arrival.unwrap_or_else(Instant::now);
                     self.arrived += chunk.len() as u64;
                     if self.timeline.first_reply.is_none() {
@@ -850,7 +865,6 @@ impl Conversation {
 
 #[cfg(test)]
 mod tests {
-    use std::cell::RefCell;
     use std::path::Path;
     use std::rc::Rc;
     use std::sync::Arc;
@@ -983,20 +997,20 @@ mod tests {
                 run_start: now,
                 start_at: now,
                 run_deadline: now + Duration::from_secs(5),
-                stop: crate::workload::client::LocalStop::watching(&cancel, 1),
-                slot: 0,
-                cancel,
+                cancel: cancel.clone(),
                 tally: Rc::new(WorkerTally::new(
                     1,
                     Arc::new(crate::workload::tally::MessageCount::new(1)),
                     0,
                     1,
                 )),
-                receive_buffer: Rc::new(RefCell::new(vec![0u8; 64 * 1024])),
                 connect_window: Rc::new(tokio::sync::Semaphore::new(1)),
                 well_behaved_done: CancellationToken::new(),
             };
-            tokio::time::timeout(Duration::from_secs(8), run(ctx))
+            let reactor = Rc::new(Reactor::new(&cancel, 64 * 1024).expect("an epoll instance"));
+            let running = Rc::clone(&reactor);
+            tokio::task::spawn_local(async move { running.run().await });
+            tokio::time::timeout(Duration::from_secs(8), run(ctx, reactor))
                 .await
                 .expect("the session ends within its run deadline")
         })

@@ -17,12 +17,12 @@ mod echo;
 mod pacer;
 mod payload;
 pub mod probe;
+mod reactor;
 pub mod record;
 pub mod room;
 mod schedule;
 mod tally;
 
-use std::cell::RefCell;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -44,7 +44,8 @@ use crate::workload::room::{MemberSpec, Room, RoomOutcome};
 use pacer::ConnectPacer;
 use tally::WorkerTally;
 
-/// Each worker's receive buffer: large enough that big echoes arrive in few reads.
+/// The receive buffer of each worker's echo conversations: large enough that big echoes
+/// arrive in few reads.
 const WORKER_RECEIVE_BUFFER_BYTES: usize = 64 * 1024;
 
 /// Connects in progress at once per worker: the default accept queue of a Python server
@@ -344,12 +345,16 @@ fn run_worker(jobs: Vec<Job>, shared: Shared, worker: usize, workers: usize) -> 
         worker,
         workers,
     ));
-    let receive_buffer = Rc::new(RefCell::new(vec![0u8; WORKER_RECEIVE_BUFFER_BYTES]));
     let connect_window = Rc::new(tokio::sync::Semaphore::new(CONNECT_WINDOW));
     let records = local.block_on(&runtime, async {
-        let stop = client::LocalStop::watching(&shared.cancel, jobs.len());
+        let reactor = Rc::new(reactor::Reactor::new(
+            &shared.cancel,
+            WORKER_RECEIVE_BUFFER_BYTES,
+        )?);
+        let running = Rc::clone(&reactor);
+        tokio::task::spawn_local(async move { running.run().await });
         let mut tasks = JoinSet::new();
-        for (slot, job) in jobs.into_iter().enumerate() {
+        for job in jobs {
             let ctx = client::ClientContext {
                 group: job.group,
                 group_index: job.group_index,
@@ -361,17 +366,14 @@ fn run_worker(jobs: Vec<Job>, shared: Shared, worker: usize, workers: usize) -> 
                 start_at: job.start_at,
                 run_deadline: shared.run_deadline,
                 cancel: shared.cancel.clone(),
-                stop: Rc::clone(&stop),
-                slot,
                 tally: Rc::clone(&tally),
-                receive_buffer: Rc::clone(&receive_buffer),
                 connect_window: Rc::clone(&connect_window),
                 pacer: job.pacer,
                 well_behaved_done: shared.well_behaved_done.clone(),
             };
             match job.kind {
                 JobKind::Datagrams => tasks.spawn_local(datagram::run(ctx)),
-                JobKind::Echo => tasks.spawn_local(echo::run(ctx)),
+                JobKind::Echo => tasks.spawn_local(echo::run(ctx, Rc::clone(&reactor))),
                 JobKind::Chat(seat) => tasks.spawn_local(chat::run(ctx, seat)),
                 JobKind::Broadcast(membership) => tasks.spawn_local(broadcast::run(ctx, membership)),
             };
@@ -390,8 +392,8 @@ fn run_worker(jobs: Vec<Job>, shared: Shared, worker: usize, workers: usize) -> 
                 Err(_) => unreachable!("client tasks are never aborted"),
             }
         }
-        records
-    });
+        Ok::<_, io::Error>(records)
+    })?;
     Ok(WorkerOutcome {
         records,
         rtt: tally.finish(),
