@@ -12,12 +12,11 @@
 //!
 //! A conversation is handed over with its socket ([`Reactor::converse`]) and handed back,
 //! socket and all, when its step says it is over or Ctrl-C comes. Its timer is one instant
-//! (its next deadline, see [`Exchange::step`]) kept in a heap; a deadline that moves later
-//! leaves a stale heap entry that is skipped when it comes up.
+//! (its next deadline, see [`Exchange::step`]) in an ordered set of every conversation's,
+//! moved when the step moves it: one entry per conversation however often that happens.
 
 use std::cell::{Cell, RefCell};
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::BTreeSet;
 use std::future::poll_fn;
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
@@ -166,9 +165,9 @@ pub struct Reactor<E: Exchange> {
     /// has an event.
     instance: AsyncFd<Instance>,
     entries: RefCell<Slab<Entry<E>>>,
-    /// Deadlines, earliest first, with the entry each belongs to. Only steps set them, and
-    /// steps run only in the loop's own task, which looks at the earliest before it waits.
-    deadlines: RefCell<BinaryHeap<Reverse<(Instant, usize)>>>,
+    /// Each conversation's deadline, earliest first, with its entry. Only steps set them,
+    /// and steps run only in the loop's own task, which looks at the earliest before it waits.
+    deadlines: RefCell<BTreeSet<(Instant, usize)>>,
     /// Ctrl-C.
     stop: Rc<LocalStop>,
     /// Where the conversations read: one buffer for them all, since a step never waits.
@@ -191,7 +190,7 @@ impl<E: Exchange> Reactor<E> {
         Ok(Reactor {
             instance,
             entries: RefCell::new(Slab::new()),
-            deadlines: RefCell::new(BinaryHeap::new()),
+            deadlines: RefCell::new(BTreeSet::new()),
             stop: LocalStop::watching(cancel),
             buffer: RefCell::new(vec![0; buffer_bytes]),
         })
@@ -327,9 +326,9 @@ impl<E: Exchange> Reactor<E> {
         work(self.instance.get_ref().poll.borrow().registry())
     }
 
-    /// The earliest deadline still in the heap.
+    /// The earliest deadline.
     fn earliest_deadline(&self) -> Option<Instant> {
-        self.deadlines.borrow().peek().map(|Reverse((at, _))| *at)
+        self.deadlines.borrow().first().map(|(at, _)| *at)
     }
 
     /// Steps every conversation whose deadline has come.
@@ -337,19 +336,33 @@ impl<E: Exchange> Reactor<E> {
         loop {
             let due = {
                 let mut deadlines = self.deadlines.borrow_mut();
-                match deadlines.peek() {
-                    Some(Reverse((at, _))) if *at <= now => deadlines.pop(),
+                match deadlines.first() {
+                    Some((at, _)) if *at <= now => deadlines.pop_first(),
                     _ => None,
                 }
             };
-            let Some(Reverse((at, token))) = due else {
+            let Some((_, token)) = due else {
                 return;
             };
-            let current = self.entries.borrow().get(token).map(|entry| entry.deadline);
-            // A deadline since moved, or an entry since ended, is stale.
-            if current == Some(Some(at)) {
-                self.step(token, None);
+            // Its deadline is spent: the step sets the next one.
+            if let Some(entry) = self.entries.borrow_mut().get_mut(token) {
+                entry.deadline = None;
             }
+            self.step(token, None);
+        }
+    }
+
+    /// Moves conversation `token`'s deadline from `before` to `after` in the set.
+    fn move_deadline(&self, token: usize, before: Option<Instant>, after: Option<Instant>) {
+        if before == after {
+            return;
+        }
+        let mut deadlines = self.deadlines.borrow_mut();
+        if let Some(at) = before {
+            deadlines.remove(&(at, token));
+        }
+        if let Some(at) = after {
+            deadlines.insert((at, token));
         }
     }
 
@@ -378,19 +391,16 @@ impl<E: Exchange> Reactor<E> {
                     owner.wake();
                 }
             }
-            Poll::Pending => {
-                if entry.deadline != before
-                    && let Some(at) = entry.deadline
-                {
-                    self.deadlines.borrow_mut().push(Reverse((at, token)));
-                }
-            }
+            Poll::Pending => {}
         }
+        self.move_deadline(token, before, entry.deadline);
     }
 
     /// Ends every conversation as Ctrl-C does.
     fn interrupt_all(&self) {
+        self.deadlines.borrow_mut().clear();
         for (_, entry) in self.entries.borrow_mut().iter_mut() {
+            entry.deadline = None;
             if entry.output.is_none() {
                 entry.output = Some(entry.exchange.interrupted());
                 if let Some(owner) = entry.owner.take() {
@@ -412,6 +422,7 @@ impl<E: Exchange> Drop for Handed<'_, E> {
         if let Some(token) = self.token.take()
             && let Some(mut entry) = self.reactor.entries.borrow_mut().try_remove(token)
         {
+            self.reactor.move_deadline(token, entry.deadline, None);
             let _ = self
                 .reactor
                 .with_registry(|registry| registry.deregister(&mut entry.socket.stream));
@@ -474,7 +485,8 @@ mod tests {
 
     use super::*;
 
-    /// Reads until end of stream, or gives up at `until`.
+    /// Reads until end of stream, or gives up at `until`; each byte read moves its deadline
+    /// a millisecond earlier, as a deadline that keeps moving would.
     struct ReadToEnd {
         received: Vec<u8>,
         steps: u32,
@@ -502,7 +514,7 @@ mod tests {
             if Instant::now() >= self.until {
                 return Poll::Ready("deadline");
             }
-            *deadline = Some(self.until);
+            *deadline = Some(self.until - Duration::from_millis(self.received.len() as u64));
             Poll::Pending
         }
 
@@ -517,7 +529,7 @@ mod tests {
         peer: impl FnOnce(std::net::TcpStream) + Send + 'static,
         until: Duration,
         cancel_after: Option<Duration>,
-    ) -> (ReadToEnd, &'static str, Duration) {
+    ) -> (ReadToEnd, &'static str, Duration, usize) {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -542,6 +554,15 @@ mod tests {
                     cancel.cancel();
                 });
             }
+            // The most deadlines the loop holds at once, looked at every millisecond.
+            let held = Rc::new(std::cell::Cell::new(0));
+            let (watched, most) = (Rc::clone(&reactor), Rc::clone(&held));
+            let watching = tokio::task::spawn_local(async move {
+                loop {
+                    most.set(most.get().max(watched.deadlines.borrow().len()));
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            });
             let started = Instant::now();
             let exchange = ReadToEnd {
                 received: Vec::new(),
@@ -551,11 +572,13 @@ mod tests {
             let (exchange, ended) = reactor.converse(exchange, stream).await;
             let (output, mut stream) = ended.expect("the stream handed back");
             let took = started.elapsed();
+            watching.abort();
+            assert!(reactor.deadlines.borrow().is_empty(), "a deadline left behind");
             // The stream is tokio's again, and still works (unless the peer closed it).
             let mut rest = Vec::new();
             let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest)).await;
             connecting.join().expect("the peer's thread");
-            (exchange, output, took)
+            (exchange, output, took, held.get())
         })
     }
 
@@ -563,7 +586,7 @@ mod tests {
     fn bytes_then_fin_in_one_go_are_read_to_the_end() {
         // The FIN may be in before the first read: the short read must not stop the reading.
         for _ in 0..20 {
-            let (exchange, output, _) = converse_with(
+            let (exchange, output, _, _) = converse_with(
                 |mut peer| {
                     let _ = peer.write_all(b"hello");
                 },
@@ -577,7 +600,7 @@ mod tests {
 
     #[test]
     fn bytes_in_pieces_each_wake_the_conversation() {
-        let (exchange, output, _) = converse_with(
+        let (exchange, output, _, _) = converse_with(
             |mut peer| {
                 for piece in [&b"one "[..], b"two ", b"three"] {
                     let _ = peer.write_all(piece);
@@ -594,7 +617,7 @@ mod tests {
 
     #[test]
     fn a_silent_peer_ends_the_conversation_at_its_deadline() {
-        let (exchange, output, took) = converse_with(
+        let (exchange, output, took, _) = converse_with(
             |peer| {
                 std::thread::sleep(Duration::from_millis(600));
                 drop(peer);
@@ -611,7 +634,7 @@ mod tests {
 
     #[test]
     fn ctrl_c_ends_a_waiting_conversation_at_once() {
-        let (_, output, _) = converse_with(
+        let (_, output, _, _) = converse_with(
             |peer| {
                 std::thread::sleep(Duration::from_millis(400));
                 drop(peer);
@@ -621,5 +644,24 @@ mod tests {
         );
         // Before the peer closes at 400 ms.
         assert_eq!(output, "interrupted");
+    }
+
+    #[test]
+    fn a_deadline_that_keeps_moving_is_held_once() {
+        let (exchange, output, _, held) = converse_with(
+            |mut peer| {
+                let _ = peer.set_nodelay(true);
+                for _ in 0..100 {
+                    let _ = peer.write_all(b"x");
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            },
+            Duration::from_secs(60),
+            None,
+        );
+        assert_eq!(output, "end of stream");
+        assert_eq!(exchange.received.len(), 100);
+        assert!(exchange.steps > 10, "{} steps", exchange.steps);
+        assert_eq!(held, 1);
     }
 }
