@@ -4,8 +4,10 @@
 //!
 //! [`drive`] deals the simulated clients to worker threads, runs each as a tokio task on its
 //! worker's single-threaded runtime, starts them on the group's schedule and collects a
-//! [`ClientRecord`] from each. Round trips go into the worker's own histograms (see
-//! [`tally`]), so no lock and no shared counter sits on the per-message path.
+//! [`ClientRecord`] from each. An echo client's conversation, the per-message hot path, is
+//! stepped straight from its socket's events by the worker's [`reactor`] instead of being
+//! woken as a task. Round trips go into the worker's own histograms (see [`tally`]), so no
+//! lock and no shared counter sits on the per-message path.
 
 mod accept_queue;
 mod activity;
