@@ -975,12 +975,7 @@ mod tests {
     /// Runs one echo client against a fake server playing `moves`; the client must end, by
     /// itself and without panicking, well within its bounds.
     fn session(load: &str, size: &str, moves: Vec<Move>, seed: u64) -> ClientRecord {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let local = tokio::task::LocalSet::new();
-        local.block_on(&runtime, async {
+        crate::workload::reactor::testing::on_a_worker(async {
             let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
             let address = listener.local_addr().expect("address");
             tokio::task::spawn_local(serve(listener, moves));
@@ -1007,9 +1002,7 @@ mod tests {
                 connect_window: Rc::new(tokio::sync::Semaphore::new(1)),
                 well_behaved_done: CancellationToken::new(),
             };
-            let reactor = Rc::new(Reactor::new(&cancel, 64 * 1024).expect("an epoll instance"));
-            let running = Rc::clone(&reactor);
-            tokio::task::spawn_local(async move { running.run().await });
+            let reactor = crate::workload::reactor::testing::running(&cancel);
             tokio::time::timeout(Duration::from_secs(8), run(ctx, reactor))
                 .await
                 .expect("the session ends within its run deadline")

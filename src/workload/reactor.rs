@@ -79,20 +79,13 @@ impl Socket {
         if self.drained {
             return Poll::Pending;
         }
-        loop {
-            match self.stream.read(buffer) {
-                Ok(n) => {
-                    self.drained = n > 0 && n < buffer.len() && !self.read_closed;
-                    return Poll::Ready(Ok(n));
-                }
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                    self.drained = true;
-                    return Poll::Pending;
-                }
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(err) => return Poll::Ready(Err(err)),
-            }
-        }
+        let read = without_blocking(|| self.stream.read(buffer));
+        self.drained = match read {
+            Poll::Pending => true,
+            Poll::Ready(Ok(n)) => n > 0 && n < buffer.len() && !self.read_closed,
+            Poll::Ready(Err(_)) => false,
+        };
+        read
     }
 
     /// Writes from `bytes`: `Pending` when the send buffer is full.
@@ -100,20 +93,13 @@ impl Socket {
         if self.full {
             return Poll::Pending;
         }
-        loop {
-            match self.stream.write(bytes) {
-                Ok(n) => {
-                    self.full = n < bytes.len();
-                    return Poll::Ready(Ok(n));
-                }
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                    self.full = true;
-                    return Poll::Pending;
-                }
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(err) => return Poll::Ready(Err(err)),
-            }
-        }
+        let written = without_blocking(|| self.stream.write(bytes));
+        self.full = match written {
+            Poll::Pending => true,
+            Poll::Ready(Ok(n)) => n < bytes.len(),
+            Poll::Ready(Err(_)) => false,
+        };
+        written
     }
 
     /// Shuts down the sending side (a FIN after what was written).
@@ -130,6 +116,18 @@ impl Socket {
             self.full = false;
         }
         self.read_closed |= event.is_read_closed();
+    }
+}
+
+/// Makes a non-blocking `call`, again when a signal interrupted it: `Pending` when it
+/// would block.
+fn without_blocking(mut call: impl FnMut() -> io::Result<usize>) -> Poll<io::Result<usize>> {
+    loop {
+        match call() {
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Poll::Pending,
+            done => return Poll::Ready(done),
+        }
     }
 }
 
@@ -476,6 +474,29 @@ impl LocalStop {
     }
 }
 
+/// What tests of conversations need: a worker's runtime, and a reactor running on it.
+#[cfg(test)]
+pub mod testing {
+    use super::*;
+
+    /// Runs `work` where a worker runs its clients: a single-threaded runtime's `LocalSet`.
+    pub fn on_a_worker<F: Future>(work: F) -> F::Output {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        tokio::task::LocalSet::new().block_on(&runtime, work)
+    }
+
+    /// A reactor whose loop runs on the current `LocalSet`, ended by `cancel`.
+    pub fn running<E: Exchange + 'static>(cancel: &CancellationToken) -> Rc<Reactor<E>> {
+        let reactor = Rc::new(Reactor::new(cancel, 64 * 1024).expect("an epoll instance"));
+        let looping = Rc::clone(&reactor);
+        tokio::task::spawn_local(async move { looping.run().await });
+        reactor
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Write as _;
@@ -530,12 +551,7 @@ mod tests {
         until: Duration,
         cancel_after: Option<Duration>,
     ) -> (ReadToEnd, &'static str, Duration, usize) {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let local = tokio::task::LocalSet::new();
-        local.block_on(&runtime, async {
+        testing::on_a_worker(async {
             let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
             let address = listener.local_addr().expect("address");
             let connecting = std::thread::spawn(move || {
@@ -544,9 +560,7 @@ mod tests {
             });
             let (stream, _) = listener.accept().await.expect("accept");
             let cancel = CancellationToken::new();
-            let reactor = Rc::new(Reactor::new(&cancel, 4096).expect("an epoll instance"));
-            let running = Rc::clone(&reactor);
-            tokio::task::spawn_local(async move { running.run().await });
+            let reactor = testing::running(&cancel);
             if let Some(after) = cancel_after {
                 let cancel = cancel.clone();
                 tokio::task::spawn_local(async move {
@@ -580,6 +594,14 @@ mod tests {
             connecting.join().expect("the peer's thread");
             (exchange, output, took, held.get())
         })
+    }
+
+    /// A peer that says nothing for `wait`, then closes.
+    fn silent_for(wait: Duration) -> impl FnOnce(std::net::TcpStream) + Send + 'static {
+        move |peer| {
+            std::thread::sleep(wait);
+            drop(peer);
+        }
     }
 
     #[test]
@@ -618,10 +640,7 @@ mod tests {
     #[test]
     fn a_silent_peer_ends_the_conversation_at_its_deadline() {
         let (exchange, output, took, _) = converse_with(
-            |peer| {
-                std::thread::sleep(Duration::from_millis(600));
-                drop(peer);
-            },
+            silent_for(Duration::from_millis(600)),
             Duration::from_millis(200),
             None,
         );
@@ -635,10 +654,7 @@ mod tests {
     #[test]
     fn ctrl_c_ends_a_waiting_conversation_at_once() {
         let (_, output, _, _) = converse_with(
-            |peer| {
-                std::thread::sleep(Duration::from_millis(400));
-                drop(peer);
-            },
+            silent_for(Duration::from_millis(400)),
             Duration::from_secs(10),
             Some(Duration::from_millis(100)),
         );
