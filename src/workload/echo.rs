@@ -286,8 +286,10 @@ impl Session {
             && !conversation.sending_closed
             && conversation.queued == conversation.total
         {
-            // The last message is out: say so with a FIN at once, before its echo.
-            socket.shutdown_write().map_err(ExchangeError::Socket)?;
+            // The last message is out: say so with a FIN at once, before its echo. A server
+            // that reset the moment it echoed can make this fail (ENOTCONN) with the whole
+            // echo still to be read: what the reads bring decides, not this.
+            let _ = socket.shutdown_write();
             conversation.sending_closed = true;
         }
         Ok(())

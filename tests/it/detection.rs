@@ -74,6 +74,21 @@ fn issue_18_a_reset_between_messages_is_a_finding_not_a_panic() {
     }
 }
 
+/// A server that resets right after echoing a half-closing client's last message has
+/// served it completely: the reset may beat the client's own shutdown, which then fails
+/// (ENOTCONN) with the whole echo waiting to be read. Sixty clients make that race likely.
+#[test]
+fn a_reset_right_after_the_last_echo_passes_a_half_closing_client() {
+    let clients = "count = 60\nmessages = 5\nsize = 100\ntimeout = \"2s\"\nhalf_close = true";
+    let (code, report) = run_echo(
+        "reset-after-last",
+        &crate::util::python_server("echo_five_then_reset.py"),
+        clients,
+    );
+    assert_eq!(code, Some(0), "{:#}", report["checks"]);
+    assert_eq!(report["total"]["messages"], 300, "{:#}", report["total"]);
+}
+
 /// Item 6: open-loop clients whose first message is not yet due when a `kill` event resets
 /// their queued connections end as cut off by the event, not in a panic.
 #[test]
