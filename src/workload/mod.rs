@@ -349,8 +349,13 @@ fn run_worker(jobs: Vec<Job>, shared: Shared, worker: usize, workers: usize) -> 
     ));
     let connect_window = Rc::new(tokio::sync::Semaphore::new(CONNECT_WINDOW));
     let records = local.block_on(&runtime, async {
+        let conversations = jobs
+            .iter()
+            .filter(|job| matches!(job.kind, JobKind::Echo))
+            .count();
         let reactor = Rc::new(reactor::Reactor::new(
             &shared.cancel,
+            conversations,
             WORKER_RECEIVE_BUFFER_BYTES,
         )?);
         let running = Rc::clone(&reactor);

@@ -173,9 +173,10 @@ pub struct Reactor<E: Exchange> {
 }
 
 impl<E: Exchange> Reactor<E> {
-    /// A loop whose conversations read into a buffer of `buffer_bytes`, ended by `cancel`.
-    /// Must be made within the worker's `LocalSet`.
-    pub fn new(cancel: &CancellationToken, buffer_bytes: usize) -> io::Result<Self> {
+    /// A loop for up to `conversations` at once (room for more is made when needed), which
+    /// read into a buffer of `buffer_bytes`, ended by `cancel`. Must be made within the
+    /// worker's `LocalSet`.
+    pub fn new(cancel: &CancellationToken, conversations: usize, buffer_bytes: usize) -> io::Result<Self> {
         let poll = mio::Poll::new()?;
         let fd = poll.as_raw_fd();
         let instance = Instance {
@@ -187,7 +188,9 @@ impl<E: Exchange> Reactor<E> {
         let instance = unsafe { AsyncFd::register_with_interest(instance, tokio::io::Interest::READABLE) }?;
         Ok(Reactor {
             instance,
-            entries: RefCell::new(Slab::new()),
+            // Sized once: a table doubling as ten thousand clients connect would hold its old
+            // and new copies at once.
+            entries: RefCell::new(Slab::with_capacity(conversations)),
             deadlines: RefCell::new(BTreeSet::new()),
             stop: LocalStop::watching(cancel),
             buffer: RefCell::new(vec![0; buffer_bytes]),
@@ -490,7 +493,7 @@ pub mod testing {
 
     /// A reactor whose loop runs on the current `LocalSet`, ended by `cancel`.
     pub fn running<E: Exchange + 'static>(cancel: &CancellationToken) -> Rc<Reactor<E>> {
-        let reactor = Rc::new(Reactor::new(cancel, 64 * 1024).expect("an epoll instance"));
+        let reactor = Rc::new(Reactor::new(cancel, 1, 64 * 1024).expect("an epoll instance"));
         let looping = Rc::clone(&reactor);
         tokio::task::spawn_local(async move { looping.run().await });
         reactor
