@@ -284,12 +284,15 @@ impl<E: Exchange> Reactor<E> {
                     timer.as_mut().reset(Instant::now() + IDLE_TIMER);
                 }
                 match self.instance.poll_read_ready(cx) {
-                    Poll::Ready(ready) => Poll::Ready(Some(ready.ok())),
+                    Poll::Ready(Ok(ready)) => Poll::Ready(Some(Some(ready))),
+                    // Only a runtime shutting down fails this, every time: end rather than spin.
+                    Poll::Ready(Err(_)) => Poll::Ready(None),
                     Poll::Pending if timer_fired => Poll::Ready(Some(None)),
                     Poll::Pending => Poll::Pending,
                 }
             })
             .await;
+            // Ctrl-C (or a runtime going away): every conversation ends as interrupted.
             let Some(guard) = woke else {
                 self.interrupt_all();
                 return;
