@@ -237,12 +237,12 @@ impl<E: Exchange> Reactor<E> {
             reactor: self,
             token: Some(token),
         };
-        let mut ended = poll_fn(|cx| {
+        let (mut ended, output) = poll_fn(|cx| {
             let mut entries = self.entries.borrow_mut();
             // Only this future and its guard remove the entry.
             let entry = &mut entries[token];
-            if entry.output.is_some() {
-                return Poll::Ready(entries.remove(token));
+            if let Some(output) = entry.output.take() {
+                return Poll::Ready((entries.remove(token), output));
             }
             match &entry.owner {
                 Some(owner) if owner.will_wake(cx.waker()) => {}
@@ -252,10 +252,6 @@ impl<E: Exchange> Reactor<E> {
         })
         .await;
         handed.token = None;
-        let output = match ended.output.take() {
-            Some(output) => output,
-            None => ended.exchange.interrupted(),
-        };
         let handed_back = self.with_registry(|registry| registry.deregister(&mut ended.socket.stream));
         let stream = handed_back.and_then(|()| TcpStream::from_std(ended.socket.stream.into()));
         (ended.exchange, stream.map(|stream| (output, stream)))
