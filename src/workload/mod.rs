@@ -353,13 +353,19 @@ fn run_worker(jobs: Vec<Job>, shared: Shared, worker: usize, workers: usize) -> 
             .iter()
             .filter(|job| matches!(job.kind, JobKind::Echo))
             .count();
-        let reactor = Rc::new(reactor::Reactor::new(
-            &shared.cancel,
-            conversations,
-            WORKER_RECEIVE_BUFFER_BYTES,
-        )?);
-        let running = Rc::clone(&reactor);
-        tokio::task::spawn_local(async move { running.run().await });
+        // Only a worker with echo clients needs the loop (and its buffer and its task).
+        let reactor = match conversations {
+            0 => None,
+            _ => Some(Rc::new(reactor::Reactor::new(
+                &shared.cancel,
+                conversations,
+                WORKER_RECEIVE_BUFFER_BYTES,
+            )?)),
+        };
+        if let Some(reactor) = &reactor {
+            let running = Rc::clone(reactor);
+            tokio::task::spawn_local(async move { running.run().await });
+        }
         let mut tasks = JoinSet::new();
         for job in jobs {
             let ctx = client::ClientContext {
@@ -380,7 +386,10 @@ fn run_worker(jobs: Vec<Job>, shared: Shared, worker: usize, workers: usize) -> 
             };
             match job.kind {
                 JobKind::Datagrams => tasks.spawn_local(datagram::run(ctx)),
-                JobKind::Echo => tasks.spawn_local(echo::run(ctx, Rc::clone(&reactor))),
+                JobKind::Echo => {
+                    let reactor = reactor.as_ref().expect("a worker with echo jobs has a reactor");
+                    tasks.spawn_local(echo::run(ctx, Rc::clone(reactor)))
+                }
                 JobKind::Chat(seat) => tasks.spawn_local(chat::run(ctx, seat)),
                 JobKind::Broadcast(membership) => tasks.spawn_local(broadcast::run(ctx, membership)),
             };
